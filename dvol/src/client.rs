@@ -1,0 +1,157 @@
+//! A small HTTP/1 client for the daemon's REST API, over a unix socket or TCP.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Where the daemon listens.
+#[derive(Debug, Clone)]
+pub enum Host {
+    /// A unix socket path.
+    Unix(PathBuf),
+    /// `host:port` over TCP.
+    Tcp(String),
+}
+
+impl Host {
+    /// Parses `unix:///path`, `/path`, `tcp://host:port`, `http://host:port` or `host:port`.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Some(path) = text.strip_prefix("unix://") {
+            return Ok(Host::Unix(path.into()));
+        }
+        if text.starts_with('/') {
+            return Ok(Host::Unix(text.into()));
+        }
+        let addr = text
+            .strip_prefix("tcp://")
+            .or_else(|| text.strip_prefix("http://"))
+            .unwrap_or(text);
+        if addr.is_empty() || !addr.contains(':') || addr.contains('/') {
+            bail!("invalid --host {text:?}: use unix:///path/to.sock or tcp://HOST:PORT");
+        }
+        Ok(Host::Tcp(addr.to_string()))
+    }
+}
+
+impl std::fmt::Display for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Host::Unix(path) => write!(f, "unix://{}", path.display()),
+            Host::Tcp(addr) => write!(f, "tcp://{addr}"),
+        }
+    }
+}
+
+/// A REST API client.
+pub struct Client {
+    host: Host,
+    token: Option<String>,
+}
+
+/// Percent-encodes one path segment.
+pub fn segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Client {
+    /// A client for `host`, sending `token` as a bearer token if given.
+    pub fn new(host: Host, token: Option<String>) -> Self {
+        Client { host, token }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Bytes)> {
+        let unreachable = || {
+            format!(
+                "cannot reach the dvol daemon at {}; is `dvol daemon` running? (--host or DVOL_HOST picks another)",
+                self.host
+            )
+        };
+        let mut sender = match &self.host {
+            Host::Unix(path) => {
+                let stream = tokio::net::UnixStream::connect(path)
+                    .await
+                    .with_context(unreachable)?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+            Host::Tcp(addr) => {
+                let stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .with_context(unreachable)?;
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                tokio::spawn(conn);
+                sender
+            }
+        };
+        let host_header = match &self.host {
+            Host::Unix(_) => "localhost".to_string(),
+            Host::Tcp(addr) => addr.clone(),
+        };
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", host_header);
+        if let Some(token) = &self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let payload = match body {
+            Some(value) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(serde_json::to_vec(value)?)
+            }
+            None => Bytes::new(),
+        };
+        let response = sender
+            .send_request(request.body(Full::new(payload))?)
+            .await
+            .with_context(unreachable)?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+
+    /// Sends a request and decodes a successful JSON answer; an error answer becomes an error
+    /// carrying the daemon's message.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<T> {
+        let (status, bytes) = self.send(method, path, body).await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+            return Err(anyhow!("{message}"));
+        }
+        let bytes = if bytes.is_empty() {
+            Bytes::from_static(b"null")
+        } else {
+            bytes
+        };
+        serde_json::from_slice(&bytes).context("the daemon sent an answer dvol could not read")
+    }
+}

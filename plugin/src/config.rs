@@ -1,0 +1,319 @@
+//! Daemon configuration: profiles and the default profile, from TOML.
+//!
+//! A profile is a named service level: a backend and its settings. With no configuration file
+//! the built-in gold, silver and bronze profiles apply. Every error names the file, the line
+//! and the key at fault.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dvol_backends::{BackendKind, ByteSize, Filesystem};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::names::ProfileName;
+
+/// The built-in configuration, used when no configuration file exists.
+pub const BUILTIN_CONFIG: &str = r#"
+default_profile = "bronze"
+
+[profiles.gold]
+backend = "lvm"
+volume_group = "dvol"
+thin_pool = "gold"
+size = "10G"
+filesystem = "xfs"
+
+[profiles.silver]
+backend = "loop"
+size = "5G"
+filesystem = "ext4"
+
+[profiles.bronze]
+backend = "directory"
+"#;
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or breaks the schema.
+    #[error("{path}:{line}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The 1-based line of the offending key.
+        line: usize,
+        /// The key or text at fault.
+        key: String,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    default_profile: Option<Spanned<String>>,
+    #[serde(default)]
+    profiles: BTreeMap<Spanned<String>, Spanned<ProfileConfig>>,
+}
+
+/// One profile as written in the configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// `directory`, `loop` or `lvm`.
+    pub backend: BackendKind,
+    /// The LVM volume group (lvm only).
+    pub volume_group: Option<String>,
+    /// The LVM thin pool in that group (lvm only).
+    pub thin_pool: Option<String>,
+    /// The default size of new volumes.
+    pub size: Option<ByteSize>,
+    /// The filesystem of new volumes (block backends).
+    pub filesystem: Option<Filesystem>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The profile for volumes created without one.
+    pub default_profile: ProfileName,
+    /// Profiles by name.
+    pub profiles: BTreeMap<ProfileName, ProfileConfig>,
+    /// Where the configuration came from, for reports.
+    pub source: String,
+}
+
+impl Config {
+    /// The built-in profiles.
+    pub fn builtin() -> Self {
+        Self::parse(BUILTIN_CONFIG, Path::new("<built-in>")).expect("built-in config is valid")
+    }
+
+    /// Loads `path`. When `required` is false and the file does not exist, the built-in
+    /// configuration applies.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text, path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(Self::builtin()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses and validates configuration text; `path` is used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |span: std::ops::Range<usize>, message: String| {
+            let start = span.start.min(text.len());
+            let end = span.end.clamp(start, text.len());
+            let key = text[start..end].lines().next().unwrap_or("").trim();
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: text[..start].matches('\n').count() + 1,
+                key: if key.is_empty() {
+                    "(top level)".into()
+                } else {
+                    key.to_string()
+                },
+                message,
+            }
+        };
+        let file: ConfigFile = toml::from_str(text)
+            .map_err(|e| invalid(e.span().unwrap_or(0..0), e.message().to_string()))?;
+
+        let mut profiles = BTreeMap::new();
+        for (name, profile) in file.profiles {
+            let span = name.span();
+            let profile_name = ProfileName::parse(name.get_ref())
+                .map_err(|e| invalid(span.clone(), e.to_string()))?;
+            if profile_name.as_str().starts_with("snapshot-") {
+                return Err(invalid(
+                    span,
+                    "profile names may not start with \"snapshot-\": that suffix clones volumes"
+                        .into(),
+                ));
+            }
+            let table_span = profile.span();
+            let profile = profile.into_inner();
+            validate_profile(&profile).map_err(|message| invalid(table_span, message))?;
+            profiles.insert(profile_name, profile);
+        }
+        if profiles.is_empty() {
+            return Err(invalid(
+                0..0,
+                "no profiles defined: add at least one [profiles.NAME] table".into(),
+            ));
+        }
+
+        let default_profile = match file.default_profile {
+            Some(name) => {
+                let span = name.span();
+                let parsed = ProfileName::parse(name.get_ref())
+                    .map_err(|e| invalid(span.clone(), e.to_string()))?;
+                if !profiles.contains_key(&parsed) {
+                    return Err(invalid(
+                        span,
+                        format!(
+                            "default_profile {:?} is not defined; defined profiles: {}",
+                            parsed.as_str(),
+                            join_names(profiles.keys())
+                        ),
+                    ));
+                }
+                parsed
+            }
+            None if profiles.len() == 1 => profiles.keys().next().cloned().expect("one profile"),
+            None => {
+                return Err(invalid(
+                    0..0,
+                    format!(
+                        "default_profile is missing; set it to one of {}",
+                        join_names(profiles.keys())
+                    ),
+                ))
+            }
+        };
+
+        Ok(Config {
+            default_profile,
+            profiles,
+            source: path.display().to_string(),
+        })
+    }
+}
+
+fn validate_profile(profile: &ProfileConfig) -> Result<(), String> {
+    match profile.backend {
+        BackendKind::Lvm => {
+            if profile.volume_group.is_none() || profile.thin_pool.is_none() {
+                return Err("backend \"lvm\" needs volume_group and thin_pool".into());
+            }
+        }
+        BackendKind::Directory | BackendKind::Loop => {
+            if profile.volume_group.is_some() || profile.thin_pool.is_some() {
+                return Err(format!(
+                    "volume_group and thin_pool apply only to backend \"lvm\", not {:?}",
+                    profile.backend.as_str()
+                ));
+            }
+        }
+    }
+    if profile.backend == BackendKind::Directory && profile.filesystem.is_some() {
+        return Err("filesystem does not apply to backend \"directory\": volumes live on the host's filesystem".into());
+    }
+    Ok(())
+}
+
+/// Joins profile names for a message.
+pub fn join_names<'a>(names: impl Iterator<Item = &'a ProfileName>) -> String {
+    names
+        .map(ProfileName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/dvol/config.toml"))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn builtin_has_three_profiles_and_bronze_default() {
+        let config = Config::builtin();
+        assert_eq!(config.default_profile.as_str(), "bronze");
+        let names: Vec<_> = config.profiles.keys().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["bronze", "gold", "silver"]);
+        assert_eq!(
+            config.profiles[&ProfileName::parse("silver").unwrap()].size,
+            Some("5G".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let msg = error(
+            "default_profile = \"a\"\n[profiles.a]\nbackend = \"directory\"\ncolour = \"red\"\n",
+        );
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:4: colour: unknown field"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn unknown_backend_is_refused_with_the_choices() {
+        let msg = error("[profiles.a]\nbackend = \"tape\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:2: \"tape\""),
+            "{msg}"
+        );
+        assert!(msg.contains("directory") && msg.contains("lvm"), "{msg}");
+    }
+
+    #[test]
+    fn bad_size_is_refused_at_its_line() {
+        let msg = error("[profiles.a]\nbackend = \"loop\"\nsize = \"-1\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:3: \"-1\": invalid size"),
+            "{msg}"
+        );
+        let msg = error("[profiles.a]\nbackend = \"loop\"\nsize = \"1E\"\n");
+        assert!(msg.contains("largest volume"), "{msg}");
+    }
+
+    #[test]
+    fn default_profile_must_exist() {
+        let msg = error("default_profile = \"gold\"\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:1: \"gold\""),
+            "{msg}"
+        );
+        assert!(msg.contains("defined profiles: a"), "{msg}");
+    }
+
+    #[test]
+    fn lvm_needs_its_group_and_pool() {
+        let msg = error("[profiles.g]\nbackend = \"lvm\"\n");
+        assert!(msg.contains("needs volume_group and thin_pool"), "{msg}");
+    }
+
+    #[test]
+    fn bad_profile_names_and_syntax_are_refused() {
+        assert!(
+            error("[profiles.\"a/b\"]\nbackend = \"directory\"\n").contains("invalid profile name")
+        );
+        assert!(error("[profiles.snapshot-x]\nbackend = \"directory\"\n").contains("snapshot-"));
+        assert!(error("[profiles.a\nbackend = 1").starts_with("/etc/dvol/config.toml:1:"));
+        assert!(error("").contains("no profiles defined"));
+    }
+
+    #[test]
+    fn missing_optional_file_means_builtin_but_required_file_must_exist() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("none.toml");
+        assert_eq!(Config::load(&missing, false).unwrap().profiles.len(), 3);
+        assert!(Config::load(&missing, true)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read configuration"));
+    }
+}

@@ -1,0 +1,249 @@
+//! Running the daemon: open the state, bind the sockets, serve until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use dvol_backends::directory::DirectoryBackend;
+use dvol_backends::Backend;
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::{Config, ConfigError};
+use crate::error::ServiceError;
+use crate::service::VolumeService;
+use crate::volume::Layout;
+use crate::{api, docker};
+
+/// Default state root.
+pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
+/// Default configuration file; optional.
+pub const DEFAULT_CONFIG: &str = "/etc/dvol/config.toml";
+/// Where the Docker Engine looks for the plugin.
+pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/dvol.sock";
+/// Where the CLI finds the REST API.
+pub const DEFAULT_API_SOCKET: &str = "/run/dvol/dvol.sock";
+
+/// How to run the daemon.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// State root.
+    pub root: PathBuf,
+    /// Configuration file; with `config_required` false a missing file means built-in profiles.
+    pub config: PathBuf,
+    /// Whether the configuration file must exist (it was named explicitly).
+    pub config_required: bool,
+    /// Docker plugin socket.
+    pub plugin_socket: PathBuf,
+    /// REST API unix socket.
+    pub api_socket: PathBuf,
+    /// Optional TCP address for the REST API.
+    pub listen: Option<SocketAddr>,
+    /// File holding the bearer token TCP clients must send.
+    pub token_file: Option<PathBuf>,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The state could not be opened.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// A socket could not be bound or served.
+    #[error("socket {path}: {source}")]
+    Socket {
+        /// The socket's path or address.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another daemon answers on the socket.
+    #[error("socket {0} is in use by a running process (another dvol daemon?); stop it or choose another socket")]
+    SocketBusy(PathBuf),
+    /// TCP was asked for without a usable token.
+    #[error("--listen needs --token-file naming a file with a non-empty bearer token: {0}")]
+    Token(String),
+}
+
+/// Opens the volume service described by `options`.
+pub fn open_service(options: &DaemonOptions) -> Result<VolumeService, DaemonError> {
+    let config = Config::load(&options.config, options.config_required)?;
+    let layout = Layout::new(&options.root);
+    let directory = DirectoryBackend::open(
+        layout.backend_dir(dvol_backends::BackendKind::Directory),
+    )
+    .map_err(|source| ServiceError::Backend {
+        volume: "(backend setup)".into(),
+        source,
+    })?;
+    let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(directory)];
+    Ok(VolumeService::open(layout, &config, backends)?)
+}
+
+/// Binds a unix socket with mode 0600, replacing a stale socket file but never a live one.
+pub async fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
+    let failed = |source| DaemonError::Socket {
+        path: path.display().to_string(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(failed)?;
+    }
+    if tokio::net::UnixStream::connect(path).await.is_ok() {
+        return Err(DaemonError::SocketBusy(path.to_path_buf()));
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => info!(socket = %path.display(), "replaced stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(failed(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(failed)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+    Ok(listener)
+}
+
+fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
+    let path = path.ok_or_else(|| DaemonError::Token("no --token-file given".into()))?;
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| DaemonError::Token(format!("{}: {e}", path.display())))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(DaemonError::Token(format!("{} is empty", path.display())));
+    }
+    Ok(token)
+}
+
+/// Compares without stopping at the first difference.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Requires `Authorization: Bearer <token>` on every request.
+pub fn with_bearer_token(router: Router, token: String) -> Router {
+    let token = Arc::new(token);
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let token = token.clone();
+        async move {
+            let presented = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            match presented {
+                Some(p) if same_secret(p.as_bytes(), token.as_bytes()) => next.run(request).await,
+                _ => unauthorized(),
+            }
+        }
+    }))
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(serde_json::json!({"error": {"code": "unauthorized", "message": "missing or wrong bearer token; send Authorization: Bearer <token from the daemon's --token-file>"}})),
+    )
+        .into_response()
+}
+
+/// Runs the daemon until `shutdown` completes, then stops accepting calls, lets running ones
+/// finish and removes its sockets. Mounted volumes stay mounted: containers keep running.
+pub async fn run(
+    options: DaemonOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let token = match options.listen {
+        Some(_) => Some(read_token(options.token_file.as_deref())?),
+        None => None,
+    };
+    let opts = options.clone();
+    let service = tokio::task::spawn_blocking(move || open_service(&opts))
+        .await
+        .expect("service open task")?;
+    let service = Arc::new(service);
+    info!(root = %options.root.display(), volumes = service.list().len(), "state opened");
+
+    let plugin = bind_unix(&options.plugin_socket).await?;
+    let api_unix = bind_unix(&options.api_socket).await?;
+    let tcp = match options.listen {
+        Some(addr) => {
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| DaemonError::Socket {
+                        path: addr.to_string(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut servers = tokio::task::JoinSet::new();
+    let plugin_router = docker::router(service.clone());
+    let stop = stopped();
+    servers.spawn(async move {
+        axum::serve(plugin, plugin_router)
+            .with_graceful_shutdown(stop)
+            .await
+    });
+    let api_router = api::router(service.clone());
+    let stop = stopped();
+    let unix_router = api_router.clone();
+    servers.spawn(async move {
+        axum::serve(api_unix, unix_router)
+            .with_graceful_shutdown(stop)
+            .await
+    });
+    if let (Some(listener), Some(token)) = (tcp, token) {
+        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "REST API on TCP (bearer token required)");
+        let router = with_bearer_token(api_router, token);
+        let stop = stopped();
+        servers.spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        });
+    }
+    info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
+
+    let mut result = Ok(());
+    tokio::select! {
+        () = shutdown => info!("shutting down"),
+        Some(ended) = servers.join_next() => {
+            if let Ok(Err(source)) = ended {
+                result = Err(DaemonError::Socket { path: "server".into(), source });
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drain = async { while servers.join_next().await.is_some() {} };
+    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
+        .await
+        .is_err()
+    {
+        tracing::warn!("calls still running after 10 s; exiting anyway");
+    }
+    for socket in [&options.plugin_socket, &options.api_socket] {
+        let _ = std::fs::remove_file(socket);
+    }
+    result
+}

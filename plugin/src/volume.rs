@@ -1,0 +1,116 @@
+//! The volume record: what dvol knows about one volume.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use dvol_backends::{BackendKind, ByteSize, Filesystem};
+use uuid::Uuid;
+
+use crate::names::{ProfileName, VolumeName};
+
+/// Where a volume is in its life. Only `Ready` volumes are visible; the others are steps of
+/// create and remove that a crash may interrupt and a restart finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeState {
+    /// Recorded, storage not yet complete. Rolled back at start.
+    Creating,
+    /// Usable.
+    Ready,
+    /// Being deleted. Finished at start.
+    Removing,
+}
+
+impl VolumeState {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Ready => "ready",
+            VolumeState::Removing => "removing",
+        }
+    }
+
+    /// Parses a stored state name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "creating" => Some(VolumeState::Creating),
+            "ready" => Some(VolumeState::Ready),
+            "removing" => Some(VolumeState::Removing),
+            _ => None,
+        }
+    }
+}
+
+/// One volume.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Volume {
+    /// Stable identity; names the mountpoint and the backend storage.
+    pub id: Uuid,
+    /// The user's name for it.
+    pub name: VolumeName,
+    /// The profile it was created with.
+    pub profile: ProfileName,
+    /// The backend its data lives on.
+    pub backend: BackendKind,
+    /// The size asked for, if any.
+    pub size: Option<ByteSize>,
+    /// The filesystem asked for, if any.
+    pub filesystem: Option<Filesystem>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Its life-cycle state.
+    pub state: VolumeState,
+    /// Active mounts: Docker's mount id and how many times it mounted without unmounting.
+    pub mounts: BTreeMap<String, u32>,
+}
+
+impl Volume {
+    /// The creation time in RFC 3339, as Docker expects it.
+    pub fn created_rfc3339(&self) -> String {
+        self.created_at.to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    /// Whether any container has it mounted.
+    pub fn in_use(&self) -> bool {
+        !self.mounts.is_empty()
+    }
+}
+
+/// The layout of the daemon's state root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    /// The layout under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Layout { root: root.into() }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The metadata database.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("dvol.db")
+    }
+
+    /// The folder holding every volume's mountpoint.
+    pub fn mounts_dir(&self) -> PathBuf {
+        self.root.join("mounts")
+    }
+
+    /// A volume's mountpoint: `<root>/mounts/<uuid>`.
+    pub fn mountpoint(&self, id: Uuid) -> PathBuf {
+        self.mounts_dir().join(id.to_string())
+    }
+
+    /// The folder a backend keeps its storage in.
+    pub fn backend_dir(&self, kind: BackendKind) -> PathBuf {
+        self.root.join("backends").join(kind.as_str())
+    }
+}
