@@ -1,1 +1,322 @@
-//! End-to-end test harness.
+//! End-to-end harness: runs real `dvol daemon` processes beside the real Docker Engine.
+//!
+//! Each [`Daemon`] gets its own state root and sockets, and registers with Docker under its own
+//! driver name (`dvol-e2e-<random>`), so tests run in parallel without seeing each other.
+//!
+//! A test whose component (the Docker Engine, root) is missing skips with a message, unless
+//! `DVOL_REQUIRE_ALL=1`, where it fails: a green CI always means the real thing ran.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The image the tests run containers from; built by `scripts/build-test-image.sh`.
+pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
+
+/// Whether `DVOL_REQUIRE_ALL=1` is set.
+pub fn require_all() -> bool {
+    std::env::var("DVOL_REQUIRE_ALL").is_ok_and(|v| v == "1")
+}
+
+/// Returns whether a test may go on: `true` when `available`; otherwise skips (returns
+/// `false`) or, under `DVOL_REQUIRE_ALL=1`, panics naming the component.
+pub fn require(component: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if require_all() {
+        panic!("{component} is required (DVOL_REQUIRE_ALL=1) but not available");
+    }
+    eprintln!("SKIPPED: {component} is not available");
+    false
+}
+
+/// Whether this process runs as root (mounts need it).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Whether the Docker Engine answers and the test image exists (building it if needed).
+pub fn docker_ready() -> bool {
+    let up = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        return false;
+    }
+    let script = repo_root().join("scripts/build-test-image.sh");
+    Command::new("bash")
+        .arg(script)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `dvol` binary built beside the tests (`DVOL_BIN` overrides).
+pub fn dvol_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("DVOL_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/dvol
+    let bin = exe.parent().unwrap().parent().unwrap().join("dvol");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p dvol` (the test script does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs `docker` with `args` and returns its output.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).output().expect("run docker")
+}
+
+/// Runs `docker` and panics with its stderr unless it succeeds; returns trimmed stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A response from one of the daemon's sockets.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Raw body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The body as JSON (`null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// Sends one HTTP/1.1 request over a unix socket, without Content-Type (as the Docker Engine
+/// does), and reads the whole answer.
+pub fn http_unix(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(150)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("unreadable HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+        )
+    })
+}
+
+fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut decoded = Vec::new();
+        let mut rest = &body[..];
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            let start = line_end + 2;
+            decoded.extend_from_slice(rest.get(start..start + size)?);
+            rest = rest.get(start + size + 2..)?;
+        }
+        body = decoded;
+    }
+    Some(HttpResponse { status, body })
+}
+
+/// A running `dvol daemon` with its own root and sockets.
+pub struct Daemon {
+    /// The driver name Docker knows it by.
+    pub driver: String,
+    /// The state root.
+    pub root: PathBuf,
+    /// The Docker plugin socket.
+    pub plugin_socket: PathBuf,
+    /// The REST API socket.
+    pub api_socket: PathBuf,
+    /// Extra daemon arguments (e.g. `--config`).
+    pub extra_args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts a daemon on a fresh root with the built-in profiles.
+    pub fn start() -> Daemon {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a daemon on a fresh root with extra arguments.
+    pub fn start_with(extra_args: Vec<String>) -> Daemon {
+        let tmp = tempfile::Builder::new().prefix("dvol-e2e-").tempdir().expect("tempdir");
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let driver = format!("dvol-e2e-{}", &id[..10]);
+        let mut daemon = Daemon {
+            plugin_socket: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
+            api_socket: tmp.path().join("api.sock"),
+            root: tmp.path().join("root"),
+            log: tmp.path().join("daemon.log"),
+            driver,
+            extra_args,
+            child: None,
+            _tmp: tmp,
+        };
+        daemon.spawn();
+        daemon
+    }
+
+    /// Starts the daemon process again (after [`Daemon::kill9`] or [`Daemon::stop`]).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("daemon log");
+        let child = Command::new(dvol_bin())
+            .arg("daemon")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--plugin-socket")
+            .arg(&self.plugin_socket)
+            .arg("--api-socket")
+            .arg(&self.api_socket)
+            .args(&self.extra_args)
+            .env("DVOL_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dvol daemon");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("dvol daemon exited with {status}; log:\n{}", self.log());
+            }
+            if http_unix(&self.api_socket, "GET", "/v1/health", b"").is_ok_and(|r| r.status == 200)
+                && http_unix(&self.plugin_socket, "POST", "/Plugin.Activate", b"").is_ok_and(|r| r.status == 200)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("dvol daemon did not answer within 20 s; log:\n{}", self.log());
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill -9 daemon");
+            child.wait().expect("reap daemon");
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and returns its exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon running");
+        let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
+        child.wait().expect("reap daemon")
+    }
+
+    /// Calls a plugin method with a raw body, exactly as the engine would.
+    pub fn plugin(&self, method: &str, body: &str) -> HttpResponse {
+        http_unix(&self.plugin_socket, "POST", &format!("/{method}"), body.as_bytes())
+            .expect("plugin call")
+    }
+
+    /// Calls the REST API.
+    pub fn api(&self, method: &str, path: &str, body: &str) -> HttpResponse {
+        http_unix(&self.api_socket, method, path, body.as_bytes()).expect("API call")
+    }
+
+    /// Runs the `dvol` CLI against this daemon.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(dvol_bin())
+            .arg("--host")
+            .arg(format!("unix://{}", self.api_socket.display()))
+            .args(args)
+            .output()
+            .expect("run dvol")
+    }
+
+    /// The mountpoint the daemon reports for a volume (via the REST API).
+    pub fn mountpoint(&self, name: &str) -> PathBuf {
+        let volume = self.api("GET", &format!("/v1/volumes/{name}"), "").json();
+        PathBuf::from(volume["mountpoint"].as_str().expect("mountpoint"))
+    }
+
+    /// Mount points under this daemon's root that the kernel reports.
+    pub fn kernel_mounts(&self) -> Vec<PathBuf> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mountinfo
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .map(PathBuf::from)
+            .filter(|p| p.starts_with(&self.root))
+            .collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.plugin_socket);
+        for mount in self.kernel_mounts() {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Every protocol handler through the routers, without a server: requests go straight into
+//! `docker::router` and `api::router` as the engine or a client would send them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use dvol_backends::directory::DirectoryBackend;
+use dvol_backends::{Backend, BackendKind};
+use dvol_plugin::config::Config;
+use dvol_plugin::volume::Layout;
+use dvol_plugin::{api, docker, VolumeService};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Fixture {
+    service: Arc<VolumeService>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path().join("root"));
+        let backend: Arc<dyn Backend> =
+            Arc::new(DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).unwrap());
+        let service = VolumeService::open(layout, &Config::builtin(), vec![backend]).unwrap();
+        Fixture {
+            service: Arc::new(service),
+            _tmp: tmp,
+        }
+    }
+
+    fn docker(&self) -> Router {
+        docker::router(self.service.clone())
+    }
+
+    fn api(&self) -> Router {
+        api::router(self.service.clone())
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for volume in self.service.list() {
+            for id in volume.mounts.keys() {
+                let _ = self.service.unmount(volume.name.as_str(), id);
+            }
+        }
+    }
+}
+
+/// Sends a request with no Content-Type, as the Docker Engine does.
+async fn send(
+    router: Router,
+    method: &str,
+    path: &str,
+    body: impl Into<Body>,
+) -> (StatusCode, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("accept", "application/vnd.docker.plugins.v1.2+json")
+        .body(body.into())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+async fn plugin(f: &Fixture, method: &str, body: &str) -> Value {
+    let (status, value) = send(f.docker(), "POST", &format!("/{method}"), body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{method} {body}: {value}");
+    value
+}
+
+fn err(value: &Value) -> &str {
+    value["Err"].as_str().unwrap_or("")
+}
+
+fn can_mount() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+#[tokio::test]
+async fn activate_with_an_empty_body_and_no_content_type() {
+    let f = Fixture::new();
+    assert_eq!(
+        plugin(&f, "Plugin.Activate", "").await,
+        json!({"Implements": ["VolumeDriver"]})
+    );
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Capabilities", "{}").await,
+        json!({"Capabilities": {"Scope": "local"}})
+    );
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Capabilities", "").await["Capabilities"]["Scope"],
+        "local"
+    );
+}
+
+#[tokio::test]
+async fn create_get_list_path_remove() {
+    let f = Fixture::new();
+    assert!(
+        err(&plugin(&f, "VolumeDriver.Get", r#"{"Name":"orders"}"#).await)
+            .contains("no volume named")
+    );
+    let created = plugin(
+        &f,
+        "VolumeDriver.Create",
+        r#"{"Name":"orders@silver","Opts":null}"#,
+    )
+    .await;
+    assert_eq!(created, json!({}), "create answers no Err");
+    // Repeating a create is harmless.
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Create", r#"{"Name":"orders","Opts":{}}"#).await,
+        json!({})
+    );
+
+    let got = plugin(&f, "VolumeDriver.Get", r#"{"Name":"orders@silver"}"#).await;
+    let volume = &got["Volume"];
+    assert_eq!(
+        volume["Name"], "orders@silver",
+        "Get answers the name as asked"
+    );
+    let uuid = volume["Status"]["uuid"].as_str().unwrap();
+    assert!(volume["Mountpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/mounts/{uuid}")));
+    for key in ["uuid", "profile", "backend", "size", "created", "mounts"] {
+        assert!(
+            volume["Status"][key].is_string(),
+            "Status.{key} missing: {volume}"
+        );
+    }
+    assert_eq!(volume["Status"]["profile"], "silver");
+    let created_at = volume["CreatedAt"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(created_at).is_ok(),
+        "{created_at}"
+    );
+
+    let path = plugin(&f, "VolumeDriver.Path", r#"{"Name":"orders"}"#).await;
+    assert_eq!(
+        path["Mountpoint"], volume["Mountpoint"],
+        "Path works before Mount"
+    );
+
+    let list = plugin(&f, "VolumeDriver.List", "").await;
+    let names: Vec<&str> = list["Volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["orders"]);
+
+    let data = f
+        .service
+        .layout()
+        .backend_dir(BackendKind::Directory)
+        .join(uuid);
+    assert!(data.is_dir());
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Remove", r#"{"Name":"orders"}"#).await,
+        json!({})
+    );
+    assert!(!data.exists(), "remove deletes the data");
+    assert!(plugin(&f, "VolumeDriver.List", "{}").await["Volumes"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    // Removing what is gone is not an error for the engine.
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Remove", r#"{"Name":"orders"}"#).await,
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn profile_in_the_name_must_match_an_existing_volume() {
+    let f = Fixture::new();
+    plugin(&f, "VolumeDriver.Create", r#"{"Name":"db@gold"}"#).await;
+    let mismatch = plugin(&f, "VolumeDriver.Create", r#"{"Name":"db@bronze"}"#).await;
+    assert!(
+        err(&mismatch).contains("already exists with profile gold"),
+        "{mismatch}"
+    );
+    let get = plugin(&f, "VolumeDriver.Get", r#"{"Name":"db@bronze"}"#).await;
+    assert!(err(&get).contains("profile gold"), "{get}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_err() {
+    let f = Fixture::new();
+    let cases = [
+        (r#"{"Name":"../etc"}"#, "invalid volume name"),
+        (r#"{"Name":"a/b"}"#, "contains '/'"),
+        (r#"{"Name":"a\u0000b"}"#, "contains '\\0'"),
+        (r#"{"Name":"x@platinum"}"#, "unknown profile \"platinum\""),
+        (r#"{"Name":"x","Opts":{"size":"-1"}}"#, "invalid size"),
+        (r#"{"Name":"x","Opts":{"size":"1E"}}"#, "largest volume"),
+        (
+            r#"{"Name":"x","Opts":{"colour":"red"}}"#,
+            "known options: size, profile, fs, from",
+        ),
+        (
+            r#"{"Name":"x","Opts":{"fs":"xfs"}}"#,
+            "fs applies only to loop and lvm",
+        ),
+        (r#"{"Name":"x@snapshot-abcdef"}"#, "not supported yet"),
+    ];
+    for (body, expected) in cases {
+        let answer = plugin(&f, "VolumeDriver.Create", body).await;
+        assert!(err(&answer).contains(expected), "{body}: {answer}");
+    }
+    let long = format!(r#"{{"Name":"{}"}}"#, "n".repeat(300));
+    assert!(err(&plugin(&f, "VolumeDriver.Create", &long).await).contains("at most 64 characters"));
+    assert!(f.service.list().is_empty(), "nothing was created");
+
+    let (status, answer) = send(f.docker(), "POST", "/VolumeDriver.Create", r#"{"Name":"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        err(&answer).contains("malformed VolumeDriver.Create request"),
+        "{answer}"
+    );
+    let (status, answer) = send(f.docker(), "POST", "/VolumeDriver.Frobnicate", "{}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(err(&answer).contains("unknown plugin method"), "{answer}");
+    let (status, answer) = send(
+        f.docker(),
+        "POST",
+        "/VolumeDriver.Create",
+        vec![b' '; 2 << 20],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(!err(&answer).is_empty());
+}
+
+#[tokio::test]
+async fn mounts_are_counted_per_id_and_block_remove() {
+    if !can_mount() {
+        eprintln!("skipped: mounting needs root");
+        return;
+    }
+    let f = Fixture::new();
+    plugin(&f, "VolumeDriver.Create", r#"{"Name":"web"}"#).await;
+    let first = plugin(&f, "VolumeDriver.Mount", r#"{"Name":"web","ID":"a"}"#).await;
+    let mountpoint = std::path::PathBuf::from(first["Mountpoint"].as_str().unwrap());
+    let mounted = || dvol_backends::mount_table::is_mount_point(&mountpoint).unwrap();
+    assert!(mounted());
+    // docker cp: a second mount with the same id while the container runs.
+    plugin(&f, "VolumeDriver.Mount", r#"{"Name":"web","ID":"a"}"#).await;
+    plugin(&f, "VolumeDriver.Mount", r#"{"Name":"web","ID":"b"}"#).await;
+    let busy = plugin(&f, "VolumeDriver.Remove", r#"{"Name":"web"}"#).await;
+    assert!(err(&busy).contains("in use"), "{busy}");
+    for id in ["a", "b"] {
+        plugin(
+            &f,
+            "VolumeDriver.Unmount",
+            &format!(r#"{{"Name":"web","ID":"{id}"}}"#),
+        )
+        .await;
+        assert!(mounted(), "still mounted after one unmount of {id}");
+    }
+    plugin(&f, "VolumeDriver.Unmount", r#"{"Name":"web","ID":"a"}"#).await;
+    assert!(!mounted(), "last unmount unmounts");
+    // An unmount the engine repeats after a restart is tolerated.
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Unmount", r#"{"Name":"web","ID":"a"}"#).await,
+        json!({})
+    );
+    assert_eq!(
+        plugin(&f, "VolumeDriver.Remove", r#"{"Name":"web"}"#).await,
+        json!({})
+    );
+}
+
+#[tokio::test]
+async fn rest_volume_lifecycle() {
+    let f = Fixture::new();
+    let (status, created) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes",
+        r#"{"name":"api1","options":{"size":"2G","profile":"gold"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["profile"], "gold");
+    assert_eq!(created["size_bytes"], 2u64 << 30);
+    assert_eq!(created["size_enforced"], false);
+    let (status, again) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"api1"}"#).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "create of an existing volume is idempotent"
+    );
+    assert_eq!(again["id"], created["id"]);
+
+    let (status, listed) = send(f.api(), "GET", "/v1/volumes", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let (status, one) = send(f.api(), "GET", "/v1/volumes/api1@gold", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["id"], created["id"]);
+
+    let (status, _) = send(f.api(), "DELETE", "/v1/volumes/api1", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, gone) = send(f.api(), "GET", "/v1/volumes/api1", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(gone["error"]["code"], "not_found");
+    let (status, gone) = send(f.api(), "DELETE", "/v1/volumes/api1", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+}
+
+#[tokio::test]
+async fn rest_errors_have_codes_and_statuses() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "POST",
+            "/v1/volumes",
+            r#"{"name":"x@platinum"}"#.to_string(),
+            StatusCode::BAD_REQUEST,
+            "unknown_profile",
+        ),
+        (
+            "POST",
+            "/v1/volumes",
+            r#"{"name":"../x"}"#.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+        (
+            "POST",
+            "/v1/volumes",
+            r#"{"name":"x","options":{"size":"1E"}}"#.to_string(),
+            StatusCode::BAD_REQUEST,
+            "invalid_option",
+        ),
+        (
+            "POST",
+            "/v1/volumes",
+            r#"{"name":"#.to_string(),
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+        ),
+        (
+            "POST",
+            "/v1/volumes",
+            r#"{"name":"x","colour":1}"#.to_string(),
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+        ),
+        (
+            "POST",
+            "/v1/volumes",
+            " ".repeat(2 << 20),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+        ),
+        (
+            "GET",
+            "/v1/nothing",
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "no_route",
+        ),
+        (
+            "PUT",
+            "/v1/volumes",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/volumes/a%2Fb",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, answer) = send(f.api(), method, path, body).await;
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{method} {path}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap_or("").is_empty());
+    }
+    send(f.api(), "POST", "/v1/volumes", r#"{"name":"db@gold"}"#).await;
+    let (status, answer) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"db@silver"}"#).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(answer["error"]["code"], "profile_mismatch");
+}
+
+#[tokio::test]
+async fn rest_node_profiles_and_health() {
+    let f = Fixture::new();
+    let (status, health) = send(f.api(), "GET", "/v1/health", "").await;
+    assert_eq!(
+        (status, health["status"].as_str()),
+        (StatusCode::OK, Some("ok"))
+    );
+    let (_, node) = send(f.api(), "GET", "/v1/node", "").await;
+    assert!(node["id"].as_str().unwrap().parse::<uuid::Uuid>().is_ok());
+    assert_eq!(node["backends"], json!(["directory"]));
+    assert_eq!(node["volumes"], 0);
+    let profiles = node["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 3);
+    assert!(profiles
+        .iter()
+        .all(|p| p["capacity"]["free_bytes"].as_u64().unwrap() > 0));
+    let (_, profiles) = send(f.api(), "GET", "/v1/profiles", "").await;
+    let gold = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gold")
+        .unwrap();
+    assert_eq!(gold["backend"], "directory");
+    assert_eq!(gold["config"]["backend"], "lvm");
+    assert!(gold["reason"].as_str().unwrap().contains("not available"));
+}
+
+/// Every operation in the OpenAPI document is routed, and every route is documented.
+#[tokio::test]
+async fn openapi_document_matches_the_routes() {
+    let f = Fixture::new();
+    let (status, spec) = send(f.api(), "GET", "/v1/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(spec, serde_json::from_str::<Value>(api::OPENAPI).unwrap());
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    let mut documented = BTreeSet::new();
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            documented.insert((method.to_uppercase(), path.clone()));
+            for status in operation["responses"].as_object().unwrap().keys() {
+                assert!(
+                    status.parse::<u16>().is_ok(),
+                    "{method} {path}: response {status}"
+                );
+            }
+            let concrete = path.replace("{name}", "spec-check");
+            let body = if method == "post" {
+                r#"{"name":"spec-check"}"#
+            } else {
+                ""
+            };
+            let (got, answer) = send(f.api(), &method.to_uppercase(), &concrete, body).await;
+            assert!(
+                got != StatusCode::METHOD_NOT_ALLOWED && answer["error"]["code"] != "no_route",
+                "{method} {path} is documented but not routed: {got} {answer}"
+            );
+        }
+    }
+    let routed: BTreeSet<(String, String)> = [
+        ("GET", "/v1/health"),
+        ("GET", "/v1/node"),
+        ("GET", "/v1/profiles"),
+        ("GET", "/v1/volumes"),
+        ("POST", "/v1/volumes"),
+        ("GET", "/v1/volumes/{name}"),
+        ("DELETE", "/v1/volumes/{name}"),
+        ("GET", "/v1/openapi.json"),
+    ]
+    .into_iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(
+        documented, routed,
+        "the OpenAPI paths must list exactly the routes"
+    );
+    // Methods the document does not list are refused.
+    for (method, path) in [
+        ("DELETE", "/v1/volumes"),
+        ("POST", "/v1/node"),
+        ("PUT", "/v1/volumes/x"),
+    ] {
+        let (got, _) = send(f.api(), method, path, "").await;
+        assert_eq!(got, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+    }
+}
