@@ -13,7 +13,7 @@ use sys_mount::{Mount, MountFlags, UnmountFlags};
 use uuid::Uuid;
 
 use crate::mount_table::is_mount_point;
-use crate::{Backend, BackendError, BackendKind, Capacity, Effect, VolumeSpec};
+use crate::{Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, VolumeSpec};
 
 /// Volumes as folders under one root directory.
 #[derive(Debug, Clone)]
@@ -44,6 +44,14 @@ impl Backend for DirectoryBackend {
         BackendKind::Directory
     }
 
+    fn enforces_size(&self) -> bool {
+        false
+    }
+
+    fn validate(&self, _spec: &VolumeSpec) -> Result<(), BackendError> {
+        Ok(())
+    }
+
     fn create(&self, spec: &VolumeSpec) -> Result<Effect, BackendError> {
         let dir = self.data_dir(spec.id);
         match fs::DirBuilder::new().mode(0o755).create(&dir) {
@@ -64,11 +72,11 @@ impl Backend for DirectoryBackend {
         }
     }
 
-    fn mount(&self, id: Uuid, target: &Path) -> Result<Effect, BackendError> {
+    fn mount(&self, spec: &VolumeSpec, target: &Path) -> Result<Effect, BackendError> {
         if is_mount_point(target)? {
             return Ok(Effect::Unchanged);
         }
-        let source = self.data_dir(id);
+        let source = self.data_dir(spec.id);
         if !source.is_dir() {
             return Err(BackendError::io(
                 "mount data directory",
@@ -102,6 +110,12 @@ impl Backend for DirectoryBackend {
         }
     }
 
+    fn resize(&self, _spec: &VolumeSpec, _new_size: ByteSize, _target: &Path) -> Result<Effect, BackendError> {
+        Err(BackendError::Refused(
+            "directory volumes have no size limit to change; use a loop or lvm profile for sized volumes".into(),
+        ))
+    }
+
     fn capacity(&self) -> Result<Capacity, BackendError> {
         let stat = rustix::fs::statvfs(&self.root)
             .map_err(|e| BackendError::io("query free space", &self.root, e.into()))?;
@@ -129,6 +143,8 @@ mod tests {
         VolumeSpec {
             id: Uuid::new_v4(),
             size: None,
+            filesystem: None,
+            preallocate: false,
         }
     }
 
@@ -172,8 +188,8 @@ mod tests {
         backend.create(&spec).unwrap();
         let target = tmp.path().join("mnt");
         fs::create_dir(&target).unwrap();
-        assert_eq!(backend.mount(spec.id, &target).unwrap(), Effect::Changed);
-        assert_eq!(backend.mount(spec.id, &target).unwrap(), Effect::Unchanged);
+        assert_eq!(backend.mount(&spec, &target).unwrap(), Effect::Changed);
+        assert_eq!(backend.mount(&spec, &target).unwrap(), Effect::Unchanged);
         assert!(is_mount_point(&target).unwrap());
         fs::write(target.join("f"), b"through the mount").unwrap();
         assert_eq!(

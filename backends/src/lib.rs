@@ -9,8 +9,14 @@
 //! - [`mount_table::MountTable`]: what the kernel says is mounted; the only source of truth
 //!   for mount state.
 //! - [`size::ByteSize`]: volume sizes as users write them (`10G`, `512MiB`).
+//! - [`command::Tool`]: external tools found once by absolute path; failures carry the command
+//!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
 
+pub mod command;
 pub mod directory;
+pub mod filesystem;
+pub mod loop_device;
+pub mod lvm;
 pub mod mount_table;
 pub mod size;
 
@@ -106,13 +112,17 @@ pub enum Effect {
     Unchanged,
 }
 
-/// What a backend needs to know to create a volume.
+/// What a backend needs to know about a volume.
 #[derive(Debug, Clone)]
 pub struct VolumeSpec {
     /// The volume's identity; the backend names everything it makes after it.
     pub id: Uuid,
-    /// The requested size, if any.
+    /// The volume's size, if any. Block backends need one.
     pub size: Option<ByteSize>,
+    /// The filesystem of a block volume.
+    pub filesystem: Option<Filesystem>,
+    /// Allocate all space at create time (fully allocated loop image) instead of on write.
+    pub preallocate: bool,
 }
 
 /// Space a backend can offer, in bytes.
@@ -124,10 +134,10 @@ pub struct Capacity {
     pub free_bytes: u64,
 }
 
-/// Errors from backend operations. Each says what failed and on which path.
+/// Errors from backend operations. Each says what failed and on which path or device.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    /// A filesystem call failed.
+    /// A filesystem call or syscall failed.
     #[error("{action} {path}: {source}")]
     Io {
         /// What was being done, e.g. "create data directory".
@@ -141,37 +151,69 @@ pub enum BackendError {
     /// The kernel's mount table could not be read.
     #[error("read the kernel mount table: {0}")]
     MountTable(String),
+    /// An external tool failed.
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+    /// The request cannot be met by this backend (too small, too large, shrinking, no room).
+    #[error("{0}")]
+    Refused(String),
+    /// The backend cannot run on this host (missing device, tool, volume group).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl BackendError {
-    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+    /// An I/O error on `path` while doing `action`.
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         BackendError::Io {
             action,
             path: path.to_path_buf(),
             source,
         }
     }
+
+    /// Whether the error is the caller's (bad size, no room) rather than the host's.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, BackendError::Refused(_))
+    }
 }
 
 /// A place where volume data lives.
 ///
 /// Implementations must be safe to call again after a crash at any point: each method checks
-/// the real state (files, the kernel's mount table) before acting.
+/// the real state (files, devices, the kernel's mount table) before acting.
 pub trait Backend: Send + Sync {
     /// Which kind of backend this is.
     fn kind(&self) -> BackendKind;
+
+    /// Where this instance keeps volumes, when a kind can have several (`vg/pool` for LVM).
+    fn location(&self) -> Option<String> {
+        None
+    }
+
+    /// Whether the size of a volume is a hard limit.
+    fn enforces_size(&self) -> bool;
+
+    /// Checks a spec before anything is recorded or made: sizes, filesystems, room.
+    fn validate(&self, spec: &VolumeSpec) -> Result<(), BackendError>;
 
     /// Makes the storage for a new volume. Creating an existing volume changes nothing.
     fn create(&self, spec: &VolumeSpec) -> Result<Effect, BackendError>;
 
     /// Deletes a volume's storage and all its data. Removing a missing volume changes nothing.
+    /// Never called while the volume is mounted.
     fn remove(&self, id: Uuid) -> Result<Effect, BackendError>;
 
-    /// Makes the volume's data visible at `target`, which must exist.
-    fn mount(&self, id: Uuid, target: &Path) -> Result<Effect, BackendError>;
+    /// Makes the volume's data visible at `target`, which exists. Mounting what is already
+    /// mounted there changes nothing.
+    fn mount(&self, spec: &VolumeSpec, target: &Path) -> Result<Effect, BackendError>;
 
-    /// Detaches the volume's data from `target`.
+    /// Detaches the volume's data from `target` and releases what the mount held (loop
+    /// devices). Unmounting what is not mounted changes nothing.
     fn unmount(&self, id: Uuid, target: &Path) -> Result<Effect, BackendError>;
+
+    /// Grows a volume to `new_size`, online if it is mounted at `target`. Shrinking is refused.
+    fn resize(&self, spec: &VolumeSpec, new_size: ByteSize, target: &Path) -> Result<Effect, BackendError>;
 
     /// How much room the backend has for volumes.
     fn capacity(&self) -> Result<Capacity, BackendError>;

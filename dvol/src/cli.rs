@@ -102,6 +102,13 @@ pub enum VolumeCommand {
         /// The volume.
         name: String,
     },
+    /// Grow a volume (loop and lvm), online if it is mounted. Shrinking is refused.
+    Resize {
+        /// The volume.
+        name: String,
+        /// The new size, e.g. 20G.
+        size: String,
+    },
     /// Remove volumes and their data.
     #[command(alias = "remove")]
     Rm {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
@@ -66,6 +67,16 @@ pub fn segment(text: &str) -> String {
         .collect()
 }
 
+/// Starts an HTTP/1 connection over `stream`, driven by a background task.
+async fn handshake<S>(stream: S) -> Result<SendRequest<Full<Bytes>>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 impl Client {
     /// A client for `host`, sending `token` as a bearer token if given.
     pub fn new(host: Host, token: Option<String>) -> Self {
@@ -86,22 +97,20 @@ impl Client {
         };
         let mut sender = match &self.host {
             Host::Unix(path) => {
-                let stream = tokio::net::UnixStream::connect(path)
-                    .await
-                    .with_context(unreachable)?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                sender
+                handshake(
+                    tokio::net::UnixStream::connect(path)
+                        .await
+                        .with_context(unreachable)?,
+                )
+                .await?
             }
             Host::Tcp(addr) => {
-                let stream = tokio::net::TcpStream::connect(addr)
-                    .await
-                    .with_context(unreachable)?;
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                tokio::spawn(conn);
-                sender
+                handshake(
+                    tokio::net::TcpStream::connect(addr)
+                        .await
+                        .with_context(unreachable)?,
+                )
+                .await?
             }
         };
         let host_header = match &self.host {

@@ -37,6 +37,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             print_json(&volume)
         }
+        Command::Volume(VolumeCommand::Resize { name, size }) => {
+            let body = json!({ "size": size });
+            let path = format!("{}/resize", volume_path(&name));
+            let volume: Value = client()?.call(Method::POST, &path, Some(&body)).await?;
+            println!("{} {}", text(&volume["name"]), human_bytes(&volume["size_bytes"]));
+            Ok(())
+        }
         Command::Volume(VolumeCommand::Rm { names }) => volume_rm(&client()?, &names).await,
         Command::Profile(ProfileCommand::Ls(flag)) => profile_ls(&client()?, flag.json).await,
         Command::Node(flag) => node(&client()?, flag.json).await,
@@ -184,7 +191,11 @@ async fn profile_ls(client: &Client, as_json: bool) -> Result<()> {
                 } else {
                     name
                 },
-                text(&p["backend"]),
+                match (p["backend"].as_str(), p["preallocate"].as_bool()) {
+                    (None, _) => "unavailable".to_string(),
+                    (Some(backend), Some(true)) => format!("{backend} (preallocated)"),
+                    (Some(backend), _) => backend.to_string(),
+                },
                 human_bytes(&p["config"]["size"]),
                 text(&p["reason"]),
             ]

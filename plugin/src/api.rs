@@ -12,7 +12,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use dvol_backends::{BackendKind, ByteSize, Filesystem};
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,7 @@ impl From<ServiceError> for ApiError {
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorClass::Internal => {
                 tracing::error!(error = %e, "API call failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -139,7 +140,7 @@ impl VolumeView {
             profile: volume.profile.to_string(),
             backend: volume.backend,
             size_bytes: volume.size.map(ByteSize::bytes),
-            size_enforced: volume.size.is_some() && volume.backend != BackendKind::Directory,
+            size_enforced: service.enforces_size(&volume),
             filesystem: volume.filesystem,
             mountpoint: service.mountpoint(&volume).display().to_string(),
             created_at: volume.created_rfc3339(),
@@ -240,6 +241,27 @@ async fn delete_volume(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `POST /v1/volumes/{name}/resize` body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeVolume {
+    /// The new size, e.g. `20G`; must not be smaller than the current one.
+    pub size: String,
+}
+
+async fn resize_volume(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VolumeView>, ApiError> {
+    let request: ResizeVolume = parse_json(&body?).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("malformed resize request: {e}"))
+    })?;
+    let svc = service.clone();
+    let volume = blocking(move || svc.resize(&name, &request.size)).await?;
+    Ok(Json(VolumeView::new(&service, volume)))
+}
+
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
@@ -268,6 +290,7 @@ pub fn router(service: Arc<VolumeService>) -> Router {
         .route("/v1/profiles", get(profiles))
         .route("/v1/volumes", get(list_volumes).post(create_volume))
         .route("/v1/volumes/{name}", get(get_volume).delete(delete_volume))
+        .route("/v1/volumes/{name}/resize", post(resize_volume))
         .route("/v1/openapi.json", get(openapi))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)

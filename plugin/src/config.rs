@@ -81,6 +81,9 @@ pub struct ProfileConfig {
     pub size: Option<ByteSize>,
     /// The filesystem of new volumes (block backends).
     pub filesystem: Option<Filesystem>,
+    /// How far the virtual sizes of a thin pool's volumes may exceed the pool (lvm only;
+    /// default 1.0: no overcommit).
+    pub max_overprovision: Option<f64>,
 }
 
 /// A validated configuration.
@@ -92,12 +95,17 @@ pub struct Config {
     pub profiles: BTreeMap<ProfileName, ProfileConfig>,
     /// Where the configuration came from, for reports.
     pub source: String,
+    /// Whether this is the built-in configuration (which may fall back, see [`crate::profile`]).
+    pub builtin: bool,
 }
 
 impl Config {
     /// The built-in profiles.
     pub fn builtin() -> Self {
-        Self::parse(BUILTIN_CONFIG, Path::new("<built-in>")).expect("built-in config is valid")
+        let mut config =
+            Self::parse(BUILTIN_CONFIG, Path::new("<built-in>")).expect("built-in config is valid");
+        config.builtin = true;
+        config
     }
 
     /// Loads `path`. When `required` is false and the file does not exist, the built-in
@@ -190,6 +198,7 @@ impl Config {
             default_profile,
             profiles,
             source: path.display().to_string(),
+            builtin: false,
         })
     }
 }
@@ -208,6 +217,14 @@ fn validate_profile(profile: &ProfileConfig) -> Result<(), String> {
                     profile.backend.as_str()
                 ));
             }
+        }
+    }
+    if let Some(ratio) = profile.max_overprovision {
+        if profile.backend != BackendKind::Lvm {
+            return Err("max_overprovision applies only to backend \"lvm\"".into());
+        }
+        if !(ratio.is_finite() && (1.0..=100.0).contains(&ratio)) {
+            return Err(format!("max_overprovision {ratio} is out of range: use a number from 1.0 to 100.0"));
         }
     }
     if profile.backend == BackendKind::Directory && profile.filesystem.is_some() {
@@ -294,6 +311,14 @@ mod tests {
     fn lvm_needs_its_group_and_pool() {
         let msg = error("[profiles.g]\nbackend = \"lvm\"\n");
         assert!(msg.contains("needs volume_group and thin_pool"), "{msg}");
+    }
+
+    #[test]
+    fn overprovision_ratio_is_checked() {
+        let msg = error("[profiles.g]\nbackend = \"lvm\"\nvolume_group = \"v\"\nthin_pool = \"p\"\nmax_overprovision = 0.5\n");
+        assert!(msg.contains("out of range"), "{msg}");
+        let msg = error("[profiles.g]\nbackend = \"loop\"\nmax_overprovision = 2.0\n");
+        assert!(msg.contains("applies only to backend"), "{msg}");
     }
 
     #[test]

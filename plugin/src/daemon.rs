@@ -12,13 +12,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dvol_backends::directory::DirectoryBackend;
-use dvol_backends::Backend;
+use dvol_backends::BackendKind;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{Config, ConfigError};
 use crate::error::ServiceError;
+use crate::profile::HostBackends;
 use crate::service::VolumeService;
 use crate::volume::Layout;
 use crate::{api, docker};
@@ -77,19 +78,27 @@ pub enum DaemonError {
     Token(String),
 }
 
+/// Probes the backends the configuration's profiles need. Never fails: a backend that cannot
+/// run here is recorded with the reason, and its profiles are reported unavailable.
+pub fn probe_backends(layout: &Layout, _config: &Config) -> Result<HostBackends, DaemonError> {
+    let directory = DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).map_err(
+        |source| ServiceError::Backend {
+            volume: "(backend setup)".into(),
+            source,
+        },
+    )?;
+    Ok(HostBackends::directory_only(
+        Arc::new(directory),
+        "the loop backend is not built yet",
+    ))
+}
+
 /// Opens the volume service described by `options`.
 pub fn open_service(options: &DaemonOptions) -> Result<VolumeService, DaemonError> {
     let config = Config::load(&options.config, options.config_required)?;
     let layout = Layout::new(&options.root);
-    let directory = DirectoryBackend::open(
-        layout.backend_dir(dvol_backends::BackendKind::Directory),
-    )
-    .map_err(|source| ServiceError::Backend {
-        volume: "(backend setup)".into(),
-        source,
-    })?;
-    let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(directory)];
-    Ok(VolumeService::open(layout, &config, backends)?)
+    let host = probe_backends(&layout, &config)?;
+    Ok(VolumeService::open(layout, &config, host)?)
 }
 
 /// Binds a unix socket with mode 0600, replacing a stale socket file but never a live one.

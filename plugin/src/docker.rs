@@ -237,15 +237,13 @@ impl DockerResponse {
 }
 
 /// What `docker volume inspect` shows under `Status`.
-fn status(volume: &Volume) -> BTreeMap<String, String> {
-    let size = match (volume.size, volume.backend) {
-        (None, _) => "unlimited".to_string(),
-        (Some(size), dvol_backends::BackendKind::Directory) => {
-            format!("{size} (not enforced by the directory backend)")
-        }
-        (Some(size), _) => size.to_string(),
+fn status(service: &VolumeService, volume: &Volume) -> BTreeMap<String, String> {
+    let size = match volume.size {
+        None => "unlimited".to_string(),
+        Some(size) if service.enforces_size(volume) => size.to_string(),
+        Some(size) => format!("{size} (not enforced by the {} backend)", volume.backend),
     };
-    BTreeMap::from([
+    let mut status = BTreeMap::from([
         ("uuid".to_string(), volume.id.to_string()),
         ("profile".to_string(), volume.profile.to_string()),
         ("backend".to_string(), volume.backend.to_string()),
@@ -255,7 +253,14 @@ fn status(volume: &Volume) -> BTreeMap<String, String> {
             "mounts".to_string(),
             volume.mounts.values().sum::<u32>().to_string(),
         ),
-    ])
+    ]);
+    if let Some(fs) = volume.filesystem {
+        status.insert("filesystem".to_string(), fs.to_string());
+    }
+    if let Some(location) = &volume.location {
+        status.insert("location".to_string(), location.clone());
+    }
+    status
 }
 
 /// Runs a parsed call. Blocking work (create, remove, mount, unmount) happens on the caller's
@@ -296,7 +301,7 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             volume: Some(DockerVolume {
                 mountpoint: mountpoint(&volume),
                 created_at: Some(volume.created_rfc3339()),
-                status: Some(status(&volume)),
+                status: Some(status(service, &volume)),
                 name,
             }),
             ..Default::default()

@@ -17,6 +17,8 @@ pub enum ErrorClass {
     Conflict,
     /// A feature that is not built yet.
     Unsupported,
+    /// The backend needed cannot run on this host.
+    Unavailable,
     /// dvol or the host failed.
     Internal,
 }
@@ -122,9 +124,12 @@ impl ServiceError {
                 ErrorClass::Conflict
             }
             ServiceError::Unsupported { .. } => ErrorClass::Unsupported,
-            ServiceError::Backend { .. } | ServiceError::Store(_) | ServiceError::Root { .. } => {
-                ErrorClass::Internal
-            }
+            ServiceError::Backend { source, .. } => match source {
+                BackendError::Refused(_) => ErrorClass::Invalid,
+                BackendError::Unavailable(_) => ErrorClass::Unavailable,
+                _ => ErrorClass::Internal,
+            },
+            ServiceError::Store(_) | ServiceError::Root { .. } => ErrorClass::Internal,
         }
     }
 
@@ -139,7 +144,11 @@ impl ServiceError {
             ServiceError::BadOption { .. } => "invalid_option",
             ServiceError::InUse { .. } => "in_use",
             ServiceError::Unsupported { .. } => "not_supported",
-            ServiceError::Backend { .. } => "backend_failed",
+            ServiceError::Backend { source, .. } => match source {
+                BackendError::Refused(_) => "refused",
+                BackendError::Unavailable(_) => "backend_unavailable",
+                _ => "backend_failed",
+            },
             ServiceError::Store(_) => "metadata_failed",
             ServiceError::Root { .. } => "state_root_failed",
         }

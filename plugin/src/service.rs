@@ -11,7 +11,7 @@
 //!   only to know when the last user is gone; at start they are dropped for any volume the
 //!   kernel says is not mounted.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::Utc;
 use dvol_backends::mount_table::MountTable;
-use dvol_backends::{Backend, BackendKind, ByteSize, Capacity, Effect, Filesystem, VolumeSpec};
+use dvol_backends::{
+    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, VolumeSpec,
+};
 use serde::Serialize;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -27,7 +29,7 @@ use uuid::Uuid;
 use crate::config::{join_names, Config};
 use crate::error::ServiceError;
 use crate::names::{ProfileName, Suffix, VolumeName, VolumeRef};
-use crate::profile::{resolve, Profile};
+use crate::profile::{resolve, HostBackends, Profile};
 use crate::store::Store;
 use crate::volume::{Layout, Volume, VolumeState};
 
@@ -105,8 +107,10 @@ pub struct NodeInfo {
 pub struct ProfileCapacity {
     /// The profile.
     pub profile: ProfileName,
-    /// Its backend.
-    pub backend: BackendKind,
+    /// Its backend, if available.
+    pub backend: Option<BackendKind>,
+    /// Whether volumes of this profile can be created here.
+    pub available: bool,
     /// Space behind the backend; absent if it could not be measured.
     pub capacity: Option<Capacity>,
 }
@@ -138,7 +142,7 @@ pub struct VolumeService {
     layout: Layout,
     profiles: Vec<Profile>,
     default_profile: ProfileName,
-    backends: HashMap<BackendKind, Arc<dyn Backend>>,
+    backends: Vec<Arc<dyn Backend>>,
     store: Store,
     host_id: Uuid,
     volumes: RwLock<BTreeMap<VolumeName, Volume>>,
@@ -156,11 +160,7 @@ impl std::fmt::Debug for VolumeService {
 impl VolumeService {
     /// Opens the state under `layout`, resolves the profiles against `backends`, and finishes
     /// or rolls back whatever a previous run left half-done.
-    pub fn open(
-        layout: Layout,
-        config: &Config,
-        backends: Vec<Arc<dyn Backend>>,
-    ) -> Result<Self, ServiceError> {
+    pub fn open(layout: Layout, config: &Config, host: HostBackends) -> Result<Self, ServiceError> {
         for dir in [layout.root().to_path_buf(), layout.mounts_dir()] {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -170,14 +170,19 @@ impl VolumeService {
         }
         let store = Store::open(&layout.database())?;
         let host_id = store.host_id()?;
-        let backends: HashMap<_, _> = backends.into_iter().map(|b| (b.kind(), b)).collect();
-        let mut available: Vec<_> = backends.keys().copied().collect();
-        available.sort();
+        let profiles = resolve(config, &host);
+        for profile in &profiles {
+            if profile.available {
+                info!(profile = %profile.name, reason = %profile.reason, "profile ready");
+            } else {
+                warn!(profile = %profile.name, reason = %profile.reason, "profile unavailable on this host");
+            }
+        }
         let service = VolumeService {
-            profiles: resolve(config, &available),
+            profiles,
             default_profile: config.default_profile.clone(),
             layout,
-            backends,
+            backends: host.ready(),
             store,
             host_id,
             volumes: RwLock::new(BTreeMap::new()),
@@ -223,7 +228,8 @@ impl VolumeService {
             }
             registry.insert(volume.name.clone(), volume);
         }
-        for (kind, backend) in &self.backends {
+        for backend in &self.backends {
+            let kind = backend.kind();
             match backend.volumes() {
                 Ok(ids) => {
                     for id in ids {
@@ -274,15 +280,30 @@ impl VolumeService {
 
     fn backend(&self, volume: &Volume) -> Result<&Arc<dyn Backend>, ServiceError> {
         self.backends
-            .get(&volume.backend)
-            .ok_or_else(|| ServiceError::Unsupported {
+            .iter()
+            .find(|b| b.kind() == volume.backend && b.location() == volume.location)
+            .ok_or_else(|| ServiceError::Backend {
                 volume: volume.name.to_string(),
-                feature: match volume.backend {
-                    BackendKind::Directory => "the directory backend",
-                    BackendKind::Loop => "the loop backend",
-                    BackendKind::Lvm => "the lvm backend",
-                },
+                source: BackendError::Unavailable(format!(
+                    "its {} backend{} is unavailable on this host; `dvol profile ls` says why",
+                    volume.backend,
+                    volume.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default()
+                )),
             })
+    }
+
+    fn spec(volume: &Volume) -> VolumeSpec {
+        VolumeSpec {
+            id: volume.id,
+            size: volume.size,
+            filesystem: volume.filesystem,
+            preallocate: false,
+        }
+    }
+
+    /// Whether the volume's size is a hard limit.
+    pub fn enforces_size(&self, volume: &Volume) -> bool {
+        volume.size.is_some() && self.backend(volume).is_ok_and(|b| b.enforces_size())
     }
 
     fn profile(&self, volume: &VolumeName, name: &ProfileName) -> Result<&Profile, ServiceError> {
@@ -388,7 +409,16 @@ impl VolumeService {
         }
 
         let profile = self.profile(&name, &profile_name)?;
-        if profile.backend == BackendKind::Directory && options.filesystem.is_some() {
+        let Some(kind) = profile.backend.filter(|_| profile.available) else {
+            return Err(ServiceError::Backend {
+                volume: name.to_string(),
+                source: BackendError::Unavailable(format!(
+                    "profile {} is unavailable on this host: {}",
+                    profile.name, profile.reason
+                )),
+            });
+        };
+        if kind == BackendKind::Directory && options.filesystem.is_some() {
             return Err(ServiceError::BadOption {
                 volume: name.to_string(),
                 key: "fs",
@@ -402,23 +432,34 @@ impl VolumeService {
             id: Uuid::new_v4(),
             name: name.clone(),
             profile: profile.name.clone(),
-            backend: profile.backend,
+            backend: kind,
+            location: profile.location.clone(),
             size: options.size.or(profile.config.size),
-            filesystem: match profile.backend {
+            filesystem: match kind {
                 BackendKind::Directory => None,
-                _ => options.filesystem.or(profile.config.filesystem),
+                _ => Some(
+                    options
+                        .filesystem
+                        .or(profile.config.filesystem)
+                        .unwrap_or(Filesystem::Ext4),
+                ),
             },
             created_at: Utc::now(),
             state: VolumeState::Creating,
             mounts: BTreeMap::new(),
         };
+        let spec = VolumeSpec {
+            preallocate: profile.preallocate,
+            ..Self::spec(&volume)
+        };
         let backend = self.backend(&volume)?;
+        backend.validate(&spec).map_err(|source| ServiceError::Backend {
+            volume: name.to_string(),
+            source,
+        })?;
         self.store.insert(&volume)?;
         let made = backend
-            .create(&VolumeSpec {
-                id: volume.id,
-                size: volume.size,
-            })
+            .create(&spec)
             .map_err(|source| ServiceError::Backend {
                 volume: name.to_string(),
                 source,
@@ -505,7 +546,7 @@ impl VolumeService {
         };
         let effect = self
             .backend(&volume)?
-            .mount(volume.id, &mountpoint)
+            .mount(&Self::spec(&volume), &mountpoint)
             .map_err(failed)?;
         let before = volume.mounts.clone();
         *volume.mounts.entry(mount_id.to_string()).or_insert(0) += 1;
@@ -547,10 +588,40 @@ impl VolumeService {
         Ok(Effect::Changed)
     }
 
+    /// Grows a volume to `size` (e.g. `20G`), online if it is mounted. Shrinking is refused.
+    pub fn resize(&self, reference: &str, size: &str) -> Result<Volume, ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let new_size: ByteSize = size.parse().map_err(|e: dvol_backends::size::SizeError| {
+            ServiceError::BadOption {
+                volume: reference.name.to_string(),
+                key: "size",
+                message: e.to_string(),
+            }
+        })?;
+        let _guard = self.locks.lock(&reference.name);
+        let mut volume = self.lookup(&reference)?;
+        let mountpoint = self.layout.mountpoint(volume.id);
+        let effect = self
+            .backend(&volume)?
+            .resize(&Self::spec(&volume), new_size, &mountpoint)
+            .map_err(|source| ServiceError::Backend {
+                volume: volume.name.to_string(),
+                source,
+            })?;
+        if effect == Effect::Changed {
+            self.store.set_size(volume.id, new_size)?;
+            volume.size = Some(new_size);
+            info!(volume = %volume.name, size = %new_size, "resized");
+            self.publish(volume.clone());
+        }
+        Ok(volume)
+    }
+
     /// What this host offers: identity, backends and capacity per profile.
     pub fn node_info(&self) -> NodeInfo {
-        let mut backends: Vec<_> = self.backends.keys().copied().collect();
+        let mut backends: Vec<_> = self.backends.iter().map(|b| b.kind()).collect();
         backends.sort();
+        backends.dedup();
         NodeInfo {
             id: self.host_id,
             hostname: rustix::system::uname()
@@ -565,9 +636,11 @@ impl VolumeService {
                 .map(|p| ProfileCapacity {
                     profile: p.name.clone(),
                     backend: p.backend,
+                    available: p.available,
                     capacity: self
                         .backends
-                        .get(&p.backend)
+                        .iter()
+                        .find(|b| Some(b.kind()) == p.backend && b.location() == p.location)
                         .and_then(|b| b.capacity().ok()),
                 })
                 .collect(),

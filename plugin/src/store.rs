@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use dvol_backends::ByteSize;
 use rusqlite::{params, Connection};
 use uuid::Uuid;
 
@@ -42,6 +43,8 @@ CREATE TABLE node (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"#, r#"
+ALTER TABLE volumes ADD COLUMN location TEXT;
 "#];
 
 /// Errors from the metadata database.
@@ -76,6 +79,19 @@ pub enum StoreError {
         /// What is wrong.
         problem: String,
     },
+}
+
+/// A `volumes` row as stored.
+struct Row {
+    uuid: String,
+    name: String,
+    profile: String,
+    backend: String,
+    size_bytes: Option<i64>,
+    filesystem: Option<String>,
+    created_at: String,
+    state: String,
+    location: Option<String>,
 }
 
 /// The metadata database.
@@ -159,21 +175,21 @@ impl Store {
 
     /// Every volume with its active mounts.
     pub fn load(&self) -> Result<Vec<Volume>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            Option<String>,
-            String,
-            String,
-        );
         let (rows, mounts) = self.with(|c| {
             let rows = c
-                .prepare("SELECT uuid, name, profile, backend, size_bytes, filesystem, created_at, state FROM volumes ORDER BY name")?
+                .prepare("SELECT uuid, name, profile, backend, size_bytes, filesystem, created_at, state, location FROM volumes ORDER BY name")?
                 .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+                    Ok(Row {
+                        uuid: r.get("uuid")?,
+                        name: r.get("name")?,
+                        profile: r.get("profile")?,
+                        backend: r.get("backend")?,
+                        size_bytes: r.get("size_bytes")?,
+                        filesystem: r.get("filesystem")?,
+                        created_at: r.get("created_at")?,
+                        state: r.get("state")?,
+                        location: r.get("location")?,
+                    })
                 })?
                 .collect::<rusqlite::Result<Vec<Row>>>()?;
             let mounts = c
@@ -187,30 +203,31 @@ impl Store {
             by_volume.entry(uuid).or_default().insert(mount_id, count);
         }
         rows.into_iter()
-            .map(|(uuid, name, profile, backend, size, fs, created, state)| {
+            .map(|row| {
                 let corrupt = |problem: String| StoreError::Corrupt {
                     path: self.path.clone(),
-                    uuid: uuid.clone(),
+                    uuid: row.uuid.clone(),
                     problem,
                 };
-                let value = serde_json::Value::String;
                 Ok(Volume {
-                    id: uuid.parse().map_err(|_| corrupt("bad uuid".into()))?,
-                    name: VolumeName::parse(&name).map_err(|e| corrupt(e.to_string()))?,
-                    profile: ProfileName::parse(&profile).map_err(|e| corrupt(e.to_string()))?,
-                    backend: serde_json::from_value(value(backend.clone()))
-                        .map_err(|_| corrupt(format!("unknown backend {backend:?}")))?,
-                    size: size
-                        .map(|b| dvol_backends::ByteSize::from_bytes(b as u64))
+                    id: row.uuid.parse().map_err(|_| corrupt("bad uuid".into()))?,
+                    name: VolumeName::parse(&row.name).map_err(|e| corrupt(e.to_string()))?,
+                    profile: ProfileName::parse(&row.profile).map_err(|e| corrupt(e.to_string()))?,
+                    backend: serde_json::from_value(serde_json::Value::String(row.backend.clone()))
+                        .map_err(|_| corrupt(format!("unknown backend {:?}", row.backend)))?,
+                    location: row.location.clone(),
+                    size: row
+                        .size_bytes
+                        .map(|b| ByteSize::from_bytes(b as u64))
                         .transpose()
                         .map_err(|e| corrupt(e.to_string()))?,
-                    filesystem: fs.map(|f| f.parse()).transpose().map_err(corrupt)?,
-                    created_at: DateTime::parse_from_rfc3339(&created)
+                    filesystem: row.filesystem.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+                    created_at: DateTime::parse_from_rfc3339(&row.created_at)
                         .map_err(|e| corrupt(e.to_string()))?
                         .with_timezone(&Utc),
-                    state: VolumeState::parse(&state)
-                        .ok_or_else(|| corrupt(format!("unknown state {state:?}")))?,
-                    mounts: by_volume.remove(&uuid).unwrap_or_default(),
+                    state: VolumeState::parse(&row.state)
+                        .ok_or_else(|| corrupt(format!("unknown state {:?}", row.state)))?,
+                    mounts: by_volume.remove(&row.uuid).unwrap_or_default(),
                 })
             })
             .collect()
@@ -220,8 +237,8 @@ impl Store {
     pub fn insert(&self, volume: &Volume) -> Result<(), StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO volumes (uuid, name, profile, backend, size_bytes, filesystem, created_at, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO volumes (uuid, name, profile, backend, size_bytes, filesystem, created_at, state, location)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     volume.id.to_string(),
                     volume.name.as_str(),
@@ -231,6 +248,7 @@ impl Store {
                     volume.filesystem.map(|f| f.as_str()),
                     volume.created_at.to_rfc3339(),
                     volume.state.as_str(),
+                    volume.location,
                 ],
             )
             .map(drop)
@@ -243,6 +261,17 @@ impl Store {
             c.execute(
                 "UPDATE volumes SET state = ?2 WHERE uuid = ?1",
                 params![id.to_string(), state.as_str()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records a volume's new size.
+    pub fn set_size(&self, id: Uuid, size: ByteSize) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE volumes SET size_bytes = ?2 WHERE uuid = ?1",
+                params![id.to_string(), size.bytes() as i64],
             )
             .map(drop)
         })
@@ -311,6 +340,7 @@ mod tests {
             name: VolumeName::parse(name).unwrap(),
             profile: ProfileName::parse("bronze").unwrap(),
             backend: dvol_backends::BackendKind::Directory,
+            location: None,
             size: Some("1G".parse().unwrap()),
             filesystem: None,
             created_at: chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
@@ -344,6 +374,28 @@ mod tests {
         store.delete(v.id).unwrap();
         assert!(store.load().unwrap().is_empty());
         assert!(store.aliases(v.id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_keeping_its_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dvol.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO volumes VALUES ('7d0e4a8e-3c57-4c43-9d35-7c1f3a4e2b10', 'old', 'bronze', 'directory', NULL, NULL, '2026-01-02T03:04:05+00:00', 'ready')",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
+        let volumes = store.load().unwrap();
+        assert_eq!(volumes.len(), 1);
+        assert_eq!(volumes[0].name.as_str(), "old");
+        assert_eq!(volumes[0].location, None);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct Volume {
     pub profile: ProfileName,
     /// The backend its data lives on.
     pub backend: BackendKind,
+    /// Where in that backend (`VG/POOL` for LVM), when a kind can have several.
+    pub location: Option<String>,
     /// The size asked for, if any.
     pub size: Option<ByteSize>,
     /// The filesystem asked for, if any.

@@ -10,11 +10,26 @@ use axum::Router;
 use dvol_backends::directory::DirectoryBackend;
 use dvol_backends::{Backend, BackendKind};
 use dvol_plugin::config::Config;
+use dvol_plugin::profile::HostBackends;
 use dvol_plugin::volume::Layout;
 use dvol_plugin::{api, docker, VolumeService};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
+
+/// Three directory profiles and one whose backend is missing.
+const TEST_CONFIG: &str = r#"
+default_profile = "bronze"
+[profiles.bronze]
+backend = "directory"
+[profiles.silver]
+backend = "directory"
+[profiles.gold]
+backend = "directory"
+[profiles.tape]
+backend = "loop"
+size = "1G"
+"#;
 
 struct Fixture {
     service: Arc<VolumeService>,
@@ -27,7 +42,9 @@ impl Fixture {
         let layout = Layout::new(tmp.path().join("root"));
         let backend: Arc<dyn Backend> =
             Arc::new(DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).unwrap());
-        let service = VolumeService::open(layout, &Config::builtin(), vec![backend]).unwrap();
+        let config = Config::parse(TEST_CONFIG, std::path::Path::new("test.toml")).unwrap();
+        let host = HostBackends::directory_only(backend, "no loop devices in this test");
+        let service = VolumeService::open(layout, &config, host).unwrap();
         Fixture {
             service: Arc::new(service),
             _tmp: tmp,
@@ -418,20 +435,44 @@ async fn rest_node_profiles_and_health() {
     assert_eq!(node["backends"], json!(["directory"]));
     assert_eq!(node["volumes"], 0);
     let profiles = node["profiles"].as_array().unwrap();
-    assert_eq!(profiles.len(), 3);
-    assert!(profiles
-        .iter()
-        .all(|p| p["capacity"]["free_bytes"].as_u64().unwrap() > 0));
+    assert_eq!(profiles.len(), 4);
+    for p in profiles {
+        let free = p["capacity"]["free_bytes"].as_u64();
+        match p["profile"].as_str().unwrap() {
+            "tape" => assert_eq!((p["available"].as_bool(), free), (Some(false), None), "{p}"),
+            _ => assert!(p["available"] == true && free.unwrap() > 0, "{p}"),
+        }
+    }
     let (_, profiles) = send(f.api(), "GET", "/v1/profiles", "").await;
-    let gold = profiles
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "gold")
-        .unwrap();
-    assert_eq!(gold["backend"], "directory");
-    assert_eq!(gold["config"]["backend"], "lvm");
-    assert!(gold["reason"].as_str().unwrap().contains("not available"));
+    let tape = profiles.as_array().unwrap().iter().find(|p| p["name"] == "tape").unwrap();
+    assert_eq!(tape["available"], false);
+    assert_eq!(tape["backend"], Value::Null);
+    assert_eq!(tape["config"]["backend"], "loop");
+    assert!(tape["reason"].as_str().unwrap().contains("no loop devices"), "{tape}");
+    let bronze = profiles.as_array().unwrap().iter().find(|p| p["name"] == "bronze").unwrap();
+    assert_eq!((bronze["backend"].as_str(), bronze["default"].as_bool()), (Some("directory"), Some(true)));
+}
+
+#[tokio::test]
+async fn unavailable_profiles_and_impossible_resizes_are_refused() {
+    let f = Fixture::new();
+    let (status, answer) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"t@tape"}"#).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert_eq!(answer["error"]["code"], "backend_unavailable");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("profile tape is unavailable on this host: loop backend unavailable: no loop devices"), "{answer}");
+    let docker = plugin(&f, "VolumeDriver.Create", r#"{"Name":"t@tape"}"#).await;
+    assert!(err(&docker).contains("unavailable on this host"), "{docker}");
+    assert!(f.service.list().is_empty());
+
+    send(f.api(), "POST", "/v1/volumes", r#"{"name":"plain"}"#).await;
+    let (status, answer) = send(f.api(), "POST", "/v1/volumes/plain/resize", r#"{"size":"2G"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"]["code"], "refused");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("directory volumes have no size limit"), "{answer}");
+    let (status, answer) = send(f.api(), "POST", "/v1/volumes/plain/resize", r#"{"size":"-1"}"#).await;
+    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_option")));
+    let (status, _) = send(f.api(), "POST", "/v1/volumes/none/resize", r#"{"size":"2G"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// Every operation in the OpenAPI document is routed, and every route is documented.
@@ -473,6 +514,7 @@ async fn openapi_document_matches_the_routes() {
         ("POST", "/v1/volumes"),
         ("GET", "/v1/volumes/{name}"),
         ("DELETE", "/v1/volumes/{name}"),
+        ("POST", "/v1/volumes/{name}/resize"),
         ("GET", "/v1/openapi.json"),
     ]
     .into_iter()

@@ -58,7 +58,10 @@ pub fn docker_ready() -> bool {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `dvol` binary built beside the tests (`DVOL_BIN` overrides).
@@ -79,7 +82,10 @@ pub fn dvol_bin() -> PathBuf {
 
 /// Runs `docker` with `args` and returns its output.
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("run docker")
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker")
 }
 
 /// Runs `docker` and panics with its stderr unless it succeeds; returns trimmed stdout.
@@ -130,7 +136,10 @@ pub fn http_unix(
     parse_response(&raw).ok_or_else(|| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("unreadable HTTP response: {:?}", String::from_utf8_lossy(&raw)),
+            format!(
+                "unreadable HTTP response: {:?}",
+                String::from_utf8_lossy(&raw)
+            ),
         )
     })
 }
@@ -148,7 +157,9 @@ fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
         let mut rest = &body[..];
         loop {
             let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-            let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16).ok()?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?.trim(), 16)
+                    .ok()?;
             if size == 0 {
                 break;
             }
@@ -186,7 +197,10 @@ impl Daemon {
 
     /// Starts a daemon on a fresh root with extra arguments.
     pub fn start_with(extra_args: Vec<String>) -> Daemon {
-        let tmp = tempfile::Builder::new().prefix("dvol-e2e-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("dvol-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let driver = format!("dvol-e2e-{}", &id[..10]);
         let mut daemon = Daemon {
@@ -237,13 +251,17 @@ impl Daemon {
                 panic!("dvol daemon exited with {status}; log:\n{}", self.log());
             }
             if http_unix(&self.api_socket, "GET", "/v1/health", b"").is_ok_and(|r| r.status == 200)
-                && http_unix(&self.plugin_socket, "POST", "/Plugin.Activate", b"").is_ok_and(|r| r.status == 200)
+                && http_unix(&self.plugin_socket, "POST", "/Plugin.Activate", b"")
+                    .is_ok_and(|r| r.status == 200)
             {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("dvol daemon did not answer within 20 s; log:\n{}", self.log());
+        panic!(
+            "dvol daemon did not answer within 20 s; log:\n{}",
+            self.log()
+        );
     }
 
     /// The daemon's log so far.
@@ -274,8 +292,13 @@ impl Daemon {
 
     /// Calls a plugin method with a raw body, exactly as the engine would.
     pub fn plugin(&self, method: &str, body: &str) -> HttpResponse {
-        http_unix(&self.plugin_socket, "POST", &format!("/{method}"), body.as_bytes())
-            .expect("plugin call")
+        http_unix(
+            &self.plugin_socket,
+            "POST",
+            &format!("/{method}"),
+            body.as_bytes(),
+        )
+        .expect("plugin call")
     }
 
     /// Calls the REST API.

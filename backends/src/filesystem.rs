@@ -1,0 +1,85 @@
+//! Making and growing filesystems on block devices, shared by the loop and LVM backends.
+
+use std::path::Path;
+
+use crate::command::{CommandError, Tool};
+use crate::{ByteSize, Filesystem};
+
+/// The filesystem tools, found once.
+#[derive(Debug, Clone)]
+pub struct FilesystemTools {
+    mkfs_ext4: Result<Tool, String>,
+    mkfs_xfs: Result<Tool, String>,
+    resize2fs: Result<Tool, String>,
+    xfs_growfs: Result<Tool, String>,
+}
+
+impl FilesystemTools {
+    /// Looks the tools up. A missing tool is reported when a filesystem that needs it is used.
+    pub fn find() -> Self {
+        let find = |name, package| Tool::find(name, package).map_err(|e| e.to_string());
+        FilesystemTools {
+            mkfs_ext4: find("mkfs.ext4", "e2fsprogs"),
+            mkfs_xfs: find("mkfs.xfs", "xfsprogs"),
+            resize2fs: find("resize2fs", "e2fsprogs"),
+            xfs_growfs: find("xfs_growfs", "xfsprogs"),
+        }
+    }
+
+    /// Whether `fs` can be made here; the error says what to install.
+    pub fn check(&self, fs: Filesystem) -> Result<(), String> {
+        match fs {
+            Filesystem::Ext4 => self.mkfs_ext4.as_ref().and(self.resize2fs.as_ref()).map(drop).map_err(Clone::clone),
+            Filesystem::Xfs => self.mkfs_xfs.as_ref().and(self.xfs_growfs.as_ref()).map(drop).map_err(Clone::clone),
+        }
+    }
+
+    fn tool(found: &Result<Tool, String>) -> Result<&Tool, CommandError> {
+        found.as_ref().map_err(|message| CommandError::Failed {
+            command: "(tool lookup)".into(),
+            code: -1,
+            stderr: message.clone(),
+        })
+    }
+
+    /// Formats `device` with `fs`.
+    pub fn make(&self, fs: Filesystem, device: &Path) -> Result<(), CommandError> {
+        match fs {
+            Filesystem::Ext4 => Self::tool(&self.mkfs_ext4)?
+                .run([
+                    "-q".as_ref(),
+                    "-F".as_ref(),
+                    // No lazy init: the work is done now, not by a kernel thread that would
+                    // compete with the first container's writes.
+                    "-E".as_ref(),
+                    "lazy_itable_init=0,lazy_journal_init=0".as_ref(),
+                    device.as_os_str(),
+                ])
+                .map(drop),
+            Filesystem::Xfs => Self::tool(&self.mkfs_xfs)?
+                .run(["-q".as_ref(), "-f".as_ref(), device.as_os_str()])
+                .map(drop),
+        }
+    }
+
+    /// Grows the filesystem mounted at `mountpoint` (on `device`) to fill the device.
+    pub fn grow(&self, fs: Filesystem, device: &Path, mountpoint: &Path) -> Result<(), CommandError> {
+        match fs {
+            Filesystem::Ext4 => Self::tool(&self.resize2fs)?.run([device]).map(drop),
+            Filesystem::Xfs => Self::tool(&self.xfs_growfs)?.run([mountpoint]).map(drop),
+        }
+    }
+}
+
+/// The smallest volume each filesystem can be made on (mkfs.xfs refuses below 300 MiB).
+pub fn minimum_size(fs: Filesystem) -> ByteSize {
+    match fs {
+        Filesystem::Ext4 => ByteSize::from_bytes(16 << 20).expect("valid"),
+        Filesystem::Xfs => ByteSize::from_bytes(300 << 20).expect("valid"),
+    }
+}
+
+/// The kernel's name for the filesystem type, for mount(2).
+pub fn kernel_name(fs: Filesystem) -> &'static str {
+    fs.as_str()
+}

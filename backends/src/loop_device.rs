@@ -1,0 +1,1 @@
+//! The loop backend (not built yet).

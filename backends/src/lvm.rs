@@ -1,0 +1,1 @@
+//! The LVM thin backend (not built yet).

@@ -1,0 +1,153 @@
+//! The `dvol` CLI against a real daemon: tables, `--json`, and one-line errors.
+
+use std::process::Output;
+
+use dvol_tests::{dvol_bin, is_root, require, Daemon};
+use serde_json::Value;
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "dvol failed: {}", stderr(&out));
+    stdout(&out)
+}
+
+/// Asserts a failure with exactly one line on stderr containing `expected`.
+fn fails_with(out: Output, expected: &str) {
+    assert!(
+        !out.status.success(),
+        "dvol should fail; stdout: {}",
+        stdout(&out)
+    );
+    let err = stderr(&out);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "one-line error expected: {err:?}"
+    );
+    assert!(
+        err.starts_with("dvol: ") && err.contains(expected),
+        "{err:?} lacks {expected:?}"
+    );
+}
+
+fn json(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("valid JSON")
+}
+
+#[test]
+fn volume_commands_round_trip() {
+    if !require("root", is_root()) {
+        return;
+    }
+    let daemon = Daemon::start();
+    assert_eq!(
+        ok(daemon.cli(&["volume", "create", "cli-a@gold", "-o", "size=2G"])).trim(),
+        "cli-a"
+    );
+    let created = json(daemon.cli(&["volume", "create", "cli-b", "--json"]));
+    assert_eq!(created["profile"], "bronze", "the default profile applies");
+
+    let table = ok(daemon.cli(&["volume", "ls"]));
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
+    let row_a = lines.next().unwrap();
+    assert!(
+        row_a.starts_with("cli-a") && row_a.contains("gold") && row_a.contains("2GiB"),
+        "{table}"
+    );
+    assert!(lines.next().unwrap().starts_with("cli-b"), "{table}");
+
+    let listed = json(daemon.cli(&["volume", "ls", "--json"]));
+    let names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cli-a", "cli-b"]);
+
+    let inspected = json(daemon.cli(&["volume", "inspect", "cli-a@gold"]));
+    assert_eq!(inspected["size_bytes"], 2u64 << 30);
+    assert!(inspected["mountpoint"]
+        .as_str()
+        .unwrap()
+        .ends_with(inspected["id"].as_str().unwrap()));
+
+    ok(daemon.cli(&["volume", "rm", "cli-a", "cli-b"]));
+    assert_eq!(
+        json(daemon.cli(&["volume", "ls", "--json"])),
+        Value::Array(vec![])
+    );
+}
+
+#[test]
+fn profile_and_node_reports() {
+    if !require("root", is_root()) {
+        return;
+    }
+    let daemon = Daemon::start();
+    let table = ok(daemon.cli(&["profile", "ls"]));
+    assert!(table.contains("bronze (default)"), "{table}");
+    let gold = table.lines().find(|l| l.starts_with("gold")).unwrap();
+    assert!(
+        gold.contains("directory") && gold.contains("lvm is not available"),
+        "{table}"
+    );
+    let profiles = json(daemon.cli(&["profile", "ls", "--json"]));
+    assert_eq!(profiles.as_array().unwrap().len(), 3);
+
+    let node = json(daemon.cli(&["node", "--json"]));
+    assert_eq!(node["volumes"], 0);
+    assert_eq!(node["backends"][0], "directory");
+    let text = ok(daemon.cli(&["node"]));
+    assert!(
+        text.contains("backends: directory") && text.contains("FREE"),
+        "{text}"
+    );
+}
+
+#[test]
+fn errors_are_one_line_and_non_zero() {
+    if !require("root", is_root()) {
+        return;
+    }
+    let daemon = Daemon::start();
+    fails_with(
+        daemon.cli(&["volume", "create", "../x"]),
+        "invalid volume name",
+    );
+    fails_with(
+        daemon.cli(&["volume", "create", "x@platinum"]),
+        "unknown profile",
+    );
+    fails_with(
+        daemon.cli(&["volume", "create", "x", "-o", "size"]),
+        "KEY=VALUE",
+    );
+    fails_with(
+        daemon.cli(&["volume", "create", "x", "-o", "size=-1"]),
+        "invalid size",
+    );
+    fails_with(
+        daemon.cli(&["volume", "inspect", "nothing"]),
+        "no volume named \"nothing\"",
+    );
+
+    let unreachable = std::process::Command::new(dvol_bin())
+        .args(["--host", "unix:///nonexistent/dvol.sock", "volume", "ls"])
+        .output()
+        .unwrap();
+    fails_with(unreachable, "is `dvol daemon` running?");
+    let bad_host = std::process::Command::new(dvol_bin())
+        .args(["--host", "ftp:/x", "volume", "ls"])
+        .output()
+        .unwrap();
+    fails_with(bad_host, "invalid --host");
+}
