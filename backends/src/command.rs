@@ -7,7 +7,14 @@ use std::process::Command;
 
 /// Directories searched for tools, in order. A fixed list rather than `$PATH`, so the daemon
 /// runs the same binaries whatever environment it was started from.
-pub const SEARCH_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
+pub const SEARCH_DIRS: &[&str] = &[
+    "/usr/sbin",
+    "/sbin",
+    "/usr/bin",
+    "/bin",
+    "/usr/local/sbin",
+    "/usr/local/bin",
+];
 
 /// Errors from external tools.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +79,10 @@ impl Tool {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
         let command = std::iter::once(self.path.as_os_str())
             .chain(args.iter().map(|a| a.as_os_str()))
             .map(|a| a.to_string_lossy())
@@ -108,12 +118,17 @@ mod tests {
         assert_eq!(sh.run(["-c", "echo out"]).unwrap(), "out\n");
         let err = sh.run(["-c", "echo bad >&2; exit 3"]).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("sh -c echo bad >&2; exit 3 failed with exit code 3: bad"), "{msg}");
+        assert!(
+            msg.contains("sh -c echo bad >&2; exit 3 failed with exit code 3: bad"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn missing_tool_names_its_package() {
         let err = Tool::find("no-such-tool-dvol", "dvol-test").unwrap_err();
-        assert!(err.to_string().contains("install it (Debian package: dvol-test)"));
+        assert!(err
+            .to_string()
+            .contains("install it (Debian package: dvol-test)"));
     }
 }

@@ -110,7 +110,12 @@ impl Backend for DirectoryBackend {
         }
     }
 
-    fn resize(&self, _spec: &VolumeSpec, _new_size: ByteSize, _target: &Path) -> Result<Effect, BackendError> {
+    fn resize(
+        &self,
+        _spec: &VolumeSpec,
+        _new_size: ByteSize,
+        _target: &Path,
+    ) -> Result<Effect, BackendError> {
         Err(BackendError::Refused(
             "directory volumes have no size limit to change; use a loop or lvm profile for sized volumes".into(),
         ))

@@ -29,8 +29,18 @@ impl FilesystemTools {
     /// Whether `fs` can be made here; the error says what to install.
     pub fn check(&self, fs: Filesystem) -> Result<(), String> {
         match fs {
-            Filesystem::Ext4 => self.mkfs_ext4.as_ref().and(self.resize2fs.as_ref()).map(drop).map_err(Clone::clone),
-            Filesystem::Xfs => self.mkfs_xfs.as_ref().and(self.xfs_growfs.as_ref()).map(drop).map_err(Clone::clone),
+            Filesystem::Ext4 => self
+                .mkfs_ext4
+                .as_ref()
+                .and(self.resize2fs.as_ref())
+                .map(drop)
+                .map_err(Clone::clone),
+            Filesystem::Xfs => self
+                .mkfs_xfs
+                .as_ref()
+                .and(self.xfs_growfs.as_ref())
+                .map(drop)
+                .map_err(Clone::clone),
         }
     }
 
@@ -63,7 +73,12 @@ impl FilesystemTools {
     }
 
     /// Grows the filesystem mounted at `mountpoint` (on `device`) to fill the device.
-    pub fn grow(&self, fs: Filesystem, device: &Path, mountpoint: &Path) -> Result<(), CommandError> {
+    pub fn grow(
+        &self,
+        fs: Filesystem,
+        device: &Path,
+        mountpoint: &Path,
+    ) -> Result<(), CommandError> {
         match fs {
             Filesystem::Ext4 => Self::tool(&self.resize2fs)?.run([device]).map(drop),
             Filesystem::Xfs => Self::tool(&self.xfs_growfs)?.run([mountpoint]).map(drop),

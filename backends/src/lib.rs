@@ -213,7 +213,12 @@ pub trait Backend: Send + Sync {
     fn unmount(&self, id: Uuid, target: &Path) -> Result<Effect, BackendError>;
 
     /// Grows a volume to `new_size`, online if it is mounted at `target`. Shrinking is refused.
-    fn resize(&self, spec: &VolumeSpec, new_size: ByteSize, target: &Path) -> Result<Effect, BackendError>;
+    fn resize(
+        &self,
+        spec: &VolumeSpec,
+        new_size: ByteSize,
+        target: &Path,
+    ) -> Result<Effect, BackendError>;
 
     /// How much room the backend has for volumes.
     fn capacity(&self) -> Result<Capacity, BackendError>;

@@ -41,7 +41,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let body = json!({ "size": size });
             let path = format!("{}/resize", volume_path(&name));
             let volume: Value = client()?.call(Method::POST, &path, Some(&body)).await?;
-            println!("{} {}", text(&volume["name"]), human_bytes(&volume["size_bytes"]));
+            println!(
+                "{} {}",
+                text(&volume["name"]),
+                human_bytes(&volume["size_bytes"])
+            );
             Ok(())
         }
         Command::Volume(VolumeCommand::Rm { names }) => volume_rm(&client()?, &names).await,

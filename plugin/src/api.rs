@@ -255,7 +255,11 @@ async fn resize_volume(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VolumeView>, ApiError> {
     let request: ResizeVolume = parse_json(&body?).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("malformed resize request: {e}"))
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("malformed resize request: {e}"),
+        )
     })?;
     let svc = service.clone();
     let volume = blocking(move || svc.resize(&name, &request.size)).await?;

@@ -224,7 +224,9 @@ fn validate_profile(profile: &ProfileConfig) -> Result<(), String> {
             return Err("max_overprovision applies only to backend \"lvm\"".into());
         }
         if !(ratio.is_finite() && (1.0..=100.0).contains(&ratio)) {
-            return Err(format!("max_overprovision {ratio} is out of range: use a number from 1.0 to 100.0"));
+            return Err(format!(
+                "max_overprovision {ratio} is out of range: use a number from 1.0 to 100.0"
+            ));
         }
     }
     if profile.backend == BackendKind::Directory && profile.filesystem.is_some() {

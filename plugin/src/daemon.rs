@@ -1,5 +1,6 @@
 //! Running the daemon: open the state, bind the sockets, serve until told to stop.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +13,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use dvol_backends::directory::DirectoryBackend;
-use dvol_backends::BackendKind;
+use dvol_backends::loop_device::LoopBackend;
+use dvol_backends::lvm::LvmBackend;
+use dvol_backends::{Backend, BackendKind};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tracing::info;
@@ -78,19 +81,38 @@ pub enum DaemonError {
     Token(String),
 }
 
-/// Probes the backends the configuration's profiles need. Never fails: a backend that cannot
-/// run here is recorded with the reason, and its profiles are reported unavailable.
-pub fn probe_backends(layout: &Layout, _config: &Config) -> Result<HostBackends, DaemonError> {
-    let directory = DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).map_err(
-        |source| ServiceError::Backend {
-            volume: "(backend setup)".into(),
-            source,
-        },
-    )?;
-    Ok(HostBackends::directory_only(
-        Arc::new(directory),
-        "the loop backend is not built yet",
-    ))
+/// Probes the backends the configuration's profiles need. A backend that cannot run here is
+/// recorded with the reason, and its profiles are reported unavailable; only a broken state
+/// root is an error.
+pub fn probe_backends(layout: &Layout, config: &Config) -> Result<HostBackends, DaemonError> {
+    let directory =
+        DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).map_err(|source| {
+            ServiceError::Backend {
+                volume: "(backend setup)".into(),
+                source,
+            }
+        })?;
+    let loop_device = LoopBackend::open(layout.backend_dir(BackendKind::Loop))
+        .map(|b| Arc::new(b) as Arc<dyn Backend>)
+        .map_err(|e| e.to_string());
+    let mut lvm = BTreeMap::new();
+    for profile in config.profiles.values() {
+        if let (BackendKind::Lvm, Some(vg), Some(pool)) =
+            (profile.backend, &profile.volume_group, &profile.thin_pool)
+        {
+            let ratio = profile.max_overprovision.unwrap_or(1.0);
+            lvm.entry((vg.clone(), pool.clone())).or_insert_with(|| {
+                LvmBackend::probe(vg, pool, ratio)
+                    .map(|b| Arc::new(b) as Arc<dyn Backend>)
+                    .map_err(|e| e.to_string())
+            });
+        }
+    }
+    Ok(HostBackends {
+        directory: Arc::new(directory),
+        loop_device,
+        lvm,
+    })
 }
 
 /// Opens the volume service described by `options`.

@@ -79,7 +79,12 @@ struct Resolution {
     reason: String,
 }
 
-fn served_by(kind: BackendKind, location: Option<String>, preallocate: bool, reason: String) -> Resolution {
+fn served_by(
+    kind: BackendKind,
+    location: Option<String>,
+    preallocate: bool,
+    reason: String,
+) -> Resolution {
     Resolution {
         backend: Some(kind),
         location,
@@ -99,16 +104,31 @@ fn unavailable(reason: String) -> Resolution {
 
 fn resolve_one(profile: &ProfileConfig, host: &HostBackends, builtin: bool) -> Resolution {
     match profile.backend {
-        BackendKind::Directory => served_by(BackendKind::Directory, None, false, "directory on the host's filesystem".into()),
+        BackendKind::Directory => served_by(
+            BackendKind::Directory,
+            None,
+            false,
+            "directory on the host's filesystem".into(),
+        ),
         BackendKind::Loop => match &host.loop_device {
-            Ok(_) => served_by(BackendKind::Loop, None, false, "sparse image file on a loop device".into()),
+            Ok(_) => served_by(
+                BackendKind::Loop,
+                None,
+                false,
+                "sparse image file on a loop device".into(),
+            ),
             Err(why) => unavailable(format!("loop backend unavailable: {why}")),
         },
         BackendKind::Lvm => {
             let vg = profile.volume_group.clone().unwrap_or_default();
             let pool = profile.thin_pool.clone().unwrap_or_default();
             match host.lvm.get(&(vg.clone(), pool.clone())) {
-                Some(Ok(_)) => served_by(BackendKind::Lvm, Some(format!("{vg}/{pool}")), false, format!("thin volumes in pool {vg}/{pool}")),
+                Some(Ok(_)) => served_by(
+                    BackendKind::Lvm,
+                    Some(format!("{vg}/{pool}")),
+                    false,
+                    format!("thin volumes in pool {vg}/{pool}"),
+                ),
                 found => {
                     let why = match found {
                         Some(Err(why)) => why.clone(),
@@ -119,7 +139,9 @@ fn resolve_one(profile: &ProfileConfig, host: &HostBackends, builtin: bool) -> R
                             BackendKind::Loop,
                             None,
                             true,
-                            format!("{why}; using a fully allocated image on a loop device instead"),
+                            format!(
+                                "{why}; using a fully allocated image on a loop device instead"
+                            ),
                         ),
                         _ => unavailable(why),
                     }
@@ -163,7 +185,10 @@ mod tests {
             // Any ready backend stands in for the loop backend: resolution only asks whether one is there.
             host.loop_device = Ok(directory);
         }
-        host.lvm.insert(("dvol".into(), "gold".into()), Err("volume group dvol not found".into()));
+        host.lvm.insert(
+            ("dvol".into(), "gold".into()),
+            Err("volume group dvol not found".into()),
+        );
         (host, tmp)
     }
 
@@ -178,9 +203,16 @@ mod tests {
         let gold = find(&profiles, "gold");
         assert_eq!(gold.backend, Some(BackendKind::Loop));
         assert!(gold.preallocate);
-        assert!(gold.reason.contains("volume group dvol not found"), "{}", gold.reason);
+        assert!(
+            gold.reason.contains("volume group dvol not found"),
+            "{}",
+            gold.reason
+        );
         let silver = find(&profiles, "silver");
-        assert_eq!((silver.backend, silver.preallocate), (Some(BackendKind::Loop), false));
+        assert_eq!(
+            (silver.backend, silver.preallocate),
+            (Some(BackendKind::Loop), false)
+        );
         let bronze = find(&profiles, "bronze");
         assert_eq!(bronze.backend, Some(BackendKind::Directory));
         assert!(bronze.default);
@@ -192,7 +224,11 @@ mod tests {
         let profiles = resolve(&Config::builtin(), &host);
         let silver = find(&profiles, "silver");
         assert!(!silver.available);
-        assert!(silver.reason.contains("no /dev/loop-control"), "{}", silver.reason);
+        assert!(
+            silver.reason.contains("no /dev/loop-control"),
+            "{}",
+            silver.reason
+        );
         assert!(!find(&profiles, "gold").available);
     }
 

@@ -287,7 +287,11 @@ impl VolumeService {
                 source: BackendError::Unavailable(format!(
                     "its {} backend{} is unavailable on this host; `dvol profile ls` says why",
                     volume.backend,
-                    volume.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default()
+                    volume
+                        .location
+                        .as_deref()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default()
                 )),
             })
     }
@@ -453,10 +457,12 @@ impl VolumeService {
             ..Self::spec(&volume)
         };
         let backend = self.backend(&volume)?;
-        backend.validate(&spec).map_err(|source| ServiceError::Backend {
-            volume: name.to_string(),
-            source,
-        })?;
+        backend
+            .validate(&spec)
+            .map_err(|source| ServiceError::Backend {
+                volume: name.to_string(),
+                source,
+            })?;
         self.store.insert(&volume)?;
         let made = backend
             .create(&spec)
@@ -591,13 +597,14 @@ impl VolumeService {
     /// Grows a volume to `size` (e.g. `20G`), online if it is mounted. Shrinking is refused.
     pub fn resize(&self, reference: &str, size: &str) -> Result<Volume, ServiceError> {
         let reference = VolumeRef::parse(reference)?;
-        let new_size: ByteSize = size.parse().map_err(|e: dvol_backends::size::SizeError| {
-            ServiceError::BadOption {
-                volume: reference.name.to_string(),
-                key: "size",
-                message: e.to_string(),
-            }
-        })?;
+        let new_size: ByteSize =
+            size.parse().map_err(
+                |e: dvol_backends::size::SizeError| ServiceError::BadOption {
+                    volume: reference.name.to_string(),
+                    key: "size",
+                    message: e.to_string(),
+                },
+            )?;
         let _guard = self.locks.lock(&reference.name);
         let mut volume = self.lookup(&reference)?;
         let mountpoint = self.layout.mountpoint(volume.id);

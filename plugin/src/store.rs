@@ -18,7 +18,8 @@ use crate::names::{ProfileName, VolumeName};
 use crate::volume::{Volume, VolumeState};
 
 /// Schema steps, applied in order; step `i` brings the schema to version `i + 1`.
-pub const MIGRATIONS: &[&str] = &[r#"
+pub const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE volumes (
     uuid        TEXT PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -43,9 +44,11 @@ CREATE TABLE node (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#, r#"
+"#,
+    r#"
 ALTER TABLE volumes ADD COLUMN location TEXT;
-"#];
+"#,
+];
 
 /// Errors from the metadata database.
 #[derive(Debug, thiserror::Error)]
@@ -212,7 +215,8 @@ impl Store {
                 Ok(Volume {
                     id: row.uuid.parse().map_err(|_| corrupt("bad uuid".into()))?,
                     name: VolumeName::parse(&row.name).map_err(|e| corrupt(e.to_string()))?,
-                    profile: ProfileName::parse(&row.profile).map_err(|e| corrupt(e.to_string()))?,
+                    profile: ProfileName::parse(&row.profile)
+                        .map_err(|e| corrupt(e.to_string()))?,
                     backend: serde_json::from_value(serde_json::Value::String(row.backend.clone()))
                         .map_err(|_| corrupt(format!("unknown backend {:?}", row.backend)))?,
                     location: row.location.clone(),
@@ -221,7 +225,12 @@ impl Store {
                         .map(|b| ByteSize::from_bytes(b as u64))
                         .transpose()
                         .map_err(|e| corrupt(e.to_string()))?,
-                    filesystem: row.filesystem.as_deref().map(str::parse).transpose().map_err(corrupt)?,
+                    filesystem: row
+                        .filesystem
+                        .as_deref()
+                        .map(str::parse)
+                        .transpose()
+                        .map_err(corrupt)?,
                     created_at: DateTime::parse_from_rfc3339(&row.created_at)
                         .map_err(|e| corrupt(e.to_string()))?
                         .with_timezone(&Utc),

@@ -444,13 +444,29 @@ async fn rest_node_profiles_and_health() {
         }
     }
     let (_, profiles) = send(f.api(), "GET", "/v1/profiles", "").await;
-    let tape = profiles.as_array().unwrap().iter().find(|p| p["name"] == "tape").unwrap();
+    let tape = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tape")
+        .unwrap();
     assert_eq!(tape["available"], false);
     assert_eq!(tape["backend"], Value::Null);
     assert_eq!(tape["config"]["backend"], "loop");
-    assert!(tape["reason"].as_str().unwrap().contains("no loop devices"), "{tape}");
-    let bronze = profiles.as_array().unwrap().iter().find(|p| p["name"] == "bronze").unwrap();
-    assert_eq!((bronze["backend"].as_str(), bronze["default"].as_bool()), (Some("directory"), Some(true)));
+    assert!(
+        tape["reason"].as_str().unwrap().contains("no loop devices"),
+        "{tape}"
+    );
+    let bronze = profiles
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bronze")
+        .unwrap();
+    assert_eq!(
+        (bronze["backend"].as_str(), bronze["default"].as_bool()),
+        (Some("directory"), Some(true))
+    );
 }
 
 #[tokio::test]
@@ -459,19 +475,54 @@ async fn unavailable_profiles_and_impossible_resizes_are_refused() {
     let (status, answer) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"t@tape"}"#).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
     assert_eq!(answer["error"]["code"], "backend_unavailable");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("profile tape is unavailable on this host: loop backend unavailable: no loop devices"), "{answer}");
+    assert!(
+        answer["error"]["message"].as_str().unwrap().contains(
+            "profile tape is unavailable on this host: loop backend unavailable: no loop devices"
+        ),
+        "{answer}"
+    );
     let docker = plugin(&f, "VolumeDriver.Create", r#"{"Name":"t@tape"}"#).await;
-    assert!(err(&docker).contains("unavailable on this host"), "{docker}");
+    assert!(
+        err(&docker).contains("unavailable on this host"),
+        "{docker}"
+    );
     assert!(f.service.list().is_empty());
 
     send(f.api(), "POST", "/v1/volumes", r#"{"name":"plain"}"#).await;
-    let (status, answer) = send(f.api(), "POST", "/v1/volumes/plain/resize", r#"{"size":"2G"}"#).await;
+    let (status, answer) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/plain/resize",
+        r#"{"size":"2G"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["error"]["code"], "refused");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("directory volumes have no size limit"), "{answer}");
-    let (status, answer) = send(f.api(), "POST", "/v1/volumes/plain/resize", r#"{"size":"-1"}"#).await;
-    assert_eq!((status, answer["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_option")));
-    let (status, _) = send(f.api(), "POST", "/v1/volumes/none/resize", r#"{"size":"2G"}"#).await;
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("directory volumes have no size limit"),
+        "{answer}"
+    );
+    let (status, answer) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/plain/resize",
+        r#"{"size":"-1"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_option"))
+    );
+    let (status, _) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/none/resize",
+        r#"{"size":"2G"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 

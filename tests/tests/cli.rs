@@ -48,7 +48,7 @@ fn volume_commands_round_trip() {
     }
     let daemon = Daemon::start();
     assert_eq!(
-        ok(daemon.cli(&["volume", "create", "cli-a@gold", "-o", "size=2G"])).trim(),
+        ok(daemon.cli(&["volume", "create", "cli-a@silver", "-o", "size=64M"])).trim(),
         "cli-a"
     );
     let created = json(daemon.cli(&["volume", "create", "cli-b", "--json"]));
@@ -59,7 +59,7 @@ fn volume_commands_round_trip() {
     assert!(lines.next().unwrap().starts_with("NAME"), "{table}");
     let row_a = lines.next().unwrap();
     assert!(
-        row_a.starts_with("cli-a") && row_a.contains("gold") && row_a.contains("2GiB"),
+        row_a.starts_with("cli-a") && row_a.contains("silver") && row_a.contains("64MiB"),
         "{table}"
     );
     assert!(lines.next().unwrap().starts_with("cli-b"), "{table}");
@@ -73,8 +73,22 @@ fn volume_commands_round_trip() {
         .collect();
     assert_eq!(names, ["cli-a", "cli-b"]);
 
-    let inspected = json(daemon.cli(&["volume", "inspect", "cli-a@gold"]));
-    assert_eq!(inspected["size_bytes"], 2u64 << 30);
+    let inspected = json(daemon.cli(&["volume", "inspect", "cli-a@silver"]));
+    assert_eq!(inspected["size_bytes"], 64u64 << 20);
+    assert_eq!(
+        (
+            inspected["backend"].as_str(),
+            inspected["size_enforced"].as_bool()
+        ),
+        (Some("loop"), Some(true))
+    );
+
+    // Grow it (unmounted: e2fsck + resize2fs); shrinking is refused with both sizes.
+    assert!(ok(daemon.cli(&["volume", "resize", "cli-a", "96M"])).contains("96MiB"));
+    fails_with(
+        daemon.cli(&["volume", "resize", "cli-a", "32M"]),
+        "cannot shrink",
+    );
     assert!(inspected["mountpoint"]
         .as_str()
         .unwrap()
@@ -95,9 +109,16 @@ fn profile_and_node_reports() {
     let daemon = Daemon::start();
     let table = ok(daemon.cli(&["profile", "ls"]));
     assert!(table.contains("bronze (default)"), "{table}");
+    // Without a volume group "dvol" on this host, built-in gold falls back to a fully
+    // allocated loop image and says why; silver is a sparse loop image.
     let gold = table.lines().find(|l| l.starts_with("gold")).unwrap();
     assert!(
-        gold.contains("directory") && gold.contains("lvm is not available"),
+        gold.contains("loop (preallocated)") && gold.contains("volume group dvol"),
+        "{table}"
+    );
+    let silver = table.lines().find(|l| l.starts_with("silver")).unwrap();
+    assert!(
+        silver.contains("loop") && silver.contains("5GiB"),
         "{table}"
     );
     let profiles = json(daemon.cli(&["profile", "ls", "--json"]));
@@ -105,10 +126,10 @@ fn profile_and_node_reports() {
 
     let node = json(daemon.cli(&["node", "--json"]));
     assert_eq!(node["volumes"], 0);
-    assert_eq!(node["backends"][0], "directory");
+    assert_eq!(node["backends"], serde_json::json!(["directory", "loop"]));
     let text = ok(daemon.cli(&["node"]));
     assert!(
-        text.contains("backends: directory") && text.contains("FREE"),
+        text.contains("backends: directory, loop") && text.contains("FREE"),
         "{text}"
     );
 }
