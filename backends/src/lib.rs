@@ -225,4 +225,20 @@ pub trait Backend: Send + Sync {
 
     /// Ids of the volumes whose storage exists in this backend.
     fn volumes(&self) -> Result<Vec<Uuid>, BackendError>;
+
+    /// What this backend holds that belongs to no volume in `known`, one line each, for the
+    /// daemon's start-up report. Only a report: nothing is touched.
+    fn strays(&self, known: &[Uuid]) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .volumes()?
+            .into_iter()
+            .filter(|id| !known.contains(id))
+            .map(|id| {
+                format!(
+                    "{} storage of unknown volume {id}; left untouched",
+                    self.kind()
+                )
+            })
+            .collect())
+    }
 }

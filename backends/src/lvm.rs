@@ -897,6 +897,14 @@ impl Backend for LvmBackend {
         let lvs = self.report_lvs()?;
         Ok(volume_ids(&lvs, &self.thin_pool))
     }
+
+    fn strays(&self, known: &[Uuid]) -> Result<Vec<String>, BackendError> {
+        Ok(self
+            .foreign_or_orphans(known)?
+            .iter()
+            .map(ToString::to_string)
+            .collect())
+    }
 }
 
 #[cfg(test)]

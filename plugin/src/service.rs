@@ -228,17 +228,15 @@ impl VolumeService {
             }
             registry.insert(volume.name.clone(), volume);
         }
+        let known: Vec<Uuid> = registry.values().map(|v: &Volume| v.id).collect();
         for backend in &self.backends {
-            let kind = backend.kind();
-            match backend.volumes() {
-                Ok(ids) => {
-                    for id in ids {
-                        if !registry.values().any(|v| v.id == id) {
-                            warn!(backend = %kind, %id, "storage without a volume record; left untouched");
-                        }
-                    }
+            match backend.strays(&known) {
+                Ok(strays) => strays
+                    .iter()
+                    .for_each(|stray| warn!(backend = %backend.kind(), "{stray}")),
+                Err(e) => {
+                    warn!(backend = %backend.kind(), error = %e, "could not list backend storage")
                 }
-                Err(e) => warn!(backend = %kind, error = %e, "could not list backend storage"),
             }
         }
         *self.volumes.write().expect("registry lock") = registry;
