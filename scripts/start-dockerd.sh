@@ -7,12 +7,12 @@ if docker version >/dev/null 2>&1; then
 fi
 log=${DOCKERD_LOG:-/tmp/dockerd.log}
 nohup dockerd --iptables=false --ip6tables=false --bridge=none >"$log" 2>&1 &
-for _ in $(seq 1 60); do
+for _ in $(seq 1 360); do
   if docker version >/dev/null 2>&1; then
     exit 0
   fi
   sleep 0.5
 done
-echo "start-dockerd: dockerd did not answer within 30 s; last lines of $log:" >&2
+echo "start-dockerd: dockerd did not answer within 180 s; last lines of $log:" >&2
 tail -n 20 "$log" >&2
 exit 1

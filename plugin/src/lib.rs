@@ -12,6 +12,7 @@
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod containers;
 pub mod daemon;
 pub mod docker;
 pub mod error;

@@ -1,0 +1,197 @@
+//! The Docker Engine restarts while a dvol volume exists: it must still know the volume and its
+//! data afterwards.
+//!
+//! A test binary of its own: cargo runs test binaries one at a time, so restarting dockerd here
+//! cannot break the other end-to-end tests.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dvol_tests::{docker, docker_ready, repo_root, require, Daemon, TEST_IMAGE};
+use rustix::process::{kill_process, Pid, Signal};
+use serde_json::Value;
+
+/// Where the engine this test restarts writes its log.
+const DOCKERD_LOG: &str = "/tmp/dockerd-engine-restart.log";
+
+/// Where the Docker Engine writes its pid.
+const PID_FILE: &str = "/var/run/docker.pid";
+
+/// Runs `docker args`, panicking with docker's stderr and the daemon's log unless it succeeds;
+/// returns trimmed stdout.
+fn must(daemon: &Daemon, args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}\ndvol daemon log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker run --rm` of `script` with `volume` at /data; returns stdout.
+fn run_ok(daemon: &Daemon, volume: &str, script: &str) -> String {
+    let mount = format!("{volume}:/data");
+    must(
+        daemon,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--volume-driver",
+            &daemon.driver,
+            "-v",
+            &mount,
+            TEST_IMAGE,
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+}
+
+/// A Docker volume name, removed with `docker volume rm -f` when dropped.
+struct DockerVolume(String);
+
+impl Drop for DockerVolume {
+    fn drop(&mut self) {
+        let _ = docker(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn exited(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state follows the command name in parentheses: "pid (comm) S ...".
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// The pid of the running Docker Engine, from its pid file.
+fn running_dockerd() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(PID_FILE)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (!exited(pid)).then_some(pid)
+}
+
+/// Whether the Docker Engine answers.
+fn engine_answers() -> bool {
+    docker(&["version"]).status.success()
+}
+
+/// Stops the running Docker Engine (SIGTERM to the pid in its pid file) and waits for it to exit.
+fn stop_engine() {
+    let pid = running_dockerd().unwrap_or_else(|| panic!("no running dockerd in {PID_FILE}"));
+    kill_process(Pid::from_raw(pid).expect("positive pid"), Signal::TERM).expect("SIGTERM dockerd");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !exited(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "dockerd (pid {pid}) did not exit within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts the Docker Engine the way this machine starts it, unless one is already running, and
+/// waits until it answers. Its start can outlast the script's 30 s: for every volume whose
+/// driver is gone, the engine waits about 15 s for the plugin before it serves its API.
+fn start_engine() -> bool {
+    if running_dockerd().is_none() {
+        let started = Command::new("bash")
+            .arg(repo_root().join("scripts/start-dockerd.sh"))
+            .env("DOCKERD_LOG", DOCKERD_LOG)
+            .status();
+        if !started.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("start-dockerd.sh: {started:?}; waiting for the engine it started");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !engine_answers() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    true
+}
+
+/// Makes sure the Docker Engine runs again when dropped, even after a failed assertion.
+struct EngineGuard;
+
+impl Drop for EngineGuard {
+    fn drop(&mut self) {
+        if !start_engine() {
+            eprintln!("could not start the Docker Engine again; see {DOCKERD_LOG}");
+        }
+    }
+}
+
+#[test]
+fn the_engine_still_knows_a_dvol_volume_and_its_data_after_a_restart() {
+    if !require("Docker Engine", docker_ready()) {
+        return;
+    }
+    let daemon = Daemon::start();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let volume = DockerVolume(format!("engine-restart-{}", &id[..12]));
+    run_ok(&daemon, &volume.0, "echo survives > /data/f");
+    let uuid = daemon
+        .api("GET", &format!("/v1/volumes/{}", volume.0), "")
+        .json()["id"]
+        .clone();
+    assert!(uuid.is_string(), "the daemon should know {}", volume.0);
+
+    {
+        let _engine = EngineGuard;
+        stop_engine();
+        assert!(!engine_answers(), "the engine should be down");
+        assert!(
+            start_engine(),
+            "the Docker Engine did not come back; see {DOCKERD_LOG}"
+        );
+    }
+
+    let filter = format!("driver={}", daemon.driver);
+    let listed = must(
+        &daemon,
+        &[
+            "volume",
+            "ls",
+            "--filter",
+            &filter,
+            "--format",
+            "{{.Driver}} {{.Name}}",
+        ],
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l == format!("{} {}", daemon.driver, volume.0)),
+        "docker volume ls should still list {}: {listed}",
+        volume.0
+    );
+    let inspected: Value =
+        serde_json::from_str(&must(&daemon, &["volume", "inspect", &volume.0])).expect("JSON");
+    assert_eq!(
+        inspected[0]["Driver"],
+        daemon.driver.as_str(),
+        "{inspected:#}"
+    );
+    assert_eq!(inspected[0]["Status"]["uuid"], uuid, "{inspected:#}");
+    assert!(
+        Path::new(inspected[0]["Mountpoint"].as_str().expect("Mountpoint"))
+            .starts_with(daemon.root.join("mounts")),
+        "{inspected:#}"
+    );
+    assert_eq!(run_ok(&daemon, &volume.0, "cat /data/f"), "survives");
+}
