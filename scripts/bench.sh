@@ -3,6 +3,10 @@
 # test image exists, then runs the benchmark. Arguments go to dvol-bench, e.g.
 #   bash scripts/bench.sh --json bench.json
 #   bash scripts/bench.sh --volumes 50 --rounds 3      # quick smoke check
+#   bash scripts/bench.sh --only backends,throughput   # some sections only
+# Sections (default all): plugin, docker, memory, backends, throughput. `backends` and
+# `throughput` make loop devices and 1 GiB images; `throughput` drops the host's page cache
+# between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other work on the host a little.
 # Needs root (the daemon bind-mounts volumes). Exits non-zero if a step fails; a missed aim is
 # reported as MISS but does not fail the run.
 set -euo pipefail

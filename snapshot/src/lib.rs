@@ -1,6 +1,82 @@
-//! Volume history for dvol.
+//! Volume history for dvol: a content-addressed object store with git-like commits,
+//! branches, tags, checkout, diff, fsck and gc.
 //!
-//! This crate will hold the content-addressed object store (blake3 ids, zstd-compressed
-//! chunks), commits, refs and the transfer streams that move volumes between hosts.
-//! Nothing is implemented yet; the daemon answers `NAME@snapshot-REF` with a clear
-//! "not yet supported" error until it is.
+//! One [`Repository`] per host (the daemon keeps it at `<state root>/history`) holds the
+//! history of every volume, keyed by [`VolumeKey`] (the volume's UUID):
+//!
+//! ```text
+//! <dir>/FORMAT                       "dvol-history 1"
+//! <dir>/lock                         flock: shared by writers, exclusive for gc
+//! <dir>/objects/ab/cdef…             objects, named by the blake3 of their uncompressed content
+//! <dir>/refs/<volume>/HEAD           "ref: <branch>" or a commit id (detached)
+//! <dir>/refs/<volume>/heads/<branch> commit id
+//! <dir>/refs/<volume>/tags/<tag>     commit id
+//! <dir>/index/<volume>               path -> (lstat fields, object id) cache
+//! <dir>/locks/<volume>               flock serialising writers of one volume
+//! <dir>/trash/                       deleted volumes' refs on their way out
+//! ```
+//!
+//! Objects: file data is split by content-defined chunking into chunks (zstd-compressed on
+//! disk, named by the hash of the uncompressed bytes, so equal data is stored once across
+//! commits and volumes); a file of several chunks has a chunk list ([`object::FileObject`]);
+//! directories are [`object::Tree`]s (sorted entries with kind, mode, owner, mtime, size and
+//! object id; symlink targets are stored, never followed); a [`object::Commit`] names a root
+//! tree (or, for block volumes, a [`object::BlockMap`]), its parents, message, author and
+//! RFC 3339 time. Every encoding is canonical, so equal content gives equal ids on any host,
+//! and a transfer needs to send only the objects the receiver lacks
+//! ([`Repository::missing_objects`], [`Repository::read_raw_object`],
+//! [`Repository::write_raw_object`]).
+//!
+//! Crash safety: every file is written to a temporary name in its directory, fsynced and
+//! renamed, and the directory fsynced. A commit writes all objects durably before moving the
+//! ref (one rename), then saves the index. A crash leaves the old or the new state, plus at
+//! worst unreachable objects and temporary files that [`Repository::gc`] removes.
+//!
+//! Cost: a commit `lstat`s every path but reads only files whose stat changed since the last
+//! commit or checkout (the per-volume index); a checkout writes only entries that differ.
+//!
+//! Typical daemon use:
+//!
+//! ```no_run
+//! # use dvol_snapshot::*;
+//! # fn main() -> Result<(), Error> {
+//! let repo = Repository::open(std::path::Path::new("/var/lib/dvol/history"))?;
+//! let vol = VolumeKey(uuid::Uuid::new_v4());
+//! let dir = std::path::Path::new("/var/lib/dvol/mounts/x");
+//! let c = repo.commit(&vol, dir, CommitInfo::now("first", "me@host"), &NoProgress)?;
+//! repo.create_branch(&vol, "experiment", c.id)?;
+//! // dvol reset --hard HEAD^
+//! let target = repo.resolve(&vol, "HEAD^");
+//! # let _ = target;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod block;
+pub mod checkout;
+pub mod codec;
+pub mod diff;
+pub mod fsutil;
+pub mod id;
+pub mod index;
+pub mod maint;
+pub mod object;
+pub mod progress;
+pub mod refs;
+pub mod repo;
+pub mod snapshot;
+pub mod store;
+
+#[cfg(test)]
+mod tests;
+
+pub use block::{BlockCommitted, BlockStats};
+pub use checkout::CheckoutStats;
+pub use diff::{Change, ChangeKind};
+pub use id::{CommitId, IdError, ObjectId, VolumeKey};
+pub use maint::{FsckReport, GcReport, Reachable};
+pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
+pub use progress::{NoProgress, Progress};
+pub use repo::{Branch, Error, Head, Pin, Repository, Tag};
+pub use snapshot::{CommitStats, Committed, SkipReason, Skipped};

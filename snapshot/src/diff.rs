@@ -1,0 +1,199 @@
+//! Comparing commits with each other and with a directory.
+//!
+//! Trees are compared by id, so identical subtrees are skipped without being read. A path is
+//! *modified* when its content, type-preserving kind, mode or owner differ; an mtime change
+//! alone is not reported. A path that changes type (file to directory, ...) is reported as
+//! removed and added.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::id::{CommitId, ObjectId, VolumeKey};
+use crate::object::{EntryKind, Tree, TreeEntry};
+use crate::progress::NoProgress;
+use crate::repo::{Error, Repository, Result};
+use crate::snapshot::{join_rel, rel_path, Sink};
+
+/// How a path changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    /// Only in the newer side.
+    Added,
+    /// Only in the older side.
+    Removed,
+    /// In both, with different content, mode or owner.
+    Modified,
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The path, relative to the volume root.
+    pub path: PathBuf,
+    /// How it changed.
+    pub kind: ChangeKind,
+    /// Whether the path is a directory (on the side where it exists; the newer if both).
+    pub is_dir: bool,
+    /// Size on the older side (files and symlinks).
+    pub old_size: Option<u64>,
+    /// Size on the newer side (files and symlinks).
+    pub new_size: Option<u64>,
+}
+
+fn size_of(e: &TreeEntry) -> Option<u64> {
+    (e.kind != EntryKind::Dir).then_some(e.size)
+}
+
+struct Differ<'a> {
+    load: &'a dyn Fn(&ObjectId) -> Result<Tree>,
+    out: Vec<Change>,
+}
+
+impl Differ<'_> {
+    fn one_side(&mut self, e: &TreeEntry, rel: &[u8], kind: ChangeKind) -> Result<()> {
+        let path = join_rel(rel, &e.name);
+        let (old_size, new_size) = match kind {
+            ChangeKind::Removed => (size_of(e), None),
+            _ => (None, size_of(e)),
+        };
+        self.out.push(Change {
+            path: rel_path(&path),
+            kind,
+            is_dir: e.kind == EntryKind::Dir,
+            old_size,
+            new_size,
+        });
+        if e.kind == EntryKind::Dir {
+            let t = (self.load)(&e.id)?;
+            for c in &t.entries {
+                self.one_side(c, &path, kind)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn trees(&mut self, a: &Tree, b: &Tree, rel: &[u8]) -> Result<()> {
+        let (mut i, mut j) = (0, 0);
+        while i < a.entries.len() || j < b.entries.len() {
+            let x = a.entries.get(i);
+            let y = b.entries.get(j);
+            match (x, y) {
+                (Some(x), Some(y)) if x.name == y.name => {
+                    self.pair(x, y, rel)?;
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if x.name < y.name => {
+                    self.one_side(x, rel, ChangeKind::Removed)?;
+                    i += 1;
+                }
+                (Some(_), Some(y)) => {
+                    self.one_side(y, rel, ChangeKind::Added)?;
+                    j += 1;
+                }
+                (Some(x), None) => {
+                    self.one_side(x, rel, ChangeKind::Removed)?;
+                    i += 1;
+                }
+                (None, Some(y)) => {
+                    self.one_side(y, rel, ChangeKind::Added)?;
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Ok(())
+    }
+
+    fn pair(&mut self, x: &TreeEntry, y: &TreeEntry, rel: &[u8]) -> Result<()> {
+        let meta_differs = x.mode != y.mode || x.uid != y.uid || x.gid != y.gid;
+        let path = join_rel(rel, &x.name);
+        let same_type = (x.kind.is_file() && y.kind.is_file()) || x.kind == y.kind;
+        if !same_type {
+            self.one_side(x, rel, ChangeKind::Removed)?;
+            return self.one_side(y, rel, ChangeKind::Added);
+        }
+        if x.kind == EntryKind::Dir {
+            if meta_differs {
+                self.out.push(Change {
+                    path: rel_path(&path),
+                    kind: ChangeKind::Modified,
+                    is_dir: true,
+                    old_size: None,
+                    new_size: None,
+                });
+            }
+            if x.id != y.id {
+                let (ta, tb) = ((self.load)(&x.id)?, (self.load)(&y.id)?);
+                self.trees(&ta, &tb, &path)?;
+            }
+        } else if x.id != y.id || x.kind != y.kind || meta_differs {
+            self.out.push(Change {
+                path: rel_path(&path),
+                kind: ChangeKind::Modified,
+                is_dir: false,
+                old_size: Some(x.size),
+                new_size: Some(y.size),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Lists the changes from tree `a` to tree `b` (`None`: empty), in path order.
+pub(crate) fn diff_trees(
+    load: &dyn Fn(&ObjectId) -> Result<Tree>,
+    a: Option<ObjectId>,
+    b: Option<ObjectId>,
+) -> Result<Vec<Change>> {
+    let mut d = Differ {
+        load,
+        out: Vec::new(),
+    };
+    if a == b {
+        return Ok(d.out);
+    }
+    let ta = a.map(|id| load(&id)).transpose()?.unwrap_or_default();
+    let tb = b.map(|id| load(&id)).transpose()?.unwrap_or_default();
+    d.trees(&ta, &tb, b"")?;
+    Ok(d.out)
+}
+
+impl Repository {
+    fn commit_tree(&self, c: CommitId) -> Result<ObjectId> {
+        self.read_commit(c)?.tree().ok_or(Error::NotATree(c))
+    }
+
+    /// The changes from commit `a` to commit `b`: added, removed and modified paths with
+    /// their sizes. Identical subtrees are skipped by id.
+    pub fn diff(&self, a: CommitId, b: CommitId) -> Result<Vec<Change>> {
+        let (ta, tb) = (self.commit_tree(a)?, self.commit_tree(b)?);
+        diff_trees(&|id| self.read_tree(id), Some(ta), Some(tb))
+    }
+
+    /// The uncommitted changes in `dir` (the volume's directory) relative to HEAD. Reads only
+    /// files whose stat differs from the index, and stores nothing.
+    pub fn status(&self, volume: &VolumeKey, dir: &Path) -> Result<Vec<Change>> {
+        let base = match self.head(volume)?.commit {
+            Some(c) => Some(self.commit_tree(c)?),
+            None => None,
+        };
+        let old = self.load_index(volume)?;
+        let trees = Mutex::new(HashMap::new());
+        let scanned = self.scan(
+            dir,
+            &old,
+            &Sink::Hash {
+                trees: Some(&trees),
+            },
+            &NoProgress,
+        )?;
+        let trees = trees.into_inner().unwrap_or_else(|e| e.into_inner());
+        let load = |id: &ObjectId| match trees.get(id) {
+            Some(t) => Ok(t.clone()),
+            None => self.read_tree(id),
+        };
+        diff_trees(&load, base, Some(scanned.tree))
+    }
+}

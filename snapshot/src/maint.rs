@@ -1,0 +1,448 @@
+//! Reachability, verification (fsck) and garbage collection.
+//!
+//! The roots are every branch, tag and detached HEAD of every volume, plus every object a
+//! volume's index refers to (commits reuse index ids without re-checking the store, so they
+//! must survive gc). [`Reachable`] walks from roots in post-order (children before the
+//! objects that refer to them), which is also the order a receiver should store objects in.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+
+use crate::id::{CommitId, ObjectId};
+use crate::object::{
+    BlockMap, Commit, Content, EntryKind, FileObject, ObjectError, ObjectKind, Tree,
+};
+use crate::progress::Progress;
+use crate::refs::{HeadRef, RefKind};
+use crate::repo::{Error, Repository, Result};
+use crate::store::{StoreError, StoreFile};
+
+/// What kind of object a reference expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    Commit,
+    Tree,
+    File,
+    Chunk,
+    BlockMap,
+}
+
+impl Expect {
+    fn of_entry(kind: EntryKind) -> Expect {
+        match kind {
+            EntryKind::File | EntryKind::Symlink => Expect::Chunk,
+            EntryKind::ChunkedFile => Expect::File,
+            EntryKind::Dir => Expect::Tree,
+        }
+    }
+}
+
+/// Typed starting points of a reachability walk.
+type Roots = Vec<(ObjectId, Expect)>;
+
+struct Frame {
+    id: ObjectId,
+    expect: Expect,
+    children: Option<Vec<(ObjectId, Expect)>>,
+    next: usize,
+}
+
+/// Iterator over the objects reachable from some roots, children before parents, each once.
+/// Objects the `have` predicate accepts are skipped together with everything below them.
+/// Items are errors when an object on the way is missing or corrupt.
+pub struct Reachable<'r> {
+    repo: &'r Repository,
+    stack: Vec<Frame>,
+    pending_roots: Vec<(ObjectId, Expect)>,
+    seen: HashSet<ObjectId>,
+    have: Box<dyn Fn(&ObjectId) -> bool + 'r>,
+}
+
+fn children_of(
+    repo: &Repository,
+    id: &ObjectId,
+    expect: Expect,
+) -> Result<Vec<(ObjectId, Expect)>> {
+    Ok(match expect {
+        Expect::Chunk => Vec::new(),
+        Expect::Commit => {
+            let c = Commit::decode(*id, &repo.store.read(id)?)?;
+            let mut v = vec![match c.content {
+                Content::Tree(t) => (t, Expect::Tree),
+                Content::BlockMap(b) => (b, Expect::BlockMap),
+            }];
+            v.extend(c.parents.iter().map(|p| (p.0, Expect::Commit)));
+            v
+        }
+        Expect::Tree => {
+            let t = Tree::decode(*id, &repo.store.read(id)?)?;
+            t.entries
+                .iter()
+                .map(|e| (e.id, Expect::of_entry(e.kind)))
+                .collect()
+        }
+        Expect::File => {
+            let f = FileObject::decode(*id, &repo.store.read(id)?)?;
+            f.chunks.iter().map(|c| (c.id, Expect::Chunk)).collect()
+        }
+        Expect::BlockMap => {
+            let m = BlockMap::decode(*id, &repo.store.read(id)?)?;
+            m.chunks.iter().map(|(_, c)| (*c, Expect::Chunk)).collect()
+        }
+    })
+}
+
+impl<'r> Reachable<'r> {
+    pub(crate) fn new(
+        repo: &'r Repository,
+        mut roots: Vec<(ObjectId, Expect)>,
+        have: Box<dyn Fn(&ObjectId) -> bool + 'r>,
+    ) -> Self {
+        roots.reverse();
+        Reachable {
+            repo,
+            stack: Vec::new(),
+            pending_roots: roots,
+            seen: HashSet::new(),
+            have,
+        }
+    }
+}
+
+impl Iterator for Reachable<'_> {
+    type Item = Result<ObjectId>;
+
+    fn next(&mut self) -> Option<Result<ObjectId>> {
+        loop {
+            if self.stack.is_empty() {
+                let (id, expect) = self.pending_roots.pop()?;
+                if !(self.have)(&id) && self.seen.insert(id) {
+                    self.stack.push(Frame {
+                        id,
+                        expect,
+                        children: None,
+                        next: 0,
+                    });
+                }
+                continue;
+            }
+            let repo = self.repo;
+            let top = self.stack.last_mut()?;
+            if top.children.is_none() {
+                match children_of(repo, &top.id, top.expect) {
+                    Ok(c) => top.children = Some(c),
+                    Err(e) => {
+                        self.stack.pop();
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let children = top.children.as_deref().unwrap_or_default();
+            if let Some(&(cid, expect)) = children.get(top.next) {
+                top.next += 1;
+                if !(self.have)(&cid) && self.seen.insert(cid) {
+                    self.stack.push(Frame {
+                        id: cid,
+                        expect,
+                        children: None,
+                        next: 0,
+                    });
+                }
+                continue;
+            }
+            let done = self.stack.pop()?;
+            return Some(Ok(done.id));
+        }
+    }
+}
+
+/// The result of [`Repository::fsck`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Object files read and verified.
+    pub objects_checked: u64,
+    /// Their total uncompressed size.
+    pub bytes_checked: u64,
+    /// Objects reachable from the roots.
+    pub reachable: u64,
+    /// Objects no root reaches (removed by the next gc).
+    pub unreachable: u64,
+    /// Objects that do not decode or do not hash to their name.
+    pub corrupt: Vec<ObjectId>,
+    /// Objects referred to but absent.
+    pub missing: Vec<ObjectId>,
+    /// Refs that cannot be read, or point to something that is not a commit.
+    pub bad_refs: Vec<String>,
+    /// Leftover temporary files (removed by the next gc).
+    pub temp_files: u64,
+    /// Files in the object directories that are not objects (never touched).
+    pub stray_files: Vec<PathBuf>,
+}
+
+impl FsckReport {
+    /// Whether nothing is corrupt, missing or broken.
+    pub fn is_clean(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty() && self.bad_refs.is_empty()
+    }
+}
+
+/// The result of [`Repository::gc`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Objects in the store before.
+    pub objects_before: u64,
+    /// Objects kept (reachable).
+    pub objects_kept: u64,
+    /// Objects deleted.
+    pub objects_removed: u64,
+    /// Stored bytes deleted.
+    pub bytes_removed: u64,
+    /// Temporary files deleted.
+    pub temp_files_removed: u64,
+}
+
+/// The object an error is about, and whether it is missing (else corrupt).
+fn error_object(e: &Error) -> Option<(ObjectId, bool)> {
+    match e {
+        Error::Store(StoreError::Missing(id)) => Some((*id, true)),
+        Error::Store(StoreError::Corrupt { id, .. }) => Some((*id, false)),
+        Error::Object(ObjectError::Decode { id, .. }) => Some((*id, false)),
+        _ => None,
+    }
+}
+
+impl Repository {
+    /// Every object reachable from `commit` (its tree or block map, all chunks, and all
+    /// ancestors), children before the objects that refer to them.
+    pub fn reachable_objects(&self, commit: CommitId) -> Reachable<'_> {
+        Reachable::new(self, vec![(commit.0, Expect::Commit)], Box::new(|_| false))
+    }
+
+    /// Like [`Repository::reachable_objects`], but skips every object `have` accepts and all
+    /// objects below it: what to send to a receiver that has the objects `have` names (a
+    /// store holding an object holds everything below it).
+    pub fn missing_objects<'a>(
+        &'a self,
+        commit: CommitId,
+        have: impl Fn(&ObjectId) -> bool + 'a,
+    ) -> Reachable<'a> {
+        Reachable::new(self, vec![(commit.0, Expect::Commit)], Box::new(have))
+    }
+
+    /// Roots of reachability, and descriptions of refs that could not be read.
+    fn roots(&self) -> Result<(Roots, Vec<String>)> {
+        let mut roots = Vec::new();
+        let mut bad = Vec::new();
+        for v in self.volumes()? {
+            for kind in [RefKind::Branch, RefKind::Tag] {
+                match self.refs.list(&v, kind) {
+                    Ok(list) => roots.extend(list.into_iter().map(|(_, c)| (c.0, Expect::Commit))),
+                    Err(e) => bad.push(format!("volume {v}: {e}")),
+                }
+            }
+            match self.refs.head(&v) {
+                Ok(Some(HeadRef::Detached(c))) => roots.push((c.0, Expect::Commit)),
+                Ok(_) => {}
+                Err(e) => bad.push(format!("volume {v}: {e}")),
+            }
+            let index = self.load_index(&v)?;
+            roots.extend(
+                index
+                    .entries
+                    .values()
+                    .map(|e| (e.id, Expect::of_entry(e.kind))),
+            );
+        }
+        Ok((roots, bad))
+    }
+
+    /// Verifies the repository: every object is re-read, decompressed and re-hashed, and
+    /// everything reachable from every ref and index is present and well formed.
+    pub fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport> {
+        let _l = self.lock_shared()?;
+        let mut rep = FsckReport::default();
+        let files = self.store.list()?;
+        let mut present: HashSet<ObjectId> = HashSet::new();
+        let mut corrupt: HashSet<ObjectId> = HashSet::new();
+        let nobj = files
+            .iter()
+            .filter(|f| matches!(f, StoreFile::Object(_)))
+            .count();
+        progress.start("verify objects", Some(nobj as u64));
+        for f in files {
+            match f {
+                StoreFile::Object(id) => {
+                    match self.store.read(&id) {
+                        Ok(data) => {
+                            rep.bytes_checked += data.len() as u64;
+                            present.insert(id);
+                        }
+                        Err(StoreError::Corrupt { .. }) => {
+                            corrupt.insert(id);
+                            present.insert(id);
+                        }
+                        Err(StoreError::Missing(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    rep.objects_checked += 1;
+                    progress.advance(1);
+                }
+                StoreFile::Temp(_) => rep.temp_files += 1,
+                StoreFile::Stray(p) => rep.stray_files.push(p),
+            }
+        }
+        progress.finish();
+        progress.start("check references", None);
+        let (roots, bad) = self.roots()?;
+        rep.bad_refs = bad;
+        let mut missing: HashSet<ObjectId> = HashSet::new();
+        let mut reachable: HashSet<ObjectId> = HashSet::new();
+        for (id, expect) in &roots {
+            if *expect == Expect::Commit && present.contains(id) && !corrupt.contains(id) {
+                let ok = self
+                    .store
+                    .read(id)
+                    .map(|d| ObjectKind::sniff(&d) == ObjectKind::Commit)
+                    .unwrap_or(false);
+                if !ok {
+                    rep.bad_refs
+                        .push(format!("a ref points to {id}, which is not a commit"));
+                }
+            }
+        }
+        for item in Reachable::new(self, roots, Box::new(|_| false)) {
+            progress.advance(1);
+            match item {
+                Ok(id) => {
+                    reachable.insert(id);
+                    if !present.contains(&id) {
+                        missing.insert(id);
+                    }
+                }
+                Err(e) => match error_object(&e) {
+                    Some((id, true)) => {
+                        missing.insert(id);
+                    }
+                    Some((id, false)) => {
+                        reachable.insert(id);
+                        corrupt.insert(id);
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+        progress.finish();
+        rep.reachable = reachable.len() as u64;
+        rep.unreachable = present.iter().filter(|id| !reachable.contains(id)).count() as u64;
+        rep.corrupt = corrupt.into_iter().collect();
+        rep.corrupt.sort();
+        rep.missing = missing.into_iter().collect();
+        rep.missing.sort();
+        Ok(rep)
+    }
+
+    /// Deletes every object no ref or index of any volume reaches, and leftover temporary
+    /// files. Waits for running commits and checkouts and blocks new ones meanwhile. If any
+    /// reachable object cannot be read, nothing is deleted. Objects are deleted referrers
+    /// first, so a crash part-way never leaves an object whose children are gone.
+    pub fn gc(&self, progress: &dyn Progress) -> Result<GcReport> {
+        let _l = self.lock_exclusive()?;
+        self.refs.empty_trash()?;
+        let mut rep = GcReport::default();
+        let (roots, bad) = self.roots()?;
+        if !bad.is_empty() {
+            return Err(Error::GcAborted(bad.join("; ")));
+        }
+        progress.start("mark", None);
+        let mut marked: HashSet<ObjectId> = HashSet::new();
+        for item in Reachable::new(self, roots, Box::new(|_| false)) {
+            match item {
+                Ok(id) => {
+                    marked.insert(id);
+                    progress.advance(1);
+                }
+                Err(e) => return Err(Error::GcAborted(e.to_string())),
+            }
+        }
+        progress.finish();
+        let files = self.store.list()?;
+        let mut garbage: Vec<ObjectId> = Vec::new();
+        for f in files {
+            match f {
+                StoreFile::Object(id) => {
+                    rep.objects_before += 1;
+                    if !marked.contains(&id) {
+                        garbage.push(id);
+                    }
+                }
+                StoreFile::Temp(p) => {
+                    self.store.remove_file(&p)?;
+                    rep.temp_files_removed += 1;
+                }
+                StoreFile::Stray(_) => {}
+            }
+        }
+        rep.objects_kept = rep.objects_before - garbage.len() as u64;
+        // Order the garbage referrers-first (Kahn's algorithm on the garbage subgraph).
+        let gset: HashSet<ObjectId> = garbage.iter().copied().collect();
+        let mut edges: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+        let mut indeg: HashMap<ObjectId, usize> = garbage.iter().map(|g| (*g, 0)).collect();
+        for g in &garbage {
+            let Ok(data) = self.store.read(g) else {
+                continue;
+            };
+            let expect = match ObjectKind::sniff(&data) {
+                ObjectKind::Commit => Expect::Commit,
+                ObjectKind::Tree => Expect::Tree,
+                ObjectKind::File => Expect::File,
+                ObjectKind::BlockMap => Expect::BlockMap,
+                ObjectKind::Chunk => continue,
+            };
+            let kids: Vec<ObjectId> = children_of(self, g, expect)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|(c, _)| c)
+                        .filter(|c| gset.contains(c) && c != g)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for k in &kids {
+                *indeg.entry(*k).or_default() += 1;
+            }
+            edges.insert(*g, kids);
+        }
+        let mut queue: VecDeque<ObjectId> =
+            garbage.iter().filter(|g| indeg[*g] == 0).copied().collect();
+        let mut order = Vec::with_capacity(garbage.len());
+        let mut done: HashSet<ObjectId> = HashSet::new();
+        while let Some(g) = queue.pop_front() {
+            if !done.insert(g) {
+                continue;
+            }
+            order.push(g);
+            for k in edges.get(&g).map(|v| v.as_slice()).unwrap_or_default() {
+                if let Some(d) = indeg.get_mut(k) {
+                    *d = d.saturating_sub(1);
+                    if *d == 0 {
+                        queue.push_back(*k);
+                    }
+                }
+            }
+        }
+        order.extend(garbage.iter().filter(|g| !done.contains(*g)).copied());
+        progress.start("sweep", Some(order.len() as u64));
+        for g in order {
+            let size = std::fs::symlink_metadata(self.store.path(&g))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            if self.store.remove(&g)? {
+                rep.objects_removed += 1;
+                rep.bytes_removed += size;
+            }
+            progress.advance(1);
+        }
+        self.store.sync_all_dirs()?;
+        progress.finish();
+        Ok(rep)
+    }
+}

@@ -1,0 +1,746 @@
+//! Snapshotting a directory tree into a commit.
+//!
+//! A commit walks the source with `lstat` only, compares every regular file with the volume's
+//! [`Index`], and re-reads just the files whose stat changed (in parallel). Re-read files are
+//! split by content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
+//! edit in a large file stores only the chunks around it. Symlinks are recorded, never
+//! followed; sockets, fifos and devices are skipped and reported; other mounts below the
+//! source are not entered.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use fastcdc::v2020::StreamCDC;
+use rustix::fs::{AtFlags, OFlags, StatxAttributes, StatxFlags, CWD};
+
+use crate::id::{CommitId, ObjectId, VolumeKey};
+use crate::index::{Index, IndexEntry, StatKey};
+use crate::object::{
+    ChunkRef, Commit, CommitInfo, Content, DirMeta, EntryKind, FileObject, Tree, TreeEntry,
+};
+use crate::progress::Progress;
+use crate::refs::{HeadRef, RefKind};
+use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
+use crate::store::{ObjectStore, WriteBatch};
+
+/// Smallest content-defined chunk (files up to this size are one chunk).
+pub const MIN_CHUNK: usize = 256 * 1024;
+/// Average content-defined chunk size.
+pub const AVG_CHUNK: usize = 1024 * 1024;
+/// Largest content-defined chunk.
+pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+
+/// A file whose inode changed less than this long before it was read is re-read next time.
+pub const RACY_WINDOW_NS: i64 = 50_000_000;
+
+/// Why a path was left out of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A unix socket.
+    Socket,
+    /// A named pipe.
+    Fifo,
+    /// A character device node.
+    CharDevice,
+    /// A block device node.
+    BlockDevice,
+    /// The root of another mount.
+    MountPoint,
+    /// It disappeared or changed type while being read.
+    Vanished,
+}
+
+/// A path left out of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The path, relative to the snapshot root.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Regular files seen.
+    pub files_scanned: u64,
+    /// Directories seen (the root excluded).
+    pub dirs_scanned: u64,
+    /// Symlinks seen.
+    pub symlinks: u64,
+    /// Files re-read because their stat changed (or they were new).
+    pub files_reread: u64,
+    /// Bytes read from those files.
+    pub bytes_read: u64,
+    /// Objects added to the store (chunks, chunk lists, trees and the commit).
+    pub new_objects: u64,
+    /// Bytes added to the store (compressed).
+    pub new_bytes_stored: u64,
+    /// Paths left out, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Whether the tree equals the parent commit's (nothing changed).
+    pub unchanged: bool,
+}
+
+/// The result of [`Repository::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The new commit.
+    pub id: CommitId,
+    /// What it took.
+    pub stats: CommitStats,
+}
+
+/// Where the objects produced by a scan go.
+pub(crate) enum Sink<'a> {
+    /// Into the store.
+    Store {
+        store: &'a ObjectStore,
+        batch: &'a WriteBatch,
+    },
+    /// Nowhere (hash only); trees optionally kept in memory (for status).
+    Hash {
+        trees: Option<&'a Mutex<HashMap<ObjectId, Tree>>>,
+    },
+}
+
+impl Sink<'_> {
+    pub(crate) fn put(&self, id: &ObjectId, data: &[u8]) -> Result<()> {
+        if let Sink::Store { store, batch } = self {
+            store.write(id, data, batch)?;
+        }
+        Ok(())
+    }
+
+    fn put_tree(&self, id: &ObjectId, tree: &Tree, enc: &[u8]) -> Result<()> {
+        match self {
+            Sink::Store { .. } => self.put(id, enc),
+            Sink::Hash { trees: Some(m) } => {
+                m.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(*id, tree.clone());
+                Ok(())
+            }
+            Sink::Hash { trees: None } => Ok(()),
+        }
+    }
+}
+
+/// The content reference of a regular file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileContent {
+    pub kind: EntryKind,
+    pub id: ObjectId,
+    pub size: u64,
+}
+
+/// Chunks everything `reader` yields, sends the chunks (and chunk list) to `sink`.
+pub(crate) fn store_content<R: Read>(
+    mut reader: R,
+    path: &Path,
+    sink: &Sink<'_>,
+    progress: &dyn Progress,
+) -> Result<FileContent> {
+    let mut head = Vec::new();
+    (&mut reader)
+        .take(MIN_CHUNK as u64 + 1)
+        .read_to_end(&mut head)
+        .map_err(io_err("read", path))?;
+    if head.len() <= MIN_CHUNK {
+        let id = ObjectId::hash(&head);
+        sink.put(&id, &head)?;
+        progress.advance(head.len() as u64);
+        return Ok(FileContent {
+            kind: EntryKind::File,
+            id,
+            size: head.len() as u64,
+        });
+    }
+    let mut chunks = Vec::new();
+    let mut size = 0u64;
+    for chunk in StreamCDC::new(
+        io::Cursor::new(head).chain(reader),
+        MIN_CHUNK,
+        AVG_CHUNK,
+        MAX_CHUNK,
+    ) {
+        let chunk = chunk.map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(e) => io_err("read", path)(e),
+            other => io_err("chunk", path)(io::Error::other(other.to_string())),
+        })?;
+        let id = ObjectId::hash(&chunk.data);
+        sink.put(&id, &chunk.data)?;
+        progress.advance(chunk.length as u64);
+        size += chunk.length as u64;
+        chunks.push(ChunkRef {
+            id,
+            len: chunk.length as u32,
+        });
+    }
+    if chunks.len() == 1 {
+        return Ok(FileContent {
+            kind: EntryKind::File,
+            id: chunks[0].id,
+            size,
+        });
+    }
+    let fo = FileObject { size, chunks };
+    let enc = fo.encode();
+    let id = ObjectId::hash(&enc);
+    sink.put(&id, &enc)?;
+    Ok(FileContent {
+        kind: EntryKind::ChunkedFile,
+        id,
+        size,
+    })
+}
+
+/// Nanoseconds since the epoch, now.
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Opens a regular file for reading without following symlinks or blocking on fifos.
+/// `Ok(None)` if it vanished or is no longer a regular file.
+pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, fs::Metadata)>> {
+    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32;
+    let f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
+        Ok(f) => f,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound
+                || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(io_err("open", path)(e)),
+    };
+    let md = f.metadata().map_err(io_err("stat", path))?;
+    if !md.is_file() {
+        return Ok(None);
+    }
+    Ok(Some((f, md)))
+}
+
+fn is_mount_root(path: &Path) -> bool {
+    match rustix::fs::statx(
+        CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+        StatxFlags::empty(),
+    ) {
+        Ok(st) => {
+            st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+                && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(rel.len() + name.len() + 1);
+    if !rel.is_empty() {
+        v.extend_from_slice(rel);
+        v.push(b'/');
+    }
+    v.extend_from_slice(name);
+    v
+}
+
+pub(crate) fn rel_path(rel: &[u8]) -> PathBuf {
+    PathBuf::from(OsStr::from_bytes(rel))
+}
+
+enum NodeKind {
+    File { known: Option<FileContent> },
+    Dir(Vec<Node>),
+    Symlink(Vec<u8>),
+}
+
+struct Node {
+    name: Vec<u8>,
+    rel: Vec<u8>,
+    stat: StatKey,
+    kind: NodeKind,
+}
+
+struct FileOutcome {
+    content: FileContent,
+    index_stat: StatKey,
+    stat: StatKey,
+    racy: bool,
+}
+
+/// The result of scanning a directory.
+pub(crate) struct Scanned {
+    pub tree: ObjectId,
+    pub root: DirMeta,
+    pub index: Index,
+    pub stats: CommitStats,
+}
+
+struct Walker<'a> {
+    root_dev: u64,
+    index: &'a Index,
+    stats: CommitStats,
+    progress: &'a dyn Progress,
+}
+
+impl Walker<'_> {
+    fn skip(&mut self, rel: &[u8], reason: SkipReason) {
+        self.stats.skipped.push(Skipped {
+            path: rel_path(rel),
+            reason,
+        });
+    }
+
+    fn walk(&mut self, dir: &Path, rel: &[u8]) -> Result<Vec<Node>> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", dir)(e)),
+        };
+        let mut nodes = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(io_err("list", dir))?;
+            let name = ent.file_name().into_vec();
+            let path = ent.path();
+            let rel = join_rel(rel, &name);
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    self.skip(&rel, SkipReason::Vanished);
+                    continue;
+                }
+                Err(e) => return Err(io_err("stat", &path)(e)),
+            };
+            self.progress.advance(1);
+            let stat = StatKey::of(&md);
+            let ft = md.file_type();
+            let kind = if ft.is_file() {
+                self.stats.files_scanned += 1;
+                let known = self
+                    .index
+                    .get(&rel)
+                    .filter(|e| e.kind.is_file() && e.matches(&stat))
+                    .map(|e| FileContent {
+                        kind: e.kind,
+                        id: e.id,
+                        size: stat.size,
+                    });
+                NodeKind::File { known }
+            } else if ft.is_dir() {
+                if md.dev() != self.root_dev || is_mount_root(&path) {
+                    self.skip(&rel, SkipReason::MountPoint);
+                    continue;
+                }
+                self.stats.dirs_scanned += 1;
+                NodeKind::Dir(self.walk(&path, &rel)?)
+            } else if ft.is_symlink() {
+                match fs::read_link(&path) {
+                    Ok(t) => {
+                        self.stats.symlinks += 1;
+                        NodeKind::Symlink(t.into_os_string().into_vec())
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
+                        ) =>
+                    {
+                        self.skip(&rel, SkipReason::Vanished);
+                        continue;
+                    }
+                    Err(e) => return Err(io_err("read link", &path)(e)),
+                }
+            } else {
+                let reason = if ft.is_socket() {
+                    SkipReason::Socket
+                } else if ft.is_fifo() {
+                    SkipReason::Fifo
+                } else if ft.is_char_device() {
+                    SkipReason::CharDevice
+                } else {
+                    SkipReason::BlockDevice
+                };
+                self.skip(&rel, reason);
+                continue;
+            };
+            nodes.push(Node {
+                name,
+                rel,
+                stat,
+                kind,
+            });
+        }
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nodes)
+    }
+}
+
+fn collect_jobs(nodes: &[Node], source: &Path, out: &mut Vec<(Vec<u8>, PathBuf, u64)>) {
+    for n in nodes {
+        match &n.kind {
+            NodeKind::File { known: None } => {
+                out.push((n.rel.clone(), source.join(rel_path(&n.rel)), n.stat.size))
+            }
+            NodeKind::Dir(children) => collect_jobs(children, source, out),
+            _ => {}
+        }
+    }
+}
+
+fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Option<FileOutcome>> {
+    let Some((f, pre)) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let content = store_content(&f, path, sink, progress)?;
+    let post = f.metadata().map_err(io_err("stat", path))?;
+    let (pre, post) = (StatKey::of(&pre), StatKey::of(&post));
+    let mut stat = post;
+    stat.size = content.size;
+    let racy = pre != post || post.ctime_ns > now_ns() - RACY_WINDOW_NS;
+    Ok(Some(FileOutcome {
+        content,
+        index_stat: pre,
+        stat,
+        racy,
+    }))
+}
+
+fn mode_bits(stat: &StatKey) -> u32 {
+    stat.mode & 0o7777
+}
+
+impl Repository {
+    fn read_changed(
+        &self,
+        jobs: &[(Vec<u8>, PathBuf, u64)],
+        sink: &Sink<'_>,
+        progress: &dyn Progress,
+    ) -> Result<HashMap<Vec<u8>, Option<FileOutcome>>> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<HashMap<Vec<u8>, Option<FileOutcome>>> =
+            Mutex::new(HashMap::with_capacity(jobs.len()));
+        let error: Mutex<Option<Error>> = Mutex::new(None);
+        let workers = self.threads.min(jobs.len()).max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| loop {
+                    if failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((rel, path, _)) = jobs.get(i) else {
+                        break;
+                    };
+                    match read_one(path, sink, progress) {
+                        Ok(r) => {
+                            results
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(rel.clone(), r);
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            error
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .get_or_insert(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        Ok(results.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build_tree(
+        &self,
+        nodes: Vec<Node>,
+        rel_dir: &[u8],
+        results: &mut HashMap<Vec<u8>, Option<FileOutcome>>,
+        old: &Index,
+        new: &mut Index,
+        sink: &Sink<'_>,
+        stats: &mut CommitStats,
+    ) -> Result<ObjectId> {
+        let mut tree = Tree {
+            entries: Vec::with_capacity(nodes.len()),
+        };
+        for n in nodes {
+            let (kind, id, size, stat) = match n.kind {
+                NodeKind::File { known: Some(c) } => {
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: c.kind,
+                            stat: n.stat,
+                            id: c.id,
+                            racy: false,
+                        },
+                    );
+                    (c.kind, c.id, c.size, n.stat)
+                }
+                NodeKind::File { known: None } => match results.remove(&n.rel).flatten() {
+                    Some(o) => {
+                        stats.files_reread += 1;
+                        stats.bytes_read += o.content.size;
+                        new.entries.insert(
+                            n.rel.clone(),
+                            IndexEntry {
+                                kind: o.content.kind,
+                                stat: o.index_stat,
+                                id: o.content.id,
+                                racy: o.racy,
+                            },
+                        );
+                        (o.content.kind, o.content.id, o.content.size, o.stat)
+                    }
+                    None => {
+                        stats.skipped.push(Skipped {
+                            path: rel_path(&n.rel),
+                            reason: SkipReason::Vanished,
+                        });
+                        continue;
+                    }
+                },
+                NodeKind::Dir(children) => {
+                    let id = self.build_tree(children, &n.rel, results, old, new, sink, stats)?;
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: EntryKind::Dir,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (EntryKind::Dir, id, 0, n.stat)
+                }
+                NodeKind::Symlink(target) => {
+                    let id = ObjectId::hash(&target);
+                    let known = old
+                        .get(&n.rel)
+                        .is_some_and(|e| e.kind == EntryKind::Symlink && e.id == id);
+                    if !known {
+                        sink.put(&id, &target)?;
+                    }
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: EntryKind::Symlink,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (EntryKind::Symlink, id, target.len() as u64, n.stat)
+                }
+            };
+            tree.entries.push(TreeEntry {
+                name: n.name,
+                kind,
+                mode: mode_bits(&stat),
+                uid: stat.uid,
+                gid: stat.gid,
+                mtime_ns: stat.mtime_ns,
+                size,
+                id,
+            });
+        }
+        let enc = tree.encode();
+        let id = ObjectId::hash(&enc);
+        let known = old
+            .get(rel_dir)
+            .is_some_and(|e| e.kind == EntryKind::Dir && e.id == id);
+        if !known || matches!(sink, Sink::Hash { trees: Some(_) }) {
+            sink.put_tree(&id, &tree, &enc)?;
+        }
+        Ok(id)
+    }
+
+    /// Scans `source` against `old`, sending new objects to `sink`.
+    pub(crate) fn scan(
+        &self,
+        source: &Path,
+        old: &Index,
+        sink: &Sink<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Scanned> {
+        let md = fs::symlink_metadata(source).map_err(io_err("stat", source))?;
+        if !md.is_dir() {
+            return Err(Error::NotADirectory {
+                path: source.to_path_buf(),
+            });
+        }
+        let root_stat = StatKey::of(&md);
+        progress.start("scan", None);
+        let mut walker = Walker {
+            root_dev: md.dev(),
+            index: old,
+            stats: CommitStats::default(),
+            progress,
+        };
+        let nodes = walker.walk(source, b"")?;
+        progress.finish();
+        let mut stats = walker.stats;
+        let mut jobs = Vec::new();
+        collect_jobs(&nodes, source, &mut jobs);
+        let total: u64 = jobs.iter().map(|j| j.2).sum();
+        progress.start("read", Some(total));
+        let mut results = self.read_changed(&jobs, sink, progress)?;
+        progress.finish();
+        let mut index = Index::default();
+        let tree = self.build_tree(nodes, b"", &mut results, old, &mut index, sink, &mut stats)?;
+        index.entries.insert(
+            Vec::new(),
+            IndexEntry {
+                kind: EntryKind::Dir,
+                stat: root_stat,
+                id: tree,
+                racy: false,
+            },
+        );
+        let root = DirMeta {
+            mode: mode_bits(&root_stat),
+            uid: root_stat.uid,
+            gid: root_stat.gid,
+            mtime_ns: root_stat.mtime_ns,
+        };
+        Ok(Scanned {
+            tree,
+            root,
+            index,
+            stats,
+        })
+    }
+
+    /// Snapshots the directory `source` as a new commit of `volume` on the checked-out branch
+    /// (a volume's first commit creates `master`), with HEAD's commit as parent. Only files
+    /// whose stat changed since the last commit or checkout are read.
+    pub fn commit(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+    ) -> Result<Committed> {
+        let _repo = self.lock_shared()?;
+        let _vol = self.lock_volume(volume)?;
+        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        self.publish_commit(volume, &prepared)?;
+        Ok(Committed {
+            id: prepared.commit.id,
+            stats: prepared.stats,
+        })
+    }
+
+    /// First half of a commit: writes every object, including the commit, durably, but moves
+    /// no ref. (Exposed within the crate so tests can simulate a crash between the halves.)
+    pub(crate) fn prepare_commit(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+    ) -> Result<PreparedCommit> {
+        let (head, head_existed, parent) = self.commit_parent(volume)?;
+        let old = self.load_index(volume)?;
+        let batch = WriteBatch::new();
+        let sink = Sink::Store {
+            store: &self.store,
+            batch: &batch,
+        };
+        let scanned = self.scan(source, &old, &sink, progress)?;
+        let mut stats = scanned.stats;
+        if let Some(p) = parent {
+            stats.unchanged = self.read_commit(p)?.tree() == Some(scanned.tree);
+        }
+        let commit = Commit::new(
+            Content::Tree(scanned.tree),
+            scanned.root,
+            parent.into_iter().collect(),
+            info,
+        );
+        self.store.write(&commit.id.0, &commit.encode(), &batch)?;
+        batch.sync(&self.store)?;
+        stats.new_objects = batch.objects();
+        stats.new_bytes_stored = batch.bytes();
+        Ok(PreparedCommit {
+            commit,
+            index: scanned.index,
+            stats,
+            head,
+            head_existed,
+        })
+    }
+
+    /// Second half of a commit: moves the branch (or detached HEAD), then saves the index.
+    pub(crate) fn publish_commit(&self, volume: &VolumeKey, p: &PreparedCommit) -> Result<()> {
+        self.advance_head(volume, &p.head, p.head_existed, p.commit.id)?;
+        p.index.save(&self.index_path(volume))?;
+        Ok(())
+    }
+
+    /// HEAD's branch (or a detached HEAD) and its commit, as a new commit's parent.
+    pub(crate) fn commit_parent(
+        &self,
+        volume: &VolumeKey,
+    ) -> Result<(HeadRef, bool, Option<CommitId>)> {
+        let head_file = self.refs.head(volume)?;
+        let head = head_file
+            .clone()
+            .unwrap_or_else(|| HeadRef::Branch(DEFAULT_BRANCH.to_string()));
+        let parent = match &head {
+            HeadRef::Branch(b) => self.refs.get(volume, RefKind::Branch, b)?,
+            HeadRef::Detached(c) => Some(*c),
+        };
+        Ok((head, head_file.is_some(), parent))
+    }
+
+    /// Moves HEAD's branch (or the detached HEAD) to a new commit; one atomic rename.
+    pub(crate) fn advance_head(
+        &self,
+        volume: &VolumeKey,
+        head: &HeadRef,
+        head_existed: bool,
+        id: CommitId,
+    ) -> Result<()> {
+        match head {
+            HeadRef::Branch(b) => {
+                self.refs.set(volume, RefKind::Branch, b, id)?;
+                if !head_existed {
+                    self.refs.set_head(volume, head)?;
+                }
+            }
+            HeadRef::Detached(_) => self.refs.set_head(volume, &HeadRef::Detached(id))?,
+        }
+        Ok(())
+    }
+}
+
+/// A commit whose objects are written but whose ref is not yet moved.
+pub(crate) struct PreparedCommit {
+    pub commit: Commit,
+    pub index: Index,
+    pub stats: CommitStats,
+    head: HeadRef,
+    head_existed: bool,
+}

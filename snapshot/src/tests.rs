@@ -1,0 +1,1127 @@
+//! Behaviour tests of the repository on real directories.
+
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::diff::ChangeKind;
+use crate::object::{EntryKind, ObjectKind};
+use crate::*;
+
+static CLOCK: AtomicU64 = AtomicU64::new(0);
+
+fn info(msg: &str) -> CommitInfo {
+    let n = CLOCK.fetch_add(1, Ordering::Relaxed) as i64;
+    let t: DateTime<FixedOffset> = DateTime::parse_from_rfc3339("2025-01-01T00:00:00+00:00")
+        .unwrap()
+        + chrono::Duration::seconds(n);
+    CommitInfo {
+        message: msg.to_string(),
+        author: "tester@host".to_string(),
+        time: t,
+    }
+}
+
+fn setup() -> (tempfile::TempDir, Repository) {
+    let d = tempfile::tempdir().unwrap();
+    let r = Repository::open(&d.path().join("history")).unwrap();
+    (d, r)
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn write(path: &Path, data: &[u8]) {
+    if let Some(p) = path.parent() {
+        fs::create_dir_all(p).unwrap();
+    }
+    fs::write(path, data).unwrap();
+}
+
+/// Lets the racy-stat window pass so the index can trust what was just written.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(
+        2 * (snapshot::RACY_WINDOW_NS / 1_000_000) as u64,
+    ));
+}
+
+/// A digest of everything checkout restores: names, types, modes, owners, mtimes, content
+/// and symlink targets (root included).
+fn digest(root: &Path) -> String {
+    fn walk(dir: &Path, rel: &str, h: &mut blake3::Hasher) {
+        let md = fs::symlink_metadata(dir).unwrap();
+        h.update(
+            format!(
+                "D {rel} {:o} {} {} {}\n",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid(),
+                md.mtime_nsec() + md.mtime() * 1_000_000_000
+            )
+            .as_bytes(),
+        );
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = dir.join(&n);
+            let r = format!("{rel}/{}", n.to_string_lossy());
+            let md = fs::symlink_metadata(&p).unwrap();
+            let ft = md.file_type();
+            if ft.is_dir() {
+                walk(&p, &r, h);
+            } else if ft.is_symlink() {
+                h.update(
+                    format!(
+                        "L {r} {:?} {} {}\n",
+                        fs::read_link(&p).unwrap(),
+                        md.uid(),
+                        md.gid()
+                    )
+                    .as_bytes(),
+                );
+            } else {
+                let mt = md.mtime_nsec() + md.mtime() * 1_000_000_000;
+                h.update(
+                    format!(
+                        "F {r} {:o} {} {} {} {}\n",
+                        md.mode() & 0o7777,
+                        md.uid(),
+                        md.gid(),
+                        mt,
+                        md.len()
+                    )
+                    .as_bytes(),
+                );
+                h.update(&fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    walk(root, "", &mut h);
+    h.finalize().to_hex().to_string()
+}
+
+fn store_bytes(repo: &Repository) -> u64 {
+    let mut total = 0;
+    for d in fs::read_dir(repo.path().join("objects")).unwrap() {
+        for f in fs::read_dir(d.unwrap().path()).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+fn object_count(repo: &Repository) -> usize {
+    fs::read_dir(repo.path().join("objects"))
+        .unwrap()
+        .map(|d| fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A tree with nested dirs, empty files, symlinks (relative escaping, absolute, dangling),
+/// odd modes, a 20 MB file and (as root) foreign owners.
+fn make_rich_tree(src: &Path) {
+    write(&src.join("a/b/c/deep.txt"), b"deep content");
+    write(&src.join("a/empty"), b"");
+    fs::create_dir_all(src.join("emptydir")).unwrap();
+    write(&src.join("big.bin"), &noise(1, 20 * 1024 * 1024));
+    write(&src.join("script.sh"), b"#!/bin/sh\necho hi\n");
+    fs::set_permissions(src.join("script.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    write(&src.join("secret"), b"s3cret");
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    write(&src.join("suid"), b"x");
+    fs::set_permissions(src.join("suid"), fs::Permissions::from_mode(0o4750)).unwrap();
+    std::os::unix::fs::symlink("../../etc", src.join("a/b/escape")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("does/not/exist", src.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("c", src.join("a/b/dirlink")).unwrap();
+    write(&src.join("name with spaces and ü"), b"unicode");
+    fs::set_permissions(src.join("a/b"), fs::Permissions::from_mode(0o750)).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(src.join("secret"), Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::lchown(src.join("abs-link"), Some(42), Some(43)).unwrap();
+    }
+}
+
+#[test]
+fn round_trip_rich_tree() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    make_rich_tree(&src);
+    let before = digest(&src);
+    let vol = VolumeKey::new_random();
+    let c = repo.commit(&vol, &src, info("first"), &NoProgress).unwrap();
+    assert_eq!(c.stats.files_scanned, 7);
+    assert_eq!(c.stats.files_reread, 7);
+    assert_eq!(c.stats.symlinks, 4);
+    assert_eq!(c.stats.dirs_scanned, 4);
+    assert_eq!(c.stats.bytes_read, 20 * 1024 * 1024 + 12 + 18 + 6 + 1 + 7);
+    assert!(c.stats.skipped.is_empty());
+    // The commit never followed the escaping symlink, and the big file is chunked.
+    let commit = repo.read_commit(c.id).unwrap();
+    let root = repo.read_tree(&commit.tree().unwrap()).unwrap();
+    let big = root.get(b"big.bin").unwrap();
+    assert_eq!(big.kind, EntryKind::ChunkedFile);
+    let chunks = repo.read_file_object(&big.id).unwrap().chunks;
+    assert!(
+        chunks.len() >= 5 && chunks.len() <= 80,
+        "{} chunks",
+        chunks.len()
+    );
+    let a = repo.read_tree(&root.get(b"a").unwrap().id).unwrap();
+    let b = repo.read_tree(&a.get(b"b").unwrap().id).unwrap();
+    let esc = b.get(b"escape").unwrap();
+    assert_eq!(esc.kind, EntryKind::Symlink);
+    assert_eq!(repo.read_object(&esc.id).unwrap(), b"../../etc");
+    assert_eq!(a.mode_of(b"b"), Some(0o750));
+    assert_eq!(root.mode_of(b"suid"), Some(0o4750));
+    // Source unchanged by the commit.
+    assert_eq!(digest(&src), before);
+    // Clone into a fresh directory: identical, symlinks still symlinks.
+    let dst = d.path().join("dst");
+    let vol2 = VolumeKey::new_random();
+    let st = repo
+        .clone_volume(&vol, c.id, &vol2, &dst, &NoProgress)
+        .unwrap();
+    assert_eq!(st.files_written, 7);
+    assert_eq!(st.symlinks_written, 4);
+    assert_eq!(st.dirs_created, 4);
+    assert_eq!(digest(&dst), before);
+    assert!(fs::symlink_metadata(dst.join("a/b/escape"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        fs::read_link(dst.join("a/b/escape")).unwrap(),
+        PathBuf::from("../../etc")
+    );
+    assert_eq!(
+        fs::metadata(dst.join("suid")).unwrap().mode() & 0o7777,
+        0o4750
+    );
+    if is_root() {
+        assert_eq!(fs::metadata(dst.join("secret")).unwrap().uid(), 1234);
+        assert_eq!(
+            fs::symlink_metadata(dst.join("abs-link")).unwrap().gid(),
+            43
+        );
+    }
+    assert_eq!(
+        repo.head(&vol2).unwrap(),
+        Head {
+            branch: Some("master".into()),
+            commit: Some(c.id)
+        }
+    );
+    // Checking the same commit out again writes nothing.
+    let again = repo.checkout(&vol2, c.id, &dst, &NoProgress).unwrap();
+    assert_eq!(again.files_written, 0);
+    assert_eq!(again.files_unchanged, 7);
+    assert_eq!(again.files_verified, 0);
+    assert_eq!(digest(&dst), before);
+    // Equal content and metadata give the same tree id for the clone's commit.
+    let c2 = repo
+        .commit(&vol2, &dst, info("again"), &NoProgress)
+        .unwrap();
+    assert_eq!(c2.stats.files_reread, 0);
+    assert!(c2.stats.unchanged);
+    assert_eq!(repo.read_commit(c2.id).unwrap().tree(), commit.tree());
+}
+
+impl Tree {
+    fn mode_of(&self, name: &[u8]) -> Option<u32> {
+        self.get(name).map(|e| e.mode)
+    }
+}
+
+#[test]
+fn sockets_fifos_skipped_and_noted() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    write(&src.join("f"), b"x");
+    let _l = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        src.join("fifo"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    let vol = VolumeKey::new_random();
+    let c = repo.commit(&vol, &src, info("m"), &NoProgress).unwrap();
+    let mut reasons: Vec<_> = c
+        .stats
+        .skipped
+        .iter()
+        .map(|s| (s.path.clone(), s.reason))
+        .collect();
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        reasons,
+        vec![
+            (PathBuf::from("fifo"), SkipReason::Fifo),
+            (PathBuf::from("sock"), SkipReason::Socket)
+        ]
+    );
+    let t = repo
+        .read_tree(&repo.read_commit(c.id).unwrap().tree().unwrap())
+        .unwrap();
+    assert_eq!(t.entries.len(), 1);
+}
+
+#[test]
+fn dedupe_across_volumes_and_commits() {
+    let (d, repo) = setup();
+    let a = d.path().join("a");
+    let b = d.path().join("b");
+    for i in 0..20 {
+        write(&a.join(format!("f{i}")), &noise(100 + i, 300_000));
+        write(&b.join(format!("dir/g{i}")), &noise(100 + i, 300_000));
+    }
+    let data = 20 * 300_000u64;
+    let v1 = VolumeKey::new_random();
+    let v2 = VolumeKey::new_random();
+    let c1 = repo.commit(&v1, &a, info("a"), &NoProgress).unwrap();
+    let after1 = store_bytes(&repo);
+    assert!(after1 >= data, "random data does not compress: {after1}");
+    let c2 = repo.commit(&v2, &b, info("b"), &NoProgress).unwrap();
+    let after2 = store_bytes(&repo);
+    // Only two trees and a commit are new.
+    assert_eq!(c2.stats.new_objects, 3, "{:?}", c2.stats);
+    assert!(
+        after2 - after1 < 4096,
+        "second volume stored {} bytes",
+        after2 - after1
+    );
+    assert!(c1.stats.new_objects >= 22);
+    // A file that grows in the middle: only the chunks around the edit are new.
+    let mut big = noise(7, 8 * 1024 * 1024);
+    write(&a.join("big"), &big);
+    settle();
+    repo.commit(&v1, &a, info("big"), &NoProgress).unwrap();
+    let before = store_bytes(&repo);
+    big.splice(4_000_000..4_000_000, b"inserted bytes".iter().copied());
+    write(&a.join("big"), &big);
+    settle();
+    let c = repo.commit(&v1, &a, info("edit"), &NoProgress).unwrap();
+    let grown = store_bytes(&repo) - before;
+    assert_eq!(c.stats.files_reread, 1);
+    assert!(
+        grown < 3 * 1024 * 1024,
+        "an insert in an 8 MiB file stored {grown} bytes"
+    );
+}
+
+#[test]
+fn index_rereads_only_changed_files() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    for i in 0..1000 {
+        write(
+            &src.join(format!("d{}/f{i}", i % 10)),
+            format!("file {i}").as_bytes(),
+        );
+    }
+    settle();
+    let vol = VolumeKey::new_random();
+    let c1 = repo.commit(&vol, &src, info("one"), &NoProgress).unwrap();
+    assert_eq!(c1.stats.files_scanned, 1000);
+    assert_eq!(c1.stats.files_reread, 1000);
+    assert_eq!(c1.stats.dirs_scanned, 10);
+    write(&src.join("d3/f503"), b"changed content!");
+    settle();
+    let c2 = repo.commit(&vol, &src, info("two"), &NoProgress).unwrap();
+    assert_eq!(c2.stats.files_scanned, 1000);
+    assert_eq!(c2.stats.files_reread, 1);
+    assert_eq!(c2.stats.bytes_read, 16);
+    // New: the chunk, d3's tree, the root tree, the commit.
+    assert_eq!(c2.stats.new_objects, 4);
+    assert!(!c2.stats.unchanged);
+    let c3 = repo.commit(&vol, &src, info("three"), &NoProgress).unwrap();
+    assert_eq!(c3.stats.files_reread, 0);
+    assert!(c3.stats.unchanged);
+    assert_eq!(c3.stats.new_objects, 1);
+    let log = repo.log(&vol, "HEAD").unwrap();
+    assert_eq!(
+        log.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![c3.id, c2.id, c1.id]
+    );
+    assert_eq!(log[1].info.message, "two");
+    // A lost index costs a full re-read, not correctness.
+    fs::write(repo.path().join("index").join(vol.to_string()), b"garbage").unwrap();
+    let c4 = repo.commit(&vol, &src, info("four"), &NoProgress).unwrap();
+    assert_eq!(c4.stats.files_reread, 1000);
+    assert!(c4.stats.unchanged);
+}
+
+#[test]
+fn racy_files_are_reread() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    write(&src.join("f"), b"one");
+    let vol = VolumeKey::new_random();
+    // Written just now: the index must not trust its stat.
+    repo.commit(&vol, &src, info("1"), &NoProgress).unwrap();
+    let c = repo.commit(&vol, &src, info("2"), &NoProgress).unwrap();
+    assert_eq!(c.stats.files_reread, 1);
+    settle();
+    // Read once more now that its change time is safely in the past, then trusted.
+    let c = repo.commit(&vol, &src, info("3"), &NoProgress).unwrap();
+    assert_eq!(c.stats.files_reread, 1);
+    let c = repo.commit(&vol, &src, info("4"), &NoProgress).unwrap();
+    assert_eq!(c.stats.files_reread, 0);
+}
+
+fn three_commits(repo: &Repository, dir: &Path, vol: &VolumeKey) -> Vec<CommitId> {
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&dir.join("f"), format!("version {i}").as_bytes());
+        ids.push(
+            repo.commit(vol, dir, info(&format!("c{i}")), &NoProgress)
+                .unwrap()
+                .id,
+        );
+    }
+    ids
+}
+
+#[test]
+fn resolve_revisions() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    assert!(matches!(
+        repo.resolve(&vol, "HEAD"),
+        Err(Error::NoCommits(_))
+    ));
+    let ids = three_commits(&repo, &dir, &vol);
+    assert_eq!(repo.resolve(&vol, "HEAD").unwrap(), ids[2]);
+    assert_eq!(repo.resolve(&vol, "master").unwrap(), ids[2]);
+    assert_eq!(repo.resolve(&vol, "HEAD^").unwrap(), ids[1]);
+    assert_eq!(repo.resolve(&vol, "HEAD~2").unwrap(), ids[0]);
+    assert_eq!(repo.resolve(&vol, "HEAD^^").unwrap(), ids[0]);
+    assert_eq!(repo.resolve(&vol, "HEAD~1^").unwrap(), ids[0]);
+    assert_eq!(repo.resolve(&vol, "master~1").unwrap(), ids[1]);
+    assert_eq!(repo.resolve(&vol, "master^0").unwrap(), ids[2]);
+    assert_eq!(repo.resolve(&vol, &ids[1].to_string()).unwrap(), ids[1]);
+    assert_eq!(repo.resolve(&vol, &ids[0].short(6)).unwrap(), ids[0]);
+    assert_eq!(
+        repo.resolve(&vol, &ids[0].short(8).to_uppercase()).unwrap(),
+        ids[0]
+    );
+    assert_eq!(
+        repo.resolve(&vol, &format!("{}^", ids[2].short(10)))
+            .unwrap(),
+        ids[1]
+    );
+    let e = repo.resolve(&vol, "HEAD~3").unwrap_err();
+    assert!(matches!(e, Error::NoParent { .. }), "{e}");
+    repo.create_tag(&vol, "v1", ids[0]).unwrap();
+    assert_eq!(repo.resolve(&vol, "v1").unwrap(), ids[0]);
+    let e = repo.resolve(&vol, "nosuch").unwrap_err().to_string();
+    assert!(
+        e.contains("unknown revision 'nosuch'")
+            && e.contains("branches: master")
+            && e.contains("tags: v1"),
+        "{e}"
+    );
+    assert!(matches!(
+        repo.resolve(&vol, "abc"),
+        Err(Error::UnknownRevision { .. })
+    ));
+    assert!(matches!(
+        repo.resolve(&vol, "HEAD~x"),
+        Err(Error::BadRevision { .. })
+    ));
+    assert!(matches!(
+        repo.resolve(&vol, "^"),
+        Err(Error::BadRevision { .. })
+    ));
+}
+
+#[test]
+fn ambiguous_prefix_lists_candidates() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let ids = three_commits(&repo, &d.path().join("v"), &vol);
+    let base = repo.read_commit(ids[0]).unwrap();
+    // Find two commits whose ids share 4 hex digits (birthday search over messages).
+    let mut by_prefix: std::collections::HashMap<String, Commit> = std::collections::HashMap::new();
+    let (a, b) = (0..200_000)
+        .find_map(|i| {
+            let c = Commit::new(
+                base.content,
+                base.root,
+                vec![ids[0]],
+                CommitInfo {
+                    message: format!("m{i}"),
+                    ..base.info.clone()
+                },
+            );
+            let p = c.id.short(4);
+            match by_prefix.get(&p) {
+                Some(other) => Some((other.clone(), c)),
+                None => {
+                    by_prefix.insert(p, c);
+                    None
+                }
+            }
+        })
+        .unwrap();
+    let batch = store::WriteBatch::new();
+    for c in [&a, &b] {
+        repo.store.write(&c.id.0, &c.encode(), &batch).unwrap();
+    }
+    repo.create_branch(&vol, "x", a.id).unwrap();
+    repo.create_branch(&vol, "y", b.id).unwrap();
+    let prefix = a.id.short(4);
+    match repo.resolve(&vol, &prefix) {
+        Err(e @ Error::AmbiguousPrefix { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&a.id.short(16)) && msg.contains(&b.id.short(16)),
+                "{msg}"
+            );
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    // A longer prefix disambiguates.
+    let n = (4..64).find(|n| a.id.short(*n) != b.id.short(*n)).unwrap();
+    assert_eq!(repo.resolve(&vol, &a.id.short(n)).unwrap(), a.id);
+    assert_eq!(repo.find_commit(&a.id.short(n)).unwrap(), Some(a.id));
+}
+
+#[test]
+fn branches_tags_and_head() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    assert_eq!(
+        repo.head(&vol).unwrap(),
+        Head {
+            branch: Some("master".into()),
+            commit: None
+        }
+    );
+    let ids = three_commits(&repo, &dir, &vol);
+    repo.create_branch(&vol, "exp", ids[0]).unwrap();
+    assert!(matches!(
+        repo.create_branch(&vol, "exp", ids[1]),
+        Err(Error::RefExists { .. })
+    ));
+    assert!(matches!(
+        repo.create_branch(&vol, "bad/name", ids[1]),
+        Err(Error::Ref(_))
+    ));
+    assert!(matches!(
+        repo.create_branch(&vol, "..", ids[1]),
+        Err(Error::Ref(_))
+    ));
+    let bs = repo.branches(&vol).unwrap();
+    assert_eq!(
+        bs,
+        vec![
+            Branch {
+                name: "exp".into(),
+                commit: ids[0],
+                current: false
+            },
+            Branch {
+                name: "master".into(),
+                commit: ids[2],
+                current: true
+            },
+        ]
+    );
+    assert!(matches!(
+        repo.delete_branch(&vol, "master"),
+        Err(Error::DeleteCurrentBranch { .. })
+    ));
+    repo.set_head_branch(&vol, "exp").unwrap();
+    assert_eq!(
+        repo.head(&vol).unwrap(),
+        Head {
+            branch: Some("exp".into()),
+            commit: Some(ids[0])
+        }
+    );
+    let e = repo.set_head_branch(&vol, "nope").unwrap_err().to_string();
+    assert!(
+        e.contains("no branch named 'nope'") && e.contains("exp, master"),
+        "{e}"
+    );
+    // A commit on exp has ids[0] as parent and moves only exp.
+    let c = repo
+        .commit(&vol, &dir, info("on exp"), &NoProgress)
+        .unwrap();
+    assert_eq!(repo.read_commit(c.id).unwrap().parents, vec![ids[0]]);
+    assert_eq!(repo.resolve(&vol, "master").unwrap(), ids[2]);
+    repo.delete_branch(&vol, "master").unwrap();
+    assert!(matches!(
+        repo.delete_branch(&vol, "master"),
+        Err(Error::NoSuchRef { .. })
+    ));
+    repo.create_tag(&vol, "t", ids[1]).unwrap();
+    assert_eq!(
+        repo.tags(&vol).unwrap(),
+        vec![Tag {
+            name: "t".into(),
+            commit: ids[1]
+        }]
+    );
+    assert!(matches!(
+        repo.create_tag(&vol, "t", ids[2]),
+        Err(Error::RefExists { .. })
+    ));
+    repo.set_branch(&vol, "exp", ids[1]).unwrap();
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(ids[1]));
+    repo.set_head_detached(&vol, ids[2]).unwrap();
+    assert_eq!(
+        repo.head(&vol).unwrap(),
+        Head {
+            branch: None,
+            commit: Some(ids[2])
+        }
+    );
+    let c = repo
+        .commit(&vol, &dir, info("detached"), &NoProgress)
+        .unwrap();
+    assert_eq!(
+        repo.head(&vol).unwrap(),
+        Head {
+            branch: None,
+            commit: Some(c.id)
+        }
+    );
+    // Reachable: the detached commit and ids[2..0]; "on exp" was orphaned by set_branch.
+    let hist = repo.history(&vol).unwrap();
+    assert_eq!(hist.len(), 4);
+    assert_eq!(hist[0].id, c.id);
+    let pos = |id: CommitId| hist.iter().position(|c| c.id == id).unwrap();
+    for c in &hist {
+        for p in &c.parents {
+            assert!(pos(c.id) < pos(*p), "children come before parents");
+        }
+    }
+    repo.delete_tag(&vol, "t").unwrap();
+    assert!(repo.tags(&vol).unwrap().is_empty());
+}
+
+#[test]
+fn checkout_switches_and_touches_only_differences() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    for i in 0..100 {
+        write(
+            &dir.join(format!("sub{}/f{i}", i % 4)),
+            &noise(i, 1000 + i as usize),
+        );
+    }
+    write(&dir.join("gone/inner/file"), b"will be removed");
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    // B: modify 3 files, remove a tree, add a file, a dir, and replace a file with a dir.
+    write(&dir.join("sub0/f0"), b"modified 0");
+    write(&dir.join("sub1/f1"), b"modified 1");
+    write(&dir.join("sub2/f2"), &noise(99, 5000));
+    fs::remove_dir_all(dir.join("gone")).unwrap();
+    write(&dir.join("new/file"), b"new file");
+    fs::remove_file(dir.join("sub3/f3")).unwrap();
+    write(&dir.join("sub3/f3/now-a-dir"), b"x");
+    settle();
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap().id;
+    let digest_b = digest(&dir);
+    assert_ne!(digest_a, digest_b);
+
+    // checkout A: only the differences are written.
+    let st = repo.checkout(&vol, a, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!(st.files_written, 5, "{st:?}"); // f0 f1 f2 f3 gone/inner/file
+    assert_eq!(st.files_unchanged, 96);
+    assert_eq!(st.files_verified, 0);
+    assert_eq!(st.removed, 1); // new/
+    assert_eq!(st.dirs_created, 2); // gone, gone/inner
+                                    // A commit right after sees no change.
+    let after = repo
+        .commit(&vol, &dir, info("A again"), &NoProgress)
+        .unwrap();
+    assert_eq!(after.stats.files_reread, 0);
+    assert_eq!(
+        repo.read_commit(after.id).unwrap().tree(),
+        repo.read_commit(a).unwrap().tree()
+    );
+
+    // And back to B.
+    let st = repo.checkout(&vol, b, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_b);
+    assert_eq!(st.files_written, 5, "{st:?}"); // f0 f1 f2 now-a-dir new/file
+                                               // reset --hard: discard local changes.
+    repo.set_branch(&vol, "master", b).unwrap();
+    write(&dir.join("sub0/f0"), b"local change");
+    write(&dir.join("junk"), b"junk");
+    fs::remove_file(dir.join("sub1/f5")).unwrap();
+    let st = repo.checkout(&vol, b, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_b);
+    assert_eq!((st.files_written, st.removed), (2, 1));
+    // An unknown directory (no index) is verified by hashing instead of rewritten.
+    let other = d.path().join("copy");
+    let vol2 = VolumeKey::new_random();
+    repo.clone_volume(&vol, b, &vol2, &other, &NoProgress)
+        .unwrap();
+    fs::remove_file(repo.path().join("index").join(vol2.to_string())).unwrap();
+    let st = repo.checkout(&vol2, b, &other, &NoProgress).unwrap();
+    assert_eq!(st.files_written, 0);
+    assert_eq!(st.files_verified, st.files_unchanged);
+    assert!(matches!(
+        repo.clone_volume(&vol, b, &vol2, &other, &NoProgress),
+        Err(Error::VolumeExists(_))
+    ));
+}
+
+#[test]
+fn diff_and_status() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("keep"), b"same");
+    write(&dir.join("mod"), b"12345");
+    write(&dir.join("del"), b"bye");
+    write(&dir.join("sub/x"), b"x");
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    assert_eq!(repo.status(&vol, &dir).unwrap(), vec![]);
+    write(&dir.join("mod"), b"1234567890");
+    fs::remove_file(dir.join("del")).unwrap();
+    write(&dir.join("add"), b"new!");
+    write(&dir.join("newdir/y"), b"yy");
+    fs::set_permissions(dir.join("keep"), fs::Permissions::from_mode(0o600)).unwrap();
+    let ch = |p: &str, kind, is_dir, old_size, new_size| Change {
+        path: PathBuf::from(p),
+        kind,
+        is_dir,
+        old_size,
+        new_size,
+    };
+    let expected = vec![
+        ch("add", ChangeKind::Added, false, None, Some(4)),
+        ch("del", ChangeKind::Removed, false, Some(3), None),
+        ch("keep", ChangeKind::Modified, false, Some(4), Some(4)),
+        ch("mod", ChangeKind::Modified, false, Some(5), Some(10)),
+        ch("newdir", ChangeKind::Added, true, None, None),
+        ch("newdir/y", ChangeKind::Added, false, None, Some(2)),
+    ];
+    let st = repo.status(&vol, &dir).unwrap();
+    assert_eq!(st, expected);
+    // status stored nothing.
+    let n = object_count(&repo);
+    repo.status(&vol, &dir).unwrap();
+    assert_eq!(object_count(&repo), n);
+    settle();
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap().id;
+    assert_eq!(repo.diff(a, b).unwrap(), expected);
+    assert_eq!(repo.status(&vol, &dir).unwrap(), vec![]);
+    let back = repo.diff(b, a).unwrap();
+    assert_eq!(back.len(), expected.len());
+    assert!(back
+        .iter()
+        .any(|c| c.path == Path::new("newdir/y") && c.kind == ChangeKind::Removed));
+    assert_eq!(repo.diff(a, a).unwrap(), vec![]);
+    // Touching mtime alone is not a change.
+    fs::File::options()
+        .write(true)
+        .open(dir.join("keep"))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now())
+        .unwrap();
+    assert_eq!(repo.status(&vol, &dir).unwrap(), vec![]);
+}
+
+#[test]
+fn crash_between_objects_and_ref_is_harmless() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("a"), &noise(1, 100_000));
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let objects_a = object_count(&repo);
+    write(&dir.join("b"), &noise(2, 600_000));
+    // The "crash": all objects of the next commit are written, the ref is never moved.
+    let prepared = repo
+        .prepare_commit(&vol, &dir, info("B"), &NoProgress)
+        .unwrap();
+    drop(prepared);
+    // And an interrupted object write left a temporary file.
+    fs::write(
+        repo.path()
+            .join("objects/ab")
+            .join(format!("{}leftover", fsutil::TEMP_PREFIX)),
+        b"partial",
+    )
+    .unwrap();
+    assert!(object_count(&repo) > objects_a + 1);
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(a));
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean(), "{f:?}");
+    assert!(f.unreachable >= 3, "{f:?}");
+    assert_eq!(f.temp_files, 1);
+    let g = repo.gc(&NoProgress).unwrap();
+    assert_eq!(g.objects_removed, f.unreachable);
+    assert_eq!(g.temp_files_removed, 1);
+    assert_eq!(object_count(&repo), objects_a);
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(
+        f.is_clean() && f.unreachable == 0 && f.temp_files == 0,
+        "{f:?}"
+    );
+    // The interrupted commit simply runs again.
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap();
+    assert_eq!(repo.read_commit(b.id).unwrap().parents, vec![a]);
+    let out = d.path().join("out");
+    let v2 = VolumeKey::new_random();
+    repo.clone_volume(&vol, a, &v2, &out, &NoProgress).unwrap();
+    assert_eq!(fs::read(out.join("a")).unwrap(), noise(1, 100_000));
+    assert!(!out.join("b").exists());
+}
+
+fn flip_byte(path: &Path, at: usize) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = fs::read(path).unwrap();
+    let i = at.min(b.len() - 1);
+    b[i] ^= 0x40;
+    fs::write(path, b).unwrap();
+}
+
+#[test]
+fn fsck_detects_corruption_and_missing_objects() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("sub/file"), &noise(3, 50_000));
+    write(&dir.join("other"), b"hello other");
+    let c = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+    let root = repo
+        .read_tree(&repo.read_commit(c).unwrap().tree().unwrap())
+        .unwrap();
+    let chunk = root.get(b"other").unwrap().id;
+    let sub = root.get(b"sub").unwrap().id;
+    flip_byte(&repo.store.path(&chunk), 5);
+    fs::remove_file(repo.store.path(&sub)).unwrap();
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(!f.is_clean());
+    assert_eq!(f.corrupt, vec![chunk]);
+    assert_eq!(f.missing, vec![sub]);
+    // Reading the corrupt object fails loudly; gc refuses to run with a hole in the graph.
+    assert!(matches!(
+        repo.read_object(&chunk),
+        Err(Error::Store(store::StoreError::Corrupt { .. }))
+    ));
+    assert!(matches!(repo.gc(&NoProgress), Err(Error::GcAborted(_))));
+    // A checkout of a corrupt commit fails instead of writing bad data.
+    let v2 = VolumeKey::new_random();
+    assert!(repo
+        .clone_volume(&vol, c, &v2, &d.path().join("o"), &NoProgress)
+        .is_err());
+    // A bad ref is reported too.
+    fs::write(
+        repo.path()
+            .join("refs")
+            .join(vol.to_string())
+            .join("heads/master"),
+        b"nonsense\n",
+    )
+    .unwrap();
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert_eq!(f.bad_refs.len(), 1, "{f:?}");
+}
+
+#[test]
+fn gc_keeps_everything_reachable() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let mut digests = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        write(&dir.join(format!("f{i}")), &noise(i, 400_000));
+        write(&dir.join("shared"), &noise(50 + i, 700_000));
+        settle();
+        ids.push(repo.commit(&vol, &dir, info("c"), &NoProgress).unwrap().id);
+        digests.push(digest(&dir));
+    }
+    // A branch with a commit of its own, then deleted: its unique objects are garbage.
+    repo.create_branch(&vol, "exp", ids[2]).unwrap();
+    repo.set_head_branch(&vol, "exp").unwrap();
+    write(&dir.join("exp-only"), &noise(77, 300_000));
+    let exp = repo
+        .commit(&vol, &dir, info("exp"), &NoProgress)
+        .unwrap()
+        .id;
+    repo.checkout(&vol, ids[2], &dir, &NoProgress).unwrap();
+    repo.set_head_branch(&vol, "master").unwrap();
+    repo.delete_branch(&vol, "exp").unwrap();
+    // A second volume sharing content, then deleted.
+    let v2 = VolumeKey::new_random();
+    let d2 = d.path().join("v2");
+    repo.clone_volume(&vol, ids[1], &v2, &d2, &NoProgress)
+        .unwrap();
+    write(&d2.join("v2-only"), &noise(88, 200_000));
+    repo.commit(&v2, &d2, info("v2"), &NoProgress).unwrap();
+    let g = repo.gc(&NoProgress).unwrap();
+    assert!(g.objects_removed >= 3, "{g:?}"); // exp commit, its tree, its chunk
+    assert!(repo.read_commit(exp).is_err());
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+    repo.delete_volume(&v2).unwrap();
+    assert!(!repo.volumes().unwrap().contains(&v2));
+    let g = repo.gc(&NoProgress).unwrap();
+    assert!(g.objects_removed >= 3, "{g:?}");
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
+    // Every commit still checks out byte for byte.
+    for (i, id) in ids.iter().enumerate().rev() {
+        repo.checkout(&vol, *id, &dir, &NoProgress).unwrap();
+        assert_eq!(digest(&dir), digests[i], "commit {i}");
+    }
+    // gc is idempotent.
+    assert_eq!(repo.gc(&NoProgress).unwrap().objects_removed, 0);
+}
+
+#[test]
+fn transfer_sends_only_missing_objects() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("a/big"), &noise(5, 3_000_000));
+    write(&dir.join("b"), b"small");
+    std::os::unix::fs::symlink("a/big", dir.join("link")).unwrap();
+    settle();
+    let c1 = repo.commit(&vol, &dir, info("1"), &NoProgress).unwrap().id;
+    write(&dir.join("c"), b"third");
+    let c2 = repo.commit(&vol, &dir, info("2"), &NoProgress).unwrap().id;
+    // Post-order: every object comes after the objects it refers to.
+    let all: Vec<ObjectId> = repo
+        .reachable_objects(c2)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(all.len(), all.iter().collect::<HashSet<_>>().len());
+    assert_eq!(*all.last().unwrap(), c2.0);
+    let pos = |id: &ObjectId| all.iter().position(|x| x == id).unwrap();
+    assert!(pos(&c1.0) < pos(&c2.0));
+    let t2 = repo.read_commit(c2).unwrap().tree().unwrap();
+    for e in repo.read_tree(&t2).unwrap().entries {
+        assert!(pos(&e.id) < pos(&t2));
+    }
+    // The other host: first receives c1 in full, then only what c2 adds.
+    let (_d2, remote) = setup();
+    let send = |ids: Vec<ObjectId>| {
+        for id in ids {
+            let raw = repo.read_raw_object(&id).unwrap();
+            assert!(remote.write_raw_object(&id, &raw).unwrap());
+        }
+    };
+    let first: Vec<ObjectId> = repo
+        .missing_objects(c1, |id| remote.has_object(id))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    send(first.clone());
+    let second: Vec<ObjectId> = repo
+        .missing_objects(c2, |id| remote.has_object(id))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(second.len(), 3, "chunk 'third', root tree, commit");
+    assert_eq!(first.len() + second.len(), all.len());
+    send(second);
+    remote.set_branch(&vol, "master", c2).unwrap();
+    assert!(remote.fsck(&NoProgress).unwrap().is_clean());
+    let out = d.path().join("remote-checkout");
+    let st = remote.checkout(&vol, c2, &out, &NoProgress).unwrap();
+    assert_eq!(st.files_written, 3);
+    assert_eq!(digest(&out), digest(&dir));
+    // Corrupted transfer data is refused.
+    let mut raw = repo.read_raw_object(&c2.0).unwrap();
+    raw[3] ^= 1;
+    let (_d3, third) = setup();
+    assert!(third.write_raw_object(&c2.0, &raw).is_err());
+    assert!(!third.has_object(&c2.0));
+}
+
+#[derive(Default)]
+struct Recorder {
+    phases: std::sync::Mutex<Vec<(String, Option<u64>)>>,
+    advanced: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Progress for Recorder {
+    fn start(&self, phase: &str, total: Option<u64>) {
+        self.phases.lock().unwrap().push((phase.to_string(), total));
+    }
+    fn advance(&self, n: u64) {
+        self.advanced.fetch_add(n, Ordering::Relaxed);
+    }
+    fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn progress_is_reported() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("x"), &noise(1, 10_000));
+    write(&dir.join("y/z"), &noise(2, 20_000));
+    let p = Recorder::default();
+    repo.commit(&vol, &dir, info("p"), &p).unwrap();
+    let phases = p.phases.lock().unwrap().clone();
+    assert_eq!(
+        phases,
+        vec![
+            ("scan".to_string(), None),
+            ("read".to_string(), Some(30_000))
+        ]
+    );
+    // 3 entries scanned + 30000 bytes read.
+    assert_eq!(p.advanced.load(Ordering::Relaxed), 30_003);
+    assert_eq!(p.finished.load(Ordering::Relaxed), 2);
+    let f = Recorder::default();
+    repo.fsck(&f).unwrap();
+    assert_eq!(
+        f.phases.lock().unwrap()[0],
+        (
+            "verify objects".to_string(),
+            Some(object_count(&repo) as u64)
+        )
+    );
+}
+
+#[test]
+fn object_kinds_are_recognised() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("x"), b"x");
+    let c = repo.commit(&vol, &dir, info("k"), &NoProgress).unwrap().id;
+    assert_eq!(
+        ObjectKind::sniff(&repo.read_object(&c.0).unwrap()),
+        ObjectKind::Commit
+    );
+    let t = repo.read_commit(c).unwrap().tree().unwrap();
+    assert_eq!(
+        ObjectKind::sniff(&repo.read_object(&t).unwrap()),
+        ObjectKind::Tree
+    );
+    assert!(matches!(
+        repo.read_commit(CommitId(t)),
+        Err(Error::NotACommit(_))
+    ));
+    // Reopening the repository works; a foreign format is refused.
+    drop(repo);
+    let repo = Repository::open(&d.path().join("history")).unwrap();
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(c));
+    fs::write(d.path().join("history/FORMAT"), "something else\n").unwrap();
+    assert!(matches!(
+        Repository::open(&d.path().join("history")),
+        Err(Error::Format { .. })
+    ));
+}
+
+#[test]
+fn other_mounts_are_not_entered() {
+    // Needs permission to mount a tmpfs below the source (root).
+    let (d, repo) = setup();
+    let dir = d.path().join("v");
+    write(&dir.join("f"), b"f");
+    let mnt = dir.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !mounted {
+        assert_ne!(
+            std::env::var("DVOL_REQUIRE_ALL").as_deref(),
+            Ok("1"),
+            "cannot mount tmpfs, and DVOL_REQUIRE_ALL=1"
+        );
+        eprintln!("cannot mount tmpfs here; skipping the mount part");
+        return;
+    }
+    write(&mnt.join("inside"), b"should not be committed");
+    let vol = VolumeKey::new_random();
+    let c = repo.commit(&vol, &dir, info("m"), &NoProgress);
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    let c = c.unwrap();
+    assert_eq!(
+        c.stats.skipped,
+        vec![Skipped {
+            path: PathBuf::from("mnt"),
+            reason: SkipReason::MountPoint
+        }]
+    );
+    assert_eq!(c.stats.files_scanned, 1);
+}
+
+#[test]
+fn concurrent_commits_and_gc() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Repository>();
+    let (d, repo) = setup();
+    let repo = std::sync::Arc::new(repo);
+    let mut handles = Vec::new();
+    for t in 0..3u64 {
+        let repo = repo.clone();
+        let dir = d.path().join(format!("v{t}"));
+        handles.push(std::thread::spawn(move || {
+            let vol = VolumeKey::new_random();
+            let mut ids = Vec::new();
+            for i in 0..8u64 {
+                write(&dir.join(format!("f{i}")), &noise(t * 100 + i, 50_000));
+                write(&dir.join("shared"), &noise(i, 30_000));
+                ids.push(repo.commit(&vol, &dir, info("c"), &NoProgress).unwrap().id);
+            }
+            (vol, ids)
+        }));
+    }
+    for _ in 0..5 {
+        repo.gc(&NoProgress).unwrap();
+    }
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    repo.gc(&NoProgress).unwrap();
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
+    for (vol, ids) in results {
+        assert_eq!(repo.log(&vol, "HEAD").unwrap().len(), ids.len());
+        for id in ids {
+            assert!(repo.reachable_objects(id).all(|r| r.is_ok()));
+        }
+    }
+}
