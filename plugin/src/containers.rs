@@ -27,7 +27,9 @@ pub enum ContainerError {
         message: String,
     },
     /// A container could not be stopped, paused or started.
-    #[error("volume {volume}: cannot {action} container {container}: {message}; nothing was changed")]
+    #[error(
+        "volume {volume}: cannot {action} container {container}: {message}; nothing was changed"
+    )]
     Action {
         /// The volume.
         volume: String,
@@ -93,7 +95,10 @@ impl Containers {
     ) -> Result<Vec<ContainerRef>, ContainerError> {
         let docker = self.engine(volume).await?;
         let filters = HashMap::from([
-            ("status".to_string(), vec!["running".to_string(), "paused".to_string()]),
+            (
+                "status".to_string(),
+                vec!["running".to_string(), "paused".to_string()],
+            ),
             ("volume".to_string(), names.to_vec()),
         ]);
         let list = docker
@@ -191,7 +196,13 @@ impl Containers {
         Ok(outcome)
     }
 
-    async fn resume(&self, docker: &Docker, volume: &str, how: Quiesce, containers: &[ContainerRef]) {
+    async fn resume(
+        &self,
+        docker: &Docker,
+        volume: &str,
+        how: Quiesce,
+        containers: &[ContainerRef],
+    ) {
         for container in containers {
             match self.act(docker, volume, how, true, container).await {
                 Ok(()) => info!(volume, container = %container.name, "container resumed"),

@@ -202,6 +202,10 @@ pub async fn run(
     let service = tokio::task::spawn_blocking(move || open_service(&opts))
         .await
         .expect("service open task")?;
+    let mut service = service;
+    if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
+        service.set_docker_driver(driver);
+    }
     let service = Arc::new(service);
     info!(root = %options.root.display(), volumes = service.list().len(), "state opened");
 

@@ -97,6 +97,42 @@ pub enum ServiceError {
         #[source]
         source: BackendError,
     },
+    /// A history operation failed.
+    #[error("volume {volume}: {source}")]
+    History {
+        /// The volume.
+        volume: String,
+        /// The history library's error.
+        #[source]
+        source: dvol_snapshot::Error,
+    },
+    /// Another operation holds the volume.
+    #[error("volume {volume} is busy with another operation; retry when it finishes")]
+    Busy {
+        /// The volume.
+        volume: String,
+    },
+    /// Checkout or reset would lose changes.
+    #[error("volume {volume} has uncommitted changes ({summary}); commit them, or pass --force to discard them")]
+    Uncommitted {
+        /// The volume.
+        volume: String,
+        /// How many paths, and the first few.
+        summary: String,
+    },
+    /// A clone source prefix matches nothing or several things.
+    #[error("volume {volume}: snapshot reference {reference:?} {problem}")]
+    CloneSource {
+        /// The volume being created.
+        volume: String,
+        /// The prefix given.
+        reference: String,
+        /// "matches nothing ..." or "is ambiguous: ...".
+        problem: String,
+    },
+    /// Containers could not be stopped or paused.
+    #[error(transparent)]
+    Containers(#[from] crate::containers::ContainerError),
     /// The metadata database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -129,6 +165,10 @@ impl ServiceError {
                 BackendError::Unavailable(_) => ErrorClass::Unavailable,
                 _ => ErrorClass::Internal,
             },
+            ServiceError::History { source, .. } => history_class(source),
+            ServiceError::Busy { .. } | ServiceError::Uncommitted { .. } => ErrorClass::Conflict,
+            ServiceError::CloneSource { .. } => ErrorClass::Invalid,
+            ServiceError::Containers(_) => ErrorClass::Conflict,
             ServiceError::Store(_) | ServiceError::Root { .. } => ErrorClass::Internal,
         }
     }
@@ -149,8 +189,35 @@ impl ServiceError {
                 BackendError::Unavailable(_) => "backend_unavailable",
                 _ => "backend_failed",
             },
+            ServiceError::History { source, .. } => match history_class(source) {
+                ErrorClass::NotFound => "unknown_revision",
+                ErrorClass::Invalid => "invalid_revision",
+                ErrorClass::Conflict => "history_conflict",
+                _ => "history_failed",
+            },
+            ServiceError::Busy { .. } => "busy",
+            ServiceError::Uncommitted { .. } => "uncommitted_changes",
+            ServiceError::CloneSource { .. } => "bad_snapshot_reference",
+            ServiceError::Containers(_) => "containers_failed",
             ServiceError::Store(_) => "metadata_failed",
             ServiceError::Root { .. } => "state_root_failed",
         }
+    }
+}
+
+/// Which history errors are the caller's.
+fn history_class(e: &dvol_snapshot::Error) -> ErrorClass {
+    use dvol_snapshot::Error as E;
+    match e {
+        E::UnknownRevision { .. } | E::NoSuchRef { .. } | E::NoParent { .. } | E::NoCommits(_) => {
+            ErrorClass::NotFound
+        }
+        E::BadRevision { .. } | E::AmbiguousPrefix { .. } | E::Ref(_) | E::Id(_) => {
+            ErrorClass::Invalid
+        }
+        E::RefExists { .. } | E::DeleteCurrentBranch { .. } | E::VolumeExists(_) => {
+            ErrorClass::Conflict
+        }
+        _ => ErrorClass::Internal,
     }
 }

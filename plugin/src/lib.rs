@@ -16,6 +16,7 @@ pub mod containers;
 pub mod daemon;
 pub mod docker;
 pub mod error;
+pub mod history;
 pub mod names;
 pub mod profile;
 pub mod service;

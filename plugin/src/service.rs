@@ -11,8 +11,7 @@
 //!   only to know when the last user is gone; at start they are dropped for any volume the
 //!   kernel says is not mounted.
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -115,25 +114,47 @@ pub struct ProfileCapacity {
     pub capacity: Option<Capacity>,
 }
 
-/// A fixed set of locks; a volume name always maps to the same one.
+/// One lock per volume name, made on first use.
+#[derive(Default)]
 struct NameLocks {
-    stripes: Vec<Mutex<()>>,
+    locks: Mutex<HashMap<VolumeName, Arc<Mutex<()>>>>,
+}
+
+/// A held volume lock.
+pub(crate) struct NameGuard {
+    lock: Arc<Mutex<()>>,
 }
 
 impl NameLocks {
-    fn new(count: usize) -> Self {
-        NameLocks {
-            stripes: (0..count).map(|_| Mutex::new(())).collect(),
+    fn get(&self, name: &VolumeName) -> NameGuard {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        NameGuard {
+            lock: locks.entry(name.clone()).or_default().clone(),
         }
     }
+}
 
-    fn lock(&self, name: &VolumeName) -> MutexGuard<'_, ()> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut hasher);
-        let stripe = &self.stripes[(hasher.finish() as usize) % self.stripes.len()];
-        stripe
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl NameGuard {
+    /// Waits for the lock.
+    fn hold(&self) -> MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the lock if it frees up within `patience`.
+    pub(crate) fn try_hold(&self, patience: std::time::Duration) -> Option<MutexGuard<'_, ()>> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match self.lock.try_lock() {
+                Ok(guard) => return Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        }
     }
 }
 
@@ -147,6 +168,8 @@ pub struct VolumeService {
     host_id: Uuid,
     volumes: RwLock<BTreeMap<VolumeName, Volume>>,
     locks: NameLocks,
+    pub(crate) history: dvol_snapshot::Repository,
+    pub(crate) containers: crate::containers::Containers,
 }
 
 impl std::fmt::Debug for VolumeService {
@@ -170,6 +193,12 @@ impl VolumeService {
         }
         let store = Store::open(&layout.database())?;
         let host_id = store.host_id()?;
+        let history = dvol_snapshot::Repository::open(&layout.history_dir()).map_err(|source| {
+            ServiceError::History {
+                volume: "(all)".into(),
+                source,
+            }
+        })?;
         let profiles = resolve(config, &host);
         for profile in &profiles {
             if profile.available {
@@ -186,7 +215,9 @@ impl VolumeService {
             store,
             host_id,
             volumes: RwLock::new(BTreeMap::new()),
-            locks: NameLocks::new(64),
+            locks: NameLocks::default(),
+            history,
+            containers: crate::containers::Containers::new("dvol"),
         };
         service.recover()?;
         Ok(service)
@@ -263,6 +294,12 @@ impl VolumeService {
                 })
             }
         }
+        if let Err(e) = self
+            .history
+            .delete_volume(&dvol_snapshot::VolumeKey(volume.id))
+        {
+            warn!(volume = %volume.name, error = %e, "could not drop the volume's history refs; gc keeps its objects");
+        }
         self.store.delete(volume.id)?;
         Ok(())
     }
@@ -276,7 +313,7 @@ impl VolumeService {
         }
     }
 
-    fn backend(&self, volume: &Volume) -> Result<&Arc<dyn Backend>, ServiceError> {
+    pub(crate) fn backend(&self, volume: &Volume) -> Result<&Arc<dyn Backend>, ServiceError> {
         self.backends
             .iter()
             .find(|b| b.kind() == volume.backend && b.location() == volume.location)
@@ -294,7 +331,7 @@ impl VolumeService {
             })
     }
 
-    fn spec(volume: &Volume) -> VolumeSpec {
+    pub(crate) fn spec(volume: &Volume) -> VolumeSpec {
         VolumeSpec {
             id: volume.id,
             size: volume.size,
@@ -319,7 +356,15 @@ impl VolumeService {
             })
     }
 
-    fn lookup(&self, reference: &VolumeRef) -> Result<Volume, ServiceError> {
+    pub(crate) fn locks_get(&self, name: &VolumeName) -> NameGuard {
+        self.locks.get(name)
+    }
+
+    pub(crate) fn store_aliases(&self, volume: &Volume) -> Vec<String> {
+        self.store.aliases(volume.id).unwrap_or_default()
+    }
+
+    pub(crate) fn lookup(&self, reference: &VolumeRef) -> Result<Volume, ServiceError> {
         let volume = self
             .volumes
             .read()
@@ -369,18 +414,19 @@ impl VolumeService {
         options: &BTreeMap<String, String>,
     ) -> Result<(Volume, Effect), ServiceError> {
         let reference = VolumeRef::parse(reference)?;
-        if let Suffix::Snapshot(_) = reference.suffix {
-            return Err(ServiceError::Unsupported {
-                volume: reference.name.to_string(),
-                feature: "cloning from a snapshot (NAME@snapshot-REF)",
-            });
-        }
-        let options = CreateOptions::parse(&reference.name, options)?;
-        if options.from.is_some() {
-            return Err(ServiceError::Unsupported {
-                volume: reference.name.to_string(),
-                feature: "cloning with -o from=REF",
-            });
+        let mut options = CreateOptions::parse(&reference.name, options)?;
+        if let Suffix::Snapshot(source) = &reference.suffix {
+            if options.from.as_ref().is_some_and(|from| from != source) {
+                return Err(ServiceError::BadOption {
+                    volume: reference.name.to_string(),
+                    key: "from",
+                    message: format!(
+                        "the name clones {source} but the option says {}; give one",
+                        options.from.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+            options.from = Some(source.clone());
         }
         let requested = match (reference.profile(), &options.profile) {
             (Some(in_name), Some(in_option)) if in_name != in_option => {
@@ -398,7 +444,8 @@ impl VolumeService {
             .clone()
             .unwrap_or_else(|| self.default_profile.clone());
         let name = reference.name.clone();
-        let _guard = self.locks.lock(&name);
+        let lock = self.locks.get(&name);
+        let _guard = lock.hold();
 
         let check_profile = VolumeRef {
             name: name.clone(),
@@ -411,6 +458,11 @@ impl VolumeService {
         }
 
         let profile = self.profile(&name, &profile_name)?;
+        let clone_source = options
+            .from
+            .as_deref()
+            .map(|from| self.resolve_clone_source(&name, from))
+            .transpose()?;
         let Some(kind) = profile.backend.filter(|_| profile.available) else {
             return Err(ServiceError::Backend {
                 volume: name.to_string(),
@@ -480,6 +532,14 @@ impl VolumeService {
             state: VolumeState::Ready,
             ..volume
         };
+        if let Some(source) = &clone_source {
+            if let Err(e) = self.fill_clone(&volume, source) {
+                if let Err(cleanup) = self.destroy(&volume) {
+                    warn!(volume = %name, error = %cleanup, "cleanup after failed clone; will retry at next start");
+                }
+                return Err(e);
+            }
+        }
         info!(volume = %name, id = %volume.id, profile = %volume.profile, backend = %volume.backend, "created");
         self.publish(volume.clone());
         Ok((volume, Effect::Changed))
@@ -512,7 +572,8 @@ impl VolumeService {
     /// Deletes a volume and its data. Refused while it is mounted.
     pub fn remove(&self, reference: &str) -> Result<Effect, ServiceError> {
         let reference = VolumeRef::parse(reference)?;
-        let _guard = self.locks.lock(&reference.name);
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
         let volume = self.lookup(&reference)?;
         if volume.in_use() {
             return Err(ServiceError::InUse {
@@ -541,7 +602,8 @@ impl VolumeService {
         mount_id: &str,
     ) -> Result<(Volume, PathBuf), ServiceError> {
         let reference = VolumeRef::parse(reference)?;
-        let _guard = self.locks.lock(&reference.name);
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
         let mut volume = self.lookup(&reference)?;
         let mountpoint = self.ensure_mountpoint(&volume)?;
         let failed = |source| ServiceError::Backend {
@@ -568,7 +630,8 @@ impl VolumeService {
     /// mounted is tolerated (the engine repeats unmounts after a restart).
     pub fn unmount(&self, reference: &str, mount_id: &str) -> Result<Effect, ServiceError> {
         let reference = VolumeRef::parse(reference)?;
-        let _guard = self.locks.lock(&reference.name);
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
         let mut volume = self.lookup(&reference)?;
         let Some(count) = volume.mounts.get_mut(mount_id) else {
             warn!(volume = %volume.name, mount_id, "unmount for an id that is not mounted; ignored");
@@ -603,7 +666,8 @@ impl VolumeService {
                     message: e.to_string(),
                 },
             )?;
-        let _guard = self.locks.lock(&reference.name);
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
         let mut volume = self.lookup(&reference)?;
         let mountpoint = self.layout.mountpoint(volume.id);
         let effect = self

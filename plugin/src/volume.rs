@@ -101,6 +101,11 @@ impl Layout {
         self.root.join("dvol.db")
     }
 
+    /// The history repository (objects, refs, indexes).
+    pub fn history_dir(&self) -> PathBuf {
+        self.root.join("history")
+    }
+
     /// The folder holding every volume's mountpoint.
     pub fn mounts_dir(&self) -> PathBuf {
         self.root.join("mounts")

@@ -235,7 +235,10 @@ async fn bad_input_gets_a_clear_err() {
             r#"{"Name":"x","Opts":{"fs":"xfs"}}"#,
             "fs applies only to loop and lvm",
         ),
-        (r#"{"Name":"x@snapshot-abcdef"}"#, "not supported yet"),
+        (
+            r#"{"Name":"x@snapshot-abcdef"}"#,
+            "matches no volume UUID and no commit",
+        ),
     ];
     for (body, expected) in cases {
         let answer = plugin(&f, "VolumeDriver.Create", body).await;
@@ -544,7 +547,9 @@ async fn openapi_document_matches_the_routes() {
                     "{method} {path}: response {status}"
                 );
             }
-            let concrete = path.replace("{name}", "spec-check");
+            let concrete = path
+                .replace("{name}", "spec-check")
+                .replace("{branch}", "b");
             let body = if method == "post" {
                 r#"{"name":"spec-check"}"#
             } else {
@@ -566,6 +571,19 @@ async fn openapi_document_matches_the_routes() {
         ("GET", "/v1/volumes/{name}"),
         ("DELETE", "/v1/volumes/{name}"),
         ("POST", "/v1/volumes/{name}/resize"),
+        ("GET", "/v1/volumes/{name}/commits"),
+        ("POST", "/v1/volumes/{name}/commits"),
+        ("GET", "/v1/volumes/{name}/status"),
+        ("GET", "/v1/volumes/{name}/branches"),
+        ("POST", "/v1/volumes/{name}/branches"),
+        ("DELETE", "/v1/volumes/{name}/branches/{branch}"),
+        ("GET", "/v1/volumes/{name}/tags"),
+        ("POST", "/v1/volumes/{name}/tags"),
+        ("POST", "/v1/volumes/{name}/checkout"),
+        ("POST", "/v1/volumes/{name}/reset"),
+        ("GET", "/v1/volumes/{name}/diff"),
+        ("POST", "/v1/fsck"),
+        ("POST", "/v1/gc"),
         ("GET", "/v1/openapi.json"),
     ]
     .into_iter()
