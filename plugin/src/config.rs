@@ -126,7 +126,13 @@ impl Config {
         let invalid = |span: std::ops::Range<usize>, message: String| {
             let start = span.start.min(text.len());
             let end = span.end.clamp(start, text.len());
-            let key = text[start..end].lines().next().unwrap_or("").trim();
+            // A value's error names the key it is assigned to (`size = "-1"` -> size); an
+            // unknown key's error spans the key itself.
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+            let key = match text[line_start..start].split_once('=') {
+                Some((key, _)) if !key.trim().is_empty() => key.trim(),
+                _ => text[start..end].lines().next().unwrap_or("").trim(),
+            };
             ConfigError::Invalid {
                 path: path.to_path_buf(),
                 line: text[..start].matches('\n').count() + 1,
@@ -282,7 +288,7 @@ mod tests {
     fn unknown_backend_is_refused_with_the_choices() {
         let msg = error("[profiles.a]\nbackend = \"tape\"\n");
         assert!(
-            msg.starts_with("/etc/dvol/config.toml:2: \"tape\""),
+            msg.starts_with("/etc/dvol/config.toml:2: backend: unknown variant `tape`"),
             "{msg}"
         );
         assert!(msg.contains("directory") && msg.contains("lvm"), "{msg}");
@@ -292,7 +298,7 @@ mod tests {
     fn bad_size_is_refused_at_its_line() {
         let msg = error("[profiles.a]\nbackend = \"loop\"\nsize = \"-1\"\n");
         assert!(
-            msg.starts_with("/etc/dvol/config.toml:3: \"-1\": invalid size"),
+            msg.starts_with("/etc/dvol/config.toml:3: size: invalid size \"-1\""),
             "{msg}"
         );
         let msg = error("[profiles.a]\nbackend = \"loop\"\nsize = \"1E\"\n");
@@ -303,7 +309,7 @@ mod tests {
     fn default_profile_must_exist() {
         let msg = error("default_profile = \"gold\"\n[profiles.a]\nbackend = \"directory\"\n");
         assert!(
-            msg.starts_with("/etc/dvol/config.toml:1: \"gold\""),
+            msg.starts_with("/etc/dvol/config.toml:1: default_profile: default_profile \"gold\""),
             "{msg}"
         );
         assert!(msg.contains("defined profiles: a"), "{msg}");

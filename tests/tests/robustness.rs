@@ -1194,7 +1194,7 @@ fn bad_configuration_is_refused_naming_file_line_and_key() {
         (
             "bad-size.toml",
             "[profiles.a]\nbackend = \"loop\"\nsize = \"-1\"\n",
-            &[":3:", "\"-1\"", "invalid size"][..],
+            &[":3: size: invalid size \"-1\""][..],
         ),
     ];
     for (file, text, expect) in cases {
