@@ -10,7 +10,20 @@ use dvol_plugin::daemon::{
 
 /// dvol: Docker volumes with service levels and a history.
 #[derive(Debug, Parser)]
-#[command(name = "dvol", version, about, propagate_version = true)]
+#[command(
+    name = "dvol",
+    version,
+    about,
+    after_help = concat!(
+        "History commands (init ... gc) work like git on the current volume, which `dvol init`\n",
+        "and `dvol switch` set; -V NAME picks another for one command. For example:\n",
+        "  dvol init demo@gold\n",
+        "  dvol commit -m \"clean schema\"\n",
+        "  dvol checkout -b experiment\n",
+        "  dvol log --graph\n",
+        "  dvol reset --hard HEAD^",
+    )
+)]
 pub struct Cli {
     /// The daemon to talk to: unix:///path/to.sock or tcp://HOST:PORT.
     #[arg(long, global = true, env = "DVOL_HOST", default_value = concat!("unix://", "/run/dvol/dvol.sock"))]
@@ -36,6 +49,161 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Show this host: id, backends, capacity per profile.
     Node(JsonFlag),
+
+    /// Create a volume (NAME or NAME@PROFILE) and make it the current volume.
+    Init {
+        /// NAME or NAME@PROFILE.
+        name: String,
+        /// Options: size=10G, profile=gold, fs=xfs, from=REF.
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+    },
+    /// Make an existing volume the current volume.
+    Switch {
+        /// The volume.
+        name: String,
+    },
+    /// List volumes; the current one is marked with `*`.
+    List(JsonFlag),
+    /// Remove a volume and its data (if it is the current one, no volume is current after).
+    Rm {
+        /// The volume.
+        name: String,
+    },
+    /// Record the volume's files as a commit on the checked-out branch.
+    Commit {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// The commit message.
+        #[arg(short, long)]
+        message: String,
+        /// Who commits [default: $USER@hostname].
+        #[arg(long)]
+        author: Option<String>,
+        /// Pause the containers using the volume while committing, for a consistent point.
+        #[arg(long)]
+        pause: bool,
+    },
+    /// Show the commits, newest first, with the branches and tags pointing at them.
+    Log {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// Draw the commit graph, one line per commit.
+        #[arg(long)]
+        graph: bool,
+        /// Show at most N commits.
+        #[arg(short = 'n', long = "max-count", value_name = "N")]
+        max_count: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the changes in the volume that are not committed yet.
+    Status {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List branches (`*` marks the checked-out one), create one, or delete one with -d.
+    Branch {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// The branch to create (or, with -d, to delete).
+        name: Option<String>,
+        /// Where the new branch points: a branch, tag, commit id prefix, HEAD^, HEAD~N.
+        #[arg(long, value_name = "REV", requires = "name")]
+        at: Option<String>,
+        /// Delete the branch NAME (not the checked-out one).
+        #[arg(short = 'd', long, requires = "name", conflicts_with = "at")]
+        delete: bool,
+        /// Print the list as JSON.
+        #[arg(long, conflicts_with_all = ["name", "delete"])]
+        json: bool,
+    },
+    /// List tags, or create one.
+    Tag {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// The tag to create.
+        name: Option<String>,
+        /// Where the tag points: a branch, tag, commit id prefix, HEAD^, HEAD~N.
+        #[arg(long, value_name = "REV", requires = "name")]
+        at: Option<String>,
+        /// Print the list as JSON.
+        #[arg(long, conflicts_with = "name")]
+        json: bool,
+    },
+    /// Put a branch or commit into the volume, or start a branch with -b.
+    ///
+    /// A branch becomes the checked-out branch; any other REF (tag, commit id prefix, HEAD^)
+    /// detaches HEAD. Uncommitted changes are refused unless --force. The running containers
+    /// using the volume are stopped meanwhile and started again afterwards.
+    #[command(
+        override_usage = "dvol checkout [OPTIONS] REF\n       dvol checkout [OPTIONS] -b NAME [REV]"
+    )]
+    Checkout {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// A branch, tag, commit id prefix, HEAD^, HEAD~N (with -b: where the branch starts,
+        /// default HEAD).
+        #[arg(value_name = "REF", required_unless_present = "new_branch")]
+        rev: Option<String>,
+        /// Create the branch NAME at REV and check it out.
+        #[arg(short = 'b', value_name = "NAME")]
+        new_branch: Option<String>,
+        /// Discard uncommitted changes in the volume.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Move the current branch to REF and put REF's files into the volume (--hard).
+    ///
+    /// Uncommitted changes are discarded. Only hard resets exist, so --hard is required. The
+    /// running containers using the volume are stopped meanwhile and started again afterwards.
+    Reset {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// Reset the files too (required: dvol has only hard resets).
+        #[arg(long)]
+        hard: bool,
+        /// A branch, tag, commit id prefix, HEAD^, HEAD~N.
+        #[arg(value_name = "REF")]
+        rev: String,
+    },
+    /// Show the files that differ from REF to the second REF (default HEAD).
+    Diff {
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// The older revision.
+        #[arg(value_name = "REF")]
+        from: String,
+        /// The newer revision [default: HEAD].
+        #[arg(value_name = "REF")]
+        to: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every stored object of every volume; exits non-zero unless all is well.
+    Fsck(JsonFlag),
+    /// Delete stored objects that no branch, tag or volume refers to any more.
+    Gc(JsonFlag),
+}
+
+/// `-V/--volume`: the volume a history command works on.
+#[derive(Debug, Args)]
+pub struct VolumeArg {
+    /// The volume to work on [default: the current volume, see `dvol switch`].
+    #[arg(short = 'V', long = "volume", value_name = "NAME")]
+    pub volume: Option<String>,
+}
+
+impl VolumeArg {
+    /// The volume given with -V, if any.
+    pub fn get(&self) -> Option<&str> {
+        self.volume.as_deref()
+    }
 }
 
 /// `dvol daemon` options.

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use crate::cli::{Cli, Command, DaemonArgs, ProfileCommand, VolumeCommand};
 use crate::client::{segment, Client, Host};
+use crate::history;
 use crate::table;
 
 /// Runs a parsed command line.
@@ -51,19 +52,78 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Volume(VolumeCommand::Rm { names }) => volume_rm(&client()?, &names).await,
         Command::Profile(ProfileCommand::Ls(flag)) => profile_ls(&client()?, flag.json).await,
         Command::Node(flag) => node(&client()?, flag.json).await,
+        Command::Init { name, opts } => history::init(&client()?, &name, &opts).await,
+        Command::Switch { name } => history::switch(&client()?, &name).await,
+        Command::List(flag) => history::list(&client()?, flag.json).await,
+        Command::Rm { name } => history::rm(&client()?, &name).await,
+        Command::Commit {
+            volume,
+            message,
+            author,
+            pause,
+        } => {
+            let author = author.as_deref();
+            history::commit(&client()?, volume.get(), &message, author, pause).await
+        }
+        Command::Log {
+            volume,
+            graph,
+            max_count,
+            json,
+        } => history::log(&client()?, volume.get(), graph, max_count, json).await,
+        Command::Status { volume, json } => history::status(&client()?, volume.get(), json).await,
+        Command::Branch {
+            volume,
+            name,
+            at,
+            delete,
+            json,
+        } => {
+            let (name, at) = (name.as_deref(), at.as_deref());
+            history::branch(&client()?, volume.get(), name, at, delete, json).await
+        }
+        Command::Tag {
+            volume,
+            name,
+            at,
+            json,
+        } => {
+            let (name, at) = (name.as_deref(), at.as_deref());
+            history::tag(&client()?, volume.get(), name, at, json).await
+        }
+        Command::Checkout {
+            volume,
+            rev,
+            new_branch,
+            force,
+        } => {
+            let (rev, new_branch) = (rev.as_deref(), new_branch.as_deref());
+            history::checkout(&client()?, volume.get(), rev, new_branch, force).await
+        }
+        Command::Reset { volume, hard, rev } => {
+            history::reset(&client()?, volume.get(), hard, &rev).await
+        }
+        Command::Diff {
+            volume,
+            from,
+            to,
+            json,
+        } => history::diff(&client()?, volume.get(), &from, to.as_deref(), json).await,
+        Command::Fsck(flag) => history::fsck(&client()?, flag.json).await,
+        Command::Gc(flag) => history::gc(&client()?, flag.json).await,
     }
 }
 
-fn volume_path(name: &str) -> String {
+pub(crate) fn volume_path(name: &str) -> String {
     format!("/v1/volumes/{}", segment(name))
 }
 
-fn print_json(value: &Value) -> Result<()> {
+pub(crate) fn print_json(value: &Value) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -71,7 +131,7 @@ fn text(value: &Value) -> String {
     }
 }
 
-fn human_bytes(value: &Value) -> String {
+pub(crate) fn human_bytes(value: &Value) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let Some(mut n) = value.as_f64() else {
         return "-".into();
@@ -111,7 +171,8 @@ async fn daemon(args: DaemonArgs, token_file: Option<std::path::PathBuf>) -> Res
     Ok(())
 }
 
-async fn volume_create(client: &Client, name: &str, opts: &[String], as_json: bool) -> Result<()> {
+/// `-o KEY=VALUE` options as the API takes them.
+pub(crate) fn options_map(opts: &[String]) -> Result<BTreeMap<String, String>> {
     let mut options = BTreeMap::new();
     for opt in opts {
         let Some((key, value)) = opt.split_once('=') else {
@@ -119,7 +180,11 @@ async fn volume_create(client: &Client, name: &str, opts: &[String], as_json: bo
         };
         options.insert(key.to_string(), value.to_string());
     }
-    let body = json!({ "name": name, "options": options });
+    Ok(options)
+}
+
+async fn volume_create(client: &Client, name: &str, opts: &[String], as_json: bool) -> Result<()> {
+    let body = json!({ "name": name, "options": options_map(opts)? });
     let volume: Value = client
         .call(Method::POST, "/v1/volumes", Some(&body))
         .await?;

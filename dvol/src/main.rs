@@ -6,6 +6,8 @@
 mod cli;
 mod client;
 mod commands;
+mod current;
+mod history;
 mod table;
 
 use clap::Parser;

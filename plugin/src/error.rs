@@ -98,7 +98,7 @@ pub enum ServiceError {
         source: BackendError,
     },
     /// A history operation failed.
-    #[error("volume {volume}: {source}")]
+    #[error("{}", history_message(.volume, .source))]
     History {
         /// The volume.
         volume: String,
@@ -219,5 +219,18 @@ fn history_class(e: &dvol_snapshot::Error) -> ErrorClass {
             ErrorClass::Conflict
         }
         _ => ErrorClass::Internal,
+    }
+}
+
+/// The history library names volumes by UUID ("volume 3f2c...: unknown revision"); users know
+/// them by name, so the name replaces the UUID, or leads the message when it has none.
+fn history_message(volume: &str, source: &dvol_snapshot::Error) -> String {
+    let text = source.to_string();
+    match text
+        .strip_prefix("volume ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((id, rest)) if uuid::Uuid::parse_str(id).is_ok() => format!("volume {volume}: {rest}"),
+        _ => format!("volume {volume}: {text}"),
     }
 }

@@ -46,6 +46,8 @@ pub struct CommitResult {
     pub commit: CommitView,
     /// The branch moved, if any.
     pub branch: Option<String>,
+    /// Whether the files differ from the previous commit.
+    pub changed: bool,
     /// Files looked at.
     pub files_scanned: u64,
     /// Files read again because they changed.
@@ -224,6 +226,7 @@ impl VolumeService {
             Ok(CommitResult {
                 commit: self.commit_view(volume, &commit),
                 branch: head.branch,
+                changed: !committed.stats.unchanged,
                 files_scanned: committed.stats.files_scanned,
                 files_reread: committed.stats.files_reread,
                 bytes_read: committed.stats.bytes_read,

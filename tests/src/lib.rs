@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod fixtures;
+
 /// The image the tests run containers from; built by `scripts/build-test-image.sh`.
 pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
 

@@ -17,179 +17,18 @@ use dvol_backends::loop_device::LoopAttachment;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dvol_tests::{
-    docker, docker_ready, dvol_bin, is_root, require, Daemon, HttpResponse, TEST_IMAGE,
-};
+use dvol_tests::fixtures::*;
+use dvol_tests::{docker_ready, dvol_bin, is_root, require, Daemon, HttpResponse};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: names, output, Docker.
+// Helpers: Docker (the ones docker.rs shares are in `dvol_tests::fixtures`).
 // ---------------------------------------------------------------------------------------------
-
-/// A name no other test (or test run) uses.
-fn unique(prefix: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!("{prefix}-{}", &id[..12])
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
-/// Runs `docker args`, panicking with docker's stderr and the daemon's log unless it succeeds;
-/// returns trimmed stdout.
-fn must(daemon: &Daemon, args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}\ndvol daemon log:\n{}",
-        stderr(&out),
-        daemon.log()
-    );
-    stdout(&out)
-}
-
-/// Runs `docker args` that must fail; returns its stderr.
-fn must_fail(daemon: &Daemon, args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        !out.status.success(),
-        "docker {args:?} should have failed but printed: {}\ndvol daemon log:\n{}",
-        stdout(&out),
-        daemon.log()
-    );
-    stderr(&out)
-}
-
-/// `docker run` arguments: `mount` are the volume arguments (`-v ...` or `--mount ...`).
-fn run_args<'a>(
-    daemon: &'a Daemon,
-    mount: &[&'a str],
-    extra: &[&'a str],
-    script: &'a str,
-) -> Vec<&'a str> {
-    let mut args = vec![
-        "run",
-        "--network",
-        "none",
-        "--volume-driver",
-        &daemon.driver,
-    ];
-    args.extend_from_slice(mount);
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[TEST_IMAGE, "sh", "-c", script]);
-    args
-}
-
-/// `docker run --rm` of `script` with `volume` at /data; returns the raw output.
-fn run(daemon: &Daemon, volume: &str, script: &str) -> Output {
-    let mount = format!("{volume}:/data");
-    docker(&run_args(daemon, &["-v", &mount], &["--rm"], script))
-}
-
-/// `docker run --rm` of `script` with `volume` at /data, which must succeed; returns stdout.
-fn run_ok(daemon: &Daemon, volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/data");
-    must(
-        daemon,
-        &run_args(daemon, &["-v", &mount], &["--rm"], script),
-    )
-}
-
-/// A container, removed with `docker rm -f` when dropped.
-struct Container(String);
-
-impl Container {
-    /// Starts `script` detached, with `volume` at /data.
-    fn start(daemon: &Daemon, volume: &str, script: &str) -> Container {
-        let container = Container(unique("dvol-e2e-blk"));
-        let mount = format!("{volume}:/data");
-        must(
-            daemon,
-            &run_args(
-                daemon,
-                &["-v", &mount],
-                &["-d", "--name", &container.0],
-                script,
-            ),
-        );
-        container
-    }
-
-    /// Runs `script` inside the running container; returns stdout.
-    fn exec(&self, daemon: &Daemon, script: &str) -> String {
-        must(daemon, &["exec", &self.0, "sh", "-c", script])
-    }
-
-    /// Whether Docker says the container runs.
-    fn running(&self, daemon: &Daemon) -> bool {
-        must(daemon, &["inspect", "-f", "{{.State.Running}}", &self.0]) == "true"
-    }
-
-    /// Stops the container (its `sh` ignores SIGTERM, so after one second it is killed).
-    fn stop(&self, daemon: &Daemon) {
-        must(daemon, &["stop", "-t", "1", &self.0]);
-    }
-
-    /// Removes the container now, checking that Docker succeeds.
-    fn remove(self, daemon: &Daemon) {
-        must(daemon, &["rm", "-f", &self.0]);
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.0]);
-    }
-}
-
-/// A name Docker may know as a volume of this test's driver; `docker volume rm -f` when dropped.
-///
-/// Docker asks every driver it has ever seen about a name it has no record of (about 15 s per
-/// driver whose socket is gone), so the guard only removes a name Docker knows: one
-/// `docker volume ls` lists for this driver, or one marked `known` (a `NAME@PROFILE` that
-/// `docker run` recorded: Docker keeps it, while the driver lists the volume as `NAME`).
-struct DockerVolume {
-    name: String,
-    driver: String,
-    known: bool,
-}
-
-impl DockerVolume {
-    fn new(daemon: &Daemon, name: impl Into<String>) -> DockerVolume {
-        DockerVolume {
-            name: name.into(),
-            driver: daemon.driver.clone(),
-            known: false,
-        }
-    }
-}
-
-impl Drop for DockerVolume {
-    fn drop(&mut self) {
-        let filter = format!("driver={}", self.driver);
-        let listed = docker(&["volume", "ls", "-q", "--filter", &filter]);
-        if self.known || stdout(&listed).lines().any(|l| l == self.name) {
-            let _ = docker(&["volume", "rm", "-f", &self.name]);
-        }
-    }
-}
-
-/// `docker volume inspect NAME` as JSON.
-fn docker_volume_inspect(daemon: &Daemon, name: &str) -> Value {
-    let out = must(daemon, &["volume", "inspect", name]);
-    let all: Value = serde_json::from_str(&out).expect("docker volume inspect JSON");
-    all[0].clone()
-}
 
 /// Names `docker volume ls` lists for this daemon's driver.
 fn docker_volume_names(daemon: &Daemon) -> Vec<String> {
@@ -202,7 +41,7 @@ fn docker_volume_names(daemon: &Daemon) -> Vec<String> {
 
 /// Creates a block volume through `docker volume create -d DRIVER NAME -o ...`.
 fn docker_volume_create(daemon: &Daemon, name: &str, opts: &[&str]) -> DockerVolume {
-    let guard = DockerVolume::new(daemon, name);
+    let guard = DockerVolume::named(daemon, name);
     let mut args = vec!["volume", "create", "-d", &daemon.driver, name];
     for opt in opts {
         args.extend_from_slice(&["-o", opt]);
@@ -221,55 +60,9 @@ fn df_total_kib(df: &str) -> u64 {
         .unwrap_or_else(|e| panic!("df size in {df:?}: {e}"))
 }
 
-/// Waits until `done` holds, panicking with `what` and the daemon's log after `secs` seconds.
-fn wait_until(daemon: &Daemon, what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting until {what}; dvol daemon log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers: the daemon's view, loop devices, files.
 // ---------------------------------------------------------------------------------------------
-
-/// The volume as the daemon's REST API shows it.
-fn api_volume(daemon: &Daemon, name: &str) -> Value {
-    let response = daemon.api("GET", &format!("/v1/volumes/{name}"), "");
-    assert_eq!(
-        response.status,
-        200,
-        "GET /v1/volumes/{name}: {}",
-        String::from_utf8_lossy(&response.body)
-    );
-    response.json()
-}
-
-/// The names of the volumes the daemon's REST API lists.
-fn api_names(daemon: &Daemon) -> Vec<String> {
-    let response = daemon.api("GET", "/v1/volumes", "");
-    assert_eq!(response.status, 200, "{:?}", response.json());
-    response
-        .json()
-        .as_array()
-        .expect("volume list")
-        .iter()
-        .map(|v| v["name"].as_str().expect("name").to_string())
-        .collect()
-}
-
-/// The volume's UUID, as the daemon's REST API shows it.
-fn volume_id(daemon: &Daemon, name: &str) -> String {
-    api_volume(daemon, name)["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
-}
 
 /// Where the loop backend keeps a volume's image.
 fn image_path(daemon: &Daemon, id: &str) -> PathBuf {
@@ -563,7 +356,7 @@ fn docker_scenario(flavour: Flavour) {
     // `docker run` with NAME@PROFILE creates the volume.
     let base = unique(&format!("blk-run-{}", flavour.profile));
     let docker_name = format!("{base}@{}", flavour.profile);
-    let mut run_volume = DockerVolume::new(&daemon, docker_name.clone());
+    let mut run_volume = DockerVolume::named(&daemon, docker_name.clone());
     let mount_spec;
     let mount_args: Vec<&str> = match flavour.run_size {
         None => {
