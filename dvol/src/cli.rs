@@ -13,7 +13,6 @@ use dvol_plugin::daemon::{
 #[command(
     name = "dvol",
     version,
-    about,
     after_help = concat!(
         "History commands (init ... gc) work like git on the current volume, which `dvol init`\n",
         "and `dvol switch` set; -V NAME picks another for one command. For example:\n",
