@@ -449,6 +449,11 @@ async fn checkout(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CheckoutView>, ApiError> {
     let request: CheckoutRequest = parse_body(body, "checkout")?;
+    if !request.force {
+        // Refuse before stopping any container; checked again once they are stopped.
+        let (svc, target) = (service.clone(), name.clone());
+        blocking(move || svc.check_committed(&target)).await?;
+    }
     let svc = service.clone();
     let target = name.clone();
     let view = around_containers(&service, &name, Quiesce::Stop, move || {

@@ -42,7 +42,7 @@ pub struct CommitView {
 /// The result of a commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitResult {
-    /// The new (or, with no changes, the current) commit.
+    /// The new commit (made also when nothing changed; `changed` says so).
     pub commit: CommitView,
     /// The branch moved, if any.
     pub branch: Option<String>,
@@ -354,6 +354,13 @@ impl VolumeService {
             .map_err(&history)?;
         let changes = self.history.diff(a, b).map_err(&history)?;
         Ok(changes.iter().map(change_view).collect())
+    }
+
+    /// Refuses when the volume has uncommitted changes, before anything is stopped or written.
+    pub fn check_committed(&self, reference: &str) -> Result<(), ServiceError> {
+        self.with_data(reference, |volume, data| {
+            self.refuse_uncommitted(volume, data)
+        })
     }
 
     fn refuse_uncommitted(&self, volume: &Volume, data: &Path) -> Result<(), ServiceError> {
