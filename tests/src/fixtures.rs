@@ -139,51 +139,75 @@ impl Drop for Container {
     }
 }
 
-/// A test's Docker volume (and the aliases Docker recorded for it), removed with
+/// A test's Docker volume and the names Docker recorded for it, removed with
 /// `docker volume rm -f` when dropped.
 ///
-/// Docker asks every driver it has ever seen about a name it has no record of, about 15 s per
-/// driver whose socket is gone (every earlier test daemon's), so the guard never removes a
-/// name Docker does not know: `name` only while this daemon's driver lists it (or while the
-/// test has marked it [`known`](DockerVolume::known)), and aliases only once the test has
-/// recorded that Docker knows them.
+/// Docker records the names a volume was created under: `NAME` after
+/// `docker volume create NAME` or `docker run -v NAME:/...`, and `NAME@PROFILE` or
+/// `NAME@snapshot-REF` when `docker run -v` created it under that name (the aliases). The dvol
+/// driver lists the volume as `NAME` either way, so the driver listing `NAME` does not mean
+/// Docker knows `NAME`. Removing a name Docker has no record of makes it ask every driver it
+/// has ever seen, about 15 s per driver whose socket is gone (every earlier test daemon's),
+/// so the guard removes only the names the test recorded: `name` when the test marked it
+/// [`plain`](DockerVolume::plain) (and the driver still lists it, so a volume the test already
+/// removed, or never created, is left alone), and each alias. Where Docker recorded only an
+/// alias, the dvol side of `NAME` is the daemon's own to clean up.
+///
+/// Tests declare their daemon before the guards, so a guard drops while the daemon still runs.
 pub struct DockerVolume {
     /// The volume's name.
     pub name: String,
-    /// Whether Docker is known to keep a record of `name` even though the driver may not list
-    /// it (a `NAME@PROFILE` that `docker run` recorded: Docker keeps it, while the driver lists
-    /// the volume as `NAME`); the guard then removes `name` unconditionally.
-    pub known: bool,
+    /// Whether Docker recorded `name` itself (`docker volume create NAME`, or
+    /// `docker run -v NAME:/...`). Mark it only when the test itself makes Docker record
+    /// `name`, not when the driver merely lists it.
+    pub plain: bool,
     /// Other names Docker recorded for this volume (e.g. `NAME@PROFILE`), each removed when
-    /// the guard drops.
+    /// the guard drops. A test that removes one itself takes it out of the list.
     pub aliases: Vec<String>,
     /// The driver Docker knows the test's daemon by (`docker volume ls --filter driver=`).
     driver: String,
 }
 
 impl DockerVolume {
-    /// A volume named `prefix-<random>`.
+    /// A volume named `prefix-<random>`, no name of it recorded by Docker yet.
     pub fn new(daemon: &Daemon, prefix: &str) -> DockerVolume {
         DockerVolume::named(daemon, unique(prefix))
     }
 
-    /// A volume with exactly this name.
+    /// A volume with exactly this name, no name of it recorded by Docker yet.
     pub fn named(daemon: &Daemon, name: impl Into<String>) -> DockerVolume {
         DockerVolume {
             name: name.into(),
-            known: false,
+            plain: false,
             aliases: Vec::new(),
             driver: daemon.driver.clone(),
         }
+    }
+
+    /// Marks that Docker records the plain name: the test uses it only as
+    /// `docker volume create NAME` or `-v NAME:/...`. Safe to mark before that command, as the
+    /// guard removes `name` only while the driver lists it, and only Docker creates it then.
+    pub fn recorded(mut self) -> DockerVolume {
+        self.plain = true;
+        self
+    }
+
+    /// Records that Docker knows the volume as `NAME@suffix`; returns that name.
+    pub fn alias(&mut self, suffix: &str) -> String {
+        let alias = format!("{}@{suffix}", self.name);
+        self.aliases.push(alias.clone());
+        alias
     }
 }
 
 impl Drop for DockerVolume {
     fn drop(&mut self) {
-        let filter = format!("driver={}", self.driver);
-        let listed = docker(&["volume", "ls", "-q", "--filter", &filter]);
-        if self.known || stdout(&listed).lines().any(|l| l == self.name) {
-            let _ = docker(&["volume", "rm", "-f", &self.name]);
+        if self.plain {
+            let filter = format!("driver={}", self.driver);
+            let listed = docker(&["volume", "ls", "-q", "--filter", &filter]);
+            if stdout(&listed).lines().any(|l| l == self.name) {
+                let _ = docker(&["volume", "rm", "-f", &self.name]);
+            }
         }
         for alias in &self.aliases {
             let _ = docker(&["volume", "rm", "-f", alias]);
