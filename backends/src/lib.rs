@@ -134,6 +134,18 @@ pub struct Capacity {
     pub free_bytes: u64,
 }
 
+impl Capacity {
+    /// The size and free space (for unprivileged writers) of the filesystem holding `path`.
+    pub fn of_filesystem(path: &Path) -> Result<Capacity, BackendError> {
+        let stat = rustix::fs::statvfs(path)
+            .map_err(|e| BackendError::io("query free space", path, e.into()))?;
+        Ok(Capacity {
+            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
+            free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+        })
+    }
+}
+
 /// Errors from backend operations. Each says what failed and on which path or device.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -782,12 +782,7 @@ impl Backend for LoopBackend {
     }
 
     fn capacity(&self) -> Result<Capacity, BackendError> {
-        let stat = rustix::fs::statvfs(&self.root)
-            .map_err(|e| BackendError::io("query free space", &self.root, e.into()))?;
-        Ok(Capacity {
-            total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
-            free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
-        })
+        Capacity::of_filesystem(&self.root)
     }
 
     fn volumes(&self) -> Result<Vec<Uuid>, BackendError> {
