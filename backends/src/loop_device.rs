@@ -86,15 +86,19 @@ pub fn loop_attachments() -> Result<Vec<LoopAttachment>, BackendError> {
             continue;
         };
         let dir = entry.path();
-        // Both files vanish when the device is detached (or deleted) under our feet.
+        // Both files vanish when the device is detached (or deleted) under our feet: reading
+        // them then fails with ENOENT, or ENODEV while the kernel tears the device down.
+        let gone = |e: &std::io::Error| {
+            e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(Errno::NODEV.raw_os_error())
+        };
         let backing = match fs::read_to_string(dir.join("loop/backing_file")) {
             Ok(backing) => backing,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) if gone(&e) => continue,
             Err(e) => return Err(BackendError::io("read loop device backing file", &dir, e)),
         };
         let majmin = match fs::read_to_string(dir.join("dev")) {
             Ok(majmin) => majmin,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) if gone(&e) => continue,
             Err(e) => return Err(BackendError::io("read loop device number", &dir, e)),
         };
         attachments.push(LoopAttachment {
