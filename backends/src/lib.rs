@@ -125,6 +125,21 @@ pub struct VolumeSpec {
     pub preallocate: bool,
 }
 
+/// A volume's data fixed at one instant, for a reader (a commit) while containers go on using
+/// the volume. Made by [`Backend::read_point`], ended by [`Backend::release_read_point`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPoint {
+    /// A copy-on-write snapshot of the volume (LVM thin snapshot, reflinked image), mounted
+    /// read-only at this path. Writers are not held up.
+    Snapshot(PathBuf),
+    /// The volume's own filesystem, frozen: writers wait until the point is released. Read the
+    /// data at the mountpoint.
+    Frozen,
+    /// Nothing fixes the data (a directory volume): the data at the mountpoint is live, and
+    /// consistent only if the caller has paused the writers.
+    Live,
+}
+
 /// Space a backend can offer, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Capacity {
@@ -231,6 +246,32 @@ pub trait Backend: Send + Sync {
         new_size: ByteSize,
         target: &Path,
     ) -> Result<Effect, BackendError>;
+
+    /// Fixes the data of the volume mounted at `mountpoint` at this instant, for reading.
+    /// `scratch` is an empty directory the backend may mount a snapshot on. The caller reads,
+    /// then calls [`Backend::release_read_point`] with the same paths, also when reading failed.
+    fn read_point(
+        &self,
+        spec: &VolumeSpec,
+        mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<ReadPoint, BackendError> {
+        let _ = (spec, mountpoint, scratch);
+        Ok(ReadPoint::Live)
+    }
+
+    /// Ends a read point: thaws the filesystem, or unmounts and deletes the snapshot. Ending
+    /// what does not exist changes nothing, so the daemon calls it at start for every read
+    /// point a crash may have left (each one's `scratch` directory still exists).
+    fn release_read_point(
+        &self,
+        id: Uuid,
+        mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<Effect, BackendError> {
+        let _ = (id, mountpoint, scratch);
+        Ok(Effect::Unchanged)
+    }
 
     /// How much room the backend has for volumes.
     fn capacity(&self) -> Result<Capacity, BackendError>;
