@@ -98,3 +98,13 @@ pub fn minimum_size(fs: Filesystem) -> ByteSize {
 pub fn kernel_name(fs: Filesystem) -> &'static str {
     fs.as_str()
 }
+
+/// Mount data for a read-only block-level copy of a filesystem whose original stays mounted:
+/// no journal replay (the copy was taken frozen, so it is clean) and, for XFS, no refusal of
+/// the duplicate filesystem UUID.
+pub fn snapshot_mount_data(fs: Filesystem) -> &'static str {
+    match fs {
+        Filesystem::Ext4 => "noload",
+        Filesystem::Xfs => "nouuid,norecovery",
+    }
+}

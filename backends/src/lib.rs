@@ -11,10 +11,15 @@
 //! - [`size::ByteSize`]: volume sizes as users write them (`10G`, `512MiB`).
 //! - [`command::Tool`]: external tools found once by absolute path; failures carry the command
 //!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
+//! - [`freeze`]: freezing a mounted filesystem for a consistent read point (the crate's only
+//!   `unsafe`).
+
+#![deny(unsafe_code)]
 
 pub mod command;
 pub mod directory;
 pub mod filesystem;
+pub mod freeze;
 pub mod loop_device;
 pub mod lvm;
 pub mod mount_table;

@@ -29,14 +29,16 @@ use std::time::{Duration, Instant};
 use loopdev::{LoopControl, LoopDevice};
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
-use sys_mount::{Mount, UnmountFlags};
+use sys_mount::{Mount, MountFlags, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
-use crate::filesystem::{kernel_name, minimum_size, FilesystemTools};
+use crate::filesystem::{kernel_name, minimum_size, snapshot_mount_data, FilesystemTools};
+use crate::freeze::{freeze, thaw};
 use crate::mount_table::is_mount_point;
 use crate::{
-    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, VolumeSpec,
+    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
+    VolumeSpec,
 };
 
 /// The kernel's loop control device; without it there are no loop devices.
@@ -386,14 +388,79 @@ impl LoopBackend {
         }
     }
 
-    /// Removes a temporary image left by an interrupted create, with its loop devices.
-    fn discard_temp(&self, id: Uuid) -> Result<Effect, BackendError> {
-        let temp = self.temp_path(id);
-        self.release(&temp)?;
-        match fs::remove_file(&temp) {
+    /// Where a read point's copy-on-write copy of a volume's image lives.
+    fn point_path(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.point"))
+    }
+
+    /// Removes a side image (a temporary image left by an interrupted create, a read point's
+    /// copy) with the loop devices a crash left serving it.
+    fn discard(&self, image: &Path, what: &'static str) -> Result<Effect, BackendError> {
+        self.release(image)?;
+        match fs::remove_file(image) {
             Ok(()) => Ok(Effect::Changed),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(Effect::Unchanged),
-            Err(e) => Err(BackendError::io("remove temporary volume image", &temp, e)),
+            Err(e) => Err(BackendError::io(what, image, e)),
+        }
+    }
+
+    /// Removes a temporary image left by an interrupted create, with its loop devices.
+    fn discard_temp(&self, id: Uuid) -> Result<Effect, BackendError> {
+        self.discard(&self.temp_path(id), "remove temporary volume image")
+    }
+
+    /// Removes a read point's image copy, with its loop devices.
+    fn discard_point(&self, id: Uuid) -> Result<Effect, BackendError> {
+        self.discard(&self.point_path(id), "remove read point image")
+    }
+
+    /// Makes `copy` share the blocks of the volume's image (FICLONE). `false` when the root's
+    /// filesystem cannot (ext4, tmpfs); the copy is then removed.
+    fn reflink_image(&self, id: Uuid) -> Result<bool, BackendError> {
+        let image = self.image_path(id);
+        let copy = self.point_path(id);
+        let source =
+            File::open(&image).map_err(|e| BackendError::io("open volume image", &image, e))?;
+        let target = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&copy)
+            .map_err(|e| BackendError::io("create read point image", &copy, e))?;
+        match rustix::fs::ioctl_ficlone(&target, &source) {
+            Ok(()) => Ok(true),
+            Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY) => {
+                drop(target);
+                self.discard_point(id)?;
+                Ok(false)
+            }
+            Err(e) => {
+                drop(target);
+                let _ = self.discard_point(id);
+                Err(BackendError::io("reflink volume image", &copy, e.into()))
+            }
+        }
+    }
+
+    /// Mounts the read point's image copy read-only at `scratch`.
+    fn mount_point_copy(&self, spec: &VolumeSpec, scratch: &Path) -> Result<(), BackendError> {
+        let copy = self.point_path(spec.id);
+        let file =
+            File::open(&copy).map_err(|e| BackendError::io("open read point image", &copy, e))?;
+        let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
+        let attached = Attached::new(&file, &copy)?;
+        match Mount::builder()
+            .fstype(kernel_name(fs))
+            .flags(MountFlags::RDONLY)
+            .data(snapshot_mount_data(fs))
+            .mount(&attached.path, scratch)
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = attached.detach();
+                Err(BackendError::io("mount read point image", scratch, e))
+            }
         }
     }
 
@@ -641,6 +708,9 @@ impl Backend for LoopBackend {
             )));
         }
         let mut effect = self.discard_temp(id)?;
+        if self.discard_point(id)? == Effect::Changed {
+            effect = Effect::Changed;
+        }
         match fs::remove_file(&image) {
             Ok(()) => effect = Effect::Changed,
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -783,6 +853,54 @@ impl Backend for LoopBackend {
             self.grow_offline(fs, &image, target, spec.id)?;
         }
         Ok(Effect::Changed)
+    }
+
+    /// Freezes the volume's filesystem and, where the root's filesystem can share blocks
+    /// (XFS with reflink, btrfs), reflinks the image, thaws at once and mounts the copy: the
+    /// writers wait only for the clone. Elsewhere the filesystem stays frozen while the caller
+    /// reads.
+    fn read_point(
+        &self,
+        spec: &VolumeSpec,
+        mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<ReadPoint, BackendError> {
+        freeze(mountpoint)?;
+        let cloned = self.reflink_image(spec.id);
+        if !matches!(cloned, Ok(false)) {
+            thaw(mountpoint)?;
+        }
+        if !cloned? {
+            return Ok(ReadPoint::Frozen);
+        }
+        if let Err(e) = self.mount_point_copy(spec, scratch) {
+            let _ = self.discard_point(spec.id);
+            return Err(e);
+        }
+        Ok(ReadPoint::Snapshot(scratch.to_path_buf()))
+    }
+
+    fn release_read_point(
+        &self,
+        id: Uuid,
+        mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<Effect, BackendError> {
+        // Thaw first: whatever fails after, writers must not stay blocked.
+        let mut effect = if is_mount_point(mountpoint)? {
+            thaw(mountpoint)?
+        } else {
+            Effect::Unchanged
+        };
+        if is_mount_point(scratch)? {
+            sys_mount::unmount(scratch, UnmountFlags::empty())
+                .map_err(|e| BackendError::io("unmount read point", scratch, e))?;
+            effect = Effect::Changed;
+        }
+        if self.discard_point(id)? == Effect::Changed {
+            effect = Effect::Changed;
+        }
+        Ok(effect)
     }
 
     fn capacity(&self) -> Result<Capacity, BackendError> {
@@ -1379,5 +1497,144 @@ mod tests {
         assert_eq!(listed, expected);
         fx.backend.remove(a.id).unwrap();
         fx.backend.remove(b.id).unwrap();
+    }
+
+    /// Starts a writer appending to `file` and reports whether it finished within `wait`.
+    fn write_finishes_within(file: PathBuf, wait: Duration) -> (bool, std::thread::JoinHandle<()>) {
+        let (done, finished) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            fs::write(&file, b"written during the read point").unwrap();
+            let _ = done.send(());
+        });
+        (finished.recv_timeout(wait).is_ok(), writer)
+    }
+
+    #[test]
+    fn a_read_point_without_reflink_freezes_writers_until_released() {
+        let Some(fx) = Fixture::new() else { return };
+        let spec = spec(Filesystem::Ext4, "64M");
+        let target = fx.target("mnt");
+        let scratch = fx.target("scratch");
+        fx.backend.create(&spec).unwrap();
+        fx.backend.mount(&spec, &target).unwrap();
+        fs::write(target.join("before"), b"committed").unwrap();
+        // /tmp is ext4 here: no reflink, so the volume's own filesystem is frozen.
+        let point = fx.backend.read_point(&spec, &target, &scratch).unwrap();
+        assert_eq!(point, ReadPoint::Frozen);
+        assert!(!fx.backend.point_path(spec.id).exists());
+        assert_eq!(fs::read(target.join("before")).unwrap(), b"committed");
+        let (finished, writer) =
+            write_finishes_within(target.join("after"), Duration::from_millis(500));
+        assert!(!finished, "a write went through a frozen filesystem");
+        assert_eq!(
+            fx.backend
+                .release_read_point(spec.id, &target, &scratch)
+                .unwrap(),
+            Effect::Changed
+        );
+        writer.join().unwrap();
+        assert_eq!(
+            fs::read(target.join("after")).unwrap(),
+            b"written during the read point"
+        );
+        assert_eq!(
+            fx.backend
+                .release_read_point(spec.id, &target, &scratch)
+                .unwrap(),
+            Effect::Unchanged
+        );
+        fx.backend.unmount(spec.id, &target).unwrap();
+        fx.backend.remove(spec.id).unwrap();
+    }
+
+    fn reflinked_read_point_does_not_hold_writers(fs: Filesystem) {
+        let Some(fx) = Fixture::new() else { return };
+        // An XFS root (with reflink, mkfs.xfs's default) for the backend's images.
+        let pool_image = fx.dir.path().join("pool.img");
+        File::create(&pool_image).unwrap().set_len(2 << 30).unwrap();
+        let mkfs = run(
+            "mkfs.xfs",
+            &["-q", "-m", "reflink=1", pool_image.to_str().unwrap()],
+        );
+        assert!(mkfs.status.success(), "{mkfs:?}");
+        let pool = fx.target("pool");
+        let mounted = run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                pool_image.to_str().unwrap(),
+                pool.to_str().unwrap(),
+            ],
+        );
+        assert!(mounted.status.success(), "{mounted:?}");
+        let backend = LoopBackend::open(pool.join("images")).unwrap();
+        let spec = spec(fs, if fs == Filesystem::Xfs { "300M" } else { "64M" });
+        let target = fx.target("mnt");
+        let scratch = fx.target("scratch");
+        backend.create(&spec).unwrap();
+        backend.mount(&spec, &target).unwrap();
+        fs::write(target.join("before"), b"committed").unwrap();
+        let before = fs::metadata(target.join("before")).unwrap();
+
+        let point = backend.read_point(&spec, &target, &scratch).unwrap();
+        assert_eq!(point, ReadPoint::Snapshot(scratch.clone()));
+        let (finished, writer) =
+            write_finishes_within(target.join("after"), Duration::from_secs(10));
+        assert!(finished, "a write waited for a reflinked read point");
+        writer.join().unwrap();
+        assert_eq!(fs::read(scratch.join("before")).unwrap(), b"committed");
+        assert!(
+            !scratch.join("after").exists(),
+            "the copy saw a later write"
+        );
+        // A block copy keeps inode numbers and times, so the history index stays valid.
+        let copied = fs::metadata(scratch.join("before")).unwrap();
+        assert_eq!(
+            (copied.ino(), copied.mtime_nsec(), copied.ctime_nsec()),
+            (before.ino(), before.mtime_nsec(), before.ctime_nsec())
+        );
+        assert!(
+            fs::write(scratch.join("x"), b"").is_err(),
+            "the copy is writable"
+        );
+
+        assert_eq!(
+            backend
+                .release_read_point(spec.id, &target, &scratch)
+                .unwrap(),
+            Effect::Changed
+        );
+        assert!(!is_mount_point(&scratch).unwrap());
+        assert!(!backend.point_path(spec.id).exists());
+        let images = fs::canonicalize(pool.join("images")).unwrap();
+        let serving: Vec<_> = loop_attachments()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.backing_file.starts_with(&images))
+            .collect();
+        assert_eq!(
+            serving.len(),
+            1,
+            "only the volume's own device: {serving:?}"
+        );
+        assert_eq!(
+            backend
+                .release_read_point(spec.id, &target, &scratch)
+                .unwrap(),
+            Effect::Unchanged
+        );
+        backend.unmount(spec.id, &target).unwrap();
+        backend.remove(spec.id).unwrap();
+    }
+
+    #[test]
+    fn an_ext4_read_point_on_an_xfs_root_is_a_reflinked_copy() {
+        reflinked_read_point_does_not_hold_writers(Filesystem::Ext4);
+    }
+
+    #[test]
+    fn an_xfs_read_point_on_an_xfs_root_is_a_reflinked_copy() {
+        reflinked_read_point_does_not_hold_writers(Filesystem::Xfs);
     }
 }
