@@ -6,10 +6,11 @@
 //! results for the API. Stopping and starting the containers around checkout and reset is
 //! done by the API layer ([`crate::containers`]), before this module takes the lock.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use dvol_backends::Effect;
+use dvol_backends::{Backend, Effect, ReadPoint};
 use dvol_snapshot::{ChangeKind, CommitId, CommitInfo, NoProgress, Progress, VolumeKey};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -18,6 +19,30 @@ use crate::error::ServiceError;
 use crate::names::VolumeRef;
 use crate::service::VolumeService;
 use crate::volume::Volume;
+
+/// How a commit read the volume's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// A copy-on-write snapshot of the volume (LVM thin snapshot, reflinked image); the
+    /// containers using it went on writing.
+    Snapshot,
+    /// The volume's filesystem, frozen while it was read; writers waited.
+    Frozen,
+    /// The data as it was: no container used the volume, or its backend (a directory) has no
+    /// way to fix it, so only `--pause` makes the commit consistent.
+    Live,
+}
+
+/// How an operation reaches a volume's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The live data, for operations that write it (checkout, reset) or compare it (status).
+    Live,
+    /// The data fixed at one instant while containers use the volume (commit, clone from a
+    /// volume): a copy-on-write snapshot or a frozen filesystem, as the backend can.
+    PointInTime,
+}
 
 /// How long a history operation waits for another operation on the same volume.
 pub const BUSY_PATIENCE: Duration = Duration::from_secs(2);
@@ -48,6 +73,8 @@ pub struct CommitResult {
     pub branch: Option<String>,
     /// Whether the files differ from the previous commit.
     pub changed: bool,
+    /// How the volume's data was fixed while it was read.
+    pub read_from: ReadFrom,
     /// Files looked at.
     pub files_scanned: u64,
     /// Files read again because they changed.
@@ -145,12 +172,33 @@ impl VolumeService {
         }
     }
 
-    /// Runs `work` with the volume locked and its data reachable at its mountpoint. A volume
-    /// no container uses is mounted for the operation and unmounted after.
+    /// Runs `work` with the volume locked and its live data reachable at its mountpoint. A
+    /// volume no container uses is mounted for the operation and unmounted after.
     pub(crate) fn with_data<T>(
         &self,
         reference: &str,
         work: impl FnOnce(&Volume, &Path) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        self.with_volume_data(reference, Access::Live, |volume, data, _| {
+            work(volume, data)
+        })
+    }
+
+    /// Like [`VolumeService::with_data`], for reading: the data of a volume that containers
+    /// use is first fixed at one instant, and `work` learns how ([`ReadFrom`]).
+    pub(crate) fn with_fixed_data<T>(
+        &self,
+        reference: &str,
+        work: impl FnOnce(&Volume, &Path, ReadFrom) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        self.with_volume_data(reference, Access::PointInTime, work)
+    }
+
+    fn with_volume_data<T>(
+        &self,
+        reference: &str,
+        access: Access,
+        work: impl FnOnce(&Volume, &Path, ReadFrom) -> Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
         let reference = VolumeRef::parse(reference)?;
         let lock = self.locks_get(&reference.name);
@@ -170,13 +218,111 @@ impl VolumeService {
             .mount(&Self::spec(&volume), &mountpoint)
             .map_err(failed)?
             == Effect::Changed;
-        let result = work(&volume, &mountpoint);
+        let result = if mounted_here || access == Access::Live {
+            work(&volume, &mountpoint, ReadFrom::Live)
+        } else {
+            self.at_read_point(&volume, backend.as_ref(), &mountpoint, |data, read_from| {
+                work(&volume, data, read_from)
+            })
+        };
         if mounted_here {
             if let Err(e) = backend.unmount(volume.id, &mountpoint) {
                 warn!(volume = %volume.name, error = %e, "could not unmount after a history operation");
             }
         }
         result
+    }
+
+    /// Runs `work` on the data of the volume mounted at `mountpoint` fixed at one instant
+    /// (a copy-on-write snapshot or a frozen filesystem, as the backend can), then releases
+    /// the point. The scratch directory marks the point until it is released, so a crash
+    /// leaves a mark the next start releases.
+    fn at_read_point<T>(
+        &self,
+        volume: &Volume,
+        backend: &dyn Backend,
+        mountpoint: &Path,
+        work: impl FnOnce(&Path, ReadFrom) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
+        let failed = |source| ServiceError::Backend {
+            volume: volume.name.to_string(),
+            source,
+        };
+        let scratch = self.layout().read_point(volume.id);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&scratch)
+            .map_err(|source| ServiceError::Root {
+                path: scratch.clone(),
+                source,
+            })?;
+        let started = Instant::now();
+        let result = backend
+            .read_point(&Self::spec(volume), mountpoint, &scratch)
+            .map_err(failed)
+            .and_then(|point| {
+                info!(volume = %volume.name, point = ?point, "reading at a fixed point");
+                match point {
+                    ReadPoint::Snapshot(path) => work(&path, ReadFrom::Snapshot),
+                    ReadPoint::Frozen => work(mountpoint, ReadFrom::Frozen),
+                    ReadPoint::Live => work(mountpoint, ReadFrom::Live),
+                }
+            });
+        // Released whatever happened: a frozen filesystem must not outlive the operation.
+        match backend.release_read_point(volume.id, mountpoint, &scratch) {
+            Ok(_) => {
+                if let Err(e) = std::fs::remove_dir(&scratch) {
+                    warn!(volume = %volume.name, error = %e, "could not remove read point directory");
+                }
+                info!(volume = %volume.name, held_ms = started.elapsed().as_millis() as u64, "read point released");
+                result
+            }
+            Err(e) => {
+                warn!(volume = %volume.name, error = %e, "could not release read point; retried at next start");
+                result.and(Err(failed(e)))
+            }
+        }
+    }
+
+    /// Releases the read points a crash left behind (their scratch directories remain), so
+    /// no volume stays frozen and no snapshot lingers. Called at start, before anything else
+    /// touches the volumes.
+    pub(crate) fn release_stale_read_points(&self, volumes: &[Volume]) {
+        let Ok(entries) = std::fs::read_dir(self.layout().read_points_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let scratch = entry.path();
+            let volume = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<uuid::Uuid>().ok())
+                .and_then(|id| volumes.iter().find(|v| v.id == id));
+            let Some(volume) = volume else {
+                warn!(path = %scratch.display(), "read point of no known volume; left untouched");
+                continue;
+            };
+            let released = self.backend(volume).and_then(|backend| {
+                backend
+                    .release_read_point(volume.id, &self.mountpoint(volume), &scratch)
+                    .map_err(|source| ServiceError::Backend {
+                        volume: volume.name.to_string(),
+                        source,
+                    })
+            });
+            match released {
+                Ok(effect) => {
+                    info!(volume = %volume.name, ?effect, "released a read point left by a crash");
+                    if let Err(e) = std::fs::remove_dir(&scratch) {
+                        warn!(volume = %volume.name, error = %e, "could not remove read point directory");
+                    }
+                }
+                Err(e) => {
+                    warn!(volume = %volume.name, error = %e, "could not release a read point left by a crash")
+                }
+            }
+        }
     }
 
     fn commit_view(&self, volume: &Volume, commit: &dvol_snapshot::Commit) -> CommitView {
@@ -215,7 +361,7 @@ impl VolumeService {
         author: &str,
         progress: &dyn Progress,
     ) -> Result<CommitResult, ServiceError> {
-        self.with_data(reference, |volume, data| {
+        self.with_fixed_data(reference, |volume, data, read_from| {
             let key = VolumeKey(volume.id);
             let history = Self::history_error(volume);
             let info = CommitInfo::now(message, author);
@@ -227,6 +373,7 @@ impl VolumeService {
                 commit: self.commit_view(volume, &commit),
                 branch: head.branch,
                 changed: !committed.stats.unchanged,
+                read_from,
                 files_scanned: committed.stats.files_scanned,
                 files_reread: committed.stats.files_reread,
                 bytes_read: committed.stats.bytes_read,
@@ -546,7 +693,7 @@ impl VolumeService {
             CloneSource::Commit(commit) => *commit,
             CloneSource::Volume(from) => {
                 let message = format!("clone of volume {} ({})", from.name, from.id);
-                self.with_data(from.name.as_str(), |_, data| {
+                self.with_fixed_data(from.name.as_str(), |_, data, _| {
                     // The clone's own history records the source's state; the source's
                     // branches and index are not touched.
                     self.history

@@ -230,7 +230,9 @@ impl VolumeService {
             source,
         })?;
         let mut registry = BTreeMap::new();
-        for mut volume in self.store.load()? {
+        let volumes = self.store.load()?;
+        self.release_stale_read_points(&volumes);
+        for mut volume in volumes {
             let mountpoint = self.layout.mountpoint(volume.id);
             let mounted = table.is_mounted(&mountpoint);
             match volume.state {

@@ -116,6 +116,17 @@ impl Layout {
         self.mounts_dir().join(id.to_string())
     }
 
+    /// The folder holding the scratch mountpoints of read points (snapshots a commit reads).
+    pub fn read_points_dir(&self) -> PathBuf {
+        self.root.join("read-points")
+    }
+
+    /// A volume's read point scratch directory: `<root>/read-points/<uuid>`. It exists only
+    /// while a read point may exist, so one found at start marks a point to release.
+    pub fn read_point(&self, id: Uuid) -> PathBuf {
+        self.read_points_dir().join(id.to_string())
+    }
+
     /// The folder a backend keeps its storage in.
     pub fn backend_dir(&self, kind: BackendKind) -> PathBuf {
         self.root.join("backends").join(kind.as_str())

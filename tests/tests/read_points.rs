@@ -1,0 +1,334 @@
+//! Read points end to end: committing a loop volume that a running container keeps writing,
+//! with the real Docker Engine and a real `dvol daemon`.
+//!
+//! - The commit reads the volume frozen (this host's pool filesystem has no reflink), says so
+//!   (`read_from: frozen`), does not stop or restart the container, and the container's
+//!   writes go on afterwards.
+//! - `kill -9` of the daemon while a volume is frozen (during a real commit, and at a freeze
+//!   with its mark left exactly as a crash leaves it): the restart thaws the filesystem, so
+//!   the container's writes complete, and the history stays consistent.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use dvol_tests::fixtures::{must, wait_until, Container, DockerVolume};
+use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
+use serde_json::{json, Value};
+
+/// A container that keeps rewriting `/data/counter` with the next number.
+const COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /data/counter.new; mv /data/counter.new /data/counter; sleep 0.05; done";
+
+fn ready() -> bool {
+    require("root", is_root()) && require("Docker Engine", docker_ready())
+}
+
+/// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
+struct ThawOnDrop(PathBuf);
+
+impl Drop for ThawOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
+    }
+}
+
+fn api_ok(daemon: &Daemon, method: &str, path: &str, body: Value, status: u16) -> Value {
+    let response = http_unix(
+        &daemon.api_socket,
+        method,
+        path,
+        body.to_string().as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{method} {path}: {e}; daemon log:\n{}", daemon.log()));
+    assert_eq!(
+        response.status,
+        status,
+        "{method} {path}: {}; daemon log:\n{}",
+        String::from_utf8_lossy(&response.body),
+        daemon.log()
+    );
+    response.json()
+}
+
+fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
+    api_ok(
+        daemon,
+        "POST",
+        &format!("/v1/volumes/{volume}/commits"),
+        json!({ "message": message }),
+        201,
+    )
+}
+
+fn fsck_is_clean(daemon: &Daemon) {
+    let report = api_ok(daemon, "POST", "/v1/fsck", Value::Null, 200);
+    assert_eq!(report["clean"], true, "{report:#}");
+}
+
+/// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
+/// stuck on a frozen filesystem is left to finish when it thaws.
+fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
+    let (done, finished) = mpsc::channel();
+    let path = dir.join(name);
+    std::thread::spawn(move || {
+        std::fs::write(&path, b"written from the host").unwrap();
+        let _ = done.send(());
+    });
+    finished.recv_timeout(wait).is_ok()
+}
+
+fn started_at(daemon: &Daemon, container: &Container) -> String {
+    must(
+        daemon,
+        &["inspect", "-f", "{{.State.StartedAt}}", &container.0],
+    )
+}
+
+fn counter(daemon: &Daemon, container: &Container) -> u64 {
+    container
+        .exec(daemon, "cat /data/counter")
+        .trim()
+        .parse()
+        .expect("counter")
+}
+
+/// A silver (loop ext4) volume of `size` used by a container running [`COUNTER`].
+fn loop_volume_in_use(daemon: &Daemon, size: &str) -> (DockerVolume, Container) {
+    let volume = DockerVolume::new(daemon, "dvol-e2e-rp").recorded();
+    must(
+        daemon,
+        &[
+            "volume",
+            "create",
+            "-d",
+            &daemon.driver,
+            "-o",
+            "profile=silver",
+            "-o",
+            &format!("size={size}"),
+            &volume.name,
+        ],
+    );
+    let container = Container::start(daemon, &volume.name, COUNTER);
+    wait_until(daemon, "the container has written its counter", 20, || {
+        !container
+            .exec(daemon, "cat /data/counter 2>/dev/null || true")
+            .is_empty()
+    });
+    (volume, container)
+}
+
+#[test]
+fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_running() {
+    if !ready() {
+        return;
+    }
+    let daemon = Daemon::start();
+    let (volume, container) = loop_volume_in_use(&daemon, "128M");
+    container.exec(
+        &daemon,
+        "mkdir -p /data/db && for i in $(seq 1 50); do echo row $i > /data/db/t$i; done",
+    );
+    let before = started_at(&daemon, &container);
+
+    let result = commit(&daemon, &volume.name, "while running");
+    assert_eq!(result["read_from"], "frozen", "{result:#}");
+    assert_eq!(result["changed"], true, "{result:#}");
+    let diff = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}/status", volume.name),
+        Value::Null,
+        200,
+    );
+    // Everything but the counter (rewritten since) is exactly what was committed.
+    for change in diff.as_array().expect("status") {
+        let path = change["path"].as_str().unwrap_or_default();
+        assert!(path.starts_with("counter"), "{path} changed: {diff:#}");
+    }
+
+    assert!(
+        container.running(&daemon),
+        "the commit stopped the container"
+    );
+    assert_eq!(
+        started_at(&daemon, &container),
+        before,
+        "the container restarted"
+    );
+    let seen = counter(&daemon, &container);
+    wait_until(
+        &daemon,
+        "the container writes again after the commit",
+        10,
+        || counter(&daemon, &container) > seen,
+    );
+    assert!(
+        !daemon
+            .root
+            .join("read-points")
+            .read_dir()
+            .unwrap()
+            .any(|_| true),
+        "a read point directory outlived the commit"
+    );
+    let mountpoint = daemon.mountpoint(&volume.name);
+    assert!(host_write_finishes(
+        &mountpoint,
+        "host",
+        Duration::from_secs(5)
+    ));
+    fsck_is_clean(&daemon);
+}
+
+#[test]
+fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
+    if !ready() {
+        return;
+    }
+    let mut daemon = Daemon::start();
+    let (volume, container) = loop_volume_in_use(&daemon, "512M");
+    let mountpoint = daemon.mountpoint(&volume.name);
+    let _thaw = ThawOnDrop(mountpoint.clone());
+    // 160 MiB of incompressible files, so a commit runs long enough to be killed inside.
+    container.exec(
+        &daemon,
+        "mkdir -p /data/blobs && for i in $(seq 1 40); do \
+         dd if=/dev/urandom of=/data/blobs/b$i bs=1M count=4 2>/dev/null; done",
+    );
+    let first = commit(&daemon, &volume.name, "base");
+    let base = first["commit"]["id"].as_str().unwrap().to_string();
+    container.exec(
+        &daemon,
+        "for i in $(seq 1 40); do dd if=/dev/urandom of=/data/blobs/b$i bs=1M count=4 \
+         conv=notrunc 2>/dev/null; done",
+    );
+
+    // A real commit, killed while it reads the frozen volume.
+    let socket = daemon.api_socket.clone();
+    let path = format!("/v1/volumes/{}/commits", volume.name);
+    let request = std::thread::spawn(move || {
+        http_unix(&socket, "POST", &path, br#"{"message":"interrupted"}"#)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !daemon.log().contains("reading at a fixed point") {
+        assert!(Instant::now() < deadline, "no read point: {}", daemon.log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.kill9();
+    let answered = request
+        .join()
+        .expect("request thread")
+        .ok()
+        .map(|r| r.status);
+    eprintln!("the commit killed while frozen was answered: {answered:?}");
+    let frozen = !host_write_finishes(&mountpoint, "during-crash", Duration::from_millis(500));
+
+    daemon.spawn();
+    assert!(
+        host_write_finishes(&mountpoint, "after-restart", Duration::from_secs(10)),
+        "the volume is still frozen after the restart; log:\n{}",
+        daemon.log()
+    );
+    if frozen {
+        assert!(
+            daemon
+                .log()
+                .contains("released a read point left by a crash"),
+            "{}",
+            daemon.log()
+        );
+    }
+    assert!(!daemon
+        .root
+        .join("read-points")
+        .read_dir()
+        .unwrap()
+        .any(|_| true));
+    let seen = counter(&daemon, &container);
+    wait_until(
+        &daemon,
+        "the container writes after the restart",
+        10,
+        || counter(&daemon, &container) > seen,
+    );
+    fsck_is_clean(&daemon);
+    let log = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}/commits", volume.name),
+        Value::Null,
+        200,
+    );
+    let head = log["head"].as_str().unwrap();
+    let messages: Vec<&str> = log["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        head == base || messages[0] == "interrupted",
+        "HEAD is neither the old commit nor the whole new one: {log:#}"
+    );
+    let again = commit(&daemon, &volume.name, "after the crash");
+    assert_eq!(again["read_from"], "frozen", "{again:#}");
+    fsck_is_clean(&daemon);
+}
+
+#[test]
+fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
+    if !ready() {
+        return;
+    }
+    let mut daemon = Daemon::start();
+    let (volume, container) = loop_volume_in_use(&daemon, "64M");
+    let mountpoint = daemon.mountpoint(&volume.name);
+    let id = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}", volume.name),
+        Value::Null,
+        200,
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _thaw = ThawOnDrop(mountpoint.clone());
+    // Exactly what a crash between freezing and releasing leaves: the mark, and the freeze.
+    let mark = daemon.root.join("read-points").join(&id);
+    std::fs::create_dir_all(&mark).unwrap();
+    daemon.kill9();
+    let frozen = Command::new("fsfreeze")
+        .arg("-f")
+        .arg(&mountpoint)
+        .output()
+        .unwrap();
+    assert!(frozen.status.success(), "{frozen:?}");
+    assert!(!host_write_finishes(
+        &mountpoint,
+        "frozen",
+        Duration::from_millis(300)
+    ));
+
+    daemon.spawn();
+    assert!(
+        host_write_finishes(&mountpoint, "thawed", Duration::from_secs(10)),
+        "still frozen after the restart; log:\n{}",
+        daemon.log()
+    );
+    assert!(!mark.exists(), "the read point mark outlived its release");
+    assert!(daemon
+        .log()
+        .contains("released a read point left by a crash"));
+    let seen = counter(&daemon, &container);
+    wait_until(
+        &daemon,
+        "the container writes after the restart",
+        10,
+        || counter(&daemon, &container) > seen,
+    );
+}
