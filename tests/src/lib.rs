@@ -345,3 +345,54 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Runs `dvol daemon` with its own root and sockets under `dir` plus `args`; it must exit
+/// non-zero within 10 s without creating its sockets. Returns its stderr.
+pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
+    let plugin_socket = dir.join("plugin.sock");
+    let api_socket = dir.join("api.sock");
+    let mut child = Command::new(dvol_bin())
+        .arg("daemon")
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--plugin-socket")
+        .arg(&plugin_socket)
+        .arg("--api-socket")
+        .arg(&api_socket)
+        .args(args)
+        .env_remove("DVOL_TOKEN_FILE")
+        .env("DVOL_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dvol daemon");
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("dvol daemon {args:?} still running after 10 s; it should refuse to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stderr = reader.join().unwrap();
+    assert!(
+        !status.success(),
+        "dvol daemon {args:?} exited with {status}: {stderr}"
+    );
+    assert!(
+        !plugin_socket.exists() && !api_socket.exists(),
+        "a refused daemon bound its sockets"
+    );
+    stderr
+}

@@ -14,14 +14,13 @@
 //! assertion fails.
 
 use dvol_backends::loop_device::LoopAttachment;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{docker_ready, dvol_bin, is_root, require, Daemon, HttpResponse};
+use dvol_tests::{daemon_must_fail, docker_ready, is_root, require, Daemon, HttpResponse};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
@@ -993,56 +992,6 @@ fn an_lvm_profile_with_a_missing_volume_group_is_unavailable_with_the_reason() {
     cli_ok(&daemon, &["volume", "create", "ok@bronze"]);
     assert_eq!(api_names(&daemon), vec!["ok".to_string()]);
     assert_alive(&daemon);
-}
-
-/// Runs `dvol daemon` with its own root and sockets under `dir` plus `args`; it must exit
-/// non-zero within 10 s without creating its sockets. Returns its stderr.
-fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
-    let plugin_socket = dir.join("plugin.sock");
-    let api_socket = dir.join("api.sock");
-    let mut child = Command::new(dvol_bin())
-        .arg("daemon")
-        .arg("--root")
-        .arg(dir.join("root"))
-        .arg("--plugin-socket")
-        .arg(&plugin_socket)
-        .arg("--api-socket")
-        .arg(&api_socket)
-        .args(args)
-        .env("DVOL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn dvol daemon");
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("dvol daemon {args:?} still running after 10 s; it should refuse to start");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = reader.join().unwrap();
-    assert!(
-        !status.success(),
-        "dvol daemon {args:?} exited with {status}: {text}"
-    );
-    assert!(
-        !plugin_socket.exists() && !api_socket.exists(),
-        "a refused daemon bound its sockets"
-    );
-    text
 }
 
 #[test]
