@@ -2,8 +2,10 @@
 
 use std::path::Path;
 
+use sys_mount::{Mount, UnmountFlags};
+
 use crate::command::{CommandError, Tool};
-use crate::{ByteSize, Filesystem};
+use crate::{BackendError, ByteSize, Filesystem};
 
 /// The filesystem tools, found once.
 #[derive(Debug, Clone)]
@@ -12,6 +14,7 @@ pub struct FilesystemTools {
     mkfs_xfs: Result<Tool, String>,
     resize2fs: Result<Tool, String>,
     xfs_growfs: Result<Tool, String>,
+    xfs_admin: Result<Tool, String>,
 }
 
 impl FilesystemTools {
@@ -23,6 +26,7 @@ impl FilesystemTools {
             mkfs_xfs: find("mkfs.xfs", "xfsprogs"),
             resize2fs: find("resize2fs", "e2fsprogs"),
             xfs_growfs: find("xfs_growfs", "xfsprogs"),
+            xfs_admin: find("xfs_admin", "xfsprogs"),
         }
     }
 
@@ -70,6 +74,47 @@ impl FilesystemTools {
                 .run(["-q".as_ref(), "-f".as_ref(), device.as_os_str()])
                 .map(drop),
         }
+    }
+
+    /// Gives the unmounted filesystem on `device`, a block-level copy of another taken frozen,
+    /// an identity of its own where the kernel needs one: XFS refuses to mount two
+    /// filesystems with one UUID. `scratch` is an empty directory to mount the copy on once,
+    /// which replays the log a freeze leaves (`xfs_admin` refuses a dirty log, and still
+    /// exits 0, so the new UUID is checked). ext4 keeps its UUID (changing it would rewrite
+    /// every checksum).
+    pub fn new_identity(
+        &self,
+        fs: Filesystem,
+        device: &Path,
+        scratch: &Path,
+    ) -> Result<(), BackendError> {
+        if fs == Filesystem::Ext4 {
+            return Ok(());
+        }
+        let xfs_admin = Self::tool(&self.xfs_admin)?;
+        Mount::builder()
+            .fstype(kernel_name(fs))
+            .data("nouuid")
+            .mount(device, scratch)
+            .map_err(|e| BackendError::io("mount the copy once to replay its log", scratch, e))?;
+        sys_mount::unmount(scratch, UnmountFlags::empty())
+            .map_err(|e| BackendError::io("unmount the copy", scratch, e))?;
+        let uuid = || xfs_admin.run(["-u".as_ref(), device.as_os_str()]);
+        let before = uuid()?;
+        xfs_admin.run(["-U".as_ref(), "generate".as_ref(), device.as_os_str()])?;
+        let after = uuid()?;
+        if after == before {
+            return Err(BackendError::Command(CommandError::Failed {
+                command: format!(
+                    "{} -U generate {}",
+                    xfs_admin.path().display(),
+                    device.display()
+                ),
+                code: 0,
+                stderr: format!("the filesystem UUID is still {}", before.trim()),
+            }));
+        }
+        Ok(())
     }
 
     /// Grows the filesystem mounted at `mountpoint` (on `device`) to fill the device.

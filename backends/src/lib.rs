@@ -278,6 +278,22 @@ pub trait Backend: Send + Sync {
         Ok(Effect::Unchanged)
     }
 
+    /// Makes the new volume `target` a copy-on-write copy of volume `source`'s current data,
+    /// in constant time, where the storage shares blocks (LVM thin snapshot, reflink).
+    /// `source_mountpoint` is where the source is mounted, if it is: it is frozen for the
+    /// instant of the copy. The copy is made atomically, like [`Backend::create`], and removed
+    /// by [`Backend::remove`]. `Ok(None)` when blocks cannot be shared here (other storage,
+    /// another filesystem or size): the caller then creates the volume and copies the files.
+    fn clone_volume(
+        &self,
+        source: &VolumeSpec,
+        source_mountpoint: Option<&Path>,
+        target: &VolumeSpec,
+    ) -> Result<Option<Effect>, BackendError> {
+        let _ = (source, source_mountpoint, target);
+        Ok(None)
+    }
+
     /// How much room the backend has for volumes.
     fn capacity(&self) -> Result<Capacity, BackendError>;
 

@@ -404,8 +404,24 @@ impl LoopBackend {
         }
     }
 
-    /// Removes a temporary image left by an interrupted create, with its loop devices.
+    /// Where a clone's temporary image is mounted once (see [`FilesystemTools::new_identity`]).
+    fn clone_scratch(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.tmp.mnt"))
+    }
+
+    /// Removes a temporary image left by an interrupted create or clone, with its loop
+    /// devices and the clone's scratch mount.
     fn discard_temp(&self, id: Uuid) -> Result<Effect, BackendError> {
+        let scratch = self.clone_scratch(id);
+        if is_mount_point(&scratch)? {
+            sys_mount::unmount(&scratch, UnmountFlags::empty())
+                .map_err(|e| BackendError::io("unmount clone scratch", &scratch, e))?;
+        }
+        match fs::remove_dir(&scratch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(BackendError::io("remove clone scratch", &scratch, e)),
+        }
         self.discard(&self.temp_path(id), "remove temporary volume image")
     }
 
@@ -414,31 +430,52 @@ impl LoopBackend {
         self.discard(&self.point_path(id), "remove read point image")
     }
 
-    /// Makes `copy` share the blocks of the volume's image (FICLONE). `false` when the root's
-    /// filesystem cannot (ext4, tmpfs); the copy is then removed.
-    fn reflink_image(&self, id: Uuid) -> Result<bool, BackendError> {
-        let image = self.image_path(id);
-        let copy = self.point_path(id);
+    /// Makes the new file `copy` share the blocks of `image` (FICLONE). `false`, with no copy
+    /// left, when the root's filesystem cannot share blocks (ext4, tmpfs).
+    fn reflink(&self, image: &Path, copy: &Path) -> Result<bool, BackendError> {
         let source =
-            File::open(&image).map_err(|e| BackendError::io("open volume image", &image, e))?;
+            File::open(image).map_err(|e| BackendError::io("open volume image", image, e))?;
         let target = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .open(&copy)
-            .map_err(|e| BackendError::io("create read point image", &copy, e))?;
-        match rustix::fs::ioctl_ficlone(&target, &source) {
+            .open(copy)
+            .map_err(|e| BackendError::io("create image copy", copy, e))?;
+        let cloned = rustix::fs::ioctl_ficlone(&target, &source)
+            .and_then(|()| rustix::fs::fdatasync(&target));
+        drop(target);
+        match cloned {
             Ok(()) => Ok(true),
             Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY) => {
-                drop(target);
-                self.discard_point(id)?;
+                self.discard(copy, "remove image copy")?;
                 Ok(false)
             }
             Err(e) => {
-                drop(target);
-                let _ = self.discard_point(id);
-                Err(BackendError::io("reflink volume image", &copy, e.into()))
+                let _ = self.discard(copy, "remove image copy");
+                Err(BackendError::io("reflink volume image", copy, e.into()))
+            }
+        }
+    }
+
+    /// Reflinks volume `source`'s image to `copy` with its filesystem (mounted at
+    /// `mountpoint`, if it is) frozen for the instant of the copy, and thaws it again.
+    fn reflink_frozen(
+        &self,
+        source: Uuid,
+        mountpoint: Option<&Path>,
+        copy: &Path,
+    ) -> Result<bool, BackendError> {
+        if let Some(mountpoint) = mountpoint {
+            freeze(mountpoint)?;
+        }
+        let cloned = self.reflink(&self.image_path(source), copy);
+        let thawed = mountpoint.map_or(Ok(Effect::Unchanged), thaw);
+        match (cloned, thawed) {
+            (Ok(cloned), Ok(_)) => Ok(cloned),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => {
+                let _ = self.discard(copy, "remove image copy");
+                Err(e)
             }
         }
     }
@@ -855,22 +892,20 @@ impl Backend for LoopBackend {
         Ok(Effect::Changed)
     }
 
-    /// Freezes the volume's filesystem and, where the root's filesystem can share blocks
-    /// (XFS with reflink, btrfs), reflinks the image, thaws at once and mounts the copy: the
-    /// writers wait only for the clone. Elsewhere the filesystem stays frozen while the caller
-    /// reads.
+    /// Where the root's filesystem can share blocks (XFS with reflink, btrfs), a reflinked
+    /// copy of the image, taken frozen and mounted read-only; elsewhere the volume's own
+    /// filesystem, frozen until the point is released.
     fn read_point(
         &self,
         spec: &VolumeSpec,
         mountpoint: &Path,
         scratch: &Path,
     ) -> Result<ReadPoint, BackendError> {
-        freeze(mountpoint)?;
-        let cloned = self.reflink_image(spec.id);
-        if !matches!(cloned, Ok(false)) {
-            thaw(mountpoint)?;
-        }
-        if !cloned? {
+        // A copy shares the image's blocks: writers wait only for the clone. Where blocks
+        // cannot be shared, the filesystem stays frozen while the caller reads.
+        self.discard_point(spec.id)?;
+        if !self.reflink_frozen(spec.id, Some(mountpoint), &self.point_path(spec.id))? {
+            freeze(mountpoint)?;
             return Ok(ReadPoint::Frozen);
         }
         if let Err(e) = self.mount_point_copy(spec, scratch) {
@@ -901,6 +936,55 @@ impl Backend for LoopBackend {
             effect = Effect::Changed;
         }
         Ok(effect)
+    }
+
+    /// A reflinked copy of the source's image, given its own filesystem identity, when the
+    /// root's filesystem shares blocks and the two volumes agree on filesystem and size.
+    fn clone_volume(
+        &self,
+        source: &VolumeSpec,
+        source_mountpoint: Option<&Path>,
+        target: &VolumeSpec,
+    ) -> Result<Option<Effect>, BackendError> {
+        let image = self.image_path(target.id);
+        if image.exists() {
+            return Ok(Some(Effect::Unchanged));
+        }
+        if target.preallocate
+            || source.filesystem != target.filesystem
+            || source.size != target.size
+        {
+            return Ok(None);
+        }
+        self.discard_temp(target.id)?;
+        let temp = self.temp_path(target.id);
+        if !self.reflink_frozen(source.id, source_mountpoint, &temp)? {
+            return Ok(None);
+        }
+        let fs = target.filesystem.unwrap_or(Filesystem::Ext4);
+        let renamed = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&temp)
+            .map_err(|e| BackendError::io("open volume image", &temp, e))
+            .and_then(|file| {
+                let scratch = self.clone_scratch(target.id);
+                fs::create_dir_all(&scratch)
+                    .map_err(|e| BackendError::io("create scratch mountpoint", &scratch, e))?;
+                let attached = Attached::new(&file, &temp)?;
+                let renamed = self.tools.new_identity(fs, &attached.path, &scratch);
+                attached.detach()?;
+                let _ = fs::remove_dir(&scratch);
+                renamed
+            });
+        if let Err(e) = renamed {
+            self.discard_temp(target.id)?;
+            return Err(e);
+        }
+        fs::rename(&temp, &image)
+            .map_err(|e| BackendError::io("move volume image into place", &image, e))?;
+        self.sync_root()?;
+        Ok(Some(Effect::Changed))
     }
 
     fn capacity(&self) -> Result<Capacity, BackendError> {
@@ -1547,9 +1631,9 @@ mod tests {
         fx.backend.remove(spec.id).unwrap();
     }
 
-    fn reflinked_read_point_does_not_hold_writers(fs: Filesystem) {
-        let Some(fx) = Fixture::new() else { return };
-        // An XFS root (with reflink, mkfs.xfs's default) for the backend's images.
+    /// A backend whose images live on an XFS filesystem with reflink (mounted under the
+    /// fixture, so the fixture unmounts it), and the folder of its images.
+    fn backend_on_xfs(fx: &Fixture) -> (LoopBackend, PathBuf) {
         let pool_image = fx.dir.path().join("pool.img");
         File::create(&pool_image).unwrap().set_len(2 << 30).unwrap();
         let mkfs = run(
@@ -1569,7 +1653,18 @@ mod tests {
         );
         assert!(mounted.status.success(), "{mounted:?}");
         let backend = LoopBackend::open(pool.join("images")).unwrap();
-        let spec = spec(fs, if fs == Filesystem::Xfs { "300M" } else { "64M" });
+        let images = backend.root().to_path_buf();
+        (backend, images)
+    }
+
+    fn sized_spec(fs: Filesystem) -> VolumeSpec {
+        spec(fs, if fs == Filesystem::Xfs { "300M" } else { "64M" })
+    }
+
+    fn reflinked_read_point_does_not_hold_writers(fs: Filesystem) {
+        let Some(fx) = Fixture::new() else { return };
+        let (backend, images) = backend_on_xfs(&fx);
+        let spec = sized_spec(fs);
         let target = fx.target("mnt");
         let scratch = fx.target("scratch");
         backend.create(&spec).unwrap();
@@ -1607,7 +1702,6 @@ mod tests {
         );
         assert!(!is_mount_point(&scratch).unwrap());
         assert!(!backend.point_path(spec.id).exists());
-        let images = fs::canonicalize(pool.join("images")).unwrap();
         let serving: Vec<_> = loop_attachments()
             .unwrap()
             .into_iter()
@@ -1636,5 +1730,95 @@ mod tests {
     #[test]
     fn an_xfs_read_point_on_an_xfs_root_is_a_reflinked_copy() {
         reflinked_read_point_does_not_hold_writers(Filesystem::Xfs);
+    }
+
+    fn a_clone_shares_blocks_and_has_its_own_identity(fs: Filesystem) {
+        let Some(fx) = Fixture::new() else { return };
+        let (backend, _) = backend_on_xfs(&fx);
+        let source = sized_spec(fs);
+        let source_mnt = fx.target("source");
+        backend.create(&source).unwrap();
+        backend.mount(&source, &source_mnt).unwrap();
+        fs::write(source_mnt.join("data"), b"state at the clone").unwrap();
+
+        let target = VolumeSpec {
+            id: Uuid::new_v4(),
+            ..source.clone()
+        };
+        assert_eq!(
+            backend
+                .clone_volume(&source, Some(&source_mnt), &target)
+                .unwrap(),
+            Some(Effect::Changed)
+        );
+        assert_eq!(
+            backend
+                .clone_volume(&source, Some(&source_mnt), &target)
+                .unwrap(),
+            Some(Effect::Unchanged)
+        );
+        assert!(!backend.temp_path(target.id).exists());
+        // Mounted beside its source (XFS refuses a second mount of one UUID).
+        let target_mnt = fx.target("clone");
+        backend.mount(&target, &target_mnt).unwrap();
+        assert_eq!(
+            fs::read(target_mnt.join("data")).unwrap(),
+            b"state at the clone"
+        );
+        fs::write(target_mnt.join("data"), b"the clone's own").unwrap();
+        // The source is thawed, and neither sees the other's writes.
+        fs::write(source_mnt.join("later"), b"after the clone").unwrap();
+        assert_eq!(
+            fs::read(source_mnt.join("data")).unwrap(),
+            b"state at the clone"
+        );
+        assert!(!target_mnt.join("later").exists());
+        let mut listed = backend.volumes().unwrap();
+        listed.sort();
+        let mut expected = vec![source.id, target.id];
+        expected.sort();
+        assert_eq!(listed, expected);
+
+        backend.unmount(target.id, &target_mnt).unwrap();
+        assert_eq!(backend.remove(target.id).unwrap(), Effect::Changed);
+        backend.unmount(source.id, &source_mnt).unwrap();
+        backend.remove(source.id).unwrap();
+    }
+
+    #[test]
+    fn an_ext4_clone_on_an_xfs_root_shares_blocks() {
+        a_clone_shares_blocks_and_has_its_own_identity(Filesystem::Ext4);
+    }
+
+    #[test]
+    fn an_xfs_clone_on_an_xfs_root_shares_blocks_and_mounts_beside_its_source() {
+        a_clone_shares_blocks_and_has_its_own_identity(Filesystem::Xfs);
+    }
+
+    #[test]
+    fn a_clone_without_block_sharing_is_left_to_the_caller() {
+        let Some(fx) = Fixture::new() else { return };
+        let source = spec(Filesystem::Ext4, "64M");
+        fx.backend.create(&source).unwrap();
+        let target = VolumeSpec {
+            id: Uuid::new_v4(),
+            ..source.clone()
+        };
+        // /tmp is ext4: no reflink.
+        assert_eq!(
+            fx.backend.clone_volume(&source, None, &target).unwrap(),
+            None
+        );
+        let bigger = VolumeSpec {
+            size: Some("128M".parse().unwrap()),
+            ..target.clone()
+        };
+        assert_eq!(
+            fx.backend.clone_volume(&source, None, &bigger).unwrap(),
+            None
+        );
+        assert_eq!(fx.backend.volumes().unwrap(), vec![source.id]);
+        assert!(!fx.backend.temp_path(target.id).exists());
+        fx.backend.remove(source.id).unwrap();
     }
 }
