@@ -976,13 +976,6 @@ impl Backend for LvmBackend {
                 std::io::Error::from(ErrorKind::NotFound),
             ));
         }
-        if is_mount_point(scratch)? {
-            return Err(BackendError::io(
-                "mount read point: something is already mounted on the scratch directory",
-                scratch,
-                std::io::Error::from(ErrorKind::ResourceBusy),
-            ));
-        }
         if self.own_lv(&lvs, &snapshot)?.is_some() {
             if let Some(point) = mount_points_of(&device)?.first() {
                 return Err(BackendError::Refused(format!(
@@ -994,6 +987,13 @@ impl Backend for LvmBackend {
             }
             tracing::warn!(lv = %self.qualified(&snapshot), "removing a read point left by an interrupted commit");
             self.lvremove(&snapshot)?;
+        }
+        if is_mount_point(scratch)? {
+            return Err(BackendError::io(
+                "mount read point: something is already mounted on the scratch directory",
+                scratch,
+                std::io::Error::from(ErrorKind::ResourceBusy),
+            ));
         }
         self.check_read_point_room(&lvs, spec.id)?;
         let tag = id_tag(spec.id);
