@@ -9,6 +9,13 @@
 //! `-new` LV (a crash between `lvcreate` and the rename) is removed and made again by the next
 //! `create`, and removed by `remove`.
 //!
+//! A read point (for a commit while containers keep writing) is a thin snapshot of the volume's
+//! LV named `dvol-<hex>-rp`, tagged `dvol`, `dvol_<hex>` and `dvol_read_point`, mounted
+//! read-only on the caller's scratch directory. `lvcreate` suspends the origin for the
+//! snapshot, which freezes a mounted filesystem, so the snapshot is consistent. It is never
+//! listed as a volume; a leftover one (a crash during a commit) is reported as such and removed
+//! by the next `release_read_point`, `read_point` or `remove` of its volume.
+//!
 //! Every question about the pool is answered from `lvm lvs`/`lvm vgs` JSON reports
 //! (`--reportformat json`), parsed into typed rows, never by scraping text columns.
 
@@ -19,18 +26,22 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
-use sys_mount::{Mount, UnmountFlags};
+use sys_mount::{Mount, MountFlags, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
 use crate::filesystem::{kernel_name, minimum_size, FilesystemTools};
 use crate::mount_table::is_mount_point;
 use crate::{
-    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, VolumeSpec,
+    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
+    VolumeSpec,
 };
 
 /// The tag on every LV dvol makes.
 pub const DVOL_TAG: &str = "dvol";
+
+/// The extra tag on the thin snapshot behind a read point.
+pub const READ_POINT_TAG: &str = "dvol_read_point";
 
 /// Pool data or metadata usage, in percent, above which no new volume is made.
 pub const MAX_POOL_USAGE_PERCENT: f64 = 95.0;
@@ -43,6 +54,7 @@ const LV_FIELDS: &str =
 const VG_FIELDS: &str = "vg_name,vg_size,vg_free";
 const NAME_PREFIX: &str = "dvol-";
 const INCOMPLETE_SUFFIX: &str = "-new";
+const READ_POINT_SUFFIX: &str = "-rp";
 
 /// The LV name of volume `id`: `dvol-<32 hex digits>`.
 pub fn lv_name(id: Uuid) -> String {
@@ -52,6 +64,11 @@ pub fn lv_name(id: Uuid) -> String {
 /// The LV name of volume `id` while it is being made, before it has a filesystem.
 pub fn incomplete_lv_name(id: Uuid) -> String {
     format!("{}{INCOMPLETE_SUFFIX}", lv_name(id))
+}
+
+/// The LV name of the thin snapshot behind volume `id`'s read point: `dvol-<hex>-rp`.
+pub fn read_point_lv_name(id: Uuid) -> String {
+    format!("{}{READ_POINT_SUFFIX}", lv_name(id))
 }
 
 /// The tag naming volume `id` on its LV: `dvol_<32 hex digits>`.
@@ -66,13 +83,19 @@ enum NameKind {
     Complete(Uuid),
     /// `dvol-<hex>-new`: a volume whose creation did not finish.
     Incomplete(Uuid),
+    /// `dvol-<hex>-rp`: the snapshot behind a read point of a volume.
+    ReadPoint(Uuid),
 }
 
 fn parse_name(name: &str) -> Option<NameKind> {
     let rest = name.strip_prefix(NAME_PREFIX)?;
-    let (hex, incomplete) = match rest.strip_suffix(INCOMPLETE_SUFFIX) {
-        Some(hex) => (hex, true),
-        None => (rest, false),
+    type Kind = fn(Uuid) -> NameKind;
+    let (hex, kind): (&str, Kind) = if let Some(hex) = rest.strip_suffix(INCOMPLETE_SUFFIX) {
+        (hex, NameKind::Incomplete)
+    } else if let Some(hex) = rest.strip_suffix(READ_POINT_SUFFIX) {
+        (hex, NameKind::ReadPoint)
+    } else {
+        (rest, NameKind::Complete)
     };
     // Only the simple form (32 lowercase hex digits) that `lv_name` writes.
     if hex.len() != 32
@@ -83,11 +106,7 @@ fn parse_name(name: &str) -> Option<NameKind> {
         return None;
     }
     let id = Uuid::parse_str(hex).ok()?;
-    Some(if incomplete {
-        NameKind::Incomplete(id)
-    } else {
-        NameKind::Complete(id)
-    })
+    Some(kind(id))
 }
 
 /// A logical volume as `lvm lvs --reportformat json --units b --nosuffix` reports it.
@@ -132,13 +151,17 @@ impl LogicalVolume {
         self.lv_tags.iter().any(|t| t == tag)
     }
 
-    /// The volume a dvol-made LV holds: its name and its id tag must agree.
+    /// The volume a dvol-made LV holds: its name and its id tag must agree (and a read point
+    /// must carry the read point tag).
     fn dvol_name(&self) -> Option<NameKind> {
         if !self.has_tag(DVOL_TAG) {
             return None;
         }
         let kind = parse_name(&self.lv_name)?;
-        let (NameKind::Complete(id) | NameKind::Incomplete(id)) = kind;
+        let (NameKind::Complete(id) | NameKind::Incomplete(id) | NameKind::ReadPoint(id)) = kind;
+        if matches!(kind, NameKind::ReadPoint(_)) && !self.has_tag(READ_POINT_TAG) {
+            return None;
+        }
         self.has_tag(&id_tag(id)).then_some(kind)
     }
 }
@@ -281,7 +304,8 @@ struct PoolUsage {
 
 impl PoolUsage {
     /// The pool row and the thin LVs of `pool`, from one `lvs` report. LVs named in `exclude`
-    /// are left out of `provisioned` (a volume being checked again must not count twice).
+    /// are left out of `provisioned` (a volume being checked again must not count twice), and
+    /// so are read point snapshots: they share their origin's blocks and live for one commit.
     fn from_report(
         lvs: &[LogicalVolume],
         vg: &str,
@@ -294,6 +318,7 @@ impl PoolUsage {
         let provisioned = lvs
             .iter()
             .filter(|lv| lv.pool_lv == pool && !exclude.contains(&lv.lv_name))
+            .filter(|lv| !matches!(lv.dvol_name(), Some(NameKind::ReadPoint(_))))
             .map(|lv| lv.lv_size)
             .sum();
         Some(PoolUsage {
@@ -355,6 +380,8 @@ pub enum StrayKind {
     Orphan(Uuid),
     /// Made by dvol, but creation stopped before the filesystem was made and the LV renamed.
     Incomplete(Uuid),
+    /// The snapshot behind a read point of a volume, left by a commit that did not finish.
+    ReadPoint(Uuid),
 }
 
 /// An LV in the pool that is not one of the daemon's volumes. Reported, never touched.
@@ -378,6 +405,12 @@ impl fmt::Display for StrayVolume {
             StrayKind::Incomplete(id) => write!(
                 f,
                 "{}: unfinished creation of volume {id}; creating or removing the volume cleans it up",
+                self.name
+            ),
+            StrayKind::ReadPoint(id) => write!(
+                f,
+                "{}: read point (thin snapshot) of volume {id}, not a volume; the daemon removes \
+                 it when it releases read points at start, or lvremove it",
                 self.name
             ),
         }
@@ -569,6 +602,44 @@ impl LvmBackend {
         Ok(device)
     }
 
+    /// Mounts the read point snapshot `device` read-only at `scratch`. A snapshot carries its
+    /// origin's filesystem UUID, which XFS refuses twice unless told `nouuid`; ext4 does not
+    /// check. `lvcreate` froze the filesystem for the snapshot, so its journal or log is clean.
+    fn mount_read_point(
+        fs: Filesystem,
+        device: &Path,
+        scratch: &Path,
+    ) -> Result<(), std::io::Error> {
+        let flags =
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+        let builder = Mount::builder().fstype(kernel_name(fs)).flags(flags);
+        let builder = match fs {
+            Filesystem::Xfs => builder.data("nouuid"),
+            Filesystem::Ext4 => builder,
+        };
+        builder.mount(device, scratch).map(drop)
+    }
+
+    /// Refuses a read point when the pool is so full that the writes copied away from the
+    /// snapshot could fill it (a full thin pool stops every volume in it).
+    fn check_read_point_room(&self, lvs: &[LogicalVolume], id: Uuid) -> Result<(), BackendError> {
+        let usage = self.pool_usage(lvs, &[])?;
+        for (what, percent) in [
+            ("data", usage.data_percent),
+            ("metadata", usage.metadata_percent),
+        ] {
+            if percent > MAX_POOL_USAGE_PERCENT {
+                return Err(BackendError::Refused(format!(
+                    "cannot snapshot volume {id} for a commit: thin pool {} is {percent:.1}% full \
+                     ({what}), above the {MAX_POOL_USAGE_PERCENT:.0}% limit; extend the pool \
+                     (lvextend) or remove volumes",
+                    usage.location
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// LVs in the pool that are not volumes the caller knows: foreign LVs (not made by dvol),
     /// orphans (made by dvol for an id not in `known`) and unfinished creations. Only a
     /// report: nothing is changed.
@@ -641,6 +712,7 @@ fn strays(lvs: &[LogicalVolume], vg: &str, pool: &str, known: &[Uuid]) -> Vec<St
             let kind = match lv.dvol_name() {
                 None => StrayKind::Foreign,
                 Some(NameKind::Incomplete(id)) => StrayKind::Incomplete(id),
+                Some(NameKind::ReadPoint(id)) => StrayKind::ReadPoint(id),
                 Some(NameKind::Complete(id)) if known.contains(&id) => return None,
                 Some(NameKind::Complete(id)) => StrayKind::Orphan(id),
             };
@@ -658,7 +730,7 @@ fn volume_ids(lvs: &[LogicalVolume], pool: &str) -> Vec<Uuid> {
         .filter(|lv| lv.pool_lv == pool)
         .filter_map(|lv| match lv.dvol_name()? {
             NameKind::Complete(id) => Some(id),
-            NameKind::Incomplete(_) => None,
+            NameKind::Incomplete(_) | NameKind::ReadPoint(_) => None,
         })
         .collect();
     ids.into_iter().collect()
@@ -778,7 +850,7 @@ impl Backend for LvmBackend {
     fn remove(&self, id: Uuid) -> Result<Effect, BackendError> {
         let lvs = self.report_lvs()?;
         let mut effect = Effect::Unchanged;
-        for name in [lv_name(id), incomplete_lv_name(id)] {
+        for name in [read_point_lv_name(id), lv_name(id), incomplete_lv_name(id)] {
             if self.own_lv(&lvs, &name)?.is_some() {
                 self.lvremove(&name)?;
                 tracing::info!(lv = %self.qualified(&name), "removed thin volume");
@@ -884,6 +956,121 @@ impl Backend for LvmBackend {
         Ok(effect)
     }
 
+    /// An instant thin snapshot of the volume's LV (`dvol-<hex>-rp`), mounted read-only at
+    /// `scratch`. A leftover snapshot of the volume that is not mounted (a crash) is replaced;
+    /// one that is mounted means another read point is in use and is refused.
+    fn read_point(
+        &self,
+        spec: &VolumeSpec,
+        _mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<ReadPoint, BackendError> {
+        let origin = lv_name(spec.id);
+        let snapshot = read_point_lv_name(spec.id);
+        let device = self.device_of(&snapshot);
+        let lvs = self.report_lvs()?;
+        if self.own_lv(&lvs, &origin)?.is_none() {
+            return Err(BackendError::io(
+                "snapshot volume for a commit: its logical volume is missing",
+                &self.device_of(&origin),
+                std::io::Error::from(ErrorKind::NotFound),
+            ));
+        }
+        if self.own_lv(&lvs, &snapshot)?.is_some() {
+            if let Some(point) = mount_points_of(&device)?.first() {
+                return Err(BackendError::Refused(format!(
+                    "volume {} already has a read point mounted at {}: a commit is running; \
+                     retry when it has finished",
+                    spec.id,
+                    point.display()
+                )));
+            }
+            tracing::warn!(lv = %self.qualified(&snapshot), "removing a read point left by an interrupted commit");
+            self.lvremove(&snapshot)?;
+        }
+        if is_mount_point(scratch)? {
+            return Err(BackendError::io(
+                "mount read point: something is already mounted on the scratch directory",
+                scratch,
+                std::io::Error::from(ErrorKind::ResourceBusy),
+            ));
+        }
+        self.check_read_point_room(&lvs, spec.id)?;
+        let tag = id_tag(spec.id);
+        // No size: a snapshot of a thin LV is a thin LV in the same pool sharing every block.
+        // Thin snapshots skip activation by default; `-kn` activates this one now.
+        self.lvm.run([
+            "lvcreate",
+            "-y",
+            "-q",
+            "--snapshot",
+            "-n",
+            &snapshot,
+            "--addtag",
+            DVOL_TAG,
+            "--addtag",
+            &tag,
+            "--addtag",
+            READ_POINT_TAG,
+            "--setactivationskip",
+            "n",
+            &self.qualified(&origin),
+        ])?;
+        if !device.exists() {
+            self.lvm
+                .run(["lvchange", "-ay", "-K", &self.qualified(&snapshot)])?;
+        }
+        let fs = spec.filesystem.unwrap_or(DEFAULT_FILESYSTEM);
+        if let Err(e) = Self::mount_read_point(fs, &device, scratch) {
+            if let Err(cleanup) = self.lvremove(&snapshot) {
+                tracing::warn!(lv = %self.qualified(&snapshot), error = %cleanup, "cannot remove read point after a failed mount");
+            }
+            return Err(BackendError::io("mount read point snapshot", scratch, e));
+        }
+        tracing::debug!(lv = %self.qualified(&snapshot), scratch = %scratch.display(), "made read point");
+        Ok(ReadPoint::Snapshot(scratch.to_path_buf()))
+    }
+
+    /// Unmounts the snapshot from `scratch` if it is mounted there and removes the snapshot LV
+    /// if it exists, whatever step a crash stopped at.
+    fn release_read_point(
+        &self,
+        id: Uuid,
+        _mountpoint: &Path,
+        scratch: &Path,
+    ) -> Result<Effect, BackendError> {
+        let snapshot = read_point_lv_name(id);
+        let device = self.device_of(&snapshot);
+        let mut effect = Effect::Unchanged;
+        if is_mount_point(scratch)? {
+            if !mount_points_of(&device)?.iter().any(|p| p == scratch) {
+                return Err(BackendError::io(
+                    "release read point: the scratch directory holds another mount, not the \
+                     volume's snapshot; unmount it by hand",
+                    scratch,
+                    std::io::Error::from(ErrorKind::ResourceBusy),
+                ));
+            }
+            match sys_mount::unmount(scratch, UnmountFlags::empty()) {
+                Ok(()) => effect = Effect::Changed,
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                    return Err(BackendError::io(
+                        "unmount read point (a process still uses it; stop it and retry)",
+                        scratch,
+                        e,
+                    ))
+                }
+                Err(e) => return Err(BackendError::io("unmount read point", scratch, e)),
+            }
+        }
+        let lvs = self.report_lvs()?;
+        if self.own_lv(&lvs, &snapshot)?.is_some() {
+            self.lvremove(&snapshot)?;
+            effect = Effect::Changed;
+        }
+        Ok(effect)
+    }
+
     fn capacity(&self) -> Result<Capacity, BackendError> {
         let lvs = self.report_lvs()?;
         let usage = self.pool_usage(&lvs, &[])?;
@@ -915,7 +1102,7 @@ mod tests {
     /// prints it in the test VM (layout, quoting and the pool and volume rows are captured
     /// output; the other rows are edited copies): the pool, a dvol volume, an unfinished one,
     /// an orphan, a foreign LV named like dvol's, a foreign thin LV, a second, nearly full pool
-    /// with its thin LV, and a plain LV outside any pool.
+    /// with its thin LV, a plain LV outside any pool, and the snapshot behind a read point.
     const LVS: &str = r#"  {
       "report": [
           {
@@ -928,7 +1115,8 @@ mod tests {
                   {"lv_name":"dvol-22222222222233334444555555555555", "vg_name":"dvoltest", "lv_attr":"Vwi-a-tz--", "lv_size":"4194304", "data_percent":"0.00", "metadata_percent":"", "pool_lv":"pool", "lv_tags":""},
                   {"lv_name":"scratch", "vg_name":"dvoltest", "lv_attr":"Vwi-a-tz--", "lv_size":"134217728", "data_percent":"3.10", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"backup"},
                   {"lv_name":"filler", "vg_name":"dvoltest", "lv_attr":"Vwi-a-tz--", "lv_size":"33554432", "data_percent":"96.88", "metadata_percent":"", "pool_lv":"other", "lv_tags":""},
-                  {"lv_name":"plain", "vg_name":"dvoltest", "lv_attr":"-wi-a-----", "lv_size":"8388608", "data_percent":"", "metadata_percent":"", "pool_lv":"", "lv_tags":"dvol"}
+                  {"lv_name":"plain", "vg_name":"dvoltest", "lv_attr":"-wi-a-----", "lv_size":"8388608", "data_percent":"", "metadata_percent":"", "pool_lv":"", "lv_tags":"dvol"},
+                  {"lv_name":"dvol-67e5504410b1426f9247bb680e5fe0c8-rp", "vg_name":"dvoltest", "lv_attr":"Vwi-aotz--", "lv_size":"67108864", "data_percent":"7.42", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"dvol,dvol_67e5504410b1426f9247bb680e5fe0c8,dvol_read_point"}
               ]
           }
       ]
@@ -965,7 +1153,7 @@ mod tests {
     #[test]
     fn parses_lvs_json_reports_into_typed_rows() {
         let lvs = parse_lvs(LVS).unwrap();
-        assert_eq!(lvs.len(), 9);
+        assert_eq!(lvs.len(), 10);
         let pool = &lvs[1];
         assert_eq!(pool.lv_name, "pool");
         assert_eq!(pool.vg_name, "dvoltest");
@@ -1035,7 +1223,17 @@ mod tests {
             parse_name(&incomplete_lv_name(volume)),
             Some(NameKind::Incomplete(volume))
         );
+        assert_eq!(
+            read_point_lv_name(volume),
+            "dvol-67e5504410b1426f9247bb680e5fe0c8-rp"
+        );
+        assert_eq!(
+            parse_name(&read_point_lv_name(volume)),
+            Some(NameKind::ReadPoint(volume))
+        );
+        assert!(valid_lvm_name(&read_point_lv_name(volume)));
         for other in [
+            "dvol-67e5504410b1426f9247bb680e5fe0c8-rp-new",
             "pool",
             "dvol-",
             "dvol-67e55044-10b1-426f-9247-bb680e5fe0c8",
@@ -1074,6 +1272,18 @@ mod tests {
     }
 
     #[test]
+    fn a_read_point_needs_all_three_tags_to_be_dvols() {
+        let lvs = parse_lvs(LVS).unwrap();
+        let mut snapshot = lvs.last().unwrap().clone();
+        let volume = id("67e5504410b1426f9247bb680e5fe0c8");
+        assert_eq!(snapshot.dvol_name(), Some(NameKind::ReadPoint(volume)));
+        snapshot.lv_tags.retain(|t| t != READ_POINT_TAG);
+        assert_eq!(snapshot.dvol_name(), None);
+        let found = strays(&[snapshot], "dvoltest", "pool", &[volume]);
+        assert_eq!(found[0].kind, StrayKind::Foreign);
+    }
+
+    #[test]
     fn reports_foreign_orphan_and_unfinished_lvs_of_this_pool() {
         let lvs = parse_lvs(LVS).unwrap();
         let known = [id("67e5504410b1426f9247bb680e5fe0c8")];
@@ -1096,7 +1306,18 @@ mod tests {
                     StrayKind::Foreign
                 ),
                 ("dvoltest/scratch", StrayKind::Foreign),
+                // A read point's snapshot is reported as what it is, also for a known volume.
+                (
+                    "dvoltest/dvol-67e5504410b1426f9247bb680e5fe0c8-rp",
+                    StrayKind::ReadPoint(id("67e5504410b1426f9247bb680e5fe0c8"))
+                ),
             ]
+        );
+        assert!(
+            found[4].to_string().contains("read point")
+                && found[4].to_string().contains("not a volume"),
+            "{}",
+            found[4]
         );
         assert!(
             found[3].to_string().contains("not made by dvol"),
@@ -1112,6 +1333,7 @@ mod tests {
         let usage = PoolUsage::from_report(&lvs, "dvoltest", "pool", &[]).unwrap();
         assert_eq!(usage.location, "dvoltest/pool");
         assert_eq!(usage.size, 512 * MIB);
+        // The read point's snapshot (64 MiB virtual) shares its origin's blocks: not counted.
         assert_eq!(usage.provisioned, (64 + 100 + 200 + 4 + 128) * MIB);
         assert_eq!(usage.free(), 448 * MIB);
         let excluding =

@@ -8,7 +8,11 @@
 //!   `DVOL-VM-RESULT: PASS` line the VM's `/init` prints after running the payload.
 //! - Inside the VM (`DVOL_IN_VM=1`, set by `/init`), the `in_vm_*` tests exercise
 //!   [`LvmBackend`] against volume group `dvoltest` and thin pool `dvoltest/pool`. On the host
-//!   they return at once: the host test is what runs them for real.
+//!   they return at once: the host test is what runs them for real. They include read points
+//!   (thin snapshots mounted read-only) and the history user story at backend level: commits
+//!   made with `dvol_snapshot::Repository` from read points of a mounted ext4 and xfs volume,
+//!   branch, checkout and reset --hard, each restoring the committed content byte for byte
+//!   (the store lives on the VM's tmpfs).
 //!
 //! Environment: `DVOL_REQUIRE_ALL=1` turns a missing qemu or VM prerequisite into a failure
 //! instead of a skip; `DVOL_LVM_VM_CACHE` overrides the image cache directory (default
@@ -788,4 +792,466 @@ fn in_vm_refuses_overprovision_and_a_nearly_full_pool_with_numbers() {
         "dvoltest/full",
         "dvoltest/small",
     ]);
+}
+
+// ------------------------------------------------------------------------------------------
+// Read points and volume history on LVM volumes.
+// ------------------------------------------------------------------------------------------
+
+/// Lets the history index's racy-stat window pass, so a commit can trust what was written.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(
+        2 * (dvol_snapshot::snapshot::RACY_WINDOW_NS / 1_000_000) as u64 + 20,
+    ));
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A digest of a volume's content: every path (sorted) with its type and permission bits,
+/// regular files with size, mtime and every byte, symlinks with their target. The root's mode
+/// is included; directory times are not.
+fn content_hash(root: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, rel: &str, h: &mut blake3::Hasher) {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let rel = format!("{rel}/{}", name.to_string_lossy());
+            let md = fs::symlink_metadata(&path).unwrap();
+            let mode = md.mode() & 0o7777;
+            if md.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                h.update(format!("L {rel} -> {}\n", target.display()).as_bytes());
+            } else if md.is_dir() {
+                h.update(format!("D {rel} {mode:o}\n").as_bytes());
+                walk(&path, &rel, h);
+            } else if md.is_file() {
+                let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+                h.update(format!("F {rel} {mode:o} {} {mtime}\n", md.len()).as_bytes());
+                h.update(&fs::read(&path).unwrap());
+            } else {
+                panic!("unexpected file type at {}", path.display());
+            }
+        }
+    }
+    let mut h = blake3::Hasher::new();
+    let md = fs::symlink_metadata(root).unwrap();
+    h.update(format!("root {:o}\n", md.mode() & 0o7777).as_bytes());
+    walk(root, "", &mut h);
+    h.finalize().to_hex().to_string()
+}
+
+/// The stat fields the history index compares, for every regular file under `root`, by path.
+fn file_stats(root: &Path) -> Vec<(String, u64, i64, i64, u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, u64, i64, i64, u64, u32)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let entry = entry.unwrap();
+            let rel = format!("{rel}/{}", entry.file_name().to_string_lossy());
+            let md = fs::symlink_metadata(entry.path()).unwrap();
+            if md.is_dir() {
+                walk(&entry.path(), &rel, out);
+            } else if md.is_file() {
+                out.push((
+                    rel,
+                    md.ino(),
+                    md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                    md.ctime() * 1_000_000_000 + md.ctime_nsec(),
+                    md.len(),
+                    md.mode(),
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out.sort();
+    out
+}
+
+/// Mixed content: text, random binary, a sparse file, a symlink, an empty directory, an
+/// executable and a private file.
+fn write_mixed_files(root: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(root.join("schema")).unwrap();
+    fs::write(
+        root.join("schema/tables.sql"),
+        "CREATE TABLE users (id INT PRIMARY KEY, name TEXT);\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("data/blobs")).unwrap();
+    fs::write(root.join("data/blobs/random.bin"), noise(1, 300 * 1024)).unwrap();
+    fs::write(root.join("data/small.bin"), noise(2, 4097)).unwrap();
+    {
+        // 8 MiB apparent size, two 4 KiB extents written.
+        let f = fs::File::create(root.join("data/sparse.img")).unwrap();
+        f.set_len(8 * MIB).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(&noise(3, 4096), MIB).unwrap();
+        f.write_all_at(&noise(4, 4096), 6 * MIB).unwrap();
+    }
+    std::os::unix::fs::symlink("schema/tables.sql", root.join("current-schema")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", root.join("dangling")).unwrap();
+    fs::create_dir_all(root.join("empty")).unwrap();
+    fs::write(root.join("run.sh"), "#!/bin/sh\necho run\n").unwrap();
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("secret"), "private\n").unwrap();
+    fs::set_permissions(root.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(root.join("empty-file"), b"").unwrap();
+}
+
+fn sync_fs(path: &Path) {
+    let f = fs::File::open(path).unwrap();
+    rustix::fs::syncfs(&f).unwrap();
+}
+
+/// The names of the dvol read point snapshots in the volume group.
+fn read_point_lvs() -> Vec<String> {
+    lvm_cmd(&["lvs", "--noheadings", "-o", "lv_name", VG])
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| l.ends_with("-rp"))
+        .collect()
+}
+
+fn is_mounted(path: &Path) -> bool {
+    dvol_backends::mount_table::is_mount_point(path).unwrap()
+}
+
+#[test]
+fn in_vm_read_point_is_a_thin_snapshot_fixed_at_one_instant() {
+    if !in_vm() {
+        return;
+    }
+    let b = backend();
+    let s = spec(48, Filesystem::Ext4);
+    let mnt = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let (target, point) = (mnt.path(), scratch.path());
+    b.create(&s).unwrap();
+    b.mount(&s, target).unwrap();
+    write_mixed_files(target);
+    sync_fs(target);
+    let before = content_hash(target);
+    let stats_before = file_stats(target);
+
+    let t0 = Instant::now();
+    assert_eq!(
+        b.read_point(&s, target, point).unwrap(),
+        dvol_backends::ReadPoint::Snapshot(point.to_path_buf())
+    );
+    println!(
+        "TIMING read point (thin snapshot + ro mount, ext4 48MiB) {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    assert!(is_mounted(point));
+    assert_eq!(read_point_lvs(), vec![lvm::read_point_lv_name(s.id)]);
+    // The snapshot is a block copy: same content, inode numbers, sizes, modes and times.
+    assert_eq!(content_hash(point), before);
+    let stats_snapshot = file_stats(point);
+    assert_eq!(stats_snapshot, stats_before);
+    println!(
+        "read point keeps inode numbers, mtimes and ctimes of all {} files",
+        stats_snapshot.len()
+    );
+    // Read-only.
+    let err = fs::write(point.join("new"), b"x").unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(rustix::io::Errno::ROFS.raw_os_error())
+    );
+
+    // Writes to the volume after the read point do not reach it.
+    fs::write(target.join("after-read-point"), b"later").unwrap();
+    fs::write(target.join("schema/tables.sql"), "DROP TABLE users;\n").unwrap();
+    fs::remove_file(target.join("data/small.bin")).unwrap();
+    sync_fs(target);
+    assert!(!point.join("after-read-point").exists());
+    assert!(point.join("data/small.bin").exists());
+    assert_eq!(content_hash(point), before);
+    assert_ne!(content_hash(target), before);
+
+    // Never a volume; reported as a read point, not as a stray volume.
+    assert_eq!(b.volumes().unwrap(), vec![s.id]);
+    let strays = b.foreign_or_orphans(&[s.id]).unwrap();
+    assert_eq!(
+        strays
+            .iter()
+            .map(|x| (x.name.clone(), x.kind))
+            .collect::<Vec<_>>(),
+        vec![(
+            format!("{VG}/{}", lvm::read_point_lv_name(s.id)),
+            StrayKind::ReadPoint(s.id)
+        )]
+    );
+    println!("stray: {}", strays[0]);
+    // A second read point of the same volume while this one is in use is refused.
+    let other = tempfile::tempdir().unwrap();
+    let msg = expect_refused(b.read_point(&s, target, other.path()));
+    assert_contains(&msg, &["already has a read point mounted at", "retry"]);
+    // Releasing while the snapshot is busy says so and keeps it.
+    let held = fs::File::open(point.join("secret")).unwrap();
+    let err = b.release_read_point(s.id, target, point).unwrap_err();
+    assert_contains(&err.to_string(), &["still uses it"]);
+    drop(held);
+
+    let t0 = Instant::now();
+    assert_eq!(
+        b.release_read_point(s.id, target, point).unwrap(),
+        Effect::Changed
+    );
+    println!(
+        "TIMING release read point (umount + lvremove) {:.0} ms",
+        t0.elapsed().as_secs_f64() * 1e3
+    );
+    assert_eq!(
+        b.release_read_point(s.id, target, point).unwrap(),
+        Effect::Unchanged
+    );
+    assert!(!is_mounted(point));
+    assert!(read_point_lvs().is_empty());
+    assert!(fs::read_dir(point).unwrap().next().is_none());
+
+    // A crash between lvcreate and the mount leaves an unmounted snapshot: release removes it.
+    let leftover = lvm::read_point_lv_name(s.id);
+    let create_leftover = || {
+        lvm_cmd(&[
+            "lvcreate",
+            "-q",
+            "-y",
+            "-s",
+            "-kn",
+            "-n",
+            &leftover,
+            "--addtag",
+            "dvol",
+            "--addtag",
+            &lvm::id_tag(s.id),
+            "--addtag",
+            lvm::READ_POINT_TAG,
+            &format!("{VG}/{}", lvm::lv_name(s.id)),
+        ])
+    };
+    create_leftover();
+    assert!(lv_exists(&leftover));
+    assert!(!b.volumes().unwrap().contains(&Uuid::nil()));
+    assert_eq!(
+        b.release_read_point(s.id, target, point).unwrap(),
+        Effect::Changed
+    );
+    assert!(!lv_exists(&leftover));
+    // ... and a new read point replaces such a leftover with a fresh snapshot.
+    create_leftover();
+    fs::write(target.join("newest"), b"after the leftover").unwrap();
+    b.read_point(&s, target, point).unwrap();
+    assert_eq!(
+        fs::read(point.join("newest")).unwrap(),
+        b"after the leftover"
+    );
+    // A crash after the mount: the daemon's start-up release unmounts and removes.
+    assert_eq!(
+        b.release_read_point(s.id, target, point).unwrap(),
+        Effect::Changed
+    );
+    assert!(read_point_lvs().is_empty() && !is_mounted(point));
+
+    // Removing the volume also removes a read point it left.
+    create_leftover();
+    b.unmount(s.id, target).unwrap();
+    assert_eq!(b.remove(s.id).unwrap(), Effect::Changed);
+    assert!(!lv_exists(&leftover) && !lv_exists(&lvm::lv_name(s.id)));
+}
+
+/// The user story of the history issue at backend level: commits made from read points of a
+/// mounted LVM volume, branches, checkout and reset --hard, each restoring the committed
+/// content byte for byte.
+fn history_user_story(fs_kind: Filesystem, mib: u64) {
+    use dvol_snapshot::{CommitInfo, NoProgress, Repository, VolumeKey};
+
+    let b = backend();
+    let s = spec(mib, fs_kind);
+    let mnt = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    // The store lives on the VM's tmpfs.
+    let store = tempfile::tempdir().unwrap();
+    let (target, point) = (mnt.path(), scratch.path());
+    let repo = Repository::open(&store.path().join("history")).unwrap();
+    let vol = VolumeKey(s.id);
+    b.create(&s).unwrap();
+    b.mount(&s, target).unwrap();
+    let started = Instant::now();
+
+    // Commits `message` from a read point while the volume stays mounted; returns the commit,
+    // the content hash of what was committed and the files re-read.
+    let commit = |message: &str| {
+        settle();
+        sync_fs(target);
+        let rp = b.read_point(&s, target, point).unwrap();
+        assert_eq!(rp, dvol_backends::ReadPoint::Snapshot(point.to_path_buf()));
+        let hash = content_hash(point);
+        // Nothing writes to the volume meanwhile: the snapshot equals the volume.
+        assert_eq!(hash, content_hash(target), "{fs_kind}: read point differs");
+        let committed = repo
+            .commit(
+                &vol,
+                point,
+                CommitInfo::now(message, "vm@dvol"),
+                &NoProgress,
+            )
+            .unwrap();
+        assert_eq!(
+            b.release_read_point(s.id, target, point).unwrap(),
+            Effect::Changed
+        );
+        assert!(!is_mounted(point) && read_point_lvs().is_empty());
+        (committed.id, hash, committed.stats)
+    };
+    let checkout = |rev: &str| {
+        let id = repo.resolve(&vol, rev).unwrap();
+        repo.checkout(&vol, id, target, &NoProgress).unwrap();
+        id
+    };
+
+    write_mixed_files(target);
+    let (a, hash_a, stats) = commit("clean schema");
+    assert_eq!((stats.files_scanned, stats.symlinks), (7, 2), "{stats:?}");
+    // A second read point of the unchanged volume: the snapshot's stat data matches the
+    // index, so no file is read again.
+    let (same, hash_same, stats) = commit("nothing changed");
+    assert_eq!(hash_same, hash_a);
+    assert!(stats.unchanged, "{stats:?}");
+    println!(
+        "{fs_kind}: commit from a fresh read point of an unchanged volume re-read {} of {} files",
+        stats.files_reread, stats.files_scanned
+    );
+    assert_eq!(stats.files_reread, 0, "{fs_kind}: {stats:?}");
+    // Keep the story's history linear: master back at A.
+    repo.set_branch(&vol, "master", a).unwrap();
+    let _ = same;
+
+    // Change files and commit B on master.
+    fs::write(
+        target.join("schema/tables.sql"),
+        "CREATE TABLE users (id INT PRIMARY KEY, name TEXT, email TEXT);\n",
+    )
+    .unwrap();
+    fs::write(
+        target.join("schema/migration-2.sql"),
+        "ALTER TABLE users ADD email TEXT;\n",
+    )
+    .unwrap();
+    fs::write(target.join("data/blobs/random.bin"), noise(5, 200 * 1024)).unwrap();
+    fs::remove_file(target.join("data/small.bin")).unwrap();
+    let (b_id, hash_b, stats) = commit("add email");
+    assert_eq!(repo.read_commit(b_id).unwrap().parents, vec![a]);
+    assert_eq!(stats.files_reread, 2 + 1, "{fs_kind}: {stats:?}");
+
+    // Branch experiment at B and check it out.
+    repo.create_branch(&vol, "experiment", b_id).unwrap();
+    assert_eq!(checkout("experiment"), b_id);
+    repo.set_head_branch(&vol, "experiment").unwrap();
+    assert_eq!(content_hash(target), hash_b);
+
+    // Break things and commit C on experiment.
+    fs::remove_dir_all(target.join("schema")).unwrap();
+    fs::write(target.join("data/blobs/random.bin"), b"truncated").unwrap();
+    fs::remove_file(target.join("current-schema")).unwrap();
+    fs::write(target.join("current-schema"), b"now a file").unwrap();
+    fs::remove_dir(target.join("empty")).unwrap();
+    fs::write(target.join("empty"), b"was a directory").unwrap();
+    let (c, hash_c, _) = commit("broken");
+    assert_ne!(hash_c, hash_b);
+    assert_eq!(repo.resolve(&vol, "master").unwrap(), b_id);
+
+    // reset --hard HEAD^ (C's parent, B).
+    let parent = checkout("HEAD^");
+    assert_eq!(parent, b_id);
+    repo.set_branch(&vol, "experiment", parent).unwrap();
+    assert_eq!(content_hash(target), hash_b, "{fs_kind}: reset --hard to B");
+
+    // Break things without committing, then reset --hard HEAD^ again (B's parent, A).
+    fs::write(target.join("data/sparse.img"), b"overwritten").unwrap();
+    fs::write(target.join("junk"), noise(6, 50_000)).unwrap();
+    fs::remove_file(target.join("run.sh")).unwrap();
+    let parent = checkout("HEAD^");
+    assert_eq!(parent, a);
+    repo.set_branch(&vol, "experiment", parent).unwrap();
+    assert_eq!(content_hash(target), hash_a, "{fs_kind}: reset --hard to A");
+
+    // Checkout master (B), then experiment (A), then C by id.
+    checkout("master");
+    repo.set_head_branch(&vol, "master").unwrap();
+    assert_eq!(content_hash(target), hash_b, "{fs_kind}: checkout master");
+    checkout("experiment");
+    repo.set_head_branch(&vol, "experiment").unwrap();
+    assert_eq!(
+        content_hash(target),
+        hash_a,
+        "{fs_kind}: checkout experiment"
+    );
+    let detached = c.to_string();
+    repo.checkout(
+        &vol,
+        repo.resolve(&vol, &detached).unwrap(),
+        target,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(content_hash(target), hash_c, "{fs_kind}: checkout C");
+    checkout("master");
+    assert_eq!(content_hash(target), hash_b, "{fs_kind}: back to master");
+
+    // The sparse file's content came back; report whether its holes did too.
+    {
+        use std::os::unix::fs::MetadataExt;
+        let md = fs::metadata(target.join("data/sparse.img")).unwrap();
+        println!(
+            "{fs_kind}: sparse.img after checkout: {} bytes, {} KiB allocated",
+            md.len(),
+            md.blocks() / 2
+        );
+    }
+    // The store's own integrity check agrees.
+    let report = repo.fsck(&NoProgress).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    println!(
+        "TIMING {fs_kind} history story ({mib}MiB volume, 4 commits from read points, 7 checkouts) {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    b.unmount(s.id, target).unwrap();
+    b.remove(s.id).unwrap();
+    assert!(read_point_lvs().is_empty());
+}
+
+#[test]
+fn in_vm_history_user_story_on_ext4_from_read_points() {
+    if !in_vm() {
+        return;
+    }
+    history_user_story(Filesystem::Ext4, 48);
+}
+
+#[test]
+fn in_vm_history_user_story_on_xfs_from_read_points() {
+    if !in_vm() {
+        return;
+    }
+    history_user_story(Filesystem::Xfs, 300);
 }
