@@ -508,11 +508,12 @@ async fn around_containers<T: Send + 'static>(
         .around(volume.name.as_str(), &names, how, blocking(work))
         .await
         .map_err(|e| ApiError::from(ServiceError::from(e)))?;
-    resumed(around.outcome, around.not_resumed)
+    resumed(how, around.outcome, around.not_resumed)
 }
 
 /// The answer of an operation run between stopping and restarting containers.
 fn resumed<T>(
+    how: Quiesce,
     outcome: Result<T, ApiError>,
     not_resumed: Vec<NotResumed>,
 ) -> Result<Resumed<T>, ApiError> {
@@ -522,7 +523,11 @@ fn resumed<T>(
             containers_not_resumed: not_resumed,
         }),
         Err(mut e) if !not_resumed.is_empty() => {
-            e.message = format!("{}; also, {}", e.message, not_resumed_text(&not_resumed));
+            e.message = format!(
+                "{}; also, {}",
+                e.message,
+                not_resumed_text(how, &not_resumed)
+            );
             Err(e)
         }
         Err(e) => Err(e),
@@ -879,7 +884,7 @@ mod tests {
             container: "web".into(),
             error: "port is already allocated".into(),
         }];
-        let ok = resumed(Ok(json!({"commit": "c1"})), left.clone()).unwrap();
+        let ok = resumed(Quiesce::Stop, Ok(json!({"commit": "c1"})), left.clone()).unwrap();
         assert_eq!(
             serde_json::to_value(&ok).unwrap(),
             json!({
@@ -891,12 +896,20 @@ mod tests {
         );
         let none = serde_json::to_value(Resumed::all(json!({"commit": "c1"}))).unwrap();
         assert_eq!(none["containers_not_resumed"], json!([]));
-        let failed = resumed::<Value>(Err(busy()), left).unwrap_err();
+        let failed = resumed::<Value>(Quiesce::Stop, Err(busy()), left.clone()).unwrap_err();
         assert_eq!(failed.code, "busy");
         assert_eq!(
             failed.message,
             "volume v is busy; try again; also, container web could not be started again \
              (port is already allocated); start it with `docker start web`"
+        );
+        let paused = resumed::<Value>(Quiesce::Pause, Err(busy()), left).unwrap_err();
+        assert!(
+            paused
+                .message
+                .ends_with("unpause it with `docker unpause web`"),
+            "{}",
+            paused.message
         );
     }
 }

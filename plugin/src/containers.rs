@@ -43,10 +43,12 @@ pub enum ContainerError {
     },
     /// A container could not be stopped or paused, and some of those already stopped or
     /// paused could not be started or unpaused again.
-    #[error("{cause}; {}", not_resumed_text(not_resumed))]
+    #[error("{cause}; {}", not_resumed_text(*how, not_resumed))]
     NotResumed {
         /// Why the operation did not run.
         cause: Box<ContainerError>,
+        /// Whether they were stopped or paused.
+        how: Quiesce,
         /// The containers left stopped or paused.
         not_resumed: Vec<NotResumed>,
     },
@@ -63,13 +65,17 @@ pub struct NotResumed {
 }
 
 /// `container a could not be started again (...); start it with `docker start a``, one clause
-/// per container.
-pub fn not_resumed_text(not_resumed: &[NotResumed]) -> String {
+/// per container (`unpaused` and `docker unpause` for paused ones).
+pub fn not_resumed_text(how: Quiesce, not_resumed: &[NotResumed]) -> String {
+    let (done, command) = match how {
+        Quiesce::Stop => ("started again", "start"),
+        Quiesce::Pause => ("unpaused", "unpause"),
+    };
     not_resumed
         .iter()
         .map(|n| {
             format!(
-                "container {} could not be started again ({}); start it with `docker start {}`",
+                "container {} could not be {done} ({}); {command} it with `docker {command} {}`",
                 n.container, n.error, n.container
             )
         })
@@ -239,6 +245,7 @@ impl Containers {
                 } else {
                     ContainerError::NotResumed {
                         cause: Box::new(e),
+                        how,
                         not_resumed,
                     }
                 });
@@ -295,6 +302,7 @@ mod tests {
                 container: "web".into(),
                 message: "timeout".into(),
             }),
+            how: Quiesce::Stop,
             not_resumed: vec![NotResumed {
                 container: "worker".into(),
                 error: "no such image".into(),
