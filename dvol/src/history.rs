@@ -57,21 +57,31 @@ impl ProgressView {
             last_line: None,
         };
         if terminal {
-            view.bar = Some(Self::bar(None, Unit::Items, "{spinner} {msg} [{elapsed}]"));
-            view.bar
-                .iter()
-                .for_each(|b| b.set_message(what.to_string()));
+            view.bar = Some(Self::bar(
+                what.to_string(),
+                None,
+                Unit::Items,
+                "{spinner} {prefix} [{elapsed}]",
+            ));
         } else {
             eprintln!("{what}...");
         }
         view
     }
 
-    fn bar(total: Option<u64>, unit: Unit, template: &str) -> indicatif::ProgressBar {
+    /// A bar (a spinner when `total` is unknown) labelled `prefix`; an empty `template` picks
+    /// one for the unit.
+    fn bar(
+        prefix: String,
+        total: Option<u64>,
+        unit: Unit,
+        template: &str,
+    ) -> indicatif::ProgressBar {
         let bar = match total {
             Some(total) => indicatif::ProgressBar::new(total),
             None => indicatif::ProgressBar::new_spinner(),
-        };
+        }
+        .with_prefix(prefix);
         let template = match (template.is_empty(), total, unit) {
             (false, ..) => template,
             (true, Some(_), Unit::Bytes) => {
@@ -108,8 +118,7 @@ impl ProgressView {
                 if let Some(old) = self.bar.take() {
                     old.finish_and_clear();
                 }
-                let bar = Self::bar(event.total, event.unit, "");
-                bar.set_prefix(prefix);
+                let bar = Self::bar(prefix, event.total, event.unit, "");
                 self.bar = Some(bar.clone());
                 bar
             }
