@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
+use dvol_plugin::progress::{ProgressEvent, StreamLine, NDJSON};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
-use hyper::{Method, Request, StatusCode};
+use hyper::{header, Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -83,12 +84,14 @@ impl Client {
         Client { host, token }
     }
 
-    async fn send(
+    /// Sends a request; `accept` is the media type asked for, if not plain JSON.
+    async fn open(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Bytes)> {
+        accept: Option<&str>,
+    ) -> Result<Response<Incoming>> {
         let unreachable = || {
             format!(
                 "cannot reach the dvol daemon at {}; is `dvol daemon` running? (--host or DVOL_HOST picks another)",
@@ -121,6 +124,9 @@ impl Client {
             .method(method)
             .uri(path)
             .header("host", host_header);
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -131,13 +137,10 @@ impl Client {
             }
             None => Bytes::new(),
         };
-        let response = sender
+        sender
             .send_request(request.body(Full::new(payload))?)
             .await
-            .with_context(unreachable)?;
-        let status = response.status();
-        let bytes = response.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
+            .with_context(unreachable)
     }
 
     /// Sends a request and decodes a successful JSON answer; an error answer becomes an error
@@ -148,19 +151,72 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<T> {
-        let (status, bytes) = self.send(method, path, body).await?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
-            return Err(anyhow!("{message}"));
-        }
-        let bytes = if bytes.is_empty() {
-            Bytes::from_static(b"null")
-        } else {
-            bytes
-        };
-        serde_json::from_slice(&bytes).context("the daemon sent an answer dvol could not read")
+        let response = self.open(method, path, body, None).await?;
+        decode(response).await
     }
+
+    /// Like [`Client::call`], asking the daemon to stream the operation's progress: `progress`
+    /// sees each event as it arrives.
+    pub async fn call_with_progress<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        mut progress: impl FnMut(&ProgressEvent),
+    ) -> Result<T> {
+        let response = self.open(method, path, body, Some(NDJSON)).await?;
+        let streamed = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with(NDJSON));
+        if !response.status().is_success() || !streamed {
+            return decode(response).await;
+        }
+        let mut body = response.into_body();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context(
+                "the daemon's answer broke off; `dvol log` and the daemon's log show whether the operation happened",
+            )?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let line: StreamLine<Value> = serde_json::from_slice(&line)
+                    .context("the daemon sent a progress line dvol could not read")?;
+                match line {
+                    StreamLine::Progress(event) => progress(&event),
+                    StreamLine::Result(value) => {
+                        return serde_json::from_value(value)
+                            .context("the daemon sent an answer dvol could not read")
+                    }
+                    StreamLine::Error(error) => return Err(anyhow!("{}", error.message)),
+                }
+            }
+        }
+        bail!("the daemon's answer ended before the operation's outcome; `dvol log` and the daemon's log show whether the operation happened")
+    }
+}
+
+/// Decodes a successful JSON answer; an error answer becomes an error carrying the daemon's
+/// message.
+async fn decode<T: DeserializeOwned>(response: Response<Incoming>) -> Result<T> {
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).trim().to_string());
+        return Err(anyhow!("{message}"));
+    }
+    let bytes = if bytes.is_empty() {
+        Bytes::from_static(b"null")
+    } else {
+        bytes
+    };
+    serde_json::from_slice(&bytes).context("the daemon sent an answer dvol could not read")
 }

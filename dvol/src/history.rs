@@ -2,12 +2,13 @@
 //! formatting they share (refs, changes, the log graph) and the progress indicator.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use dvol_plugin::progress::{ProgressEvent, Unit};
 use hyper::Method;
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::client::{segment, Client};
@@ -28,24 +29,197 @@ fn history_path(volume: &str, what: &str) -> String {
     format!("{}/{what}", volume_path(volume))
 }
 
-/// Runs a long operation with a progress indicator on stderr: a spinner with the elapsed time
-/// when stderr is a terminal, otherwise one plain line saying what is going on.
-///
-/// The daemon does not stream progress yet (each API call answers once the operation is done),
-/// so this shows that the operation runs and for how long, not how far along it is.
-async fn with_progress<T>(what: String, work: impl Future<Output = Result<T>>) -> Result<T> {
-    if !std::io::stderr().is_terminal() {
-        eprintln!("{what}...");
-        return work.await;
+/// Plain progress lines are printed at most this often within a phase (besides its start, its
+/// end and every tenth of its total).
+const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Shows an operation's progress events on stderr: a bar per phase (a spinner when the total
+/// is unknown) when stderr is a terminal, otherwise plain lines like
+/// `commit demo: read 120.00 MiB of 2.00 GiB (6%)` at a modest rate.
+struct ProgressView {
+    /// Names the operation in plain lines, e.g. `commit demo`.
+    label: String,
+    terminal: bool,
+    /// The bar (or spinner) being drawn, on a terminal.
+    bar: Option<indicatif::ProgressBar>,
+    /// The phase of the last plain line, its tenth of the total, and when it was printed.
+    last_line: Option<(String, u64, Instant)>,
+}
+
+impl ProgressView {
+    /// Starts showing `what` is being done (a spinner, or one plain line).
+    fn new(label: String, what: &str) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let mut view = ProgressView {
+            label,
+            terminal,
+            bar: None,
+            last_line: None,
+        };
+        if terminal {
+            view.bar = Some(Self::bar(
+                what.to_string(),
+                None,
+                Unit::Items,
+                "{spinner} {prefix} [{elapsed}]",
+            ));
+        } else {
+            eprintln!("{what}...");
+        }
+        view
     }
-    let spinner = indicatif::ProgressBar::new_spinner().with_message(what);
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
-        spinner.set_style(style);
+
+    /// A bar (a spinner when `total` is unknown) labelled `prefix`; an empty `template` picks
+    /// one for the unit.
+    fn bar(
+        prefix: String,
+        total: Option<u64>,
+        unit: Unit,
+        template: &str,
+    ) -> indicatif::ProgressBar {
+        let bar = match total {
+            Some(total) => indicatif::ProgressBar::new(total),
+            None => indicatif::ProgressBar::new_spinner(),
+        }
+        .with_prefix(prefix);
+        let template = match (template.is_empty(), total, unit) {
+            (false, ..) => template,
+            (true, Some(_), Unit::Bytes) => {
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}"
+            }
+            (true, Some(_), Unit::Items) => "{prefix} [{bar:30}] {pos}/{len} ETA {eta}",
+            (true, None, Unit::Bytes) => "{spinner} {prefix} {bytes} [{elapsed}]",
+            (true, None, Unit::Items) => "{spinner} {prefix} {pos} [{elapsed}]",
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        if total.is_none() {
+            bar.enable_steady_tick(Duration::from_millis(100));
+        }
+        bar
     }
-    spinner.enable_steady_tick(Duration::from_millis(100));
-    let result = work.await;
-    spinner.finish_and_clear();
-    result
+
+    /// Shows one event.
+    fn show(&mut self, event: &ProgressEvent) {
+        if self.terminal {
+            self.draw(event);
+        } else if let Some(line) = self.plain_line(event, Instant::now()) {
+            eprintln!("{line}");
+        }
+    }
+
+    fn draw(&mut self, event: &ProgressEvent) {
+        let prefix = format!("{}: {}", self.label, event.phase);
+        let current = self.bar.as_ref().filter(|b| b.prefix() == prefix);
+        let bar = match current {
+            Some(bar) => bar.clone(),
+            None => {
+                if let Some(old) = self.bar.take() {
+                    old.finish_and_clear();
+                }
+                let bar = Self::bar(prefix, event.total, event.unit, "");
+                self.bar = Some(bar.clone());
+                bar
+            }
+        };
+        bar.set_position(event.done);
+        if event.finished {
+            bar.finish();
+            self.bar = None;
+        }
+    }
+
+    /// The plain line for `event`, if one is due at `now`: at a phase's start and end, when
+    /// another tenth of the total is done, or [`PLAIN_INTERVAL`] after the previous line.
+    fn plain_line(&mut self, event: &ProgressEvent, now: Instant) -> Option<String> {
+        let tenth = match event.total {
+            Some(total) if total > 0 => event.done.saturating_mul(10) / total,
+            _ => 0,
+        };
+        let due = match &self.last_line {
+            Some((phase, last_tenth, at)) if *phase == event.phase => {
+                event.finished || tenth > *last_tenth || now.duration_since(*at) >= PLAIN_INTERVAL
+            }
+            _ => true,
+        };
+        if !due {
+            return None;
+        }
+        self.last_line = Some((event.phase.clone(), tenth, now));
+        let amount = |n: u64| match event.unit {
+            Unit::Bytes => indicatif::HumanBytes(n).to_string(),
+            Unit::Items => n.to_string(),
+        };
+        let mut line = format!("{}: {} {}", self.label, event.phase, amount(event.done));
+        if let Some(total) = event.total {
+            let percent = (event.done.saturating_mul(100))
+                .checked_div(total)
+                .unwrap_or(100);
+            line.push_str(&format!(" of {} ({percent}%)", amount(total)));
+        }
+        if event.finished {
+            line.push_str(", done");
+        }
+        Some(line)
+    }
+
+    /// Stops drawing; an unfinished bar stays visible after a failure.
+    fn end(self, succeeded: bool) {
+        if let Some(bar) = self.bar {
+            if succeeded {
+                bar.finish_and_clear();
+            } else {
+                bar.abandon();
+            }
+        }
+    }
+}
+
+/// `POST path` with the operation's progress shown on stderr (see [`ProgressView`]).
+async fn with_progress<T: DeserializeOwned>(
+    client: &Client,
+    label: String,
+    what: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<T> {
+    let mut view = ProgressView::new(label, what);
+    let answer = client
+        .call_with_progress(Method::POST, path, body, |event| view.show(event))
+        .await;
+    view.end(answer.is_ok());
+    answer
+}
+
+/// Warns about each container that was stopped (or paused, for a commit) for an operation and
+/// could not be started again, and fails if there is any, so the exit status shows it.
+fn check_resumed(answer: &Value, paused: bool) -> Result<()> {
+    let left: Vec<&Value> = answer["containers_not_resumed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let (done, command) = if paused {
+        ("paused", "unpause")
+    } else {
+        ("stopped", "start")
+    };
+    for container in &left {
+        let name = text(&container["container"]);
+        eprintln!(
+            "warning: container {name} was {done} for this operation and could not be {}: {}; run `docker {command} {name}`",
+            if paused { "unpaused" } else { "started again" },
+            text(&container["error"]),
+        );
+    }
+    if !left.is_empty() {
+        bail!(
+            "{} container(s) using the volume are still {done}; see the warnings above",
+            left.len()
+        );
+    }
+    Ok(())
 }
 
 /// `dvol init NAME[@PROFILE] [-o KEY=VALUE]...`
@@ -173,11 +347,9 @@ pub async fn commit(
     let author = author.map_or_else(default_author, str::to_string);
     let body = json!({ "message": message, "author": author, "pause": pause });
     let path = history_path(&volume, "commits");
-    let result: Value = with_progress(
-        format!("committing volume {volume}"),
-        client.call(Method::POST, &path, Some(&body)),
-    )
-    .await?;
+    let what = format!("committing volume {volume}");
+    let label = format!("commit {volume}");
+    let result: Value = with_progress(client, label, &what, &path, Some(&body)).await?;
     let commit = &result["commit"];
     let branch = result["branch"]
         .as_str()
@@ -198,7 +370,7 @@ pub async fn commit(
     if result["changed"].as_bool() == Some(false) {
         println!(" no changes since the previous commit");
     }
-    Ok(())
+    check_resumed(&result, pause)
 }
 
 /// `2026-01-02T03:04:05.123456789Z` as `2026-01-02 03:04:05 UTC`; other forms as they are.
@@ -581,15 +753,11 @@ pub async fn checkout(
         Some(name) => format!("checking out {rev} as new branch {name} in volume {volume}"),
         None => format!("checking out {rev} in volume {volume}"),
     };
-    let view: Value = with_progress(
-        what,
-        client.call(
-            Method::POST,
-            &history_path(&volume, "checkout"),
-            Some(&body),
-        ),
-    )
-    .await?;
+    let (label, path) = (
+        format!("checkout {volume}"),
+        history_path(&volume, "checkout"),
+    );
+    let view: Value = with_progress(client, label, &what, &path, Some(&body)).await?;
     let commit = short(&view["commit"]);
     match (view["branch"].as_str(), new_branch) {
         (Some(branch), Some(_)) => println!("switched to a new branch {branch} at {commit}"),
@@ -599,7 +767,7 @@ pub async fn checkout(
         ),
     }
     print_files_changed(&view);
-    Ok(())
+    check_resumed(&view, false)
 }
 
 /// `dvol reset --hard REF`
@@ -609,18 +777,16 @@ pub async fn reset(client: &Client, volume: Option<&str>, hard: bool, rev: &str)
     }
     let volume = current::resolve(volume)?;
     let body = json!({ "ref": rev });
-    let view: Value = with_progress(
-        format!("resetting volume {volume} to {rev}"),
-        client.call(Method::POST, &history_path(&volume, "reset"), Some(&body)),
-    )
-    .await?;
+    let what = format!("resetting volume {volume} to {rev}");
+    let (label, path) = (format!("reset {volume}"), history_path(&volume, "reset"));
+    let view: Value = with_progress(client, label, &what, &path, Some(&body)).await?;
     let commit = short(&view["commit"]);
     match view["branch"].as_str() {
         Some(branch) => println!("HEAD is now at {commit} (branch {branch})"),
         None => println!("HEAD is now at {commit} (detached)"),
     }
     print_files_changed(&view);
-    Ok(())
+    check_resumed(&view, false)
 }
 
 /// `dvol diff REF [REF]`
@@ -658,11 +824,8 @@ pub async fn diff(
 
 /// `dvol fsck`: fails (non-zero exit) unless the store is clean.
 pub async fn fsck(client: &Client, as_json: bool) -> Result<()> {
-    let report: Value = with_progress(
-        "checking every stored object".into(),
-        client.call(Method::POST, "/v1/fsck", None),
-    )
-    .await?;
+    let what = "checking every stored object";
+    let report: Value = with_progress(client, "fsck".into(), what, "/v1/fsck", None).await?;
     let clean = report["clean"].as_bool() == Some(true);
     let list = |key: &str| -> Vec<String> {
         report[key]
@@ -705,11 +868,8 @@ pub async fn fsck(client: &Client, as_json: bool) -> Result<()> {
 
 /// `dvol gc`
 pub async fn gc(client: &Client, as_json: bool) -> Result<()> {
-    let report: Value = with_progress(
-        "collecting unreferenced objects".into(),
-        client.call(Method::POST, "/v1/gc", None),
-    )
-    .await?;
+    let what = "collecting unreferenced objects";
+    let report: Value = with_progress(client, "gc".into(), what, "/v1/gc", None).await?;
     if as_json {
         return print_json(&report);
     }
@@ -803,6 +963,77 @@ mod tests {
             "2026-11-22 04:08:06 UTC"
         );
         assert_eq!(readable_time("yesterday"), "yesterday");
+    }
+
+    fn event(
+        phase: &str,
+        done: u64,
+        total: Option<u64>,
+        unit: Unit,
+        finished: bool,
+    ) -> ProgressEvent {
+        ProgressEvent {
+            phase: phase.into(),
+            done,
+            total,
+            unit,
+            finished,
+        }
+    }
+
+    #[test]
+    fn plain_progress_lines_come_at_a_modest_rate() {
+        let mut view = ProgressView {
+            label: "commit demo".into(),
+            terminal: false,
+            bar: None,
+            last_line: None,
+        };
+        let t0 = Instant::now();
+        let gib = 2u64 << 30;
+        let mut line = |done, finished, secs| {
+            let e = event("read", done, Some(gib), Unit::Bytes, finished);
+            view.plain_line(&e, t0 + Duration::from_secs(secs))
+        };
+        assert_eq!(
+            line(0, false, 0).as_deref(),
+            Some("commit demo: read 0 B of 2.00 GiB (0%)")
+        );
+        assert_eq!(line(100 << 20, false, 1), None, "under a tenth, under 2 s");
+        assert_eq!(
+            line(120 << 20, false, 3).as_deref(),
+            Some("commit demo: read 120.00 MiB of 2.00 GiB (5%)")
+        );
+        assert_eq!(
+            line(gib / 4, false, 3).as_deref(),
+            Some("commit demo: read 512.00 MiB of 2.00 GiB (25%)"),
+            "another tenth"
+        );
+        assert_eq!(line(gib / 4 + (1 << 20), false, 4), None);
+        assert_eq!(
+            line(gib, true, 4).as_deref(),
+            Some("commit demo: read 2.00 GiB of 2.00 GiB (100%), done")
+        );
+        let scan = event("scan", 7, None, Unit::Items, false);
+        assert_eq!(
+            view.plain_line(&scan, t0).as_deref(),
+            Some("commit demo: scan 7"),
+            "a new phase always gets a line"
+        );
+    }
+
+    #[test]
+    fn containers_left_stopped_fail_the_command() {
+        assert!(check_resumed(&json!({"containers_not_resumed": []}), false).is_ok());
+        assert!(check_resumed(&json!({"commit": "c"}), false).is_ok());
+        let left = json!({"containers_not_resumed": [{"container": "web", "error": "boom"}]});
+        let e = check_resumed(&left, false).unwrap_err().to_string();
+        assert!(
+            e.contains("1 container(s)") && e.contains("still stopped"),
+            "{e}"
+        );
+        let e = check_resumed(&left, true).unwrap_err().to_string();
+        assert!(e.contains("still paused"), "{e}");
     }
 
     #[test]

@@ -3,14 +3,19 @@
 //! The routes are described by `openapi.json` in this crate, served at `/v1/openapi.json`;
 //! a test checks that every route it lists answers. Errors are JSON
 //! `{"error": {"code", "message"}}` with a status from [`ErrorClass`].
+//!
+//! The long history calls (commit, checkout, reset, gc, fsck) stream their progress when the
+//! request says `Accept: application/x-ndjson`: see [`crate::progress`] and [`answer`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -18,13 +23,16 @@ use dvol_backends::{BackendKind, ByteSize, Filesystem};
 use serde::{Deserialize, Serialize};
 
 use crate::body::{parse_json, MAX_BODY_BYTES};
-use crate::containers::Quiesce;
+use crate::containers::{not_resumed_text, NotResumed, Quiesce};
 use crate::error::{ErrorClass, ServiceError};
-use crate::history::{ChangeView, CheckoutView, CommitResult, LogView, RefView};
+use crate::history::{ChangeView, LogView, RefView};
 use crate::profile::Profile;
+use crate::progress::{ChannelProgress, StreamLine, NDJSON};
 use crate::service::{NodeInfo, VolumeService};
 use crate::volume::Volume;
-use dvol_snapshot::NoProgress;
+use dvol_snapshot::{NoProgress, Progress};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::task::JoinHandle;
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -43,6 +51,13 @@ impl ApiError {
             status,
             code,
             message: message.to_string(),
+        }
+    }
+
+    fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_string(),
+            message: self.message.clone(),
         }
     }
 }
@@ -88,7 +103,7 @@ pub struct ErrorBody {
 }
 
 /// The error's code and message.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Stable machine-readable code.
     pub code: String,
@@ -99,10 +114,7 @@ pub struct ErrorDetail {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_string(),
-                message: self.message,
-            },
+            error: self.detail(),
         };
         (self.status, Json(body)).into_response()
     }
@@ -340,24 +352,186 @@ fn parse_body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Where an operation reports its progress: nowhere, or a streamed answer.
+type Reporter = Arc<dyn Progress + Send>;
+
+/// Whether the request's `Accept` header asks for `application/x-ndjson`.
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let media = range.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case(NDJSON)
+        })
+}
+
+/// The next thing a streamed answer has to say.
+enum Next<T> {
+    /// A progress line.
+    Line(Vec<u8>),
+    /// The operation is over.
+    Done(Result<T, ApiError>),
+}
+
+async fn next<T>(
+    lines: &mut UnboundedReceiver<Vec<u8>>,
+    outcome: &mut JoinHandle<Result<T, ApiError>>,
+) -> Next<T> {
+    tokio::select! {
+        biased;
+        Some(line) = lines.recv() => Next::Line(line),
+        joined = outcome => Next::Done(joined.unwrap_or_else(|e| {
+            Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))
+        })),
+    }
+}
+
+/// A streamed answer being sent: lines ready to go, further progress, and the operation.
+struct Streaming<T> {
+    ready: VecDeque<Vec<u8>>,
+    lines: UnboundedReceiver<Vec<u8>>,
+    outcome: Option<JoinHandle<Result<T, ApiError>>>,
+}
+
+impl<T: Serialize> Streaming<T> {
+    /// Queues the progress lines already sent and then the outcome as the last line.
+    fn finish(&mut self, outcome: Result<T, ApiError>) {
+        self.outcome = None;
+        while let Ok(line) = self.lines.try_recv() {
+            self.ready.push_back(line);
+        }
+        let last = match outcome {
+            Ok(value) => StreamLine::Result(value),
+            Err(e) => StreamLine::Error(e.detail()),
+        };
+        self.ready.push_back(last.to_line());
+    }
+
+    async fn next_line(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        if self.ready.is_empty() {
+            let outcome = self.outcome.as_mut()?;
+            match next(&mut self.lines, outcome).await {
+                Next::Line(line) => self.ready.push_back(line),
+                Next::Done(result) => self.finish(result),
+            }
+        }
+        let line = self.ready.pop_front()?;
+        Some((Ok(Bytes::from(line)), self))
+    }
+}
+
+/// Runs a long operation and answers its outcome.
+///
+/// Without `Accept: application/x-ndjson`, the answer is the JSON value with `status`, or the
+/// error. With it, the answer is `200` and a stream of JSON lines: progress events, then one
+/// `{"result": ...}` or `{"error": ...}` line. An operation that fails before its first
+/// progress event (bad volume, busy, uncommitted changes, containers that cannot be stopped)
+/// is answered as without streaming, with the error's status.
+///
+/// The operation runs in its own task, so it completes (and restarts the containers it
+/// stopped) even when the client goes away.
+async fn answer<T, Fut>(
+    headers: &HeaderMap,
+    status: StatusCode,
+    work: impl FnOnce(Reporter) -> Fut,
+) -> Response
+where
+    T: Serialize + Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+{
+    if !wants_stream(headers) {
+        let outcome = tokio::spawn(work(Arc::new(NoProgress))).await;
+        return match outcome {
+            Ok(Ok(value)) => (status, Json(value)).into_response(),
+            Ok(Err(e)) => e.into_response(),
+            Err(e) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e).into_response()
+            }
+        };
+    }
+    let (sender, mut lines) = unbounded_channel();
+    let mut outcome = tokio::spawn(work(Arc::new(ChannelProgress::new(sender))));
+    let first = next(&mut lines, &mut outcome).await;
+    let mut stream = Streaming {
+        ready: VecDeque::new(),
+        lines,
+        outcome: Some(outcome),
+    };
+    match first {
+        Next::Line(line) => stream.ready.push_back(line),
+        Next::Done(Err(e)) if stream.lines.is_empty() => return e.into_response(),
+        Next::Done(result) => stream.finish(result),
+    }
+    let body = Body::from_stream(futures_util::stream::unfold(stream, Streaming::next_line));
+    ([(header::CONTENT_TYPE, NDJSON)], body).into_response()
+}
+
+/// An answer after containers were stopped or paused around the operation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Resumed<T> {
+    /// The operation's answer.
+    #[serde(flatten)]
+    pub view: T,
+    /// Containers stopped or paused for the operation that could not be started or unpaused
+    /// again; empty normally.
+    pub containers_not_resumed: Vec<NotResumed>,
+}
+
+impl<T> Resumed<T> {
+    fn all(view: T) -> Self {
+        Resumed {
+            view,
+            containers_not_resumed: Vec::new(),
+        }
+    }
+}
+
 /// Runs `work` with the volume's running containers stopped (or paused) around it, when any
-/// container has the volume mounted.
+/// container has the volume mounted. Containers that cannot be started again are listed in
+/// the answer, or named in the error's message when the operation failed.
 async fn around_containers<T: Send + 'static>(
     service: &Arc<VolumeService>,
     name: &str,
     how: Quiesce,
     work: impl FnOnce() -> Result<T, ServiceError> + Send + 'static,
-) -> Result<T, ApiError> {
+) -> Result<Resumed<T>, ApiError> {
     let volume = service.get(name)?;
     if !volume.in_use() {
-        return blocking(work).await;
+        return blocking(work).await.map(Resumed::all);
     }
     let names = service.docker_names(&volume);
-    service
+    let around = service
         .containers()
         .around(volume.name.as_str(), &names, how, blocking(work))
         .await
-        .map_err(|e| ApiError::from(ServiceError::from(e)))?
+        .map_err(|e| ApiError::from(ServiceError::from(e)))?;
+    resumed(how, around.outcome, around.not_resumed)
+}
+
+/// The answer of an operation run between stopping and restarting containers.
+fn resumed<T>(
+    how: Quiesce,
+    outcome: Result<T, ApiError>,
+    not_resumed: Vec<NotResumed>,
+) -> Result<Resumed<T>, ApiError> {
+    match outcome {
+        Ok(view) => Ok(Resumed {
+            view,
+            containers_not_resumed: not_resumed,
+        }),
+        Err(mut e) if !not_resumed.is_empty() => {
+            e.message = format!(
+                "{}; also, {}",
+                e.message,
+                not_resumed_text(how, &not_resumed)
+            );
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn log(
@@ -370,21 +544,23 @@ async fn log(
 async fn commit(
     State(service): State<Arc<VolumeService>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<CommitResult>), ApiError> {
+) -> Result<Response, ApiError> {
     let request: CommitRequest = parse_body(body, "commit")?;
-    let svc = service.clone();
-    let target = name.clone();
-    let work = move || {
-        let author = request.author.as_deref().unwrap_or("dvol");
-        svc.commit(&target, &request.message, author, &NoProgress)
-    };
-    let result = if request.pause {
-        around_containers(&service, &name, Quiesce::Pause, work).await?
-    } else {
-        blocking(work).await?
-    };
-    Ok((StatusCode::CREATED, Json(result)))
+    let answered = answer(&headers, StatusCode::CREATED, |progress| async move {
+        let (svc, target, pause) = (service.clone(), name.clone(), request.pause);
+        let work = move || {
+            let author = request.author.as_deref().unwrap_or("dvol");
+            svc.commit(&target, &request.message, author, &*progress)
+        };
+        if pause {
+            around_containers(&service, &name, Quiesce::Pause, work).await
+        } else {
+            blocking(work).await.map(Resumed::all)
+        }
+    });
+    Ok(answered.await)
 }
 
 async fn status(
@@ -446,42 +622,46 @@ async fn delete_branch(
 async fn checkout(
     State(service): State<Arc<VolumeService>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<CheckoutView>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: CheckoutRequest = parse_body(body, "checkout")?;
-    if !request.force {
-        // Refuse before stopping any container; checked again once they are stopped.
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        if !request.force {
+            // Refuse before stopping any container; checked again once they are stopped.
+            let (svc, target) = (service.clone(), name.clone());
+            blocking(move || svc.check_committed(&target)).await?;
+        }
         let (svc, target) = (service.clone(), name.clone());
-        blocking(move || svc.check_committed(&target)).await?;
-    }
-    let svc = service.clone();
-    let target = name.clone();
-    let view = around_containers(&service, &name, Quiesce::Stop, move || {
-        svc.checkout(
-            &target,
-            &request.rev,
-            request.new_branch.as_deref(),
-            request.force,
-            &NoProgress,
-        )
-    })
-    .await?;
-    Ok(Json(view))
+        around_containers(&service, &name, Quiesce::Stop, move || {
+            svc.checkout(
+                &target,
+                &request.rev,
+                request.new_branch.as_deref(),
+                request.force,
+                &*progress,
+            )
+        })
+        .await
+    });
+    Ok(answered.await)
 }
 
 async fn reset(
     State(service): State<Arc<VolumeService>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<CheckoutView>, ApiError> {
+) -> Result<Response, ApiError> {
     let request: ResetRequest = parse_body(body, "reset")?;
-    let svc = service.clone();
-    let target = name.clone();
-    let view = around_containers(&service, &name, Quiesce::Stop, move || {
-        svc.reset_hard(&target, &request.rev, &NoProgress)
-    })
-    .await?;
-    Ok(Json(view))
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        let (svc, target) = (service.clone(), name.clone());
+        around_containers(&service, &name, Quiesce::Stop, move || {
+            svc.reset_hard(&target, &request.rev, &*progress)
+        })
+        .await
+    });
+    Ok(answered.await)
 }
 
 async fn diff(
@@ -520,16 +700,19 @@ pub struct FsckView {
     pub unreachable: u64,
 }
 
-async fn fsck(State(service): State<Arc<VolumeService>>) -> Result<Json<FsckView>, ApiError> {
-    let report = blocking(move || service.fsck(&NoProgress)).await?;
-    Ok(Json(FsckView {
-        clean: report.is_clean(),
-        objects_checked: report.objects_checked,
-        corrupt: report.corrupt.iter().map(ToString::to_string).collect(),
-        missing: report.missing.iter().map(ToString::to_string).collect(),
-        bad_refs: report.bad_refs.clone(),
-        unreachable: report.unreachable,
-    }))
+async fn fsck(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
+    answer(&headers, StatusCode::OK, |progress| async move {
+        let report = blocking(move || service.fsck(&*progress)).await?;
+        Ok(FsckView {
+            clean: report.is_clean(),
+            objects_checked: report.objects_checked,
+            corrupt: report.corrupt.iter().map(ToString::to_string).collect(),
+            missing: report.missing.iter().map(ToString::to_string).collect(),
+            bad_refs: report.bad_refs.clone(),
+            unreachable: report.unreachable,
+        })
+    })
+    .await
 }
 
 /// `POST /v1/gc` answer.
@@ -543,13 +726,16 @@ pub struct GcView {
     pub bytes_removed: u64,
 }
 
-async fn gc(State(service): State<Arc<VolumeService>>) -> Result<Json<GcView>, ApiError> {
-    let report = blocking(move || service.gc(&NoProgress)).await?;
-    Ok(Json(GcView {
-        objects_kept: report.objects_kept,
-        objects_removed: report.objects_removed,
-        bytes_removed: report.bytes_removed,
-    }))
+async fn gc(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
+    answer(&headers, StatusCode::OK, |progress| async move {
+        let report = blocking(move || service.gc(&*progress)).await?;
+        Ok(GcView {
+            objects_kept: report.objects_kept,
+            objects_removed: report.objects_removed,
+            bytes_removed: report.bytes_removed,
+        })
+    })
+    .await
 }
 
 async fn openapi() -> Response {
@@ -602,4 +788,128 @@ pub fn router(service: Arc<VolumeService>) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(service)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+
+    fn ndjson() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            "application/json;q=0.5, application/x-ndjson"
+                .parse()
+                .unwrap(),
+        );
+        headers
+    }
+
+    async fn lines(response: Response) -> Vec<Value> {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        assert!(text.ends_with('\n'), "{text:?}");
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn busy() -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "busy", "volume v is busy; try again")
+    }
+
+    #[test]
+    fn only_the_ndjson_media_type_asks_for_a_stream() {
+        assert!(wants_stream(&ndjson()));
+        let mut plain = HeaderMap::new();
+        assert!(!wants_stream(&plain));
+        plain.insert(header::ACCEPT, "application/json".parse().unwrap());
+        assert!(!wants_stream(&plain));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_after_progress_is_the_last_line() {
+        let response = answer(&ndjson(), StatusCode::CREATED, |progress| async move {
+            blocking(move || {
+                progress.start("read", Some(10));
+                progress.advance(4);
+                progress.finish();
+                Ok(())
+            })
+            .await?;
+            Err::<(), _>(busy())
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], NDJSON);
+        let got = lines(response).await;
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0]["progress"]["phase"], "read");
+        assert_eq!(got[1]["progress"]["done"], 4);
+        assert_eq!(got[1]["progress"]["finished"], true);
+        assert_eq!(
+            got[2],
+            json!({"error": {"code": "busy", "message": "volume v is busy; try again"}})
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_before_any_progress_keeps_its_status() {
+        let response = answer(&ndjson(), StatusCode::CREATED, |_| async {
+            Err::<(), _>(busy())
+        })
+        .await;
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["error"]["code"], "busy");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_progress_a_stream_is_just_the_result() {
+        let response = answer(&ndjson(), StatusCode::CREATED, |_| async { Ok(json!(5)) }).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(lines(response).await, [json!({"result": 5})]);
+        let plain = answer(&HeaderMap::new(), StatusCode::CREATED, |_| async { Ok(5) }).await;
+        assert_eq!(plain.status(), StatusCode::CREATED);
+        assert_eq!(plain.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
+    fn containers_not_resumed_join_the_answer_or_the_error() {
+        let left = vec![NotResumed {
+            container: "web".into(),
+            error: "port is already allocated".into(),
+        }];
+        let ok = resumed(Quiesce::Stop, Ok(json!({"commit": "c1"})), left.clone()).unwrap();
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            json!({
+                "commit": "c1",
+                "containers_not_resumed": [
+                    {"container": "web", "error": "port is already allocated"}
+                ]
+            })
+        );
+        let none = serde_json::to_value(Resumed::all(json!({"commit": "c1"}))).unwrap();
+        assert_eq!(none["containers_not_resumed"], json!([]));
+        let failed = resumed::<Value>(Quiesce::Stop, Err(busy()), left.clone()).unwrap_err();
+        assert_eq!(failed.code, "busy");
+        assert_eq!(
+            failed.message,
+            "volume v is busy; try again; also, container web could not be started again \
+             (port is already allocated); start it with `docker start web`"
+        );
+        let paused = resumed::<Value>(Quiesce::Pause, Err(busy()), left).unwrap_err();
+        assert!(
+            paused
+                .message
+                .ends_with("unpause it with `docker unpause web`"),
+            "{}",
+            paused.message
+        );
+    }
 }

@@ -10,6 +10,7 @@ use std::future::Future;
 
 use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use bollard::Docker;
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 /// Seconds a container gets to stop before the engine kills it.
@@ -40,6 +41,55 @@ pub enum ContainerError {
         /// The engine's message.
         message: String,
     },
+    /// A container could not be stopped or paused, and some of those already stopped or
+    /// paused could not be started or unpaused again.
+    #[error("{cause}; {}", not_resumed_text(*how, not_resumed))]
+    NotResumed {
+        /// Why the operation did not run.
+        cause: Box<ContainerError>,
+        /// Whether they were stopped or paused.
+        how: Quiesce,
+        /// The containers left stopped or paused.
+        not_resumed: Vec<NotResumed>,
+    },
+}
+
+/// A container stopped (or paused) for an operation that could not be started (or unpaused)
+/// again afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotResumed {
+    /// The container's name.
+    pub container: String,
+    /// Why it could not be started again.
+    pub error: String,
+}
+
+/// `container a could not be started again (...); start it with `docker start a``, one clause
+/// per container (`unpaused` and `docker unpause` for paused ones).
+pub fn not_resumed_text(how: Quiesce, not_resumed: &[NotResumed]) -> String {
+    let (done, command) = match how {
+        Quiesce::Stop => ("started again", "start"),
+        Quiesce::Pause => ("unpaused", "unpause"),
+    };
+    not_resumed
+        .iter()
+        .map(|n| {
+            format!(
+                "container {} could not be {done} ({}); {command} it with `docker {command} {}`",
+                n.container, n.error, n.container
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The outcome of an operation run by [`Containers::around`].
+#[derive(Debug)]
+pub struct Around<T> {
+    /// The operation's own outcome.
+    pub outcome: T,
+    /// The containers that could not be started or unpaused again afterwards.
+    pub not_resumed: Vec<NotResumed>,
 }
 
 /// How to keep containers out of the way during an operation.
@@ -168,46 +218,101 @@ impl Containers {
     }
 
     /// Stops (or pauses) the running users of a volume, runs `operation`, and starts (or
-    /// unpauses) them again whatever the operation's outcome. If one container cannot be
-    /// stopped, those already stopped are started again and the operation does not run.
-    pub async fn around<T, E>(
+    /// unpauses) them again whatever the operation's outcome; those that cannot be started
+    /// again are listed in the answer. If one container cannot be stopped, those already
+    /// stopped are started again and the operation does not run.
+    pub async fn around<T>(
         &self,
         volume: &str,
         names: &[String],
         how: Quiesce,
-        operation: impl Future<Output = Result<T, E>>,
-    ) -> Result<Result<T, E>, ContainerError> {
+        operation: impl Future<Output = T>,
+    ) -> Result<Around<T>, ContainerError> {
         let users = self.running_users(volume, names).await?;
         if users.is_empty() {
-            return Ok(operation.await);
+            return Ok(Around {
+                outcome: operation.await,
+                not_resumed: Vec::new(),
+            });
         }
         let docker = self.engine(volume).await?;
         let mut quiesced = Vec::new();
         for container in &users {
             if let Err(e) = self.act(&docker, volume, how, false, container).await {
-                self.resume(&docker, volume, how, &quiesced).await;
-                return Err(e);
+                let not_resumed = self.resume(&docker, volume, how, &quiesced).await;
+                return Err(if not_resumed.is_empty() {
+                    e
+                } else {
+                    ContainerError::NotResumed {
+                        cause: Box::new(e),
+                        how,
+                        not_resumed,
+                    }
+                });
             }
             info!(volume, container = %container.name, ?how, "container quiesced");
             quiesced.push(container.clone());
         }
         let outcome = operation.await;
-        self.resume(&docker, volume, how, &quiesced).await;
-        Ok(outcome)
+        let not_resumed = self.resume(&docker, volume, how, &quiesced).await;
+        Ok(Around {
+            outcome,
+            not_resumed,
+        })
     }
 
+    /// Starts (or unpauses) `containers`; answers those that could not be.
     async fn resume(
         &self,
         docker: &Docker,
         volume: &str,
         how: Quiesce,
         containers: &[ContainerRef],
-    ) {
+    ) -> Vec<NotResumed> {
+        let mut failed = Vec::new();
         for container in containers {
             match self.act(docker, volume, how, true, container).await {
                 Ok(()) => info!(volume, container = %container.name, "container resumed"),
-                Err(e) => warn!(volume, error = %e, "could not resume container"),
+                Err(e) => {
+                    warn!(volume, error = %e, "could not resume container");
+                    failed.push(NotResumed {
+                        container: container.name.clone(),
+                        error: match e {
+                            ContainerError::Action { message, .. } => message,
+                            other => other.to_string(),
+                        },
+                    });
+                }
             }
         }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_stop_names_the_containers_left_stopped() {
+        let e = ContainerError::NotResumed {
+            cause: Box::new(ContainerError::Action {
+                volume: "db".into(),
+                action: "stop",
+                container: "web".into(),
+                message: "timeout".into(),
+            }),
+            how: Quiesce::Stop,
+            not_resumed: vec![NotResumed {
+                container: "worker".into(),
+                error: "no such image".into(),
+            }],
+        };
+        assert_eq!(
+            e.to_string(),
+            "volume db: cannot stop container web: timeout; nothing was changed; \
+             container worker could not be started again (no such image); \
+             start it with `docker start worker`"
+        );
     }
 }

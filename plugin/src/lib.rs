@@ -19,6 +19,7 @@ pub mod error;
 pub mod history;
 pub mod names;
 pub mod profile;
+pub mod progress;
 pub mod service;
 pub mod store;
 pub mod volume;

@@ -603,3 +603,167 @@ async fn openapi_document_matches_the_routes() {
         assert_eq!(got, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
     }
 }
+
+/// Sends an API request asking for a streamed answer; the status, the content type and the
+/// body's lines, each parsed as JSON (or, for a plain answer, the one JSON value).
+async fn stream(f: &Fixture, path: &str, body: &str) -> (StatusCode, String, Vec<Value>) {
+    let request = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("accept", "application/x-ndjson")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = f.api().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    (status, content_type, lines)
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts `lines` are progress events and then one result; answers the result.
+fn progress_then_result(lines: &[Value]) -> (Vec<&Value>, &Value) {
+    let (last, events) = lines.split_last().expect("at least one line");
+    let events: Vec<&Value> = events
+        .iter()
+        .map(|l| {
+            assert_eq!(keys(l), ["progress"], "{l}");
+            &l["progress"]
+        })
+        .collect();
+    assert_eq!(keys(last), ["result"], "{last}");
+    (events, &last["result"])
+}
+
+#[tokio::test]
+async fn streamed_history_calls_report_progress_then_the_usual_answer() {
+    if !can_mount() {
+        eprintln!("skipped: committing mounts the volume, which needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let (status, created) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"big"}"#).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let data = Layout::new(f._tmp.path().join("root"))
+        .backend_dir(BackendKind::Directory)
+        .join(created["id"].as_str().unwrap());
+    let mut total = 0u64;
+    for i in 0..40u32 {
+        let content: Vec<u8> = (0..50_000u32).map(|j| (j * 7 + i) as u8).collect();
+        std::fs::create_dir_all(data.join(format!("d{}", i % 4))).unwrap();
+        std::fs::write(data.join(format!("d{}/f{i}", i % 4)), &content).unwrap();
+        total += content.len() as u64;
+    }
+
+    let (status, content_type, lines) = stream(
+        &f,
+        "/v1/volumes/big/commits",
+        r#"{"message":"first","author":"t"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, "application/x-ndjson");
+    let (events, result) = progress_then_result(&lines);
+    let phases: Vec<&str> = events.iter().filter_map(|e| e["phase"].as_str()).collect();
+    assert!(
+        phases.contains(&"scan") && phases.contains(&"read"),
+        "{phases:?}"
+    );
+    let read_end = events
+        .iter()
+        .find(|e| e["phase"] == "read" && e["finished"] == true)
+        .expect("the read phase finishes");
+    assert_eq!(read_end["done"], total, "{read_end}");
+    assert_eq!(read_end["total"], total, "{read_end}");
+    assert_eq!(read_end["unit"], "bytes");
+    assert_eq!(result["bytes_read"], total, "{result}");
+    assert_eq!(result["containers_not_resumed"], json!([]));
+    let (_, log) = send(f.api(), "GET", "/v1/volumes/big/commits", "").await;
+    assert_eq!(result["commit"]["id"], log["head"]);
+
+    // The same call without streaming answers the same shape, with its usual status.
+    std::fs::write(data.join("d0/f0"), b"changed").unwrap();
+    let (status, plain) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/big/commits",
+        r#"{"message":"second","author":"t"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{plain}");
+    assert_eq!(keys(&plain), keys(result));
+    assert_eq!(plain["changed"], true, "{plain}");
+
+    let (status, _, lines) = stream(&f, "/v1/volumes/big/checkout", r#"{"ref":"HEAD^"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    let (events, view) = progress_then_result(&lines);
+    assert!(
+        events.iter().any(|e| e["phase"] == "checkout"),
+        "{events:?}"
+    );
+    assert_eq!(view["commit"], log["head"]);
+    assert_eq!(view["files_written"], 1, "{view}");
+    assert_eq!(view["containers_not_resumed"], json!([]));
+    assert_eq!(std::fs::read(data.join("d0/f0")).unwrap().len(), 50_000);
+
+    let (status, _, lines) = stream(&f, "/v1/volumes/big/reset", r#"{"ref":"master"}"#).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(progress_then_result(&lines).1["files_written"], 1);
+    assert_eq!(std::fs::read(data.join("d0/f0")).unwrap(), b"changed");
+
+    let (status, _, lines) = stream(&f, "/v1/fsck", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (events, report) = progress_then_result(&lines);
+    assert!(events.iter().any(|e| e["phase"] == "verify objects"));
+    assert_eq!(report["clean"], true, "{report}");
+    let (_, _, lines) = stream(&f, "/v1/gc", "").await;
+    let (events, report) = progress_then_result(&lines);
+    assert!(events.iter().any(|e| e["phase"] == "sweep"));
+    assert_eq!(
+        keys(report),
+        ["bytes_removed", "objects_kept", "objects_removed"]
+    );
+}
+
+#[tokio::test]
+async fn streamed_calls_that_fail_before_any_progress_keep_their_error_status() {
+    let f = Fixture::new();
+    let (status, content_type, lines) =
+        stream(&f, "/v1/volumes/nosuch/commits", r#"{"message":"m"}"#).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{lines:?}");
+    assert_eq!(content_type, "application/json");
+    assert_eq!(lines[0]["error"]["code"], "not_found", "{lines:?}");
+    assert!(lines[0]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("nosuch"));
+    let (status, _, lines) = stream(&f, "/v1/volumes/nosuch/commits", "{").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(lines[0]["error"]["code"], "bad_body");
+    if can_mount() {
+        send(f.api(), "POST", "/v1/volumes", r#"{"name":"v"}"#).await;
+        let (status, _, lines) = stream(
+            &f,
+            "/v1/volumes/v/checkout",
+            r#"{"ref":"nosuch","force":true}"#,
+        )
+        .await;
+        assert!(status.is_client_error(), "{status} {lines:?}");
+        assert_eq!(lines[0]["error"]["code"], "unknown_revision", "{lines:?}");
+    }
+}

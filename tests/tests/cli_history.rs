@@ -466,6 +466,84 @@ fn branches_tags_diff_and_graph() {
     );
 }
 
+/// Stderr lines that start with `prefix`.
+fn lines_starting<'a>(err: &'a str, prefix: &str) -> Vec<&'a str> {
+    err.lines().filter(|l| l.starts_with(prefix)).collect()
+}
+
+#[test]
+fn long_operations_print_plain_progress_lines_without_a_terminal() {
+    if !require("root", is_root()) {
+        return;
+    }
+    let user = User::new();
+    user.ok(&["init", "bulk"]);
+    let data = user.data_dir("bulk");
+    for i in 0..160u64 {
+        write(&data, &format!("d{}/f{i}", i % 8), &blob(i, 40 << 10));
+    }
+    let total_mib = 160.0 * 40.0 / 1024.0;
+
+    // Output captured: stderr is a pipe, not a terminal.
+    let out = user.run(&["commit", "-m", "bulk"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("committing volume bulk...\n"), "{err}");
+    let scan = lines_starting(&err, "commit bulk: scan ");
+    assert!(
+        scan.first().is_some_and(|l| *l == "commit bulk: scan 0"),
+        "{err}"
+    );
+    assert!(scan.last().is_some_and(|l| l.ends_with(", done")), "{err}");
+    let reads = lines_starting(&err, "commit bulk: read ");
+    let of_total = format!(" of {total_mib:.2} MiB (");
+    assert!(
+        reads
+            .first()
+            .is_some_and(|l| l.starts_with("commit bulk: read 0 B") && l.contains(&of_total)),
+        "{err}"
+    );
+    assert!(
+        reads.last().is_some_and(|l| *l
+            == format!("commit bulk: read {total_mib:.2} MiB of {total_mib:.2} MiB (100%), done")),
+        "{err}"
+    );
+    assert!(
+        reads.len() <= 14,
+        "at most one line per tenth besides start and end (and one per 2 s): {err}"
+    );
+    assert!(
+        err.lines()
+            .all(|l| l.starts_with("commit bulk: ") || l.ends_with("...")),
+        "only progress on stderr: {err}"
+    );
+    let committed = stdout(&out);
+    assert!(committed.starts_with("[master "), "{committed}");
+    assert!(committed.contains("160 of 160 files read"), "{committed}");
+
+    let out = user.run(&["fsck"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    let verify = lines_starting(&err, "fsck: verify objects ");
+    assert!(
+        verify.last().is_some_and(|l| l.ends_with("(100%), done")),
+        "{err}"
+    );
+    assert!(stdout(&out).starts_with("clean: "), "{}", stdout(&out));
+
+    write(&data, "d0/f0", b"small");
+    let out = user.run(&["checkout", "--force", "master"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        lines_starting(&err, "checkout bulk: checkout ")
+            .last()
+            .is_some_and(|l| l.ends_with(", done")),
+        "{err}"
+    );
+    assert_eq!(read(&data, "d0/f0"), Some(blob(0, 40 << 10)));
+}
+
 #[test]
 fn fsck_gc_and_one_line_errors() {
     if !require("root", is_root()) {
