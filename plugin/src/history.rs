@@ -10,7 +10,8 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dvol_backends::{Backend, Effect, ReadPoint};
+use dvol_backends::mount_table::is_mount_point;
+use dvol_backends::{Backend, Effect, ReadPoint, VolumeSpec};
 use dvol_snapshot::{ChangeKind, CommitId, CommitInfo, NoProgress, Progress, VolumeKey};
 use serde::Serialize;
 use tracing::{info, warn};
@@ -677,6 +678,41 @@ impl VolumeService {
                 Err(problem(format!("is ambiguous: it matches {}; give more digits", candidates.join(", "))))
             }
         }
+    }
+
+    /// Makes `volume` (not yet created) a copy-on-write copy of `from` when both live in the
+    /// same backend and it can share blocks: constant time, and `from`'s containers are not
+    /// stopped (its filesystem is frozen for the instant of the copy). The copy starts with
+    /// no commits. `None` when the backend cannot: the caller copies the files instead.
+    pub(crate) fn instant_clone(
+        &self,
+        backend: &dyn Backend,
+        spec: &VolumeSpec,
+        volume: &Volume,
+        from: &Volume,
+    ) -> Result<Option<Effect>, ServiceError> {
+        if from.backend != volume.backend || from.location != volume.location {
+            return Ok(None);
+        }
+        let lock = self.locks_get(&from.name);
+        let _guard = lock
+            .try_hold(BUSY_PATIENCE)
+            .ok_or_else(|| ServiceError::Busy {
+                volume: from.name.to_string(),
+            })?;
+        let failed = |source| ServiceError::Backend {
+            volume: volume.name.to_string(),
+            source,
+        };
+        let mountpoint = self.mountpoint(from);
+        let mounted = is_mount_point(&mountpoint).map_err(failed)?;
+        backend
+            .clone_volume(
+                &Self::spec(from),
+                mounted.then_some(mountpoint.as_path()),
+                spec,
+            )
+            .map_err(failed)
     }
 
     /// Fills a freshly created volume from its clone source. Cloning from a volume reads the

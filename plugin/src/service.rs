@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::config::{join_names, Config};
 use crate::error::ServiceError;
+use crate::history::CloneSource;
 use crate::names::{ProfileName, Suffix, VolumeName, VolumeRef};
 use crate::profile::{resolve, HostBackends, Profile};
 use crate::store::Store;
@@ -442,8 +443,19 @@ impl VolumeService {
             }
             (in_name, in_option) => in_name.or(in_option.as_ref()).cloned(),
         };
+        let clone_source = options
+            .from
+            .as_deref()
+            .map(|from| self.resolve_clone_source(&reference.name, from))
+            .transpose()?;
+        // A clone of a volume is, unless told otherwise, a volume like it.
+        let like = match &clone_source {
+            Some(CloneSource::Volume(from)) => Some(from),
+            _ => None,
+        };
         let profile_name = requested
             .clone()
+            .or_else(|| like.map(|from| from.profile.clone()))
             .unwrap_or_else(|| self.default_profile.clone());
         let name = reference.name.clone();
         let lock = self.locks.get(&name);
@@ -460,11 +472,7 @@ impl VolumeService {
         }
 
         let profile = self.profile(&name, &profile_name)?;
-        let clone_source = options
-            .from
-            .as_deref()
-            .map(|from| self.resolve_clone_source(&name, from))
-            .transpose()?;
+        let like = like.filter(|from| from.profile == profile.name);
         let Some(kind) = profile.backend.filter(|_| profile.available) else {
             return Err(ServiceError::Backend {
                 volume: name.to_string(),
@@ -490,12 +498,16 @@ impl VolumeService {
             profile: profile.name.clone(),
             backend: kind,
             location: profile.location.clone(),
-            size: options.size.or(profile.config.size),
+            size: options
+                .size
+                .or(like.and_then(|from| from.size))
+                .or(profile.config.size),
             filesystem: match kind {
                 BackendKind::Directory => None,
                 _ => Some(
                     options
                         .filesystem
+                        .or(like.and_then(|from| from.filesystem))
                         .or(profile.config.filesystem)
                         .unwrap_or(Filesystem::Ext4),
                 ),
@@ -516,12 +528,9 @@ impl VolumeService {
                 source,
             })?;
         self.store.insert(&volume)?;
-        let made = backend
-            .create(&spec)
-            .map_err(|source| ServiceError::Backend {
-                volume: name.to_string(),
-                source,
-            })
+        let mut fill = clone_source.clone();
+        let made = self
+            .make_storage(backend.as_ref(), &spec, &volume, &mut fill)
             .and_then(|_| self.ensure_mountpoint(&volume))
             .and_then(|_| Ok(self.store.set_state(volume.id, VolumeState::Ready)?));
         if let Err(e) = made {
@@ -534,7 +543,7 @@ impl VolumeService {
             state: VolumeState::Ready,
             ..volume
         };
-        if let Some(source) = &clone_source {
+        if let Some(source) = &fill {
             if let Err(e) = self.fill_clone(&volume, source) {
                 if let Err(cleanup) = self.destroy(&volume) {
                     warn!(volume = %name, error = %cleanup, "cleanup after failed clone; will retry at next start");
@@ -545,6 +554,30 @@ impl VolumeService {
         info!(volume = %name, id = %volume.id, profile = %volume.profile, backend = %volume.backend, "created");
         self.publish(volume.clone());
         Ok((volume, Effect::Changed))
+    }
+
+    /// Makes a new volume's storage: a copy-on-write copy of the volume it clones where its
+    /// backend shares blocks (then `fill` is cleared: nothing is left to copy), else an empty
+    /// volume for [`VolumeService::fill_clone`] to fill.
+    fn make_storage(
+        &self,
+        backend: &dyn Backend,
+        spec: &VolumeSpec,
+        volume: &Volume,
+        fill: &mut Option<CloneSource>,
+    ) -> Result<(), ServiceError> {
+        let failed = |source| ServiceError::Backend {
+            volume: volume.name.to_string(),
+            source,
+        };
+        if let Some(CloneSource::Volume(from)) = fill.as_ref() {
+            if self.instant_clone(backend, spec, volume, from)?.is_some() {
+                info!(volume = %volume.name, from = %from.name, "cloned by sharing blocks");
+                *fill = None;
+                return Ok(());
+            }
+        }
+        backend.create(spec).map(drop).map_err(failed)
     }
 
     /// Records that the Docker Engine knows a volume by `alias` (e.g. `orders@gold`).

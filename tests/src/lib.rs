@@ -199,9 +199,15 @@ impl Daemon {
 
     /// Starts a daemon on a fresh root with extra arguments.
     pub fn start_with(extra_args: Vec<String>) -> Daemon {
+        Self::start_under(&std::env::temp_dir(), extra_args)
+    }
+
+    /// Starts a daemon whose root, sockets and log are in a fresh directory under `parent`
+    /// (e.g. on a filesystem a test mounted).
+    pub fn start_under(parent: &Path, extra_args: Vec<String>) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("dvol-e2e-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("tempdir");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let driver = format!("dvol-e2e-{}", &id[..10]);

@@ -1,19 +1,22 @@
-//! Read points end to end: committing a loop volume that a running container keeps writing,
-//! with the real Docker Engine and a real `dvol daemon`.
+//! Copy-on-write end to end, with the real Docker Engine and a real `dvol daemon`: consistent
+//! commits of loop volumes that a running container keeps writing, and instant clones.
 //!
-//! - The commit reads the volume frozen (this host's pool filesystem has no reflink), says so
-//!   (`read_from: frozen`), does not stop or restart the container, and the container's
-//!   writes go on afterwards.
+//! - On a daemon root without reflink (this host's ext4), the commit reads the volume frozen,
+//!   says so (`read_from: frozen`), does not stop or restart the container, and the
+//!   container's writes go on afterwards.
 //! - `kill -9` of the daemon while a volume is frozen (during a real commit, and at a freeze
 //!   with its mark left exactly as a crash leaves it): the restart thaws the filesystem, so
 //!   the container's writes complete, and the history stays consistent.
+//! - On a daemon root on XFS (an image the test mounts), images share blocks: a commit reads a
+//!   reflinked copy (`read_from: snapshot`), and `docker run -v COPY@snapshot-UUID` makes the
+//!   clone by reflink, like its source (profile, size), while the source's container runs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{must, wait_until, Container, DockerVolume};
+use dvol_tests::fixtures::{must, run_ok, wait_until, Container, DockerVolume};
 use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
 use serde_json::{json, Value};
 
@@ -331,4 +334,123 @@ fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
         10,
         || counter(&daemon, &container) > seen,
     );
+}
+
+/// An XFS filesystem with reflink on a sparse image, mounted under /tmp; unmounted (lazily, in
+/// case a failed test left something open) when dropped.
+struct XfsPool {
+    dir: tempfile::TempDir,
+}
+
+impl XfsPool {
+    fn mount() -> XfsPool {
+        let dir = tempfile::Builder::new()
+            .prefix("dvol-e2e-xfs-")
+            .tempdir()
+            .unwrap();
+        let image = dir.path().join("pool.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(4 << 30)
+            .unwrap();
+        let mkfs = Command::new("mkfs.xfs")
+            .args(["-q", "-m", "reflink=1"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(mkfs.status.success(), "{mkfs:?}");
+        std::fs::create_dir(dir.path().join("pool")).unwrap();
+        let mount = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(dir.path().join("pool"))
+            .output()
+            .unwrap();
+        assert!(mount.status.success(), "{mount:?}");
+        XfsPool { dir }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("pool")
+    }
+}
+
+impl Drop for XfsPool {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.path()).output();
+    }
+}
+
+#[test]
+fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
+    if !ready() {
+        return;
+    }
+    let pool = XfsPool::mount();
+    let daemon = Daemon::start_under(&pool.path(), Vec::new());
+    let (volume, container) = loop_volume_in_use(&daemon, "256M");
+    container.exec(
+        &daemon,
+        "mkdir -p /data/db && for i in $(seq 1 20); do echo row $i > /data/db/t$i; done",
+    );
+    let before = started_at(&daemon, &container);
+
+    let result = commit(&daemon, &volume.name, "from a reflinked copy");
+    assert_eq!(result["read_from"], "snapshot", "{result:#}");
+    assert_eq!(result["changed"], true, "{result:#}");
+
+    let source = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}", volume.name),
+        Value::Null,
+        200,
+    );
+    let uuid = source["id"].as_str().unwrap().replace('-', "");
+    let mut copy = DockerVolume::new(&daemon, "dvol-e2e-cow-copy");
+    let alias = copy.alias(&format!("snapshot-{}", &uuid[..8]));
+    let started = Instant::now();
+    let rows = run_ok(&daemon, &alias, "cat /data/db/t1 /data/db/t20");
+    eprintln!(
+        "docker run on a reflinked clone took {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(rows, "row 1\nrow 20");
+    assert!(
+        daemon.log().contains("cloned by sharing blocks"),
+        "the clone was copied file by file; log:\n{}",
+        daemon.log()
+    );
+    let clone = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}", copy.name),
+        Value::Null,
+        200,
+    );
+    assert_eq!(clone["profile"], source["profile"], "{clone:#}");
+    assert_eq!(clone["size"], source["size"], "{clone:#}");
+    assert_eq!(clone["filesystem"], source["filesystem"], "{clone:#}");
+    let log = api_ok(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}/commits", copy.name),
+        Value::Null,
+        200,
+    );
+    assert_eq!(
+        log["head"],
+        Value::Null,
+        "an instant clone starts with no commits: {log:#}"
+    );
+
+    // The source's container never stopped and writes on; the clone is its own.
+    assert_eq!(started_at(&daemon, &container), before);
+    let seen = counter(&daemon, &container);
+    wait_until(&daemon, "the container writes after the clone", 10, || {
+        counter(&daemon, &container) > seen
+    });
+    run_ok(&daemon, &alias, "echo changed > /data/db/t1");
+    assert_eq!(container.exec(&daemon, "cat /data/db/t1"), "row 1");
+    fsck_is_clean(&daemon);
 }
