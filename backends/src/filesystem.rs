@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use sys_mount::{Mount, UnmountFlags};
+use sys_mount::{Mount, MountFlags, UnmountFlags};
 
 use crate::command::{CommandError, Tool};
 use crate::{BackendError, ByteSize, Filesystem};
@@ -144,12 +144,18 @@ pub fn kernel_name(fs: Filesystem) -> &'static str {
     fs.as_str()
 }
 
-/// Mount data for a read-only block-level copy of a filesystem whose original stays mounted:
-/// no journal replay (the copy was taken frozen, so it is clean) and, for XFS, no refusal of
-/// the duplicate filesystem UUID.
-pub fn snapshot_mount_data(fs: Filesystem) -> &'static str {
-    match fs {
+/// Mounts a block-level copy of a filesystem whose original stays mounted, read-only at
+/// `target`: no journal replay (the copy was taken frozen, so its data is on disk) and, for
+/// XFS, no refusal of the duplicate filesystem UUID.
+pub fn mount_snapshot(fs: Filesystem, device: &Path, target: &Path) -> std::io::Result<()> {
+    let data = match fs {
         Filesystem::Ext4 => "noload",
         Filesystem::Xfs => "nouuid,norecovery",
-    }
+    };
+    Mount::builder()
+        .fstype(kernel_name(fs))
+        .flags(MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC)
+        .data(data)
+        .mount(device, target)
+        .map(drop)
 }

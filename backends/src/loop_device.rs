@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 use loopdev::{LoopControl, LoopDevice};
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
-use sys_mount::{Mount, MountFlags, UnmountFlags};
+use sys_mount::{Mount, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
-use crate::filesystem::{kernel_name, minimum_size, snapshot_mount_data, FilesystemTools};
+use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
 use crate::freeze::{freeze, thaw};
 use crate::mount_table::is_mount_point;
 use crate::{
@@ -487,13 +487,8 @@ impl LoopBackend {
             File::open(&copy).map_err(|e| BackendError::io("open read point image", &copy, e))?;
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
         let attached = Attached::new(&file, &copy)?;
-        match Mount::builder()
-            .fstype(kernel_name(fs))
-            .flags(MountFlags::RDONLY)
-            .data(snapshot_mount_data(fs))
-            .mount(&attached.path, scratch)
-        {
-            Ok(_) => Ok(()),
+        match mount_snapshot(fs, &attached.path, scratch) {
+            Ok(()) => Ok(()),
             Err(e) => {
                 let _ = attached.detach();
                 Err(BackendError::io("mount read point image", scratch, e))

@@ -26,11 +26,11 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
-use sys_mount::{Mount, MountFlags, UnmountFlags};
+use sys_mount::{Mount, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
-use crate::filesystem::{kernel_name, minimum_size, FilesystemTools};
+use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
 use crate::mount_table::is_mount_point;
 use crate::{
     Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
@@ -602,27 +602,19 @@ impl LvmBackend {
         Ok(device)
     }
 
-    /// Mounts the read point snapshot `device` read-only at `scratch`. A snapshot carries its
-    /// origin's filesystem UUID, which XFS refuses twice unless told `nouuid`; ext4 does not
-    /// check. `lvcreate` froze the filesystem for the snapshot, so its journal or log is clean.
-    fn mount_read_point(
-        fs: Filesystem,
-        device: &Path,
-        scratch: &Path,
-    ) -> Result<(), std::io::Error> {
-        let flags =
-            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-        let builder = Mount::builder().fstype(kernel_name(fs)).flags(flags);
-        let builder = match fs {
-            Filesystem::Xfs => builder.data("nouuid"),
-            Filesystem::Ext4 => builder,
-        };
-        builder.mount(device, scratch).map(drop)
-    }
-
     /// Refuses a read point when the pool is so full that the writes copied away from the
     /// snapshot could fill it (a full thin pool stops every volume in it).
     fn check_read_point_room(&self, lvs: &[LogicalVolume], id: Uuid) -> Result<(), BackendError> {
+        self.check_snapshot_room(lvs, id, "a commit")
+    }
+
+    /// Refuses a thin snapshot of volume `id` (for `why`) when the pool is nearly full.
+    fn check_snapshot_room(
+        &self,
+        lvs: &[LogicalVolume],
+        id: Uuid,
+        why: &str,
+    ) -> Result<(), BackendError> {
         let usage = self.pool_usage(lvs, &[])?;
         for (what, percent) in [
             ("data", usage.data_percent),
@@ -630,7 +622,7 @@ impl LvmBackend {
         ] {
             if percent > MAX_POOL_USAGE_PERCENT {
                 return Err(BackendError::Refused(format!(
-                    "cannot snapshot volume {id} for a commit: thin pool {} is {percent:.1}% full \
+                    "cannot snapshot volume {id} for {why}: thin pool {} is {percent:.1}% full \
                      ({what}), above the {MAX_POOL_USAGE_PERCENT:.0}% limit; extend the pool \
                      (lvextend) or remove volumes",
                     usage.location
@@ -1021,7 +1013,7 @@ impl Backend for LvmBackend {
                 .run(["lvchange", "-ay", "-K", &self.qualified(&snapshot)])?;
         }
         let fs = spec.filesystem.unwrap_or(DEFAULT_FILESYSTEM);
-        if let Err(e) = Self::mount_read_point(fs, &device, scratch) {
+        if let Err(e) = mount_snapshot(fs, &device, scratch) {
             if let Err(cleanup) = self.lvremove(&snapshot) {
                 tracing::warn!(lv = %self.qualified(&snapshot), error = %cleanup, "cannot remove read point after a failed mount");
             }
@@ -1069,6 +1061,88 @@ impl Backend for LvmBackend {
             effect = Effect::Changed;
         }
         Ok(effect)
+    }
+
+    /// A thin snapshot of the source's LV, made under the new volume's unfinished name and
+    /// tags and renamed into place: constant time, every block shared. `lvcreate` freezes the
+    /// source's filesystem for the instant of the snapshot. An XFS copy gets its own UUID.
+    fn clone_volume(
+        &self,
+        source: &VolumeSpec,
+        _source_mountpoint: Option<&Path>,
+        target: &VolumeSpec,
+    ) -> Result<Option<Effect>, BackendError> {
+        if source.filesystem != target.filesystem || source.size != target.size {
+            return Ok(None);
+        }
+        let origin = lv_name(source.id);
+        let name = lv_name(target.id);
+        let temporary = incomplete_lv_name(target.id);
+        let lvs = self.report_lvs()?;
+        if self.own_lv(&lvs, &name)?.is_some() {
+            return Ok(Some(Effect::Unchanged));
+        }
+        if self.own_lv(&lvs, &temporary)?.is_some() {
+            tracing::warn!(lv = %self.qualified(&temporary), "removing unfinished clone before cloning again");
+            self.lvremove(&temporary)?;
+        }
+        if self.own_lv(&lvs, &origin)?.is_none() {
+            return Err(BackendError::io(
+                "clone volume: its logical volume is missing",
+                &self.device_of(&origin),
+                std::io::Error::from(ErrorKind::NotFound),
+            ));
+        }
+        self.check_snapshot_room(&lvs, source.id, "a clone")?;
+        self.lvm.run([
+            "lvcreate",
+            "-y",
+            "-q",
+            "--snapshot",
+            "-n",
+            &temporary,
+            "--addtag",
+            DVOL_TAG,
+            "--addtag",
+            &id_tag(target.id),
+            "--setactivationskip",
+            "n",
+            &self.qualified(&origin),
+        ])?;
+        let made = Self::find_lv(&self.report_lvs()?, &temporary).ok_or_else(|| {
+            BackendError::io(
+                "clone volume: the new snapshot is missing after lvcreate",
+                &self.device_of(&temporary),
+                std::io::Error::from(ErrorKind::NotFound),
+            )
+        })?;
+        // Only the new volume's id may name it.
+        let inherited = id_tag(source.id);
+        if made.has_tag(&inherited) {
+            self.lvm.run([
+                "lvchange",
+                "--deltag",
+                &inherited,
+                &self.qualified(&temporary),
+            ])?;
+        }
+        let device = self.ensure_active(&made)?;
+        let fs = target.filesystem.unwrap_or(DEFAULT_FILESYSTEM);
+        let scratch = std::env::temp_dir().join(format!("dvol-clone-{}", target.id));
+        fs::create_dir_all(&scratch)
+            .map_err(|e| BackendError::io("create scratch mountpoint", &scratch, e))?;
+        let renamed = self.filesystems.new_identity(fs, &device, &scratch);
+        let _ = fs::remove_dir(&scratch);
+        if let Err(e) = renamed {
+            if let Err(cleanup) = self.lvremove(&temporary) {
+                tracing::warn!(lv = %self.qualified(&temporary), error = %cleanup, "cannot remove unfinished clone");
+            }
+            return Err(e);
+        }
+        self.lvm
+            .run(["lvrename", &self.volume_group, &temporary, &name])?;
+        tracing::info!(lv = %self.qualified(&name), from = %self.qualified(&origin), "cloned thin volume");
+        Ok(Some(Effect::Changed))
     }
 
     fn capacity(&self) -> Result<Capacity, BackendError> {

@@ -22,7 +22,7 @@ for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip flock ldd; do
   command -v "$tool" >/dev/null || missing "$tool not found; run scripts/install-deps.sh"
 done
 for tool in /bin/busybox /usr/sbin/lvm /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mkfs.xfs \
-  /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/blkid; do
+  /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/xfs_admin /usr/sbin/xfs_db /usr/sbin/blkid; do
   [ -x "$tool" ] || missing "$tool not found; run scripts/install-deps.sh (scripts/lvm-vm/packages.txt)"
 done
 
@@ -94,9 +94,11 @@ for applet in $(/bin/busybox --list); do
   [ -e "$STAGE/usr/bin/$applet" ] || ln -s busybox "$STAGE/usr/bin/$applet"
 done
 for bin in /usr/sbin/lvm /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mke2fs /usr/sbin/mkfs.xfs \
-  /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/blkid /usr/sbin/dumpe2fs; do
+  /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/xfs_db /usr/sbin/blkid /usr/sbin/dumpe2fs; do
   [ -e "$bin" ] && copy_binary "$bin"
 done
+# xfs_admin is a shell script over xfs_db.
+cp /usr/sbin/xfs_admin "$STAGE/usr/sbin/xfs_admin"
 # The thin tools lvm calls (global/thin_*_executable) are links to pdata_tools.
 for link in thin_check thin_dump thin_repair thin_restore thin_ls thin_trim thin_metadata_size; do
   ln -sfn pdata_tools "$STAGE/usr/sbin/$link"
