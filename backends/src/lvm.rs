@@ -521,34 +521,30 @@ impl LvmBackend {
         format!("{}/{lv}", self.volume_group)
     }
 
-    fn report_vgs(&self) -> Result<Vec<VolumeGroup>, BackendError> {
-        let out = self.lvm.run([
-            "vgs",
+    /// Runs an LVM report (`vgs`, `lvs`) of `fields` in JSON with sizes in bytes.
+    fn report(&self, command: &str, fields: &str, extra: &[&str]) -> Result<String, BackendError> {
+        let mut args = vec![
+            command,
             "--reportformat",
             "json",
             "--units",
             "b",
             "--nosuffix",
             "-o",
-            VG_FIELDS,
-        ])?;
-        parse_vgs(&out).map_err(|e| unparsable("vgs", e))
+            fields,
+        ];
+        args.extend_from_slice(extra);
+        Ok(self.lvm.run(args)?)
+    }
+
+    fn report_vgs(&self) -> Result<Vec<VolumeGroup>, BackendError> {
+        parse_vgs(&self.report("vgs", VG_FIELDS, &[])?).map_err(|e| unparsable("vgs", e))
     }
 
     /// Every (visible) LV of the volume group.
     fn report_lvs(&self) -> Result<Vec<LogicalVolume>, BackendError> {
-        let out = self.lvm.run([
-            "lvs",
-            "--reportformat",
-            "json",
-            "--units",
-            "b",
-            "--nosuffix",
-            "-o",
-            LV_FIELDS,
-            &self.volume_group,
-        ])?;
-        parse_lvs(&out).map_err(|e| unparsable("lvs", e))
+        parse_lvs(&self.report("lvs", LV_FIELDS, &[&self.volume_group])?)
+            .map_err(|e| unparsable("lvs", e))
     }
 
     /// The LV named `name`, if it exists.
