@@ -487,7 +487,7 @@ impl ObjectStore {
                 .map_err(io_err("create", &tmp))?;
             f.write_all(stored).map_err(io_err("write", &tmp))
         })();
-        {
+        let full = {
             let mut st = batch.state();
             if let Err(e) = written {
                 st.pending.remove(&dest);
@@ -508,10 +508,13 @@ impl ObjectStore {
                 st.roots.insert(self.root.clone());
             }
             st.dirs.insert(dir);
-        }
+            st.ready >= batch.max_objects || st.ready_bytes >= batch.max_bytes
+        };
         batch.objects.fetch_add(1, Ordering::Relaxed);
         batch.bytes.fetch_add(size, Ordering::Relaxed);
-        batch.flush(false)?;
+        if full {
+            batch.flush(false)?;
+        }
         Ok(true)
     }
 
