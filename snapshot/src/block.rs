@@ -182,7 +182,7 @@ impl Repository {
             info,
         );
         self.store.write(&commit.id.0, &commit.encode(), &batch)?;
-        batch.sync(&self.store)?;
+        batch.sync()?;
         stats.new_objects = batch.objects();
         stats.new_bytes_stored = batch.bytes();
         self.advance_head(volume, &head, head_existed, commit.id)?;

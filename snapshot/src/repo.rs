@@ -344,7 +344,7 @@ impl Repository {
         let _l = self.lock_shared()?;
         let batch = WriteBatch::new();
         let new = self.store.write_raw(id, stored, &batch)?;
-        batch.sync(&self.store)?;
+        batch.sync()?;
         Ok(new)
     }
 

@@ -86,14 +86,15 @@ pub struct CommitStats {
     pub new_bytes_stored: u64,
     /// Paths left out, with the reason.
     pub skipped: Vec<Skipped>,
-    /// Whether the tree equals the parent commit's (nothing changed).
+    /// Whether nothing changed since the parent commit (equal tree and root directory
+    /// metadata): no commit was recorded, no ref moved, and [`Committed::id`] is the parent.
     pub unchanged: bool,
 }
 
 /// The result of [`Repository::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Committed {
-    /// The new commit.
+    /// The new commit, or HEAD's commit if nothing changed (`stats.unchanged`).
     pub id: CommitId,
     /// What it took.
     pub stats: CommitStats,
@@ -634,7 +635,10 @@ impl Repository {
 
     /// Snapshots the directory `source` as a new commit of `volume` on the checked-out branch
     /// (a volume's first commit creates `master`), with HEAD's commit as parent. Only files
-    /// whose stat changed since the last commit or checkout are read.
+    /// whose stat changed since the last commit or checkout are read. If the tree and root
+    /// metadata equal HEAD's commit, nothing is recorded: no ref moves, the refreshed index is
+    /// saved, and HEAD's commit is returned with `stats.unchanged` set. A volume's first commit
+    /// is always recorded, even of an empty directory.
     pub fn commit(
         &self,
         volume: &VolumeKey,
@@ -647,13 +651,14 @@ impl Repository {
         let prepared = self.prepare_commit(volume, source, info, progress)?;
         self.publish_commit(volume, &prepared)?;
         Ok(Committed {
-            id: prepared.commit.id,
+            id: prepared.id,
             stats: prepared.stats,
         })
     }
 
-    /// First half of a commit: writes every object, including the commit, durably, but moves
-    /// no ref. (Exposed within the crate so tests can simulate a crash between the halves.)
+    /// First half of a commit: writes every object, including the commit (unless nothing
+    /// changed), durably, but moves no ref. (Exposed within the crate so tests can simulate a
+    /// crash between the halves.)
     pub(crate) fn prepare_commit(
         &self,
         volume: &VolumeKey,
@@ -671,20 +676,28 @@ impl Repository {
         let scanned = self.scan(source, &old, &sink, progress)?;
         let mut stats = scanned.stats;
         if let Some(p) = parent {
-            stats.unchanged = self.read_commit(p)?.tree() == Some(scanned.tree);
+            let pc = self.read_commit(p)?;
+            stats.unchanged = pc.tree() == Some(scanned.tree) && pc.root == scanned.root;
         }
-        let commit = Commit::new(
-            Content::Tree(scanned.tree),
-            scanned.root,
-            parent.into_iter().collect(),
-            info,
-        );
-        self.store.write(&commit.id.0, &commit.encode(), &batch)?;
-        batch.sync(&self.store)?;
+        let id = match parent {
+            Some(p) if stats.unchanged => p,
+            _ => {
+                let commit = Commit::new(
+                    Content::Tree(scanned.tree),
+                    scanned.root,
+                    parent.into_iter().collect(),
+                    info,
+                );
+                self.store.write(&commit.id.0, &commit.encode(), &batch)?;
+                commit.id
+            }
+        };
+        // Objects a lost index made the scan rewrite are synced even when nothing changed.
+        batch.sync()?;
         stats.new_objects = batch.objects();
         stats.new_bytes_stored = batch.bytes();
         Ok(PreparedCommit {
-            commit,
+            id,
             index: scanned.index,
             stats,
             head,
@@ -692,9 +705,12 @@ impl Repository {
         })
     }
 
-    /// Second half of a commit: moves the branch (or detached HEAD), then saves the index.
+    /// Second half of a commit: moves the branch (or detached HEAD) unless nothing changed,
+    /// then saves the index.
     pub(crate) fn publish_commit(&self, volume: &VolumeKey, p: &PreparedCommit) -> Result<()> {
-        self.advance_head(volume, &p.head, p.head_existed, p.commit.id)?;
+        if !p.stats.unchanged {
+            self.advance_head(volume, &p.head, p.head_existed, p.id)?;
+        }
         p.index.save(&self.index_path(volume))?;
         Ok(())
     }
@@ -738,7 +754,8 @@ impl Repository {
 
 /// A commit whose objects are written but whose ref is not yet moved.
 pub(crate) struct PreparedCommit {
-    pub commit: Commit,
+    /// The new commit, or the parent if nothing changed (`stats.unchanged`).
+    pub id: CommitId,
     pub index: Index,
     pub stats: CommitStats,
     head: HeadRef,

@@ -5,16 +5,18 @@
 //! (`0` raw, `1` zstd), the uncompressed length as a varint, and the payload. This stored
 //! form is also the transfer form ([`ObjectStore::read_raw`] / [`ObjectStore::write_raw`]).
 //!
-//! Writes are atomic and durable: a temporary file in the fan-out directory is written and
-//! fdatasynced, then renamed into place; the fan-out directories touched by a [`WriteBatch`]
-//! are fsynced by [`WriteBatch::sync`] before anything that refers to the objects (a ref) is
-//! written. Readers always verify the hash.
+//! Writes are atomic and durable per [`WriteBatch`]: each object goes to a temporary file in
+//! its fan-out directory; [`WriteBatch::sync`] makes the batch's files durable together (one
+//! `syncfs`), renames them into place and fsyncs the touched fan-out directories, all before
+//! anything that refers to the objects (a ref) is written. A final-named object is therefore
+//! always durable. Readers always verify the hash.
 
-use std::collections::BTreeSet;
-use std::fs::{self, OpenOptions};
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::codec::{Reader, Writer};
@@ -113,12 +115,65 @@ pub enum StoreFile {
     Stray(PathBuf),
 }
 
-/// Tracks the fan-out directories written during one operation so they can be fsynced once.
+/// By default a batch flushes its pending objects (makes them durable and renames them into place) once
+/// this many are waiting, so a huge commit holds bounded state.
+pub const MAX_PENDING_OBJECTS: usize = 50_000;
+
+/// ... or once this many stored bytes are waiting.
+pub const MAX_PENDING_BYTES: u64 = 1 << 30;
+
+/// Up to this many pending objects are made durable one `fdatasync` each; more take one
+/// `syncfs` of the store's file system (which also writes back unrelated dirty data there, so
+/// it only pays off for many objects).
+pub const FDATASYNC_MAX_OBJECTS: usize = 8;
+
+/// A pending object: where it waits, and its stored size.
+#[derive(Debug)]
+struct Pending {
+    /// The temporary file; `None` while it is still being written.
+    tmp: Option<PathBuf>,
+    size: u64,
+}
+
 #[derive(Debug, Default)]
+struct BatchState {
+    /// Objects of this batch not yet under their final name, by final path.
+    pending: HashMap<PathBuf, Pending>,
+    /// Pending objects completely written (their `tmp` is set), and their stored bytes.
+    ready: usize,
+    ready_bytes: u64,
+    /// Store roots written to (one `syncfs` each).
+    roots: BTreeSet<PathBuf>,
+    /// Fan-out directories that received (or will receive) a rename.
+    dirs: BTreeSet<PathBuf>,
+}
+
+/// The objects written during one operation, made durable together.
+///
+/// [`ObjectStore::write`] and [`ObjectStore::write_raw`] only write an object to a temporary
+/// file. [`WriteBatch::sync`] then makes all of them durable at once (one `syncfs`, or an
+/// `fdatasync` each for a handful), renames each into place, and fsyncs the touched fan-out
+/// directories. So a final-named object is always durable (a later writer trusting
+/// [`ObjectStore::has`] may skip it), and nothing may refer to a batch's objects before its
+/// `sync` returns. The batch also flushes by itself (durable + renamed, directories left for
+/// `sync`) when [`MAX_PENDING_OBJECTS`] or [`MAX_PENDING_BYTES`] are waiting. Objects of a
+/// batch dropped without `sync` are discarded (their temporary files removed); after a crash
+/// they are temporary files that gc removes.
+#[derive(Debug)]
 pub struct WriteBatch {
-    dirs: Mutex<BTreeSet<u8>>,
-    objects: std::sync::atomic::AtomicU64,
-    bytes: std::sync::atomic::AtomicU64,
+    state: Mutex<BatchState>,
+    /// Held while flushing, so that one flush runs at a time.
+    flushing: Mutex<()>,
+    objects: AtomicU64,
+    bytes: AtomicU64,
+    max_objects: usize,
+    max_bytes: u64,
+}
+
+impl Default for WriteBatch {
+    fn default() -> WriteBatch {
+        WriteBatch::with_limits(MAX_PENDING_OBJECTS, MAX_PENDING_BYTES)
+    }
 }
 
 impl WriteBatch {
@@ -127,24 +182,156 @@ impl WriteBatch {
         WriteBatch::default()
     }
 
+    /// An empty batch that flushes once `max_objects` objects or `max_bytes` stored bytes
+    /// are pending.
+    pub fn with_limits(max_objects: usize, max_bytes: u64) -> WriteBatch {
+        WriteBatch {
+            state: Mutex::default(),
+            flushing: Mutex::default(),
+            objects: AtomicU64::default(),
+            bytes: AtomicU64::default(),
+            max_objects,
+            max_bytes,
+        }
+    }
+
     /// Objects written through this batch.
     pub fn objects(&self) -> u64 {
-        self.objects.load(std::sync::atomic::Ordering::Relaxed)
+        self.objects.load(Ordering::Relaxed)
     }
 
     /// Bytes stored (compressed) through this batch.
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Makes every object written through the batch durable (fsyncs the touched directories).
-    pub fn sync(&self, store: &ObjectStore) -> Result<(), StoreError> {
-        let dirs = std::mem::take(&mut *self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
+    fn state(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Objects written through the batch and not yet under their final names.
+    pub fn pending(&self) -> usize {
+        self.state().pending.len()
+    }
+
+    /// Makes every object written through the batch durable and visible: flushes the pending
+    /// objects, then fsyncs the fan-out directories they were renamed into. Call it after all
+    /// writes to the batch have returned and before anything refers to the objects.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.flush(true)?;
+        let dirs = std::mem::take(&mut self.state().dirs);
         for d in dirs {
-            let p = store.fanout(d);
-            fsync_dir(&p).map_err(io_err("fsync", &p))?;
+            fsync_dir(&d).map_err(io_err("fsync", &d))?;
         }
         Ok(())
+    }
+
+    /// Makes the completely written pending objects durable and renames them into place
+    /// (without fsyncing directories). Unless `force`, only when a bound is reached.
+    fn flush(&self, force: bool) -> Result<(), StoreError> {
+        let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
+        let (items, roots) = {
+            let st = self.state();
+            if !force && st.ready < self.max_objects && st.ready_bytes < self.max_bytes {
+                return Ok(());
+            }
+            let items: Vec<(PathBuf, PathBuf, u64)> = st
+                .pending
+                .iter()
+                .filter_map(|(dest, p)| Some((dest.clone(), p.tmp.clone()?, p.size)))
+                .collect();
+            (items, st.roots.clone())
+        };
+        if items.is_empty() {
+            return Ok(());
+        }
+        // Entries stay pending (so no writer of this batch writes them again) until renamed.
+        let result = make_durable_and_rename(&items, &roots, &self.objects, &self.bytes);
+        let mut st = self.state();
+        for (dest, _, size) in &items {
+            st.pending.remove(dest);
+            st.ready -= 1;
+            st.ready_bytes -= size;
+        }
+        result
+    }
+}
+
+/// The durability point of a flush, then the renames. On error, the temporary files not yet
+/// renamed are removed (their objects were never visible).
+fn make_durable_and_rename(
+    items: &[(PathBuf, PathBuf, u64)],
+    roots: &BTreeSet<PathBuf>,
+    objects: &AtomicU64,
+    bytes: &AtomicU64,
+) -> Result<(), StoreError> {
+    let durable = (|| {
+        if items.len() <= FDATASYNC_MAX_OBJECTS {
+            for (_, tmp, _) in items {
+                File::open(tmp)
+                    .and_then(|f| f.sync_data())
+                    .map_err(io_err("fdatasync", tmp))?;
+            }
+        } else {
+            for root in roots {
+                File::open(root)
+                    .and_then(|f| rustix::fs::syncfs(&f).map_err(io::Error::from))
+                    .map_err(io_err("syncfs", root))?;
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = durable {
+        for (_, tmp, _) in items {
+            let _ = fs::remove_file(tmp);
+        }
+        return Err(e);
+    }
+    for (i, (dest, tmp, size)) in items.iter().enumerate() {
+        match rename_noreplace(tmp, dest) {
+            Ok(true) => {}
+            Ok(false) => {
+                // A concurrent writer (another batch) stored the same object first.
+                let _ = fs::remove_file(tmp);
+                objects.fetch_sub(1, Ordering::Relaxed);
+                bytes.fetch_sub(*size, Ordering::Relaxed);
+            }
+            Err(e) => {
+                for (_, tmp, _) in &items[i..] {
+                    let _ = fs::remove_file(tmp);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renames `tmp` to `dest` unless `dest` exists; returns whether it renamed.
+fn rename_noreplace(tmp: &Path, dest: &Path) -> Result<bool, StoreError> {
+    let cwd = rustix::fs::CWD;
+    match rustix::fs::renameat_with(cwd, tmp, cwd, dest, rustix::fs::RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::EXIST) => Ok(false),
+        Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
+            // File systems without RENAME_NOREPLACE: replacing equal content is harmless.
+            fs::rename(tmp, dest)
+                .map(|()| true)
+                .map_err(io_err("rename", dest))
+        }
+        Err(e) => Err(io_err("rename", dest)(e.into())),
+    }
+}
+
+impl Drop for WriteBatch {
+    /// Discards the objects never synced: removes their temporary files.
+    fn drop(&mut self) {
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for p in st.pending.values() {
+            if let Some(tmp) = &p.tmp {
+                let _ = fs::remove_file(tmp);
+            }
+        }
     }
 }
 
@@ -250,8 +437,10 @@ impl ObjectStore {
         Ok(data)
     }
 
-    /// Stores `data` under `id` unless already present. `id` must be `ObjectId::hash(data)`
-    /// (the caller has computed it). Returns the stored size if the object was new.
+    /// Stores `data` under `id` through `batch` unless already present (in the store or
+    /// pending in the batch). `id` must be `ObjectId::hash(data)` (the caller has computed
+    /// it). Returns the stored size if the object was new. Durable and visible once the
+    /// batch is synced.
     pub fn write(
         &self,
         id: &ObjectId,
@@ -259,7 +448,7 @@ impl ObjectStore {
         batch: &WriteBatch,
     ) -> Result<Option<u64>, StoreError> {
         debug_assert_eq!(ObjectId::hash(data), *id);
-        if self.has(id) {
+        if self.has(id) || batch.state().pending.contains_key(&self.path(id)) {
             return Ok(None);
         }
         let stored = Self::encode_stored(data);
@@ -268,8 +457,10 @@ impl ObjectStore {
             .then_some(stored.len() as u64))
     }
 
-    /// Writes the stored form durably under `id`; returns whether this call created it (a
-    /// concurrent writer of the same object may win the race; the existing file is kept).
+    /// Writes the stored form of `id` to a temporary file pending in `batch` (durable and
+    /// renamed into place by [`WriteBatch::sync`]); returns false if the batch already has
+    /// the object pending. A concurrent writer of the same object in another batch may
+    /// rename first; the existing file is then kept.
     fn put_stored(
         &self,
         id: &ObjectId,
@@ -278,57 +469,53 @@ impl ObjectStore {
     ) -> Result<bool, StoreError> {
         let dest = self.path(id);
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let size = stored.len() as u64;
+        {
+            let mut st = batch.state();
+            if st.pending.contains_key(&dest) {
+                return Ok(false);
+            }
+            st.pending.insert(dest.clone(), Pending { tmp: None, size });
+        }
         let tmp = dir.join(temp_name());
-        let result = (|| {
+        let written = (|| {
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o444)
                 .open(&tmp)
                 .map_err(io_err("create", &tmp))?;
-            f.write_all(stored).map_err(io_err("write", &tmp))?;
-            f.sync_data().map_err(io_err("fdatasync", &tmp))?;
-            drop(f);
-            let cwd = rustix::fs::CWD;
-            match rustix::fs::renameat_with(
-                cwd,
-                &tmp,
-                cwd,
-                &dest,
-                rustix::fs::RenameFlags::NOREPLACE,
-            ) {
-                Ok(()) => Ok(true),
-                Err(rustix::io::Errno::EXIST) => Ok(false),
-                Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOSYS) => {
-                    // File systems without RENAME_NOREPLACE: replacing equal content is harmless.
-                    fs::rename(&tmp, &dest)
-                        .map(|()| true)
-                        .map_err(io_err("rename", &dest))
-                }
-                Err(e) => Err(io_err("rename", &dest)(e.into())),
-            }
+            f.write_all(stored).map_err(io_err("write", &tmp))
         })();
-        let created = match result {
-            Ok(true) => true,
-            other => {
+        let full = {
+            let mut st = batch.state();
+            if let Err(e) = written {
+                st.pending.remove(&dest);
+                drop(st);
                 let _ = fs::remove_file(&tmp);
-                other?
+                return Err(e);
             }
+            st.pending.insert(
+                dest,
+                Pending {
+                    tmp: Some(tmp),
+                    size,
+                },
+            );
+            st.ready += 1;
+            st.ready_bytes += size;
+            if !st.roots.contains(&self.root) {
+                st.roots.insert(self.root.clone());
+            }
+            st.dirs.insert(dir);
+            st.ready >= batch.max_objects || st.ready_bytes >= batch.max_bytes
         };
-        if created {
-            batch
-                .dirs
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(id.as_bytes()[0]);
-            batch
-                .objects
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            batch
-                .bytes
-                .fetch_add(stored.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        batch.objects.fetch_add(1, Ordering::Relaxed);
+        batch.bytes.fetch_add(size, Ordering::Relaxed);
+        if full {
+            batch.flush(false)?;
         }
-        Ok(created)
+        Ok(true)
     }
 
     /// Reads the stored (transfer) form of `id` without decoding it.
@@ -354,7 +541,7 @@ impl ObjectStore {
     }
 
     /// Stores an object received in stored form, after checking that it decodes and hashes
-    /// to `id`. Returns whether it was new.
+    /// to `id`, through `batch` (see [`ObjectStore::write`]). Returns whether it was new.
     pub fn write_raw(
         &self,
         id: &ObjectId,
@@ -491,7 +678,7 @@ mod tests {
         let n = s.write(&id, &data, &b).unwrap().unwrap();
         assert!(n < 1000, "zeros compress: {n}");
         assert_eq!(s.write(&id, &data, &b).unwrap(), None);
-        b.sync(&s).unwrap();
+        b.sync().unwrap();
         assert_eq!(b.objects(), 1);
         assert_eq!(s.read(&id).unwrap(), data);
         // Raw transfer form round trip into a second store.
@@ -509,8 +696,162 @@ mod tests {
         let small = b"abc".to_vec();
         let sid = ObjectId::hash(&small);
         s.write(&sid, &small, &b).unwrap();
+        b.sync().unwrap();
         assert_eq!(s.read_raw(&sid).unwrap()[0], ENC_RAW);
         assert_eq!(s.list().unwrap().len(), 2);
         assert_eq!(s.ids_with_prefix(&id.to_hex()[..5]).unwrap(), vec![id]);
+    }
+
+    fn temps(s: &ObjectStore) -> usize {
+        s.list()
+            .unwrap()
+            .iter()
+            .filter(|f| matches!(f, StoreFile::Temp(_)))
+            .count()
+    }
+
+    fn objects(n: usize, salt: u8) -> Vec<(ObjectId, Vec<u8>)> {
+        (0..n)
+            .map(|i| {
+                let data = format!("object {i} salt {salt}").repeat(20).into_bytes();
+                (ObjectId::hash(&data), data)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batch_objects_appear_only_when_synced() {
+        // Both ways of making a batch durable: a few fdatasyncs, one syncfs.
+        for n in [3, FDATASYNC_MAX_OBJECTS + 5] {
+            let d = tempfile::tempdir().unwrap();
+            let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+            let b = WriteBatch::new();
+            let objs = objects(n, 1);
+            for (id, data) in &objs {
+                assert!(s.write(id, data, &b).unwrap().is_some());
+                // Pending in the batch: written once only, not yet visible.
+                assert_eq!(s.write(id, data, &b).unwrap(), None);
+                assert!(!s
+                    .write_raw(id, &ObjectStore::encode_stored(data), &b)
+                    .unwrap());
+                assert!(!s.has(id));
+            }
+            assert_eq!(b.pending(), n);
+            assert_eq!(temps(&s), n);
+            assert_eq!(b.objects(), n as u64);
+            b.sync().unwrap();
+            assert_eq!(b.pending(), 0);
+            assert_eq!(temps(&s), 0);
+            for (id, data) in &objs {
+                assert_eq!(&s.read(id).unwrap(), data);
+            }
+            // Syncing again is a no-op.
+            b.sync().unwrap();
+            assert_eq!(s.list().unwrap().len(), n);
+        }
+    }
+
+    #[test]
+    fn crash_before_sync_leaves_only_temporary_files() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let objs = objects(20, 2);
+        let b = WriteBatch::new();
+        for (id, data) in &objs {
+            s.write(id, data, &b).unwrap();
+        }
+        // The process dies before the batch is synced (no destructor runs).
+        std::mem::forget(b);
+        assert!(objs.iter().all(|(id, _)| !s.has(id)));
+        let files = s.list().unwrap();
+        assert_eq!(files.len(), 20);
+        assert!(files.iter().all(|f| matches!(f, StoreFile::Temp(_))));
+        // A retry writes every object again (none is trusted from the lost batch).
+        let b = WriteBatch::new();
+        for (id, data) in &objs {
+            assert!(s.write(id, data, &b).unwrap().is_some());
+        }
+        b.sync().unwrap();
+        assert_eq!(b.objects(), 20);
+        assert!(objs.iter().all(|(id, data)| &s.read(id).unwrap() == data));
+    }
+
+    #[test]
+    fn dropped_batch_discards_its_objects() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let objs = objects(5, 3);
+        {
+            let b = WriteBatch::new();
+            for (id, data) in &objs {
+                s.write(id, data, &b).unwrap();
+            }
+            assert_eq!(temps(&s), 5);
+        }
+        assert!(s.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn full_batch_flushes_by_itself() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let objs = objects(10, 4);
+        let b = WriteBatch::with_limits(4, u64::MAX);
+        for (id, data) in &objs {
+            s.write(id, data, &b).unwrap();
+            assert!(b.pending() < 4);
+        }
+        // Flushed twice (after 4 and 8 objects), two still pending.
+        assert_eq!(objs.iter().filter(|(id, _)| s.has(id)).count(), 8);
+        assert_eq!(b.pending(), 2);
+        // Objects flushed earlier are found in the store, not written again.
+        assert_eq!(s.write(&objs[0].0, &objs[0].1, &b).unwrap(), None);
+        b.sync().unwrap();
+        assert_eq!(b.objects(), 10);
+        assert!(objs.iter().all(|(id, data)| &s.read(id).unwrap() == data));
+        // A byte bound works the same way.
+        let objs = objects(6, 5);
+        let b = WriteBatch::with_limits(usize::MAX, 1);
+        for (id, data) in &objs {
+            s.write(id, data, &b).unwrap();
+            assert!(s.has(id));
+        }
+        assert_eq!(b.pending(), 0);
+        assert_eq!(temps(&s), 0);
+    }
+
+    #[test]
+    fn concurrent_batches_share_objects() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let objs = objects(12, 6);
+        let (b1, b2) = (WriteBatch::new(), WriteBatch::new());
+        for (id, data) in &objs {
+            s.write(id, data, &b1).unwrap();
+            s.write(id, data, &b2).unwrap();
+        }
+        b1.sync().unwrap();
+        b2.sync().unwrap();
+        // The second batch found every object in place and counts none as its own.
+        assert_eq!((b1.objects(), b2.objects()), (12, 0));
+        assert_eq!(b2.bytes(), 0);
+        assert_eq!(s.list().unwrap().len(), 12);
+        assert!(objs.iter().all(|(id, data)| &s.read(id).unwrap() == data));
+        // Many threads writing through one batch: each object once.
+        let b = WriteBatch::new();
+        let objs = objects(40, 7);
+        std::thread::scope(|sc| {
+            for _ in 0..4 {
+                sc.spawn(|| {
+                    for (id, data) in &objs {
+                        s.write(id, data, &b).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(b.objects(), 40);
+        b.sync().unwrap();
+        assert_eq!(temps(&s), 0);
+        assert_eq!(s.list().unwrap().len(), 52);
     }
 }

@@ -248,7 +248,10 @@ fn round_trip_rich_tree() {
         .unwrap();
     assert_eq!(c2.stats.files_reread, 0);
     assert!(c2.stats.unchanged);
-    assert_eq!(repo.read_commit(c2.id).unwrap().tree(), commit.tree());
+    // Nothing changed since the checked-out commit: nothing is recorded.
+    assert_eq!(c2.id, c.id);
+    assert_eq!(c2.stats.new_objects, 0);
+    assert_eq!(repo.log(&vol2, "HEAD").unwrap().len(), 1);
 }
 
 impl Tree {
@@ -364,18 +367,105 @@ fn index_rereads_only_changed_files() {
     let c3 = repo.commit(&vol, &src, info("three"), &NoProgress).unwrap();
     assert_eq!(c3.stats.files_reread, 0);
     assert!(c3.stats.unchanged);
-    assert_eq!(c3.stats.new_objects, 1);
+    // Nothing recorded: HEAD's commit is returned and no object was written.
+    assert_eq!(c3.id, c2.id);
+    assert_eq!(c3.stats.new_objects, 0);
     let log = repo.log(&vol, "HEAD").unwrap();
     assert_eq!(
         log.iter().map(|c| c.id).collect::<Vec<_>>(),
-        vec![c3.id, c2.id, c1.id]
+        vec![c2.id, c1.id]
     );
-    assert_eq!(log[1].info.message, "two");
+    assert_eq!(log[0].info.message, "two");
     // A lost index costs a full re-read, not correctness.
     fs::write(repo.path().join("index").join(vol.to_string()), b"garbage").unwrap();
     let c4 = repo.commit(&vol, &src, info("four"), &NoProgress).unwrap();
     assert_eq!(c4.stats.files_reread, 1000);
     assert!(c4.stats.unchanged);
+    assert_eq!(c4.id, c2.id);
+    // The unrecorded commit still saved the rebuilt index.
+    let c5 = repo.commit(&vol, &src, info("five"), &NoProgress).unwrap();
+    assert_eq!(c5.stats.files_reread, 0);
+    assert_eq!(c5.id, c2.id);
+}
+
+#[test]
+fn empty_commits_record_nothing() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    fs::create_dir_all(&dir).unwrap();
+    // A volume's first commit is recorded even of an empty directory.
+    let c1 = repo.commit(&vol, &dir, info("empty"), &NoProgress).unwrap();
+    assert!(!c1.stats.unchanged);
+    assert_eq!(c1.stats.new_objects, 2, "empty tree and commit");
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(c1.id));
+    let objects = object_count(&repo);
+    let c2 = repo.commit(&vol, &dir, info("again"), &NoProgress).unwrap();
+    assert!(c2.stats.unchanged);
+    assert_eq!((c2.id, c2.stats.new_objects), (c1.id, 0));
+    assert_eq!(object_count(&repo), objects);
+    let refs_dir = repo.path().join("refs");
+    let listing = |p: &Path| {
+        let mut v: Vec<_> = walk_files(p)
+            .into_iter()
+            .map(|f| (f.clone(), fs::read(&f).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let refs_before = listing(&refs_dir);
+    // A file modified and restored to equal content and mtime: the stat changed (re-read),
+    // the tree did not.
+    write(&dir.join("f"), b"data");
+    settle();
+    let c3 = repo.commit(&vol, &dir, info("f"), &NoProgress).unwrap();
+    assert!(!c3.stats.unchanged);
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(c3.id));
+    let mtime = fs::metadata(dir.join("f")).unwrap().modified().unwrap();
+    write(&dir.join("f"), b"data");
+    fs::File::options()
+        .write(true)
+        .open(dir.join("f"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let root_mtime = fs::metadata(&dir).unwrap().modified().unwrap();
+    let refs_c3 = listing(&refs_dir);
+    assert_ne!(refs_c3, refs_before);
+    let c4 = repo.commit(&vol, &dir, info("same"), &NoProgress).unwrap();
+    assert_eq!(c4.stats.files_reread, 1);
+    assert!(c4.stats.unchanged);
+    assert_eq!(c4.id, c3.id);
+    assert_eq!(listing(&refs_dir), refs_c3, "no ref moved");
+    // A change of the root directory's metadata alone is recorded.
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+    fs::File::open(&dir)
+        .unwrap()
+        .set_modified(root_mtime)
+        .unwrap();
+    let c5 = repo.commit(&vol, &dir, info("chmod"), &NoProgress).unwrap();
+    assert!(!c5.stats.unchanged);
+    assert_ne!(c5.id, c4.id);
+    let (t3, t5) = (
+        repo.read_commit(c3.id).unwrap(),
+        repo.read_commit(c5.id).unwrap(),
+    );
+    assert_eq!(t3.tree(), t5.tree());
+    assert_eq!(t5.parents, vec![c3.id]);
+    assert_eq!(repo.log(&vol, "HEAD").unwrap().len(), 3);
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
@@ -496,6 +586,7 @@ fn ambiguous_prefix_lists_candidates() {
     for c in [&a, &b] {
         repo.store.write(&c.id.0, &c.encode(), &batch).unwrap();
     }
+    batch.sync().unwrap();
     repo.create_branch(&vol, "x", a.id).unwrap();
     repo.create_branch(&vol, "y", b.id).unwrap();
     let prefix = a.id.short(4);
@@ -607,9 +698,17 @@ fn branches_tags_and_head() {
             commit: Some(ids[2])
         }
     );
+    // Nothing changed since ids[2]: the detached HEAD stays.
+    let same = repo
+        .commit(&vol, &dir, info("detached, unchanged"), &NoProgress)
+        .unwrap();
+    assert!(same.stats.unchanged);
+    assert_eq!(same.id, ids[2]);
+    write(&dir.join("detached"), b"new file");
     let c = repo
         .commit(&vol, &dir, info("detached"), &NoProgress)
         .unwrap();
+    assert!(!c.stats.unchanged);
     assert_eq!(
         repo.head(&vol).unwrap(),
         Head {
@@ -807,6 +906,65 @@ fn crash_between_objects_and_ref_is_harmless() {
     repo.clone_volume(&vol, a, &v2, &out, &NoProgress).unwrap();
     assert_eq!(fs::read(out.join("a")).unwrap(), noise(1, 100_000));
     assert!(!out.join("b").exists());
+}
+
+#[test]
+fn crash_before_batch_sync_leaves_no_object() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("a"), &noise(1, 100_000));
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let objects_a = object_count(&repo);
+    for i in 0..20u64 {
+        write(&dir.join(format!("d{}/f{i}", i % 3)), &noise(10 + i, 5_000));
+    }
+    write(&dir.join("big"), &noise(3, 3_000_000));
+    // The "crash": the commit's objects are written to the batch, which is never synced
+    // (the process dies; no destructor runs).
+    let old = repo.load_index(&vol).unwrap();
+    let batch = store::WriteBatch::new();
+    let sink = snapshot::Sink::Store {
+        store: &repo.store,
+        batch: &batch,
+    };
+    let scanned = repo.scan(&dir, &old, &sink, &NoProgress).unwrap();
+    let pending = batch.pending();
+    assert!(pending >= 25, "{pending}");
+    std::mem::forget(batch);
+    // No object of the lost batch is visible under its final name; only temporary files.
+    assert!(!repo.has_object(&scanned.tree));
+    let files = repo.store.list().unwrap();
+    let temps = files
+        .iter()
+        .filter(|f| matches!(f, store::StoreFile::Temp(_)))
+        .count();
+    assert_eq!(temps, pending);
+    assert_eq!(files.len() - temps, objects_a);
+    assert_eq!(repo.head(&vol).unwrap().commit, Some(a));
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
+    assert_eq!(f.temp_files, pending as u64);
+    // The retry writes everything again and is complete.
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap();
+    assert_eq!(b.stats.new_objects as usize, pending + 1);
+    assert_eq!(repo.read_commit(b.id).unwrap().tree(), Some(scanned.tree));
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
+    let g = repo.gc(&NoProgress).unwrap();
+    assert_eq!(
+        (g.temp_files_removed, g.objects_removed),
+        (pending as u64, 0)
+    );
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(
+        f.is_clean() && f.temp_files == 0 && f.unreachable == 0,
+        "{f:?}"
+    );
+    let out = d.path().join("out");
+    repo.clone_volume(&vol, b.id, &VolumeKey::new_random(), &out, &NoProgress)
+        .unwrap();
+    assert_eq!(digest(&out), digest(&dir));
 }
 
 fn flip_byte(path: &Path, at: usize) {
