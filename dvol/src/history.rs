@@ -354,11 +354,18 @@ pub async fn commit(
     let branch = result["branch"]
         .as_str()
         .map_or_else(|| "detached HEAD".to_string(), str::to_string);
-    println!(
-        "[{branch} {}] {}",
-        short(&commit["id"]),
-        first_line(&text(&commit["message"]))
-    );
+    if result["changed"].as_bool() == Some(false) {
+        println!(
+            "nothing to commit: volume {volume} is as in {} on {branch}; nothing recorded",
+            short(&commit["id"])
+        );
+    } else {
+        println!(
+            "[{branch} {}] {}",
+            short(&commit["id"]),
+            first_line(&text(&commit["message"]))
+        );
+    }
     println!(
         " {} of {} files read ({}), {} new object(s) stored ({})",
         text(&result["files_reread"]),
@@ -367,9 +374,6 @@ pub async fn commit(
         text(&result["new_objects"]),
         human_bytes(&result["new_bytes_stored"]),
     );
-    if result["changed"].as_bool() == Some(false) {
-        println!(" no changes since the previous commit");
-    }
     check_resumed(&result, pause)
 }
 

@@ -68,9 +68,10 @@ pub struct CommitView {
 /// The result of a commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitResult {
-    /// The new commit (made also when nothing changed; `changed` says so).
+    /// The new commit, or HEAD's commit when nothing changed (`changed` false: nothing is
+    /// recorded then).
     pub commit: CommitView,
-    /// The branch moved, if any.
+    /// The checked-out branch (moved only when `changed`), if not detached.
     pub branch: Option<String>,
     /// Whether the files differ from the previous commit.
     pub changed: bool,
