@@ -833,7 +833,7 @@ mod tests {
     async fn a_failure_after_progress_is_the_last_line() {
         let response = answer(&ndjson(), StatusCode::CREATED, |progress| async move {
             blocking(move || {
-                progress.start("read", Some(10));
+                progress.start(dvol_snapshot::Phase::READ, Some(10));
                 progress.advance(4);
                 progress.finish();
                 Ok(())

@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use dvol_snapshot::Progress;
+use dvol_snapshot::{Phase, Progress};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -21,10 +21,6 @@ pub const NDJSON: &str = "application/x-ndjson";
 /// sent).
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Phases whose amounts are bytes (the history library's file and device reads and writes);
-/// the others count items (files, objects).
-const BYTE_PHASES: &[&str] = &["read", "read device", "write device"];
-
 /// What a phase counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +29,15 @@ pub enum Unit {
     Bytes,
     /// Files, objects or references.
     Items,
+}
+
+impl From<dvol_snapshot::Unit> for Unit {
+    fn from(unit: dvol_snapshot::Unit) -> Self {
+        match unit {
+            dvol_snapshot::Unit::Bytes => Unit::Bytes,
+            dvol_snapshot::Unit::Items => Unit::Items,
+        }
+    }
 }
 
 /// How far one phase of an operation is.
@@ -78,9 +83,10 @@ impl<T: Serialize> StreamLine<T> {
     }
 }
 
+/// The phase in progress and what was last sent of it.
 #[derive(Debug)]
-struct Phase {
-    name: String,
+struct Current {
+    phase: Phase,
     done: u64,
     total: Option<u64>,
     sent_at: Instant,
@@ -91,7 +97,7 @@ struct Phase {
 #[derive(Debug)]
 pub struct ChannelProgress {
     lines: UnboundedSender<Vec<u8>>,
-    phase: Mutex<Option<Phase>>,
+    phase: Mutex<Option<Current>>,
 }
 
 impl ChannelProgress {
@@ -103,34 +109,29 @@ impl ChannelProgress {
         }
     }
 
-    fn send(&self, phase: &Phase, finished: bool) {
-        let unit = if BYTE_PHASES.contains(&phase.name.as_str()) {
-            Unit::Bytes
-        } else {
-            Unit::Items
-        };
+    fn send(&self, current: &Current, finished: bool) {
         let event = StreamLine::<()>::Progress(ProgressEvent {
-            phase: phase.name.clone(),
-            done: phase.done,
-            total: phase.total,
-            unit,
+            phase: current.phase.name.to_string(),
+            done: current.done,
+            total: current.total,
+            unit: current.phase.unit.into(),
             finished,
         });
         // A closed channel means the client went away; the operation still completes.
         let _ = self.lines.send(event.to_line());
     }
 
-    fn with_phase(&self, f: impl FnOnce(&mut Option<Phase>)) {
+    fn with_phase(&self, f: impl FnOnce(&mut Option<Current>)) {
         let mut guard = self.phase.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard);
     }
 }
 
 impl Progress for ChannelProgress {
-    fn start(&self, phase: &str, total: Option<u64>) {
+    fn start(&self, phase: Phase, total: Option<u64>) {
         self.with_phase(|current| {
-            let started = Phase {
-                name: phase.to_string(),
+            let started = Current {
+                phase,
                 done: 0,
                 total,
                 sent_at: Instant::now(),
@@ -181,12 +182,12 @@ mod tests {
     fn phases_start_and_finish_and_advances_are_throttled() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let progress = ChannelProgress::new(tx);
-        progress.start("read", Some(1000));
+        progress.start(Phase::READ, Some(1000));
         for _ in 0..1000 {
             progress.advance(1);
         }
         progress.finish();
-        progress.start("scan", None);
+        progress.start(Phase::SCAN, None);
         progress.advance(3);
         progress.finish();
         let got = events(&mut rx);
@@ -214,7 +215,7 @@ mod tests {
     fn slow_advances_are_reported_between_start_and_finish() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let progress = ChannelProgress::new(tx);
-        progress.start("sweep", Some(2));
+        progress.start(Phase::SWEEP, Some(2));
         std::thread::sleep(MIN_INTERVAL);
         progress.advance(1);
         progress.advance(1);

@@ -16,7 +16,7 @@ use rustix::fs::{FallocateFlags, SeekFrom};
 
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::object::{BlockMap, Commit, CommitInfo, Content, DirMeta};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::repo::{io_err, Error, Repository, Result};
 use crate::store::WriteBatch;
 
@@ -150,7 +150,7 @@ impl Repository {
             chunk_size: BLOCK_CHUNK,
             chunks: Vec::new(),
         };
-        progress.start("read device", Some(size));
+        progress.start(Phase::READ_DEVICE, Some(size));
         for i in 0..n {
             let start = i * cs;
             let end = (start + cs).min(size);
@@ -235,7 +235,7 @@ impl Repository {
             ..BlockStats::default()
         };
         let mut data = DataMap::new(&f, map.size);
-        progress.start("write device", Some(map.size));
+        progress.start(Phase::WRITE_DEVICE, Some(map.size));
         for i in 0..n {
             let start = i * cs;
             let end = (start + cs).min(map.size);

@@ -22,7 +22,7 @@ use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
 use crate::object::{EntryKind, Tree, TreeEntry};
-use crate::progress::{NoProgress, Progress};
+use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::snapshot::{join_rel, open_regular, store_content, Sink};
@@ -412,7 +412,7 @@ impl Repository {
         }
         let old = self.load_index(volume)?;
         let tree = self.read_tree(&tree_id)?;
-        progress.start("checkout", None);
+        progress.start(Phase::CHECKOUT, None);
         let mut co = Checkout {
             repo: self,
             old: &old,

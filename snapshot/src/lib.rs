@@ -77,6 +77,6 @@ pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};
 pub use maint::{FsckReport, GcReport, Reachable};
 pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
-pub use progress::{NoProgress, Progress};
+pub use progress::{NoProgress, Phase, Progress, Unit};
 pub use repo::{Branch, Error, Head, Pin, Repository, Tag};
 pub use snapshot::{CommitStats, Committed, SkipReason, Skipped};

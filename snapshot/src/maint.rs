@@ -12,7 +12,7 @@ use crate::id::{CommitId, ObjectId};
 use crate::object::{
     BlockMap, Commit, Content, EntryKind, FileObject, ObjectError, ObjectKind, Tree,
 };
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{Error, Repository, Result};
 use crate::store::{StoreError, StoreFile};
@@ -268,7 +268,7 @@ impl Repository {
             .iter()
             .filter(|f| matches!(f, StoreFile::Object(_)))
             .count();
-        progress.start("verify objects", Some(nobj as u64));
+        progress.start(Phase::VERIFY_OBJECTS, Some(nobj as u64));
         for f in files {
             match f {
                 StoreFile::Object(id) => {
@@ -292,7 +292,7 @@ impl Repository {
             }
         }
         progress.finish();
-        progress.start("check references", None);
+        progress.start(Phase::CHECK_REFERENCES, None);
         let (roots, bad) = self.roots()?;
         rep.bad_refs = bad;
         let mut missing: HashSet<ObjectId> = HashSet::new();
@@ -353,7 +353,7 @@ impl Repository {
         if !bad.is_empty() {
             return Err(Error::GcAborted(bad.join("; ")));
         }
-        progress.start("mark", None);
+        progress.start(Phase::MARK, None);
         let mut marked: HashSet<ObjectId> = HashSet::new();
         for item in Reachable::new(self, roots, Box::new(|_| false)) {
             match item {
@@ -430,7 +430,7 @@ impl Repository {
             }
         }
         order.extend(garbage.iter().filter(|g| !done.contains(*g)).copied());
-        progress.start("sweep", Some(order.len() as u64));
+        progress.start(Phase::SWEEP, Some(order.len() as u64));
         for g in order {
             let size = std::fs::symlink_metadata(self.store.path(&g))
                 .map(|m| m.len())

@@ -26,7 +26,7 @@ use crate::index::{Index, IndexEntry, StatKey};
 use crate::object::{
     ChunkRef, Commit, CommitInfo, Content, DirMeta, EntryKind, FileObject, Tree, TreeEntry,
 };
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::store::{ObjectStore, WriteBatch};
@@ -592,7 +592,7 @@ impl Repository {
             });
         }
         let root_stat = StatKey::of(&md);
-        progress.start("scan", None);
+        progress.start(Phase::SCAN, None);
         let mut walker = Walker {
             root_dev: md.dev(),
             index: old,
@@ -605,7 +605,7 @@ impl Repository {
         let mut jobs = Vec::new();
         collect_jobs(&nodes, source, &mut jobs);
         let total: u64 = jobs.iter().map(|j| j.2).sum();
-        progress.start("read", Some(total));
+        progress.start(Phase::READ, Some(total));
         let mut results = self.read_changed(&jobs, sink, progress)?;
         progress.finish();
         let mut index = Index::default();

@@ -1137,8 +1137,11 @@ struct Recorder {
 }
 
 impl Progress for Recorder {
-    fn start(&self, phase: &str, total: Option<u64>) {
-        self.phases.lock().unwrap().push((phase.to_string(), total));
+    fn start(&self, phase: Phase, total: Option<u64>) {
+        self.phases
+            .lock()
+            .unwrap()
+            .push((phase.name.to_string(), total));
     }
     fn advance(&self, n: u64) {
         self.advanced.fetch_add(n, Ordering::Relaxed);
