@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
@@ -162,7 +162,7 @@ impl Checkout<'_> {
     fn write_file(&mut self, dir: &Path, path: &Path, e: &TreeEntry) -> Result<()> {
         let tmp = dir.join(temp_name());
         let result = (|| {
-            let mut f = OpenOptions::new()
+            let f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
@@ -181,12 +181,7 @@ impl Checkout<'_> {
             let mut written = 0u64;
             for id in chunks {
                 let data = self.repo.store.read(&id)?;
-                if !data.is_empty() && data.iter().all(|b| *b == 0) {
-                    f.seek(SeekFrom::Current(data.len() as i64))
-                        .map_err(io_err("seek", &tmp))?;
-                } else {
-                    f.write_all(&data).map_err(io_err("write", &tmp))?;
-                }
+                write_sparse(&f, written, &data).map_err(io_err("write", &tmp))?;
                 written += data.len() as u64;
             }
             if written != e.size {
@@ -459,4 +454,33 @@ impl Repository {
             .set_head(to, &HeadRef::Branch(DEFAULT_BRANCH.to_string()))?;
         Ok(stats)
     }
+}
+
+/// The block size holes are kept at: a block of zeros in a file is not written, so the
+/// filesystem leaves a hole there (a sparse file checks out sparse).
+const HOLE_BLOCK: u64 = 4096;
+
+/// Writes `data` at `offset` in `file`, skipping every piece of it that is all zeros within
+/// one [`HOLE_BLOCK`]-aligned block of the file; runs of other pieces are written at once.
+/// The caller sets the file's length after.
+fn write_sparse(file: &fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut run_start = None;
+    let mut at = 0usize;
+    while at < data.len() {
+        let to_boundary = (HOLE_BLOCK - (offset + at as u64) % HOLE_BLOCK) as usize;
+        let end = (at + to_boundary).min(data.len());
+        if data[at..end].iter().all(|b| *b == 0) {
+            if let Some(start) = run_start.take() {
+                file.write_all_at(&data[start..at], offset + start as u64)?;
+            }
+        } else if run_start.is_none() {
+            run_start = Some(at);
+        }
+        at = end;
+    }
+    if let Some(start) = run_start {
+        file.write_all_at(&data[start..], offset + start as u64)?;
+    }
+    Ok(())
 }

@@ -1286,3 +1286,37 @@ fn concurrent_commits_and_gc() {
         }
     }
 }
+
+#[test]
+fn sparse_files_check_out_sparse() {
+    use std::os::unix::fs::FileExt;
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    // 64 MiB with 8 KiB of data at a few places, some not block-aligned.
+    let sparse = fs::File::create(src.join("sparse.db")).unwrap();
+    sparse.set_len(64 << 20).unwrap();
+    for (i, at) in [0u64, 5_000_003, 33 << 20, (64 << 20) - 8192]
+        .iter()
+        .enumerate()
+    {
+        sparse.write_all_at(&noise(i as u64, 8192), *at).unwrap();
+    }
+    drop(sparse);
+    let vol = VolumeKey::new_random();
+    let c = repo
+        .commit(&vol, &src, info("sparse"), &NoProgress)
+        .unwrap();
+    let dst = d.path().join("dst");
+    fs::create_dir_all(&dst).unwrap();
+    repo.checkout(&vol, c.id, &dst, &NoProgress).unwrap();
+    assert_eq!(
+        fs::read(dst.join("sparse.db")).unwrap(),
+        fs::read(src.join("sparse.db")).unwrap()
+    );
+    let allocated = fs::metadata(dst.join("sparse.db")).unwrap().blocks() * 512;
+    assert!(
+        allocated <= 64 * 1024,
+        "the checked-out file takes {allocated} bytes on disk for 32 KiB of data"
+    );
+}
