@@ -598,6 +598,29 @@ impl LvmBackend {
         Ok(device)
     }
 
+    /// Makes `name`, a thin snapshot of the LV `origin`, tagged `dvol` and `tags`. No size: a
+    /// snapshot of a thin LV is a thin LV in the same pool sharing every block. Thin snapshots
+    /// skip activation by default; `--setactivationskip n` makes this one activate.
+    fn thin_snapshot(&self, origin: &str, name: &str, tags: &[&str]) -> Result<(), BackendError> {
+        let origin = self.qualified(origin);
+        let mut args = vec![
+            "lvcreate",
+            "-y",
+            "-q",
+            "--snapshot",
+            "-n",
+            name,
+            "--addtag",
+            DVOL_TAG,
+        ];
+        for tag in tags {
+            args.extend(["--addtag", tag]);
+        }
+        args.extend(["--setactivationskip", "n", &origin]);
+        self.lvm.run(args)?;
+        Ok(())
+    }
+
     /// Refuses a read point when the pool is so full that the writes copied away from the
     /// snapshot could fill it (a full thin pool stops every volume in it).
     fn check_read_point_room(&self, lvs: &[LogicalVolume], id: Uuid) -> Result<(), BackendError> {
@@ -984,26 +1007,7 @@ impl Backend for LvmBackend {
             ));
         }
         self.check_read_point_room(&lvs, spec.id)?;
-        let tag = id_tag(spec.id);
-        // No size: a snapshot of a thin LV is a thin LV in the same pool sharing every block.
-        // Thin snapshots skip activation by default; `-kn` activates this one now.
-        self.lvm.run([
-            "lvcreate",
-            "-y",
-            "-q",
-            "--snapshot",
-            "-n",
-            &snapshot,
-            "--addtag",
-            DVOL_TAG,
-            "--addtag",
-            &tag,
-            "--addtag",
-            READ_POINT_TAG,
-            "--setactivationskip",
-            "n",
-            &self.qualified(&origin),
-        ])?;
+        self.thin_snapshot(&origin, &snapshot, &[&id_tag(spec.id), READ_POINT_TAG])?;
         if !device.exists() {
             self.lvm
                 .run(["lvchange", "-ay", "-K", &self.qualified(&snapshot)])?;
@@ -1090,21 +1094,7 @@ impl Backend for LvmBackend {
             ));
         }
         self.check_snapshot_room(&lvs, source.id, "a clone")?;
-        self.lvm.run([
-            "lvcreate",
-            "-y",
-            "-q",
-            "--snapshot",
-            "-n",
-            &temporary,
-            "--addtag",
-            DVOL_TAG,
-            "--addtag",
-            &id_tag(target.id),
-            "--setactivationskip",
-            "n",
-            &self.qualified(&origin),
-        ])?;
+        self.thin_snapshot(&origin, &temporary, &[&id_tag(target.id)])?;
         let made = Self::find_lv(&self.report_lvs()?, &temporary).ok_or_else(|| {
             BackendError::io(
                 "clone volume: the new snapshot is missing after lvcreate",

@@ -123,6 +123,25 @@ fn loop_volume_in_use(daemon: &Daemon, size: &str) -> (DockerVolume, Container) 
     (volume, container)
 }
 
+/// Writes rows `t1`..`t20` through the container, commits, checks the commit read the volume
+/// as `read_from` says and recorded a change; returns when the container started.
+fn commit_rows_read_from(
+    daemon: &Daemon,
+    volume: &DockerVolume,
+    container: &Container,
+    read_from: &str,
+) -> String {
+    container.exec(
+        daemon,
+        "mkdir -p /data/db && for i in $(seq 1 20); do echo row $i > /data/db/t$i; done",
+    );
+    let before = started_at(daemon, container);
+    let result = commit(daemon, &volume.name, "while running");
+    assert_eq!(result["read_from"], read_from, "{result:#}");
+    assert_eq!(result["changed"], true, "{result:#}");
+    before
+}
+
 #[test]
 fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_running() {
     if !ready() {
@@ -130,15 +149,7 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
     }
     let daemon = Daemon::start();
     let (volume, container) = loop_volume_in_use(&daemon, "128M");
-    container.exec(
-        &daemon,
-        "mkdir -p /data/db && for i in $(seq 1 50); do echo row $i > /data/db/t$i; done",
-    );
-    let before = started_at(&daemon, &container);
-
-    let result = commit(&daemon, &volume.name, "while running");
-    assert_eq!(result["read_from"], "frozen", "{result:#}");
-    assert_eq!(result["changed"], true, "{result:#}");
+    let before = commit_rows_read_from(&daemon, &volume, &container, "frozen");
     let diff = api_ok(
         &daemon,
         "GET",
@@ -389,15 +400,7 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
     let pool = XfsPool::mount();
     let daemon = Daemon::start_under(&pool.path(), Vec::new());
     let (volume, container) = loop_volume_in_use(&daemon, "256M");
-    container.exec(
-        &daemon,
-        "mkdir -p /data/db && for i in $(seq 1 20); do echo row $i > /data/db/t$i; done",
-    );
-    let before = started_at(&daemon, &container);
-
-    let result = commit(&daemon, &volume.name, "from a reflinked copy");
-    assert_eq!(result["read_from"], "snapshot", "{result:#}");
-    assert_eq!(result["changed"], true, "{result:#}");
+    let before = commit_rows_read_from(&daemon, &volume, &container, "snapshot");
 
     let source = api_ok(
         &daemon,
