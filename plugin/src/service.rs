@@ -443,20 +443,6 @@ impl VolumeService {
             }
             (in_name, in_option) => in_name.or(in_option.as_ref()).cloned(),
         };
-        let clone_source = options
-            .from
-            .as_deref()
-            .map(|from| self.resolve_clone_source(&reference.name, from))
-            .transpose()?;
-        // A clone of a volume is, unless told otherwise, a volume like it.
-        let like = match &clone_source {
-            Some(CloneSource::Volume(from)) => Some(from),
-            _ => None,
-        };
-        let profile_name = requested
-            .clone()
-            .or_else(|| like.map(|from| from.profile.clone()))
-            .unwrap_or_else(|| self.default_profile.clone());
         let name = reference.name.clone();
         let lock = self.locks.get(&name);
         let _guard = lock.hold();
@@ -471,6 +457,21 @@ impl VolumeService {
             Err(e) => return Err(e),
         }
 
+        // Resolved only for a volume to make: re-creating an existing clone needs no source.
+        let clone_source = options
+            .from
+            .as_deref()
+            .map(|from| self.resolve_clone_source(&name, from))
+            .transpose()?;
+        // A clone of a volume is, unless told otherwise, a volume like it.
+        let like = match &clone_source {
+            Some(CloneSource::Volume(from)) => Some(from),
+            _ => None,
+        };
+        let profile_name = requested
+            .clone()
+            .or_else(|| like.map(|from| from.profile.clone()))
+            .unwrap_or_else(|| self.default_profile.clone());
         let profile = self.profile(&name, &profile_name)?;
         let like = like.filter(|from| from.profile == profile.name);
         let Some(kind) = profile.backend.filter(|_| profile.available) else {

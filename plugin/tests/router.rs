@@ -767,3 +767,32 @@ async fn streamed_calls_that_fail_before_any_progress_keep_their_error_status() 
         assert_eq!(lines[0]["error"]["code"], "unknown_revision", "{lines:?}");
     }
 }
+
+#[tokio::test]
+async fn a_clone_is_like_its_source_and_creating_it_again_needs_no_source() {
+    if !can_mount() {
+        eprintln!("skipped: cloning mounts the volumes, which needs root");
+        return;
+    }
+    let f = Fixture::new();
+    plugin(&f, "VolumeDriver.Create", r#"{"Name":"origin@silver"}"#).await;
+    let (_, origin) = send(f.api(), "GET", "/v1/volumes/origin", "").await;
+    let uuid = origin["id"].as_str().unwrap().replace('-', "");
+    let clone = format!(r#"{{"Name":"copy@snapshot-{}"}}"#, &uuid[..8]);
+    assert_eq!(err(&plugin(&f, "VolumeDriver.Create", &clone).await), "");
+    let (_, copy) = send(f.api(), "GET", "/v1/volumes/copy", "").await;
+    assert_eq!(
+        copy["profile"], "silver",
+        "a clone takes its source's profile: {copy}"
+    );
+    // The engine sends Create again on every `docker run -v copy@snapshot-...`; the volume
+    // exists, so the source is not looked up, even once it is gone.
+    plugin(&f, "VolumeDriver.Remove", r#"{"Name":"origin"}"#).await;
+    assert_eq!(err(&plugin(&f, "VolumeDriver.Create", &clone).await), "");
+    let (status, _) = send(f.api(), "GET", "/v1/volumes/copy", "").await;
+    assert_eq!(status, StatusCode::OK);
+    // A new clone of the missing source is refused, naming the reference.
+    let again = format!(r#"{{"Name":"copy2@snapshot-{}"}}"#, &uuid[..8]);
+    let refused = plugin(&f, "VolumeDriver.Create", &again).await;
+    assert!(err(&refused).contains(&uuid[..8]), "{refused}");
+}
