@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{docker, Daemon, TEST_IMAGE};
+use crate::{docker, http_unix, Daemon, TEST_IMAGE};
 
 /// A name no other test (or test run) uses: `prefix-` and 12 random hex digits.
 pub fn unique(prefix: &str) -> String {
@@ -266,4 +266,26 @@ pub fn volume_id(daemon: &Daemon, name: &str) -> String {
         .as_str()
         .expect("id")
         .to_string()
+}
+
+/// Calls the daemon's REST API and asserts the status; returns the JSON body. `Value::Null`
+/// sends no body (a GET answered without reading a body would close the connection on the
+/// unread bytes, which resets it). Failures show the daemon's log.
+pub fn api_expect(daemon: &Daemon, method: &str, path: &str, body: &Value, status: u16) -> Value {
+    let body = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let response = http_unix(&daemon.api_socket, method, path, body.as_bytes())
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}; dvol daemon log:\n{}", daemon.log()));
+    assert_eq!(
+        response.status,
+        status,
+        "{method} {path} {body}: expected {status}, got {}: {}\ndvol daemon log:\n{}",
+        response.status,
+        String::from_utf8_lossy(&response.body),
+        daemon.log()
+    );
+    response.json()
 }

@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{must, run_ok, wait_until, Container, DockerVolume};
+use dvol_tests::fixtures::{api_expect, must, run_ok, wait_until, Container, DockerVolume};
 use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
 use serde_json::{json, Value};
 
@@ -37,36 +37,18 @@ impl Drop for ThawOnDrop {
     }
 }
 
-fn api_ok(daemon: &Daemon, method: &str, path: &str, body: Value, status: u16) -> Value {
-    let response = http_unix(
-        &daemon.api_socket,
-        method,
-        path,
-        body.to_string().as_bytes(),
-    )
-    .unwrap_or_else(|e| panic!("{method} {path}: {e}; daemon log:\n{}", daemon.log()));
-    assert_eq!(
-        response.status,
-        status,
-        "{method} {path}: {}; daemon log:\n{}",
-        String::from_utf8_lossy(&response.body),
-        daemon.log()
-    );
-    response.json()
-}
-
 fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
-    api_ok(
+    api_expect(
         daemon,
         "POST",
         &format!("/v1/volumes/{volume}/commits"),
-        json!({ "message": message }),
+        &json!({ "message": message }),
         201,
     )
 }
 
 fn fsck_is_clean(daemon: &Daemon) {
-    let report = api_ok(daemon, "POST", "/v1/fsck", Value::Null, 200);
+    let report = api_expect(daemon, "POST", "/v1/fsck", &Value::Null, 200);
     assert_eq!(report["clean"], true, "{report:#}");
 }
 
@@ -150,11 +132,11 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
     let daemon = Daemon::start();
     let (volume, container) = loop_volume_in_use(&daemon, "128M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "frozen");
-    let diff = api_ok(
+    let diff = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}/status", volume.name),
-        Value::Null,
+        &Value::Null,
         200,
     );
     // Everything but the counter (rewritten since) is exactly what was committed.
@@ -270,11 +252,11 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
         || counter(&daemon, &container) > seen,
     );
     fsck_is_clean(&daemon);
-    let log = api_ok(
+    let log = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}/commits", volume.name),
-        Value::Null,
+        &Value::Null,
         200,
     );
     let head = log["head"].as_str().unwrap();
@@ -301,11 +283,11 @@ fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
     let mut daemon = Daemon::start();
     let (volume, container) = loop_volume_in_use(&daemon, "64M");
     let mountpoint = daemon.mountpoint(&volume.name);
-    let id = api_ok(
+    let id = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}", volume.name),
-        Value::Null,
+        &Value::Null,
         200,
     )["id"]
         .as_str()
@@ -402,11 +384,11 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
     let (volume, container) = loop_volume_in_use(&daemon, "256M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "snapshot");
 
-    let source = api_ok(
+    let source = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}", volume.name),
-        Value::Null,
+        &Value::Null,
         200,
     );
     let uuid = source["id"].as_str().unwrap().replace('-', "");
@@ -424,21 +406,21 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
         "the clone was copied file by file; log:\n{}",
         daemon.log()
     );
-    let clone = api_ok(
+    let clone = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}", copy.name),
-        Value::Null,
+        &Value::Null,
         200,
     );
     assert_eq!(clone["profile"], source["profile"], "{clone:#}");
     assert_eq!(clone["size"], source["size"], "{clone:#}");
     assert_eq!(clone["filesystem"], source["filesystem"], "{clone:#}");
-    let log = api_ok(
+    let log = api_expect(
         &daemon,
         "GET",
         &format!("/v1/volumes/{}/commits", copy.name),
-        Value::Null,
+        &Value::Null,
         200,
     );
     assert_eq!(

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{must, stderr, stdout, unique, volume_id, wait_until, DockerVolume};
+use dvol_tests::fixtures::{
+    api_expect, must, stderr, stdout, unique, volume_id, wait_until, DockerVolume,
+};
 use dvol_tests::{
     docker, docker_ready, http_unix, is_root, require, Daemon, HttpResponse, TEST_IMAGE,
 };
@@ -128,25 +130,6 @@ impl Drop for IdleContainer {
 
 fn body_text(response: &HttpResponse) -> String {
     String::from_utf8_lossy(&response.body).into_owned()
-}
-
-/// Calls the REST API and asserts the status; returns the JSON body.
-fn api_expect(daemon: &Daemon, method: &str, path: &str, body: &Value, status: u16) -> Value {
-    let body = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let response = daemon.api(method, path, &body);
-    assert_eq!(
-        response.status,
-        status,
-        "{method} {path} {body}: expected {status}, got {}: {}\ndvol daemon log:\n{}",
-        response.status,
-        body_text(&response),
-        daemon.log()
-    );
-    response.json()
 }
 
 /// Asserts an API error: status, code, and that the message contains each of `parts`.
