@@ -289,3 +289,34 @@ pub fn api_expect(daemon: &Daemon, method: &str, path: &str, body: &Value, statu
     );
     response.json()
 }
+
+/// Commits `volume` over REST with `message`; returns the answer (HTTP 201 asserted).
+pub fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
+    api_expect(
+        daemon,
+        "POST",
+        &format!("/v1/volumes/{volume}/commits"),
+        &serde_json::json!({ "message": message }),
+        201,
+    )
+}
+
+/// Runs `fsck` over REST and asserts it is clean (nothing corrupt, missing or badly
+/// referenced); `when` says at which point of the test. Returns the report.
+pub fn assert_fsck_clean(daemon: &Daemon, when: &str) -> Value {
+    let report = api_expect(daemon, "POST", "/v1/fsck", &Value::Null, 200);
+    assert_eq!(
+        report["clean"],
+        true,
+        "fsck {when} should be clean: {report:#}\ndvol daemon log:\n{}",
+        daemon.log()
+    );
+    for key in ["corrupt", "missing", "bad_refs"] {
+        assert_eq!(
+            report[key],
+            serde_json::json!([]),
+            "fsck {when}: {report:#}"
+        );
+    }
+    report
+}

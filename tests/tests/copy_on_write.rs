@@ -16,9 +16,11 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{api_expect, must, run_ok, wait_until, Container, DockerVolume};
+use dvol_tests::fixtures::{
+    api_expect, assert_fsck_clean, commit, must, run_ok, wait_until, Container, DockerVolume,
+};
 use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A container that keeps rewriting `/data/counter` with the next number.
 const COUNTER: &str =
@@ -35,21 +37,6 @@ impl Drop for ThawOnDrop {
     fn drop(&mut self) {
         let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
     }
-}
-
-fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
-    api_expect(
-        daemon,
-        "POST",
-        &format!("/v1/volumes/{volume}/commits"),
-        &json!({ "message": message }),
-        201,
-    )
-}
-
-fn fsck_is_clean(daemon: &Daemon) {
-    let report = api_expect(daemon, "POST", "/v1/fsck", &Value::Null, 200);
-    assert_eq!(report["clean"], true, "{report:#}");
 }
 
 /// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
@@ -176,7 +163,7 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
         "host",
         Duration::from_secs(5)
     ));
-    fsck_is_clean(&daemon);
+    assert_fsck_clean(&daemon, "after a frozen commit");
 }
 
 #[test]
@@ -251,7 +238,7 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
         10,
         || counter(&daemon, &container) > seen,
     );
-    fsck_is_clean(&daemon);
+    assert_fsck_clean(&daemon, "after kill -9 during a frozen commit");
     let log = api_expect(
         &daemon,
         "GET",
@@ -272,7 +259,7 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
     );
     let again = commit(&daemon, &volume.name, "after the crash");
     assert_eq!(again["read_from"], "frozen", "{again:#}");
-    fsck_is_clean(&daemon);
+    assert_fsck_clean(&daemon, "after the commit following the crash");
 }
 
 #[test]
@@ -437,5 +424,5 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
     });
     run_ok(&daemon, &alias, "echo changed > /data/db/t1");
     assert_eq!(container.exec(&daemon, "cat /data/db/t1"), "row 1");
-    fsck_is_clean(&daemon);
+    assert_fsck_clean(&daemon, "after a reflinked commit and clone");
 }

@@ -23,7 +23,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::{
-    api_expect, must, stderr, stdout, unique, volume_id, wait_until, DockerVolume,
+    api_expect, assert_fsck_clean, commit, must, stderr, stdout, unique, volume_id, wait_until,
+    DockerVolume,
 };
 use dvol_tests::{
     docker, docker_ready, http_unix, is_root, require, Daemon, HttpResponse, TEST_IMAGE,
@@ -161,16 +162,6 @@ fn api_error(
     message
 }
 
-fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
-    api_expect(
-        daemon,
-        "POST",
-        &format!("/v1/volumes/{volume}/commits"),
-        &json!({ "message": message }),
-        201,
-    )
-}
-
 /// Commits and returns the new commit's id.
 fn commit_id(daemon: &Daemon, volume: &str, message: &str) -> String {
     let result = commit(daemon, volume, message);
@@ -292,20 +283,6 @@ fn branches(daemon: &Daemon, volume: &str) -> BTreeMap<String, (String, bool)> {
 }
 
 /// Runs fsck and asserts it is clean.
-fn assert_fsck_clean(daemon: &Daemon, when: &str) -> Value {
-    let report = api_expect(daemon, "POST", "/v1/fsck", &Value::Null, 200);
-    assert_eq!(
-        report["clean"],
-        true,
-        "fsck {when} should be clean: {report:#}\ndvol daemon log:\n{}",
-        daemon.log()
-    );
-    for key in ["corrupt", "missing", "bad_refs"] {
-        assert_eq!(report[key], json!([]), "fsck {when}: {report:#}");
-    }
-    report
-}
-
 /// Creates a volume over REST; returns its UUID.
 fn create_volume(daemon: &Daemon, name: &str, options: Value) -> String {
     let view = api_expect(
