@@ -37,6 +37,7 @@ pub use size::ByteSize;
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     /// A folder per volume.
@@ -66,6 +67,7 @@ impl fmt::Display for BackendKind {
 
 /// Filesystems a block backend can format a volume with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Filesystem {
     /// ext4, the default for loop images.
@@ -146,7 +148,8 @@ pub enum ReadPoint {
 }
 
 /// Space a backend can offer, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     /// Total size of the storage behind the backend.
     pub total_bytes: u64,
