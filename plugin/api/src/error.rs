@@ -1,0 +1,22 @@
+//! The error body: every failing call answers `{"error": {"code", "message"}}` with a status
+//! that tells the kind of failure (400 the request, 404 no such thing, 409 a conflict with the
+//! volume's state, 501 not built yet, 503 the backend cannot run here, 500 dvol or the host).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The body of a failed call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_found`, `busy`, `uncommitted_changes`.
+    pub code: String,
+    /// What failed, for which volume, and what to do.
+    pub message: String,
+}

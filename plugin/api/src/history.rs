@@ -1,0 +1,201 @@
+//! Volume history on the wire: commits, the log, branches and tags, changes between states,
+//! checkout and reset, and the requests that ask for them.
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// `POST /v1/volumes/{name}/commits`: what to record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// The commit message.
+    pub message: String,
+    /// Who commits; defaults to `dvol`.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// Pause the containers using the volume meanwhile, for a consistent point.
+    #[serde(default)]
+    pub pause: bool,
+}
+
+/// `POST /v1/volumes/{name}/branches` and `/tags`: a new branch or tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefRequest {
+    /// The new branch or tag.
+    pub name: String,
+    /// Where it points: a revision (default `HEAD`).
+    #[serde(default)]
+    pub at: Option<String>,
+}
+
+/// `POST /v1/volumes/{name}/checkout`: what to put into the volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckoutRequest {
+    /// A branch, tag, commit id prefix, `HEAD^`, `HEAD~N`.
+    #[serde(rename = "ref")]
+    pub rev: String,
+    /// Create this branch at `ref` and check it out.
+    #[serde(default)]
+    pub new_branch: Option<String>,
+    /// Discard uncommitted changes.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST /v1/volumes/{name}/reset`: a hard reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetRequest {
+    /// The revision to reset to.
+    #[serde(rename = "ref")]
+    pub rev: String,
+}
+
+/// `GET /v1/volumes/{name}/diff` query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiffQuery {
+    /// The older revision.
+    pub from: String,
+    /// The newer revision (default `HEAD`).
+    pub to: Option<String>,
+}
+
+/// How a commit read the volume's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// A copy-on-write snapshot of the volume (LVM thin snapshot, reflinked image); the
+    /// containers using it went on writing.
+    Snapshot,
+    /// The volume's filesystem, frozen while it was read; writers waited.
+    Frozen,
+    /// The data as it was: no container used the volume, or its backend (a directory) has no
+    /// way to fix it, so only `pause` makes the commit consistent.
+    Live,
+}
+
+/// A commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommitView {
+    /// Full commit id (hex).
+    pub id: String,
+    /// Parent ids, first parent first.
+    pub parents: Vec<String>,
+    /// The message.
+    pub message: String,
+    /// Who made it.
+    pub author: String,
+    /// When, RFC 3339.
+    pub time: String,
+    /// Branches pointing at it, and tags as `tag: NAME`.
+    pub refs: Vec<String>,
+}
+
+/// The answer of a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CommitResult {
+    /// The new commit, or HEAD's commit when nothing changed (`changed` false: nothing is
+    /// recorded then).
+    pub commit: CommitView,
+    /// The checked-out branch (moved only when `changed`), if not detached.
+    pub branch: Option<String>,
+    /// Whether the files differ from the previous commit.
+    pub changed: bool,
+    /// How the volume's data was fixed while it was read.
+    pub read_from: ReadFrom,
+    /// Files looked at.
+    pub files_scanned: u64,
+    /// Files read again because they changed.
+    pub files_reread: u64,
+    /// Bytes read.
+    pub bytes_read: u64,
+    /// Objects that were not in the store yet.
+    pub new_objects: u64,
+    /// Bytes those objects take on disk.
+    pub new_bytes_stored: u64,
+    /// Containers paused for the commit that could not be unpaused again; empty normally.
+    #[serde(default)]
+    pub containers_not_resumed: Vec<NotResumed>,
+}
+
+/// A volume's log: its commits (newest first) and where HEAD is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogView {
+    /// The checked-out branch, if not detached.
+    pub branch: Option<String>,
+    /// The commit HEAD points at.
+    pub head: Option<String>,
+    /// Commits reachable from any branch or tag, children before parents.
+    pub commits: Vec<CommitView>,
+}
+
+/// A branch or tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefView {
+    /// Its name.
+    pub name: String,
+    /// The commit it points at.
+    pub commit: String,
+    /// Whether it is checked out (branches only).
+    pub current: bool,
+}
+
+/// How a path differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Only in the newer state.
+    Added,
+    /// Only in the older state.
+    Removed,
+    /// In both, with other content, mode or owner.
+    Modified,
+}
+
+/// One path that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChangeView {
+    /// Path inside the volume.
+    pub path: String,
+    /// How it differs.
+    pub kind: ChangeKind,
+    /// Whether it is a directory.
+    pub is_dir: bool,
+    /// Size before.
+    pub old_size: Option<u64>,
+    /// Size after.
+    pub new_size: Option<u64>,
+}
+
+/// The answer of a checkout or reset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CheckoutView {
+    /// The checked-out branch, if not detached.
+    pub branch: Option<String>,
+    /// The commit now in the volume.
+    pub commit: String,
+    /// Files written.
+    pub files_written: u64,
+    /// Files already right.
+    pub files_unchanged: u64,
+    /// Paths removed.
+    pub removed: u64,
+    /// Bytes written.
+    pub bytes_written: u64,
+    /// Containers stopped for the operation that could not be started again; empty normally.
+    #[serde(default)]
+    pub containers_not_resumed: Vec<NotResumed>,
+}
+
+/// A container stopped (or paused) for an operation that could not be started (or unpaused)
+/// again afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NotResumed {
+    /// The container's name.
+    pub container: String,
+    /// Why it could not be started again.
+    pub error: String,
+}

@@ -1,0 +1,34 @@
+//! The wire types of dvol's REST API, version 1: every request body, answer, progress event
+//! and error body that crosses the API, used by the daemon (`dvol-plugin`) to answer and by
+//! the CLI (`dvol`) to ask. Each derives its OpenAPI schema, so the document the daemon serves
+//! at `/v1/openapi.json` is generated from these types and cannot drift from them.
+//!
+//! - [`error`]: the error body every failing call answers.
+//! - [`volume`]: volumes, creating and resizing them.
+//! - [`node`]: the daemon's health, this host and its profiles.
+//! - [`history`]: commits, refs, changes, checkout and reset, and the containers an operation
+//!   could not start again.
+//! - [`maintenance`]: fsck and gc of the history repository.
+//! - [`progress`]: the progress stream of long calls (`Accept: application/x-ndjson`).
+//!
+//! The types hold plain data only; validation (names, sizes, revisions) is the daemon's.
+
+pub mod error;
+pub mod history;
+pub mod maintenance;
+pub mod node;
+pub mod progress;
+pub mod volume;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use history::{
+    ChangeKind, ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CommitView,
+    DiffQuery, LogView, NotResumed, ReadFrom, RefRequest, RefView, ResetRequest,
+};
+pub use maintenance::{FsckView, GcView};
+pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
+pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
+pub use volume::{CreateVolume, ResizeVolume, VolumeView};
+
+/// The API version in every path (`/v1/...`).
+pub const API_VERSION: &str = "1";
