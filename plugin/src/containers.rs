@@ -1,29 +1,36 @@
-//! The containers that use a volume, through the Docker Engine API.
+//! The containers that use a volume, and keeping them out of the way of an operation.
 //!
 //! History operations that replace a volume's data (checkout, reset) stop exactly the running
 //! containers that mount the volume through this plugin, run, and start those containers
 //! again, also when the operation fails. A commit can pause them instead, for a consistent
 //! point without a restart.
+//!
+//! The engine is reached through the narrow [`ContainerEngine`] trait: [`DockerEngine`] speaks
+//! the Docker Engine API; tests use a fake.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
 use bollard::Docker;
-use serde::{Deserialize, Serialize};
+use dvol_api::NotResumed;
 use tracing::{info, warn};
+
+use crate::names::VolumeName;
 
 /// Seconds a container gets to stop before the engine kills it.
 pub const STOP_TIMEOUT_SECS: i32 = 30;
 
-/// Errors talking to the Docker Engine.
+/// Errors talking to the container engine.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     /// The engine could not be reached.
     #[error("cannot reach the Docker Engine to find the containers using volume {volume}: {message}; is dockerd running?")]
     Unreachable {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
         /// Why.
         message: String,
     },
@@ -33,10 +40,10 @@ pub enum ContainerError {
     )]
     Action {
         /// The volume.
-        volume: String,
-        /// "stop", "pause", ...
-        action: &'static str,
-        /// The container's name or id.
+        volume: VolumeName,
+        /// What was asked of the container.
+        action: Action,
+        /// The container's name.
         container: String,
         /// The engine's message.
         message: String,
@@ -52,16 +59,6 @@ pub enum ContainerError {
         /// The containers left stopped or paused.
         not_resumed: Vec<NotResumed>,
     },
-}
-
-/// A container stopped (or paused) for an operation that could not be started (or unpaused)
-/// again afterwards.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NotResumed {
-    /// The container's name.
-    pub container: String,
-    /// Why it could not be started again.
-    pub error: String,
 }
 
 /// `container a could not be started again (...); start it with `docker start a``, one clause
@@ -83,15 +80,6 @@ pub fn not_resumed_text(how: Quiesce, not_resumed: &[NotResumed]) -> String {
         .join("; ")
 }
 
-/// The outcome of an operation run by [`Containers::around`].
-#[derive(Debug)]
-pub struct Around<T> {
-    /// The operation's own outcome.
-    pub outcome: T,
-    /// The containers that could not be started or unpaused again afterwards.
-    pub not_resumed: Vec<NotResumed>,
-}
-
 /// How to keep containers out of the way during an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quiesce {
@@ -99,6 +87,42 @@ pub enum Quiesce {
     Stop,
     /// Pause (freeze) them and unpause afterwards.
     Pause,
+}
+
+impl Quiesce {
+    /// What quiescing asks of a container, or (`undo`) what ends it.
+    fn action(self, undo: bool) -> Action {
+        match (self, undo) {
+            (Quiesce::Stop, false) => Action::Stop,
+            (Quiesce::Stop, true) => Action::Start,
+            (Quiesce::Pause, false) => Action::Pause,
+            (Quiesce::Pause, true) => Action::Unpause,
+        }
+    }
+}
+
+/// What can be asked of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Stop it (the engine kills it after [`STOP_TIMEOUT_SECS`]).
+    Stop,
+    /// Start it.
+    Start,
+    /// Freeze its processes.
+    Pause,
+    /// Thaw its processes.
+    Unpause,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Stop => "stop",
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Unpause => "unpause",
+        })
+    }
 }
 
 /// A running container that uses a volume.
@@ -110,151 +134,182 @@ pub struct ContainerRef {
     pub name: String,
 }
 
-/// Access to the Docker Engine for one plugin driver name.
-#[derive(Debug, Clone)]
-pub struct Containers {
-    driver: String,
+/// The future a [`ContainerEngine`] call returns.
+pub type EngineFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// What dvol needs of a container engine. Errors are the engine's messages.
+pub trait ContainerEngine: Send + Sync {
+    /// Running (or paused) containers that mount one of `names` (a volume's name and the
+    /// aliases the engine knows it by) through the volume driver `driver`.
+    fn running_users<'a>(
+        &'a self,
+        driver: &'a str,
+        names: &'a [String],
+    ) -> EngineFuture<'a, Vec<ContainerRef>>;
+
+    /// Asks `action` of one container.
+    fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()>;
 }
 
-impl Containers {
-    /// Containers mounting volumes of the driver `driver` (the plugin socket's name, e.g. `dvol`).
-    pub fn new(driver: impl Into<String>) -> Self {
-        Containers {
-            driver: driver.into(),
-        }
-    }
+/// The Docker Engine, reached through its local socket (`DOCKER_HOST` picks another).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DockerEngine;
 
-    async fn engine(&self, volume: &str) -> Result<Docker, ContainerError> {
-        let unreachable = |e: bollard::errors::Error| ContainerError::Unreachable {
-            volume: volume.to_string(),
-            message: e.to_string(),
-        };
+impl DockerEngine {
+    async fn connect() -> Result<Docker, String> {
         Docker::connect_with_local_defaults()
-            .map_err(unreachable)?
+            .map_err(|e| e.to_string())?
             .negotiate_version()
             .await
-            .map_err(unreachable)
+            .map_err(|e| e.to_string())
     }
+}
 
-    /// Running containers that mount one of `names` (a volume's name and the aliases the engine
-    /// knows it by) through this driver.
-    pub async fn running_users(
-        &self,
-        volume: &str,
-        names: &[String],
-    ) -> Result<Vec<ContainerRef>, ContainerError> {
-        let docker = self.engine(volume).await?;
-        let filters = HashMap::from([
-            (
-                "status".to_string(),
-                vec!["running".to_string(), "paused".to_string()],
-            ),
-            ("volume".to_string(), names.to_vec()),
-        ]);
-        let list = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: Some(filters),
-                ..Default::default()
-            }))
-            .await
-            .map_err(|e| ContainerError::Unreachable {
-                volume: volume.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok(list
-            .into_iter()
-            .filter(|c| {
-                c.mounts.iter().flatten().any(|m| {
-                    m.driver.as_deref() == Some(self.driver.as_str())
-                        && m.name.as_ref().is_some_and(|n| names.contains(n))
+impl ContainerEngine for DockerEngine {
+    fn running_users<'a>(
+        &'a self,
+        driver: &'a str,
+        names: &'a [String],
+    ) -> EngineFuture<'a, Vec<ContainerRef>> {
+        Box::pin(async move {
+            let docker = Self::connect().await?;
+            let filters = HashMap::from([
+                (
+                    "status".to_string(),
+                    vec!["running".to_string(), "paused".to_string()],
+                ),
+                ("volume".to_string(), names.to_vec()),
+            ]);
+            let list = docker
+                .list_containers(Some(ListContainersOptions {
+                    all: true,
+                    filters: Some(filters),
+                    ..Default::default()
+                }))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(list
+                .into_iter()
+                .filter(|c| {
+                    c.mounts.iter().flatten().any(|m| {
+                        m.driver.as_deref() == Some(driver)
+                            && m.name.as_ref().is_some_and(|n| names.contains(n))
+                    })
                 })
-            })
-            .filter_map(|c| {
-                Some(ContainerRef {
-                    id: c.id?,
-                    name: c
-                        .names
-                        .and_then(|n| n.into_iter().next())
-                        .unwrap_or_default()
-                        .trim_start_matches('/')
-                        .to_string(),
+                .filter_map(|c| {
+                    Some(ContainerRef {
+                        id: c.id?,
+                        name: c
+                            .names
+                            .and_then(|n| n.into_iter().next())
+                            .unwrap_or_default()
+                            .trim_start_matches('/')
+                            .to_string(),
+                    })
                 })
-            })
-            .collect())
-    }
-
-    async fn act(
-        &self,
-        docker: &Docker,
-        volume: &str,
-        how: Quiesce,
-        undo: bool,
-        container: &ContainerRef,
-    ) -> Result<(), ContainerError> {
-        let (action, result) = match (how, undo) {
-            (Quiesce::Stop, false) => (
-                "stop",
-                docker
-                    .stop_container(
-                        &container.id,
-                        Some(StopContainerOptions {
-                            t: Some(STOP_TIMEOUT_SECS),
-                            ..Default::default()
-                        }),
-                    )
-                    .await,
-            ),
-            (Quiesce::Stop, true) => ("start", docker.start_container(&container.id, None).await),
-            (Quiesce::Pause, false) => ("pause", docker.pause_container(&container.id).await),
-            (Quiesce::Pause, true) => ("unpause", docker.unpause_container(&container.id).await),
-        };
-        result.map_err(|e| ContainerError::Action {
-            volume: volume.to_string(),
-            action,
-            container: container.name.clone(),
-            message: e.to_string(),
+                .collect())
         })
     }
 
-    /// Stops (or pauses) the running users of a volume, runs `operation`, and starts (or
-    /// unpauses) them again whatever the operation's outcome; those that cannot be started
-    /// again are listed in the answer. If one container cannot be stopped, those already
-    /// stopped are started again and the operation does not run.
+    fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()> {
+        Box::pin(async move {
+            let docker = Self::connect().await?;
+            let id = container.id.as_str();
+            match action {
+                Action::Stop => {
+                    let options = StopContainerOptions {
+                        t: Some(STOP_TIMEOUT_SECS),
+                        ..Default::default()
+                    };
+                    docker.stop_container(id, Some(options)).await
+                }
+                Action::Start => docker.start_container(id, None).await,
+                Action::Pause => docker.pause_container(id).await,
+                Action::Unpause => docker.unpause_container(id).await,
+            }
+            .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// The outcome of an operation run by [`Containers::around`].
+#[derive(Debug)]
+pub struct Around<T> {
+    /// The operation's own outcome.
+    pub outcome: T,
+    /// The containers that could not be started or unpaused again afterwards.
+    pub not_resumed: Vec<NotResumed>,
+}
+
+/// The containers of one plugin driver name, on one engine.
+pub struct Containers {
+    driver: String,
+    engine: Arc<dyn ContainerEngine>,
+}
+
+impl std::fmt::Debug for Containers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Containers")
+            .field("driver", &self.driver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Containers {
+    /// Containers mounting volumes of the driver `driver` (the plugin socket's name, e.g.
+    /// `dvol`) on `engine`.
+    pub fn new(driver: impl Into<String>, engine: Arc<dyn ContainerEngine>) -> Self {
+        Containers {
+            driver: driver.into(),
+            engine,
+        }
+    }
+
+    /// Stops (or pauses) the running users of `volume` (known to the engine by `names`), runs
+    /// `operation`, and starts (or unpauses) them again whatever the operation's outcome;
+    /// those that cannot be started again are listed in the answer. If one container cannot
+    /// be stopped, those already stopped are started again and the operation does not run.
     pub async fn around<T>(
         &self,
-        volume: &str,
+        volume: &VolumeName,
         names: &[String],
         how: Quiesce,
         operation: impl Future<Output = T>,
     ) -> Result<Around<T>, ContainerError> {
-        let users = self.running_users(volume, names).await?;
-        if users.is_empty() {
-            return Ok(Around {
-                outcome: operation.await,
-                not_resumed: Vec::new(),
-            });
-        }
-        let docker = self.engine(volume).await?;
+        let users = self
+            .engine
+            .running_users(&self.driver, names)
+            .await
+            .map_err(|message| ContainerError::Unreachable {
+                volume: volume.clone(),
+                message,
+            })?;
         let mut quiesced = Vec::new();
         for container in &users {
-            if let Err(e) = self.act(&docker, volume, how, false, container).await {
-                let not_resumed = self.resume(&docker, volume, how, &quiesced).await;
+            let action = how.action(false);
+            if let Err(message) = self.engine.act(container, action).await {
+                let cause = ContainerError::Action {
+                    volume: volume.clone(),
+                    action,
+                    container: container.name.clone(),
+                    message,
+                };
+                let not_resumed = self.resume(volume, how, &quiesced).await;
                 return Err(if not_resumed.is_empty() {
-                    e
+                    cause
                 } else {
                     ContainerError::NotResumed {
-                        cause: Box::new(e),
+                        cause: Box::new(cause),
                         how,
                         not_resumed,
                     }
                 });
             }
-            info!(volume, container = %container.name, ?how, "container quiesced");
+            info!(volume = %volume, container = %container.name, ?how, "container quiesced");
             quiesced.push(container.clone());
         }
         let outcome = operation.await;
-        let not_resumed = self.resume(&docker, volume, how, &quiesced).await;
+        let not_resumed = self.resume(volume, how, &quiesced).await;
         Ok(Around {
             outcome,
             not_resumed,
@@ -264,23 +319,19 @@ impl Containers {
     /// Starts (or unpauses) `containers`; answers those that could not be.
     async fn resume(
         &self,
-        docker: &Docker,
-        volume: &str,
+        volume: &VolumeName,
         how: Quiesce,
         containers: &[ContainerRef],
     ) -> Vec<NotResumed> {
         let mut failed = Vec::new();
         for container in containers {
-            match self.act(docker, volume, how, true, container).await {
-                Ok(()) => info!(volume, container = %container.name, "container resumed"),
-                Err(e) => {
-                    warn!(volume, error = %e, "could not resume container");
+            match self.engine.act(container, how.action(true)).await {
+                Ok(()) => info!(volume = %volume, container = %container.name, "container resumed"),
+                Err(error) => {
+                    warn!(volume = %volume, container = %container.name, %error, "could not resume container");
                     failed.push(NotResumed {
                         container: container.name.clone(),
-                        error: match e {
-                            ContainerError::Action { message, .. } => message,
-                            other => other.to_string(),
-                        },
+                        error,
                     });
                 }
             }
@@ -291,28 +342,129 @@ impl Containers {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use super::*;
 
-    #[test]
-    fn a_failed_stop_names_the_containers_left_stopped() {
-        let e = ContainerError::NotResumed {
-            cause: Box::new(ContainerError::Action {
-                volume: "db".into(),
-                action: "stop",
-                container: "web".into(),
-                message: "timeout".into(),
-            }),
-            how: Quiesce::Stop,
-            not_resumed: vec![NotResumed {
+    /// An engine with fixed users that records every action and fails the ones it is told to.
+    #[derive(Default)]
+    struct FakeEngine {
+        users: Vec<&'static str>,
+        fail: Vec<(&'static str, Action)>,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl ContainerEngine for FakeEngine {
+        fn running_users<'a>(
+            &'a self,
+            driver: &'a str,
+            names: &'a [String],
+        ) -> EngineFuture<'a, Vec<ContainerRef>> {
+            assert_eq!((driver, names), ("dvol", &["db".to_string()][..]));
+            let users = self
+                .users
+                .iter()
+                .map(|name| ContainerRef {
+                    id: format!("id-{name}"),
+                    name: name.to_string(),
+                })
+                .collect();
+            Box::pin(async move { Ok(users) })
+        }
+
+        fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()> {
+            let name = container.name.as_str();
+            self.log.lock().unwrap().push(format!("{action} {name}"));
+            let failed = self.fail.contains(&(name, action));
+            Box::pin(async move {
+                if failed {
+                    Err("engine says no".to_string())
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn containers(engine: FakeEngine) -> (Containers, Arc<FakeEngine>) {
+        let engine = Arc::new(engine);
+        (Containers::new("dvol", engine.clone()), engine)
+    }
+
+    fn db() -> (VolumeName, Vec<String>) {
+        (VolumeName::parse("db").unwrap(), vec!["db".to_string()])
+    }
+
+    #[tokio::test]
+    async fn users_are_stopped_around_the_operation_and_failures_to_start_are_listed() {
+        let (containers, engine) = containers(FakeEngine {
+            users: vec!["web", "worker"],
+            fail: vec![("worker", Action::Start)],
+            ..Default::default()
+        });
+        let (volume, names) = db();
+        let around = containers
+            .around(&volume, &names, Quiesce::Stop, async {
+                engine.log.lock().unwrap().push("operation".into());
+                7
+            })
+            .await
+            .unwrap();
+        assert_eq!(around.outcome, 7);
+        assert_eq!(
+            around.not_resumed,
+            [NotResumed {
                 container: "worker".into(),
-                error: "no such image".into(),
-            }],
-        };
+                error: "engine says no".into()
+            }]
+        );
+        assert_eq!(
+            *engine.log.lock().unwrap(),
+            [
+                "stop web",
+                "stop worker",
+                "operation",
+                "start web",
+                "start worker"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_container_that_cannot_be_paused_undoes_the_others_and_skips_the_operation() {
+        let (containers, engine) = containers(FakeEngine {
+            users: vec!["web", "worker"],
+            fail: vec![("worker", Action::Pause), ("web", Action::Unpause)],
+            ..Default::default()
+        });
+        let (volume, names) = db();
+        let e = containers
+            .around(&volume, &names, Quiesce::Pause, async {
+                panic!("the operation must not run")
+            })
+            .await
+            .map(|_: Around<()>| ())
+            .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "volume db: cannot stop container web: timeout; nothing was changed; \
-             container worker could not be started again (no such image); \
-             start it with `docker start worker`"
+            "volume db: cannot pause container worker: engine says no; nothing was changed; \
+             container web could not be unpaused (engine says no); unpause it with `docker unpause web`"
         );
+        assert_eq!(
+            *engine.log.lock().unwrap(),
+            ["pause web", "pause worker", "unpause web"]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_users_the_operation_just_runs() {
+        let (containers, engine) = containers(FakeEngine::default());
+        let (volume, names) = db();
+        let around = containers
+            .around(&volume, &names, Quiesce::Stop, async { "done" })
+            .await
+            .unwrap();
+        assert_eq!((around.outcome, around.not_resumed.len()), ("done", 0));
+        assert!(engine.log.lock().unwrap().is_empty());
     }
 }

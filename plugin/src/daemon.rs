@@ -21,11 +21,12 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::{Config, ConfigError};
+use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
 use crate::profile::HostBackends;
 use crate::service::VolumeService;
 use crate::volume::Layout;
-use crate::{api, docker};
+use crate::{docker, rest};
 
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
@@ -85,13 +86,8 @@ pub enum DaemonError {
 /// recorded with the reason, and its profiles are reported unavailable; only a broken state
 /// root is an error.
 pub fn probe_backends(layout: &Layout, config: &Config) -> Result<HostBackends, DaemonError> {
-    let directory =
-        DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).map_err(|source| {
-            ServiceError::Backend {
-                volume: "(backend setup)".into(),
-                source,
-            }
-        })?;
+    let directory = DirectoryBackend::open(layout.backend_dir(BackendKind::Directory))
+        .map_err(ServiceError::Host)?;
     let loop_device = LoopBackend::open(layout.backend_dir(BackendKind::Loop))
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
         .map_err(|e| e.to_string());
@@ -204,7 +200,7 @@ pub async fn run(
         .expect("service open task")?;
     let mut service = service;
     if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
-        service.set_docker_driver(driver);
+        service.set_containers(Containers::new(driver, Arc::new(DockerEngine)));
     }
     let service = Arc::new(service);
     info!(root = %options.root.display(), volumes = service.list().len(), "state opened");
@@ -240,7 +236,7 @@ pub async fn run(
             .with_graceful_shutdown(stop)
             .await
     });
-    let api_router = api::router(service.clone());
+    let api_router = rest::router(service.clone());
     let stop = stopped();
     let unix_router = api_router.clone();
     servers.spawn(async move {

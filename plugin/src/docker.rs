@@ -281,7 +281,7 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             DockerResponse::default()
         }),
         DockerRequest::Remove { name } => match service.remove(&name) {
-            Ok(_) | Err(ServiceError::NotFound(_)) => Ok(DockerResponse::default()),
+            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(DockerResponse::default()),
             Err(e) => Err(e),
         },
         DockerRequest::Mount { name, id } => {

@@ -1,10 +1,17 @@
 //! Errors of the volume service. Each message says what failed, for which volume, and what to
-//! do; the protocol layers only choose a status code from [`ServiceError::class`].
+//! do; the protocol layers only choose a status code from [`ServiceError::class`] and a stable
+//! code from [`ServiceError::code`].
+//!
+//! Context travels as typed fields (the volume's [`VolumeName`], the profile, the option key),
+//! never as text to be rewritten later. A backend or history error gets its volume attached in
+//! one place, [`ForVolume::for_volume`].
 
 use dvol_backends::BackendError;
 
-use crate::names::NameError;
-use crate::store::StoreError;
+use crate::containers::{not_resumed_text, ContainerError, Quiesce};
+use crate::metadata::MetadataError;
+use crate::names::{NameError, ProfileName, VolumeName};
+use dvol_api::NotResumed;
 
 /// The broad kinds of failure, for choosing a status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,12 +22,42 @@ pub enum ErrorClass {
     NotFound,
     /// The request conflicts with the volume's current state.
     Conflict,
-    /// A feature that is not built yet.
-    Unsupported,
     /// The backend needed cannot run on this host.
     Unavailable,
     /// dvol or the host failed.
     Internal,
+}
+
+/// Why a clone source (`NAME@snapshot-REF`, `-o from=REF`) names no single thing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloneSourceProblem {
+    /// Fewer than 6 hex digits, or not hex.
+    NotHex,
+    /// No volume UUID and no commit id starts with it.
+    NoMatch,
+    /// Several volumes or commits start with it.
+    Ambiguous {
+        /// What it matches, e.g. `volume db (3f2c...)`, `commit 9a1b...`.
+        candidates: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for CloneSourceProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloneSourceProblem::NotHex => {
+                f.write_str("is not at least 6 hex digits of a volume UUID or commit id")
+            }
+            CloneSourceProblem::NoMatch => f.write_str(
+                "matches no volume UUID and no commit; `docker volume inspect` shows volume UUIDs, `dvol log` commit ids",
+            ),
+            CloneSourceProblem::Ambiguous { candidates } => write!(
+                f,
+                "is ambiguous: it matches {}; give more digits",
+                candidates.join(", ")
+            ),
+        }
+    }
 }
 
 /// Errors from [`crate::service::VolumeService`].
@@ -30,34 +67,37 @@ pub enum ServiceError {
     #[error(transparent)]
     Name(#[from] NameError),
     /// No such volume.
-    #[error("no volume named {0:?}; `dvol volume ls` lists the volumes on this host")]
-    NotFound(String),
+    #[error("no volume named {volume:?}; `dvol volume ls` lists the volumes on this host", volume = volume.as_str())]
+    NotFound {
+        /// The name asked for.
+        volume: VolumeName,
+    },
     /// A profile that is not configured.
-    #[error("volume {volume}: unknown profile {profile:?}; profiles on this host: {known}")]
+    #[error("volume {volume}: unknown profile {profile:?}; profiles on this host: {}", join(known), profile = profile.as_str())]
     UnknownProfile {
         /// The volume being created.
-        volume: String,
+        volume: VolumeName,
         /// The profile asked for.
-        profile: String,
+        profile: ProfileName,
         /// The configured profiles.
-        known: String,
+        known: Vec<ProfileName>,
     },
     /// An existing volume referred to with another profile.
     #[error("volume {volume} already exists with profile {actual}, not {requested}; refer to it as {volume} or {volume}@{actual}")]
     ProfileMismatch {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
         /// Its real profile.
-        actual: String,
+        actual: ProfileName,
         /// The profile in the request.
-        requested: String,
+        requested: ProfileName,
     },
     /// An option dvol does not know.
     #[error("volume {volume}: unknown option {key:?}; known options: {known}")]
     UnknownOption {
         /// The volume being created.
-        volume: String,
-        /// The option's key.
+        volume: VolumeName,
+        /// The option's key, shortened.
         key: String,
         /// The options dvol knows.
         known: &'static str,
@@ -66,7 +106,7 @@ pub enum ServiceError {
     #[error("volume {volume}: option {key}: {message}")]
     BadOption {
         /// The volume being created.
-        volume: String,
+        volume: VolumeName,
         /// The option's key.
         key: &'static str,
         /// What is wrong.
@@ -76,66 +116,77 @@ pub enum ServiceError {
     #[error("volume {volume} is in use ({mounts} active mount(s)); stop the containers using it, then retry")]
     InUse {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
         /// How many mount ids are active.
         mounts: usize,
-    },
-    /// A feature that is not built yet.
-    #[error("volume {volume}: {feature} is not supported yet")]
-    Unsupported {
-        /// The volume.
-        volume: String,
-        /// What was asked for.
-        feature: &'static str,
     },
     /// The volume's backend failed.
     #[error("volume {volume}: {source}")]
     Backend {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
         /// The backend's error.
         #[source]
         source: BackendError,
     },
-    /// A history operation failed.
-    #[error("{}", history_message(.volume, .source))]
+    /// A backend failed while the daemon set up or surveyed the host, for no one volume.
+    #[error("this host: {0}")]
+    Host(#[source] BackendError),
+    /// A history operation on one volume failed.
+    #[error("volume {volume}: {source}")]
     History {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
         /// The history library's error.
         #[source]
         source: dvol_snapshot::Error,
     },
+    /// An operation on the history repository as a whole (open, fsck, gc) failed.
+    #[error("history repository: {0}")]
+    Repository(#[source] dvol_snapshot::Error),
     /// Another operation holds the volume.
     #[error("volume {volume} is busy with another operation; retry when it finishes")]
     Busy {
         /// The volume.
-        volume: String,
+        volume: VolumeName,
     },
     /// Checkout or reset would lose changes.
-    #[error("volume {volume} has uncommitted changes ({summary}); commit them, or pass --force to discard them")]
+    #[error("volume {volume} has uncommitted changes ({}); commit them, or pass --force to discard them", uncommitted_summary(*changed, examples))]
     Uncommitted {
         /// The volume.
-        volume: String,
-        /// How many paths, and the first few.
-        summary: String,
+        volume: VolumeName,
+        /// How many paths differ from HEAD.
+        changed: usize,
+        /// The first few of them.
+        examples: Vec<String>,
     },
     /// A clone source prefix matches nothing or several things.
     #[error("volume {volume}: snapshot reference {reference:?} {problem}")]
     CloneSource {
         /// The volume being created.
-        volume: String,
+        volume: VolumeName,
         /// The prefix given.
         reference: String,
-        /// "matches nothing ..." or "is ambiguous: ...".
-        problem: String,
+        /// What is wrong with it.
+        problem: CloneSourceProblem,
     },
     /// Containers could not be stopped or paused.
     #[error(transparent)]
-    Containers(#[from] crate::containers::ContainerError),
+    Containers(#[from] ContainerError),
+    /// An operation failed after containers were stopped (or paused) for it, and some of them
+    /// could not be started (or unpaused) again.
+    #[error("{source}; also, {}", not_resumed_text(*how, not_resumed))]
+    NotResumed {
+        /// Why the operation failed.
+        source: Box<ServiceError>,
+        /// Whether they were stopped or paused.
+        how: Quiesce,
+        /// The containers left stopped or paused.
+        not_resumed: Vec<NotResumed>,
+    },
     /// The metadata database failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Metadata(#[from] MetadataError),
     /// Setting up the state root failed.
     #[error("state root {path}: {source}")]
     Root {
@@ -145,6 +196,27 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker thread running the operation died.
+    #[error(
+        "internal error: the operation's worker failed: {message}; the daemon's log has details"
+    )]
+    Worker {
+        /// The runtime's report.
+        message: String,
+    },
+}
+
+fn join(names: &[ProfileName]) -> String {
+    crate::config::join_names(names.iter())
+}
+
+/// `3 path(s): a, b, c, ...`
+fn uncommitted_summary(changed: usize, examples: &[String]) -> String {
+    let mut summary = format!("{changed} path(s): {}", examples.join(", "));
+    if changed > examples.len() {
+        summary.push_str(", ...");
+    }
+    summary
 }
 
 impl ServiceError {
@@ -154,22 +226,24 @@ impl ServiceError {
             ServiceError::Name(_)
             | ServiceError::UnknownProfile { .. }
             | ServiceError::UnknownOption { .. }
-            | ServiceError::BadOption { .. } => ErrorClass::Invalid,
-            ServiceError::NotFound(_) => ErrorClass::NotFound,
-            ServiceError::ProfileMismatch { .. } | ServiceError::InUse { .. } => {
-                ErrorClass::Conflict
+            | ServiceError::BadOption { .. }
+            | ServiceError::CloneSource { .. } => ErrorClass::Invalid,
+            ServiceError::NotFound { .. } => ErrorClass::NotFound,
+            ServiceError::ProfileMismatch { .. }
+            | ServiceError::InUse { .. }
+            | ServiceError::Busy { .. }
+            | ServiceError::Uncommitted { .. }
+            | ServiceError::Containers(_) => ErrorClass::Conflict,
+            ServiceError::Backend { source, .. } | ServiceError::Host(source) => {
+                backend_class(source)
             }
-            ServiceError::Unsupported { .. } => ErrorClass::Unsupported,
-            ServiceError::Backend { source, .. } => match source {
-                BackendError::Refused(_) => ErrorClass::Invalid,
-                BackendError::Unavailable(_) => ErrorClass::Unavailable,
-                _ => ErrorClass::Internal,
-            },
-            ServiceError::History { source, .. } => history_class(source),
-            ServiceError::Busy { .. } | ServiceError::Uncommitted { .. } => ErrorClass::Conflict,
-            ServiceError::CloneSource { .. } => ErrorClass::Invalid,
-            ServiceError::Containers(_) => ErrorClass::Conflict,
-            ServiceError::Store(_) | ServiceError::Root { .. } => ErrorClass::Internal,
+            ServiceError::History { source, .. } | ServiceError::Repository(source) => {
+                history_class(source)
+            }
+            ServiceError::NotResumed { source, .. } => source.class(),
+            ServiceError::Metadata(_) | ServiceError::Root { .. } | ServiceError::Worker { .. } => {
+                ErrorClass::Internal
+            }
         }
     }
 
@@ -177,31 +251,43 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::Name(_) => "invalid_name",
-            ServiceError::NotFound(_) => "not_found",
+            ServiceError::NotFound { .. } => "not_found",
             ServiceError::UnknownProfile { .. } => "unknown_profile",
             ServiceError::ProfileMismatch { .. } => "profile_mismatch",
             ServiceError::UnknownOption { .. } => "unknown_option",
             ServiceError::BadOption { .. } => "invalid_option",
             ServiceError::InUse { .. } => "in_use",
-            ServiceError::Unsupported { .. } => "not_supported",
-            ServiceError::Backend { source, .. } => match source {
+            ServiceError::Backend { source, .. } | ServiceError::Host(source) => match source {
                 BackendError::Refused(_) => "refused",
                 BackendError::Unavailable(_) => "backend_unavailable",
                 _ => "backend_failed",
             },
-            ServiceError::History { source, .. } => match history_class(source) {
-                ErrorClass::NotFound => "unknown_revision",
-                ErrorClass::Invalid => "invalid_revision",
-                ErrorClass::Conflict => "history_conflict",
-                _ => "history_failed",
-            },
+            ServiceError::History { source, .. } | ServiceError::Repository(source) => {
+                match history_class(source) {
+                    ErrorClass::NotFound => "unknown_revision",
+                    ErrorClass::Invalid => "invalid_revision",
+                    ErrorClass::Conflict => "history_conflict",
+                    _ => "history_failed",
+                }
+            }
             ServiceError::Busy { .. } => "busy",
             ServiceError::Uncommitted { .. } => "uncommitted_changes",
             ServiceError::CloneSource { .. } => "bad_snapshot_reference",
             ServiceError::Containers(_) => "containers_failed",
-            ServiceError::Store(_) => "metadata_failed",
+            ServiceError::NotResumed { source, .. } => source.code(),
+            ServiceError::Metadata(_) => "metadata_failed",
             ServiceError::Root { .. } => "state_root_failed",
+            ServiceError::Worker { .. } => "internal",
         }
+    }
+}
+
+/// Which backend errors are the caller's.
+fn backend_class(e: &BackendError) -> ErrorClass {
+    match e {
+        BackendError::Refused(_) => ErrorClass::Invalid,
+        BackendError::Unavailable(_) => ErrorClass::Unavailable,
+        _ => ErrorClass::Internal,
     }
 }
 
@@ -222,15 +308,85 @@ fn history_class(e: &dvol_snapshot::Error) -> ErrorClass {
     }
 }
 
-/// The history library names volumes by UUID ("volume 3f2c...: unknown revision"); users know
-/// them by name, so the name replaces the UUID, or leads the message when it has none.
-fn history_message(volume: &str, source: &dvol_snapshot::Error) -> String {
-    let text = source.to_string();
-    match text
-        .strip_prefix("volume ")
-        .and_then(|rest| rest.split_once(": "))
-    {
-        Some((id, rest)) if uuid::Uuid::parse_str(id).is_ok() => format!("volume {volume}: {rest}"),
-        _ => format!("volume {volume}: {text}"),
+/// Attaches the volume an error is about: the one way a backend or history error becomes a
+/// [`ServiceError`] that names its volume.
+pub trait ForVolume<T> {
+    /// The error, as a [`ServiceError`] about `volume`.
+    fn for_volume(self, volume: &VolumeName) -> Result<T, ServiceError>;
+}
+
+impl<T> ForVolume<T> for Result<T, BackendError> {
+    fn for_volume(self, volume: &VolumeName) -> Result<T, ServiceError> {
+        self.map_err(|source| ServiceError::Backend {
+            volume: volume.clone(),
+            source,
+        })
+    }
+}
+
+impl<T> ForVolume<T> for Result<T, dvol_snapshot::Error> {
+    fn for_volume(self, volume: &VolumeName) -> Result<T, ServiceError> {
+        self.map_err(|source| ServiceError::History {
+            volume: volume.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(n: &str) -> VolumeName {
+        VolumeName::parse(n).unwrap()
+    }
+
+    #[test]
+    fn history_errors_lead_with_the_volume_name() {
+        let revision: Result<(), _> = Err(dvol_snapshot::Error::UnknownRevision {
+            volume: dvol_snapshot::VolumeKey(uuid::Uuid::new_v4()),
+            rev: "nosuch".into(),
+            available: "branches: master".into(),
+        });
+        let e = revision.for_volume(&name("demo")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "volume demo: unknown revision 'nosuch'; branches: master"
+        );
+        assert_eq!(
+            (e.class(), e.code()),
+            (ErrorClass::NotFound, "unknown_revision")
+        );
+    }
+
+    #[test]
+    fn uncommitted_changes_show_the_first_paths() {
+        let e = ServiceError::Uncommitted {
+            volume: name("db"),
+            changed: 5,
+            examples: vec!["a".into(), "b".into(), "c".into()],
+        };
+        assert_eq!(
+            e.to_string(),
+            "volume db has uncommitted changes (5 path(s): a, b, c, ...); commit them, or pass --force to discard them"
+        );
+    }
+
+    #[test]
+    fn a_failure_with_containers_left_stopped_keeps_its_code_and_names_them() {
+        let e = ServiceError::NotResumed {
+            source: Box::new(ServiceError::Busy { volume: name("v") }),
+            how: Quiesce::Stop,
+            not_resumed: vec![NotResumed {
+                container: "web".into(),
+                error: "port is already allocated".into(),
+            }],
+        };
+        assert_eq!((e.class(), e.code()), (ErrorClass::Conflict, "busy"));
+        assert_eq!(
+            e.to_string(),
+            "volume v is busy with another operation; retry when it finishes; also, container web \
+             could not be started again (port is already allocated); start it with `docker start web`"
+        );
     }
 }

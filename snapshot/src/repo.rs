@@ -23,6 +23,9 @@ pub const FORMAT: &str = "dvol-history 1";
 pub const DEFAULT_BRANCH: &str = "master";
 
 /// Errors from repository operations.
+///
+/// Messages do not name the volume: a caller knows it by a name its user recognises and leads
+/// the message with that; the volume's key is a typed field of the variants that have one.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An object store failure.
@@ -59,7 +62,7 @@ pub enum Error {
         found: String,
     },
     /// A revision names nothing.
-    #[error("volume {volume}: unknown revision '{rev}'; {available}")]
+    #[error("unknown revision '{rev}'; {available}")]
     UnknownRevision {
         /// The volume.
         volume: VolumeKey,
@@ -77,7 +80,7 @@ pub enum Error {
         why: String,
     },
     /// A commit id prefix matches several commits.
-    #[error("volume {volume}: commit prefix '{prefix}' is ambiguous; candidates: {candidates}")]
+    #[error("commit prefix '{prefix}' is ambiguous; candidates: {candidates}")]
     AmbiguousPrefix {
         /// The volume.
         volume: VolumeKey,
@@ -87,7 +90,7 @@ pub enum Error {
         candidates: String,
     },
     /// `^`/`~` went past a root commit.
-    #[error("volume {volume}: '{rev}' does not exist: commit {commit} has no parent number {n}")]
+    #[error("'{rev}' does not exist: commit {commit} has no parent number {n}")]
     NoParent {
         /// The volume.
         volume: VolumeKey,
@@ -99,10 +102,10 @@ pub enum Error {
         n: usize,
     },
     /// The volume has no commit yet.
-    #[error("volume {0} has no commits yet; commit first")]
+    #[error("no commits yet; commit first")]
     NoCommits(VolumeKey),
     /// A branch or tag already exists.
-    #[error("volume {volume}: {what} '{name}' already exists (at {commit}); pick another name or delete it first")]
+    #[error("{what} '{name}' already exists (at {commit}); pick another name or delete it first")]
     RefExists {
         /// The volume.
         volume: VolumeKey,
@@ -114,7 +117,7 @@ pub enum Error {
         commit: CommitId,
     },
     /// A branch or tag does not exist.
-    #[error("volume {volume}: no {what} named '{name}'; {available}")]
+    #[error("no {what} named '{name}'; {available}")]
     NoSuchRef {
         /// The volume.
         volume: VolumeKey,
@@ -126,7 +129,7 @@ pub enum Error {
         available: String,
     },
     /// Deleting the checked-out branch was refused.
-    #[error("volume {volume}: cannot delete branch '{name}': it is checked out; check out another branch first")]
+    #[error("cannot delete branch '{name}': it is checked out; check out another branch first")]
     DeleteCurrentBranch {
         /// The volume.
         volume: VolumeKey,
@@ -149,7 +152,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// A volume that must be new already has history.
-    #[error("volume {0} already has history; delete it first or use another volume")]
+    #[error("it already has history; delete it first or use another volume")]
     VolumeExists(VolumeKey),
     /// Garbage collection stopped before deleting anything.
     #[error("garbage collection aborted, nothing was deleted: {0}; run fsck")]
@@ -603,7 +606,7 @@ impl Repository {
 
     /// Every commit of the volume (reachable from any of its refs), newest first, for
     /// drawing a graph (`dvol log --graph`): each [`Commit`] lists its parents.
-    pub fn history(&self, volume: &VolumeKey) -> Result<Vec<Commit>> {
+    pub fn commits(&self, volume: &VolumeKey) -> Result<Vec<Commit>> {
         let mut all = self.volume_commits(volume)?;
         // Children before parents: order by time, then make sure no parent precedes a child.
         all.sort_by(|a, b| b.info.time.cmp(&a.info.time).then(a.id.cmp(&b.id)));

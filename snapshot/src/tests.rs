@@ -717,7 +717,7 @@ fn branches_tags_and_head() {
         }
     );
     // Reachable: the detached commit and ids[2..0]; "on exp" was orphaned by set_branch.
-    let hist = repo.history(&vol).unwrap();
+    let hist = repo.commits(&vol).unwrap();
     assert_eq!(hist.len(), 4);
     assert_eq!(hist[0].id, c.id);
     let pos = |id: CommitId| hist.iter().position(|c| c.id == id).unwrap();

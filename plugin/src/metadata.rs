@@ -52,7 +52,7 @@ ALTER TABLE volumes ADD COLUMN location TEXT;
 
 /// Errors from the metadata database.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum MetadataError {
     /// SQLite failed.
     #[error("metadata database {path}: {source}")]
     Sqlite {
@@ -98,15 +98,15 @@ struct Row {
 }
 
 /// The metadata database.
-pub struct Store {
+pub struct Metadata {
     path: PathBuf,
     conn: Mutex<Connection>,
 }
 
-impl Store {
+impl Metadata {
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let sqlite = |source| StoreError::Sqlite {
+    pub fn open(path: &Path) -> Result<Self, MetadataError> {
+        let sqlite = |source| MetadataError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
@@ -119,7 +119,7 @@ impl Store {
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(sqlite)?;
         if version > MIGRATIONS.len() {
-            return Err(StoreError::TooNew {
+            return Err(MetadataError::TooNew {
                 path: path.to_path_buf(),
                 found: version,
                 known: MIGRATIONS.len(),
@@ -132,7 +132,7 @@ impl Store {
                 .map_err(sqlite)?;
             tx.commit().map_err(sqlite)?;
         }
-        Ok(Store {
+        Ok(Metadata {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         })
@@ -141,24 +141,24 @@ impl Store {
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, MetadataError> {
         let mut conn = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut conn).map_err(|source| StoreError::Sqlite {
+        f(&mut conn).map_err(|source| MetadataError::Sqlite {
             path: self.path.clone(),
             source,
         })
     }
 
     /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<usize, StoreError> {
+    pub fn schema_version(&self) -> Result<usize, MetadataError> {
         self.with(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
     }
 
     /// This host's stable id, made on first use.
-    pub fn host_id(&self) -> Result<Uuid, StoreError> {
+    pub fn host_id(&self) -> Result<Uuid, MetadataError> {
         let fresh = Uuid::new_v4().to_string();
         let stored: String = self.with(|c| {
             c.execute(
@@ -169,7 +169,7 @@ impl Store {
                 row.get(0)
             })
         })?;
-        stored.parse().map_err(|_| StoreError::Corrupt {
+        stored.parse().map_err(|_| MetadataError::Corrupt {
             path: self.path.clone(),
             uuid: "node".into(),
             problem: format!("host_id {stored:?} is not a UUID"),
@@ -177,7 +177,7 @@ impl Store {
     }
 
     /// Every volume with its active mounts.
-    pub fn load(&self) -> Result<Vec<Volume>, StoreError> {
+    pub fn load(&self) -> Result<Vec<Volume>, MetadataError> {
         let (rows, mounts) = self.with(|c| {
             let rows = c
                 .prepare("SELECT uuid, name, profile, backend, size_bytes, filesystem, created_at, state, location FROM volumes ORDER BY name")?
@@ -207,7 +207,7 @@ impl Store {
         }
         rows.into_iter()
             .map(|row| {
-                let corrupt = |problem: String| StoreError::Corrupt {
+                let corrupt = |problem: String| MetadataError::Corrupt {
                     path: self.path.clone(),
                     uuid: row.uuid.clone(),
                     problem,
@@ -243,7 +243,7 @@ impl Store {
     }
 
     /// Records a new volume.
-    pub fn insert(&self, volume: &Volume) -> Result<(), StoreError> {
+    pub fn insert(&self, volume: &Volume) -> Result<(), MetadataError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO volumes (uuid, name, profile, backend, size_bytes, filesystem, created_at, state, location)
@@ -265,7 +265,7 @@ impl Store {
     }
 
     /// Moves a volume to another life-cycle state.
-    pub fn set_state(&self, id: Uuid, state: VolumeState) -> Result<(), StoreError> {
+    pub fn set_state(&self, id: Uuid, state: VolumeState) -> Result<(), MetadataError> {
         self.with(|c| {
             c.execute(
                 "UPDATE volumes SET state = ?2 WHERE uuid = ?1",
@@ -276,7 +276,7 @@ impl Store {
     }
 
     /// Records a volume's new size.
-    pub fn set_size(&self, id: Uuid, size: ByteSize) -> Result<(), StoreError> {
+    pub fn set_size(&self, id: Uuid, size: ByteSize) -> Result<(), MetadataError> {
         self.with(|c| {
             c.execute(
                 "UPDATE volumes SET size_bytes = ?2 WHERE uuid = ?1",
@@ -287,7 +287,7 @@ impl Store {
     }
 
     /// Forgets a volume, its mounts and aliases.
-    pub fn delete(&self, id: Uuid) -> Result<(), StoreError> {
+    pub fn delete(&self, id: Uuid) -> Result<(), MetadataError> {
         self.with(|c| {
             c.execute("DELETE FROM volumes WHERE uuid = ?1", [id.to_string()])
                 .map(drop)
@@ -295,7 +295,11 @@ impl Store {
     }
 
     /// Replaces a volume's active mounts.
-    pub fn set_mounts(&self, id: Uuid, mounts: &BTreeMap<String, u32>) -> Result<(), StoreError> {
+    pub fn set_mounts(
+        &self,
+        id: Uuid,
+        mounts: &BTreeMap<String, u32>,
+    ) -> Result<(), MetadataError> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
@@ -313,7 +317,7 @@ impl Store {
     }
 
     /// Remembers a name the Docker Engine knows the volume by (`NAME@PROFILE`).
-    pub fn add_alias(&self, alias: &str, id: Uuid) -> Result<(), StoreError> {
+    pub fn add_alias(&self, alias: &str, id: Uuid) -> Result<(), MetadataError> {
         self.with(|c| {
             c.execute(
                 "INSERT OR REPLACE INTO aliases (alias, volume_uuid) VALUES (?1, ?2)",
@@ -324,7 +328,7 @@ impl Store {
     }
 
     /// The aliases recorded for a volume.
-    pub fn aliases(&self, id: Uuid) -> Result<Vec<String>, StoreError> {
+    pub fn aliases(&self, id: Uuid) -> Result<Vec<String>, MetadataError> {
         self.with(|c| {
             c.prepare("SELECT alias FROM aliases WHERE volume_uuid = ?1 ORDER BY alias")?
                 .query_map([id.to_string()], |r| r.get(0))?
@@ -333,9 +337,11 @@ impl Store {
     }
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Metadata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish()
+        f.debug_struct("Metadata")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -366,23 +372,23 @@ mod tests {
         let path = tmp.path().join("dvol.db");
         let mut v = volume("orders");
         let host = {
-            let store = Store::open(&path).unwrap();
-            store.insert(&v).unwrap();
-            store.set_state(v.id, VolumeState::Ready).unwrap();
+            let metadata = Metadata::open(&path).unwrap();
+            metadata.insert(&v).unwrap();
+            metadata.set_state(v.id, VolumeState::Ready).unwrap();
             v.mounts.insert("abc".into(), 2);
-            store.set_mounts(v.id, &v.mounts).unwrap();
-            store.add_alias("orders@bronze", v.id).unwrap();
-            store.host_id().unwrap()
+            metadata.set_mounts(v.id, &v.mounts).unwrap();
+            metadata.add_alias("orders@bronze", v.id).unwrap();
+            metadata.host_id().unwrap()
         };
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
-        assert_eq!(store.host_id().unwrap(), host);
+        let metadata = Metadata::open(&path).unwrap();
+        assert_eq!(metadata.schema_version().unwrap(), MIGRATIONS.len());
+        assert_eq!(metadata.host_id().unwrap(), host);
         v.state = VolumeState::Ready;
-        assert_eq!(store.load().unwrap(), vec![v.clone()]);
-        assert_eq!(store.aliases(v.id).unwrap(), ["orders@bronze"]);
-        store.delete(v.id).unwrap();
-        assert!(store.load().unwrap().is_empty());
-        assert!(store.aliases(v.id).unwrap().is_empty());
+        assert_eq!(metadata.load().unwrap(), vec![v.clone()]);
+        assert_eq!(metadata.aliases(v.id).unwrap(), ["orders@bronze"]);
+        metadata.delete(v.id).unwrap();
+        assert!(metadata.load().unwrap().is_empty());
+        assert!(metadata.aliases(v.id).unwrap().is_empty());
     }
 
     #[test]
@@ -399,9 +405,9 @@ mod tests {
             )
             .unwrap();
         }
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len());
-        let volumes = store.load().unwrap();
+        let metadata = Metadata::open(&path).unwrap();
+        assert_eq!(metadata.schema_version().unwrap(), MIGRATIONS.len());
+        let volumes = metadata.load().unwrap();
         assert_eq!(volumes.len(), 1);
         assert_eq!(volumes[0].name.as_str(), "old");
         assert_eq!(volumes[0].location, None);
@@ -410,9 +416,9 @@ mod tests {
     #[test]
     fn names_are_unique() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("dvol.db")).unwrap();
-        store.insert(&volume("a")).unwrap();
-        assert!(store.insert(&volume("a")).is_err());
+        let metadata = Metadata::open(&tmp.path().join("dvol.db")).unwrap();
+        metadata.insert(&volume("a")).unwrap();
+        assert!(metadata.insert(&volume("a")).is_err());
     }
 
     #[test]
@@ -423,7 +429,7 @@ mod tests {
             .unwrap()
             .pragma_update(None, "user_version", 99)
             .unwrap();
-        let err = Store::open(&path).unwrap_err().to_string();
+        let err = Metadata::open(&path).unwrap_err().to_string();
         assert!(err.contains("schema version 99"), "{err}");
     }
 }

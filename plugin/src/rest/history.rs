@@ -1,0 +1,167 @@
+//! `/v1/volumes/{name}/commits`, `status`, `checkout`, `reset` and `diff`: a volume's history.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use dvol_api::{
+    ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, DiffQuery, ErrorBody,
+    LogView, ResetRequest, StreamLine,
+};
+
+use super::error::{parse_body, ApiError};
+use super::stream::answer;
+use super::{StreamAccept, VolumePath};
+use crate::service::VolumeService;
+
+/// The volume's commits, newest first, with the branches and tags at each, and HEAD.
+#[utoipa::path(get, path = "/v1/volumes/{name}/commits", tag = "history", operation_id = "log",
+    params(VolumePath),
+    responses(
+        (status = 200, description = "The log", body = LogView),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn log(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<Json<LogView>, ApiError> {
+    Ok(Json(service.blocking(move |s| s.log(&name)).await?))
+}
+
+/// Commit the volume's files on the checked-out branch; `pause` pauses its containers
+/// meanwhile. Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/commits", tag = "history", operation_id = "commit",
+    params(VolumePath, StreamAccept),
+    request_body = CommitRequest,
+    responses(
+        (status = 201, description = "Committed (or nothing changed: `changed` false)", body = CommitResult),
+        (status = 200, description = "The streamed answer", content_type = "application/x-ndjson", body = StreamLine<CommitResult>),
+        (status = 400, description = "Bad name or body", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 409, description = "Busy, or its containers could not be paused", body = ErrorBody),
+        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+    ))]
+pub async fn commit(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: CommitRequest = parse_body(body, "commit")?;
+    let answered = answer(&headers, StatusCode::CREATED, |progress| async move {
+        service
+            .commit_with_containers(name, request, progress)
+            .await
+    });
+    Ok(answered.await)
+}
+
+/// The changes in the volume that are not committed yet.
+#[utoipa::path(get, path = "/v1/volumes/{name}/status", tag = "history", operation_id = "status",
+    params(VolumePath),
+    responses(
+        (status = 200, description = "Paths that differ from HEAD", body = Vec<ChangeView>),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 409, description = "Busy with another operation", body = ErrorBody),
+        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+    ))]
+pub async fn status(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<ChangeView>>, ApiError> {
+    Ok(Json(service.blocking(move |s| s.status(&name)).await?))
+}
+
+/// Put a branch or commit into the volume (a branch becomes the checked-out branch, anything
+/// else detaches HEAD), stopping its running containers meanwhile. Streams progress with
+/// `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/checkout", tag = "history", operation_id = "checkout",
+    params(VolumePath, StreamAccept),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 200, description = "Checked out; streamed as JSON lines when asked", content(
+            (CheckoutView = "application/json"),
+            (StreamLine<CheckoutView> = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
+        (status = 404, description = "No such volume or revision", body = ErrorBody),
+        (status = 409, description = "Uncommitted changes, busy, an existing branch, or containers that could not be stopped", body = ErrorBody),
+        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+    ))]
+pub async fn checkout(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: CheckoutRequest = parse_body(body, "checkout")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service
+            .checkout_with_containers(name, request, progress)
+            .await
+    });
+    Ok(answered.await)
+}
+
+/// Move the current branch (or detached HEAD) to a revision and put its files into the
+/// volume, discarding uncommitted changes, with the running containers stopped meanwhile.
+/// Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/reset", tag = "history", operation_id = "resetHard",
+    params(VolumePath, StreamAccept),
+    request_body = ResetRequest,
+    responses(
+        (status = 200, description = "Reset; streamed as JSON lines when asked", content(
+            (CheckoutView = "application/json"),
+            (StreamLine<CheckoutView> = "application/x-ndjson"),
+        )),
+        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
+        (status = 404, description = "No such volume or revision", body = ErrorBody),
+        (status = 409, description = "Busy, or containers that could not be stopped", body = ErrorBody),
+        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+    ))]
+pub async fn reset(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: ResetRequest = parse_body(body, "reset")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service.reset_with_containers(name, request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// The paths that differ between two revisions.
+#[utoipa::path(get, path = "/v1/volumes/{name}/diff", tag = "history", operation_id = "diff",
+    params(VolumePath, DiffQuery),
+    responses(
+        (status = 200, description = "Paths that differ from `from` to `to`", body = Vec<ChangeView>),
+        (status = 400, description = "Bad name, query or revision", body = ErrorBody),
+        (status = 404, description = "No such volume or revision", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn diff(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    query: Result<Query<DiffQuery>, QueryRejection>,
+) -> Result<Json<Vec<ChangeView>>, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{}: use ?from=REV[&to=REV]", e.body_text()),
+        )
+    })?;
+    let changes = service
+        .blocking(move |s| s.diff(&name, &query.from, query.to.as_deref()))
+        .await?;
+    Ok(Json(changes))
+}

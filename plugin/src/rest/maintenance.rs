@@ -1,0 +1,48 @@
+//! `/v1/fsck` and `/v1/gc`: maintenance of the history repository every volume shares.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use dvol_api::{ErrorBody, FsckView, GcView, StreamLine};
+
+use super::stream::answer;
+use super::StreamAccept;
+use crate::service::VolumeService;
+
+/// Re-read and re-hash every stored object of every volume; report what is corrupt, missing
+/// or unreachable. Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/fsck", tag = "maintenance", operation_id = "fsck",
+    params(StreamAccept),
+    responses(
+        (status = 200, description = "The report; streamed as JSON lines when asked", content(
+            (FsckView = "application/json"),
+            (StreamLine<FsckView> = "application/x-ndjson"),
+        )),
+        (status = 500, description = "The repository could not be read", body = ErrorBody),
+    ))]
+pub async fn fsck(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
+    answer(&headers, StatusCode::OK, |progress| async move {
+        service.blocking(move |s| s.fsck(&*progress)).await
+    })
+    .await
+}
+
+/// Delete stored objects that no branch, tag or volume refers to. Streams progress with
+/// `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/gc", tag = "maintenance", operation_id = "gc",
+    params(StreamAccept),
+    responses(
+        (status = 200, description = "What was removed; streamed as JSON lines when asked", content(
+            (GcView = "application/json"),
+            (StreamLine<GcView> = "application/x-ndjson"),
+        )),
+        (status = 500, description = "Collection failed; nothing was deleted", body = ErrorBody),
+    ))]
+pub async fn gc(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
+    answer(&headers, StatusCode::OK, |progress| async move {
+        service.blocking(move |s| s.gc(&*progress)).await
+    })
+    .await
+}

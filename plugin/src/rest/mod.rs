@@ -1,0 +1,140 @@
+//! The REST control API, version 1 (`/run/dvol/dvol.sock`, optionally TCP with a token).
+//!
+//! One file per resource; each handler only parses the request, calls the
+//! [`VolumeService`] (on a blocking thread for anything that touches disk) and shapes the
+//! answer from the wire types of [`dvol_api`]. Streaming of long calls is [`stream`]'s.
+//!
+//! The routes are registered once, in [`routes`], together with their OpenAPI description:
+//! the document served at `/v1/openapi.json` ([`openapi`]) is generated from the same
+//! registration and the wire types' schemas, so routes and document cannot drift. Errors are
+//! JSON `{"error": {"code", "message"}}` ([`dvol_api::ErrorBody`]).
+
+mod error;
+mod history;
+mod maintenance;
+mod node;
+mod refs;
+pub mod stream;
+mod volumes;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::body::MAX_BODY_BYTES;
+use crate::service::VolumeService;
+
+pub use error::ApiError;
+pub use volumes::view as volume_view;
+
+/// The `{name}` path segment of a volume's routes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct VolumePath {
+    /// `NAME` or `NAME@PROFILE`.
+    pub name: String,
+}
+
+/// The `Accept` header of the calls that can stream their progress.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct StreamAccept {
+    /// `application/x-ndjson` streams progress lines and answers 200 (see the API
+    /// description).
+    #[serde(rename = "Accept")]
+    pub accept: Option<String>,
+}
+
+/// The document's frame: what the API is, around the paths the routes add.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "dvol control API",
+        version = "1",
+        description = "REST API of the dvol daemon, on the unix socket /run/dvol/dvol.sock and optionally on TCP (--listen) with `Authorization: Bearer <token>`. Errors are JSON {\"error\":{\"code\",\"message\"}}. The long history calls (commit, checkout, reset, gc, fsck) stream their progress as JSON lines when asked with `Accept: application/x-ndjson`: the answer is then 200 with `Content-Type: application/x-ndjson`, zero or more {\"progress\":{...}} lines (at most about 10 a second, plus one when each phase starts and one when it finishes), and one last line, {\"result\": <the usual answer>} or {\"error\":{\"code\",\"message\"}}. A failure before the first progress line (malformed body, unknown volume or revision, busy volume, uncommitted changes, containers that cannot be stopped) is answered as without streaming: its error status and a JSON error body."
+    ),
+    tags(
+        (name = "node", description = "The daemon, this host and its profiles"),
+        (name = "volumes", description = "Volumes: create, inspect, resize, remove"),
+        (name = "history", description = "A volume's commits, branches, tags, checkout and reset"),
+        (name = "maintenance", description = "The history repository every volume shares"),
+    )
+)]
+struct ApiDoc;
+
+/// Every route of the API with its OpenAPI description: the one list of routes.
+fn routes() -> OpenApiRouter<Arc<VolumeService>> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(node::health))
+        .routes(routes!(node::node))
+        .routes(routes!(node::profiles))
+        .routes(routes!(volumes::list, volumes::create))
+        .routes(routes!(volumes::get, volumes::delete))
+        .routes(routes!(volumes::resize))
+        .routes(routes!(history::log, history::commit))
+        .routes(routes!(history::status))
+        .routes(routes!(refs::branches, refs::create_branch))
+        .routes(routes!(refs::delete_branch))
+        .routes(routes!(refs::tags, refs::create_tag))
+        .routes(routes!(history::checkout))
+        .routes(routes!(history::reset))
+        .routes(routes!(history::diff))
+        .routes(routes!(maintenance::fsck))
+        .routes(routes!(maintenance::gc))
+        .routes(routes!(openapi_json))
+}
+
+/// The OpenAPI document of this API, generated from [`routes`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// The OpenAPI document as served, made once.
+fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises")
+    })
+}
+
+/// This document: the API's routes, parameters, bodies and answers.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "node", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], document()).into_response()
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such API endpoint; GET /v1/openapi.json lists them",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this endpoint; GET /v1/openapi.json lists the methods",
+    )
+}
+
+/// The REST API router.
+pub fn router(service: Arc<VolumeService>) -> Router {
+    let (router, _) = routes().split_for_parts();
+    router
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(service)
+}

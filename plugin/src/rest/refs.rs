@@ -1,0 +1,118 @@
+//! `/v1/volumes/{name}/branches` and `/tags`: a volume's branches and tags.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use dvol_api::{ErrorBody, RefRequest, RefView};
+
+use super::error::{parse_body, ApiError};
+use super::VolumePath;
+use crate::service::VolumeService;
+
+/// Creates a branch (`tag` false) or tag from a request body.
+async fn create(
+    service: Arc<VolumeService>,
+    name: String,
+    body: Result<Bytes, BytesRejection>,
+    tag: bool,
+) -> Result<(StatusCode, Json<RefView>), ApiError> {
+    let request: RefRequest = parse_body(body, if tag { "tag" } else { "branch" })?;
+    let view = service
+        .blocking(move |s| s.create_ref(&name, &request.name, request.at.as_deref(), tag))
+        .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// The volume's branches; `current` marks the checked-out one.
+#[utoipa::path(get, path = "/v1/volumes/{name}/branches", tag = "history", operation_id = "listBranches",
+    params(VolumePath),
+    responses(
+        (status = 200, description = "The branches", body = Vec<RefView>),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn branches(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<RefView>>, ApiError> {
+    Ok(Json(service.blocking(move |s| s.branches(&name)).await?))
+}
+
+/// Create a branch at a revision (default HEAD).
+#[utoipa::path(post, path = "/v1/volumes/{name}/branches", tag = "history", operation_id = "createBranch",
+    params(VolumePath),
+    request_body = RefRequest,
+    responses(
+        (status = 201, description = "Created", body = RefView),
+        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
+        (status = 404, description = "No such volume or revision", body = ErrorBody),
+        (status = 409, description = "The branch exists", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn create_branch(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RefView>), ApiError> {
+    create(service, name, body, false).await
+}
+
+/// Delete a branch; the checked-out one is refused.
+#[utoipa::path(delete, path = "/v1/volumes/{name}/branches/{branch}", tag = "history", operation_id = "deleteBranch",
+    params(VolumePath, ("branch" = String, Path, description = "The branch to delete")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume or branch", body = ErrorBody),
+        (status = 409, description = "It is checked out", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn delete_branch(
+    State(service): State<Arc<VolumeService>>,
+    Path((name, branch)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    service
+        .blocking(move |s| s.delete_branch(&name, &branch))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The volume's tags.
+#[utoipa::path(get, path = "/v1/volumes/{name}/tags", tag = "history", operation_id = "listTags",
+    params(VolumePath),
+    responses(
+        (status = 200, description = "The tags", body = Vec<RefView>),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn tags(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<Json<Vec<RefView>>, ApiError> {
+    Ok(Json(service.blocking(move |s| s.tags(&name)).await?))
+}
+
+/// Create a tag at a revision (default HEAD).
+#[utoipa::path(post, path = "/v1/volumes/{name}/tags", tag = "history", operation_id = "createTag",
+    params(VolumePath),
+    request_body = RefRequest,
+    responses(
+        (status = 201, description = "Created", body = RefView),
+        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
+        (status = 404, description = "No such volume or revision", body = ErrorBody),
+        (status = 409, description = "The tag exists", body = ErrorBody),
+        (status = 500, description = "The history repository failed", body = ErrorBody),
+    ))]
+pub async fn create_tag(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<RefView>), ApiError> {
+    create(service, name, body, true).await
+}

@@ -1,0 +1,128 @@
+//! `/v1/volumes`: list, create, inspect, remove and resize volumes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dvol_api::{CreateVolume, ErrorBody, ResizeVolume, VolumeView};
+use dvol_backends::{ByteSize, Effect};
+
+use super::error::{parse_body, ApiError};
+use super::VolumePath;
+use crate::service::VolumeService;
+use crate::volume::Volume;
+
+/// A volume as the API shows it.
+pub fn view(service: &VolumeService, volume: Volume) -> VolumeView {
+    VolumeView {
+        id: volume.id,
+        name: volume.name.to_string(),
+        profile: volume.profile.to_string(),
+        backend: volume.backend,
+        size_bytes: volume.size.map(ByteSize::bytes),
+        size_enforced: service.enforces_size(&volume),
+        filesystem: volume.filesystem,
+        mountpoint: service.mountpoint(&volume).display().to_string(),
+        created_at: volume.created_rfc3339(),
+        mounted: volume.in_use(),
+        mounts: volume.mounts,
+    }
+}
+
+/// List the volumes on this host, by name.
+#[utoipa::path(get, path = "/v1/volumes", tag = "volumes", operation_id = "listVolumes",
+    responses((status = 200, description = "The volumes", body = Vec<VolumeView>)))]
+pub async fn list(State(service): State<Arc<VolumeService>>) -> Json<Vec<VolumeView>> {
+    let volumes = service.list().into_iter();
+    Json(volumes.map(|v| view(&service, v)).collect())
+}
+
+/// Create a volume (as `docker volume create -d dvol`); creating one that exists returns it.
+#[utoipa::path(post, path = "/v1/volumes", tag = "volumes", operation_id = "createVolume",
+    request_body = CreateVolume,
+    responses(
+        (status = 201, description = "Created", body = VolumeView),
+        (status = 200, description = "It existed already with that profile: unchanged", body = VolumeView),
+        (status = 400, description = "Bad name, option, size or snapshot reference", body = ErrorBody),
+        (status = 409, description = "It exists with another profile, or its clone source is busy", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 500, description = "The backend or the host failed", body = ErrorBody),
+        (status = 503, description = "The profile's backend cannot run on this host", body = ErrorBody),
+    ))]
+pub async fn create(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: CreateVolume = parse_body(body, "volume")?;
+    let (volume, effect) = service
+        .blocking(move |s| s.create(&request.name, &request.options))
+        .await?;
+    let status = match effect {
+        Effect::Changed => StatusCode::CREATED,
+        Effect::Unchanged => StatusCode::OK,
+    };
+    Ok((status, Json(view(&service, volume))).into_response())
+}
+
+/// Show one volume.
+#[utoipa::path(get, path = "/v1/volumes/{name}", tag = "volumes", operation_id = "getVolume",
+    params(VolumePath),
+    responses(
+        (status = 200, description = "The volume", body = VolumeView),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 409, description = "It has another profile than the name says", body = ErrorBody),
+    ))]
+pub async fn get(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<Json<VolumeView>, ApiError> {
+    let volume = service.get(&name)?;
+    Ok(Json(view(&service, volume)))
+}
+
+/// Remove a volume and its data; refused while a container uses it.
+#[utoipa::path(delete, path = "/v1/volumes/{name}", tag = "volumes", operation_id = "deleteVolume",
+    params(VolumePath),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Bad name", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 409, description = "In use", body = ErrorBody),
+        (status = 500, description = "The backend failed; removal is retried at next start", body = ErrorBody),
+    ))]
+pub async fn delete(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    service.blocking(move |s| s.remove(&name)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Grow a loop or LVM volume, online if it is mounted; shrinking is refused.
+#[utoipa::path(post, path = "/v1/volumes/{name}/resize", tag = "volumes", operation_id = "resizeVolume",
+    params(VolumePath),
+    request_body = ResizeVolume,
+    responses(
+        (status = 200, description = "The volume, with its new size", body = VolumeView),
+        (status = 400, description = "Bad size, a shrink, or a backend without sizes", body = ErrorBody),
+        (status = 404, description = "No such volume", body = ErrorBody),
+        (status = 409, description = "It has another profile than the name says", body = ErrorBody),
+        (status = 500, description = "The backend failed", body = ErrorBody),
+        (status = 503, description = "Its backend cannot run on this host", body = ErrorBody),
+    ))]
+pub async fn resize(
+    State(service): State<Arc<VolumeService>>,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<VolumeView>, ApiError> {
+    let request: ResizeVolume = parse_body(body, "resize")?;
+    let volume = service
+        .blocking(move |s| s.resize(&name, &request.size))
+        .await?;
+    Ok(Json(view(&service, volume)))
+}

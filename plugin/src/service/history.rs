@@ -1,0 +1,361 @@
+//! Volume history: commit, log, branches and tags, status, diff, checkout, reset, and the
+//! repository-wide fsck and gc.
+//!
+//! The history library (`dvol-snapshot`) stores content-addressed snapshots of a volume's
+//! files; these operations tie it to volumes: they find the volume, hold its lock, make its
+//! data reachable ([`super::read_point`]) and shape the results as the API shows them.
+//! Stopping the containers around checkout and reset is [`super::quiesce`]'s, before these
+//! take the lock.
+
+use std::path::Path;
+
+use dvol_api::{
+    ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, FsckView, GcView, LogView,
+    RefView,
+};
+use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
+use tracing::info;
+
+use super::VolumeService;
+use crate::error::{ForVolume, ServiceError};
+use crate::volume::Volume;
+
+/// How many changed paths an "uncommitted changes" refusal names.
+const UNCOMMITTED_EXAMPLES: usize = 3;
+
+fn change_view(change: &dvol_snapshot::Change) -> ChangeView {
+    ChangeView {
+        path: change.path.display().to_string(),
+        kind: match change.kind {
+            dvol_snapshot::ChangeKind::Added => ChangeKind::Added,
+            dvol_snapshot::ChangeKind::Removed => ChangeKind::Removed,
+            dvol_snapshot::ChangeKind::Modified => ChangeKind::Modified,
+        },
+        is_dir: change.is_dir,
+        old_size: change.old_size,
+        new_size: change.new_size,
+    }
+}
+
+fn checkout_view(
+    branch: Option<String>,
+    commit: dvol_snapshot::CommitId,
+    stats: &dvol_snapshot::CheckoutStats,
+) -> CheckoutView {
+    CheckoutView {
+        branch,
+        commit: commit.to_string(),
+        files_written: stats.files_written,
+        files_unchanged: stats.files_unchanged,
+        removed: stats.removed,
+        bytes_written: stats.bytes_written,
+        containers_not_resumed: Vec::new(),
+    }
+}
+
+impl VolumeService {
+    fn commit_view(&self, volume: &Volume, commit: &dvol_snapshot::Commit) -> CommitView {
+        let key = VolumeKey(volume.id);
+        let mut refs: Vec<String> = self
+            .history
+            .branches(&key)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|b| b.commit == commit.id)
+            .map(|b| b.name)
+            .collect();
+        refs.extend(
+            self.history
+                .tags(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t.commit == commit.id)
+                .map(|t| format!("tag: {}", t.name)),
+        );
+        CommitView {
+            id: commit.id.to_string(),
+            parents: commit.parents.iter().map(ToString::to_string).collect(),
+            message: commit.info.message.clone(),
+            author: commit.info.author.clone(),
+            time: dvol_snapshot::object::format_time(&commit.info.time),
+            refs,
+        }
+    }
+
+    /// Records the volume's current files as a commit on the checked-out branch.
+    pub fn commit(
+        &self,
+        reference: &str,
+        message: &str,
+        author: &str,
+        progress: &dyn Progress,
+    ) -> Result<CommitResult, ServiceError> {
+        self.with_fixed_data(reference, |volume, data, read_from| {
+            let key = VolumeKey(volume.id);
+            let info = CommitInfo::now(message, author);
+            let committed = self
+                .history
+                .commit(&key, data, info, progress)
+                .for_volume(&volume.name)?;
+            let commit = self
+                .history
+                .read_commit(committed.id)
+                .for_volume(&volume.name)?;
+            let head = self.history.head(&key).for_volume(&volume.name)?;
+            info!(volume = %volume.name, commit = %committed.id, files_reread = committed.stats.files_reread, "committed");
+            Ok(CommitResult {
+                commit: self.commit_view(volume, &commit),
+                branch: head.branch,
+                changed: !committed.stats.unchanged,
+                read_from,
+                files_scanned: committed.stats.files_scanned,
+                files_reread: committed.stats.files_reread,
+                bytes_read: committed.stats.bytes_read,
+                new_objects: committed.stats.new_objects,
+                new_bytes_stored: committed.stats.new_bytes_stored,
+                containers_not_resumed: Vec::new(),
+            })
+        })
+    }
+
+    /// The volume's commits and HEAD.
+    pub fn log(&self, reference: &str) -> Result<LogView, ServiceError> {
+        let volume = self.get(reference)?;
+        let key = VolumeKey(volume.id);
+        let head = self.history.head(&key).for_volume(&volume.name)?;
+        let commits = self.history.commits(&key).for_volume(&volume.name)?;
+        Ok(LogView {
+            branch: head.branch,
+            head: head.commit.map(|c| c.to_string()),
+            commits: commits
+                .iter()
+                .map(|c| self.commit_view(&volume, c))
+                .collect(),
+        })
+    }
+
+    /// The volume's branches.
+    pub fn branches(&self, reference: &str) -> Result<Vec<RefView>, ServiceError> {
+        let volume = self.get(reference)?;
+        let branches = self
+            .history
+            .branches(&VolumeKey(volume.id))
+            .for_volume(&volume.name)?;
+        Ok(branches
+            .into_iter()
+            .map(|b| RefView {
+                name: b.name,
+                commit: b.commit.to_string(),
+                current: b.current,
+            })
+            .collect())
+    }
+
+    /// The volume's tags.
+    pub fn tags(&self, reference: &str) -> Result<Vec<RefView>, ServiceError> {
+        let volume = self.get(reference)?;
+        let tags = self
+            .history
+            .tags(&VolumeKey(volume.id))
+            .for_volume(&volume.name)?;
+        Ok(tags
+            .into_iter()
+            .map(|t| RefView {
+                name: t.name,
+                commit: t.commit.to_string(),
+                current: false,
+            })
+            .collect())
+    }
+
+    /// Creates a branch (`tag` false) or tag at `at` (default HEAD).
+    pub fn create_ref(
+        &self,
+        reference: &str,
+        name: &str,
+        at: Option<&str>,
+        tag: bool,
+    ) -> Result<RefView, ServiceError> {
+        let volume = self.get(reference)?;
+        let key = VolumeKey(volume.id);
+        let commit = self
+            .history
+            .resolve(&key, at.unwrap_or("HEAD"))
+            .for_volume(&volume.name)?;
+        if tag {
+            self.history.create_tag(&key, name, commit)
+        } else {
+            self.history.create_branch(&key, name, commit)
+        }
+        .for_volume(&volume.name)?;
+        Ok(RefView {
+            name: name.to_string(),
+            commit: commit.to_string(),
+            current: false,
+        })
+    }
+
+    /// Deletes a branch; the checked-out one is refused.
+    pub fn delete_branch(&self, reference: &str, branch: &str) -> Result<(), ServiceError> {
+        let volume = self.get(reference)?;
+        self.history
+            .delete_branch(&VolumeKey(volume.id), branch)
+            .for_volume(&volume.name)
+    }
+
+    /// Uncommitted changes in the volume against HEAD.
+    pub fn status(&self, reference: &str) -> Result<Vec<ChangeView>, ServiceError> {
+        self.with_data(reference, |volume, data| {
+            let changes = self
+                .history
+                .status(&VolumeKey(volume.id), data)
+                .for_volume(&volume.name)?;
+            Ok(changes.iter().map(change_view).collect())
+        })
+    }
+
+    /// Differences from `from` to `to` (default HEAD).
+    pub fn diff(
+        &self,
+        reference: &str,
+        from: &str,
+        to: Option<&str>,
+    ) -> Result<Vec<ChangeView>, ServiceError> {
+        let volume = self.get(reference)?;
+        let key = VolumeKey(volume.id);
+        let resolve = |rev| self.history.resolve(&key, rev).for_volume(&volume.name);
+        let (a, b) = (resolve(from)?, resolve(to.unwrap_or("HEAD"))?);
+        let changes = self.history.diff(a, b).for_volume(&volume.name)?;
+        Ok(changes.iter().map(change_view).collect())
+    }
+
+    /// Refuses when the volume has uncommitted changes, before anything is stopped or written.
+    pub fn check_committed(&self, reference: &str) -> Result<(), ServiceError> {
+        self.with_data(reference, |volume, data| {
+            self.refuse_uncommitted(volume, data)
+        })
+    }
+
+    fn refuse_uncommitted(&self, volume: &Volume, data: &Path) -> Result<(), ServiceError> {
+        let key = VolumeKey(volume.id);
+        let head = self.history.head(&key).for_volume(&volume.name)?;
+        if head.commit.is_none() {
+            return Ok(());
+        }
+        let changes = self.history.status(&key, data).for_volume(&volume.name)?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        Err(ServiceError::Uncommitted {
+            volume: volume.name.clone(),
+            changed: changes.len(),
+            examples: changes
+                .iter()
+                .take(UNCOMMITTED_EXAMPLES)
+                .map(|c| c.path.display().to_string())
+                .collect(),
+        })
+    }
+
+    /// Checks out `rev` into the volume: a branch becomes the current branch; anything else
+    /// detaches HEAD. With `new_branch`, creates that branch at `rev` first and checks it out.
+    /// Uncommitted changes are refused unless `force`.
+    pub fn checkout(
+        &self,
+        reference: &str,
+        rev: &str,
+        new_branch: Option<&str>,
+        force: bool,
+        progress: &dyn Progress,
+    ) -> Result<CheckoutView, ServiceError> {
+        self.with_data(reference, |volume, data| {
+            let key = VolumeKey(volume.id);
+            if !force {
+                self.refuse_uncommitted(volume, data)?;
+            }
+            let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
+            let stats = self
+                .history
+                .checkout(&key, commit, data, progress)
+                .for_volume(&volume.name)?;
+            let branch = match new_branch {
+                Some(name) => {
+                    self.history
+                        .create_branch(&key, name, commit)
+                        .for_volume(&volume.name)?;
+                    Some(name.to_string())
+                }
+                None => self
+                    .history
+                    .branches(&key)
+                    .for_volume(&volume.name)?
+                    .into_iter()
+                    .find(|b| b.name == rev)
+                    .map(|b| b.name),
+            };
+            match &branch {
+                Some(name) => self.history.set_head_branch(&key, name),
+                None => self.history.set_head_detached(&key, commit),
+            }
+            .for_volume(&volume.name)?;
+            info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
+            Ok(checkout_view(branch, commit, &stats))
+        })
+    }
+
+    /// `reset --hard REV`: the volume's files and its current branch (or detached HEAD) go to
+    /// `rev`; uncommitted changes are discarded.
+    pub fn reset_hard(
+        &self,
+        reference: &str,
+        rev: &str,
+        progress: &dyn Progress,
+    ) -> Result<CheckoutView, ServiceError> {
+        self.with_data(reference, |volume, data| {
+            let key = VolumeKey(volume.id);
+            let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
+            let stats = self
+                .history
+                .checkout(&key, commit, data, progress)
+                .for_volume(&volume.name)?;
+            let head = self.history.head(&key).for_volume(&volume.name)?;
+            match &head.branch {
+                Some(branch) => self.history.set_branch(&key, branch, commit),
+                None => self.history.set_head_detached(&key, commit),
+            }
+            .for_volume(&volume.name)?;
+            info!(volume = %volume.name, %commit, "reset");
+            Ok(checkout_view(head.branch, commit, &stats))
+        })
+    }
+
+    /// Re-reads and re-hashes every object of every volume; reports what is corrupt or
+    /// missing.
+    pub fn fsck(&self, progress: &dyn Progress) -> Result<FsckView, ServiceError> {
+        let report = self
+            .history
+            .fsck(progress)
+            .map_err(ServiceError::Repository)?;
+        Ok(FsckView {
+            clean: report.is_clean(),
+            objects_checked: report.objects_checked,
+            corrupt: report.corrupt.iter().map(ToString::to_string).collect(),
+            missing: report.missing.iter().map(ToString::to_string).collect(),
+            bad_refs: report.bad_refs.clone(),
+            unreachable: report.unreachable,
+        })
+    }
+
+    /// Deletes objects no branch, tag or index refers to.
+    pub fn gc(&self, progress: &dyn Progress) -> Result<GcView, ServiceError> {
+        let report = self
+            .history
+            .gc(progress)
+            .map_err(ServiceError::Repository)?;
+        Ok(GcView {
+            objects_kept: report.objects_kept,
+            objects_removed: report.objects_removed,
+            bytes_removed: report.bytes_removed,
+        })
+    }
+}

@@ -1,0 +1,431 @@
+//! A volume's life: opening the state and recovering from a crash, create, mount, unmount,
+//! resize and remove.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+
+use chrono::Utc;
+use dvol_backends::mount_table::MountTable;
+use dvol_backends::{Backend, BackendError, BackendKind, ByteSize, Effect, Filesystem, VolumeSpec};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::{CloneSource, CreateOptions, VolumeService};
+use crate::error::{ForVolume, ServiceError};
+use crate::metadata::Metadata;
+use crate::names::{ProfileName, Suffix, VolumeName, VolumeRef};
+use crate::profile::Profile;
+use crate::volume::{Layout, Volume, VolumeState};
+
+/// Makes the state root and opens the metadata database and the history repository in it.
+pub(super) fn open_state(
+    layout: &Layout,
+) -> Result<(Metadata, dvol_snapshot::Repository), ServiceError> {
+    for dir in [layout.root().to_path_buf(), layout.mounts_dir()] {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|source| ServiceError::Root { path: dir, source })?;
+    }
+    let metadata = Metadata::open(&layout.database())?;
+    let history =
+        dvol_snapshot::Repository::open(&layout.history_dir()).map_err(ServiceError::Repository)?;
+    Ok((metadata, history))
+}
+
+/// Logs what each profile resolved to.
+pub(super) fn report_profiles(profiles: &[Profile]) {
+    for profile in profiles {
+        if profile.available {
+            info!(profile = %profile.name, reason = %profile.reason, "profile ready");
+        } else {
+            warn!(profile = %profile.name, reason = %profile.reason, "profile unavailable on this host");
+        }
+    }
+}
+
+impl VolumeService {
+    /// Rebuilds the in-memory registry from the metadata database and the kernel's mount
+    /// table, finishing interrupted creates and removes.
+    pub(super) fn recover(&self) -> Result<(), ServiceError> {
+        let table = MountTable::read().map_err(ServiceError::Host)?;
+        let mut registry = BTreeMap::new();
+        let volumes = self.metadata.load()?;
+        self.release_stale_read_points(&volumes);
+        for mut volume in volumes {
+            let mountpoint = self.layout.mountpoint(volume.id);
+            let mounted = table.is_mounted(&mountpoint);
+            match volume.state {
+                VolumeState::Creating | VolumeState::Removing => {
+                    info!(volume = %volume.name, state = volume.state.as_str(), "finishing interrupted operation: removing the volume");
+                    if let Err(e) = self.destroy(&volume) {
+                        warn!(volume = %volume.name, error = %e, "could not clean up; will retry at next start");
+                    }
+                    continue;
+                }
+                VolumeState::Ready => {}
+            }
+            if !mounted && volume.in_use() {
+                info!(volume = %volume.name, "kernel reports it unmounted: dropping stale mount ids");
+                volume.mounts.clear();
+                self.metadata.set_mounts(volume.id, &volume.mounts)?;
+            }
+            if mounted && !volume.in_use() {
+                info!(volume = %volume.name, "mounted without a recorded user: unmounting");
+                if let Err(e) = self.backend(&volume)?.unmount(volume.id, &mountpoint) {
+                    warn!(volume = %volume.name, error = %e, "could not unmount stray mount");
+                }
+            }
+            if let Err(e) = self.ensure_mountpoint(&volume) {
+                warn!(volume = %volume.name, error = %e, "mountpoint missing");
+            }
+            registry.insert(volume.name.clone(), volume);
+        }
+        let known: Vec<Uuid> = registry.values().map(|v: &Volume| v.id).collect();
+        for backend in &self.backends {
+            match backend.strays(&known) {
+                Ok(strays) => strays
+                    .iter()
+                    .for_each(|stray| warn!(backend = %backend.kind(), "{stray}")),
+                Err(e) => {
+                    warn!(backend = %backend.kind(), error = %e, "could not list backend storage")
+                }
+            }
+        }
+        *self.volumes.write().expect("registry lock") = registry;
+        Ok(())
+    }
+
+    /// Deletes a volume's mount, storage and record. Used for remove and for crash recovery.
+    fn destroy(&self, volume: &Volume) -> Result<(), ServiceError> {
+        let backend = self.backend(volume)?;
+        let mountpoint = self.layout.mountpoint(volume.id);
+        backend
+            .unmount(volume.id, &mountpoint)
+            .for_volume(&volume.name)?;
+        backend.remove(volume.id).for_volume(&volume.name)?;
+        match std::fs::remove_dir(&mountpoint) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ServiceError::Root {
+                    path: mountpoint,
+                    source,
+                })
+            }
+        }
+        if let Err(e) = self
+            .history
+            .delete_volume(&dvol_snapshot::VolumeKey(volume.id))
+        {
+            warn!(volume = %volume.name, error = %e, "could not drop the volume's history refs; gc keeps its objects");
+        }
+        self.metadata.delete(volume.id)?;
+        Ok(())
+    }
+
+    /// Makes sure the volume's mountpoint directory exists.
+    fn ensure_mountpoint(&self, volume: &Volume) -> Result<PathBuf, ServiceError> {
+        let path = self.layout.mountpoint(volume.id);
+        match std::fs::DirBuilder::new().mode(0o755).create(&path) {
+            Ok(()) => Ok(path),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(path),
+            Err(source) => Err(ServiceError::Root { path, source }),
+        }
+    }
+
+    /// The configured profile `name`, for creating `volume`.
+    fn profile(&self, volume: &VolumeName, name: &ProfileName) -> Result<&Profile, ServiceError> {
+        self.profiles
+            .iter()
+            .find(|p| p.name == *name)
+            .ok_or_else(|| ServiceError::UnknownProfile {
+                volume: volume.clone(),
+                profile: name.clone(),
+                known: self.profiles.iter().map(|p| p.name.clone()).collect(),
+            })
+    }
+
+    /// Creates `reference` (`NAME`, `NAME@PROFILE` or `NAME@snapshot-REF`) with `options`.
+    /// Creating a volume that exists returns it unchanged, unless the request names another
+    /// profile.
+    pub fn create(
+        &self,
+        reference: &str,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(Volume, Effect), ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let mut options = CreateOptions::parse(&reference.name, options)?;
+        if let Suffix::Snapshot(source) = &reference.suffix {
+            if options.from.as_ref().is_some_and(|from| from != source) {
+                return Err(ServiceError::BadOption {
+                    volume: reference.name.clone(),
+                    key: "from",
+                    message: format!(
+                        "the name clones {source} but the option says {}; give one",
+                        options.from.as_deref().unwrap_or_default()
+                    ),
+                });
+            }
+            options.from = Some(source.clone());
+        }
+        let requested = match (reference.profile(), &options.profile) {
+            (Some(in_name), Some(in_option)) if in_name != in_option => {
+                return Err(ServiceError::BadOption {
+                    volume: reference.name.clone(),
+                    key: "profile",
+                    message: format!(
+                        "the name asks for profile {in_name} but the option asks for {in_option}; give one"
+                    ),
+                })
+            }
+            (in_name, in_option) => in_name.or(in_option.as_ref()).cloned(),
+        };
+        let name = reference.name.clone();
+        let lock = self.locks.get(&name);
+        let _guard = lock.hold();
+
+        let check_profile = VolumeRef {
+            name: name.clone(),
+            suffix: requested.clone().map_or(Suffix::None, Suffix::Profile),
+        };
+        match self.lookup(&check_profile) {
+            Ok(existing) => return Ok((existing, Effect::Unchanged)),
+            Err(ServiceError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+
+        // Resolved only for a volume to make: re-creating an existing clone needs no source.
+        let clone_source = options
+            .from
+            .as_deref()
+            .map(|from| self.resolve_clone_source(&name, from))
+            .transpose()?;
+        // A clone of a volume is, unless told otherwise, a volume like it.
+        let like = match &clone_source {
+            Some(CloneSource::Volume(from)) => Some(from),
+            _ => None,
+        };
+        let profile_name = requested
+            .clone()
+            .or_else(|| like.map(|from| from.profile.clone()))
+            .unwrap_or_else(|| self.default_profile.clone());
+        let profile = self.profile(&name, &profile_name)?;
+        let like = like.filter(|from| from.profile == profile.name);
+        let Some(kind) = profile.backend.filter(|_| profile.available) else {
+            return Err(BackendError::Unavailable(format!(
+                "profile {} is unavailable on this host: {}",
+                profile.name, profile.reason
+            )))
+            .for_volume(&name);
+        };
+        if kind == BackendKind::Directory && options.filesystem.is_some() {
+            return Err(ServiceError::BadOption {
+                volume: name,
+                key: "fs",
+                message: format!(
+                    "profile {} stores volumes as directories on the host's filesystem; fs applies only to loop and lvm profiles",
+                    profile.name
+                ),
+            });
+        }
+        let volume = Volume {
+            id: Uuid::new_v4(),
+            name: name.clone(),
+            profile: profile.name.clone(),
+            backend: kind,
+            location: profile.location.clone(),
+            size: options
+                .size
+                .or(like.and_then(|from| from.size))
+                .or(profile.config.size),
+            filesystem: match kind {
+                BackendKind::Directory => None,
+                _ => Some(
+                    options
+                        .filesystem
+                        .or(like.and_then(|from| from.filesystem))
+                        .or(profile.config.filesystem)
+                        .unwrap_or(Filesystem::Ext4),
+                ),
+            },
+            created_at: Utc::now(),
+            state: VolumeState::Creating,
+            mounts: BTreeMap::new(),
+        };
+        let spec = VolumeSpec {
+            preallocate: profile.preallocate,
+            ..Self::spec(&volume)
+        };
+        let backend = self.backend(&volume)?;
+        backend.validate(&spec).for_volume(&name)?;
+        self.metadata.insert(&volume)?;
+        let mut fill = clone_source.clone();
+        let made = self
+            .make_storage(backend.as_ref(), &spec, &volume, &mut fill)
+            .and_then(|_| self.ensure_mountpoint(&volume))
+            .and_then(|_| Ok(self.metadata.set_state(volume.id, VolumeState::Ready)?));
+        if let Err(e) = made {
+            self.destroy_after_failure(&volume, "create");
+            return Err(e);
+        }
+        let volume = Volume {
+            state: VolumeState::Ready,
+            ..volume
+        };
+        if let Some(source) = &fill {
+            if let Err(e) = self.fill_clone(&volume, source) {
+                self.destroy_after_failure(&volume, "clone");
+                return Err(e);
+            }
+        }
+        info!(volume = %name, id = %volume.id, profile = %volume.profile, backend = %volume.backend, "created");
+        self.publish(volume.clone());
+        Ok((volume, Effect::Changed))
+    }
+
+    /// Removes what a failed create made; what cannot be removed now is removed at next start.
+    fn destroy_after_failure(&self, volume: &Volume, what: &str) {
+        if let Err(cleanup) = self.destroy(volume) {
+            warn!(volume = %volume.name, error = %cleanup, "cleanup after failed {what}; will retry at next start");
+        }
+    }
+
+    /// Makes a new volume's storage: a copy-on-write copy of the volume it clones where its
+    /// backend shares blocks (then `fill` is cleared: nothing is left to copy), else an empty
+    /// volume for [`VolumeService::fill_clone`] to fill.
+    fn make_storage(
+        &self,
+        backend: &dyn Backend,
+        spec: &VolumeSpec,
+        volume: &Volume,
+        fill: &mut Option<CloneSource>,
+    ) -> Result<(), ServiceError> {
+        if let Some(CloneSource::Volume(from)) = fill.as_ref() {
+            if self.instant_clone(backend, spec, volume, from)?.is_some() {
+                info!(volume = %volume.name, from = %from.name, "cloned by sharing blocks");
+                *fill = None;
+                return Ok(());
+            }
+        }
+        backend.create(spec).map(drop).for_volume(&volume.name)
+    }
+
+    /// Records that the Docker Engine knows a volume by `alias` (e.g. `orders@gold`).
+    pub fn remember_alias(&self, alias: &str, volume: &Volume) {
+        if alias != volume.name.as_str() {
+            if let Err(e) = self.metadata.add_alias(alias, volume.id) {
+                warn!(volume = %volume.name, alias, error = %e, "could not record alias");
+            }
+        }
+    }
+
+    /// Deletes a volume and its data. Refused while it is mounted.
+    pub fn remove(&self, reference: &str) -> Result<Effect, ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
+        let volume = self.lookup(&reference)?;
+        if volume.in_use() {
+            return Err(ServiceError::InUse {
+                volume: volume.name,
+                mounts: volume.mounts.len(),
+            });
+        }
+        self.metadata.set_state(volume.id, VolumeState::Removing)?;
+        self.volumes
+            .write()
+            .expect("registry lock")
+            .remove(&volume.name);
+        if let Err(e) = self.destroy(&volume) {
+            warn!(volume = %volume.name, error = %e, "remove failed; will retry at next start");
+            return Err(e);
+        }
+        info!(volume = %volume.name, id = %volume.id, "removed");
+        Ok(Effect::Changed)
+    }
+
+    /// Mounts a volume for Docker's mount id `mount_id` and returns the mountpoint. Repeated
+    /// mounts with one id are counted, so each needs its own unmount.
+    pub fn mount(
+        &self,
+        reference: &str,
+        mount_id: &str,
+    ) -> Result<(Volume, PathBuf), ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
+        let mut volume = self.lookup(&reference)?;
+        let mountpoint = self.ensure_mountpoint(&volume)?;
+        let backend = self.backend(&volume)?;
+        let effect = backend
+            .mount(&Self::spec(&volume), &mountpoint)
+            .for_volume(&volume.name)?;
+        let before = volume.mounts.clone();
+        *volume.mounts.entry(mount_id.to_string()).or_insert(0) += 1;
+        if let Err(e) = self.metadata.set_mounts(volume.id, &volume.mounts) {
+            if before.is_empty() && effect == Effect::Changed {
+                let _ = backend.unmount(volume.id, &mountpoint);
+            }
+            return Err(e.into());
+        }
+        self.publish(volume.clone());
+        Ok((volume, mountpoint))
+    }
+
+    /// Releases one mount by `mount_id`; the last release unmounts. An id that is not
+    /// mounted is tolerated (the engine repeats unmounts after a restart).
+    pub fn unmount(&self, reference: &str, mount_id: &str) -> Result<Effect, ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
+        let mut volume = self.lookup(&reference)?;
+        let Some(count) = volume.mounts.get_mut(mount_id) else {
+            warn!(volume = %volume.name, mount_id, "unmount for an id that is not mounted; ignored");
+            return Ok(Effect::Unchanged);
+        };
+        *count -= 1;
+        if *count == 0 {
+            volume.mounts.remove(mount_id);
+        }
+        if volume.mounts.is_empty() {
+            let mountpoint = self.layout.mountpoint(volume.id);
+            self.backend(&volume)?
+                .unmount(volume.id, &mountpoint)
+                .for_volume(&volume.name)?;
+        }
+        self.metadata.set_mounts(volume.id, &volume.mounts)?;
+        self.publish(volume);
+        Ok(Effect::Changed)
+    }
+
+    /// Grows a volume to `size` (e.g. `20G`), online if it is mounted. Shrinking is refused.
+    pub fn resize(&self, reference: &str, size: &str) -> Result<Volume, ServiceError> {
+        let reference = VolumeRef::parse(reference)?;
+        let new_size: ByteSize =
+            size.parse().map_err(
+                |e: dvol_backends::size::SizeError| ServiceError::BadOption {
+                    volume: reference.name.clone(),
+                    key: "size",
+                    message: e.to_string(),
+                },
+            )?;
+        let lock = self.locks.get(&reference.name);
+        let _guard = lock.hold();
+        let mut volume = self.lookup(&reference)?;
+        let mountpoint = self.layout.mountpoint(volume.id);
+        let effect = self
+            .backend(&volume)?
+            .resize(&Self::spec(&volume), new_size, &mountpoint)
+            .for_volume(&volume.name)?;
+        if effect == Effect::Changed {
+            self.metadata.set_size(volume.id, new_size)?;
+            volume.size = Some(new_size);
+            info!(volume = %volume.name, size = %new_size, "resized");
+            self.publish(volume.clone());
+        }
+        Ok(volume)
+    }
+}

@@ -1,0 +1,136 @@
+//! Keeping containers out of the way of an operation: the running containers that use a
+//! volume are stopped (or paused) around it and started (or unpaused) again after, also when
+//! the operation fails. The REST API's checkout, reset and `commit --pause` go through here;
+//! nothing of it needs HTTP.
+
+use std::sync::Arc;
+
+use dvol_api::{
+    CheckoutRequest, CheckoutView, CommitRequest, CommitResult, NotResumed, ResetRequest,
+};
+use dvol_snapshot::Progress;
+
+use super::VolumeService;
+use crate::containers::Quiesce;
+use crate::error::ServiceError;
+
+/// An operation's answer, and the containers that could not be started again after it.
+#[derive(Debug)]
+pub struct Quiesced<T> {
+    /// The operation's answer.
+    pub value: T,
+    /// Containers stopped (or paused) for it that could not be started (or unpaused) again;
+    /// empty normally.
+    pub not_resumed: Vec<NotResumed>,
+}
+
+impl VolumeService {
+    /// Runs `work` on a blocking thread with the running containers that use volume `name`
+    /// stopped (or paused) around it, when any container has the volume mounted. Containers
+    /// that cannot be started again are listed in the answer, or, when the operation failed,
+    /// named in its error ([`ServiceError::NotResumed`]). If a container cannot be stopped,
+    /// those already stopped are started again and `work` does not run.
+    pub async fn around_containers<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: &str,
+        how: Quiesce,
+        work: impl FnOnce(&VolumeService) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<Quiesced<T>, ServiceError> {
+        let volume = self.get(name)?;
+        if !volume.in_use() {
+            return self.blocking(work).await.map(|value| Quiesced {
+                value,
+                not_resumed: Vec::new(),
+            });
+        }
+        let names = self.docker_names(&volume);
+        let around = self
+            .containers
+            .around(&volume.name, &names, how, self.blocking(work))
+            .await?;
+        match around.outcome {
+            Ok(value) => Ok(Quiesced {
+                value,
+                not_resumed: around.not_resumed,
+            }),
+            Err(e) if around.not_resumed.is_empty() => Err(e),
+            Err(e) => Err(ServiceError::NotResumed {
+                source: Box::new(e),
+                how,
+                not_resumed: around.not_resumed,
+            }),
+        }
+    }
+}
+
+/// Where a long operation reports its progress.
+pub type Reporter = Arc<dyn Progress + Send>;
+
+impl VolumeService {
+    /// Commits the volume; with `pause`, its running containers are paused meanwhile for a
+    /// consistent point (see [`VolumeService::around_containers`]).
+    pub async fn commit_with_containers(
+        self: &Arc<Self>,
+        name: String,
+        request: CommitRequest,
+        progress: Reporter,
+    ) -> Result<CommitResult, ServiceError> {
+        let target = name.clone();
+        let work = move |service: &VolumeService| {
+            let author = request.author.as_deref().unwrap_or("dvol");
+            service.commit(&target, &request.message, author, &*progress)
+        };
+        if !request.pause {
+            return self.blocking(work).await;
+        }
+        let done = self.around_containers(&name, Quiesce::Pause, work).await?;
+        Ok(CommitResult {
+            containers_not_resumed: done.not_resumed,
+            ..done.value
+        })
+    }
+
+    /// Checks out `request.rev` with the volume's running containers stopped meanwhile and
+    /// started again after. Uncommitted changes are refused before any container is stopped
+    /// (and checked again once they are), unless `request.force`.
+    pub async fn checkout_with_containers(
+        self: &Arc<Self>,
+        name: String,
+        request: CheckoutRequest,
+        progress: Reporter,
+    ) -> Result<CheckoutView, ServiceError> {
+        if !request.force {
+            let target = name.clone();
+            self.blocking(move |service| service.check_committed(&target))
+                .await?;
+        }
+        let target = name.clone();
+        let work = move |service: &VolumeService| {
+            let new_branch = request.new_branch.as_deref();
+            service.checkout(&target, &request.rev, new_branch, request.force, &*progress)
+        };
+        let done = self.around_containers(&name, Quiesce::Stop, work).await?;
+        Ok(CheckoutView {
+            containers_not_resumed: done.not_resumed,
+            ..done.value
+        })
+    }
+
+    /// `reset --hard` with the volume's running containers stopped meanwhile and started
+    /// again after.
+    pub async fn reset_with_containers(
+        self: &Arc<Self>,
+        name: String,
+        request: ResetRequest,
+        progress: Reporter,
+    ) -> Result<CheckoutView, ServiceError> {
+        let target = name.clone();
+        let work =
+            move |service: &VolumeService| service.reset_hard(&target, &request.rev, &*progress);
+        let done = self.around_containers(&name, Quiesce::Stop, work).await?;
+        Ok(CheckoutView {
+            containers_not_resumed: done.not_resumed,
+            ..done.value
+        })
+    }
+}
