@@ -28,7 +28,8 @@ struct Daemon {
     root: PathBuf,
     api_socket: PathBuf,
     stop: oneshot::Sender<()>,
-    running: JoinHandle<Result<(), dvol_plugin::daemon::DaemonError>>,
+    /// The daemon, ending with its error as text.
+    running: JoinHandle<Result<(), String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -48,9 +49,11 @@ impl Daemon {
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (root, api_socket) = (options.root.clone(), options.api_socket.clone());
-        let running = tokio::spawn(run(options, async {
+        let shutdown = async {
             let _ = stopped.await;
-        }));
+        };
+        let running =
+            tokio::spawn(async { run(options, shutdown).await.map_err(|e| e.to_string()) });
         Daemon {
             root,
             api_socket,
