@@ -1,19 +1,10 @@
-//! `dvol`: the daemon and the command-line client of its REST API.
-//!
-//! `dvol daemon` runs the server (see the `dvol-plugin` crate); every other command talks to a
-//! running daemon over its REST API.
-
-mod cli;
-mod client;
-mod commands;
-mod current;
-mod history;
-mod table;
+//! The `dvol` binary: parses the command line, runs it, and turns an error into one line on
+//! stderr and a failing exit status.
 
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = dvol::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -25,7 +16,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(dvol::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}").replace('\n', " ");

@@ -1,0 +1,83 @@
+//! `dvol checkout` and `dvol reset --hard`: put a revision's files into the volume, moving
+//! HEAD (checkout) or the branch (reset).
+
+use anyhow::{bail, Result};
+use dvol_api::{CheckoutRequest, CheckoutView, ResetRequest};
+
+use super::resumed::check_resumed;
+use crate::client::Client;
+use crate::current;
+use crate::render::format::{human_bytes, short_id};
+use crate::render::progress::ProgressView;
+
+/// `dvol checkout REF [--force]`, `dvol checkout -b NAME [REV]`
+pub async fn run(
+    client: &Client,
+    volume: Option<&str>,
+    rev: Option<String>,
+    new_branch: Option<String>,
+    force: bool,
+) -> Result<()> {
+    let volume = current::resolve(volume)?;
+    let Some(rev) = rev.or(new_branch.as_ref().map(|_| "HEAD".to_string())) else {
+        bail!("checkout needs a REF (or -b NAME [REV])");
+    };
+    let what = match &new_branch {
+        Some(name) => format!("checking out {rev} as new branch {name} in volume {volume}"),
+        None => format!("checking out {rev} in volume {volume}"),
+    };
+    let created = new_branch.is_some();
+    let request = CheckoutRequest {
+        rev,
+        new_branch,
+        force,
+    };
+    let mut view = ProgressView::new(format!("checkout {volume}"), &what);
+    let answer = client
+        .checkout(&volume, &request, Some(&mut |e| view.show(e)))
+        .await;
+    let checked_out = view.end(answer)?;
+    let commit = short_id(&checked_out.commit);
+    match (&checked_out.branch, created) {
+        (Some(branch), true) => println!("switched to a new branch {branch} at {commit}"),
+        (Some(branch), false) => println!("switched to branch {branch} at {commit}"),
+        (None, _) => println!(
+            "HEAD is now at {commit} (detached; `dvol checkout -b NAME` starts a branch here)"
+        ),
+    }
+    print_files_changed(&checked_out)
+}
+
+/// `dvol reset --hard REF`
+pub async fn reset(client: &Client, volume: Option<&str>, hard: bool, rev: String) -> Result<()> {
+    if !hard {
+        bail!("only hard resets exist: `dvol reset --hard {rev}` moves the branch to {rev} and discards the volume's uncommitted changes");
+    }
+    let volume = current::resolve(volume)?;
+    let what = format!("resetting volume {volume} to {rev}");
+    let request = ResetRequest { rev };
+    let mut view = ProgressView::new(format!("reset {volume}"), &what);
+    let answer = client
+        .reset(&volume, &request, Some(&mut |e| view.show(e)))
+        .await;
+    let reset = view.end(answer)?;
+    let commit = short_id(&reset.commit);
+    match &reset.branch {
+        Some(branch) => println!("HEAD is now at {commit} (branch {branch})"),
+        None => println!("HEAD is now at {commit} (detached)"),
+    }
+    print_files_changed(&reset)
+}
+
+/// The files a checkout or reset wrote, kept and removed; then the containers it could not
+/// start again.
+fn print_files_changed(view: &CheckoutView) -> Result<()> {
+    println!(
+        " {} file(s) written ({}), {} unchanged, {} removed",
+        view.files_written,
+        human_bytes(view.bytes_written),
+        view.files_unchanged,
+        view.removed,
+    );
+    check_resumed(&view.containers_not_resumed, false)
+}

@@ -1,0 +1,36 @@
+//! `dvol daemon`: the Docker volume plugin and the REST API, until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use dvol_plugin::daemon::DaemonOptions;
+
+use crate::cli::DaemonArgs;
+
+/// Runs the daemon with `args`; `token_file` guards the TCP listener, if any.
+pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let (config, config_required) = args.config_file();
+    let options = DaemonOptions {
+        root: args.root,
+        config,
+        config_required,
+        plugin_socket: args.plugin_socket,
+        api_socket: args.api_socket,
+        listen: args.listen,
+        token_file,
+    };
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    dvol_plugin::daemon::run(options, shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! The commands: [`run`] hands a parsed command line to the module of its command, each a
+//! few lines over the typed client (or, for `dvol daemon`, the daemon library).
+
+mod branch;
+mod checkout;
+mod commit;
+mod daemon;
+mod diff;
+mod fsck;
+mod gc;
+mod init;
+mod list;
+mod log;
+mod node;
+mod profile;
+mod resumed;
+mod rm;
+mod status;
+mod switch;
+mod tag;
+mod volume;
+
+use anyhow::{Context, Result};
+
+use crate::cli::{Cli, Command, ProfileCommand, VolumeCommand};
+use crate::client::{Client, Host};
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let client = || connect(&cli.host, cli.token_file.as_deref());
+    match cli.command {
+        Command::Daemon(args) => daemon::run(args, cli.token_file).await,
+        Command::Volume(VolumeCommand::Create { name, opts, json }) => {
+            volume::create(&client()?, &name, &opts, json).await
+        }
+        Command::Volume(VolumeCommand::Ls(flag)) => volume::ls(&client()?, flag.json).await,
+        Command::Volume(VolumeCommand::Inspect { name }) => {
+            volume::inspect(&client()?, &name).await
+        }
+        Command::Volume(VolumeCommand::Resize { name, size }) => {
+            volume::resize(&client()?, &name, size).await
+        }
+        Command::Volume(VolumeCommand::Rm { names }) => volume::rm(&client()?, &names).await,
+        Command::Profile(ProfileCommand::Ls(flag)) => profile::ls(&client()?, flag.json).await,
+        Command::Node(flag) => node::run(&client()?, flag.json).await,
+        Command::Init { name, opts } => init::run(&client()?, &name, &opts).await,
+        Command::Switch { name } => switch::run(&client()?, &name).await,
+        Command::List(flag) => list::run(&client()?, flag.json).await,
+        Command::Rm { name } => rm::run(&client()?, &name).await,
+        Command::Commit {
+            volume,
+            message,
+            author,
+            pause,
+        } => commit::run(&client()?, volume.get(), message, author, pause).await,
+        Command::Log {
+            volume,
+            graph,
+            max_count,
+            json,
+        } => log::run(&client()?, volume.get(), graph, max_count, json).await,
+        Command::Status { volume, json } => status::run(&client()?, volume.get(), json).await,
+        Command::Branch {
+            volume,
+            name,
+            at,
+            delete,
+            json,
+        } => branch::run(&client()?, volume.get(), name, at, delete, json).await,
+        Command::Tag {
+            volume,
+            name,
+            at,
+            json,
+        } => tag::run(&client()?, volume.get(), name, at, json).await,
+        Command::Checkout {
+            volume,
+            rev,
+            new_branch,
+            force,
+        } => checkout::run(&client()?, volume.get(), rev, new_branch, force).await,
+        Command::Reset { volume, hard, rev } => {
+            checkout::reset(&client()?, volume.get(), hard, rev).await
+        }
+        Command::Diff {
+            volume,
+            from,
+            to,
+            json,
+        } => diff::run(&client()?, volume.get(), from, to, json).await,
+        Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
+        Command::Gc(flag) => gc::run(&client()?, flag.json).await,
+    }
+}
+
+/// The client of the daemon at `host`, with the bearer token read from `token_file`.
+fn connect(host: &str, token_file: Option<&std::path::Path>) -> Result<Client> {
+    let token = match token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("read token file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok(Client::new(Host::parse(host)?, token))
+}

@@ -1,0 +1,36 @@
+//! `dvol node`: this host's id, version, backends and room per profile.
+
+use anyhow::Result;
+
+use crate::client::Client;
+use crate::render::format::optional_bytes;
+use crate::render::json::print_json;
+use crate::render::table;
+
+/// `dvol node [--json]`
+pub async fn run(client: &Client, as_json: bool) -> Result<()> {
+    let node = client.node().await?;
+    if as_json {
+        return print_json(&node);
+    }
+    println!("host:     {} ({})", node.hostname, node.id);
+    println!("version:  {}", node.version);
+    println!("volumes:  {}", node.volumes);
+    let backends: Vec<String> = node.backends.iter().map(ToString::to_string).collect();
+    println!("backends: {}", backends.join(", "));
+    println!();
+    let rows: Vec<Vec<String>> = node
+        .profiles
+        .iter()
+        .map(|p| {
+            vec![
+                p.profile.clone(),
+                p.backend.map_or_else(|| "-".into(), |b| b.to_string()),
+                optional_bytes(p.capacity.map(|c| c.free_bytes)),
+                optional_bytes(p.capacity.map(|c| c.total_bytes)),
+            ]
+        })
+        .collect();
+    table::print(&["PROFILE", "BACKEND", "FREE", "TOTAL"], &rows);
+    Ok(())
+}

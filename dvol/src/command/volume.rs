@@ -1,0 +1,98 @@
+//! `dvol volume create|ls|inspect|resize|rm`: volumes as Docker sees them.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use dvol_api::{CreateVolume, ResizeVolume, VolumeView};
+
+use crate::client::Client;
+use crate::render::format::{optional_bytes, yes_no};
+use crate::render::json::print_json;
+use crate::render::table;
+
+/// `dvol volume create NAME[@PROFILE] [-o KEY=VALUE]... [--json]`
+pub async fn create(client: &Client, name: &str, opts: &[String], as_json: bool) -> Result<()> {
+    let volume = client.create_volume(&create_request(name, opts)?).await?;
+    if as_json {
+        return print_json(&volume);
+    }
+    println!("{}", volume.name);
+    Ok(())
+}
+
+/// `dvol volume ls [--json]`
+pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
+    let volumes = client.volumes().await?;
+    if as_json {
+        return print_json(&volumes);
+    }
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|v| {
+            let mut row = cells(v);
+            row.push(v.id.to_string());
+            row
+        })
+        .collect();
+    table::print(
+        &["NAME", "PROFILE", "BACKEND", "SIZE", "MOUNTED", "UUID"],
+        &rows,
+    );
+    Ok(())
+}
+
+/// `dvol volume inspect NAME`: the volume as JSON.
+pub async fn inspect(client: &Client, name: &str) -> Result<()> {
+    print_json(&client.volume(name).await?)
+}
+
+/// `dvol volume resize NAME SIZE`
+pub async fn resize(client: &Client, name: &str, size: String) -> Result<()> {
+    let volume = client.resize_volume(name, &ResizeVolume { size }).await?;
+    println!("{} {}", volume.name, optional_bytes(volume.size_bytes));
+    Ok(())
+}
+
+/// `dvol volume rm NAME...`: removes each, then fails if any could not be removed.
+pub async fn rm(client: &Client, names: &[String]) -> Result<()> {
+    let mut failed = Vec::new();
+    for name in names {
+        match client.remove_volume(name).await {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("dvol: {e:#}");
+                failed.push(name.as_str());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("could not remove {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The request creating `name` with `-o KEY=VALUE` options.
+pub(super) fn create_request(name: &str, opts: &[String]) -> Result<CreateVolume> {
+    let mut options = BTreeMap::new();
+    for opt in opts {
+        let Some((key, value)) = opt.split_once('=') else {
+            bail!("option {opt:?} is not KEY=VALUE (e.g. -o size=10G)");
+        };
+        options.insert(key.to_string(), value.to_string());
+    }
+    Ok(CreateVolume {
+        name: name.to_string(),
+        options,
+    })
+}
+
+/// The cells a volume listing shows: name, profile, backend, size, mounted.
+pub(super) fn cells(volume: &VolumeView) -> Vec<String> {
+    vec![
+        volume.name.clone(),
+        volume.profile.clone(),
+        volume.backend.to_string(),
+        optional_bytes(volume.size_bytes),
+        yes_no(volume.mounted).into(),
+    ]
+}

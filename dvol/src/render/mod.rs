@@ -1,0 +1,10 @@
+//! How the commands show what the daemon answers: tables, formatted values, JSON, the log and
+//! its graph, and the progress of long operations.
+
+pub mod changes;
+pub mod format;
+pub mod graph;
+pub mod json;
+pub mod log;
+pub mod progress;
+pub mod table;
