@@ -34,8 +34,10 @@ pub async fn log(
     Ok(Json(service.blocking(move |s| s.log(&name)).await?))
 }
 
-/// Commit the volume's files on the checked-out branch; `pause` pauses its containers
-/// meanwhile. Streams progress with `Accept: application/x-ndjson`.
+/// Commit the volume's files on the checked-out branch.
+///
+/// With `pause`, the containers using the volume are paused meanwhile for a consistent
+/// point. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/commits", tag = "history", operation_id = "commit",
     params(VolumePath, StreamAccept),
     request_body = CommitRequest,
@@ -79,9 +81,11 @@ pub async fn status(
     Ok(Json(service.blocking(move |s| s.status(&name)).await?))
 }
 
-/// Put a branch or commit into the volume (a branch becomes the checked-out branch, anything
-/// else detaches HEAD), stopping its running containers meanwhile. Streams progress with
-/// `Accept: application/x-ndjson`.
+/// Put a branch or commit into the volume.
+///
+/// A branch becomes the checked-out branch; anything else detaches HEAD. Uncommitted changes
+/// are refused unless `force`. The running containers using the volume are stopped meanwhile
+/// and started again after. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/checkout", tag = "history", operation_id = "checkout",
     params(VolumePath, StreamAccept),
     request_body = CheckoutRequest,
@@ -110,9 +114,12 @@ pub async fn checkout(
     Ok(answered.await)
 }
 
-/// Move the current branch (or detached HEAD) to a revision and put its files into the
-/// volume, discarding uncommitted changes, with the running containers stopped meanwhile.
-/// Streams progress with `Accept: application/x-ndjson`.
+/// Reset the volume hard to a revision.
+///
+/// The current branch (or detached HEAD) moves to the revision and its files are put into
+/// the volume, discarding uncommitted changes. The running containers using the volume are
+/// stopped meanwhile and started again after. Streams progress with
+/// `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/reset", tag = "history", operation_id = "resetHard",
     params(VolumePath, StreamAccept),
     request_body = ResetRequest,

@@ -11,8 +11,10 @@ use super::stream::answer;
 use super::StreamAccept;
 use crate::service::VolumeService;
 
-/// Re-read and re-hash every stored object of every volume; report what is corrupt, missing
-/// or unreachable. Streams progress with `Accept: application/x-ndjson`.
+/// Verify every stored object of every volume.
+///
+/// Every object is re-read and re-hashed; the report lists what is corrupt, missing or
+/// unreachable. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/fsck", tag = "maintenance", operation_id = "fsck",
     params(StreamAccept),
     responses(
@@ -29,8 +31,9 @@ pub async fn fsck(State(service): State<Arc<VolumeService>>, headers: HeaderMap)
     .await
 }
 
-/// Delete stored objects that no branch, tag or volume refers to. Streams progress with
-/// `Accept: application/x-ndjson`.
+/// Delete stored objects that no branch, tag or volume refers to.
+///
+/// Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/gc", tag = "maintenance", operation_id = "gc",
     params(StreamAccept),
     responses(

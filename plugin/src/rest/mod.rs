@@ -46,8 +46,7 @@ pub struct VolumePath {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct StreamAccept {
-    /// `application/x-ndjson` streams progress lines and answers 200 (see the API
-    /// description).
+    /// `application/x-ndjson` streams progress lines and answers 200 (see the API's description).
     #[serde(rename = "Accept")]
     pub accept: Option<String>,
 }

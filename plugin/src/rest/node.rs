@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use dvol_api::{Health, NodeInfo, ProfileConfigView, ProfileView};
+use dvol_api::{ErrorBody, Health, NodeInfo, ProfileConfigView, ProfileView};
 use dvol_backends::ByteSize;
 
+use super::error::ApiError;
 use crate::profile::Profile;
 use crate::service::VolumeService;
 
@@ -22,9 +23,13 @@ pub async fn health() -> Json<Health> {
 
 /// This host: its id, the backends it runs and the free capacity per profile.
 #[utoipa::path(get, path = "/v1/node", tag = "node", operation_id = "node",
-    responses((status = 200, description = "This host", body = NodeInfo)))]
-pub async fn node(State(service): State<Arc<VolumeService>>) -> Json<NodeInfo> {
-    Json(service.node_info())
+    responses(
+        (status = 200, description = "This host", body = NodeInfo),
+        (status = 500, description = "The worker measuring capacity failed", body = ErrorBody),
+    ))]
+pub async fn node(State(service): State<Arc<VolumeService>>) -> Result<Json<NodeInfo>, ApiError> {
+    // Measuring capacity runs statvfs and, for LVM, the lvm tool: off the async workers.
+    Ok(Json(service.blocking(|s| Ok(s.node_info())).await?))
 }
 
 /// The configured profiles and what each resolves to on this host, and why.

@@ -41,7 +41,10 @@ pub async fn list(State(service): State<Arc<VolumeService>>) -> Json<Vec<VolumeV
     Json(volumes.map(|v| view(&service, v)).collect())
 }
 
-/// Create a volume (as `docker volume create -d dvol`); creating one that exists returns it.
+/// Create a volume, as `docker volume create -d dvol` does.
+///
+/// Creating a volume that exists returns it unchanged, unless the request names another
+/// profile.
 #[utoipa::path(post, path = "/v1/volumes", tag = "volumes", operation_id = "createVolume",
     request_body = CreateVolume,
     responses(

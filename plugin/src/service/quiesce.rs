@@ -24,6 +24,33 @@ pub struct Quiesced<T> {
     pub not_resumed: Vec<NotResumed>,
 }
 
+/// An answer that lists the containers an operation could not start again.
+pub trait ListsNotResumed {
+    /// Records those containers in the answer.
+    fn set_not_resumed(&mut self, not_resumed: Vec<NotResumed>);
+}
+
+impl ListsNotResumed for CommitResult {
+    fn set_not_resumed(&mut self, not_resumed: Vec<NotResumed>) {
+        self.containers_not_resumed = not_resumed;
+    }
+}
+
+impl ListsNotResumed for CheckoutView {
+    fn set_not_resumed(&mut self, not_resumed: Vec<NotResumed>) {
+        self.containers_not_resumed = not_resumed;
+    }
+}
+
+impl<T: ListsNotResumed> Quiesced<T> {
+    /// The answer, listing the containers that could not be started again.
+    pub fn into_answer(self) -> T {
+        let mut value = self.value;
+        value.set_not_resumed(self.not_resumed);
+        value
+    }
+}
+
 impl VolumeService {
     /// Runs `work` on a blocking thread with the running containers that use volume `name`
     /// stopped (or paused) around it, when any container has the volume mounted. Containers
@@ -84,10 +111,7 @@ impl VolumeService {
             return self.blocking(work).await;
         }
         let done = self.around_containers(&name, Quiesce::Pause, work).await?;
-        Ok(CommitResult {
-            containers_not_resumed: done.not_resumed,
-            ..done.value
-        })
+        Ok(done.into_answer())
     }
 
     /// Checks out `request.rev` with the volume's running containers stopped meanwhile and
@@ -110,10 +134,7 @@ impl VolumeService {
             service.checkout(&target, &request.rev, new_branch, request.force, &*progress)
         };
         let done = self.around_containers(&name, Quiesce::Stop, work).await?;
-        Ok(CheckoutView {
-            containers_not_resumed: done.not_resumed,
-            ..done.value
-        })
+        Ok(done.into_answer())
     }
 
     /// `reset --hard` with the volume's running containers stopped meanwhile and started
@@ -128,9 +149,6 @@ impl VolumeService {
         let work =
             move |service: &VolumeService| service.reset_hard(&target, &request.rev, &*progress);
         let done = self.around_containers(&name, Quiesce::Stop, work).await?;
-        Ok(CheckoutView {
-            containers_not_resumed: done.not_resumed,
-            ..done.value
-        })
+        Ok(done.into_answer())
     }
 }
