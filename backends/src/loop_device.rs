@@ -18,7 +18,6 @@
 //! it holds a filesystem, so a crash during `create` leaves only a temporary file that the next
 //! `create` or `remove` of the volume cleans up.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::fd::AsFd;
@@ -35,7 +34,7 @@ use uuid::Uuid;
 use crate::command::{CommandError, Tool};
 use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
 use crate::freeze::{freeze, thaw};
-use crate::mount_table::is_mount_point;
+use crate::mount_table::{is_mount_point, MountTable};
 use crate::{
     Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
     VolumeSpec,
@@ -131,30 +130,6 @@ fn attachments_of(image: &Path) -> Result<Vec<LoopAttachment>, BackendError> {
         .into_iter()
         .filter(|a| a.serves(image))
         .collect())
-}
-
-/// Mounted block devices: `major:minor` to the first mount point using it.
-fn mounted_devices() -> Result<HashMap<String, PathBuf>, BackendError> {
-    let infos = procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .map_err(|e| BackendError::MountTable(e.to_string()))?;
-    let mut devices = HashMap::new();
-    for info in infos {
-        devices.entry(info.majmin).or_insert(info.mount_point);
-    }
-    Ok(devices)
-}
-
-/// The `major:minor` of what is mounted exactly at `target`, if anything.
-fn device_mounted_at(target: &Path) -> Result<Option<String>, BackendError> {
-    let infos = procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .map_err(|e| BackendError::MountTable(e.to_string()))?;
-    // The last entry for a path is the one on top, the one the path shows.
-    Ok(infos
-        .into_iter()
-        .rfind(|info| info.mount_point == target)
-        .map(|info| info.majmin))
 }
 
 /// Whether this process has `CAP_SYS_RESOURCE`, which the kernel demands for growing a
@@ -337,11 +312,11 @@ impl LoopBackend {
         if attachments.is_empty() {
             return Ok(Released::default());
         }
-        let mounted = mounted_devices()?;
+        let mounted = MountTable::read()?;
         let mut released = Released::default();
         for attachment in attachments {
-            if let Some(point) = mounted.get(&attachment.majmin) {
-                released.mounted = Some((attachment.device, point.clone()));
+            if let Some(point) = mounted.mount_points_of(&attachment.majmin).next() {
+                released.mounted = Some((attachment.device, point.to_path_buf()));
                 continue;
             }
             tracing::info!(
@@ -360,16 +335,12 @@ impl LoopBackend {
 
     /// Waits until no unmounted loop device serves `image`. A device someone else still holds
     /// open is detached by the kernel when they close it; that is logged, not an error.
-    fn wait_detached(
-        &self,
-        image: &Path,
-        mounted: &HashMap<String, PathBuf>,
-    ) -> Result<(), BackendError> {
+    fn wait_detached(&self, image: &Path, mounted: &MountTable) -> Result<(), BackendError> {
         let deadline = Instant::now() + DETACH_WAIT;
         loop {
             let left: Vec<_> = attachments_of(image)?
                 .into_iter()
-                .filter(|a| !mounted.contains_key(&a.majmin))
+                .filter(|a| mounted.mount_points_of(&a.majmin).next().is_none())
                 .collect();
             if left.is_empty() {
                 return Ok(());
@@ -562,10 +533,11 @@ impl LoopBackend {
 
     /// The loop device serving `image` that is mounted at `target`.
     fn device_at(&self, image: &Path, target: &Path, id: Uuid) -> Result<PathBuf, BackendError> {
-        let majmin = device_mounted_at(target)?;
+        let table = MountTable::read()?;
+        let mounted = table.device_at(target);
         attachments_of(image)?
             .into_iter()
-            .find(|a| Some(&a.majmin) == majmin.as_ref())
+            .find(|a| Some(a.majmin.as_str()) == mounted)
             .map(|a| a.device)
             .ok_or_else(|| {
                 BackendError::Refused(format!(
@@ -624,7 +596,7 @@ impl LoopBackend {
         let detached = attached.detach();
         grown?;
         detached?;
-        self.wait_detached(image, &HashMap::new())
+        self.wait_detached(image, &MountTable::default())
     }
 
     /// `e2fsck -f -y`, which resize2fs insists on before growing an unmounted filesystem.
@@ -1064,17 +1036,16 @@ mod tests {
     impl Drop for Fixture {
         fn drop(&mut self) {
             let root = fs::canonicalize(self.dir.path()).unwrap();
-            if let Ok(me) = procfs::process::Process::myself() {
-                if let Ok(infos) = me.mountinfo() {
-                    let mut points: Vec<_> = infos
-                        .into_iter()
-                        .map(|i| i.mount_point)
-                        .filter(|p| p.starts_with(&root))
-                        .collect();
-                    points.reverse();
-                    for point in points {
-                        let _ = sys_mount::unmount(&point, UnmountFlags::DETACH);
-                    }
+            if let Ok(table) = MountTable::read() {
+                let mut points: Vec<_> = table
+                    .mounts()
+                    .iter()
+                    .map(|m| &m.mount_point)
+                    .filter(|p| p.starts_with(&root))
+                    .collect();
+                points.reverse();
+                for point in points {
+                    let _ = sys_mount::unmount(point, UnmountFlags::DETACH);
                 }
             }
             for attachment in self.attachments() {
@@ -1109,14 +1080,14 @@ mod tests {
         assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Changed);
         assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
         assert!(is_mount_point(&target).unwrap());
-        let fstype = procfs::process::Process::myself()
+        let fstype = MountTable::read()
             .unwrap()
-            .mountinfo()
+            .mounts()
+            .iter()
+            .find(|m| m.mount_point == target)
             .unwrap()
-            .into_iter()
-            .find(|i| i.mount_point == target)
-            .unwrap()
-            .fs_type;
+            .fs_type
+            .clone();
         assert_eq!(fstype, fs.as_str());
         fs::create_dir(target.join("dir")).unwrap();
         fs::write(target.join("dir/data"), b"kept across mounts").unwrap();

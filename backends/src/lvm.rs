@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
 use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
-use crate::mount_table::is_mount_point;
+use crate::mount_table::{is_mount_point, mount_points_of_device};
 use crate::{
     Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
     VolumeSpec,
@@ -661,7 +661,7 @@ impl LvmBackend {
 
     /// Grows the filesystem on `device` to fill it: online where it is mounted, else offline.
     fn grow_filesystem(&self, id: Uuid, fs: Filesystem, device: &Path) -> Result<(), BackendError> {
-        if let Some(mountpoint) = mount_points_of(device)?.into_iter().next() {
+        if let Some(mountpoint) = mount_points_of_device(device)?.into_iter().next() {
             return Ok(self.filesystems.grow(fs, device, &mountpoint)?);
         }
         match fs {
@@ -745,29 +745,6 @@ fn volume_ids(lvs: &[LogicalVolume], pool: &str) -> Vec<Uuid> {
         })
         .collect();
     ids.into_iter().collect()
-}
-
-/// Where the block device `device` is mounted, from the kernel's mount table (matched by
-/// device number, so any path to the device finds its mounts).
-fn mount_points_of(device: &Path) -> Result<Vec<PathBuf>, BackendError> {
-    let stat = match rustix::fs::stat(device) {
-        Ok(stat) => stat,
-        Err(rustix::io::Errno::NOENT) => return Ok(Vec::new()),
-        Err(e) => return Err(BackendError::io("inspect block device", device, e.into())),
-    };
-    let majmin = format!(
-        "{}:{}",
-        rustix::fs::major(stat.st_rdev),
-        rustix::fs::minor(stat.st_rdev)
-    );
-    let infos = procfs::process::Process::myself()
-        .and_then(|me| me.mountinfo())
-        .map_err(|e| BackendError::MountTable(e.to_string()))?;
-    Ok(infos
-        .into_iter()
-        .filter(|info| info.majmin == majmin)
-        .map(|info| info.mount_point)
-        .collect())
 }
 
 fn required_size(spec: &VolumeSpec) -> Result<ByteSize, BackendError> {
@@ -874,7 +851,7 @@ impl Backend for LvmBackend {
     fn mount(&self, spec: &VolumeSpec, target: &Path) -> Result<Effect, BackendError> {
         let name = lv_name(spec.id);
         if is_mount_point(target)? {
-            if mount_points_of(&self.device_of(&name))?
+            if mount_points_of_device(&self.device_of(&name))?
                 .iter()
                 .any(|p| p == target)
             {
@@ -988,7 +965,7 @@ impl Backend for LvmBackend {
             ));
         }
         if self.own_lv(&lvs, &snapshot)?.is_some() {
-            if let Some(point) = mount_points_of(&device)?.first() {
+            if let Some(point) = mount_points_of_device(&device)?.first() {
                 return Err(BackendError::Refused(format!(
                     "volume {} already has a read point mounted at {}: a commit is running; \
                      retry when it has finished",
@@ -1035,7 +1012,10 @@ impl Backend for LvmBackend {
         let device = self.device_of(&snapshot);
         let mut effect = Effect::Unchanged;
         if is_mount_point(scratch)? {
-            if !mount_points_of(&device)?.iter().any(|p| p == scratch) {
+            if !mount_points_of_device(&device)?
+                .iter()
+                .any(|p| p == scratch)
+            {
                 return Err(BackendError::io(
                     "release read point: the scratch directory holds another mount, not the \
                      volume's snapshot; unmount it by hand",
