@@ -2,9 +2,8 @@
 
 use std::path::Path;
 
-use sys_mount::{Mount, MountFlags, UnmountFlags};
-
 use crate::command::{CommandError, Tool};
+use crate::mount::{self, WhenBusy};
 use crate::{BackendError, ByteSize, Filesystem};
 
 /// The filesystem tools, found once.
@@ -92,13 +91,14 @@ impl FilesystemTools {
             return Ok(());
         }
         let xfs_admin = Self::tool(&self.xfs_admin)?;
-        Mount::builder()
-            .fstype(kernel_name(fs))
-            .data("nouuid")
-            .mount(device, scratch)
-            .map_err(|e| BackendError::io("mount the copy once to replay its log", scratch, e))?;
-        sys_mount::unmount(scratch, UnmountFlags::empty())
-            .map_err(|e| BackendError::io("unmount the copy", scratch, e))?;
+        mount::mount_device(
+            device,
+            scratch,
+            fs,
+            Some("nouuid"),
+            "mount the copy once to replay its log",
+        )?;
+        mount::unmount(scratch, "unmount the copy", WhenBusy::Fail)?;
         let uuid = || xfs_admin.run(["-u".as_ref(), device.as_os_str()]);
         let before = uuid()?;
         xfs_admin.run(["-U".as_ref(), "generate".as_ref(), device.as_os_str()])?;
@@ -137,25 +137,4 @@ pub fn minimum_size(fs: Filesystem) -> ByteSize {
         Filesystem::Ext4 => ByteSize::from_bytes(16 << 20).expect("valid"),
         Filesystem::Xfs => ByteSize::from_bytes(300 << 20).expect("valid"),
     }
-}
-
-/// The kernel's name for the filesystem type, for mount(2).
-pub fn kernel_name(fs: Filesystem) -> &'static str {
-    fs.as_str()
-}
-
-/// Mounts a block-level copy of a filesystem whose original stays mounted, read-only at
-/// `target`: no journal replay (the copy was taken frozen, so its data is on disk) and, for
-/// XFS, no refusal of the duplicate filesystem UUID.
-pub fn mount_snapshot(fs: Filesystem, device: &Path, target: &Path) -> std::io::Result<()> {
-    let data = match fs {
-        Filesystem::Ext4 => "noload",
-        Filesystem::Xfs => "nouuid,norecovery",
-    };
-    Mount::builder()
-        .fstype(kernel_name(fs))
-        .flags(MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC)
-        .data(data)
-        .mount(device, target)
-        .map(drop)
 }

@@ -28,12 +28,12 @@ use std::time::{Duration, Instant};
 use loopdev::{LoopControl, LoopDevice};
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
-use sys_mount::{Mount, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
-use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
+use crate::filesystem::{minimum_size, FilesystemTools};
 use crate::freeze::{freeze, thaw};
+use crate::mount::{self, mount_snapshot, WhenBusy};
 use crate::mount_table::{is_mount_point, MountTable};
 use crate::{
     Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
@@ -384,10 +384,7 @@ impl LoopBackend {
     /// devices and the clone's scratch mount.
     fn discard_temp(&self, id: Uuid) -> Result<Effect, BackendError> {
         let scratch = self.clone_scratch(id);
-        if is_mount_point(&scratch)? {
-            sys_mount::unmount(&scratch, UnmountFlags::empty())
-                .map_err(|e| BackendError::io("unmount clone scratch", &scratch, e))?;
-        }
+        mount::unmount(&scratch, "unmount clone scratch", WhenBusy::Fail)?;
         match fs::remove_dir(&scratch) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -458,13 +455,11 @@ impl LoopBackend {
             File::open(&copy).map_err(|e| BackendError::io("open read point image", &copy, e))?;
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
         let attached = Attached::new(&file, &copy)?;
-        match mount_snapshot(fs, &attached.path, scratch) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let _ = attached.detach();
-                Err(BackendError::io("mount read point image", scratch, e))
-            }
+        let mounted = mount_snapshot(fs, &attached.path, scratch, "mount read point image");
+        if mounted.is_err() {
+            let _ = attached.detach();
         }
+        mounted
     }
 
     /// Makes the root's directory entries (a rename, a removal) durable.
@@ -630,13 +625,16 @@ impl LoopBackend {
                 .map_err(|e| BackendError::io("create scratch mountpoint", &scratch, e))?;
             &scratch
         };
-        Mount::builder()
-            .fstype(kernel_name(Filesystem::Xfs))
-            .mount(device, point)
-            .map_err(|e| BackendError::io("mount volume to grow it", point, e))?;
+        mount::mount_device(
+            device,
+            point,
+            Filesystem::Xfs,
+            None,
+            "mount volume to grow it",
+        )?;
         let grown = self.tools.grow(Filesystem::Xfs, device, point);
-        let unmounted = sys_mount::unmount(point, UnmountFlags::empty())
-            .map_err(|e| BackendError::io("unmount volume after growing it", point, e));
+        let unmounted =
+            mount::unmount(point, "unmount volume after growing it", WhenBusy::Fail).map(drop);
         if point == scratch {
             let _ = fs::remove_dir(&scratch);
         }
@@ -748,24 +746,26 @@ impl Backend for LoopBackend {
         }
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
         let attached = Attached::new(&file, &image)?;
-        match Mount::builder()
-            .fstype(kernel_name(fs))
-            .mount(&attached.path, target)
-        {
+        match mount::mount_device(&attached.path, target, fs, None, "mount volume image") {
             // The mount holds the device now; closing ours leaves autoclear to the unmount.
-            Ok(_) => Ok(Effect::Changed),
+            Ok(()) => Ok(Effect::Changed),
             Err(e) => {
                 if let Err(detach) = attached.detach() {
                     tracing::warn!(error = %detach, "cannot detach loop device after failed mount");
                 }
-                Err(BackendError::io("mount volume image", target, e))
+                Err(e)
             }
         }
     }
 
     fn unmount(&self, id: Uuid, target: &Path) -> Result<Effect, BackendError> {
         let image = self.image_path(id);
-        if !is_mount_point(target)? {
+        // A lazy unmount would keep the loop device and the filesystem alive for as long as
+        // that process runs, with no mountpoint left to find it by: refuse instead.
+        let busy = WhenBusy::Explain(
+            "unmount volume (a process still uses it: stop that process or container, then retry)",
+        );
+        if mount::unmount(target, "unmount volume", busy)? == Effect::Unchanged {
             // Nothing to unmount; still release a device a crash left attached.
             let released = self.release(&image)?;
             return Ok(if released.detached > 0 {
@@ -773,19 +773,6 @@ impl Backend for LoopBackend {
             } else {
                 Effect::Unchanged
             });
-        }
-        match sys_mount::unmount(target, UnmountFlags::empty()) {
-            Ok(()) => {}
-            // A lazy unmount would keep the loop device and the filesystem alive for as long as
-            // that process runs, with no mountpoint left to find it by: refuse instead.
-            Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => {
-                return Err(BackendError::io(
-                    "unmount volume (a process still uses it: stop that process or container, then retry)",
-                    target,
-                    e,
-                ))
-            }
-            Err(e) => return Err(BackendError::io("unmount volume", target, e)),
         }
         // Autoclear detached the device with the unmount; make sure of it.
         if let Some((device, point)) = self.release(&image)?.mounted {
@@ -894,9 +881,7 @@ impl Backend for LoopBackend {
         } else {
             Effect::Unchanged
         };
-        if is_mount_point(scratch)? {
-            sys_mount::unmount(scratch, UnmountFlags::empty())
-                .map_err(|e| BackendError::io("unmount read point", scratch, e))?;
+        if mount::unmount(scratch, "unmount read point", WhenBusy::Fail)? == Effect::Changed {
             effect = Effect::Changed;
         }
         if self.discard_point(id)? == Effect::Changed {
@@ -1045,7 +1030,7 @@ mod tests {
                     .collect();
                 points.reverse();
                 for point in points {
-                    let _ = sys_mount::unmount(point, UnmountFlags::DETACH);
+                    let _ = sys_mount::unmount(point, sys_mount::UnmountFlags::DETACH);
                 }
             }
             for attachment in self.attachments() {

@@ -26,11 +26,11 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
-use sys_mount::{Mount, UnmountFlags};
 use uuid::Uuid;
 
 use crate::command::{CommandError, Tool};
-use crate::filesystem::{kernel_name, minimum_size, mount_snapshot, FilesystemTools};
+use crate::filesystem::{minimum_size, FilesystemTools};
+use crate::mount::{self, mount_snapshot, WhenBusy};
 use crate::mount_table::{is_mount_point, mount_points_of_device};
 use crate::{
     Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
@@ -690,18 +690,15 @@ impl LvmBackend {
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(BackendError::io("create temporary mountpoint", &dir, e)),
                 }
-                let result = Mount::builder()
-                    .fstype(kernel_name(fs))
-                    .mount(device, &dir)
-                    .map_err(|e| BackendError::io("mount volume to grow it", &dir, e))
-                    .and_then(|_| {
+                let result = mount::mount_device(device, &dir, fs, None, "mount volume to grow it")
+                    .and_then(|()| {
                         let grown = self
                             .filesystems
                             .grow(fs, device, &dir)
                             .map_err(BackendError::from);
-                        let unmounted = sys_mount::unmount(&dir, UnmountFlags::empty())
-                            .map_err(|e| BackendError::io("unmount temporary mount", &dir, e));
-                        grown.and(unmounted)
+                        let unmounted =
+                            mount::unmount(&dir, "unmount temporary mount", WhenBusy::Fail);
+                        grown.and(unmounted.map(drop))
                     });
                 let _ = fs::remove_dir(&dir);
                 result
@@ -873,30 +870,16 @@ impl Backend for LvmBackend {
         })?;
         let device = self.ensure_active(&lv)?;
         let fs = spec.filesystem.unwrap_or(DEFAULT_FILESYSTEM);
-        Mount::builder()
-            .fstype(kernel_name(fs))
-            .mount(&device, target)
-            .map_err(|e| BackendError::io("mount volume", target, e))?;
+        mount::mount_device(&device, target, fs, None, "mount volume")?;
         Ok(Effect::Changed)
     }
 
     fn unmount(&self, _id: Uuid, target: &Path) -> Result<Effect, BackendError> {
-        if !is_mount_point(target)? {
-            return Ok(Effect::Unchanged);
-        }
-        match sys_mount::unmount(target, UnmountFlags::empty()) {
-            Ok(()) => Ok(Effect::Changed),
-            // A block device must not be detached lazily: the filesystem would stay live with
-            // no mountpoint, and removing the LV would fail later for no visible reason.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
-                Err(BackendError::io(
-                    "unmount volume (still in use by a process; stop it and retry)",
-                    target,
-                    e,
-                ))
-            }
-            Err(e) => Err(BackendError::io("unmount volume", target, e)),
-        }
+        // A block device must not be detached lazily: the filesystem would stay live with no
+        // mountpoint, and removing the LV would fail later for no visible reason.
+        let busy =
+            WhenBusy::Explain("unmount volume (still in use by a process; stop it and retry)");
+        mount::unmount(target, "unmount volume", busy)
     }
 
     fn resize(
@@ -990,11 +973,11 @@ impl Backend for LvmBackend {
                 .run(["lvchange", "-ay", "-K", &self.qualified(&snapshot)])?;
         }
         let fs = spec.filesystem.unwrap_or(DEFAULT_FILESYSTEM);
-        if let Err(e) = mount_snapshot(fs, &device, scratch) {
+        if let Err(e) = mount_snapshot(fs, &device, scratch, "mount read point snapshot") {
             if let Err(cleanup) = self.lvremove(&snapshot) {
                 tracing::warn!(lv = %self.qualified(&snapshot), error = %cleanup, "cannot remove read point after a failed mount");
             }
-            return Err(BackendError::io("mount read point snapshot", scratch, e));
+            return Err(e);
         }
         tracing::debug!(lv = %self.qualified(&snapshot), scratch = %scratch.display(), "made read point");
         Ok(ReadPoint::Snapshot(scratch.to_path_buf()))
@@ -1023,17 +1006,10 @@ impl Backend for LvmBackend {
                     std::io::Error::from(ErrorKind::ResourceBusy),
                 ));
             }
-            match sys_mount::unmount(scratch, UnmountFlags::empty()) {
-                Ok(()) => effect = Effect::Changed,
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
-                    return Err(BackendError::io(
-                        "unmount read point (a process still uses it; stop it and retry)",
-                        scratch,
-                        e,
-                    ))
-                }
-                Err(e) => return Err(BackendError::io("unmount read point", scratch, e)),
-            }
+            let busy = WhenBusy::Explain(
+                "unmount read point (a process still uses it; stop it and retry)",
+            );
+            effect = mount::unmount(scratch, "unmount read point", busy)?;
         }
         let lvs = self.report_lvs()?;
         if self.own_lv(&lvs, &snapshot)?.is_some() {
