@@ -12,6 +12,7 @@ pub struct FilesystemTools {
     mkfs_ext4: Result<Tool, String>,
     mkfs_xfs: Result<Tool, String>,
     resize2fs: Result<Tool, String>,
+    e2fsck: Result<Tool, String>,
     xfs_growfs: Result<Tool, String>,
     xfs_admin: Result<Tool, String>,
 }
@@ -24,6 +25,7 @@ impl FilesystemTools {
             mkfs_ext4: find("mkfs.ext4", "e2fsprogs"),
             mkfs_xfs: find("mkfs.xfs", "xfsprogs"),
             resize2fs: find("resize2fs", "e2fsprogs"),
+            e2fsck: find("e2fsck", "e2fsprogs"),
             xfs_growfs: find("xfs_growfs", "xfsprogs"),
             xfs_admin: find("xfs_admin", "xfsprogs"),
         }
@@ -117,6 +119,21 @@ impl FilesystemTools {
         Ok(())
     }
 
+    /// Grows the unmounted ext4 filesystem on `device` to fill the device: `e2fsck -f -y`
+    /// first, which resize2fs insists on, then resize2fs. A missing tool is
+    /// [`BackendError::Unavailable`].
+    pub fn grow_unmounted_ext4(&self, device: &Path) -> Result<(), BackendError> {
+        let e2fsck = installed(&self.e2fsck)?;
+        let resize2fs = installed(&self.resize2fs)?;
+        match e2fsck.run(["-f".as_ref(), "-y".as_ref(), device.as_os_str()]) {
+            // Exit code 1: errors were found and corrected; the filesystem is fine now.
+            Ok(_) | Err(CommandError::Failed { code: 1, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        resize2fs.run([device])?;
+        Ok(())
+    }
+
     /// Grows the filesystem mounted at `mountpoint` (on `device`) to fill the device.
     pub fn grow(
         &self,
@@ -129,6 +146,13 @@ impl FilesystemTools {
             Filesystem::Xfs => Self::tool(&self.xfs_growfs)?.run([mountpoint]).map(drop),
         }
     }
+}
+
+/// The tool `found`, or [`BackendError::Unavailable`] saying what to install.
+fn installed(found: &Result<Tool, String>) -> Result<&Tool, BackendError> {
+    found
+        .as_ref()
+        .map_err(|message| BackendError::Unavailable(message.clone()))
 }
 
 /// The smallest volume each filesystem can be made on (mkfs.xfs refuses below 300 MiB).

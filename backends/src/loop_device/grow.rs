@@ -13,7 +13,6 @@ use uuid::Uuid;
 use super::attachment::{device_at, release, wait_detached, Attached};
 use super::image::{allocate, human, open_image};
 use super::LoopBackend;
-use crate::command::CommandError;
 use crate::mount::{self, WhenBusy};
 use crate::mount_table::{is_mount_point, MountTable};
 use crate::{BackendError, ByteSize, Effect, Filesystem, VolumeSpec};
@@ -130,31 +129,13 @@ impl LoopBackend {
         let file = open_image(image)?;
         let attached = Attached::new(&file, image)?;
         let grown = match fs {
-            Filesystem::Ext4 => self.check_ext4(&attached.path).and_then(|()| {
-                self.tools
-                    .grow(fs, &attached.path, target)
-                    .map_err(BackendError::from)
-            }),
+            Filesystem::Ext4 => self.tools.grow_unmounted_ext4(&attached.path),
             Filesystem::Xfs => self.grow_xfs_offline(&attached.path, target, id),
         };
         let detached = attached.detach();
         grown?;
         detached?;
         wait_detached(image, &MountTable::default())
-    }
-
-    /// `e2fsck -f -y`, which resize2fs insists on before growing an unmounted filesystem.
-    fn check_ext4(&self, device: &Path) -> Result<(), BackendError> {
-        let e2fsck = self
-            .e2fsck
-            .as_ref()
-            .map_err(|message| BackendError::Unavailable(message.clone()))?;
-        match e2fsck.run(["-f".as_ref(), "-y".as_ref(), device.as_os_str()]) {
-            Ok(_) => Ok(()),
-            // Exit code 1: errors were found and corrected; the filesystem is fine now.
-            Err(CommandError::Failed { code: 1, .. }) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// xfs grows only while mounted: mount at `target` (or a scratch directory when `target`

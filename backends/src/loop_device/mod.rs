@@ -42,7 +42,6 @@ use std::path::{Path, PathBuf};
 use loopdev::LoopControl;
 use uuid::Uuid;
 
-use crate::command::Tool;
 use crate::filesystem::FilesystemTools;
 use crate::BackendError;
 
@@ -53,7 +52,6 @@ pub use attachment::{loop_attachments, LoopAttachment, LOOP_CONTROL};
 pub struct LoopBackend {
     root: PathBuf,
     tools: FilesystemTools,
-    e2fsck: Result<Tool, String>,
 }
 
 impl LoopBackend {
@@ -86,7 +84,6 @@ impl LoopBackend {
         Ok(LoopBackend {
             root,
             tools: FilesystemTools::find(),
-            e2fsck: Tool::find("e2fsck", "e2fsprogs").map_err(|e| e.to_string()),
         })
     }
 

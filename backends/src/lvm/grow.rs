@@ -11,7 +11,6 @@ use uuid::Uuid;
 use super::names::lv_name;
 use super::pool::human;
 use super::{LvmBackend, DEFAULT_FILESYSTEM};
-use crate::command::CommandError;
 use crate::mount::{self, WhenBusy};
 use crate::mount_table::mount_points_of_device;
 use crate::{BackendError, ByteSize, Effect, Filesystem, VolumeSpec};
@@ -63,23 +62,7 @@ impl LvmBackend {
             return Ok(self.filesystems.grow(fs, device, &mountpoint)?);
         }
         match fs {
-            Filesystem::Ext4 => {
-                let e2fsck = self
-                    .e2fsck
-                    .as_ref()
-                    .map_err(|m| BackendError::Unavailable(m.clone()))?;
-                let resize2fs = self
-                    .resize2fs
-                    .as_ref()
-                    .map_err(|m| BackendError::Unavailable(m.clone()))?;
-                match e2fsck.run(["-f".as_ref(), "-y".as_ref(), device.as_os_str()]) {
-                    // Exit code 1: errors were found and corrected.
-                    Ok(_) | Err(CommandError::Failed { code: 1, .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                resize2fs.run([device])?;
-                Ok(())
-            }
+            Filesystem::Ext4 => self.filesystems.grow_unmounted_ext4(device),
             Filesystem::Xfs => {
                 // xfs grows only while mounted: mount it privately for the moment.
                 let dir = std::env::temp_dir().join(format!("dvol-grow-{}", id.simple()));

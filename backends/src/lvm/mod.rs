@@ -68,8 +68,6 @@ pub const DEFAULT_FILESYSTEM: Filesystem = Filesystem::Ext4;
 pub struct LvmBackend {
     lvm: Tool,
     filesystems: FilesystemTools,
-    e2fsck: Result<Tool, String>,
-    resize2fs: Result<Tool, String>,
     volume_group: String,
     thin_pool: String,
     max_overprovision: f64,
@@ -100,12 +98,9 @@ impl LvmBackend {
         }
         let lvm =
             Tool::find("lvm", "lvm2").map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        let find = |name, package| Tool::find(name, package).map_err(|e| e.to_string());
         let backend = LvmBackend {
             lvm,
             filesystems: FilesystemTools::find(),
-            e2fsck: find("e2fsck", "e2fsprogs"),
-            resize2fs: find("resize2fs", "e2fsprogs"),
             volume_group: volume_group.to_string(),
             thin_pool: thin_pool.to_string(),
             max_overprovision,
