@@ -9,9 +9,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use sys_mount::{Mount, MountFlags, UnmountFlags};
 use uuid::Uuid;
 
+use crate::mount::{self, WhenBusy};
 use crate::mount_table::is_mount_point;
 use crate::{Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, VolumeSpec};
 
@@ -84,30 +84,15 @@ impl Backend for DirectoryBackend {
                 std::io::Error::from(ErrorKind::NotFound),
             ));
         }
-        Mount::builder()
-            .flags(MountFlags::BIND)
-            .mount(&source, target)
-            .map_err(|e| BackendError::io("bind-mount volume data", target, e))?;
+        mount::bind(&source, target, "bind-mount volume data")?;
         Ok(Effect::Changed)
     }
 
     fn unmount(&self, _id: Uuid, target: &Path) -> Result<Effect, BackendError> {
-        if !is_mount_point(target)? {
-            return Ok(Effect::Unchanged);
-        }
-        match sys_mount::unmount(target, UnmountFlags::empty()) {
-            Ok(()) => Ok(Effect::Changed),
-            // Something (a shell, a stray process) still has a file open under the mount. The
-            // data stays in the backend folder either way, so detach the bind mount now and let
-            // the kernel finish when the last user lets go.
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
-                tracing::warn!(target = %target.display(), "mount busy; detaching lazily");
-                sys_mount::unmount(target, UnmountFlags::DETACH)
-                    .map_err(|e| BackendError::io("unmount volume", target, e))?;
-                Ok(Effect::Changed)
-            }
-            Err(e) => Err(BackendError::io("unmount volume", target, e)),
-        }
+        // Something (a shell, a stray process) may still have a file open under the mount. The
+        // data stays in the backend folder either way, so a busy bind mount is detached now and
+        // the kernel finishes when the last user lets go.
+        mount::unmount(target, "unmount volume", WhenBusy::Detach)
     }
 
     fn resize(

@@ -2,9 +2,8 @@
 
 use std::path::Path;
 
-use sys_mount::{Mount, MountFlags, UnmountFlags};
-
 use crate::command::{CommandError, Tool};
+use crate::mount::{self, WhenBusy};
 use crate::{BackendError, ByteSize, Filesystem};
 
 /// The filesystem tools, found once.
@@ -13,6 +12,7 @@ pub struct FilesystemTools {
     mkfs_ext4: Result<Tool, String>,
     mkfs_xfs: Result<Tool, String>,
     resize2fs: Result<Tool, String>,
+    e2fsck: Result<Tool, String>,
     xfs_growfs: Result<Tool, String>,
     xfs_admin: Result<Tool, String>,
 }
@@ -25,6 +25,7 @@ impl FilesystemTools {
             mkfs_ext4: find("mkfs.ext4", "e2fsprogs"),
             mkfs_xfs: find("mkfs.xfs", "xfsprogs"),
             resize2fs: find("resize2fs", "e2fsprogs"),
+            e2fsck: find("e2fsck", "e2fsprogs"),
             xfs_growfs: find("xfs_growfs", "xfsprogs"),
             xfs_admin: find("xfs_admin", "xfsprogs"),
         }
@@ -92,13 +93,14 @@ impl FilesystemTools {
             return Ok(());
         }
         let xfs_admin = Self::tool(&self.xfs_admin)?;
-        Mount::builder()
-            .fstype(kernel_name(fs))
-            .data("nouuid")
-            .mount(device, scratch)
-            .map_err(|e| BackendError::io("mount the copy once to replay its log", scratch, e))?;
-        sys_mount::unmount(scratch, UnmountFlags::empty())
-            .map_err(|e| BackendError::io("unmount the copy", scratch, e))?;
+        mount::mount_device(
+            device,
+            scratch,
+            fs,
+            Some("nouuid"),
+            "mount the copy once to replay its log",
+        )?;
+        mount::unmount(scratch, "unmount the copy", WhenBusy::Fail)?;
         let uuid = || xfs_admin.run(["-u".as_ref(), device.as_os_str()]);
         let before = uuid()?;
         xfs_admin.run(["-U".as_ref(), "generate".as_ref(), device.as_os_str()])?;
@@ -117,6 +119,21 @@ impl FilesystemTools {
         Ok(())
     }
 
+    /// Grows the unmounted ext4 filesystem on `device` to fill the device: `e2fsck -f -y`
+    /// first, which resize2fs insists on, then resize2fs. A missing tool is
+    /// [`BackendError::Unavailable`].
+    pub fn grow_unmounted_ext4(&self, device: &Path) -> Result<(), BackendError> {
+        let e2fsck = installed(&self.e2fsck)?;
+        let resize2fs = installed(&self.resize2fs)?;
+        match e2fsck.run(["-f".as_ref(), "-y".as_ref(), device.as_os_str()]) {
+            // Exit code 1: errors were found and corrected; the filesystem is fine now.
+            Ok(_) | Err(CommandError::Failed { code: 1, .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        resize2fs.run([device])?;
+        Ok(())
+    }
+
     /// Grows the filesystem mounted at `mountpoint` (on `device`) to fill the device.
     pub fn grow(
         &self,
@@ -131,31 +148,17 @@ impl FilesystemTools {
     }
 }
 
+/// The tool `found`, or [`BackendError::Unavailable`] saying what to install.
+fn installed(found: &Result<Tool, String>) -> Result<&Tool, BackendError> {
+    found
+        .as_ref()
+        .map_err(|message| BackendError::Unavailable(message.clone()))
+}
+
 /// The smallest volume each filesystem can be made on (mkfs.xfs refuses below 300 MiB).
 pub fn minimum_size(fs: Filesystem) -> ByteSize {
     match fs {
         Filesystem::Ext4 => ByteSize::from_bytes(16 << 20).expect("valid"),
         Filesystem::Xfs => ByteSize::from_bytes(300 << 20).expect("valid"),
     }
-}
-
-/// The kernel's name for the filesystem type, for mount(2).
-pub fn kernel_name(fs: Filesystem) -> &'static str {
-    fs.as_str()
-}
-
-/// Mounts a block-level copy of a filesystem whose original stays mounted, read-only at
-/// `target`: no journal replay (the copy was taken frozen, so its data is on disk) and, for
-/// XFS, no refusal of the duplicate filesystem UUID.
-pub fn mount_snapshot(fs: Filesystem, device: &Path, target: &Path) -> std::io::Result<()> {
-    let data = match fs {
-        Filesystem::Ext4 => "noload",
-        Filesystem::Xfs => "nouuid,norecovery",
-    };
-    Mount::builder()
-        .fstype(kernel_name(fs))
-        .flags(MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC)
-        .data(data)
-        .mount(device, target)
-        .map(drop)
 }

@@ -8,6 +8,7 @@
 //! - [`directory::DirectoryBackend`]: a folder per volume, bind-mounted at the mountpoint.
 //! - [`mount_table::MountTable`]: what the kernel says is mounted; the only source of truth
 //!   for mount state.
+//! - [`mount`]: mounting and the one strict unmount every backend uses.
 //! - [`size::ByteSize`]: volume sizes as users write them (`10G`, `512MiB`).
 //! - [`command::Tool`]: external tools found once by absolute path; failures carry the command
 //!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
@@ -22,6 +23,7 @@ pub mod filesystem;
 pub mod freeze;
 pub mod loop_device;
 pub mod lvm;
+pub mod mount;
 pub mod mount_table;
 pub mod size;
 

@@ -1,0 +1,216 @@
+//! The image files under the backend's root: their names, building a formatted image under
+//! a temporary name and moving it into place, discarding side images (temporary ones, read
+//! point copies), reflinked copies, and checks for room in the root's filesystem.
+//!
+//! Every file a volume can have is named after its id: `<id>.img` (the volume),
+//! `<id>.img.tmp` (being built or cloned), `<id>.img.tmp.mnt` (where a clone is mounted
+//! once), `<id>.img.point` (a read point's copy) and `<id>.grow` (where an unmounted xfs
+//! volume is mounted to grow it).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
+use uuid::Uuid;
+
+use super::attachment::{release, Attached};
+use super::LoopBackend;
+use crate::freeze::{freeze, thaw};
+use crate::mount::{self, WhenBusy};
+use crate::{Backend, BackendError, ByteSize, Effect, Filesystem};
+
+/// Formats a byte count for messages, in binary units when it is large enough.
+pub(super) fn human(bytes: u64) -> String {
+    ByteSize::from_bytes(bytes)
+        .map(|size| size.to_string())
+        .unwrap_or_else(|_| format!("{bytes} bytes"))
+}
+
+/// Opens an image to attach it, or to write to it.
+pub(super) fn open_image(image: &Path) -> Result<File, BackendError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(image)
+        .map_err(|e| BackendError::io("open volume image", image, e))
+}
+
+/// Reserves `len` bytes of the open `image` from `offset` on, so writes there cannot fail
+/// for lack of room.
+pub(super) fn allocate(
+    file: &File,
+    image: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<(), BackendError> {
+    rustix::fs::fallocate(file, FallocateFlags::empty(), offset, len)
+        .map_err(|e| BackendError::io("allocate volume image", image, e.into()))
+}
+
+impl LoopBackend {
+    /// Where a volume's image is built before it is renamed into place.
+    pub(super) fn temp_path(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.tmp"))
+    }
+
+    /// Where a read point's copy-on-write copy of a volume's image lives.
+    pub(super) fn point_path(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.point"))
+    }
+
+    /// Where a clone's temporary image is mounted once (see
+    /// [`FilesystemTools::new_identity`](crate::filesystem::FilesystemTools::new_identity)).
+    pub(super) fn clone_scratch(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.tmp.mnt"))
+    }
+
+    /// Where an unmounted xfs volume is mounted to grow it when its own mountpoint is gone.
+    pub(super) fn grow_scratch(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.grow"))
+    }
+
+    /// Writes a formatted image at `temp`: sized, attached, formatted, detached, synced.
+    pub(super) fn build_image(
+        &self,
+        temp: &Path,
+        fs: Filesystem,
+        size: ByteSize,
+        preallocate: bool,
+    ) -> Result<(), BackendError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(temp)
+            .map_err(|e| BackendError::io("create volume image", temp, e))?;
+        if preallocate {
+            allocate(&file, temp, 0, size.bytes())?;
+        } else {
+            file.set_len(size.bytes())
+                .map_err(|e| BackendError::io("size volume image", temp, e))?;
+        }
+        let attached = Attached::new(&file, temp)?;
+        let made = self.tools.make(fs, &attached.path);
+        attached.detach()?;
+        made?;
+        if preallocate {
+            // mkfs discards the whole device first, and a loop device turns discards into
+            // holes in the image: allocate them again so the volume keeps its reservation.
+            allocate(&file, temp, 0, size.bytes())?;
+        }
+        file.sync_all()
+            .map_err(|e| BackendError::io("sync volume image", temp, e))
+    }
+
+    /// Renames volume `id`'s finished temporary image into place, durably.
+    pub(super) fn install_temp(&self, id: Uuid) -> Result<(), BackendError> {
+        let image = self.image_path(id);
+        fs::rename(self.temp_path(id), &image)
+            .map_err(|e| BackendError::io("move volume image into place", &image, e))?;
+        self.sync_root()
+    }
+
+    /// Makes the root's directory entries (a rename, a removal) durable.
+    pub(super) fn sync_root(&self) -> Result<(), BackendError> {
+        File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| BackendError::io("sync loop backend root", &self.root, e))
+    }
+
+    /// Removes a side image (a temporary image left by an interrupted create, a read point's
+    /// copy) with the loop devices a crash left serving it.
+    fn discard(&self, image: &Path, what: &'static str) -> Result<Effect, BackendError> {
+        release(image)?;
+        match fs::remove_file(image) {
+            Ok(()) => Ok(Effect::Changed),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Effect::Unchanged),
+            Err(e) => Err(BackendError::io(what, image, e)),
+        }
+    }
+
+    /// Removes a temporary image left by an interrupted create or clone, with its loop
+    /// devices and the clone's scratch mount.
+    pub(super) fn discard_temp(&self, id: Uuid) -> Result<Effect, BackendError> {
+        let scratch = self.clone_scratch(id);
+        mount::unmount(&scratch, "unmount clone scratch", WhenBusy::Fail)?;
+        match fs::remove_dir(&scratch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(BackendError::io("remove clone scratch", &scratch, e)),
+        }
+        self.discard(&self.temp_path(id), "remove temporary volume image")
+    }
+
+    /// Removes a read point's image copy, with its loop devices.
+    pub(super) fn discard_point(&self, id: Uuid) -> Result<Effect, BackendError> {
+        self.discard(&self.point_path(id), "remove read point image")
+    }
+
+    /// Makes the new file `copy` share the blocks of `image` (FICLONE). `false`, with no copy
+    /// left, when the root's filesystem cannot share blocks (ext4, tmpfs).
+    fn reflink(&self, image: &Path, copy: &Path) -> Result<bool, BackendError> {
+        let source =
+            File::open(image).map_err(|e| BackendError::io("open volume image", image, e))?;
+        let target = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(copy)
+            .map_err(|e| BackendError::io("create image copy", copy, e))?;
+        let cloned = rustix::fs::ioctl_ficlone(&target, &source)
+            .and_then(|()| rustix::fs::fdatasync(&target));
+        drop(target);
+        match cloned {
+            Ok(()) => Ok(true),
+            Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY) => {
+                self.discard(copy, "remove image copy")?;
+                Ok(false)
+            }
+            Err(e) => {
+                let _ = self.discard(copy, "remove image copy");
+                Err(BackendError::io("reflink volume image", copy, e.into()))
+            }
+        }
+    }
+
+    /// Reflinks volume `source`'s image to `copy` with its filesystem (mounted at
+    /// `mountpoint`, if it is) frozen for the instant of the copy, and thaws it again.
+    pub(super) fn reflink_frozen(
+        &self,
+        source: Uuid,
+        mountpoint: Option<&Path>,
+        copy: &Path,
+    ) -> Result<bool, BackendError> {
+        if let Some(mountpoint) = mountpoint {
+            freeze(mountpoint)?;
+        }
+        let cloned = self.reflink(&self.image_path(source), copy);
+        let thawed = mountpoint.map_or(Ok(Effect::Unchanged), thaw);
+        match (cloned, thawed) {
+            (Ok(cloned), Ok(_)) => Ok(cloned),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => {
+                let _ = self.discard(copy, "remove image copy");
+                Err(e)
+            }
+        }
+    }
+
+    /// Refuses to preallocate `bytes` more than the root's filesystem has free.
+    pub(super) fn check_room(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
+        let free = self.capacity()?.free_bytes;
+        if free < bytes {
+            return Err(BackendError::Refused(format!(
+                "{what} needs {} of free space in {}, which has only {} free",
+                human(bytes),
+                self.root.display(),
+                human(free)
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! The loop backend: an image file per volume, attached to a loop device, formatted ext4 or
+//! xfs, and mounted at the volume's mountpoint.
+//!
+//! The image (`<root>/<uuid>.img`) enforces the volume's size: a full volume fails writes with
+//! `ENOSPC` instead of filling the host. Images are sparse unless the spec asks for
+//! preallocation, in which case every block is reserved at create time.
+//!
+//! Loop devices are a shared, leakable kernel resource, so the backend never keeps one
+//! attached longer than something uses it:
+//! - every attachment sets `LO_FLAGS_AUTOCLEAR`, so the kernel detaches the device when its
+//!   last user closes it: the mount, or this process (also when it dies mid-operation);
+//! - the kernel is the only record of attachments: `/sys/block/loop*/loop/backing_file` says
+//!   which image a device serves and `/proc/self/mountinfo` whether it is mounted. Before
+//!   attaching an image, and after unmounting or removing it, leftovers from a crash (attached
+//!   but not mounted) are detached.
+//!
+//! A new image is built under a temporary name (`<uuid>.img.tmp`) and renamed into place once
+//! it holds a filesystem, so a crash during `create` leaves only a temporary file that the next
+//! `create` or `remove` of the volume cleans up.
+//!
+//! The parts, by concern:
+//! - `attachment`: kernel loop devices: listing, attaching with autoclear, releasing leftovers;
+//! - `image`: the image files: names, building, discarding side images, reflink copies, room;
+//! - `grow`: growing an image and its filesystem, online or offline;
+//! - `read_point` and `clone`: copy-on-write copies of an image, for a commit and for a new
+//!   volume;
+//! - `backend`: the [`Backend`](crate::Backend) implementation, which puts them together.
+
+mod attachment;
+mod backend;
+mod clone;
+mod grow;
+mod image;
+mod read_point;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use loopdev::LoopControl;
+use uuid::Uuid;
+
+use crate::filesystem::FilesystemTools;
+use crate::BackendError;
+
+pub use attachment::{loop_attachments, LoopAttachment, LOOP_CONTROL};
+
+/// Volumes as image files on loop devices, under one root directory.
+#[derive(Debug, Clone)]
+pub struct LoopBackend {
+    root: PathBuf,
+    tools: FilesystemTools,
+}
+
+impl LoopBackend {
+    /// A backend keeping its images under `root`, which is created if missing.
+    ///
+    /// Fails with [`BackendError::Unavailable`] when the host has no loop devices
+    /// (`/dev/loop-control` is missing) or this process may not use them.
+    pub fn open(root: PathBuf) -> Result<Self, BackendError> {
+        let control = Path::new(LOOP_CONTROL);
+        if !control.exists() {
+            return Err(BackendError::Unavailable(format!(
+                "loop volumes are not available: {LOOP_CONTROL} is missing; load the loop \
+                 kernel module (modprobe loop) or use a directory or lvm profile"
+            )));
+        }
+        LoopControl::open().map_err(|e| {
+            BackendError::Unavailable(format!(
+                "loop volumes are not available: cannot open {LOOP_CONTROL}: {e}; the daemon \
+                 needs root (CAP_SYS_ADMIN) for loop devices"
+            ))
+        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(|e| BackendError::io("create loop backend root", &root, e))?;
+        // The kernel names backing files by their canonical path; so must we, to find them.
+        let root = fs::canonicalize(&root)
+            .map_err(|e| BackendError::io("resolve loop backend root", &root, e))?;
+        Ok(LoopBackend {
+            root,
+            tools: FilesystemTools::find(),
+        })
+    }
+
+    /// The directory holding the images.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a volume's image lives.
+    pub fn image_path(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img"))
+    }
+}

@@ -1,0 +1,823 @@
+//! The loop backend against real loop devices, as root: every operation, crash leftovers,
+//! growing, read points and clones (on an XFS root with reflink, mounted for the test).
+
+use std::fs::{self, File};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use super::attachment::{attachments_of, detach_device};
+use super::grow::may_grow_mounted_ext4;
+use super::{loop_attachments, LoopAttachment, LoopBackend, LOOP_CONTROL};
+use crate::mount_table::{is_mount_point, MountTable};
+use crate::{Backend, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec};
+
+/// The tests share the host's loop devices and count them: one at a time.
+static LOOP_TESTS: Mutex<()> = Mutex::new(());
+
+/// A backend under a fresh temporary directory; on drop, unmounts and detaches whatever a
+/// failed test left under it.
+struct Fixture {
+    dir: tempfile::TempDir,
+    backend: LoopBackend,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Fixture {
+    /// `None` (with a note) when this host cannot run loop tests.
+    fn new() -> Option<Fixture> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: loop devices need root");
+            return None;
+        }
+        if !Path::new(LOOP_CONTROL).exists() {
+            eprintln!("skipped: {LOOP_CONTROL} is missing");
+            return None;
+        }
+        let serial = LOOP_TESTS.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::Builder::new()
+            .prefix("dvol-loop-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let backend = LoopBackend::open(dir.path().join("images")).unwrap();
+        Some(Fixture {
+            dir,
+            backend,
+            _serial: serial,
+        })
+    }
+
+    /// A fresh, empty mountpoint.
+    fn target(&self, name: &str) -> PathBuf {
+        let path = fs::canonicalize(self.dir.path()).unwrap().join(name);
+        fs::create_dir(&path).unwrap();
+        path
+    }
+
+    /// Loop devices serving files under this fixture.
+    fn attachments(&self) -> Vec<LoopAttachment> {
+        let root = fs::canonicalize(self.dir.path()).unwrap();
+        loop_attachments()
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.backing_file.starts_with(&root))
+            .collect()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let root = fs::canonicalize(self.dir.path()).unwrap();
+        if let Ok(table) = MountTable::read() {
+            let mut points: Vec<_> = table
+                .mounts()
+                .iter()
+                .map(|m| &m.mount_point)
+                .filter(|p| p.starts_with(&root))
+                .collect();
+            points.reverse();
+            for point in points {
+                let _ = sys_mount::unmount(point, sys_mount::UnmountFlags::DETACH);
+            }
+        }
+        for attachment in self.attachments() {
+            let _ = detach_device(&attachment.device);
+        }
+    }
+}
+
+fn spec(fs: Filesystem, size: &str) -> VolumeSpec {
+    VolumeSpec {
+        id: Uuid::new_v4(),
+        size: Some(size.parse().unwrap()),
+        filesystem: Some(fs),
+        preallocate: false,
+    }
+}
+
+/// Total bytes of the filesystem mounted at `path`.
+fn total_bytes(path: &Path) -> u64 {
+    let stat = rustix::fs::statvfs(path).unwrap();
+    stat.f_blocks * stat.f_frsize
+}
+
+fn run(program: &str, args: &[&str]) -> std::process::Output {
+    Command::new(program).args(args).output().unwrap()
+}
+
+fn data_survives_remount(fs: Filesystem, size: &str) {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(fs, size);
+    let target = fx.target("mnt");
+    assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Changed);
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    assert!(is_mount_point(&target).unwrap());
+    let fstype = MountTable::read()
+        .unwrap()
+        .mounts()
+        .iter()
+        .find(|m| m.mount_point == target)
+        .unwrap()
+        .fs_type
+        .clone();
+    assert_eq!(fstype, fs.as_str());
+    fs::create_dir(target.join("dir")).unwrap();
+    fs::write(target.join("dir/data"), b"kept across mounts").unwrap();
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+    assert!(!target.join("dir").exists());
+    assert!(fx.attachments().is_empty(), "{:?}", fx.attachments());
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    assert_eq!(
+        fs::read(target.join("dir/data")).unwrap(),
+        b"kept across mounts"
+    );
+    assert_eq!(fx.attachments().len(), 1);
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+    assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Changed);
+    assert!(fx.attachments().is_empty());
+}
+
+#[test]
+fn ext4_data_survives_unmount_and_remount() {
+    data_survives_remount(Filesystem::Ext4, "32M");
+}
+
+#[test]
+fn xfs_data_survives_unmount_and_remount() {
+    data_survives_remount(Filesystem::Xfs, "300M");
+}
+
+#[test]
+fn every_operation_is_idempotent() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "32M");
+    let target = fx.target("mnt");
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Unchanged
+    );
+    assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Unchanged);
+    assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Changed);
+    assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Unchanged);
+    assert_eq!(fx.backend.volumes().unwrap(), vec![spec.id]);
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Unchanged);
+    assert_eq!(fx.attachments().len(), 1, "one device per mounted volume");
+    let size: ByteSize = "48M".parse().unwrap();
+    if may_grow_mounted_ext4() {
+        assert_eq!(
+            fx.backend.resize(&spec, size, &target).unwrap(),
+            Effect::Changed
+        );
+        assert_eq!(
+            fx.backend.resize(&spec, size, &target).unwrap(),
+            Effect::Unchanged
+        );
+    }
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Unchanged
+    );
+    let bigger: ByteSize = "64M".parse().unwrap();
+    assert_eq!(
+        fx.backend.resize(&spec, bigger, &target).unwrap(),
+        Effect::Changed
+    );
+    assert_eq!(
+        fx.backend.resize(&spec, bigger, &target).unwrap(),
+        Effect::Unchanged
+    );
+    assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Changed);
+    assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Unchanged);
+    assert!(fx.backend.volumes().unwrap().is_empty());
+    assert!(fx.attachments().is_empty());
+}
+
+#[test]
+fn a_full_volume_fails_writes_with_enospc_and_recovers() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "32M");
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    let big = target.join("big");
+    let chunk = vec![0xa5u8; 1 << 20];
+    let result = (|| {
+        let mut file = File::create(&big)?;
+        for _ in 0..64 {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    })();
+    let err = result.expect_err("64 MiB must not fit in a 32 MiB volume");
+    assert!(
+        err.kind() == ErrorKind::StorageFull || err.raw_os_error() == Some(28),
+        "{err:?}"
+    );
+    fs::remove_file(&big).unwrap();
+    let mut file = File::create(target.join("small")).unwrap();
+    for _ in 0..8 {
+        file.write_all(&chunk).unwrap();
+    }
+    file.sync_all().unwrap();
+    drop(file);
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn sizes_below_the_filesystem_minimum_are_refused_with_the_minimum() {
+    let Some(fx) = Fixture::new() else { return };
+    let xfs = spec(Filesystem::Xfs, "100M");
+    let err = fx.backend.create(&xfs).unwrap_err();
+    assert!(err.is_refusal(), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "size 100MiB is below the 300MiB minimum for xfs"
+    );
+    let ext4 = spec(Filesystem::Ext4, "8M");
+    let err = fx.backend.validate(&ext4).unwrap_err();
+    assert!(
+        err.is_refusal() && err.to_string().contains("16MiB minimum for ext4"),
+        "{err}"
+    );
+    let no_size = VolumeSpec {
+        size: None,
+        ..spec(Filesystem::Ext4, "1G")
+    };
+    let err = fx.backend.validate(&no_size).unwrap_err();
+    assert!(
+        err.is_refusal() && err.to_string().contains("loop volumes need a size"),
+        "{err}"
+    );
+    let huge = VolumeSpec {
+        preallocate: true,
+        ..spec(Filesystem::Ext4, "1P")
+    };
+    let err = fx.backend.create(&huge).unwrap_err();
+    assert!(err.is_refusal(), "{err:?}");
+    assert!(
+        err.to_string().contains("needs 1PiB of free space"),
+        "{err}"
+    );
+    assert!(fx.backend.volumes().unwrap().is_empty());
+    assert_eq!(fs::read_dir(fx.backend.root()).unwrap().count(), 0);
+}
+
+fn resize_mounted(fs: Filesystem, from: &str, to: &str) {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(fs, from);
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    fs::write(target.join("f"), b"before resize").unwrap();
+    let before = total_bytes(&target);
+    let to: ByteSize = to.parse().unwrap();
+    if fs == Filesystem::Ext4 && !may_grow_mounted_ext4() {
+        // This host (a container without CAP_SYS_RESOURCE) cannot grow a mounted ext4
+        // filesystem: the refusal must say so and leave the image as it was.
+        let err = fx.backend.resize(&spec, to, &target).unwrap_err();
+        assert!(err.to_string().contains("CAP_SYS_RESOURCE"), "{err}");
+        let image = fs::metadata(fx.backend.image_path(spec.id)).unwrap();
+        assert_eq!(image.len(), spec.size.unwrap().bytes());
+        let smaller: ByteSize = "16M".parse().unwrap();
+        let err = fx.backend.resize(&spec, smaller, &target).unwrap_err();
+        assert!(
+            err.is_refusal() && err.to_string().contains("cannot shrink"),
+            "{err}"
+        );
+        eprintln!("note: no CAP_SYS_RESOURCE; online ext4 growth checked as refused");
+        fx.backend.unmount(spec.id, &target).unwrap();
+        fx.backend.remove(spec.id).unwrap();
+        return;
+    }
+    assert_eq!(
+        fx.backend.resize(&spec, to, &target).unwrap(),
+        Effect::Changed
+    );
+    let after = total_bytes(&target);
+    assert!(after > before, "{fs}: {before} -> {after}");
+    let added = to.bytes() - spec.size.unwrap().bytes();
+    assert!(
+        after - before >= added * 9 / 10,
+        "{fs}: grew by too little for {added} more bytes: {before} -> {after}"
+    );
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"before resize");
+    assert_eq!(
+        fs::metadata(fx.backend.image_path(spec.id)).unwrap().len(),
+        to.bytes()
+    );
+    let smaller = spec.size.unwrap();
+    let err = fx.backend.resize(&spec, smaller, &target).unwrap_err();
+    assert!(err.is_refusal(), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&to.to_string()) && message.contains(&smaller.to_string()),
+        "{message}"
+    );
+    assert_eq!(total_bytes(&target), after);
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+    assert!(fx.attachments().is_empty());
+}
+
+#[test]
+fn ext4_resize_while_mounted_grows_the_filesystem_and_shrink_is_refused() {
+    resize_mounted(Filesystem::Ext4, "32M", "64M");
+}
+
+#[test]
+fn xfs_resize_while_mounted_grows_the_filesystem_and_shrink_is_refused() {
+    resize_mounted(Filesystem::Xfs, "300M", "400M");
+}
+
+fn resize_unmounted(fs: Filesystem, from: &str, to: &str) {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(fs, from);
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    fs::write(target.join("f"), b"before resize").unwrap();
+    let before = total_bytes(&target);
+    fx.backend.unmount(spec.id, &target).unwrap();
+    let to: ByteSize = to.parse().unwrap();
+    assert_eq!(
+        fx.backend.resize(&spec, to, &target).unwrap(),
+        Effect::Changed
+    );
+    assert!(!is_mount_point(&target).unwrap());
+    assert!(fx.attachments().is_empty(), "{:?}", fx.attachments());
+    fx.backend.mount(&spec, &target).unwrap();
+    let after = total_bytes(&target);
+    assert!(after > before, "{fs}: {before} -> {after}");
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"before resize");
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn ext4_resize_while_unmounted_checks_and_grows_the_filesystem() {
+    resize_unmounted(Filesystem::Ext4, "32M", "48M");
+}
+
+#[test]
+fn xfs_resize_while_unmounted_grows_the_filesystem() {
+    resize_unmounted(Filesystem::Xfs, "300M", "350M");
+}
+
+#[test]
+fn preallocated_images_are_fully_allocated_and_others_sparse() {
+    let Some(fx) = Fixture::new() else { return };
+    let full = VolumeSpec {
+        preallocate: true,
+        ..spec(Filesystem::Ext4, "64M")
+    };
+    fx.backend.create(&full).unwrap();
+    let meta = fs::metadata(fx.backend.image_path(full.id)).unwrap();
+    assert_eq!(meta.len(), 64 << 20);
+    assert!(meta.blocks() * 512 >= 64 << 20, "{} blocks", meta.blocks());
+    let target = fx.target("mnt");
+    let size: ByteSize = "96M".parse().unwrap();
+    fx.backend.resize(&full, size, &target).unwrap();
+    let meta = fs::metadata(fx.backend.image_path(full.id)).unwrap();
+    assert!(
+        meta.blocks() * 512 >= 96 << 20,
+        "{} blocks after resize",
+        meta.blocks()
+    );
+    fx.backend.mount(&full, &target).unwrap();
+    assert!(total_bytes(&target) > 80 << 20);
+    fx.backend.unmount(full.id, &target).unwrap();
+
+    let sparse = spec(Filesystem::Ext4, "64M");
+    fx.backend.create(&sparse).unwrap();
+    let meta = fs::metadata(fx.backend.image_path(sparse.id)).unwrap();
+    assert_eq!(meta.len(), 64 << 20);
+    assert!(meta.blocks() * 512 < 32 << 20, "{} blocks", meta.blocks());
+    fx.backend.remove(full.id).unwrap();
+    fx.backend.remove(sparse.id).unwrap();
+}
+
+#[test]
+fn two_hundred_cycles_leak_no_loop_device() {
+    let Some(fx) = Fixture::new() else { return };
+    let before = loop_attachments().unwrap().len();
+    let target = fx.target("mnt");
+    let started = Instant::now();
+    for _ in 0..200 {
+        let spec = spec(Filesystem::Ext4, "16M");
+        assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Changed);
+        assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+        assert_eq!(
+            fx.backend.unmount(spec.id, &target).unwrap(),
+            Effect::Changed
+        );
+        assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Changed);
+    }
+    let elapsed = started.elapsed();
+    eprintln!("200 create/mount/unmount/remove cycles took {elapsed:?}");
+    assert!(fx.attachments().is_empty(), "{:?}", fx.attachments());
+    let after = loop_attachments().unwrap().len();
+    // Only this process's devices are known to be quiet; others (a concurrent test run)
+    // may attach and detach their own meanwhile, so theirs are reported, not asserted.
+    if after != before {
+        eprintln!("note: attached loop devices went from {before} to {after} (none of them ours)");
+    }
+    assert!(fx.backend.volumes().unwrap().is_empty());
+}
+
+#[test]
+fn mount_recovers_from_devices_a_crash_left_behind() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "32M");
+    let image = fx.backend.image_path(spec.id);
+    let image_arg = image.to_str().unwrap();
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    fs::write(target.join("f"), b"survives").unwrap();
+
+    // Someone unmounts and detaches behind the backend's back.
+    let device = attachments_of(&image).unwrap()[0].device.clone();
+    assert!(run("umount", &[target.to_str().unwrap()]).status.success());
+    // Autoclear has usually detached it already; losetup may find nothing to do.
+    let _ = run("losetup", &["-d", device.to_str().unwrap()]);
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Unchanged
+    );
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"survives");
+    fx.backend.unmount(spec.id, &target).unwrap();
+
+    // A crash between attaching and mounting leaves a device attached without autoclear.
+    let out = run("losetup", &["-f", "--show", image_arg]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(fx.attachments().len(), 1);
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    assert_eq!(
+        fx.attachments().len(),
+        1,
+        "the leftover was replaced, not kept"
+    );
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"survives");
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+    assert!(fx.attachments().is_empty());
+
+    // The same leftover found by unmount (nothing mounted) and by remove.
+    assert!(run("losetup", &["-f", image_arg]).status.success());
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+    assert!(fx.attachments().is_empty());
+    assert!(run("losetup", &["-f", image_arg]).status.success());
+    assert_eq!(fx.backend.remove(spec.id).unwrap(), Effect::Changed);
+    assert!(fx.attachments().is_empty());
+    assert!(!image.exists());
+}
+
+#[test]
+fn create_and_remove_clean_up_an_interrupted_create() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "32M");
+    let temp = fx.backend.temp_path(spec.id);
+    let file = File::create(&temp).unwrap();
+    file.set_len(8 << 20).unwrap();
+    assert!(run("losetup", &["-f", temp.to_str().unwrap()])
+        .status
+        .success());
+    assert!(
+        fx.backend.volumes().unwrap().is_empty(),
+        "a temporary image is no volume"
+    );
+    assert_eq!(fx.backend.create(&spec).unwrap(), Effect::Changed);
+    assert!(!temp.exists());
+    assert!(fx.attachments().is_empty());
+    let target = fx.target("mnt");
+    assert_eq!(fx.backend.mount(&spec, &target).unwrap(), Effect::Changed);
+    fx.backend.unmount(spec.id, &target).unwrap();
+
+    let other = Uuid::new_v4();
+    fs::write(fx.backend.temp_path(other), b"half made").unwrap();
+    assert_eq!(fx.backend.remove(other).unwrap(), Effect::Changed);
+    assert!(!fx.backend.temp_path(other).exists());
+    fx.backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn unmounting_a_busy_volume_is_an_error_and_a_failed_mount_detaches() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "32M");
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    let open = File::create(target.join("held-open")).unwrap();
+    let err = fx.backend.unmount(spec.id, &target).unwrap_err();
+    assert!(err.to_string().contains("a process still uses it"), "{err}");
+    assert!(is_mount_point(&target).unwrap());
+    drop(open);
+    assert_eq!(
+        fx.backend.unmount(spec.id, &target).unwrap(),
+        Effect::Changed
+    );
+
+    // An ext4 image mounted as xfs fails, and must not leave its device attached.
+    let wrong = VolumeSpec {
+        filesystem: Some(Filesystem::Xfs),
+        ..spec.clone()
+    };
+    assert!(fx.backend.mount(&wrong, &target).is_err());
+    assert!(!is_mount_point(&target).unwrap());
+    assert!(fx.attachments().is_empty(), "{:?}", fx.attachments());
+    // A volume mounted elsewhere is not mounted a second time.
+    fx.backend.mount(&spec, &target).unwrap();
+    let second = fx.target("mnt2");
+    let err = fx.backend.mount(&spec, &second).unwrap_err();
+    assert!(
+        err.is_refusal() && err.to_string().contains("already mounted"),
+        "{err}"
+    );
+    let err = fx.backend.remove(spec.id).unwrap_err();
+    assert!(err.is_refusal(), "{err}");
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn reports_capacity_and_lists_only_volume_images() {
+    let Some(fx) = Fixture::new() else { return };
+    assert_eq!(fx.backend.kind(), BackendKind::Loop);
+    assert!(fx.backend.enforces_size());
+    let capacity = fx.backend.capacity().unwrap();
+    assert!(capacity.total_bytes >= capacity.free_bytes && capacity.free_bytes > 0);
+    let a = spec(Filesystem::Ext4, "16M");
+    let b = spec(Filesystem::Ext4, "16M");
+    fx.backend.create(&a).unwrap();
+    fx.backend.create(&b).unwrap();
+    fs::write(fx.backend.root().join("notes.txt"), b"x").unwrap();
+    fs::write(fx.backend.root().join("not-a-uuid.img"), b"x").unwrap();
+    let mut listed = fx.backend.volumes().unwrap();
+    listed.sort();
+    let mut expected = vec![a.id, b.id];
+    expected.sort();
+    assert_eq!(listed, expected);
+    fx.backend.remove(a.id).unwrap();
+    fx.backend.remove(b.id).unwrap();
+}
+
+/// Starts a writer appending to `file` and reports whether it finished within `wait`.
+fn write_finishes_within(file: PathBuf, wait: Duration) -> (bool, std::thread::JoinHandle<()>) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        fs::write(&file, b"written during the read point").unwrap();
+        let _ = done.send(());
+    });
+    (finished.recv_timeout(wait).is_ok(), writer)
+}
+
+#[test]
+fn a_read_point_without_reflink_freezes_writers_until_released() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "64M");
+    let target = fx.target("mnt");
+    let scratch = fx.target("scratch");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    fs::write(target.join("before"), b"committed").unwrap();
+    // /tmp is ext4 here: no reflink, so the volume's own filesystem is frozen.
+    let point = fx.backend.read_point(&spec, &target, &scratch).unwrap();
+    assert_eq!(point, ReadPoint::Frozen);
+    assert!(!fx.backend.point_path(spec.id).exists());
+    assert_eq!(fs::read(target.join("before")).unwrap(), b"committed");
+    let (finished, writer) =
+        write_finishes_within(target.join("after"), Duration::from_millis(500));
+    assert!(!finished, "a write went through a frozen filesystem");
+    assert_eq!(
+        fx.backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Changed
+    );
+    writer.join().unwrap();
+    assert_eq!(
+        fs::read(target.join("after")).unwrap(),
+        b"written during the read point"
+    );
+    assert_eq!(
+        fx.backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Unchanged
+    );
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+/// A backend whose images live on an XFS filesystem with reflink (mounted under the
+/// fixture, so the fixture unmounts it), and the folder of its images.
+fn backend_on_xfs(fx: &Fixture) -> (LoopBackend, PathBuf) {
+    let pool_image = fx.dir.path().join("pool.img");
+    File::create(&pool_image).unwrap().set_len(2 << 30).unwrap();
+    let mkfs = run(
+        "mkfs.xfs",
+        &["-q", "-m", "reflink=1", pool_image.to_str().unwrap()],
+    );
+    assert!(mkfs.status.success(), "{mkfs:?}");
+    let pool = fx.target("pool");
+    let mounted = run(
+        "mount",
+        &[
+            "-o",
+            "loop",
+            pool_image.to_str().unwrap(),
+            pool.to_str().unwrap(),
+        ],
+    );
+    assert!(mounted.status.success(), "{mounted:?}");
+    let backend = LoopBackend::open(pool.join("images")).unwrap();
+    let images = backend.root().to_path_buf();
+    (backend, images)
+}
+
+fn sized_spec(fs: Filesystem) -> VolumeSpec {
+    spec(fs, if fs == Filesystem::Xfs { "300M" } else { "64M" })
+}
+
+fn reflinked_read_point_does_not_hold_writers(fs: Filesystem) {
+    let Some(fx) = Fixture::new() else { return };
+    let (backend, images) = backend_on_xfs(&fx);
+    let spec = sized_spec(fs);
+    let target = fx.target("mnt");
+    let scratch = fx.target("scratch");
+    backend.create(&spec).unwrap();
+    backend.mount(&spec, &target).unwrap();
+    fs::write(target.join("before"), b"committed").unwrap();
+    let before = fs::metadata(target.join("before")).unwrap();
+
+    let point = backend.read_point(&spec, &target, &scratch).unwrap();
+    assert_eq!(point, ReadPoint::Snapshot(scratch.clone()));
+    let (finished, writer) = write_finishes_within(target.join("after"), Duration::from_secs(10));
+    assert!(finished, "a write waited for a reflinked read point");
+    writer.join().unwrap();
+    assert_eq!(fs::read(scratch.join("before")).unwrap(), b"committed");
+    assert!(
+        !scratch.join("after").exists(),
+        "the copy saw a later write"
+    );
+    // A block copy keeps inode numbers and times, so the history index stays valid.
+    let copied = fs::metadata(scratch.join("before")).unwrap();
+    assert_eq!(
+        (copied.ino(), copied.mtime_nsec(), copied.ctime_nsec()),
+        (before.ino(), before.mtime_nsec(), before.ctime_nsec())
+    );
+    assert!(
+        fs::write(scratch.join("x"), b"").is_err(),
+        "the copy is writable"
+    );
+
+    assert_eq!(
+        backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Changed
+    );
+    assert!(!is_mount_point(&scratch).unwrap());
+    assert!(!backend.point_path(spec.id).exists());
+    let serving: Vec<_> = loop_attachments()
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.backing_file.starts_with(&images))
+        .collect();
+    assert_eq!(
+        serving.len(),
+        1,
+        "only the volume's own device: {serving:?}"
+    );
+    assert_eq!(
+        backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Unchanged
+    );
+    backend.unmount(spec.id, &target).unwrap();
+    backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn an_ext4_read_point_on_an_xfs_root_is_a_reflinked_copy() {
+    reflinked_read_point_does_not_hold_writers(Filesystem::Ext4);
+}
+
+#[test]
+fn an_xfs_read_point_on_an_xfs_root_is_a_reflinked_copy() {
+    reflinked_read_point_does_not_hold_writers(Filesystem::Xfs);
+}
+
+fn a_clone_shares_blocks_and_has_its_own_identity(fs: Filesystem) {
+    let Some(fx) = Fixture::new() else { return };
+    let (backend, _) = backend_on_xfs(&fx);
+    let source = sized_spec(fs);
+    let source_mnt = fx.target("source");
+    backend.create(&source).unwrap();
+    backend.mount(&source, &source_mnt).unwrap();
+    fs::write(source_mnt.join("data"), b"state at the clone").unwrap();
+
+    let target = VolumeSpec {
+        id: Uuid::new_v4(),
+        ..source.clone()
+    };
+    assert_eq!(
+        backend
+            .clone_volume(&source, Some(&source_mnt), &target)
+            .unwrap(),
+        Some(Effect::Changed)
+    );
+    assert_eq!(
+        backend
+            .clone_volume(&source, Some(&source_mnt), &target)
+            .unwrap(),
+        Some(Effect::Unchanged)
+    );
+    assert!(!backend.temp_path(target.id).exists());
+    // Mounted beside its source (XFS refuses a second mount of one UUID).
+    let target_mnt = fx.target("clone");
+    backend.mount(&target, &target_mnt).unwrap();
+    assert_eq!(
+        fs::read(target_mnt.join("data")).unwrap(),
+        b"state at the clone"
+    );
+    fs::write(target_mnt.join("data"), b"the clone's own").unwrap();
+    // The source is thawed, and neither sees the other's writes.
+    fs::write(source_mnt.join("later"), b"after the clone").unwrap();
+    assert_eq!(
+        fs::read(source_mnt.join("data")).unwrap(),
+        b"state at the clone"
+    );
+    assert!(!target_mnt.join("later").exists());
+    let mut listed = backend.volumes().unwrap();
+    listed.sort();
+    let mut expected = vec![source.id, target.id];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    backend.unmount(target.id, &target_mnt).unwrap();
+    assert_eq!(backend.remove(target.id).unwrap(), Effect::Changed);
+    backend.unmount(source.id, &source_mnt).unwrap();
+    backend.remove(source.id).unwrap();
+}
+
+#[test]
+fn an_ext4_clone_on_an_xfs_root_shares_blocks() {
+    a_clone_shares_blocks_and_has_its_own_identity(Filesystem::Ext4);
+}
+
+#[test]
+fn an_xfs_clone_on_an_xfs_root_shares_blocks_and_mounts_beside_its_source() {
+    a_clone_shares_blocks_and_has_its_own_identity(Filesystem::Xfs);
+}
+
+#[test]
+fn a_clone_without_block_sharing_is_left_to_the_caller() {
+    let Some(fx) = Fixture::new() else { return };
+    let source = spec(Filesystem::Ext4, "64M");
+    fx.backend.create(&source).unwrap();
+    let target = VolumeSpec {
+        id: Uuid::new_v4(),
+        ..source.clone()
+    };
+    // /tmp is ext4: no reflink.
+    assert_eq!(
+        fx.backend.clone_volume(&source, None, &target).unwrap(),
+        None
+    );
+    let bigger = VolumeSpec {
+        size: Some("128M".parse().unwrap()),
+        ..target.clone()
+    };
+    assert_eq!(
+        fx.backend.clone_volume(&source, None, &bigger).unwrap(),
+        None
+    );
+    assert_eq!(fx.backend.volumes().unwrap(), vec![source.id]);
+    assert!(!fx.backend.temp_path(target.id).exists());
+    fx.backend.remove(source.id).unwrap();
+}
