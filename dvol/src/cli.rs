@@ -71,6 +71,7 @@ pub enum Command {
     },
     /// Record the volume's files as a commit on the checked-out branch.
     Commit {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// The commit message.
@@ -85,6 +86,7 @@ pub enum Command {
     },
     /// Show the commits, newest first, with the branches and tags pointing at them.
     Log {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// Draw the commit graph, one line per commit.
@@ -99,6 +101,7 @@ pub enum Command {
     },
     /// Show the changes in the volume that are not committed yet.
     Status {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// Print JSON.
@@ -107,6 +110,7 @@ pub enum Command {
     },
     /// List branches (`*` marks the checked-out one), create one, or delete one with -d.
     Branch {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// The branch to create (or, with -d, to delete).
@@ -123,6 +127,7 @@ pub enum Command {
     },
     /// List tags, or create one.
     Tag {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// The tag to create.
@@ -143,6 +148,7 @@ pub enum Command {
         override_usage = "dvol checkout [OPTIONS] REF\n       dvol checkout [OPTIONS] -b NAME [REV]"
     )]
     Checkout {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// A branch, tag, commit id prefix, HEAD^, HEAD~N (with -b: where the branch starts,
@@ -161,6 +167,7 @@ pub enum Command {
     /// Uncommitted changes are discarded. Only hard resets exist, so --hard is required. The
     /// running containers using the volume are stopped meanwhile and started again afterwards.
     Reset {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// Reset the files too (required: dvol has only hard resets).
@@ -172,6 +179,7 @@ pub enum Command {
     },
     /// Show the files that differ from REF to the second REF (default HEAD).
     Diff {
+        /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
         /// The older revision.
