@@ -340,18 +340,58 @@ impl Containers {
     }
 }
 
+/// A container engine for unit tests: fixed users of one volume, every action recorded, and
+/// the actions it is told to refuse refused.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fake {
     use std::sync::Mutex;
 
-    use super::*;
+    use super::{Action, ContainerEngine, ContainerRef, EngineFuture};
 
-    /// An engine with fixed users that records every action and fails the ones it is told to.
-    #[derive(Default)]
-    struct FakeEngine {
+    /// The fake engine.
+    pub(crate) struct FakeEngine {
+        volume: &'static str,
         users: Vec<&'static str>,
         fail: Vec<(&'static str, Action)>,
         log: Mutex<Vec<String>>,
+    }
+
+    impl FakeEngine {
+        /// An engine where nothing uses `volume` yet.
+        pub(crate) fn new(volume: &'static str) -> Self {
+            FakeEngine {
+                volume,
+                users: Vec::new(),
+                fail: Vec::new(),
+                log: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// The running containers that mount the volume.
+        pub(crate) fn used_by(self, users: &[&'static str]) -> Self {
+            FakeEngine {
+                users: users.to_vec(),
+                ..self
+            }
+        }
+
+        /// Refuses these actions of these containers.
+        pub(crate) fn refusing(self, fail: &[(&'static str, Action)]) -> Self {
+            FakeEngine {
+                fail: fail.to_vec(),
+                ..self
+            }
+        }
+
+        /// What was asked of it, in order, with the notes of the test between.
+        pub(crate) fn actions(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+
+        /// Records a step of the test among the actions.
+        pub(crate) fn note(&self, step: &str) {
+            self.log.lock().unwrap().push(step.to_string());
+        }
     }
 
     impl ContainerEngine for FakeEngine {
@@ -360,10 +400,11 @@ mod tests {
             driver: &'a str,
             names: &'a [String],
         ) -> EngineFuture<'a, Vec<ContainerRef>> {
-            assert_eq!((driver, names), ("dvol", &["db".to_string()][..]));
+            let mine = driver == "dvol" && names.iter().any(|n| n == self.volume);
             let users = self
                 .users
                 .iter()
+                .filter(|_| mine)
                 .map(|name| ContainerRef {
                     id: format!("id-{name}"),
                     name: name.to_string(),
@@ -374,7 +415,7 @@ mod tests {
 
         fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()> {
             let name = container.name.as_str();
-            self.log.lock().unwrap().push(format!("{action} {name}"));
+            self.note(&format!("{action} {name}"));
             let failed = self.fail.contains(&(name, action));
             Box::pin(async move {
                 if failed {
@@ -385,6 +426,12 @@ mod tests {
             })
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fake::FakeEngine;
+    use super::*;
 
     fn containers(engine: FakeEngine) -> (Containers, Arc<FakeEngine>) {
         let engine = Arc::new(engine);
@@ -397,15 +444,15 @@ mod tests {
 
     #[tokio::test]
     async fn users_are_stopped_around_the_operation_and_failures_to_start_are_listed() {
-        let (containers, engine) = containers(FakeEngine {
-            users: vec!["web", "worker"],
-            fail: vec![("worker", Action::Start)],
-            ..Default::default()
-        });
+        let (containers, engine) = containers(
+            FakeEngine::new("db")
+                .used_by(&["web", "worker"])
+                .refusing(&[("worker", Action::Start)]),
+        );
         let (volume, names) = db();
         let around = containers
             .around(&volume, &names, Quiesce::Stop, async {
-                engine.log.lock().unwrap().push("operation".into());
+                engine.note("operation");
                 7
             })
             .await
@@ -419,7 +466,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            *engine.log.lock().unwrap(),
+            engine.actions(),
             [
                 "stop web",
                 "stop worker",
@@ -432,11 +479,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_container_that_cannot_be_paused_undoes_the_others_and_skips_the_operation() {
-        let (containers, engine) = containers(FakeEngine {
-            users: vec!["web", "worker"],
-            fail: vec![("worker", Action::Pause), ("web", Action::Unpause)],
-            ..Default::default()
-        });
+        let (containers, engine) = containers(
+            FakeEngine::new("db")
+                .used_by(&["web", "worker"])
+                .refusing(&[("worker", Action::Pause), ("web", Action::Unpause)]),
+        );
         let (volume, names) = db();
         let e = containers
             .around(&volume, &names, Quiesce::Pause, async {
@@ -451,20 +498,20 @@ mod tests {
              container web could not be unpaused (engine says no); unpause it with `docker unpause web`"
         );
         assert_eq!(
-            *engine.log.lock().unwrap(),
+            engine.actions(),
             ["pause web", "pause worker", "unpause web"]
         );
     }
 
     #[tokio::test]
     async fn without_users_the_operation_just_runs() {
-        let (containers, engine) = containers(FakeEngine::default());
+        let (containers, engine) = containers(FakeEngine::new("db"));
         let (volume, names) = db();
         let around = containers
             .around(&volume, &names, Quiesce::Stop, async { "done" })
             .await
             .unwrap();
         assert_eq!((around.outcome, around.not_resumed.len()), ("done", 0));
-        assert!(engine.log.lock().unwrap().is_empty());
+        assert!(engine.actions().is_empty());
     }
 }

@@ -152,3 +152,114 @@ impl VolumeService {
         Ok(done.into_answer())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use dvol_backends::directory::DirectoryBackend;
+    use dvol_backends::{Backend, BackendKind};
+    use dvol_snapshot::NoProgress;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::containers::fake::FakeEngine;
+    use crate::containers::{Action, Containers};
+    use crate::profile::HostBackends;
+    use crate::volume::Layout;
+
+    /// A service with one directory volume `db`, mounted as a container would have it, whose
+    /// containers live on `engine`.
+    fn service(engine: Arc<FakeEngine>) -> Option<(Arc<VolumeService>, tempfile::TempDir)> {
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("DVOL_REQUIRE_ALL").as_deref() != Ok("1"),
+                "mounting a directory volume needs root (DVOL_REQUIRE_ALL=1)"
+            );
+            eprintln!("skipped: mounting a directory volume needs root");
+            return None;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path().join("root"));
+        let directory: Arc<dyn Backend> =
+            Arc::new(DirectoryBackend::open(layout.backend_dir(BackendKind::Directory)).unwrap());
+        let config = Config::parse(
+            "[profiles.bronze]\nbackend = \"directory\"\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let host = HostBackends::directory_only(directory, "no loop devices in this test");
+        let mut service = VolumeService::open(layout, &config, host).unwrap();
+        service.set_containers(Containers::new("dvol", engine));
+        service.create("db", &BTreeMap::new()).unwrap();
+        let (_, data) = service.mount("db", "m1").unwrap();
+        std::fs::write(data.join("f"), b"one").unwrap();
+        service.commit("db", "one", "t", &NoProgress).unwrap();
+        std::fs::write(data.join("f"), b"two").unwrap();
+        service.commit("db", "two", "t", &NoProgress).unwrap();
+        Some((Arc::new(service), tmp))
+    }
+
+    fn checkout(rev: &str) -> CheckoutRequest {
+        CheckoutRequest {
+            rev: rev.into(),
+            new_branch: None,
+            force: false,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkout_stops_the_users_of_a_mounted_volume_and_starts_them_again() {
+        let engine = Arc::new(FakeEngine::new("db").used_by(&["web"]));
+        let Some((service, _tmp)) = service(engine.clone()) else {
+            return;
+        };
+        let view = service
+            .checkout_with_containers("db".into(), checkout("HEAD^"), Arc::new(NoProgress))
+            .await
+            .unwrap();
+        assert_eq!(view.files_written, 1);
+        assert!(view.containers_not_resumed.is_empty());
+        assert_eq!(engine.actions(), ["stop web", "start web"]);
+        let data = service.mountpoint(&service.get("db").unwrap());
+        assert_eq!(std::fs::read(data.join("f")).unwrap(), b"one");
+        service.unmount("db", "m1").unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_container_left_stopped_is_listed_and_uncommitted_changes_stop_nothing() {
+        let engine = Arc::new(
+            FakeEngine::new("db")
+                .used_by(&["web", "worker"])
+                .refusing(&[("worker", Action::Start)]),
+        );
+        let Some((service, _tmp)) = service(engine.clone()) else {
+            return;
+        };
+        let reset = ResetRequest {
+            rev: "HEAD^".into(),
+        };
+        let view = service
+            .reset_with_containers("db".into(), reset, Arc::new(NoProgress))
+            .await
+            .unwrap();
+        assert_eq!(
+            view.containers_not_resumed,
+            [NotResumed {
+                container: "worker".into(),
+                error: "engine says no".into()
+            }]
+        );
+        // Uncommitted changes are refused before any container is stopped.
+        let data = service.mountpoint(&service.get("db").unwrap());
+        std::fs::write(data.join("f"), b"uncommitted").unwrap();
+        let before = engine.actions().len();
+        let refused = service
+            .checkout_with_containers("db".into(), checkout("master"), Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "uncommitted_changes", "{refused}");
+        assert_eq!(engine.actions().len(), before, "{:?}", engine.actions());
+        service.unmount("db", "m1").unwrap();
+    }
+}
