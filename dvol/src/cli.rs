@@ -49,9 +49,9 @@ pub enum Command {
     /// Show this host: id, backends, capacity per profile.
     Node(JsonFlag),
 
-    /// Create a volume (NAME or NAME@PROFILE) and make it the current volume.
+    /// Create a volume (NAME, NAME@PROFILE or NAME@snapshot-REF) and make it the current volume.
     Init {
-        /// NAME or NAME@PROFILE.
+        /// NAME, NAME@PROFILE, or NAME@snapshot-REF for a clone.
         name: String,
         /// Options: size=10G, profile=gold, fs=xfs, from=REF.
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
@@ -258,11 +258,11 @@ pub struct JsonFlag {
 /// `dvol volume ...`
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
-    /// Create a volume: NAME or NAME@PROFILE.
+    /// Create a volume: NAME, NAME@PROFILE, or NAME@snapshot-REF for a clone.
     Create {
-        /// NAME or NAME@PROFILE.
+        /// NAME, NAME@PROFILE, or NAME@snapshot-REF for a clone.
         name: String,
-        /// Options: size=10G, profile=gold, fs=xfs.
+        /// Options: size=10G, profile=gold, fs=xfs, from=REF.
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
         /// Print the volume as JSON.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use dvol_backends::{BackendKind, ByteSize, Filesystem};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use toml::Spanned;
 
 use crate::names::ProfileName;
@@ -68,7 +68,7 @@ struct ConfigFile {
 }
 
 /// One profile as written in the configuration.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileConfig {
     /// `directory`, `loop` or `lvm`.

@@ -151,17 +151,24 @@ pub trait ContainerEngine: Send + Sync {
     fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()>;
 }
 
-/// The Docker Engine, reached through its local socket (`DOCKER_HOST` picks another).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DockerEngine;
+/// The Docker Engine, reached through its local socket (`DOCKER_HOST` picks another). The
+/// connection is made at first use and kept.
+#[derive(Debug, Default)]
+pub struct DockerEngine {
+    client: tokio::sync::OnceCell<Docker>,
+}
 
 impl DockerEngine {
-    async fn connect() -> Result<Docker, String> {
-        Docker::connect_with_local_defaults()
-            .map_err(|e| e.to_string())?
-            .negotiate_version()
+    async fn connect(&self) -> Result<&Docker, String> {
+        self.client
+            .get_or_try_init(|| async {
+                Docker::connect_with_local_defaults()
+                    .map_err(|e| e.to_string())?
+                    .negotiate_version()
+                    .await
+                    .map_err(|e| e.to_string())
+            })
             .await
-            .map_err(|e| e.to_string())
     }
 }
 
@@ -172,7 +179,7 @@ impl ContainerEngine for DockerEngine {
         names: &'a [String],
     ) -> EngineFuture<'a, Vec<ContainerRef>> {
         Box::pin(async move {
-            let docker = Self::connect().await?;
+            let docker = self.connect().await?;
             let filters = HashMap::from([
                 (
                     "status".to_string(),
@@ -213,7 +220,7 @@ impl ContainerEngine for DockerEngine {
 
     fn act<'a>(&'a self, container: &'a ContainerRef, action: Action) -> EngineFuture<'a, ()> {
         Box::pin(async move {
-            let docker = Self::connect().await?;
+            let docker = self.connect().await?;
             let id = container.id.as_str();
             match action {
                 Action::Stop => {

@@ -24,6 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
 use crate::profile::HostBackends;
+use crate::rest::ApiError;
 use crate::service::VolumeService;
 use crate::volume::Layout;
 use crate::{docker, rest};
@@ -177,11 +178,12 @@ pub fn with_bearer_token(router: Router, token: String) -> Router {
 }
 
 fn unauthorized() -> Response {
-    (
+    ApiError::new(
         StatusCode::UNAUTHORIZED,
-        axum::Json(serde_json::json!({"error": {"code": "unauthorized", "message": "missing or wrong bearer token; send Authorization: Bearer <token from the daemon's --token-file>"}})),
+        "unauthorized",
+        "missing or wrong bearer token; send Authorization: Bearer <token from the daemon's --token-file>",
     )
-        .into_response()
+    .into_response()
 }
 
 /// Runs the daemon until `shutdown` completes, then stops accepting calls, lets running ones
@@ -200,7 +202,7 @@ pub async fn run(
         .expect("service open task")?;
     let mut service = service;
     if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
-        service.set_containers(Containers::new(driver, Arc::new(DockerEngine)));
+        service.set_containers(Containers::new(driver, Arc::new(DockerEngine::default())));
     }
     let service = Arc::new(service);
     info!(root = %options.root.display(), volumes = service.list().len(), "state opened");

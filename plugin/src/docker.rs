@@ -373,7 +373,9 @@ async fn handle(
         let service = service.clone();
         match tokio::task::spawn_blocking(move || execute(&service, request)).await {
             Ok(response) => response,
-            Err(e) => DockerResponse::error(format!("internal error: {e}")),
+            Err(e) => DockerResponse::error(ServiceError::Worker {
+                message: e.to_string(),
+            }),
         }
     } else {
         execute(&service, request)

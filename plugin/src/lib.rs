@@ -11,26 +11,35 @@
 //! - [`daemon`] binds the sockets and serves both protocols until shutdown.
 //! - [`config`], [`profile`] and [`names`] turn user input into validated values.
 //!
-//! `dvol daemon` (the `dvol` crate) is a few lines over [`daemon::run`].
+//! `dvol daemon` (the `dvol` crate) is a few lines over [`daemon::run`]; the table of locks
+//! below says what may run together.
 //!
 //! # Locks
 //!
-//! | lock | guards | held by |
+//! | lock | guards | taken by |
 //! |---|---|---|
-//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and history refs | create, remove, mount, unmount, resize (waiting); commit, status, checkout, reset, clone from it (waiting at most [`service::BUSY_PATIENCE`], then `busy`) |
-//! | registry lock (`RwLock` over the volumes by name) | the in-memory registry | every lookup (read), publish and remove (write), never across I/O |
+//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and data | create, remove, mount, unmount, resize: waiting. Commit, status, checkout, reset: waiting at most [`service::BUSY_PATIENCE`], then `busy` |
+//! | registry lock (an `RwLock` over the volumes by name) | the in-memory registry | every lookup (read); publish and remove (write); never held across I/O |
 //! | metadata connection mutex ([`metadata::Metadata`]) | the SQLite connection; each change is one transaction | each metadata call, briefly |
-//! | repository flock `<root>/history/lock` (in `dvol-snapshot`) | the object store against deletion | shared by every history call; exclusive by gc's sweep |
-//! | per-volume flocks `<root>/history/locks/<uuid>` (in `dvol-snapshot`) | one volume's refs and index | exclusive by commit, checkout and ref changes of that volume |
-//! | container quiescing ([`service::VolumeService::around_containers`]) | the volume's running containers, stopped or paused | checkout, reset, `commit --pause`, around (and outside) the name lock |
+//! | repository flock `<root>/history/lock` (in `dvol-snapshot`) | objects against deletion | shared: commit, checkout, ref creation and moves, fsck (whole call); exclusive: gc (whole call) |
+//! | volume flock `<root>/history/locks/<uuid>` (in `dvol-snapshot`) | one volume's refs and index | exclusive: commit, checkout, ref creation, moves and deletion of that volume |
+//! | container quiescing ([`service::VolumeService::around_containers`]) | the volume's running containers, stopped or paused | checkout, reset, `commit --pause`; taken before the name lock, released after it |
 //!
-//! Which operations may run together: any two on different volumes. On one volume, only
-//! lookups (Docker `Get`, `Path`, `List`, REST `GET` of a volume, log, branches, tags, diff)
-//! run beside anything; everything else on that volume runs one at a time. A clone from a
-//! volume holds the source's name lock for the instant of its copy. `fsck` runs beside everything;
-//! `gc` waits for running history calls and holds new ones back while it sweeps. Quiescing is taken before the
-//! name lock and never while holding it, so a checkout that waits for containers to stop
-//! does not block the Docker Unmount those containers send on their way out.
+//! Which operations may run together:
+//! - any two on different volumes, except that gc waits for every commit, checkout, ref
+//!   change and fsck in progress and holds new ones back until it ends (and fsck waits for
+//!   gc);
+//! - on one volume, the reads (Docker `Get`, `Path`, `List`; REST `GET` of volumes, log,
+//!   branches, tags, diff) run beside anything, reading refs without a lock;
+//! - branch and tag creation and deletion take no name lock: they run beside a commit or
+//!   checkout of the same volume, one at a time with it through the volume flock;
+//! - everything else on one volume runs one at a time under its name lock;
+//! - creating a clone holds the new name's lock and then takes the source's (waiting at most
+//!   [`service::BUSY_PATIENCE`]): for the instant of a block-sharing copy, or for the whole
+//!   commit of the source when its files are copied;
+//! - quiescing is taken before the name lock and never while holding it, so a checkout that
+//!   waits for containers to stop does not block the Docker `Unmount` those containers send
+//!   on their way out.
 
 pub mod body;
 pub mod config;

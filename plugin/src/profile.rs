@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use dvol_backends::{Backend, BackendKind};
-use serde::Serialize;
 
 use crate::config::{Config, ProfileConfig};
 use crate::names::ProfileName;
@@ -46,7 +45,7 @@ impl HostBackends {
 }
 
 /// A configured profile resolved against the backends available on this host.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Profile {
     /// The profile's name.
     pub name: ProfileName,
@@ -64,12 +63,6 @@ pub struct Profile {
     pub reason: String,
     /// Whether volumes without a profile get this one.
     pub default: bool,
-}
-
-impl Serialize for ProfileName {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
 }
 
 struct Resolution {

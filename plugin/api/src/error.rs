@@ -1,6 +1,7 @@
 //! The error body: every failing call answers `{"error": {"code", "message"}}` with a status
 //! that tells the kind of failure (400 the request, 404 no such thing, 409 a conflict with the
-//! volume's state, 501 not built yet, 503 the backend cannot run here, 500 dvol or the host).
+//! volume's state, 413 a body over 1 MiB, 503 the backend cannot run here, 500 dvol or the
+//! host; 401 without the bearer token on TCP).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

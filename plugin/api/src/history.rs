@@ -117,7 +117,9 @@ pub struct CommitResult {
     /// Bytes those objects take on disk.
     pub new_bytes_stored: u64,
     /// Containers paused for the commit that could not be unpaused again; empty normally.
+    /// Always sent; a client may read its absence as empty.
     #[serde(default)]
+    #[schema(required = true)]
     pub containers_not_resumed: Vec<NotResumed>,
 }
 
@@ -186,7 +188,9 @@ pub struct CheckoutView {
     /// Bytes written.
     pub bytes_written: u64,
     /// Containers stopped for the operation that could not be started again; empty normally.
+    /// Always sent; a client may read its absence as empty.
     #[serde(default)]
+    #[schema(required = true)]
     pub containers_not_resumed: Vec<NotResumed>,
 }
 

@@ -29,6 +29,3 @@ pub use maintenance::{FsckView, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
 pub use volume::{CreateVolume, ResizeVolume, VolumeView};
-
-/// The API version in every path (`/v1/...`).
-pub const API_VERSION: &str = "1";

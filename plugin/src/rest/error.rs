@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
+use utoipa::IntoResponses;
 
 use crate::body::parse_json;
 use crate::error::{ErrorClass, ServiceError};
@@ -28,11 +29,6 @@ impl ApiError {
             code,
             message: message.to_string(),
         }
-    }
-
-    /// The status it is answered with.
-    pub fn status(&self) -> StatusCode {
-        self.status
     }
 
     /// The code and message, as the error body and the last line of a stream carry them.
@@ -98,3 +94,35 @@ pub fn parse_body<T: DeserializeOwned>(
         )
     })
 }
+
+/// The failures any call on a volume can answer, as the OpenAPI document lists them.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum VolumeErrors {
+    /// The request is wrong: a bad name, body, option, size or revision.
+    #[response(status = 400)]
+    Invalid(ErrorBody),
+    /// No such volume, revision, branch or tag.
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// It conflicts with the volume's state: another profile than the name says, in use, busy
+    /// with another operation, uncommitted changes, an existing branch or tag, containers
+    /// that could not be stopped.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The request body is over 1 MiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// dvol or the host failed; the daemon's log has details.
+    #[response(status = 500)]
+    Internal(ErrorBody),
+    /// The volume's backend cannot run on this host (`dvol profile ls` says why).
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The failure of a call that needs no volume: dvol or the host failed.
+#[derive(IntoResponses)]
+#[response(status = 500)]
+#[allow(dead_code)]
+pub struct InternalError(ErrorBody);

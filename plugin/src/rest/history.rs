@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use dvol_api::{
-    ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, DiffQuery, ErrorBody,
-    LogView, ResetRequest, StreamLine,
+    ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, DiffQuery, LogView,
+    ResetRequest, StreamLine,
 };
 
-use super::error::{parse_body, ApiError};
+use super::error::{parse_body, ApiError, VolumeErrors};
+use super::path::VolumePath;
 use super::stream::answer;
-use super::{StreamAccept, VolumePath};
 use crate::service::VolumeService;
 
 /// The volume's commits, newest first, with the branches and tags at each, and HEAD.
@@ -23,13 +23,11 @@ use crate::service::VolumeService;
     params(VolumePath),
     responses(
         (status = 200, description = "The log", body = LogView),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn log(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<LogView>, ApiError> {
     Ok(Json(service.blocking(move |s| s.log(&name)).await?))
 }
@@ -39,19 +37,16 @@ pub async fn log(
 /// With `pause`, the containers using the volume are paused meanwhile for a consistent
 /// point. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/commits", tag = "history", operation_id = "commit",
-    params(VolumePath, StreamAccept),
+    params(VolumePath),
     request_body = CommitRequest,
     responses(
         (status = 201, description = "Committed (or nothing changed: `changed` false)", body = CommitResult),
         (status = 200, description = "The streamed answer", content_type = "application/x-ndjson", body = StreamLine<CommitResult>),
-        (status = 400, description = "Bad name or body", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "Busy, or its containers could not be paused", body = ErrorBody),
-        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn commit(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -69,14 +64,11 @@ pub async fn commit(
     params(VolumePath),
     responses(
         (status = 200, description = "Paths that differ from HEAD", body = Vec<ChangeView>),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "Busy with another operation", body = ErrorBody),
-        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn status(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
     Ok(Json(service.blocking(move |s| s.status(&name)).await?))
 }
@@ -87,21 +79,18 @@ pub async fn status(
 /// are refused unless `force`. The running containers using the volume are stopped meanwhile
 /// and started again after. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/checkout", tag = "history", operation_id = "checkout",
-    params(VolumePath, StreamAccept),
+    params(VolumePath),
     request_body = CheckoutRequest,
     responses(
         (status = 200, description = "Checked out; streamed as JSON lines when asked", content(
             (CheckoutView = "application/json"),
             (StreamLine<CheckoutView> = "application/x-ndjson"),
         )),
-        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
-        (status = 404, description = "No such volume or revision", body = ErrorBody),
-        (status = 409, description = "Uncommitted changes, busy, an existing branch, or containers that could not be stopped", body = ErrorBody),
-        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn checkout(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -121,21 +110,18 @@ pub async fn checkout(
 /// stopped meanwhile and started again after. Streams progress with
 /// `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/reset", tag = "history", operation_id = "resetHard",
-    params(VolumePath, StreamAccept),
+    params(VolumePath),
     request_body = ResetRequest,
     responses(
         (status = 200, description = "Reset; streamed as JSON lines when asked", content(
             (CheckoutView = "application/json"),
             (StreamLine<CheckoutView> = "application/x-ndjson"),
         )),
-        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
-        (status = 404, description = "No such volume or revision", body = ErrorBody),
-        (status = 409, description = "Busy, or containers that could not be stopped", body = ErrorBody),
-        (status = 500, description = "The backend or the history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn reset(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -151,13 +137,11 @@ pub async fn reset(
     params(VolumePath, DiffQuery),
     responses(
         (status = 200, description = "Paths that differ from `from` to `to`", body = Vec<ChangeView>),
-        (status = 400, description = "Bad name, query or revision", body = ErrorBody),
-        (status = 404, description = "No such volume or revision", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn diff(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     query: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
     let Query(query) = query.map_err(|e| {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use dvol_api::{ErrorBody, FsckView, GcView, StreamLine};
+use dvol_api::{FsckView, GcView, StreamLine};
 
+use super::error::InternalError;
 use super::stream::answer;
-use super::StreamAccept;
 use crate::service::VolumeService;
 
 /// Verify every stored object of every volume.
@@ -16,13 +16,12 @@ use crate::service::VolumeService;
 /// Every object is re-read and re-hashed; the report lists what is corrupt, missing or
 /// unreachable. Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/fsck", tag = "maintenance", operation_id = "fsck",
-    params(StreamAccept),
     responses(
         (status = 200, description = "The report; streamed as JSON lines when asked", content(
             (FsckView = "application/json"),
             (StreamLine<FsckView> = "application/x-ndjson"),
         )),
-        (status = 500, description = "The repository could not be read", body = ErrorBody),
+        InternalError,
     ))]
 pub async fn fsck(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
     answer(&headers, StatusCode::OK, |progress| async move {
@@ -35,13 +34,12 @@ pub async fn fsck(State(service): State<Arc<VolumeService>>, headers: HeaderMap)
 ///
 /// Streams progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/gc", tag = "maintenance", operation_id = "gc",
-    params(StreamAccept),
     responses(
         (status = 200, description = "What was removed; streamed as JSON lines when asked", content(
             (GcView = "application/json"),
             (StreamLine<GcView> = "application/x-ndjson"),
         )),
-        (status = 500, description = "Collection failed; nothing was deleted", body = ErrorBody),
+        InternalError,
     ))]
 pub async fn gc(State(service): State<Arc<VolumeService>>, headers: HeaderMap) -> Response {
     answer(&headers, StatusCode::OK, |progress| async move {

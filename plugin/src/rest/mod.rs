@@ -13,8 +13,9 @@ mod error;
 mod history;
 mod maintenance;
 mod node;
+mod path;
 mod refs;
-pub mod stream;
+mod stream;
 mod volumes;
 
 use std::sync::{Arc, OnceLock};
@@ -23,8 +24,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,24 +32,6 @@ use crate::body::MAX_BODY_BYTES;
 use crate::service::VolumeService;
 
 pub use error::ApiError;
-pub use volumes::view as volume_view;
-
-/// The `{name}` path segment of a volume's routes.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-pub struct VolumePath {
-    /// `NAME` or `NAME@PROFILE`.
-    pub name: String,
-}
-
-/// The `Accept` header of the calls that can stream their progress.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-pub struct StreamAccept {
-    /// `application/x-ndjson` streams progress lines and answers 200 (see the API's description).
-    #[serde(rename = "Accept")]
-    pub accept: Option<String>,
-}
 
 /// The document's frame: what the API is, around the paths the routes add.
 #[derive(OpenApi)]
@@ -59,6 +41,9 @@ pub struct StreamAccept {
         version = "1",
         description = "REST API of the dvol daemon, on the unix socket /run/dvol/dvol.sock and optionally on TCP (--listen) with `Authorization: Bearer <token>`. Errors are JSON {\"error\":{\"code\",\"message\"}}. The long history calls (commit, checkout, reset, gc, fsck) stream their progress as JSON lines when asked with `Accept: application/x-ndjson`: the answer is then 200 with `Content-Type: application/x-ndjson`, zero or more {\"progress\":{...}} lines (at most about 10 a second, plus one when each phase starts and one when it finishes), and one last line, {\"result\": <the usual answer>} or {\"error\":{\"code\",\"message\"}}. A failure before the first progress line (malformed body, unknown volume or revision, busy volume, uncommitted changes, containers that cannot be stopped) is answered as without streaming: its error status and a JSON error body."
     ),
+    components(schemas(dvol_api::ErrorBody)),
+    modifiers(&BearerToken),
+    security((), ("bearer" = [])),
     tags(
         (name = "node", description = "The daemon, this host and its profiles"),
         (name = "volumes", description = "Volumes: create, inspect, resize, remove"),
@@ -67,6 +52,26 @@ pub struct StreamAccept {
     )
 )]
 struct ApiDoc;
+
+/// The bearer token TCP clients send (`dvol daemon --listen ADDR --token-file F`); on the
+/// unix socket none is needed, and a TCP call without it answers 401.
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "Required over TCP (--listen): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// Every route of the API with its OpenAPI description: the one list of routes.
 fn routes() -> OpenApiRouter<Arc<VolumeService>> {

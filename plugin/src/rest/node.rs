@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use dvol_api::{ErrorBody, Health, NodeInfo, ProfileConfigView, ProfileView};
+use dvol_api::{Health, NodeInfo, ProfileConfigView, ProfileView};
 use dvol_backends::ByteSize;
 
-use super::error::ApiError;
+use super::error::{ApiError, InternalError};
 use crate::profile::Profile;
 use crate::service::VolumeService;
 
@@ -25,7 +25,7 @@ pub async fn health() -> Json<Health> {
 #[utoipa::path(get, path = "/v1/node", tag = "node", operation_id = "node",
     responses(
         (status = 200, description = "This host", body = NodeInfo),
-        (status = 500, description = "The worker measuring capacity failed", body = ErrorBody),
+        InternalError,
     ))]
 pub async fn node(State(service): State<Arc<VolumeService>>) -> Result<Json<NodeInfo>, ApiError> {
     // Measuring capacity runs statvfs and, for LVM, the lvm tool: off the async workers.

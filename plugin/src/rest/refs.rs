@@ -7,10 +7,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use dvol_api::{ErrorBody, RefRequest, RefView};
+use dvol_api::{RefRequest, RefView};
 
-use super::error::{parse_body, ApiError};
-use super::VolumePath;
+use super::error::{parse_body, ApiError, VolumeErrors};
+use super::path::VolumePath;
 use crate::service::VolumeService;
 
 /// Creates a branch (`tag` false) or tag from a request body.
@@ -32,13 +32,11 @@ async fn create(
     params(VolumePath),
     responses(
         (status = 200, description = "The branches", body = Vec<RefView>),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn branches(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<Vec<RefView>>, ApiError> {
     Ok(Json(service.blocking(move |s| s.branches(&name)).await?))
 }
@@ -49,14 +47,11 @@ pub async fn branches(
     request_body = RefRequest,
     responses(
         (status = 201, description = "Created", body = RefView),
-        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
-        (status = 404, description = "No such volume or revision", body = ErrorBody),
-        (status = 409, description = "The branch exists", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn create_branch(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RefView>), ApiError> {
     create(service, name, body, false).await
@@ -67,10 +62,7 @@ pub async fn create_branch(
     params(VolumePath, ("branch" = String, Path, description = "The branch to delete")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume or branch", body = ErrorBody),
-        (status = 409, description = "It is checked out", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn delete_branch(
     State(service): State<Arc<VolumeService>>,
@@ -87,13 +79,11 @@ pub async fn delete_branch(
     params(VolumePath),
     responses(
         (status = 200, description = "The tags", body = Vec<RefView>),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn tags(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<Vec<RefView>>, ApiError> {
     Ok(Json(service.blocking(move |s| s.tags(&name)).await?))
 }
@@ -104,14 +94,11 @@ pub async fn tags(
     request_body = RefRequest,
     responses(
         (status = 201, description = "Created", body = RefView),
-        (status = 400, description = "Bad name, body or revision", body = ErrorBody),
-        (status = 404, description = "No such volume or revision", body = ErrorBody),
-        (status = 409, description = "The tag exists", body = ErrorBody),
-        (status = 500, description = "The history repository failed", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn create_tag(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RefView>), ApiError> {
     create(service, name, body, true).await

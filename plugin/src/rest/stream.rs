@@ -23,6 +23,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
 use super::error::ApiError;
+use crate::error::ServiceError;
 use crate::service::Reporter;
 
 /// Progress events closer together than this are merged (phase starts and ends are always
@@ -54,7 +55,10 @@ enum Next<T> {
 type Outcome<T> = JoinHandle<Result<T, ApiError>>;
 
 fn worker_failed(e: tokio::task::JoinError) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e)
+    ServiceError::Worker {
+        message: e.to_string(),
+    }
+    .into()
 }
 
 async fn next<T>(lines: &mut UnboundedReceiver<Vec<u8>>, outcome: &mut Outcome<T>) -> Next<T> {

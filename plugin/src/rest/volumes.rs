@@ -8,11 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use dvol_api::{CreateVolume, ErrorBody, ResizeVolume, VolumeView};
+use dvol_api::{CreateVolume, ResizeVolume, VolumeView};
 use dvol_backends::{ByteSize, Effect};
 
-use super::error::{parse_body, ApiError};
-use super::VolumePath;
+use super::error::{parse_body, ApiError, VolumeErrors};
+use super::path::VolumePath;
 use crate::service::VolumeService;
 use crate::volume::Volume;
 
@@ -50,11 +50,7 @@ pub async fn list(State(service): State<Arc<VolumeService>>) -> Json<Vec<VolumeV
     responses(
         (status = 201, description = "Created", body = VolumeView),
         (status = 200, description = "It existed already with that profile: unchanged", body = VolumeView),
-        (status = 400, description = "Bad name, option, size or snapshot reference", body = ErrorBody),
-        (status = 409, description = "It exists with another profile, or its clone source is busy", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
-        (status = 500, description = "The backend or the host failed", body = ErrorBody),
-        (status = 503, description = "The profile's backend cannot run on this host", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn create(
     State(service): State<Arc<VolumeService>>,
@@ -76,13 +72,11 @@ pub async fn create(
     params(VolumePath),
     responses(
         (status = 200, description = "The volume", body = VolumeView),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "It has another profile than the name says", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn get(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<VolumeView>, ApiError> {
     let volume = service.get(&name)?;
     Ok(Json(view(&service, volume)))
@@ -93,14 +87,11 @@ pub async fn get(
     params(VolumePath),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "Bad name", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "In use", body = ErrorBody),
-        (status = 500, description = "The backend failed; removal is retried at next start", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn delete(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<StatusCode, ApiError> {
     service.blocking(move |s| s.remove(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -112,15 +103,11 @@ pub async fn delete(
     request_body = ResizeVolume,
     responses(
         (status = 200, description = "The volume, with its new size", body = VolumeView),
-        (status = 400, description = "Bad size, a shrink, or a backend without sizes", body = ErrorBody),
-        (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "It has another profile than the name says", body = ErrorBody),
-        (status = 500, description = "The backend failed", body = ErrorBody),
-        (status = 503, description = "Its backend cannot run on this host", body = ErrorBody),
+        VolumeErrors,
     ))]
 pub async fn resize(
     State(service): State<Arc<VolumeService>>,
-    Path(name): Path<String>,
+    Path(VolumePath { name }): Path<VolumePath>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<VolumeView>, ApiError> {
     let request: ResizeVolume = parse_body(body, "resize")?;

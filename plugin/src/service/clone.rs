@@ -9,7 +9,8 @@ use dvol_backends::{Backend, Effect, VolumeSpec};
 use dvol_snapshot::{CommitId, CommitInfo, NoProgress, VolumeKey};
 use tracing::info;
 
-use super::{VolumeService, BUSY_PATIENCE};
+use super::locks::BUSY_PATIENCE;
+use super::VolumeService;
 use crate::error::{CloneSourceProblem, ForVolume, ServiceError};
 use crate::names::VolumeName;
 use crate::volume::Volume;

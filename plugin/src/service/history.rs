@@ -1,5 +1,4 @@
-//! Volume history: commit, log, branches and tags, status, diff, checkout, reset, and the
-//! repository-wide fsck and gc.
+//! Volume history: commit, log, branches and tags, status, diff, checkout and reset.
 //!
 //! The history library (`dvol-snapshot`) stores content-addressed snapshots of a volume's
 //! files; these operations tie it to volumes: they find the volume, hold its lock, make its
@@ -9,10 +8,7 @@
 
 use std::path::Path;
 
-use dvol_api::{
-    ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, FsckView, GcView, LogView,
-    RefView,
-};
+use dvol_api::{ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, LogView, RefView};
 use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
 use tracing::info;
 
@@ -326,36 +322,6 @@ impl VolumeService {
             .for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
             Ok(checkout_view(head.branch, commit, &stats))
-        })
-    }
-
-    /// Re-reads and re-hashes every object of every volume; reports what is corrupt or
-    /// missing.
-    pub fn fsck(&self, progress: &dyn Progress) -> Result<FsckView, ServiceError> {
-        let report = self
-            .history
-            .fsck(progress)
-            .map_err(ServiceError::Repository)?;
-        Ok(FsckView {
-            clean: report.is_clean(),
-            objects_checked: report.objects_checked,
-            corrupt: report.corrupt.iter().map(ToString::to_string).collect(),
-            missing: report.missing.iter().map(ToString::to_string).collect(),
-            bad_refs: report.bad_refs.clone(),
-            unreachable: report.unreachable,
-        })
-    }
-
-    /// Deletes objects no branch, tag or index refers to.
-    pub fn gc(&self, progress: &dyn Progress) -> Result<GcView, ServiceError> {
-        let report = self
-            .history
-            .gc(progress)
-            .map_err(ServiceError::Repository)?;
-        Ok(GcView {
-            objects_kept: report.objects_kept,
-            objects_removed: report.objects_removed,
-            bytes_removed: report.bytes_removed,
         })
     }
 }

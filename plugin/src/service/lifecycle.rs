@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use chrono::Utc;
 use dvol_backends::mount_table::MountTable;
@@ -11,17 +12,20 @@ use dvol_backends::{Backend, BackendError, BackendKind, ByteSize, Effect, Filesy
 use tracing::{info, warn};
 use uuid::Uuid;
 
-use super::{CloneSource, CreateOptions, VolumeService};
+use super::clone::CloneSource;
+use super::locks::NameLocks;
+use super::options::CreateOptions;
+use super::VolumeService;
+use crate::config::Config;
+use crate::containers::{Containers, DockerEngine};
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::Metadata;
 use crate::names::{ProfileName, Suffix, VolumeName, VolumeRef};
-use crate::profile::Profile;
+use crate::profile::{resolve, HostBackends, Profile};
 use crate::volume::{Layout, Volume, VolumeState};
 
 /// Makes the state root and opens the metadata database and the history repository in it.
-pub(super) fn open_state(
-    layout: &Layout,
-) -> Result<(Metadata, dvol_snapshot::Repository), ServiceError> {
+fn open_state(layout: &Layout) -> Result<(Metadata, dvol_snapshot::Repository), ServiceError> {
     for dir in [layout.root().to_path_buf(), layout.mounts_dir()] {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -36,7 +40,7 @@ pub(super) fn open_state(
 }
 
 /// Logs what each profile resolved to.
-pub(super) fn report_profiles(profiles: &[Profile]) {
+fn report_profiles(profiles: &[Profile]) {
     for profile in profiles {
         if profile.available {
             info!(profile = %profile.name, reason = %profile.reason, "profile ready");
@@ -47,6 +51,31 @@ pub(super) fn report_profiles(profiles: &[Profile]) {
 }
 
 impl VolumeService {
+    /// Opens the state under `layout`, resolves the profiles against `host`'s backends, and
+    /// finishes or rolls back whatever a previous run left half-done. Containers are found
+    /// through the Docker Engine under the driver name `dvol` until
+    /// [`VolumeService::set_containers`] says otherwise.
+    pub fn open(layout: Layout, config: &Config, host: HostBackends) -> Result<Self, ServiceError> {
+        let (metadata, history) = open_state(&layout)?;
+        let host_id = metadata.host_id()?;
+        let profiles = resolve(config, &host);
+        report_profiles(&profiles);
+        let service = VolumeService {
+            profiles,
+            default_profile: config.default_profile.clone(),
+            layout,
+            backends: host.ready(),
+            metadata,
+            host_id,
+            volumes: RwLock::new(BTreeMap::new()),
+            locks: NameLocks::default(),
+            history,
+            containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
+        };
+        service.recover()?;
+        Ok(service)
+    }
+
     /// Rebuilds the in-memory registry from the metadata database and the kernel's mount
     /// table, finishing interrupted creates and removes.
     pub(super) fn recover(&self) -> Result<(), ServiceError> {

@@ -1,17 +1,19 @@
 //! The volume service: the one owner of volume state.
 //!
 //! Every surface (the Docker plugin protocol, the REST API) calls into [`VolumeService`]. Its
-//! operations are synchronous: backend and history work is blocking I/O, and the async layers
-//! run it on blocking threads ([`VolumeService::blocking`]). Only stopping and starting the
-//! containers around an operation ([`VolumeService::around_containers`]) is async, since it
-//! talks to the container engine.
+//! operations are synchronous: backend and history work is blocking I/O, which the async
+//! layers run on blocking threads through [`VolumeService::blocking`]. The operations that
+//! stop and start containers around their work ([`VolumeService::around_containers`] and the
+//! `*_with_containers` operations built on it) are async, since they talk to the container
+//! engine; their blocking part runs through [`VolumeService::blocking`] too.
 //!
 //! One file per group of operations, each an `impl VolumeService` over the state private to
 //! this module:
 //! - [`lifecycle`]: create, remove, mount, unmount, resize, and crash recovery at open;
 //! - [`clone`]: volumes made from another volume or a commit (`NAME@snapshot-REF`);
 //! - [`read_point`]: reaching a volume's data, live or fixed at one instant;
-//! - [`history`]: commit, log, refs, status, diff, checkout, reset, fsck, gc;
+//! - [`history`]: commit, log, refs, status, diff, checkout, reset;
+//! - [`maintenance`]: fsck and gc of the history repository;
 //! - [`quiesce`]: stopping or pausing the containers that use a volume around an operation;
 //! - [`node`]: what this host offers.
 //!
@@ -28,6 +30,7 @@ mod clone;
 mod history;
 mod lifecycle;
 mod locks;
+mod maintenance;
 mod node;
 mod options;
 mod quiesce;
@@ -40,18 +43,29 @@ use std::sync::{Arc, RwLock};
 use dvol_backends::{Backend, BackendError, VolumeSpec};
 use uuid::Uuid;
 
-use crate::config::Config;
-use crate::containers::{Containers, DockerEngine};
+use crate::containers::Containers;
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::Metadata;
 use crate::names::{ProfileName, VolumeName, VolumeRef};
-use crate::profile::{resolve, HostBackends, Profile};
+use crate::profile::Profile;
 use crate::volume::{Layout, Volume};
 
-pub use clone::CloneSource;
 pub use locks::BUSY_PATIENCE;
 pub use options::{CreateOptions, KNOWN_OPTIONS};
-pub use quiesce::{Quiesced, Reporter};
+
+/// Where a long operation reports its progress.
+pub type Reporter = Arc<dyn dvol_snapshot::Progress + Send>;
+
+/// An operation's answer, and the containers that could not be started again after it
+/// ([`VolumeService::around_containers`]).
+#[derive(Debug)]
+pub struct Quiesced<T> {
+    /// The operation's answer.
+    pub value: T,
+    /// Containers stopped (or paused) for it that could not be started (or unpaused) again;
+    /// empty normally.
+    pub not_resumed: Vec<dvol_api::NotResumed>,
+}
 
 /// The volume service.
 pub struct VolumeService {
@@ -76,31 +90,6 @@ impl std::fmt::Debug for VolumeService {
 }
 
 impl VolumeService {
-    /// Opens the state under `layout`, resolves the profiles against `host`'s backends, and
-    /// finishes or rolls back whatever a previous run left half-done. Containers are found
-    /// through the Docker Engine under the driver name `dvol` until
-    /// [`VolumeService::set_containers`] says otherwise.
-    pub fn open(layout: Layout, config: &Config, host: HostBackends) -> Result<Self, ServiceError> {
-        let (metadata, history) = lifecycle::open_state(&layout)?;
-        let host_id = metadata.host_id()?;
-        let profiles = resolve(config, &host);
-        lifecycle::report_profiles(&profiles);
-        let service = VolumeService {
-            profiles,
-            default_profile: config.default_profile.clone(),
-            layout,
-            backends: host.ready(),
-            metadata,
-            host_id,
-            volumes: RwLock::new(BTreeMap::new()),
-            locks: locks::NameLocks::default(),
-            history,
-            containers: Containers::new("dvol", Arc::new(DockerEngine)),
-        };
-        service.recover()?;
-        Ok(service)
-    }
-
     /// Sets how the containers using a volume are found and stopped: the driver name the
     /// engine knows this plugin by (the plugin socket's name) and the engine.
     pub fn set_containers(&mut self, containers: Containers) {

@@ -8,21 +8,10 @@ use std::sync::Arc;
 use dvol_api::{
     CheckoutRequest, CheckoutView, CommitRequest, CommitResult, NotResumed, ResetRequest,
 };
-use dvol_snapshot::Progress;
 
-use super::VolumeService;
+use super::{Quiesced, Reporter, VolumeService};
 use crate::containers::Quiesce;
 use crate::error::ServiceError;
-
-/// An operation's answer, and the containers that could not be started again after it.
-#[derive(Debug)]
-pub struct Quiesced<T> {
-    /// The operation's answer.
-    pub value: T,
-    /// Containers stopped (or paused) for it that could not be started (or unpaused) again;
-    /// empty normally.
-    pub not_resumed: Vec<NotResumed>,
-}
 
 /// An answer that lists the containers an operation could not start again.
 pub trait ListsNotResumed {
@@ -63,14 +52,20 @@ impl VolumeService {
         how: Quiesce,
         work: impl FnOnce(&VolumeService) -> Result<T, ServiceError> + Send + 'static,
     ) -> Result<Quiesced<T>, ServiceError> {
-        let volume = self.get(name)?;
+        let target = name.to_string();
+        let (volume, names) = self
+            .blocking(move |service| {
+                let volume = service.get(&target)?;
+                let names = service.docker_names(&volume);
+                Ok((volume, names))
+            })
+            .await?;
         if !volume.in_use() {
             return self.blocking(work).await.map(|value| Quiesced {
                 value,
                 not_resumed: Vec::new(),
             });
         }
-        let names = self.docker_names(&volume);
         let around = self
             .containers
             .around(&volume.name, &names, how, self.blocking(work))
@@ -89,9 +84,6 @@ impl VolumeService {
         }
     }
 }
-
-/// Where a long operation reports its progress.
-pub type Reporter = Arc<dyn Progress + Send>;
 
 impl VolumeService {
     /// Commits the volume; with `pause`, its running containers are paused meanwhile for a

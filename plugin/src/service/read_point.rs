@@ -14,7 +14,8 @@ use dvol_api::ReadFrom;
 use dvol_backends::{Backend, Effect, ReadPoint};
 use tracing::{info, warn};
 
-use super::{VolumeService, BUSY_PATIENCE};
+use super::locks::BUSY_PATIENCE;
+use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
 use crate::names::VolumeRef;
 use crate::volume::Volume;
