@@ -11,6 +11,7 @@
 //! <dir>/refs/<volume>/HEAD           "ref: <branch>" or a commit id (detached)
 //! <dir>/refs/<volume>/heads/<branch> commit id
 //! <dir>/refs/<volume>/tags/<tag>     commit id
+//! <dir>/refs/<volume>/reflog         every move of HEAD and the branches (see [`reflog`])
 //! <dir>/index/<volume>               path -> (lstat fields, object id) cache
 //! <dir>/locks/<volume>               flock serialising writers of one volume
 //! <dir>/trash/                       deleted volumes' refs on their way out
@@ -44,7 +45,7 @@
 //! let vol = VolumeKey(uuid::Uuid::new_v4());
 //! let dir = std::path::Path::new("/var/lib/dvol/mounts/x");
 //! let c = repo.commit(&vol, dir, CommitInfo::now("first", "me@host"), &NoProgress)?;
-//! repo.create_branch(&vol, "experiment", c.id)?;
+//! repo.create_branch(&vol, "experiment", c.id, "HEAD")?;
 //! // dvol reset --hard HEAD^
 //! let target = repo.resolve(&vol, "HEAD^");
 //! # let _ = target;
@@ -63,6 +64,7 @@ pub mod index;
 pub mod maint;
 pub mod object;
 pub mod progress;
+pub mod reflog;
 pub mod refs;
 pub mod repo;
 pub mod snapshot;
@@ -75,8 +77,9 @@ pub use block::{BlockCommitted, BlockStats};
 pub use checkout::CheckoutStats;
 pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};
-pub use maint::{FsckReport, GcReport, Reachable};
+pub use maint::{FsckReport, GcOptions, GcReport, Reachable, DEFAULT_GC_GRACE};
 pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
 pub use progress::{NoProgress, Phase, Progress, Unit};
+pub use reflog::ReflogEntry;
 pub use repo::{Branch, Error, Head, Pin, Repository, Tag};
 pub use snapshot::{CommitStats, Committed, SkipReason, Skipped};

@@ -8,13 +8,14 @@
 //! take the lock.
 
 use std::path::Path;
+use std::time::Duration;
 
 use dvol_api::{
-    ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, FsckView, GcView, LogView,
-    RefView,
+    ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, FsckView, GcView, LeftBehind,
+    LogView, RefView, ReflogEntryView,
 };
-use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
-use tracing::info;
+use dvol_snapshot::{CommitInfo, GcOptions, Progress, VolumeKey};
+use tracing::{info, warn};
 
 use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
@@ -41,8 +42,16 @@ fn checkout_view(
     branch: Option<String>,
     commit: dvol_snapshot::CommitId,
     stats: &dvol_snapshot::CheckoutStats,
+    left_behind: &[dvol_snapshot::Commit],
 ) -> CheckoutView {
     CheckoutView {
+        left_behind: left_behind
+            .iter()
+            .map(|c| LeftBehind {
+                id: c.id.to_string(),
+                message: c.info.message.clone(),
+            })
+            .collect(),
         branch,
         commit: commit.to_string(),
         files_written: stats.files_written,
@@ -51,6 +60,55 @@ fn checkout_view(
         bytes_written: stats.bytes_written,
         containers_not_resumed: Vec::new(),
     }
+}
+
+/// Logs the commits a checkout or reset of `volume` left unreachable from every ref.
+fn warn_left_behind(volume: &Volume, left: &[dvol_snapshot::Commit]) {
+    if let Some(newest) = left.first() {
+        warn!(volume = %volume.name, commits = left.len(), newest = %newest.id, "commits left behind, kept only by the reflog until gc's grace period ends");
+    }
+}
+
+/// The units a gc grace period is given in, largest first, with their length in seconds.
+const GRACE_UNITS: [(char, u64); 5] = [
+    ('w', 7 * 86_400),
+    ('d', 86_400),
+    ('h', 3_600),
+    ('m', 60),
+    ('s', 1),
+];
+
+/// Parses gc's `prune`: `now` or a whole number with a unit (`90m`, `1h`, `14d`, `2w`).
+fn parse_prune(text: &str) -> Result<Duration, ServiceError> {
+    let bad = || ServiceError::BadPrune {
+        value: text.to_string(),
+    };
+    if text == "now" {
+        return Ok(Duration::ZERO);
+    }
+    let unit = text.chars().last().ok_or_else(bad)?;
+    let (_, seconds) = GRACE_UNITS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .ok_or_else(bad)?;
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| bad())?;
+    count
+        .checked_mul(*seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// A grace period as `parse_prune` reads it: `now`, or in the largest unit that divides it.
+fn format_grace(grace: Duration) -> String {
+    let secs = grace.as_secs();
+    if secs == 0 {
+        return "now".to_string();
+    }
+    let (unit, len) = GRACE_UNITS
+        .iter()
+        .find(|(_, len)| secs % len == 0)
+        .unwrap_or(&('s', 1));
+    format!("{}{unit}", secs / len)
 }
 
 impl VolumeService {
@@ -185,7 +243,8 @@ impl VolumeService {
         if tag {
             self.history.create_tag(&key, name, commit)
         } else {
-            self.history.create_branch(&key, name, commit)
+            self.history
+                .create_branch(&key, name, commit, at.unwrap_or("HEAD"))
         }
         .for_volume(&volume.name)?;
         Ok(RefView {
@@ -201,6 +260,38 @@ impl VolumeService {
         self.history
             .delete_branch(&VolumeKey(volume.id), branch)
             .for_volume(&volume.name)
+    }
+
+    /// Deletes a tag.
+    pub fn delete_tag(&self, reference: &str, tag: &str) -> Result<(), ServiceError> {
+        let volume = self.get(reference)?;
+        self.history
+            .delete_tag(&VolumeKey(volume.id), tag)
+            .for_volume(&volume.name)
+    }
+
+    /// The volume's reflog, newest first, at most `limit` entries.
+    pub fn reflog(
+        &self,
+        reference: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ReflogEntryView>, ServiceError> {
+        let volume = self.get(reference)?;
+        let entries = self
+            .history
+            .reflog(&VolumeKey(volume.id))
+            .for_volume(&volume.name)?;
+        Ok(entries
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|e| ReflogEntryView {
+                time: dvol_snapshot::object::format_time(&e.time.fixed_offset()),
+                reference: e.reference,
+                old: e.old.map(|c| c.to_string()),
+                new: e.new.map(|c| c.to_string()),
+                message: e.message,
+            })
+            .collect())
     }
 
     /// Uncommitted changes in the volume against HEAD.
@@ -281,7 +372,7 @@ impl VolumeService {
             let branch = match new_branch {
                 Some(name) => {
                     self.history
-                        .create_branch(&key, name, commit)
+                        .create_branch(&key, name, commit, rev)
                         .for_volume(&volume.name)?;
                     Some(name.to_string())
                 }
@@ -293,13 +384,14 @@ impl VolumeService {
                     .find(|b| b.name == rev)
                     .map(|b| b.name),
             };
-            match &branch {
+            let left = match &branch {
                 Some(name) => self.history.set_head_branch(&key, name),
-                None => self.history.set_head_detached(&key, commit),
+                None => self.history.set_head_detached(&key, commit, rev),
             }
             .for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
-            Ok(checkout_view(branch, commit, &stats))
+            warn_left_behind(volume, &left);
+            Ok(checkout_view(branch, commit, &stats, &left))
         })
     }
 
@@ -318,14 +410,14 @@ impl VolumeService {
                 .history
                 .checkout(&key, commit, data, progress)
                 .for_volume(&volume.name)?;
+            let left = self
+                .history
+                .reset_head(&key, commit, rev)
+                .for_volume(&volume.name)?;
             let head = self.history.head(&key).for_volume(&volume.name)?;
-            match &head.branch {
-                Some(branch) => self.history.set_branch(&key, branch, commit),
-                None => self.history.set_head_detached(&key, commit),
-            }
-            .for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
-            Ok(checkout_view(head.branch, commit, &stats))
+            warn_left_behind(volume, &left);
+            Ok(checkout_view(head.branch, commit, &stats, &left))
         })
     }
 
@@ -346,16 +438,68 @@ impl VolumeService {
         })
     }
 
-    /// Deletes objects no branch, tag or index refers to.
-    pub fn gc(&self, progress: &dyn Progress) -> Result<GcView, ServiceError> {
+    /// Deletes objects no branch, tag, index or young reflog entry refers to, except those
+    /// written within the grace period; `prune` (`now`, `1h`, `14d`) sets the grace period
+    /// (default [`dvol_snapshot::DEFAULT_GC_GRACE`]).
+    pub fn gc(&self, progress: &dyn Progress, prune: Option<&str>) -> Result<GcView, ServiceError> {
+        let options = match prune {
+            Some(text) => GcOptions {
+                grace: parse_prune(text)?,
+            },
+            None => GcOptions::default(),
+        };
         let report = self
             .history
-            .gc(progress)
+            .gc(progress, &options)
             .map_err(ServiceError::Repository)?;
         Ok(GcView {
             objects_kept: report.objects_kept,
             objects_removed: report.objects_removed,
             bytes_removed: report.bytes_removed,
+            kept_for_reflog: report.kept_for_reflog,
+            kept_recent: report.kept_recent,
+            reflog_entries_expired: report.reflog_entries_expired,
+            grace: format_grace(options.grace),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prune_is_now_or_a_duration_with_a_unit() {
+        let day = 86_400;
+        for (text, secs) in [
+            ("now", 0),
+            ("90m", 5_400),
+            ("1h", 3_600),
+            ("14d", 14 * day),
+            ("2w", 14 * day),
+            ("30s", 30),
+        ] {
+            assert_eq!(
+                parse_prune(text).unwrap(),
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1y",
+            "-1d",
+            "1.5d",
+            "soon",
+            "99999999999999999999w",
+        ] {
+            let e = parse_prune(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid_prune", "{bad}");
+        }
+        assert_eq!(format_grace(Duration::from_secs(14 * day)), "2w");
+        assert_eq!(format_grace(Duration::from_secs(3 * day)), "3d");
+        assert_eq!(format_grace(Duration::ZERO), "now");
     }
 }
