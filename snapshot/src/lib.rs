@@ -31,7 +31,14 @@
 //! Crash safety: every file is written to a temporary name in its directory, fsynced and
 //! renamed, and the directory fsynced. A commit writes all objects durably before moving the
 //! ref (one rename), then saves the index. A crash leaves the old or the new state, plus at
-//! worst unreachable objects and temporary files that [`Repository::gc`] removes.
+//! worst unreachable objects and temporary files that [`Repository::gc`] removes. Each ref
+//! move is then appended to the volume's reflog and fsynced; a crash can tear only its last
+//! line, which readers skip.
+//!
+//! Nothing committed is lost silently: a checkout or reset names the commits it leaves
+//! unreachable from every branch and tag ([`Repository::left_behind`]), the reflog keeps
+//! them, and gc deletes them only once their reflog entries are older than its grace period
+//! ([`GcOptions`], two weeks by default).
 //!
 //! Cost: a commit `lstat`s every path but reads only files whose stat changed since the last
 //! commit or checkout (the per-volume index); a checkout writes only entries that differ.
