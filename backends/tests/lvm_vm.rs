@@ -1163,7 +1163,8 @@ fn history_user_story(fs_kind: Filesystem, mib: u64) {
     assert_eq!(stats.files_reread, 2 + 1, "{fs_kind}: {stats:?}");
 
     // Branch experiment at B and check it out.
-    repo.create_branch(&vol, "experiment", b_id).unwrap();
+    repo.create_branch(&vol, "experiment", b_id, "HEAD")
+        .unwrap();
     assert_eq!(checkout("experiment"), b_id);
     repo.set_head_branch(&vol, "experiment").unwrap();
     assert_eq!(content_hash(target), hash_b);

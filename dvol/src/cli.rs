@@ -115,6 +115,9 @@ pub enum Command {
         volume: VolumeArg,
         /// The branch to create (or, with -d, to delete).
         name: Option<String>,
+        /// Where the new branch points (as --at), e.g. a commit `dvol reflog` lists.
+        #[arg(value_name = "START", requires = "name", conflicts_with_all = ["at", "delete"])]
+        start: Option<String>,
         /// Where the new branch points: a branch, tag, commit id prefix, HEAD^, HEAD~N.
         #[arg(long, value_name = "REV", requires = "name")]
         at: Option<String>,
@@ -125,18 +128,37 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["name", "delete"])]
         json: bool,
     },
-    /// List tags, or create one.
+    /// List tags, create one, or delete one with -d.
     Tag {
         /// The volume to work on.
         #[command(flatten)]
         volume: VolumeArg,
-        /// The tag to create.
+        /// The tag to create (or, with -d, to delete).
         name: Option<String>,
         /// Where the tag points: a branch, tag, commit id prefix, HEAD^, HEAD~N.
         #[arg(long, value_name = "REV", requires = "name")]
         at: Option<String>,
+        /// Delete the tag NAME.
+        #[arg(short = 'd', long, requires = "name", conflicts_with = "at")]
+        delete: bool,
         /// Print the list as JSON.
         #[arg(long, conflicts_with = "name")]
+        json: bool,
+    },
+    /// Show every move of HEAD and the branches, newest first: commits, checkouts, resets,
+    /// branches created and deleted.
+    ///
+    /// A commit left behind by a checkout or reset is found here; `dvol branch NAME ID` keeps
+    /// it. gc keeps the commits listed here for its grace period (two weeks by default).
+    Reflog {
+        /// The volume to work on.
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// Show at most N entries.
+        #[arg(short = 'n', long = "max-count", value_name = "N")]
+        max_count: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
         json: bool,
     },
     /// Put a branch or commit into the volume, or start a branch with -b.
@@ -195,7 +217,18 @@ pub enum Command {
     /// Verify every stored object of every volume; exits non-zero unless all is well.
     Fsck(JsonFlag),
     /// Delete stored objects that no branch, tag or volume refers to any more.
-    Gc(JsonFlag),
+    ///
+    /// Kept for a grace period (two weeks unless --prune says otherwise): commits a reflog entry
+    /// of that age names, and objects written within it. Older reflog entries are deleted.
+    Gc {
+        /// The grace period: `now` (delete everything unreferenced, empty the reflogs) or a
+        /// duration such as 90m, 1h, 14d, 2w.
+        #[arg(long, value_name = "WHEN")]
+        prune: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `-V/--volume`: the volume a history command works on.

@@ -342,7 +342,10 @@ async fn history_calls(client: &Client, data: &Path) {
         .expect("fsck");
     assert!(fsck.clean && fsck.objects_checked > 0, "{fsck:?}");
     assert!(!phases.is_empty(), "fsck streamed its progress");
-    let gc = client.gc(None).await.expect("gc");
+    let gc = client
+        .gc(&dvol_api::GcRequest::default(), None)
+        .await
+        .expect("gc");
     assert!(gc.objects_kept > 0, "{gc:?}");
 }
 

@@ -196,6 +196,12 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    /// gc's `prune` is neither `now` nor a duration.
+    #[error("gc: prune {value:?} is not `now` or a duration such as 90m, 1h, 14d or 2w (units s, m, h, d, w)")]
+    BadPrune {
+        /// The value given.
+        value: String,
+    },
     /// A worker thread running the operation died.
     #[error(
         "internal error: the operation's worker failed: {message}; the daemon's log has details"
@@ -227,7 +233,8 @@ impl ServiceError {
             | ServiceError::UnknownProfile { .. }
             | ServiceError::UnknownOption { .. }
             | ServiceError::BadOption { .. }
-            | ServiceError::CloneSource { .. } => ErrorClass::Invalid,
+            | ServiceError::CloneSource { .. }
+            | ServiceError::BadPrune { .. } => ErrorClass::Invalid,
             ServiceError::NotFound { .. } => ErrorClass::NotFound,
             ServiceError::ProfileMismatch { .. }
             | ServiceError::InUse { .. }
@@ -273,6 +280,7 @@ impl ServiceError {
             ServiceError::Busy { .. } => "busy",
             ServiceError::Uncommitted { .. } => "uncommitted_changes",
             ServiceError::CloneSource { .. } => "bad_snapshot_reference",
+            ServiceError::BadPrune { .. } => "invalid_prune",
             ServiceError::Containers(_) => "containers_failed",
             ServiceError::NotResumed { source, .. } => source.code(),
             ServiceError::Metadata(_) => "metadata_failed",

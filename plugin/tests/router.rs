@@ -632,7 +632,8 @@ async fn openapi_document_matches_the_routes() {
     for (path, operations) in spec["paths"].as_object().unwrap() {
         let concrete = path
             .replace("{name}", "spec-check")
-            .replace("{branch}", "b");
+            .replace("{branch}", "b")
+            .replace("{tag}", "t");
         for (method, operation) in operations.as_object().unwrap() {
             let id = operation["operationId"].as_str().unwrap();
             assert!(
@@ -822,7 +823,15 @@ async fn streamed_history_calls_report_progress_then_the_usual_answer() {
     assert!(events.iter().any(|e| e["phase"] == "sweep"));
     assert_eq!(
         keys(report),
-        ["bytes_removed", "objects_kept", "objects_removed"]
+        [
+            "bytes_removed",
+            "grace",
+            "kept_for_reflog",
+            "kept_recent",
+            "objects_kept",
+            "objects_removed",
+            "reflog_entries_expired"
+        ]
     );
 }
 
@@ -881,6 +890,247 @@ async fn a_clone_is_like_its_source_and_creating_it_again_needs_no_source() {
     let again = format!(r#"{{"Name":"copy2@snapshot-{}"}}"#, &uuid[..8]);
     let refused = plugin(&f, "VolumeDriver.Create", &again).await;
     assert!(err(&refused).contains(&uuid[..8]), "{refused}");
+}
+
+/// The backend directory of a directory volume created over REST.
+fn data_dir(f: &Fixture, created: &Value) -> std::path::PathBuf {
+    f.service
+        .layout()
+        .backend_dir(BackendKind::Directory)
+        .join(created["id"].as_str().unwrap())
+}
+
+/// Commits volume `name` over REST; returns the commit id.
+async fn commit_over_rest(f: &Fixture, name: &str, message: &str) -> String {
+    let body = json!({ "message": message }).to_string();
+    let (status, done) = send(
+        f.api(),
+        "POST",
+        &format!("/v1/volumes/{name}/commits"),
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{done}");
+    done["commit"]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn checkout_and_reset_name_the_commits_they_leave_and_the_reflog_and_gc_keep_them() {
+    if !can_mount() {
+        eprintln!("skipped: committing mounts the volume, which needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let (_, created) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"h"}"#).await;
+    let data = data_dir(&f, &created);
+    std::fs::write(data.join("f"), "one").unwrap();
+    commit_over_rest(&f, "h", "one").await;
+    let (status, _) = send(f.api(), "POST", "/v1/volumes/h/tags", r#"{"name":"v1"}"#).await;
+    assert_eq!(status, StatusCode::CREATED);
+    std::fs::write(data.join("f"), "two").unwrap();
+    let two = commit_over_rest(&f, "h", "two").await;
+
+    let (status, view) = send(f.api(), "POST", "/v1/volumes/h/checkout", r#"{"ref":"v1"}"#).await;
+    assert_eq!(
+        (status, &view["left_behind"]),
+        (StatusCode::OK, &json!([])),
+        "{view}"
+    );
+    std::fs::write(data.join("f"), "detached work").unwrap();
+    let detached = commit_over_rest(&f, "h", "on v1").await;
+    let (status, view) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/h/checkout",
+        r#"{"ref":"master"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(
+        view["left_behind"],
+        json!([{"id": detached, "message": "on v1"}]),
+        "leaving a detached commit names it"
+    );
+
+    let (status, reflog) = send(f.api(), "GET", "/v1/volumes/h/reflog", "").await;
+    assert_eq!(status, StatusCode::OK, "{reflog}");
+    let messages: Vec<&str> = reflog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            format!("checkout: moving from {} to master", &detached[..12]).as_str(),
+            "commit: on v1",
+            "checkout: moving from master to v1",
+            "commit: two",
+            "commit (initial): one",
+        ]
+    );
+    assert_eq!(reflog[1]["ref"], "HEAD");
+    assert_eq!(reflog[1]["new"], detached.as_str());
+    assert_eq!(reflog[3]["ref"], "master");
+    assert_eq!(reflog[4]["old"], Value::Null);
+    let (_, newest) = send(f.api(), "GET", "/v1/volumes/h/reflog?limit=2", "").await;
+    assert_eq!(newest.as_array().unwrap().len(), 2);
+    let (status, bad) = send(f.api(), "GET", "/v1/volumes/h/reflog?limit=x", "").await;
+    assert_eq!(
+        (status, bad["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_query"))
+    );
+    let (status, _) = send(f.api(), "GET", "/v1/volumes/nosuch/reflog", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // gc without a body keeps the detached commit (its reflog entry is young).
+    let (status, gc) = send(f.api(), "POST", "/v1/gc", "").await;
+    assert_eq!(status, StatusCode::OK, "{gc}");
+    assert_eq!(
+        (gc["objects_removed"].as_u64(), gc["grace"].as_str()),
+        (Some(0), Some("2w")),
+        "{gc}"
+    );
+    assert!(gc["kept_for_reflog"].as_u64().unwrap() > 0, "{gc}");
+    let (_, fsck) = send(f.api(), "POST", "/v1/fsck", "").await;
+    assert_eq!(
+        fsck["unreachable"], 0,
+        "reflog-reachable objects are reachable: {fsck}"
+    );
+    for (body, code) in [
+        (r#"{"prune":"soon"}"#, "invalid_prune"),
+        (r#"{"prune":"now","force":true}"#, "bad_body"),
+    ] {
+        let (status, answer) = send(f.api(), "POST", "/v1/gc", body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    let (status, gc) = send(f.api(), "POST", "/v1/gc", r#"{"prune":"1h"}"#).await;
+    assert_eq!(
+        (status, gc["objects_removed"].as_u64()),
+        (StatusCode::OK, Some(0)),
+        "{gc}"
+    );
+    // --prune=now: the reflog expires and what only it kept goes.
+    let (status, gc) = send(f.api(), "POST", "/v1/gc", r#"{"prune":"now"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{gc}");
+    assert!(gc["objects_removed"].as_u64().unwrap() > 0, "{gc}");
+    assert_eq!(gc["reflog_entries_expired"], 5, "{gc}");
+    let (_, reflog) = send(f.api(), "GET", "/v1/volumes/h/reflog", "").await;
+    assert_eq!(reflog, json!([]));
+    let (status, _) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes/h/checkout",
+        json!({"ref": detached}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "the pruned commit is gone");
+
+    // reset --hard off a commit only the branch reached names it.
+    let (status, view) = send(f.api(), "POST", "/v1/volumes/h/reset", r#"{"ref":"HEAD^"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["left_behind"], json!([{"id": two, "message": "two"}]));
+    let (_, reflog) = send(f.api(), "GET", "/v1/volumes/h/reflog", "").await;
+    assert_eq!(reflog[0]["message"], "reset: moving to HEAD^");
+    assert_eq!(
+        (reflog[0]["old"].as_str(), reflog[0]["ref"].as_str()),
+        (Some(two.as_str()), Some("master"))
+    );
+}
+
+#[tokio::test]
+async fn a_tag_is_deleted_and_a_missing_one_is_404_naming_the_tags() {
+    if !can_mount() {
+        eprintln!("skipped: committing mounts the volume, which needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let (_, created) = send(f.api(), "POST", "/v1/volumes", r#"{"name":"t"}"#).await;
+    std::fs::write(data_dir(&f, &created).join("f"), "x").unwrap();
+    commit_over_rest(&f, "t", "x").await;
+    for tag in ["v1", "v2"] {
+        let body = json!({ "name": tag }).to_string();
+        send(f.api(), "POST", "/v1/volumes/t/tags", body).await;
+    }
+    let (status, exists) = send(f.api(), "POST", "/v1/volumes/t/tags", r#"{"name":"v1"}"#).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        exists["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delete it first"),
+        "{exists}"
+    );
+    let (status, _) = send(f.api(), "DELETE", "/v1/volumes/t/tags/v1", "").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, tags) = send(f.api(), "GET", "/v1/volumes/t/tags", "").await;
+    assert_eq!(tags.as_array().unwrap().len(), 1, "{tags}");
+    let (status, gone) = send(f.api(), "DELETE", "/v1/volumes/t/tags/v1", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{gone}");
+    let message = gone["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no tag named 'v1'") && message.contains("tags: v2"),
+        "{message}"
+    );
+    let (status, _) = send(f.api(), "POST", "/v1/volumes/t/tags", r#"{"name":"v1"}"#).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a deleted tag's name is free again"
+    );
+    let (status, _) = send(f.api(), "DELETE", "/v1/volumes/nosuch/tags/v1", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_clone_of_a_commit_is_like_the_volume_the_commit_belongs_to() {
+    if !can_mount() {
+        eprintln!("skipped: cloning mounts the volumes, which needs root");
+        return;
+    }
+    let f = Fixture::new();
+    let (_, created) = send(
+        f.api(),
+        "POST",
+        "/v1/volumes",
+        r#"{"name":"orig@silver","options":{"size":"3G"}}"#,
+    )
+    .await;
+    std::fs::write(data_dir(&f, &created).join("f"), "state").unwrap();
+    let commit = commit_over_rest(&f, "orig", "state").await;
+    let clone = format!(r#"{{"Name":"copy@snapshot-{}"}}"#, &commit[..10]);
+    assert_eq!(err(&plugin(&f, "VolumeDriver.Create", &clone).await), "");
+    let (_, copy) = send(f.api(), "GET", "/v1/volumes/copy", "").await;
+    assert_eq!(
+        (copy["profile"].as_str(), copy["size_bytes"].as_u64()),
+        (Some("silver"), Some(3u64 << 30)),
+        "a clone of a commit takes its volume's profile and size: {copy}"
+    );
+    // Options given explicitly still win.
+    let body = format!(
+        r#"{{"Name":"other","Opts":{{"from":"{}","profile":"gold","size":"1G"}}}}"#,
+        &commit[..10]
+    );
+    assert_eq!(err(&plugin(&f, "VolumeDriver.Create", &body).await), "");
+    let (_, other) = send(f.api(), "GET", "/v1/volumes/other", "").await;
+    assert_eq!(
+        (other["profile"].as_str(), other["size_bytes"].as_u64()),
+        (Some("gold"), Some(1u64 << 30)),
+        "{other}"
+    );
+    // A commit whose volume is gone (and no other reaches it) gets the default profile.
+    plugin(&f, "VolumeDriver.Remove", r#"{"Name":"copy"}"#).await;
+    plugin(&f, "VolumeDriver.Remove", r#"{"Name":"other"}"#).await;
+    plugin(&f, "VolumeDriver.Remove", r#"{"Name":"orig"}"#).await;
+    let orphan = format!(r#"{{"Name":"late@snapshot-{}"}}"#, &commit[..10]);
+    assert_eq!(err(&plugin(&f, "VolumeDriver.Create", &orphan).await), "");
+    let (_, late) = send(f.api(), "GET", "/v1/volumes/late", "").await;
+    assert_eq!(late["profile"], "bronze", "{late}");
 }
 
 /// The check every REST answer goes through catches a body that drifted from its schema and

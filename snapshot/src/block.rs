@@ -18,6 +18,7 @@ use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::object::{BlockMap, Commit, CommitInfo, Content, DirMeta};
 use crate::progress::{Phase, Progress};
 use crate::repo::{io_err, Error, Repository, Result};
+use crate::snapshot::HeadMove;
 use crate::store::WriteBatch;
 
 /// Chunk size of block maps.
@@ -185,7 +186,13 @@ impl Repository {
         batch.sync()?;
         stats.new_objects = batch.objects();
         stats.new_bytes_stored = batch.bytes();
-        self.advance_head(volume, &head, head_existed, commit.id)?;
+        let moved = HeadMove {
+            head: &head,
+            head_existed,
+            parent,
+            message: &commit.info.message,
+        };
+        self.advance_head(volume, &moved, commit.id)?;
         Ok(BlockCommitted {
             id: commit.id,
             stats,
@@ -297,6 +304,7 @@ impl Repository {
 mod tests {
     use super::*;
     use crate::progress::NoProgress;
+    use crate::GcOptions;
 
     const MIB: u64 = 1024 * 1024;
 
@@ -379,7 +387,12 @@ mod tests {
         assert_eq!(file_hash(&img), h1);
         // Block commits are part of reachability, fsck and gc.
         assert!(repo.fsck(&NoProgress).unwrap().is_clean());
-        assert_eq!(repo.gc(&NoProgress).unwrap().objects_removed, 0);
+        assert_eq!(
+            repo.gc(&NoProgress, &GcOptions::prune_now())
+                .unwrap()
+                .objects_removed,
+            0
+        );
         assert_eq!(repo.reachable_objects(c2.id).count(), 8); // 2 commits, 2 maps, 4 distinct chunks
         assert!(matches!(
             repo.checkout(&vol, c1.id, &d.path().join("x"), &NoProgress),

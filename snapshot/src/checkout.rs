@@ -452,6 +452,8 @@ impl Repository {
         self.refs.set(to, RefKind::Branch, DEFAULT_BRANCH, commit)?;
         self.refs
             .set_head(to, &HeadRef::Branch(DEFAULT_BRANCH.to_string()))?;
+        let message = format!("clone: from {}", commit.short(12));
+        self.log_move(to, DEFAULT_BRANCH, None, Some(commit), &message)?;
         Ok(stats)
     }
 }

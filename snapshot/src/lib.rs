@@ -11,6 +11,7 @@
 //! <dir>/refs/<volume>/HEAD           "ref: <branch>" or a commit id (detached)
 //! <dir>/refs/<volume>/heads/<branch> commit id
 //! <dir>/refs/<volume>/tags/<tag>     commit id
+//! <dir>/refs/<volume>/reflog         every move of HEAD and the branches (see [`reflog`])
 //! <dir>/index/<volume>               path -> (lstat fields, object id) cache
 //! <dir>/locks/<volume>               flock serialising writers of one volume
 //! <dir>/trash/                       deleted volumes' refs on their way out
@@ -30,7 +31,14 @@
 //! Crash safety: every file is written to a temporary name in its directory, fsynced and
 //! renamed, and the directory fsynced. A commit writes all objects durably before moving the
 //! ref (one rename), then saves the index. A crash leaves the old or the new state, plus at
-//! worst unreachable objects and temporary files that [`Repository::gc`] removes.
+//! worst unreachable objects and temporary files that [`Repository::gc`] removes. Each ref
+//! move is then appended to the volume's reflog and fsynced; a crash can tear only its last
+//! line, which readers skip.
+//!
+//! Nothing committed is lost silently: a checkout or reset names the commits it leaves
+//! unreachable from every branch and tag ([`Repository::left_behind`]), the reflog keeps
+//! them, and gc deletes them only once their reflog entries are older than its grace period
+//! ([`GcOptions`], two weeks by default).
 //!
 //! Cost: a commit `lstat`s every path but reads only files whose stat changed since the last
 //! commit or checkout (the per-volume index); a checkout writes only entries that differ.
@@ -44,7 +52,7 @@
 //! let vol = VolumeKey(uuid::Uuid::new_v4());
 //! let dir = std::path::Path::new("/var/lib/dvol/mounts/x");
 //! let c = repo.commit(&vol, dir, CommitInfo::now("first", "me@host"), &NoProgress)?;
-//! repo.create_branch(&vol, "experiment", c.id)?;
+//! repo.create_branch(&vol, "experiment", c.id, "HEAD")?;
 //! // dvol reset --hard HEAD^
 //! let target = repo.resolve(&vol, "HEAD^");
 //! # let _ = target;
@@ -63,6 +71,7 @@ pub mod index;
 pub mod maint;
 pub mod object;
 pub mod progress;
+pub mod reflog;
 pub mod refs;
 pub mod repo;
 pub mod snapshot;
@@ -75,8 +84,9 @@ pub use block::{BlockCommitted, BlockStats};
 pub use checkout::CheckoutStats;
 pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};
-pub use maint::{FsckReport, GcReport, Reachable};
+pub use maint::{FsckReport, GcOptions, GcReport, Reachable, DEFAULT_GC_GRACE};
 pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
 pub use progress::{NoProgress, Phase, Progress, Unit};
+pub use reflog::ReflogEntry;
 pub use repo::{Branch, Error, Head, Pin, Repository, Tag};
 pub use snapshot::{CommitStats, Committed, SkipReason, Skipped};

@@ -1,20 +1,24 @@
 //! Reachability, verification (fsck) and garbage collection.
 //!
-//! The roots are every branch, tag and detached HEAD of every volume, plus every object a
-//! volume's index refers to (commits reuse index ids without re-checking the store, so they
-//! must survive gc). [`Reachable`] walks from roots in post-order (children before the
+//! The roots are every branch, tag and detached HEAD of every volume, every commit a
+//! volume's reflog names, plus every object a volume's index refers to (commits reuse index
+//! ids without re-checking the store, so they must survive gc). Garbage collection also keeps,
+//! for a grace period ([`GcOptions`]), reflog entries and every object written within it
+//! (and what they refer to); older reflog entries expire. [`Reachable`] walks from roots in post-order (children before the
 //! objects that refer to them), which is also the order a receiver should store objects in.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use crate::id::{CommitId, ObjectId};
 use crate::object::{
     BlockMap, Commit, Content, EntryKind, FileObject, ObjectError, ObjectKind, Tree,
 };
 use crate::progress::{Phase, Progress};
+use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
-use crate::repo::{Error, Repository, Result};
+use crate::repo::{io_err, Error, Repository, Result};
 use crate::store::{StoreError, StoreFile};
 
 /// What kind of object a reference expects.
@@ -39,6 +43,45 @@ impl Expect {
 
 /// Typed starting points of a reachability walk.
 type Roots = Vec<(ObjectId, Expect)>;
+
+/// The roots of reachability, by where they come from.
+struct RootSet {
+    /// Branches, tags, detached HEADs and indexes.
+    refs: Roots,
+    /// Commits the reflog entries name.
+    reflog: Roots,
+    /// Refs that could not be read.
+    bad: Vec<String>,
+}
+
+/// How long garbage collection keeps history nothing refers to any more: two weeks.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// What [`Repository::gc`] keeps beyond what refs and indexes reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Reflog entries made within this period keep the commits they name, objects written
+    /// within it are kept, and older reflog entries are expired. Zero (`--prune=now`) keeps
+    /// nothing beyond the refs and indexes and empties every reflog.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: DEFAULT_GC_GRACE,
+        }
+    }
+}
+
+impl GcOptions {
+    /// Collect everything unreferenced now: no grace period.
+    pub fn prune_now() -> Self {
+        GcOptions {
+            grace: Duration::ZERO,
+        }
+    }
+}
 
 struct Frame {
     id: ObjectId,
@@ -199,6 +242,13 @@ pub struct GcReport {
     pub bytes_removed: u64,
     /// Temporary files deleted.
     pub temp_files_removed: u64,
+    /// Objects kept only because a reflog entry younger than the grace period reaches them.
+    pub kept_for_reflog: u64,
+    /// Objects kept only because they (or an object referring to them) were written within
+    /// the grace period.
+    pub kept_recent: u64,
+    /// Reflog entries older than the grace period, deleted.
+    pub reflog_entries_expired: u64,
 }
 
 /// The object an error is about, and whether it is missing (else corrupt).
@@ -230,30 +280,91 @@ impl Repository {
     }
 
     /// Roots of reachability, and descriptions of refs that could not be read.
-    fn roots(&self) -> Result<(Roots, Vec<String>)> {
-        let mut roots = Vec::new();
-        let mut bad = Vec::new();
+    fn roots(&self) -> Result<RootSet> {
+        let mut set = RootSet {
+            refs: Vec::new(),
+            reflog: Vec::new(),
+            bad: Vec::new(),
+        };
         for v in self.volumes()? {
             for kind in [RefKind::Branch, RefKind::Tag] {
                 match self.refs.list(&v, kind) {
-                    Ok(list) => roots.extend(list.into_iter().map(|(_, c)| (c.0, Expect::Commit))),
-                    Err(e) => bad.push(format!("volume {v}: {e}")),
+                    Ok(list) => set
+                        .refs
+                        .extend(list.into_iter().map(|(_, c)| (c.0, Expect::Commit))),
+                    Err(e) => set.bad.push(format!("volume {v}: {e}")),
                 }
             }
             match self.refs.head(&v) {
-                Ok(Some(HeadRef::Detached(c))) => roots.push((c.0, Expect::Commit)),
+                Ok(Some(HeadRef::Detached(c))) => set.refs.push((c.0, Expect::Commit)),
                 Ok(_) => {}
-                Err(e) => bad.push(format!("volume {v}: {e}")),
+                Err(e) => set.bad.push(format!("volume {v}: {e}")),
+            }
+            let path = self.refs.reflog_path(&v);
+            match reflog::read(&path) {
+                Ok(entries) => set.reflog.extend(
+                    entries
+                        .iter()
+                        .flat_map(|e| e.commits())
+                        .map(|c| (c.0, Expect::Commit)),
+                ),
+                Err(e) => set
+                    .bad
+                    .push(format!("volume {v}: cannot read {}: {e}", path.display())),
             }
             let index = self.load_index(&v)?;
-            roots.extend(
+            set.refs.extend(
                 index
                     .entries
                     .values()
                     .map(|e| (e.id, Expect::of_entry(e.kind))),
             );
         }
-        Ok((roots, bad))
+        Ok(set)
+    }
+
+    /// Deletes every volume's reflog entries made at or before `cutoff`; returns how many.
+    fn expire_reflogs(&self, cutoff: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        let mut expired = 0;
+        for v in self.refs.volumes()? {
+            let _l = self.lock_volume(&v)?;
+            let path = self.refs.reflog_path(&v);
+            expired += reflog::expire(&path, cutoff).map_err(io_err("expire", &path))?;
+        }
+        Ok(expired)
+    }
+
+    /// Marks everything reachable from `roots` that `marked` lacks; returns how many were new.
+    fn mark(
+        &self,
+        roots: Roots,
+        marked: &mut HashSet<ObjectId>,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let before = marked.len();
+        let have = marked.clone();
+        for item in Reachable::new(self, roots, Box::new(move |id| have.contains(id))) {
+            match item {
+                Ok(id) => {
+                    marked.insert(id);
+                    progress.advance(1);
+                }
+                Err(e) => return Err(Error::GcAborted(e.to_string())),
+            }
+        }
+        Ok((marked.len() - before) as u64)
+    }
+
+    /// The kind of a stored object, for walking from it.
+    fn expect_of(&self, id: &ObjectId) -> Option<Expect> {
+        let data = self.store.read(id).ok()?;
+        Some(match ObjectKind::sniff(&data) {
+            ObjectKind::Commit => Expect::Commit,
+            ObjectKind::Tree => Expect::Tree,
+            ObjectKind::File => Expect::File,
+            ObjectKind::BlockMap => Expect::BlockMap,
+            ObjectKind::Chunk => Expect::Chunk,
+        })
     }
 
     /// Verifies the repository: every object is re-read, decompressed and re-hashed, and
@@ -293,7 +404,13 @@ impl Repository {
         }
         progress.finish();
         progress.start(Phase::CHECK_REFERENCES, None);
-        let (roots, bad) = self.roots()?;
+        let RootSet {
+            mut refs,
+            reflog,
+            bad,
+        } = self.roots()?;
+        refs.extend(reflog);
+        let roots = refs;
         rep.bad_refs = bad;
         let mut missing: HashSet<ObjectId> = HashSet::new();
         let mut reachable: HashSet<ObjectId> = HashSet::new();
@@ -341,31 +458,55 @@ impl Repository {
         Ok(rep)
     }
 
-    /// Deletes every object no ref or index of any volume reaches, and leftover temporary
-    /// files. Waits for running commits and checkouts and blocks new ones meanwhile. If any
-    /// reachable object cannot be read, nothing is deleted. Objects are deleted referrers
-    /// first, so a crash part-way never leaves an object whose children are gone.
-    pub fn gc(&self, progress: &dyn Progress) -> Result<GcReport> {
+    /// Deletes every object no ref, index or young reflog entry of any volume reaches, except
+    /// objects written within the grace period (and what they refer to), and leftover
+    /// temporary files; expires reflog entries older than the grace period first. Waits for
+    /// running commits and checkouts and blocks new ones meanwhile. If any reachable object
+    /// cannot be read, nothing is deleted. Objects are deleted referrers first, so a crash
+    /// part-way never leaves an object whose children are gone.
+    pub fn gc(&self, progress: &dyn Progress, options: &GcOptions) -> Result<GcReport> {
         let _l = self.lock_exclusive()?;
         self.refs.empty_trash()?;
         let mut rep = GcReport::default();
-        let (roots, bad) = self.roots()?;
-        if !bad.is_empty() {
-            return Err(Error::GcAborted(bad.join("; ")));
+        let grace = chrono::Duration::from_std(options.grace).unwrap_or(chrono::Duration::MAX);
+        let cutoff = chrono::Utc::now()
+            .checked_sub_signed(grace)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+        rep.reflog_entries_expired = self.expire_reflogs(cutoff)?;
+        let roots = self.roots()?;
+        if !roots.bad.is_empty() {
+            return Err(Error::GcAborted(roots.bad.join("; ")));
         }
         progress.start(Phase::MARK, None);
         let mut marked: HashSet<ObjectId> = HashSet::new();
-        for item in Reachable::new(self, roots, Box::new(|_| false)) {
-            match item {
-                Ok(id) => {
-                    marked.insert(id);
-                    progress.advance(1);
-                }
-                Err(e) => return Err(Error::GcAborted(e.to_string())),
+        self.mark(roots.refs, &mut marked, progress)?;
+        rep.kept_for_reflog = self.mark(roots.reflog, &mut marked, progress)?;
+        let files = self.store.list()?;
+        let young_since = SystemTime::now()
+            .checked_sub(options.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let young: Roots = files
+            .iter()
+            .filter_map(|f| match f {
+                StoreFile::Object(id) if !marked.contains(id) => Some(id),
+                _ => None,
+            })
+            .filter(|id| {
+                std::fs::symlink_metadata(self.store.path(id))
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t > young_since)
+            })
+            .filter_map(|id| Some((*id, self.expect_of(id)?)))
+            .collect();
+        // What a young object refers to is kept with it; a child that is already missing
+        // or corrupt is nothing to keep.
+        let have = marked.clone();
+        for id in Reachable::new(self, young, Box::new(move |id| have.contains(id))).flatten() {
+            if marked.insert(id) {
+                rep.kept_recent += 1;
             }
         }
         progress.finish();
-        let files = self.store.list()?;
         let mut garbage: Vec<ObjectId> = Vec::new();
         for f in files {
             match f {
@@ -388,15 +529,8 @@ impl Repository {
         let mut edges: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
         let mut indeg: HashMap<ObjectId, usize> = garbage.iter().map(|g| (*g, 0)).collect();
         for g in &garbage {
-            let Ok(data) = self.store.read(g) else {
+            let Some(expect) = self.expect_of(g).filter(|e| *e != Expect::Chunk) else {
                 continue;
-            };
-            let expect = match ObjectKind::sniff(&data) {
-                ObjectKind::Commit => Expect::Commit,
-                ObjectKind::Tree => Expect::Tree,
-                ObjectKind::File => Expect::File,
-                ObjectKind::BlockMap => Expect::BlockMap,
-                ObjectKind::Chunk => continue,
             };
             let kids: Vec<ObjectId> = children_of(self, g, expect)
                 .map(|v| {

@@ -2,7 +2,8 @@
 //!
 //! Layout under `refs/<volume uuid>/`: `heads/<branch>` and `tags/<tag>` each hold a commit
 //! id in hex and a newline; `HEAD` holds `ref: <branch>` (a branch is checked out, possibly
-//! one with no commit yet) or a commit id (detached). Every update is one atomic rename.
+//! one with no commit yet) or a commit id (detached); `reflog` records their moves
+//! ([`crate::reflog`]). Every update is one atomic rename.
 
 use std::fs;
 use std::io;
@@ -259,6 +260,17 @@ impl RefStore {
         };
         let p = dir.join("HEAD");
         atomic_write(&p, text.as_bytes()).map_err(io_err("write", &p))
+    }
+
+    /// The volume's reflog file ([`crate::reflog`]), beside its refs.
+    pub fn reflog_path(&self, v: &VolumeKey) -> PathBuf {
+        self.vol_dir(v).join("reflog")
+    }
+
+    /// Makes the volume's directory of refs exist (before its first reflog entry).
+    pub fn ensure_volume_dir(&self, v: &VolumeKey) -> Result<(), RefError> {
+        let dir = self.vol_dir(v);
+        ensure_dir(&dir).map_err(io_err("create", &dir))
     }
 
     /// Whether the volume has any refs (a HEAD, branch or tag).

@@ -13,6 +13,7 @@ use crate::fsutil::{atomic_write, ensure_dir, remove_durably, FileLock};
 use crate::id::{CommitId, IdError, ObjectId, VolumeKey};
 use crate::index::{Index, IndexError};
 use crate::object::{BlockMap, Commit, FileObject, ObjectError, ObjectKind, Tree};
+use crate::reflog::{self, ReflogEntry};
 use crate::refs::{validate_ref_name, HeadRef, RefError, RefKind, RefStore};
 use crate::store::{ObjectStore, StoreError, WriteBatch};
 
@@ -413,36 +414,127 @@ impl Repository {
         })
     }
 
+    /// How a reflog message names where HEAD is: its branch, or its commit's short id.
+    fn head_name(head: &HeadRef) -> String {
+        match head {
+            HeadRef::Branch(b) => b.clone(),
+            HeadRef::Detached(c) => c.short(12),
+        }
+    }
+
+    /// Records a move of `reference` ([`reflog::HEAD`] or a branch) in the volume's reflog.
+    /// The caller holds the volume's lock.
+    pub(crate) fn log_move(
+        &self,
+        volume: &VolumeKey,
+        reference: &str,
+        old: Option<CommitId>,
+        new: Option<CommitId>,
+        message: &str,
+    ) -> Result<()> {
+        self.refs.ensure_volume_dir(volume)?;
+        let path = self.refs.reflog_path(volume);
+        let entry = ReflogEntry::now(reference, old, new, message);
+        reflog::append(&path, &entry).map_err(io_err("append to", &path))
+    }
+
+    /// The volume's reflog: every move of its HEAD and branches, newest first.
+    pub fn reflog(&self, volume: &VolumeKey) -> Result<Vec<ReflogEntry>> {
+        let path = self.refs.reflog_path(volume);
+        let mut entries = reflog::read(&path).map_err(io_err("read", &path))?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Points HEAD at `head` and records the move as `message`; returns the commits the old
+    /// HEAD leaves behind ([`Repository::left_behind`]). The caller holds the volume's lock.
+    fn move_head(&self, volume: &VolumeKey, head: HeadRef, message: &str) -> Result<Vec<Commit>> {
+        let old = self.head(volume)?.commit;
+        self.refs.set_head(volume, &head)?;
+        let new = self.head(volume)?.commit;
+        self.log_move(volume, reflog::HEAD, old, new, message)?;
+        old.map_or(Ok(Vec::new()), |old| self.left_behind(volume, old))
+    }
+
     /// Checks out branch `branch` as far as refs go (HEAD points at it). The branch must exist.
-    /// The caller makes the directory match with [`Repository::checkout`] first.
-    pub fn set_head_branch(&self, volume: &VolumeKey, branch: &str) -> Result<()> {
+    /// The caller makes the directory match with [`Repository::checkout`] first. Records
+    /// `checkout: moving from OLD to BRANCH` in the reflog and returns the commits the old
+    /// HEAD leaves behind (a detached HEAD's commits that no branch or tag reaches).
+    pub fn set_head_branch(&self, volume: &VolumeKey, branch: &str) -> Result<Vec<Commit>> {
         let _r = self.lock_shared()?;
         let _l = self.lock_volume(volume)?;
         if self.refs.get(volume, RefKind::Branch, branch)?.is_none() {
             return Err(self.no_such_ref(volume, RefKind::Branch, branch));
         }
-        self.refs
-            .set_head(volume, &HeadRef::Branch(branch.to_string()))?;
-        Ok(())
+        let from = Self::head_name(&self.head_ref(volume)?);
+        let message = format!("checkout: moving from {from} to {branch}");
+        self.move_head(volume, HeadRef::Branch(branch.to_string()), &message)
     }
 
-    /// Detaches HEAD at `commit`.
-    pub fn set_head_detached(&self, volume: &VolumeKey, commit: CommitId) -> Result<()> {
+    /// Detaches HEAD at `commit`, which the user named `rev` (recorded in the reflog as
+    /// `checkout: moving from OLD to REV`). Returns the commits the old HEAD leaves behind.
+    pub fn set_head_detached(
+        &self,
+        volume: &VolumeKey,
+        commit: CommitId,
+        rev: &str,
+    ) -> Result<Vec<Commit>> {
         let _r = self.lock_shared()?;
         let _l = self.lock_volume(volume)?;
         self.ensure_commit(commit)?;
-        self.refs.set_head(volume, &HeadRef::Detached(commit))?;
-        Ok(())
+        let from = Self::head_name(&self.head_ref(volume)?);
+        let message = format!("checkout: moving from {from} to {rev}");
+        self.move_head(volume, HeadRef::Detached(commit), &message)
     }
 
-    /// Creates or moves branch `branch` to `commit` (for `reset --hard`).
+    /// `reset --hard` as far as refs go: moves HEAD's branch (or a detached HEAD) to `commit`,
+    /// which the user named `rev` (recorded as `reset: moving to REV`). Returns the commits the
+    /// move leaves behind: those the old position reached that no branch, tag or HEAD does.
+    pub fn reset_head(
+        &self,
+        volume: &VolumeKey,
+        commit: CommitId,
+        rev: &str,
+    ) -> Result<Vec<Commit>> {
+        let _r = self.lock_shared()?;
+        let _l = self.lock_volume(volume)?;
+        self.ensure_commit(commit)?;
+        let message = format!("reset: moving to {rev}");
+        match self.head_ref(volume)? {
+            HeadRef::Branch(branch) => {
+                let old = self.refs.get(volume, RefKind::Branch, &branch)?;
+                self.refs.set(volume, RefKind::Branch, &branch, commit)?;
+                if self.refs.head(volume)?.is_none() {
+                    self.refs
+                        .set_head(volume, &HeadRef::Branch(branch.clone()))?;
+                }
+                self.log_move(volume, &branch, old, Some(commit), &message)?;
+                old.map_or(Ok(Vec::new()), |old| self.left_behind(volume, old))
+            }
+            HeadRef::Detached(_) => self.move_head(volume, HeadRef::Detached(commit), &message),
+        }
+    }
+
+    /// Creates or moves branch `branch` to `commit` (recorded as `branch: set to COMMIT`).
     pub fn set_branch(&self, volume: &VolumeKey, branch: &str, commit: CommitId) -> Result<()> {
         let _r = self.lock_shared()?;
         let _l = self.lock_volume(volume)?;
         validate_ref_name(RefKind::Branch, branch)?;
         self.ensure_commit(commit)?;
+        let old = self.refs.get(volume, RefKind::Branch, branch)?;
         self.refs.set(volume, RefKind::Branch, branch, commit)?;
-        Ok(())
+        let message = format!("branch: set to {}", commit.short(12));
+        self.log_move(volume, branch, old, Some(commit), &message)
+    }
+
+    /// The commits reachable from `from` (itself and its ancestors) that none of the volume's
+    /// branches, tags or HEAD reaches, newest first: what a move away from `from` leaves for
+    /// the reflog alone to keep (and gc to delete once its entries expire).
+    pub fn left_behind(&self, volume: &VolumeKey, from: CommitId) -> Result<Vec<Commit>> {
+        let kept: HashSet<CommitId> = self.volume_commits(volume)?.iter().map(|c| c.id).collect();
+        let mut out = self.walk_commits([from], &kept)?;
+        out.sort_by(|a, b| b.info.time.cmp(&a.info.time).then(a.id.cmp(&b.id)));
+        Ok(out)
     }
 
     /// The volume's branches, sorted by name, the checked-out one marked.
@@ -463,9 +555,17 @@ impl Repository {
             .collect())
     }
 
-    /// Creates branch `name` at `at`; an existing branch is an error.
-    pub fn create_branch(&self, volume: &VolumeKey, name: &str, at: CommitId) -> Result<()> {
-        self.create_ref(volume, RefKind::Branch, name, at)
+    /// Creates branch `name` at `at`, which the user named `from` (recorded in the reflog as
+    /// `branch: created from FROM`); an existing branch is an error.
+    pub fn create_branch(
+        &self,
+        volume: &VolumeKey,
+        name: &str,
+        at: CommitId,
+        from: &str,
+    ) -> Result<()> {
+        let message = format!("branch: created from {from}");
+        self.create_ref(volume, RefKind::Branch, name, at, Some(&message))
     }
 
     /// Deletes branch `name`; refuses the checked-out branch.
@@ -478,10 +578,12 @@ impl Repository {
                 name: name.to_string(),
             });
         }
-        if !self.refs.delete(volume, RefKind::Branch, name)? {
+        let Some(old) = self.refs.get(volume, RefKind::Branch, name)? else {
             return Err(self.no_such_ref(volume, RefKind::Branch, name));
-        }
-        Ok(())
+        };
+        self.refs.delete(volume, RefKind::Branch, name)?;
+        // Its commits stay reachable from the reflog until the entry expires.
+        self.log_move(volume, name, Some(old), None, "branch: deleted")
     }
 
     /// The volume's tags, sorted by name.
@@ -496,7 +598,7 @@ impl Repository {
 
     /// Creates tag `name` at `at`; an existing tag is an error.
     pub fn create_tag(&self, volume: &VolumeKey, name: &str, at: CommitId) -> Result<()> {
-        self.create_ref(volume, RefKind::Tag, name, at)
+        self.create_ref(volume, RefKind::Tag, name, at, None)
     }
 
     /// Deletes tag `name`.
@@ -508,12 +610,14 @@ impl Repository {
         Ok(())
     }
 
+    /// Creates a branch or tag, recording `logged` in the reflog if given.
     fn create_ref(
         &self,
         volume: &VolumeKey,
         kind: RefKind,
         name: &str,
         at: CommitId,
+        logged: Option<&str>,
     ) -> Result<()> {
         let _r = self.lock_shared()?;
         let _l = self.lock_volume(volume)?;
@@ -528,7 +632,10 @@ impl Repository {
         }
         self.ensure_commit(at)?;
         self.refs.set(volume, kind, name, at)?;
-        Ok(())
+        match logged {
+            Some(message) => self.log_move(volume, name, None, Some(at), message),
+            None => Ok(()),
+        }
     }
 
     fn available_refs(&self, volume: &VolumeKey) -> String {
@@ -556,7 +663,7 @@ impl Repository {
         }
     }
 
-    /// Deletes a volume's refs and index. Its objects are removed by the next [`Repository::gc`]
+    /// Deletes a volume's refs, reflog and index. Its objects are removed by the next [`Repository::gc`]
     /// unless other volumes share them.
     pub fn delete_volume(&self, volume: &VolumeKey) -> Result<()> {
         let _l = self.lock_volume(volume)?;
@@ -572,29 +679,30 @@ impl Repository {
 
     // ----- revisions and history -----
 
-    /// Every commit id reachable from the volume's branches, tags and HEAD.
-    pub(crate) fn volume_commits(&self, volume: &VolumeKey) -> Result<Vec<Commit>> {
-        let mut starts: Vec<CommitId> = Vec::new();
-        starts.extend(
-            self.refs
-                .list(volume, RefKind::Branch)?
-                .into_iter()
-                .map(|(_, c)| c),
-        );
-        starts.extend(
-            self.refs
-                .list(volume, RefKind::Tag)?
-                .into_iter()
-                .map(|(_, c)| c),
-        );
-        if let Some(HeadRef::Detached(c)) = self.refs.head(volume)? {
-            starts.push(c);
+    /// The commits the volume's branches, tags and detached HEAD point at.
+    fn ref_tips(&self, volume: &VolumeKey) -> Result<Vec<CommitId>> {
+        let mut tips: Vec<CommitId> = Vec::new();
+        for kind in [RefKind::Branch, RefKind::Tag] {
+            tips.extend(self.refs.list(volume, kind)?.into_iter().map(|(_, c)| c));
         }
+        if let Some(HeadRef::Detached(c)) = self.refs.head(volume)? {
+            tips.push(c);
+        }
+        Ok(tips)
+    }
+
+    /// Every commit reachable from `starts` (themselves and their ancestors), except those in
+    /// `stop` and their ancestors that only `stop` leads to; each once.
+    fn walk_commits(
+        &self,
+        starts: impl IntoIterator<Item = CommitId>,
+        stop: &HashSet<CommitId>,
+    ) -> Result<Vec<Commit>> {
         let mut seen: HashSet<CommitId> = HashSet::new();
         let mut queue: VecDeque<CommitId> = starts.into_iter().collect();
         let mut out = Vec::new();
         while let Some(c) = queue.pop_front() {
-            if !seen.insert(c) {
+            if stop.contains(&c) || !seen.insert(c) {
                 continue;
             }
             let commit = self.read_commit(c)?;
@@ -602,6 +710,29 @@ impl Repository {
             out.push(commit);
         }
         Ok(out)
+    }
+
+    /// Every commit reachable from the volume's branches, tags and HEAD.
+    pub(crate) fn volume_commits(&self, volume: &VolumeKey) -> Result<Vec<Commit>> {
+        self.walk_commits(self.ref_tips(volume)?, &HashSet::new())
+    }
+
+    /// The volumes whose branches, tags, HEAD or reflog reach `commit`, in key order: whose
+    /// history the commit belongs to (for a clone of it to be like them).
+    pub fn owners_of(&self, commit: CommitId) -> Result<Vec<VolumeKey>> {
+        let mut owners = Vec::new();
+        for v in self.refs.volumes()? {
+            let mut starts = self.ref_tips(&v)?;
+            starts.extend(self.reflog(&v)?.iter().flat_map(|e| e.commits()));
+            if self
+                .walk_commits(starts, &HashSet::new())?
+                .iter()
+                .any(|c| c.id == commit)
+            {
+                owners.push(v);
+            }
+        }
+        Ok(owners)
     }
 
     /// Every commit of the volume (reachable from any of its refs), newest first, for

@@ -27,6 +27,7 @@ use crate::object::{
     ChunkRef, Commit, CommitInfo, Content, DirMeta, EntryKind, FileObject, Tree, TreeEntry,
 };
 use crate::progress::{Phase, Progress};
+use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::store::{ObjectStore, WriteBatch};
@@ -667,6 +668,7 @@ impl Repository {
         progress: &dyn Progress,
     ) -> Result<PreparedCommit> {
         let (head, head_existed, parent) = self.commit_parent(volume)?;
+        let message = info.message.clone();
         let old = self.load_index(volume)?;
         let batch = WriteBatch::new();
         let sink = Sink::Store {
@@ -702,6 +704,8 @@ impl Repository {
             stats,
             head,
             head_existed,
+            parent,
+            message,
         })
     }
 
@@ -709,7 +713,13 @@ impl Repository {
     /// then saves the index.
     pub(crate) fn publish_commit(&self, volume: &VolumeKey, p: &PreparedCommit) -> Result<()> {
         if !p.stats.unchanged {
-            self.advance_head(volume, &p.head, p.head_existed, p.id)?;
+            let moved = HeadMove {
+                head: &p.head,
+                head_existed: p.head_existed,
+                parent: p.parent,
+                message: &p.message,
+            };
+            self.advance_head(volume, &moved, p.id)?;
         }
         p.index.save(&self.index_path(volume))?;
         Ok(())
@@ -731,25 +741,46 @@ impl Repository {
         Ok((head, head_file.is_some(), parent))
     }
 
-    /// Moves HEAD's branch (or the detached HEAD) to a new commit; one atomic rename.
+    /// Moves HEAD's branch (or the detached HEAD) to a new commit, one atomic rename, and
+    /// records it in the reflog as `commit: MSG` (`commit (initial): MSG` for the first).
     pub(crate) fn advance_head(
         &self,
         volume: &VolumeKey,
-        head: &HeadRef,
-        head_existed: bool,
+        moved: &HeadMove<'_>,
         id: CommitId,
     ) -> Result<()> {
-        match head {
+        let reference = match moved.head {
             HeadRef::Branch(b) => {
                 self.refs.set(volume, RefKind::Branch, b, id)?;
-                if !head_existed {
-                    self.refs.set_head(volume, head)?;
+                if !moved.head_existed {
+                    self.refs.set_head(volume, moved.head)?;
                 }
+                b.as_str()
             }
-            HeadRef::Detached(_) => self.refs.set_head(volume, &HeadRef::Detached(id))?,
-        }
-        Ok(())
+            HeadRef::Detached(_) => {
+                self.refs.set_head(volume, &HeadRef::Detached(id))?;
+                reflog::HEAD
+            }
+        };
+        let first_line = moved.message.lines().next().unwrap_or_default();
+        let message = match moved.parent {
+            Some(_) => format!("commit: {first_line}"),
+            None => format!("commit (initial): {first_line}"),
+        };
+        self.log_move(volume, reference, moved.parent, Some(id), &message)
     }
+}
+
+/// Where a new commit goes: HEAD as it was when the commit started.
+pub(crate) struct HeadMove<'a> {
+    /// HEAD's branch, or the detached HEAD.
+    pub head: &'a HeadRef,
+    /// Whether the HEAD file existed (else it is written with the first commit).
+    pub head_existed: bool,
+    /// HEAD's commit: the new commit's parent.
+    pub parent: Option<CommitId>,
+    /// The new commit's message.
+    pub message: &'a str,
 }
 
 /// A commit whose objects are written but whose ref is not yet moved.
@@ -760,4 +791,6 @@ pub(crate) struct PreparedCommit {
     pub stats: CommitStats,
     head: HeadRef,
     head_existed: bool,
+    parent: Option<CommitId>,
+    message: String,
 }

@@ -5,7 +5,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, FixedOffset};
 
@@ -587,8 +587,8 @@ fn ambiguous_prefix_lists_candidates() {
         repo.store.write(&c.id.0, &c.encode(), &batch).unwrap();
     }
     batch.sync().unwrap();
-    repo.create_branch(&vol, "x", a.id).unwrap();
-    repo.create_branch(&vol, "y", b.id).unwrap();
+    repo.create_branch(&vol, "x", a.id, "HEAD").unwrap();
+    repo.create_branch(&vol, "y", b.id, "HEAD").unwrap();
     let prefix = a.id.short(4);
     match repo.resolve(&vol, &prefix) {
         Err(e @ Error::AmbiguousPrefix { .. }) => {
@@ -619,17 +619,17 @@ fn branches_tags_and_head() {
         }
     );
     let ids = three_commits(&repo, &dir, &vol);
-    repo.create_branch(&vol, "exp", ids[0]).unwrap();
+    repo.create_branch(&vol, "exp", ids[0], "HEAD").unwrap();
     assert!(matches!(
-        repo.create_branch(&vol, "exp", ids[1]),
+        repo.create_branch(&vol, "exp", ids[1], "HEAD"),
         Err(Error::RefExists { .. })
     ));
     assert!(matches!(
-        repo.create_branch(&vol, "bad/name", ids[1]),
+        repo.create_branch(&vol, "bad/name", ids[1], "HEAD"),
         Err(Error::Ref(_))
     ));
     assert!(matches!(
-        repo.create_branch(&vol, "..", ids[1]),
+        repo.create_branch(&vol, "..", ids[1], "HEAD"),
         Err(Error::Ref(_))
     ));
     let bs = repo.branches(&vol).unwrap();
@@ -690,7 +690,7 @@ fn branches_tags_and_head() {
     ));
     repo.set_branch(&vol, "exp", ids[1]).unwrap();
     assert_eq!(repo.head(&vol).unwrap().commit, Some(ids[1]));
-    repo.set_head_detached(&vol, ids[2]).unwrap();
+    repo.set_head_detached(&vol, ids[2], "HEAD~2").unwrap();
     assert_eq!(
         repo.head(&vol).unwrap(),
         Head {
@@ -889,7 +889,7 @@ fn crash_between_objects_and_ref_is_harmless() {
     assert!(f.is_clean(), "{f:?}");
     assert!(f.unreachable >= 3, "{f:?}");
     assert_eq!(f.temp_files, 1);
-    let g = repo.gc(&NoProgress).unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     assert_eq!(g.objects_removed, f.unreachable);
     assert_eq!(g.temp_files_removed, 1);
     assert_eq!(object_count(&repo), objects_a);
@@ -951,7 +951,7 @@ fn crash_before_batch_sync_leaves_no_object() {
     assert_eq!(repo.read_commit(b.id).unwrap().tree(), Some(scanned.tree));
     let f = repo.fsck(&NoProgress).unwrap();
     assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
-    let g = repo.gc(&NoProgress).unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     assert_eq!(
         (g.temp_files_removed, g.objects_removed),
         (pending as u64, 0)
@@ -1000,7 +1000,10 @@ fn fsck_detects_corruption_and_missing_objects() {
         repo.read_object(&chunk),
         Err(Error::Store(store::StoreError::Corrupt { .. }))
     ));
-    assert!(matches!(repo.gc(&NoProgress), Err(Error::GcAborted(_))));
+    assert!(matches!(
+        repo.gc(&NoProgress, &GcOptions::prune_now()),
+        Err(Error::GcAborted(_))
+    ));
     // A checkout of a corrupt commit fails instead of writing bad data.
     let v2 = VolumeKey::new_random();
     assert!(repo
@@ -1034,7 +1037,7 @@ fn gc_keeps_everything_reachable() {
         digests.push(digest(&dir));
     }
     // A branch with a commit of its own, then deleted: its unique objects are garbage.
-    repo.create_branch(&vol, "exp", ids[2]).unwrap();
+    repo.create_branch(&vol, "exp", ids[2], "HEAD").unwrap();
     repo.set_head_branch(&vol, "exp").unwrap();
     write(&dir.join("exp-only"), &noise(77, 300_000));
     let exp = repo
@@ -1051,13 +1054,13 @@ fn gc_keeps_everything_reachable() {
         .unwrap();
     write(&d2.join("v2-only"), &noise(88, 200_000));
     repo.commit(&v2, &d2, info("v2"), &NoProgress).unwrap();
-    let g = repo.gc(&NoProgress).unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     assert!(g.objects_removed >= 3, "{g:?}"); // exp commit, its tree, its chunk
     assert!(repo.read_commit(exp).is_err());
     assert!(repo.fsck(&NoProgress).unwrap().is_clean());
     repo.delete_volume(&v2).unwrap();
     assert!(!repo.volumes().unwrap().contains(&v2));
-    let g = repo.gc(&NoProgress).unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     assert!(g.objects_removed >= 3, "{g:?}");
     let f = repo.fsck(&NoProgress).unwrap();
     assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
@@ -1067,7 +1070,12 @@ fn gc_keeps_everything_reachable() {
         assert_eq!(digest(&dir), digests[i], "commit {i}");
     }
     // gc is idempotent.
-    assert_eq!(repo.gc(&NoProgress).unwrap().objects_removed, 0);
+    assert_eq!(
+        repo.gc(&NoProgress, &GcOptions::prune_now())
+            .unwrap()
+            .objects_removed,
+        0
+    );
 }
 
 #[test]
@@ -1273,10 +1281,10 @@ fn concurrent_commits_and_gc() {
         }));
     }
     for _ in 0..5 {
-        repo.gc(&NoProgress).unwrap();
+        repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     }
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    repo.gc(&NoProgress).unwrap();
+    repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
     let f = repo.fsck(&NoProgress).unwrap();
     assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
     for (vol, ids) in results {
@@ -1319,4 +1327,247 @@ fn sparse_files_check_out_sparse() {
         allocated <= 64 * 1024,
         "the checked-out file takes {allocated} bytes on disk for 32 KiB of data"
     );
+}
+
+/// Sets the modification time of every object file to 30 days ago, as if written long before.
+fn age_objects(repo: &Repository) {
+    let then = SystemTime::now() - Duration::from_secs(30 * 24 * 3600);
+    let since = then.duration_since(std::time::UNIX_EPOCH).unwrap();
+    let ts = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: since.as_secs() as i64,
+            tv_nsec: 0,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: since.as_secs() as i64,
+            tv_nsec: 0,
+        },
+    };
+    for f in repo.store.list().unwrap() {
+        if let store::StoreFile::Object(id) = f {
+            rustix::fs::utimensat(
+                rustix::fs::CWD,
+                repo.store.path(&id),
+                &ts,
+                rustix::fs::AtFlags::empty(),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Rewrites every entry of the volume's reflog as made 30 days ago.
+fn age_reflog(repo: &Repository, vol: &VolumeKey) {
+    let path = repo.refs.reflog_path(vol);
+    let entries = reflog::read(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    for mut e in entries {
+        e.time -= chrono::Duration::days(30);
+        reflog::append(&path, &e).unwrap();
+    }
+}
+
+#[test]
+fn every_move_of_head_and_branches_is_in_the_reflog() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let ids = three_commits(&repo, &dir, &vol);
+    repo.create_tag(&vol, "v1", ids[0]).unwrap();
+    repo.checkout(&vol, ids[0], &dir, &NoProgress).unwrap();
+    assert!(repo
+        .set_head_detached(&vol, ids[0], "v1")
+        .unwrap()
+        .is_empty());
+    write(&dir.join("f"), b"detached work");
+    let detached = repo
+        .commit(&vol, &dir, info("on v1"), &NoProgress)
+        .unwrap()
+        .id;
+    repo.checkout(&vol, ids[2], &dir, &NoProgress).unwrap();
+    let left = repo.set_head_branch(&vol, "master").unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|c| (c.id, c.info.message.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(detached, "on v1")],
+        "leaving the detached commit behind is reported"
+    );
+    repo.create_branch(&vol, "exp", ids[1], "HEAD^").unwrap();
+    let lost = repo.reset_head(&vol, ids[1], "HEAD^").unwrap();
+    let lost: Vec<CommitId> = lost.iter().map(|c| c.id).collect();
+    assert_eq!(lost, vec![ids[2]], "exp reaches c1; nothing reaches c2");
+    repo.delete_branch(&vol, "exp").unwrap();
+    let moves: Vec<(String, Option<CommitId>, Option<CommitId>, String)> = repo
+        .reflog(&vol)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.reference, e.old, e.new, e.message))
+        .collect();
+    let s = |r: &str| r.to_string();
+    assert_eq!(
+        moves,
+        vec![
+            (s("exp"), Some(ids[1]), None, s("branch: deleted")),
+            (
+                s("master"),
+                Some(ids[2]),
+                Some(ids[1]),
+                s("reset: moving to HEAD^")
+            ),
+            (
+                s("exp"),
+                None,
+                Some(ids[1]),
+                s("branch: created from HEAD^")
+            ),
+            (
+                s("HEAD"),
+                Some(detached),
+                Some(ids[2]),
+                format!("checkout: moving from {} to master", detached.short(12))
+            ),
+            (s("HEAD"), Some(ids[0]), Some(detached), s("commit: on v1")),
+            (
+                s("HEAD"),
+                Some(ids[2]),
+                Some(ids[0]),
+                s("checkout: moving from master to v1")
+            ),
+            (s("master"), Some(ids[1]), Some(ids[2]), s("commit: c2")),
+            (s("master"), Some(ids[0]), Some(ids[1]), s("commit: c1")),
+            (s("master"), None, Some(ids[0]), s("commit (initial): c0")),
+        ]
+    );
+    // A reset of a detached HEAD reports what it leaves too (master still reaches c1).
+    repo.set_head_detached(&vol, ids[2], "46c080b1").unwrap();
+    let lost = repo.reset_head(&vol, ids[0], "HEAD~2").unwrap();
+    let lost: Vec<CommitId> = lost.iter().map(|c| c.id).collect();
+    assert_eq!(lost, vec![ids[2]]);
+    // The reflog goes with the volume's history.
+    let path = repo.refs.reflog_path(&vol);
+    assert!(path.exists());
+    repo.delete_volume(&vol).unwrap();
+    assert!(!path.exists());
+    assert!(repo.reflog(&vol).unwrap().is_empty());
+}
+
+#[test]
+fn gc_keeps_what_young_reflog_entries_and_young_objects_reach_until_pruned() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let ids = three_commits(&repo, &dir, &vol);
+    // A commit on a detached HEAD, then left behind.
+    repo.checkout(&vol, ids[0], &dir, &NoProgress).unwrap();
+    repo.set_head_detached(&vol, ids[0], "HEAD~2").unwrap();
+    write(&dir.join("only-here"), &noise(5, 300_000));
+    let detached = repo
+        .commit(&vol, &dir, info("detached"), &NoProgress)
+        .unwrap()
+        .id;
+    repo.checkout(&vol, ids[2], &dir, &NoProgress).unwrap();
+    repo.set_head_branch(&vol, "master").unwrap();
+
+    // Young objects are kept even without the reflog.
+    let g = repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+    assert_eq!(
+        (g.objects_removed, g.reflog_entries_expired),
+        (0, 0),
+        "{g:?}"
+    );
+    assert!(g.kept_for_reflog >= 3, "commit, tree, chunk: {g:?}");
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert_eq!(
+        f.unreachable, 0,
+        "reflog-reachable objects are reachable: {f:?}"
+    );
+
+    // Old objects: the young reflog entry alone keeps the detached commit.
+    age_objects(&repo);
+    let g = repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+    assert_eq!(g.objects_removed, 0, "{g:?}");
+    repo.read_commit(detached).unwrap();
+
+    // An unreachable old object nothing refers to goes; a young one stays.
+    let batch = store::WriteBatch::new();
+    let stray = ObjectId::hash(b"stray chunk");
+    repo.store.write(&stray, b"stray chunk", &batch).unwrap();
+    batch.sync().unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+    assert_eq!((g.objects_removed, g.kept_recent), (0, 1), "{g:?}");
+    age_objects(&repo);
+    let g = repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+    assert_eq!(g.objects_removed, 1, "{g:?}");
+
+    // Once the entries are older than the grace period they expire and the commit goes.
+    age_reflog(&repo, &vol);
+    let entries = repo.reflog(&vol).unwrap().len() as u64;
+    let g = repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+    assert_eq!(g.reflog_entries_expired, entries, "{g:?}");
+    assert!(g.objects_removed >= 3, "{g:?}");
+    assert!(repo.read_commit(detached).is_err());
+    assert!(repo.reflog(&vol).unwrap().is_empty());
+    for id in &ids {
+        repo.read_commit(*id).unwrap();
+    }
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+}
+
+#[test]
+fn prune_now_removes_unreferenced_history_at_once_but_not_branches() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let ids = three_commits(&repo, &dir, &vol);
+    repo.reset_head(&vol, ids[0], "HEAD~2").unwrap();
+    repo.create_branch(&vol, "keep", ids[1], "1234abcd")
+        .unwrap();
+    let g = repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
+    assert!(g.objects_removed >= 1, "c2: {g:?}");
+    assert!(g.reflog_entries_expired >= 5, "{g:?}");
+    assert!(repo.read_commit(ids[2]).is_err());
+    repo.read_commit(ids[1]).unwrap();
+    let f = repo.fsck(&NoProgress).unwrap();
+    assert!(f.is_clean() && f.unreachable == 0, "{f:?}");
+}
+
+#[test]
+fn a_torn_reflog_line_does_not_break_history() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let ids = three_commits(&repo, &dir, &vol);
+    let path = repo.refs.reflog_path(&vol);
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut f, b"0123abc - 2026-").unwrap();
+    drop(f);
+    assert_eq!(repo.reflog(&vol).unwrap().len(), 3);
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+    repo.reset_head(&vol, ids[1], "HEAD^").unwrap();
+    let log = repo.reflog(&vol).unwrap();
+    assert_eq!(
+        (log.len(), log[0].message.as_str()),
+        (4, "reset: moving to HEAD^")
+    );
+    repo.gc(&NoProgress, &GcOptions::default()).unwrap();
+}
+
+#[test]
+fn a_commit_belongs_to_the_volumes_whose_refs_or_reflog_reach_it() {
+    let (d, repo) = setup();
+    let (a, b) = (VolumeKey::new_random(), VolumeKey::new_random());
+    let ids = three_commits(&repo, &d.path().join("a"), &a);
+    write(&d.path().join("b/g"), b"other");
+    let other = repo
+        .commit(&b, &d.path().join("b"), info("b"), &NoProgress)
+        .unwrap()
+        .id;
+    assert_eq!(repo.owners_of(ids[0]).unwrap(), vec![a]);
+    assert_eq!(repo.owners_of(other).unwrap(), vec![b]);
+    // Reset away from c2: only a's reflog reaches it now, and still names a.
+    repo.reset_head(&a, ids[0], "HEAD~2").unwrap();
+    assert_eq!(repo.owners_of(ids[2]).unwrap(), vec![a]);
+    repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
+    assert!(repo.owners_of(ids[0]).unwrap() == vec![a]);
 }

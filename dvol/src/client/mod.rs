@@ -12,8 +12,8 @@ mod http;
 use anyhow::Result;
 use dvol_api::{
     ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CreateVolume,
-    DiffQuery, FsckView, GcView, Health, LogView, NodeInfo, ProfileView, ProgressEvent, RefRequest,
-    RefView, ResetRequest, ResizeVolume, VolumeView, NDJSON,
+    DiffQuery, FsckView, GcRequest, GcView, Health, LogView, NodeInfo, ProfileView, ProgressEvent,
+    RefRequest, RefView, ReflogEntryView, ResetRequest, ResizeVolume, VolumeView, NDJSON,
 };
 use hyper::Method;
 use serde::de::DeserializeOwned;
@@ -40,6 +40,11 @@ fn volume_path(name: &str) -> String {
 /// `/v1/volumes/{name}/{what}`.
 fn volume_resource(name: &str, what: &str) -> String {
     format!("{}/{what}", volume_path(name))
+}
+
+/// `/v1/volumes/{name}/{kind}/{ref}`: one branch or tag.
+fn ref_path(volume: &str, kind: &str, name: &str) -> String {
+    format!("{}/{}", volume_resource(volume, kind), segment(name))
 }
 
 /// `body` as the JSON of a request.
@@ -166,12 +171,22 @@ impl Client {
 
     /// `DELETE /v1/volumes/{name}/branches/{branch}`.
     pub async fn delete_branch(&self, volume: &str, branch: &str) -> Result<()> {
-        let path = format!(
-            "{}/{}",
-            volume_resource(volume, "branches"),
-            segment(branch)
-        );
-        self.delete(&path).await
+        self.delete(&ref_path(volume, "branches", branch)).await
+    }
+
+    /// `DELETE /v1/volumes/{name}/tags/{tag}`.
+    pub async fn delete_tag(&self, volume: &str, tag: &str) -> Result<()> {
+        self.delete(&ref_path(volume, "tags", tag)).await
+    }
+
+    /// `GET /v1/volumes/{name}/reflog[?limit=N]`: the moves of HEAD and the branches, newest
+    /// first.
+    pub async fn reflog(&self, volume: &str, limit: Option<usize>) -> Result<Vec<ReflogEntryView>> {
+        let mut path = volume_resource(volume, "reflog");
+        if let Some(n) = limit {
+            path.push_str(&format!("?limit={n}"));
+        }
+        self.get(&path).await
     }
 
     /// `GET /v1/volumes/{name}/tags`.
@@ -224,8 +239,10 @@ impl Client {
         self.post_long("/v1/fsck", None, progress).await
     }
 
-    /// `POST /v1/gc`: deletes the stored objects nothing refers to any more.
-    pub async fn gc(&self, progress: Progress<'_>) -> Result<GcView> {
-        self.post_long("/v1/gc", None, progress).await
+    /// `POST /v1/gc`: deletes the stored objects nothing refers to any more, but for the
+    /// grace period `request` sets.
+    pub async fn gc(&self, request: &GcRequest, progress: Progress<'_>) -> Result<GcView> {
+        self.post_long("/v1/gc", Some(json(request)?), progress)
+            .await
     }
 }

@@ -7,7 +7,7 @@ use dvol_api::{CheckoutRequest, CheckoutView, ResetRequest};
 use super::resumed::check_resumed;
 use crate::client::Client;
 use crate::current;
-use crate::render::format::{human_bytes, short_id};
+use crate::render::format::{first_line, human_bytes, short_id};
 use crate::render::progress::ProgressView;
 
 /// `dvol checkout REF [--force]`, `dvol checkout -b NAME [REV]`
@@ -69,8 +69,11 @@ pub async fn reset(client: &Client, volume: Option<&str>, hard: bool, rev: Strin
     print_files_changed(&reset)
 }
 
-/// The files a checkout or reset wrote, kept and removed; then the containers it could not
-/// start again.
+/// How many of the commits left behind the warning names.
+const LEFT_BEHIND_SHOWN: usize = 5;
+
+/// The files a checkout or reset wrote, kept and removed; then, on stderr, the commits it left
+/// behind and the containers it could not start again.
 fn print_files_changed(view: &CheckoutView) -> Result<()> {
     println!(
         " {} file(s) written ({}), {} unchanged, {} removed",
@@ -79,5 +82,33 @@ fn print_files_changed(view: &CheckoutView) -> Result<()> {
         view.files_unchanged,
         view.removed,
     );
+    warn_left_behind(view);
     check_resumed(&view.containers_not_resumed, false)
+}
+
+/// Warns, as git does, about the commits the move left unreachable from every branch and tag:
+/// the reflog keeps them until gc's grace period ends, a branch keeps them for good.
+fn warn_left_behind(view: &CheckoutView) {
+    let Some(newest) = view.left_behind.first() else {
+        return;
+    };
+    let n = view.left_behind.len();
+    let (commits, them) = if n == 1 {
+        ("1 commit".to_string(), "it")
+    } else {
+        (format!("{n} commits"), "them")
+    };
+    eprintln!(
+        "Warning: you are leaving {commits} behind, not connected to any of your branches or tags:"
+    );
+    for commit in view.left_behind.iter().take(LEFT_BEHIND_SHOWN) {
+        eprintln!("  {} {}", short_id(&commit.id), first_line(&commit.message));
+    }
+    if n > LEFT_BEHIND_SHOWN {
+        eprintln!("  ... and {} more", n - LEFT_BEHIND_SHOWN);
+    }
+    eprintln!(
+        "`dvol branch NAME {}` keeps {them}; until then `dvol reflog` lists {them} and gc keeps {them} for its grace period.",
+        short_id(&newest.id)
+    );
 }

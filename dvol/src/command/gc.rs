@@ -1,16 +1,18 @@
 //! `dvol gc`: deletes the stored objects no branch, tag or volume refers to any more.
 
 use anyhow::Result;
+use dvol_api::GcRequest;
 
 use crate::client::Client;
 use crate::render::format::human_bytes;
 use crate::render::json::print_json;
 use crate::render::progress::ProgressView;
 
-/// `dvol gc [--json]`
-pub async fn run(client: &Client, as_json: bool) -> Result<()> {
+/// `dvol gc [--prune WHEN] [--json]`
+pub async fn run(client: &Client, prune: Option<String>, as_json: bool) -> Result<()> {
     let mut view = ProgressView::new("gc".into(), "collecting unreferenced objects");
-    let answer = client.gc(Some(&mut |e| view.show(e))).await;
+    let request = GcRequest { prune };
+    let answer = client.gc(&request, Some(&mut |e| view.show(e))).await;
     let report = view.end(answer)?;
     if as_json {
         return print_json(&report);
@@ -21,5 +23,18 @@ pub async fn run(client: &Client, as_json: bool) -> Result<()> {
         human_bytes(report.bytes_removed),
         report.objects_kept,
     );
+    let grace_kept = report.kept_for_reflog + report.kept_recent;
+    if grace_kept > 0 {
+        println!(
+            " {grace_kept} of them only for the grace period ({}: reflog entries and recent objects); `dvol gc --prune=now` removes them",
+            report.grace
+        );
+    }
+    if report.reflog_entries_expired > 0 {
+        println!(
+            " expired {} reflog entries older than {}",
+            report.reflog_entries_expired, report.grace
+        );
+    }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod list;
 mod log;
 mod node;
 mod profile;
+mod reflog;
 mod resumed;
 mod rm;
 mod status;
@@ -63,16 +64,23 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Branch {
             volume,
             name,
+            start,
             at,
             delete,
             json,
-        } => branch::run(&client()?, volume.get(), name, at, delete, json).await,
+        } => branch::run(&client()?, volume.get(), name, at.or(start), delete, json).await,
         Command::Tag {
             volume,
             name,
             at,
+            delete,
             json,
-        } => tag::run(&client()?, volume.get(), name, at, json).await,
+        } => tag::run(&client()?, volume.get(), name, at, delete, json).await,
+        Command::Reflog {
+            volume,
+            max_count,
+            json,
+        } => reflog::run(&client()?, volume.get(), max_count, json).await,
         Command::Checkout {
             volume,
             rev,
@@ -89,7 +97,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         } => diff::run(&client()?, volume.get(), from, to, json).await,
         Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
-        Command::Gc(flag) => gc::run(&client()?, flag.json).await,
+        Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
     }
 }
 

@@ -192,6 +192,45 @@ pub struct CheckoutView {
     #[serde(default)]
     #[schema(required = true)]
     pub containers_not_resumed: Vec<NotResumed>,
+    /// Commits the move left behind: the old HEAD (or branch) reached them and no branch, tag
+    /// or HEAD does now. Only the reflog keeps them, until gc's grace period ends; a branch
+    /// at the newest (`dvol branch NAME ID`) keeps them for good. Newest first; empty normally.
+    #[serde(default)]
+    pub left_behind: Vec<LeftBehind>,
+}
+
+/// A commit a checkout or reset left unreachable from every branch and tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LeftBehind {
+    /// Full commit id (hex).
+    pub id: String,
+    /// Its message.
+    pub message: String,
+}
+
+/// One move of a volume's HEAD or of one of its branches (`GET /v1/volumes/{name}/reflog`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReflogEntryView {
+    /// When, RFC 3339.
+    pub time: String,
+    /// `HEAD` (HEAD itself moved: a checkout, or a commit or reset on a detached HEAD) or the
+    /// branch that moved.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The commit it pointed at before; none when it was created (or HEAD had no commit).
+    pub old: Option<String>,
+    /// The commit it points at after; none when the branch was deleted.
+    pub new: Option<String>,
+    /// The operation, e.g. `commit: fix schema`, `checkout: moving from master to v1`.
+    pub message: String,
+}
+
+/// `GET /v1/volumes/{name}/reflog` query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReflogQuery {
+    /// Answer at most this many entries (the newest).
+    pub limit: Option<usize>,
 }
 
 /// A container stopped (or paused) for an operation that could not be started (or unpaused)

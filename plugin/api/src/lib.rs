@@ -23,9 +23,10 @@ pub mod volume;
 pub use error::{ErrorBody, ErrorDetail};
 pub use history::{
     ChangeKind, ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CommitView,
-    DiffQuery, LogView, NotResumed, ReadFrom, RefRequest, RefView, ResetRequest,
+    DiffQuery, LeftBehind, LogView, NotResumed, ReadFrom, RefRequest, RefView, ReflogEntryView,
+    ReflogQuery, ResetRequest,
 };
-pub use maintenance::{FsckView, GcView};
+pub use maintenance::{FsckView, GcRequest, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
 pub use volume::{CreateVolume, ResizeVolume, VolumeView};

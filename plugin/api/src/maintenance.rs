@@ -20,6 +20,18 @@ pub struct FsckView {
     pub unreachable: u64,
 }
 
+/// `POST /v1/gc` body (optional): how much unreferenced history to keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcRequest {
+    /// The grace period: `now` (keep nothing beyond branches, tags and HEADs) or a duration
+    /// such as `90m`, `1h`, `14d`, `2w` (units s, m, h, d, w). Reflog entries younger than it
+    /// keep the commits they name, objects written within it are kept, and older reflog
+    /// entries are expired. Default two weeks.
+    #[serde(default)]
+    pub prune: Option<String>,
+}
+
 /// `POST /v1/gc`: what garbage collection removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GcView {
@@ -29,4 +41,16 @@ pub struct GcView {
     pub objects_removed: u64,
     /// Bytes freed.
     pub bytes_removed: u64,
+    /// Of the objects kept, those kept only because a reflog entry younger than the grace
+    /// period reaches them.
+    #[serde(default)]
+    pub kept_for_reflog: u64,
+    /// Of the objects kept, those kept only because they were written within the grace period.
+    #[serde(default)]
+    pub kept_recent: u64,
+    /// Reflog entries older than the grace period, deleted.
+    #[serde(default)]
+    pub reflog_entries_expired: u64,
+    /// The grace period used, e.g. `14d` or `now`.
+    pub grace: String,
 }

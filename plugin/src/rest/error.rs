@@ -2,7 +2,8 @@
 //! `{"error": {"code", "message"}}` ([`ErrorBody`]) with a status from its [`ErrorClass`].
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::Query;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -126,3 +127,14 @@ pub enum VolumeErrors {
 #[response(status = 500)]
 #[allow(dead_code)]
 pub struct InternalError(ErrorBody);
+
+/// The parsed query string of a request, or a `bad_query` error showing the `usage`.
+pub fn parse_query<T>(query: Result<Query<T>, QueryRejection>, usage: &str) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{}: use {usage}", e.body_text()),
+        )
+    })
+}

@@ -13,7 +13,7 @@ use dvol_api::{
     ResetRequest, StreamLine,
 };
 
-use super::error::{parse_body, ApiError, VolumeErrors};
+use super::error::{parse_body, parse_query, ApiError, VolumeErrors};
 use super::path::VolumePath;
 use super::stream::answer;
 use crate::service::VolumeService;
@@ -144,13 +144,7 @@ pub async fn diff(
     Path(VolumePath { name }): Path<VolumePath>,
     query: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_query",
-            format!("{}: use ?from=REV[&to=REV]", e.body_text()),
-        )
-    })?;
+    let query = parse_query(query, "?from=REV[&to=REV]")?;
     let changes = service
         .blocking(move |s| s.diff(&name, &query.from, query.to.as_deref()))
         .await?;

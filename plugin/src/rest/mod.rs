@@ -87,6 +87,8 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(refs::branches, refs::create_branch))
         .routes(routes!(refs::delete_branch))
         .routes(routes!(refs::tags, refs::create_tag))
+        .routes(routes!(refs::delete_tag))
+        .routes(routes!(refs::reflog))
         .routes(routes!(history::checkout))
         .routes(routes!(history::reset))
         .routes(routes!(history::diff))

@@ -1,15 +1,16 @@
-//! `/v1/volumes/{name}/branches` and `/tags`: a volume's branches and tags.
+//! `/v1/volumes/{name}/branches`, `/tags` and `/reflog`: a volume's branches and tags, and
+//! the record of their moves.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use dvol_api::{RefRequest, RefView};
+use dvol_api::{RefRequest, RefView, ReflogEntryView, ReflogQuery};
 
-use super::error::{parse_body, ApiError, VolumeErrors};
+use super::error::{parse_body, parse_query, ApiError, VolumeErrors};
 use super::path::VolumePath;
 use crate::service::VolumeService;
 
@@ -102,4 +103,42 @@ pub async fn create_tag(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RefView>), ApiError> {
     create(service, name, body, true).await
+}
+
+/// Delete a tag.
+#[utoipa::path(delete, path = "/v1/volumes/{name}/tags/{tag}", tag = "history", operation_id = "deleteTag",
+    params(VolumePath, ("tag" = String, Path, description = "The tag to delete")),
+    responses(
+        (status = 204, description = "Deleted"),
+        VolumeErrors,
+    ))]
+pub async fn delete_tag(
+    State(service): State<Arc<VolumeService>>,
+    Path((name, tag)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    service.blocking(move |s| s.delete_tag(&name, &tag)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every move of the volume's HEAD and branches, newest first.
+///
+/// Commits, checkouts, resets, branches created and deleted: when, which ref (`HEAD` or a
+/// branch), from which commit to which, and why. Commits named here are kept by gc for its
+/// grace period even when no branch or tag reaches them.
+#[utoipa::path(get, path = "/v1/volumes/{name}/reflog", tag = "history", operation_id = "reflog",
+    params(VolumePath, ReflogQuery),
+    responses(
+        (status = 200, description = "The entries, newest first", body = Vec<ReflogEntryView>),
+        VolumeErrors,
+    ))]
+pub async fn reflog(
+    State(service): State<Arc<VolumeService>>,
+    Path(VolumePath { name }): Path<VolumePath>,
+    query: Result<Query<ReflogQuery>, QueryRejection>,
+) -> Result<Json<Vec<ReflogEntryView>>, ApiError> {
+    let query = parse_query(query, "?limit=N")?;
+    let entries = service
+        .blocking(move |s| s.reflog(&name, query.limit))
+        .await?;
+    Ok(Json(entries))
 }

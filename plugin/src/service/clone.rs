@@ -7,7 +7,7 @@
 use dvol_backends::mount_table::is_mount_point;
 use dvol_backends::{Backend, Effect, VolumeSpec};
 use dvol_snapshot::{CommitId, CommitInfo, NoProgress, VolumeKey};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::locks::BUSY_PATIENCE;
 use super::VolumeService;
@@ -19,9 +19,26 @@ use crate::volume::Volume;
 #[derive(Debug, Clone)]
 pub enum CloneSource {
     /// A commit of any volume.
-    Commit(CommitId),
+    Commit {
+        /// The commit.
+        commit: CommitId,
+        /// The volume whose history it belongs to (the first by name whose refs or reflog
+        /// reach it), if it still exists.
+        owner: Option<Volume>,
+    },
     /// Another volume's current state.
     Volume(Volume),
+}
+
+impl CloneSource {
+    /// The volume a clone is like unless told otherwise: the source volume, or the volume the
+    /// commit belongs to (its profile, size and filesystem).
+    pub fn like(&self) -> Option<&Volume> {
+        match self {
+            CloneSource::Commit { owner, .. } => owner.as_ref(),
+            CloneSource::Volume(from) => Some(from),
+        }
+    }
 }
 
 impl VolumeService {
@@ -57,7 +74,10 @@ impl VolumeService {
         };
         match (volumes.as_slice(), commit) {
             ([one], None) => Ok(CloneSource::Volume(one.clone())),
-            ([], Some(commit)) => Ok(CloneSource::Commit(commit)),
+            ([], Some(commit)) => Ok(CloneSource::Commit {
+                commit,
+                owner: self.commit_owner(commit),
+            }),
             ([], None) => Err(problem(CloneSourceProblem::NoMatch)),
             (many, commit) => {
                 let mut candidates: Vec<String> = many
@@ -68,6 +88,22 @@ impl VolumeService {
                 Err(problem(CloneSourceProblem::Ambiguous { candidates }))
             }
         }
+    }
+
+    /// The volume `commit` belongs to: the first by name among those whose refs or reflog
+    /// reach it. `None` if none does (its volume was removed) or the history cannot be read.
+    fn commit_owner(&self, commit: CommitId) -> Option<Volume> {
+        let owners = match self.history.owners_of(commit) {
+            Ok(owners) => owners,
+            Err(e) => {
+                warn!(%commit, error = %e, "cannot tell which volume the commit belongs to; the clone gets the default profile");
+                return None;
+            }
+        };
+        self.list()
+            .into_iter()
+            .filter(|v| owners.contains(&VolumeKey(v.id)))
+            .min_by(|a, b| a.name.cmp(&b.name))
     }
 
     /// Makes `volume` (not yet created) a copy-on-write copy of `from` when both live in the
@@ -111,7 +147,7 @@ impl VolumeService {
     ) -> Result<(), ServiceError> {
         let key = VolumeKey(volume.id);
         let commit = match source {
-            CloneSource::Commit(commit) => *commit,
+            CloneSource::Commit { commit, .. } => *commit,
             CloneSource::Volume(from) => {
                 let message = format!("clone of volume {} ({})", from.name, from.id);
                 self.with_fixed_data(from.name.as_str(), |_, data, _| {
@@ -130,7 +166,7 @@ impl VolumeService {
             .mount(&Self::spec(volume), &mountpoint)
             .for_volume(&volume.name)?;
         let filled = match source {
-            CloneSource::Commit(_) => {
+            CloneSource::Commit { .. } => {
                 let owner = VolumeKey(uuid::Uuid::nil());
                 self.history
                     .clone_volume(&owner, commit, &key, &mountpoint, &NoProgress)

@@ -6,11 +6,13 @@
 //! Stopping the containers around checkout and reset is [`super::quiesce`]'s, before these
 //! take the lock.
 
-use std::path::Path;
-
-use dvol_api::{ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, LogView, RefView};
+use dvol_api::{
+    ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, LeftBehind, LogView, RefView,
+    ReflogEntryView,
+};
 use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
-use tracing::info;
+use std::path::Path;
+use tracing::{info, warn};
 
 use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
@@ -37,8 +39,16 @@ fn checkout_view(
     branch: Option<String>,
     commit: dvol_snapshot::CommitId,
     stats: &dvol_snapshot::CheckoutStats,
+    left_behind: &[dvol_snapshot::Commit],
 ) -> CheckoutView {
     CheckoutView {
+        left_behind: left_behind
+            .iter()
+            .map(|c| LeftBehind {
+                id: c.id.to_string(),
+                message: c.info.message.clone(),
+            })
+            .collect(),
         branch,
         commit: commit.to_string(),
         files_written: stats.files_written,
@@ -46,6 +56,13 @@ fn checkout_view(
         removed: stats.removed,
         bytes_written: stats.bytes_written,
         containers_not_resumed: Vec::new(),
+    }
+}
+
+/// Logs the commits a checkout or reset of `volume` left unreachable from every ref.
+fn warn_left_behind(volume: &Volume, left: &[dvol_snapshot::Commit]) {
+    if let Some(newest) = left.first() {
+        warn!(volume = %volume.name, commits = left.len(), newest = %newest.id, "commits left behind, kept only by the reflog until gc's grace period ends");
     }
 }
 
@@ -181,7 +198,8 @@ impl VolumeService {
         if tag {
             self.history.create_tag(&key, name, commit)
         } else {
-            self.history.create_branch(&key, name, commit)
+            self.history
+                .create_branch(&key, name, commit, at.unwrap_or("HEAD"))
         }
         .for_volume(&volume.name)?;
         Ok(RefView {
@@ -197,6 +215,38 @@ impl VolumeService {
         self.history
             .delete_branch(&VolumeKey(volume.id), branch)
             .for_volume(&volume.name)
+    }
+
+    /// Deletes a tag.
+    pub fn delete_tag(&self, reference: &str, tag: &str) -> Result<(), ServiceError> {
+        let volume = self.get(reference)?;
+        self.history
+            .delete_tag(&VolumeKey(volume.id), tag)
+            .for_volume(&volume.name)
+    }
+
+    /// The volume's reflog, newest first, at most `limit` entries.
+    pub fn reflog(
+        &self,
+        reference: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<ReflogEntryView>, ServiceError> {
+        let volume = self.get(reference)?;
+        let entries = self
+            .history
+            .reflog(&VolumeKey(volume.id))
+            .for_volume(&volume.name)?;
+        Ok(entries
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|e| ReflogEntryView {
+                time: dvol_snapshot::object::format_time(&e.time.fixed_offset()),
+                reference: e.reference,
+                old: e.old.map(|c| c.to_string()),
+                new: e.new.map(|c| c.to_string()),
+                message: e.message,
+            })
+            .collect())
     }
 
     /// Uncommitted changes in the volume against HEAD.
@@ -277,7 +327,7 @@ impl VolumeService {
             let branch = match new_branch {
                 Some(name) => {
                     self.history
-                        .create_branch(&key, name, commit)
+                        .create_branch(&key, name, commit, rev)
                         .for_volume(&volume.name)?;
                     Some(name.to_string())
                 }
@@ -289,13 +339,14 @@ impl VolumeService {
                     .find(|b| b.name == rev)
                     .map(|b| b.name),
             };
-            match &branch {
+            let left = match &branch {
                 Some(name) => self.history.set_head_branch(&key, name),
-                None => self.history.set_head_detached(&key, commit),
+                None => self.history.set_head_detached(&key, commit, rev),
             }
             .for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
-            Ok(checkout_view(branch, commit, &stats))
+            warn_left_behind(volume, &left);
+            Ok(checkout_view(branch, commit, &stats, &left))
         })
     }
 
@@ -314,14 +365,14 @@ impl VolumeService {
                 .history
                 .checkout(&key, commit, data, progress)
                 .for_volume(&volume.name)?;
+            let left = self
+                .history
+                .reset_head(&key, commit, rev)
+                .for_volume(&volume.name)?;
             let head = self.history.head(&key).for_volume(&volume.name)?;
-            match &head.branch {
-                Some(branch) => self.history.set_branch(&key, branch, commit),
-                None => self.history.set_head_detached(&key, commit),
-            }
-            .for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
-            Ok(checkout_view(head.branch, commit, &stats))
+            warn_left_behind(volume, &left);
+            Ok(checkout_view(head.branch, commit, &stats, &left))
         })
     }
 }

@@ -232,11 +232,8 @@ impl VolumeService {
             .as_deref()
             .map(|from| self.resolve_clone_source(&name, from))
             .transpose()?;
-        // A clone of a volume is, unless told otherwise, a volume like it.
-        let like = match &clone_source {
-            Some(CloneSource::Volume(from)) => Some(from),
-            _ => None,
-        };
+        // A clone of a volume, or of a commit of one, is, unless told otherwise, a volume like it.
+        let like = clone_source.as_ref().and_then(CloneSource::like);
         let profile_name = requested
             .clone()
             .or_else(|| like.map(|from| from.profile.clone()))
