@@ -22,6 +22,7 @@
 //! | metadata connection mutex ([`metadata::Metadata`]) | the SQLite connection; each change is one transaction | each metadata call, briefly |
 //! | repository flock `<root>/history/lock` (in `dvol-snapshot`) | the object store against deletion | shared by every history call; exclusive by gc's sweep |
 //! | per-volume flocks `<root>/history/locks/<uuid>` (in `dvol-snapshot`) | one volume's refs and index | exclusive by commit, checkout and ref changes of that volume |
+//! | root flock `<root>/daemon.lock` ([`root_lock`]) | the whole state root against a second daemon | the daemon, from before it opens the state until it exits |
 //! | container quiescing ([`service::VolumeService::around_containers`]) | the volume's running containers, stopped or paused | checkout, reset, `commit --pause`, around (and outside) the name lock |
 //!
 //! Which operations may run together: any two on different volumes. On one volume, only
@@ -42,6 +43,7 @@ pub mod metadata;
 pub mod names;
 pub mod profile;
 pub mod rest;
+pub mod root_lock;
 pub mod service;
 pub mod volume;
 

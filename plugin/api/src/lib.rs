@@ -28,7 +28,7 @@ pub use history::{
 pub use maintenance::{FsckView, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
-pub use volume::{CreateVolume, ResizeVolume, VolumeView};
+pub use volume::{CreateVolume, ResizeVolume, VolumeState, VolumeView};
 
 /// The API version in every path (`/v1/...`).
 pub const API_VERSION: &str = "1";

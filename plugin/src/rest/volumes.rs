@@ -30,6 +30,8 @@ pub fn view(service: &VolumeService, volume: Volume) -> VolumeView {
         created_at: volume.created_rfc3339(),
         mounted: volume.in_use(),
         mounts: volume.mounts,
+        state: volume.state,
+        problem: volume.problem,
     }
 }
 
@@ -51,7 +53,7 @@ pub async fn list(State(service): State<Arc<VolumeService>>) -> Json<Vec<VolumeV
         (status = 201, description = "Created", body = VolumeView),
         (status = 200, description = "It existed already with that profile: unchanged", body = VolumeView),
         (status = 400, description = "Bad name, option, size or snapshot reference", body = ErrorBody),
-        (status = 409, description = "It exists with another profile, or its clone source is busy", body = ErrorBody),
+        (status = 409, description = "It exists with another profile or is being removed, or its clone source is busy", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 500, description = "The backend or the host failed", body = ErrorBody),
         (status = 503, description = "The profile's backend cannot run on this host", body = ErrorBody),
@@ -96,7 +98,7 @@ pub async fn get(
         (status = 400, description = "Bad name", body = ErrorBody),
         (status = 404, description = "No such volume", body = ErrorBody),
         (status = 409, description = "In use", body = ErrorBody),
-        (status = 500, description = "The backend failed; removal is retried at next start", body = ErrorBody),
+        (status = 500, description = "The backend failed halfway; the volume stays listed as removing, with the reason, until a retried remove (or the next start) finishes", body = ErrorBody),
     ))]
 pub async fn delete(
     State(service): State<Arc<VolumeService>>,
@@ -114,7 +116,7 @@ pub async fn delete(
         (status = 200, description = "The volume, with its new size", body = VolumeView),
         (status = 400, description = "Bad size, a shrink, or a backend without sizes", body = ErrorBody),
         (status = 404, description = "No such volume", body = ErrorBody),
-        (status = 409, description = "It has another profile than the name says", body = ErrorBody),
+        (status = 409, description = "It has another profile than the name says, or is being removed", body = ErrorBody),
         (status = 500, description = "The backend failed", body = ErrorBody),
         (status = 503, description = "Its backend cannot run on this host", body = ErrorBody),
     ))]

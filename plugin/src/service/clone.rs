@@ -12,7 +12,7 @@ use tracing::info;
 use super::{VolumeService, BUSY_PATIENCE};
 use crate::error::{CloneSourceProblem, ForVolume, ServiceError};
 use crate::names::VolumeName;
-use crate::volume::Volume;
+use crate::volume::{Volume, VolumeState};
 
 /// What a `NAME@snapshot-REF` or `-o from=REF` clone starts from.
 #[derive(Debug, Clone)]
@@ -43,6 +43,7 @@ impl VolumeService {
         let volumes: Vec<Volume> = self
             .list()
             .into_iter()
+            .filter(|v| v.state == VolumeState::Ready)
             .filter(|v| v.id.simple().to_string().starts_with(&wanted))
             .collect();
         let commit = match self.history.find_commit(&wanted) {
