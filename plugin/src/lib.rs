@@ -17,7 +17,7 @@
 //!
 //! | lock | guards | held by |
 //! |---|---|---|
-//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and history refs | create, remove, mount, unmount, resize (waiting); commit, status, checkout, reset, clone from it (waiting at most [`service::BUSY_PATIENCE`], then `busy`) |
+//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and history refs | create, remove, mount, unmount, resize, dropping stale mount ids at start (waiting); a remove refused as in use asks the engine for the volume's running containers while holding it (at most [`containers::ENGINE_PATIENCE`]; listing calls no plugin); commit, status, checkout, reset, clone from it (waiting at most [`service::BUSY_PATIENCE`], then `busy`) |
 //! | registry lock (`RwLock` over the volumes by name) | the in-memory registry | every lookup (read), publish and remove (write), never across I/O |
 //! | metadata connection mutex ([`metadata::Metadata`]) | the SQLite connection; each change is one transaction | each metadata call, briefly |
 //! | repository flock `<root>/history/lock` (in `dvol-snapshot`) | the object store against deletion | shared by every history call; exclusive by gc's sweep |

@@ -107,14 +107,12 @@ impl MetadataError {
     }
 }
 
-/// Whether SQLite failed for want of space: `SQLITE_FULL`, or an I/O error whose cause is
-/// `ENOSPC` (growing the `-shm` index, say).
+/// Whether SQLite failed for want of space: `SQLITE_FULL`, or no room to grow the WAL's
+/// shared-memory index (`SQLITE_IOERR_SHMSIZE`).
 fn is_full(e: &rusqlite::Error) -> bool {
     match e {
-        rusqlite::Error::SqliteFailure(e, message) => {
+        rusqlite::Error::SqliteFailure(e, _) => {
             e.code == rusqlite::ErrorCode::DiskFull
-                || (e.code == rusqlite::ErrorCode::SystemIoFailure
-                    && message.as_deref().is_some_and(|m| m.contains("full")))
                 || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
         }
         _ => false,

@@ -368,7 +368,7 @@ impl VolumeService {
         let mut volume = self.find(&reference)?;
         if volume.state != VolumeState::Removing {
             if volume.in_use() {
-                volume = self.drop_stale_mounts(volume);
+                volume = self.drop_stale_mounts(volume).0;
             }
             if volume.in_use() {
                 return Err(ServiceError::InUse {

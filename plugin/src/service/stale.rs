@@ -35,18 +35,21 @@ impl VolumeService {
                     suffix: Suffix::None,
                 };
                 if let Ok(volume) = self.find(&reference) {
-                    self.drop_stale_mounts(volume);
+                    if let Asked::Unreachable = self.drop_stale_mounts(volume).1 {
+                        // Asked once: each further volume would wait as long again.
+                        return;
+                    }
                 }
             }
         }
     }
 
     /// Drops `volume`'s mount ids if the engine lists no container using it and the kernel
-    /// shows no other mount of its data; answers the volume as recorded afterwards. The
-    /// caller holds the name lock.
-    pub(super) fn drop_stale_mounts(&self, volume: Volume) -> Volume {
+    /// shows no other mount of its data; answers the volume as recorded afterwards, and
+    /// whether the engine answered. The caller holds the name lock.
+    pub(super) fn drop_stale_mounts(&self, volume: Volume) -> (Volume, Asked) {
         if !volume.mounts.keys().any(|id| engine_made(id)) {
-            return volume;
+            return (volume, Asked::NotNeeded);
         }
         match self
             .containers
@@ -54,11 +57,17 @@ impl VolumeService {
         {
             Err(e) => {
                 info!(volume = %volume.name, error = %e, "cannot ask the container engine which containers use the volume; keeping its mount ids");
-                return volume;
+                return (volume, Asked::Unreachable);
             }
-            Ok(users) if !users.is_empty() => return volume,
+            Ok(users) if !users.is_empty() => return (volume, Asked::Answered),
             Ok(_) => {}
         }
+        (self.drop_unused_mounts(volume), Asked::Answered)
+    }
+
+    /// Drops the engine's mount ids of `volume`, which no container uses, unless the kernel
+    /// shows its data mounted elsewhere.
+    fn drop_unused_mounts(&self, volume: Volume) -> Volume {
         let mountpoint = self.layout.mountpoint(volume.id);
         match mounted_elsewhere(&mountpoint) {
             Ok(false) => {}
@@ -102,6 +111,17 @@ impl VolumeService {
 /// point's id.
 fn engine_made(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether [`VolumeService::drop_stale_mounts`] reached the container engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// The volume holds no id the engine made: nothing to ask.
+    NotNeeded,
+    /// The engine answered.
+    Answered,
+    /// The engine could not be reached.
+    Unreachable,
 }
 
 /// One line of a `mountinfo` table: the device, the root of the mount within its
