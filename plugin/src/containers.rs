@@ -20,6 +20,10 @@ use tracing::{info, warn};
 
 use crate::names::VolumeName;
 
+/// How long dvol waits for the engine to say which containers use a volume before it
+/// treats the engine as unreachable.
+pub const ENGINE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Seconds a container gets to stop before the engine kills it.
 pub const STOP_TIMEOUT_SECS: i32 = 30;
 
@@ -270,6 +274,32 @@ impl Containers {
             driver: driver.into(),
             engine,
         }
+    }
+
+    /// The running (or paused) containers that use a volume known to the engine by `names`,
+    /// asked from a blocking context (a thread of its own runs the call, so it works inside
+    /// and outside a runtime). `Err` carries the engine's message when it cannot be reached
+    /// within [`ENGINE_PATIENCE`].
+    pub fn running_users_blocking(&self, names: &[String]) -> Result<Vec<ContainerRef>, String> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| e.to_string())?;
+                    runtime.block_on(async {
+                        tokio::time::timeout(
+                            ENGINE_PATIENCE,
+                            self.engine.running_users(&self.driver, names),
+                        )
+                        .await
+                        .map_err(|_| format!("no answer within {} s", ENGINE_PATIENCE.as_secs()))?
+                    })
+                })
+                .join()
+                .map_err(|_| "the thread asking the engine panicked".to_string())?
+        })
     }
 
     /// Stops (or pauses) the running users of `volume` (known to the engine by `names`), runs

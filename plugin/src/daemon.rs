@@ -25,6 +25,7 @@ use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
 use crate::profile::HostBackends;
 use crate::rest::ApiError;
+use crate::root_lock::{RootLock, RootLockError};
 use crate::service::VolumeService;
 use crate::volume::Layout;
 use crate::{docker, rest};
@@ -81,6 +82,9 @@ pub enum DaemonError {
     /// TCP was asked for without a usable token.
     #[error("--listen needs --token-file naming a file with a non-empty bearer token: {0}")]
     Token(String),
+    /// Another daemon runs on the state root, or its lock could not be taken.
+    #[error(transparent)]
+    RootLock(#[from] RootLockError),
 }
 
 /// Probes the backends the configuration's profiles need. A backend that cannot run here is
@@ -186,8 +190,34 @@ fn unauthorized() -> Response {
     .into_response()
 }
 
+/// The unix sockets this start bound, removed when dropped: on a failed start and at
+/// shutdown, and never a socket this process did not bind (another daemon's stays).
+#[derive(Debug, Default)]
+struct BoundSockets(Vec<PathBuf>);
+
+impl BoundSockets {
+    /// Binds `path` (see [`bind_unix`]) and remembers it for removal.
+    async fn bind(&mut self, path: &Path) -> Result<UnixListener, DaemonError> {
+        let listener = bind_unix(path).await?;
+        self.0.push(path.to_path_buf());
+        Ok(listener)
+    }
+}
+
+impl Drop for BoundSockets {
+    fn drop(&mut self) {
+        for socket in &self.0 {
+            let _ = std::fs::remove_file(socket);
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes, then stops accepting calls, lets running ones
 /// finish and removes its sockets. Mounted volumes stay mounted: containers keep running.
+///
+/// The state root is locked first ([`RootLock`]): a second daemon on the same root is
+/// refused before it touches any state or socket. A start that fails removes the sockets it
+/// bound, and only those.
 pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -196,6 +226,7 @@ pub async fn run(
         Some(_) => Some(read_token(options.token_file.as_deref())?),
         None => None,
     };
+    let _root_lock = RootLock::take(&options.root)?;
     let opts = options.clone();
     let service = tokio::task::spawn_blocking(move || open_service(&opts))
         .await
@@ -205,10 +236,17 @@ pub async fn run(
         service.set_containers(Containers::new(driver, Arc::new(DockerEngine::default())));
     }
     let service = Arc::new(service);
+    service
+        .blocking(|s| {
+            s.drop_all_stale_mounts();
+            Ok(())
+        })
+        .await?;
     info!(root = %options.root.display(), volumes = service.list().len(), "state opened");
 
-    let plugin = bind_unix(&options.plugin_socket).await?;
-    let api_unix = bind_unix(&options.api_socket).await?;
+    let mut sockets = BoundSockets::default();
+    let plugin = sockets.bind(&options.plugin_socket).await?;
+    let api_unix = sockets.bind(&options.api_socket).await?;
     let tcp = match options.listen {
         Some(addr) => {
             Some(
@@ -275,8 +313,6 @@ pub async fn run(
     {
         tracing::warn!("calls still running after 10 s; exiting anyway");
     }
-    for socket in [&options.plugin_socket, &options.api_socket] {
-        let _ = std::fs::remove_file(socket);
-    }
+    drop(sockets);
     result
 }

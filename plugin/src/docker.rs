@@ -260,6 +260,10 @@ fn status(service: &VolumeService, volume: &Volume) -> BTreeMap<String, String> 
     if let Some(location) = &volume.location {
         status.insert("location".to_string(), location.clone());
     }
+    status.insert("state".to_string(), volume.state.as_str().to_string());
+    if let Some(problem) = &volume.problem {
+        status.insert("problem".to_string(), problem.clone());
+    }
     status
 }
 

@@ -120,6 +120,23 @@ pub enum ServiceError {
         /// How many mount ids are active.
         mounts: usize,
     },
+    /// The volume is being removed, or a remove of it failed halfway.
+    #[error("volume {volume} is being removed ({}); retry `dvol volume rm {volume}`", problem.as_deref().unwrap_or("a remove is running"))]
+    Removing {
+        /// The volume.
+        volume: VolumeName,
+        /// Why its last remove failed, if one did.
+        problem: Option<String>,
+    },
+    /// A remove failed halfway: the volume stays listed as `removing`.
+    #[error("volume {volume} could not be removed: {}; it stays listed as removing: fix that, then retry `dvol volume rm {volume}`", source.reason())]
+    RemoveFailed {
+        /// The volume.
+        volume: VolumeName,
+        /// What failed.
+        #[source]
+        source: Box<ServiceError>,
+    },
     /// The volume's backend failed.
     #[error("volume {volume}: {source}")]
     Backend {
@@ -238,6 +255,7 @@ impl ServiceError {
             ServiceError::NotFound { .. } => ErrorClass::NotFound,
             ServiceError::ProfileMismatch { .. }
             | ServiceError::InUse { .. }
+            | ServiceError::Removing { .. }
             | ServiceError::Busy { .. }
             | ServiceError::Uncommitted { .. }
             | ServiceError::Containers(_) => ErrorClass::Conflict,
@@ -247,10 +265,23 @@ impl ServiceError {
             ServiceError::History { source, .. } | ServiceError::Repository(source) => {
                 history_class(source)
             }
-            ServiceError::NotResumed { source, .. } => source.class(),
+            ServiceError::NotResumed { source, .. } | ServiceError::RemoveFailed { source, .. } => {
+                source.class()
+            }
             ServiceError::Metadata(_) | ServiceError::Root { .. } | ServiceError::Worker { .. } => {
                 ErrorClass::Internal
             }
+        }
+    }
+
+    /// What went wrong, without the `volume NAME: ` the message of a backend or history
+    /// error starts with: for sentences that name the volume themselves.
+    pub fn reason(&self) -> String {
+        match self {
+            ServiceError::Backend { source, .. } => source.to_string(),
+            ServiceError::History { source, .. } => source.to_string(),
+            ServiceError::RemoveFailed { source, .. } => source.reason(),
+            other => other.to_string(),
         }
     }
 
@@ -283,6 +314,8 @@ impl ServiceError {
             ServiceError::BadPrune { .. } => "invalid_prune",
             ServiceError::Containers(_) => "containers_failed",
             ServiceError::NotResumed { source, .. } => source.code(),
+            ServiceError::Removing { .. } => "removing",
+            ServiceError::RemoveFailed { .. } => "remove_failed",
             ServiceError::Metadata(_) => "metadata_failed",
             ServiceError::Root { .. } => "state_root_failed",
             ServiceError::Worker { .. } => "internal",

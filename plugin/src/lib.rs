@@ -18,11 +18,12 @@
 //!
 //! | lock | guards | taken by |
 //! |---|---|---|
-//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and data | create, remove, mount, unmount, resize: waiting. Commit, status, checkout, reset: waiting at most [`service::BUSY_PATIENCE`], then `busy` |
+//! | name lock, one per volume name (`service::locks`) | a volume's record, storage, mounts and data | create, remove, mount, unmount, resize, dropping stale mount ids at start: waiting (a remove refused as in use asks the engine for the volume's running containers while holding it, at most [`containers::ENGINE_PATIENCE`]; listing calls no plugin). Commit, status, checkout, reset: waiting at most [`service::BUSY_PATIENCE`], then `busy` |
 //! | registry lock (an `RwLock` over the volumes by name) | the in-memory registry | every lookup (read); publish and remove (write); never held across I/O |
 //! | metadata connection mutex ([`metadata::Metadata`]) | the SQLite connection; each change is one transaction | each metadata call, briefly |
 //! | repository flock `<root>/history/lock` (in `dvol-snapshot`) | objects against deletion | shared: commit, checkout, ref creation and moves, fsck (whole call); exclusive: gc (whole call) |
 //! | volume flock `<root>/history/locks/<uuid>` (in `dvol-snapshot`) | one volume's refs and index | exclusive: commit, checkout, ref creation, moves and deletion of that volume |
+//! | root flock `<root>/daemon.lock` ([`root_lock`]) | the whole state root against a second daemon | the daemon, from before it opens the state until it exits |
 //! | container quiescing ([`service::VolumeService::around_containers`]) | the volume's running containers, stopped or paused | checkout, reset, `commit --pause`; taken before the name lock, released after it |
 //!
 //! Which operations may run together:
@@ -51,6 +52,7 @@ pub mod metadata;
 pub mod names;
 pub mod profile;
 pub mod rest;
+pub mod root_lock;
 pub mod service;
 pub mod volume;
 

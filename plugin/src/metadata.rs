@@ -6,6 +6,9 @@
 //! forward at open.
 
 use std::collections::BTreeMap;
+use std::fs::Permissions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -50,6 +53,10 @@ ALTER TABLE volumes ADD COLUMN location TEXT;
 "#,
 ];
 
+/// Room kept beside the database (`dvol.db.reserve`) so the record of a remove can be written
+/// when the state root is full: deleted when a delete finds no room, made again when there is.
+pub const RESERVE_BYTES: usize = 1 << 20;
+
 /// Errors from the metadata database.
 #[derive(Debug, thiserror::Error)]
 pub enum MetadataError {
@@ -72,6 +79,15 @@ pub enum MetadataError {
         /// The newest this build knows.
         known: usize,
     },
+    /// The database file's mode could not be set.
+    #[error("metadata database {path}: cannot make it readable by its owner only: {source}")]
+    Mode {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A row does not make sense.
     #[error("metadata database {path}: corrupt row for volume {uuid}: {problem}")]
     Corrupt {
@@ -82,6 +98,25 @@ pub enum MetadataError {
         /// What is wrong.
         problem: String,
     },
+}
+
+impl MetadataError {
+    /// Whether SQLite failed because the filesystem holding the database is full.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, MetadataError::Sqlite { source, .. } if is_full(source))
+    }
+}
+
+/// Whether SQLite failed for want of space: `SQLITE_FULL`, or no room to grow the WAL's
+/// shared-memory index (`SQLITE_IOERR_SHMSIZE`).
+fn is_full(e: &rusqlite::Error) -> bool {
+    match e {
+        rusqlite::Error::SqliteFailure(e, _) => {
+            e.code == rusqlite::ErrorCode::DiskFull
+                || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE
+        }
+        _ => false,
+    }
 }
 
 /// A `volumes` row as stored.
@@ -95,6 +130,24 @@ struct Row {
     created_at: String,
     state: String,
     location: Option<String>,
+}
+
+/// Makes the database file and its SQLite companions (`-wal`, `-shm`) readable by their owner
+/// only, whatever mode an older dvol left them with.
+fn restrict_to_owner(path: &Path) -> Result<(), MetadataError> {
+    let companion = |suffix: &str| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    for file in [path.to_path_buf(), companion("-wal"), companion("-shm")] {
+        match std::fs::set_permissions(&file, Permissions::from_mode(0o600)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file != path => {}
+            Err(source) => return Err(MetadataError::Mode { path: file, source }),
+        }
+    }
+    Ok(())
 }
 
 /// The metadata database.
@@ -111,10 +164,21 @@ impl Metadata {
             source,
         };
         let mut conn = Connection::open(path).map_err(sqlite)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-        )
-        .map_err(sqlite)?;
+        restrict_to_owner(path)?;
+        const SETTINGS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;";
+        if let Err(e) = conn.execute_batch(SETTINGS) {
+            // A full filesystem has no room for the shared-memory index (`-shm`) WAL mode
+            // needs. In exclusive locking mode SQLite keeps that index in memory, so the
+            // database still opens (the daemon holds the root alone; see `root_lock`).
+            if !is_full(&e) {
+                return Err(sqlite(e));
+            }
+            drop(conn);
+            tracing::warn!(database = %path.display(), error = %e, "no room for the database's shared-memory index; opening it in exclusive locking mode");
+            conn = Connection::open(path).map_err(sqlite)?;
+            conn.execute_batch(&format!("PRAGMA locking_mode = EXCLUSIVE; {SETTINGS}"))
+                .map_err(sqlite)?;
+        }
         let version: usize = conn
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(sqlite)?;
@@ -132,10 +196,61 @@ impl Metadata {
                 .map_err(sqlite)?;
             tx.commit().map_err(sqlite)?;
         }
-        Ok(Metadata {
+        let metadata = Metadata {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
-        })
+        };
+        metadata.keep_reserve();
+        Ok(metadata)
+    }
+
+    /// The file holding [`RESERVE_BYTES`] of room for the journal of a delete.
+    fn reserve_path(&self) -> PathBuf {
+        let mut name = self.path.as_os_str().to_owned();
+        name.push(".reserve");
+        PathBuf::from(name)
+    }
+
+    /// Makes the reserve file if it is missing and there is room; best effort.
+    pub fn keep_reserve(&self) {
+        let reserve = self.reserve_path();
+        if reserve.exists() {
+            return;
+        }
+        let mut partial = reserve.clone().into_os_string();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)
+            .and_then(|mut file| {
+                file.write_all(&vec![0; RESERVE_BYTES])?;
+                file.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&partial, &reserve));
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&partial);
+            tracing::info!(reserve = %reserve.display(), error = %e, "no room for the metadata database's reserve yet");
+        }
+    }
+
+    /// Runs a change that must get through on a full disk (the record of a remove): if it
+    /// fails for want of space, the reserve file is deleted to make room and it runs again.
+    fn with_reserve<T>(
+        &self,
+        mut f: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, MetadataError> {
+        match self.with(&mut f) {
+            Err(e) if e.is_storage_full() && self.reserve_path().exists() => {
+                tracing::warn!(database = %self.path.display(), "the state root is full: using the metadata database's reserve");
+                let _ = std::fs::remove_file(self.reserve_path());
+                self.with(f)
+            }
+            other => other,
+        }
     }
 
     fn with<T>(
@@ -152,6 +267,13 @@ impl Metadata {
         })
     }
 
+    /// Makes every later write fail (SQLite's `query_only`), as a full or broken disk would.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.with(|c| c.pragma_update(None, "query_only", refuse))
+            .unwrap();
+    }
+
     /// The schema version of the open database.
     pub fn schema_version(&self) -> Result<usize, MetadataError> {
         self.with(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
@@ -161,13 +283,22 @@ impl Metadata {
     pub fn host_id(&self) -> Result<Uuid, MetadataError> {
         let fresh = Uuid::new_v4().to_string();
         let stored: String = self.with(|c| {
-            c.execute(
-                "INSERT OR IGNORE INTO node (key, value) VALUES ('host_id', ?1)",
-                [&fresh],
-            )?;
-            c.query_row("SELECT value FROM node WHERE key = 'host_id'", [], |row| {
-                row.get(0)
-            })
+            let read = |c: &Connection| {
+                c.query_row("SELECT value FROM node WHERE key = 'host_id'", [], |row| {
+                    row.get(0)
+                })
+            };
+            // Read first: a host that has its id writes nothing (a full disk allows no write).
+            match read(c) {
+                Err(rusqlite::Error::QueryReturnedNoRows) => {
+                    c.execute(
+                        "INSERT OR IGNORE INTO node (key, value) VALUES ('host_id', ?1)",
+                        [&fresh],
+                    )?;
+                    read(c)
+                }
+                other => other,
+            }
         })?;
         stored.parse().map_err(|_| MetadataError::Corrupt {
             path: self.path.clone(),
@@ -237,6 +368,7 @@ impl Metadata {
                     state: VolumeState::parse(&row.state)
                         .ok_or_else(|| corrupt(format!("unknown state {:?}", row.state)))?,
                     mounts: by_volume.remove(&row.uuid).unwrap_or_default(),
+                    problem: None,
                 })
             })
             .collect()
@@ -286,9 +418,10 @@ impl Metadata {
         })
     }
 
-    /// Forgets a volume, its mounts and aliases.
+    /// Forgets a volume, its mounts and aliases. Gets through on a full disk while the
+    /// reserve lasts (see [`Metadata::keep_reserve`]).
     pub fn delete(&self, id: Uuid) -> Result<(), MetadataError> {
-        self.with(|c| {
+        self.with_reserve(|c| {
             c.execute("DELETE FROM volumes WHERE uuid = ?1", [id.to_string()])
                 .map(drop)
         })
@@ -363,6 +496,7 @@ mod tests {
                 .with_timezone(&Utc),
             state: VolumeState::Creating,
             mounts: BTreeMap::new(),
+            problem: None,
         }
     }
 
@@ -411,6 +545,81 @@ mod tests {
         assert_eq!(volumes.len(), 1);
         assert_eq!(volumes[0].name.as_str(), "old");
         assert_eq!(volumes[0].location, None);
+    }
+
+    /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
+    struct SmallFs(tempfile::TempDir);
+
+    impl SmallFs {
+        fn mount(size: &str) -> SmallFs {
+            let dir = tempfile::tempdir().unwrap();
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success());
+            SmallFs(dir)
+        }
+
+        /// Writes a file until the filesystem has no room left.
+        fn fill(&self) {
+            let mut file = std::fs::File::create(self.0.path().join("fill")).unwrap();
+            let chunk = vec![1u8; 64 << 10];
+            while file.write_all(&chunk).is_ok() {}
+            for i in 0.. {
+                if std::fs::write(self.0.path().join(format!("f{i}")), b"x").is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    #[test]
+    fn on_a_full_disk_the_database_opens_and_a_delete_gets_through() {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        }
+        let fs = SmallFs::mount("4m");
+        let path = fs.0.path().join("dvol.db");
+        let (a, b) = (volume("a"), volume("b"));
+        {
+            let metadata = Metadata::open(&path).unwrap();
+            metadata.insert(&a).unwrap();
+            metadata.insert(&b).unwrap();
+            metadata.host_id().unwrap();
+        }
+        fs.fill();
+        let metadata = Metadata::open(&path).expect("opens on a full disk");
+        assert_eq!(metadata.load().unwrap().len(), 2);
+        metadata.host_id().unwrap();
+        let e = metadata.insert(&volume("c")).unwrap_err();
+        assert!(e.is_storage_full(), "{e}");
+        metadata
+            .delete(a.id)
+            .expect("a delete gets through on a full disk");
+        assert_eq!(metadata.load().unwrap(), vec![b]);
+    }
+
+    #[test]
+    fn the_database_is_made_owner_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dvol.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
+        drop(Metadata::open(&path).unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -9,38 +9,10 @@ use uuid::Uuid;
 
 use crate::names::{ProfileName, VolumeName};
 
-/// Where a volume is in its life. Only `Ready` volumes are visible; the others are steps of
-/// create and remove that a crash may interrupt and a restart finishes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VolumeState {
-    /// Recorded, storage not yet complete. Rolled back at start.
-    Creating,
-    /// Usable.
-    Ready,
-    /// Being deleted. Finished at start.
-    Removing,
-}
-
-impl VolumeState {
-    /// The name stored in the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VolumeState::Creating => "creating",
-            VolumeState::Ready => "ready",
-            VolumeState::Removing => "removing",
-        }
-    }
-
-    /// Parses a stored state name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "creating" => Some(VolumeState::Creating),
-            "ready" => Some(VolumeState::Ready),
-            "removing" => Some(VolumeState::Removing),
-            _ => None,
-        }
-    }
-}
+/// Where a volume is in its life: the API's type, stored in the database by its name.
+/// `Creating` volumes are not visible (rolled back at start); `Removing` ones are listed,
+/// with the reason when a remove failed halfway, until a remove (or the next start) finishes.
+pub use dvol_api::VolumeState;
 
 /// One volume.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,6 +37,9 @@ pub struct Volume {
     pub state: VolumeState,
     /// Active mounts: Docker's mount id and how many times it mounted without unmounting.
     pub mounts: BTreeMap<String, u32>,
+    /// Why the last remove of a `Removing` volume failed; kept in memory only (a restart
+    /// retries the remove and records its own failure).
+    pub problem: Option<String>,
 }
 
 impl Volume {

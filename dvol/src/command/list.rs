@@ -42,6 +42,9 @@ pub async fn run(client: &Client, as_json: bool) -> Result<()> {
             row
         })
         .collect();
-    table::print(&["  NAME", "PROFILE", "BACKEND", "SIZE", "MOUNTED"], &rows);
+    table::print(
+        &["  NAME", "PROFILE", "BACKEND", "SIZE", "MOUNTED", "STATE"],
+        &rows,
+    );
     Ok(())
 }

@@ -35,7 +35,9 @@ pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
         })
         .collect();
     table::print(
-        &["NAME", "PROFILE", "BACKEND", "SIZE", "MOUNTED", "UUID"],
+        &[
+            "NAME", "PROFILE", "BACKEND", "SIZE", "MOUNTED", "STATE", "UUID",
+        ],
         &rows,
     );
     Ok(())
@@ -86,7 +88,7 @@ pub(super) fn create_request(name: &str, opts: &[String]) -> Result<CreateVolume
     })
 }
 
-/// The cells a volume listing shows: name, profile, backend, size, mounted.
+/// The cells a volume listing shows: name, profile, backend, size, mounted, state.
 pub(super) fn cells(volume: &VolumeView) -> Vec<String> {
     vec![
         volume.name.clone(),
@@ -94,5 +96,6 @@ pub(super) fn cells(volume: &VolumeView) -> Vec<String> {
         volume.backend.to_string(),
         optional_bytes(volume.size_bytes),
         yes_no(volume.mounted).into(),
+        volume.state.to_string(),
     ]
 }

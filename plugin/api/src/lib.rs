@@ -29,4 +29,4 @@ pub use history::{
 pub use maintenance::{FsckView, GcRequest, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
-pub use volume::{CreateVolume, ResizeVolume, VolumeView};
+pub use volume::{CreateVolume, ResizeVolume, VolumeState, VolumeView};

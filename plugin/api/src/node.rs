@@ -29,6 +29,10 @@ pub struct NodeInfo {
     pub profiles: Vec<ProfileCapacity>,
     /// How many volumes exist.
     pub volumes: usize,
+    /// What this daemon cannot do right now, and why, one sentence each (e.g. the state
+    /// root is full: creates and mounts fail, removes still work). Empty when all is well.
+    #[serde(default)]
+    pub problems: Vec<String>,
 }
 
 /// Room for new volumes of one profile.

@@ -32,6 +32,53 @@ pub struct VolumeView {
     pub mounted: bool,
     /// Active Docker mount ids and how many mounts each holds.
     pub mounts: BTreeMap<String, u32>,
+    /// Where the volume is in its life: `ready`, or `removing` while a remove runs or after
+    /// one failed halfway (then `problem` says why; `dvol volume rm` retries it).
+    #[serde(default)]
+    pub state: VolumeState,
+    /// Why the last remove failed, while the volume is `removing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Where a volume is in its life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeState {
+    /// Being created; not usable yet.
+    Creating,
+    /// Usable.
+    #[default]
+    Ready,
+    /// Being removed, or a remove failed halfway: no longer usable; retry the remove.
+    Removing,
+}
+
+impl VolumeState {
+    /// The state's name as the API writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeState::Creating => "creating",
+            VolumeState::Ready => "ready",
+            VolumeState::Removing => "removing",
+        }
+    }
+
+    /// Parses a state's name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "creating" => Some(VolumeState::Creating),
+            "ready" => Some(VolumeState::Ready),
+            "removing" => Some(VolumeState::Removing),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for VolumeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `POST /v1/volumes`: a volume to create.

@@ -106,15 +106,17 @@ pub enum VolumeErrors {
     /// No such volume, revision, branch or tag.
     #[response(status = 404)]
     NotFound(ErrorBody),
-    /// It conflicts with the volume's state: another profile than the name says, in use, busy
-    /// with another operation, uncommitted changes, an existing branch or tag, containers
-    /// that could not be stopped.
+    /// It conflicts with the volume's state: another profile than the name says, in use, being
+    /// removed, busy with another operation, uncommitted changes, an existing branch or tag,
+    /// containers that could not be stopped.
     #[response(status = 409)]
     Conflict(ErrorBody),
     /// The request body is over 1 MiB.
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// dvol or the host failed; the daemon's log has details.
+    /// dvol or the host failed; the daemon's log has details. A remove that failed halfway
+    /// leaves the volume listed as `removing`, with the reason, until a retried remove (or the
+    /// next start) finishes it.
     #[response(status = 500)]
     Internal(ErrorBody),
     /// The volume's backend cannot run on this host (`dvol profile ls` says why).

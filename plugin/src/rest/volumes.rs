@@ -30,6 +30,8 @@ pub fn view(service: &VolumeService, volume: Volume) -> VolumeView {
         created_at: volume.created_rfc3339(),
         mounted: volume.in_use(),
         mounts: volume.mounts,
+        state: volume.state,
+        problem: volume.problem,
     }
 }
 

@@ -13,7 +13,7 @@ use super::locks::BUSY_PATIENCE;
 use super::VolumeService;
 use crate::error::{CloneSourceProblem, ForVolume, ServiceError};
 use crate::names::VolumeName;
-use crate::volume::Volume;
+use crate::volume::{Volume, VolumeState};
 
 /// What a `NAME@snapshot-REF` or `-o from=REF` clone starts from.
 #[derive(Debug, Clone)]
@@ -61,6 +61,7 @@ impl VolumeService {
         let volumes: Vec<Volume> = self
             .list()
             .into_iter()
+            .filter(|v| v.state == VolumeState::Ready)
             .filter(|v| v.id.simple().to_string().starts_with(&wanted))
             .collect();
         let commit = match self.history.find_commit(&wanted) {

@@ -2,7 +2,8 @@
 //! resize and remove.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::DirBuilderExt;
+use std::fs::Permissions;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -25,17 +26,32 @@ use crate::profile::{resolve, HostBackends, Profile};
 use crate::volume::{Layout, Volume, VolumeState};
 
 /// Makes the state root and opens the metadata database and the history repository in it.
+///
+/// The root and the history store are 0700 and the database 0600, set on every open, so a
+/// root made by an older dvol (0711, world-readable objects and database) is closed too. The
+/// Docker Engine runs as root and still reaches the mountpoints under `<root>/mounts`.
 fn open_state(layout: &Layout) -> Result<(Metadata, dvol_snapshot::Repository), ServiceError> {
-    for dir in [layout.root().to_path_buf(), layout.mounts_dir()] {
+    for (dir, mode) in [
+        (layout.root().to_path_buf(), 0o700),
+        (layout.mounts_dir(), 0o711),
+    ] {
         std::fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o711)
+            .mode(mode)
             .create(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, Permissions::from_mode(mode)))
             .map_err(|source| ServiceError::Root { path: dir, source })?;
     }
     let metadata = Metadata::open(&layout.database())?;
+    let history_dir = layout.history_dir();
     let history =
-        dvol_snapshot::Repository::open(&layout.history_dir()).map_err(ServiceError::Repository)?;
+        dvol_snapshot::Repository::open(&history_dir).map_err(ServiceError::Repository)?;
+    std::fs::set_permissions(&history_dir, Permissions::from_mode(0o700)).map_err(|source| {
+        ServiceError::Root {
+            path: history_dir,
+            source,
+        }
+    })?;
     Ok((metadata, history))
 }
 
@@ -73,6 +89,7 @@ impl VolumeService {
             containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
         };
         service.recover()?;
+        service.report_problems();
         Ok(service)
     }
 
@@ -90,7 +107,17 @@ impl VolumeService {
                 VolumeState::Creating | VolumeState::Removing => {
                     info!(volume = %volume.name, state = volume.state.as_str(), "finishing interrupted operation: removing the volume");
                     if let Err(e) = self.destroy(&volume) {
-                        warn!(volume = %volume.name, error = %e, "could not clean up; will retry at next start");
+                        warn!(volume = %volume.name, error = %e, "could not clean up; listed as removing until `dvol volume rm` or the next start finishes");
+                        if volume.state == VolumeState::Creating {
+                            if let Err(e) =
+                                self.metadata.set_state(volume.id, VolumeState::Removing)
+                            {
+                                warn!(volume = %volume.name, error = %e, "could not record it as removing; the next start rolls its create back again");
+                            }
+                        }
+                        volume.state = VolumeState::Removing;
+                        volume.problem = Some(e.reason());
+                        registry.insert(volume.name.clone(), volume);
                     }
                     continue;
                 }
@@ -98,8 +125,13 @@ impl VolumeService {
             }
             if !mounted && volume.in_use() {
                 info!(volume = %volume.name, "kernel reports it unmounted: dropping stale mount ids");
-                volume.mounts.clear();
-                self.metadata.set_mounts(volume.id, &volume.mounts)?;
+                match self.metadata.set_mounts(volume.id, &BTreeMap::new()) {
+                    Ok(()) => volume.mounts.clear(),
+                    // Kept in memory as in the database; dropped at a later start.
+                    Err(e) => {
+                        warn!(volume = %volume.name, error = %e, "could not drop stale mount ids")
+                    }
+                }
             }
             if mounted && !volume.in_use() {
                 info!(volume = %volume.name, "mounted without a recorded user: unmounting");
@@ -280,6 +312,7 @@ impl VolumeService {
             created_at: Utc::now(),
             state: VolumeState::Creating,
             mounts: BTreeMap::new(),
+            problem: None,
         };
         let spec = VolumeSpec {
             preallocate: profile.preallocate,
@@ -348,28 +381,55 @@ impl VolumeService {
         }
     }
 
-    /// Deletes a volume and its data. Refused while it is mounted.
+    /// Deletes a volume and its data. Refused while it is mounted, unless no container uses it
+    /// any more (see [`VolumeService::drop_stale_mounts`]). A remove that fails halfway leaves
+    /// the volume listed as `removing`, with the reason; removing it again retries.
+    ///
+    /// When the metadata database cannot record `removing` because its filesystem is full,
+    /// the storage is freed first and the record deleted after, so a full state root can be
+    /// emptied.
     pub fn remove(&self, reference: &str) -> Result<Effect, ServiceError> {
         let reference = VolumeRef::parse(reference)?;
         let lock = self.locks.get(&reference.name);
         let _guard = lock.hold();
-        let volume = self.lookup(&reference)?;
-        if volume.in_use() {
-            return Err(ServiceError::InUse {
-                volume: volume.name,
-                mounts: volume.mounts.len(),
-            });
+        let mut volume = self.find(&reference)?;
+        if volume.state != VolumeState::Removing {
+            if volume.in_use() {
+                volume = self.drop_stale_mounts(volume).0;
+            }
+            if volume.in_use() {
+                return Err(ServiceError::InUse {
+                    volume: volume.name,
+                    mounts: volume.mounts.len(),
+                });
+            }
+            match self.metadata.set_state(volume.id, VolumeState::Removing) {
+                Ok(()) => {}
+                Err(e) if e.is_storage_full() => {
+                    warn!(volume = %volume.name, error = %e, "cannot record the remove: the state root is full; freeing the storage first");
+                }
+                Err(e) => return Err(e.into()),
+            }
+            volume.state = VolumeState::Removing;
         }
-        self.metadata.set_state(volume.id, VolumeState::Removing)?;
+        volume.problem = None;
+        self.publish(volume.clone());
+        if let Err(e) = self.destroy(&volume) {
+            let e = ServiceError::RemoveFailed {
+                volume: volume.name.clone(),
+                source: Box::new(e),
+            };
+            warn!(volume = %volume.name, error = %e, "remove failed; listed as removing until a retry or the next start finishes");
+            volume.problem = Some(e.reason());
+            self.publish(volume);
+            return Err(e);
+        }
         self.volumes
             .write()
             .expect("registry lock")
             .remove(&volume.name);
-        if let Err(e) = self.destroy(&volume) {
-            warn!(volume = %volume.name, error = %e, "remove failed; will retry at next start");
-            return Err(e);
-        }
         info!(volume = %volume.name, id = %volume.id, "removed");
+        self.metadata.keep_reserve();
         Ok(Effect::Changed)
     }
 
@@ -389,11 +449,14 @@ impl VolumeService {
         let effect = backend
             .mount(&Self::spec(&volume), &mountpoint)
             .for_volume(&volume.name)?;
-        let before = volume.mounts.clone();
         *volume.mounts.entry(mount_id.to_string()).or_insert(0) += 1;
         if let Err(e) = self.metadata.set_mounts(volume.id, &volume.mounts) {
-            if before.is_empty() && effect == Effect::Changed {
-                let _ = backend.unmount(volume.id, &mountpoint);
+            // Not recorded: undo the kernel mount this call made, so kernel, database and
+            // memory (untouched) agree again.
+            if effect == Effect::Changed {
+                if let Err(undo) = backend.unmount(volume.id, &mountpoint) {
+                    warn!(volume = %volume.name, error = %undo, "could not undo the mount of a failed Mount; the next start unmounts it");
+                }
             }
             return Err(e.into());
         }
@@ -407,7 +470,8 @@ impl VolumeService {
         let reference = VolumeRef::parse(reference)?;
         let lock = self.locks.get(&reference.name);
         let _guard = lock.hold();
-        let mut volume = self.lookup(&reference)?;
+        let mut volume = self.find(&reference)?;
+        let before = volume.mounts.clone();
         let Some(count) = volume.mounts.get_mut(mount_id) else {
             warn!(volume = %volume.name, mount_id, "unmount for an id that is not mounted; ignored");
             return Ok(Effect::Unchanged);
@@ -416,13 +480,26 @@ impl VolumeService {
         if *count == 0 {
             volume.mounts.remove(mount_id);
         }
+        // The record first: a kernel unmount cannot be undone, a record can. If it fails,
+        // nothing changed (the id stays until the engine says no container uses the volume).
+        self.metadata.set_mounts(volume.id, &volume.mounts)?;
         if volume.mounts.is_empty() {
             let mountpoint = self.layout.mountpoint(volume.id);
-            self.backend(&volume)?
-                .unmount(volume.id, &mountpoint)
-                .for_volume(&volume.name)?;
+            let unmounted = self
+                .backend(&volume)
+                .and_then(|b| b.unmount(volume.id, &mountpoint).for_volume(&volume.name));
+            if let Err(e) = unmounted {
+                // Still mounted: record the id again so memory, database and kernel agree.
+                match self.metadata.set_mounts(volume.id, &before) {
+                    Ok(()) => volume.mounts = before,
+                    Err(undo) => {
+                        warn!(volume = %volume.name, error = %undo, "could not record the mount id again after a failed unmount; the next start unmounts the volume")
+                    }
+                }
+                self.publish(volume);
+                return Err(e);
+            }
         }
-        self.metadata.set_mounts(volume.id, &volume.mounts)?;
         self.publish(volume);
         Ok(Effect::Changed)
     }

@@ -15,7 +15,9 @@
 //! - [`history`]: commit, log, refs, status, diff, checkout, reset;
 //! - [`maintenance`]: fsck and gc of the history repository;
 //! - [`quiesce`]: stopping or pausing the containers that use a volume around an operation;
-//! - [`node`]: what this host offers.
+//! - [`node`]: what this host offers;
+//! - [`full`]: what the daemon cannot do while its state root is full;
+//! - [`stale`]: dropping the mount ids of containers that are gone.
 //!
 //! Consistency rules:
 //! - Operations on one volume name are serialised by its name lock; different names run in
@@ -24,9 +26,16 @@
 //!   a crash mid-way is finished or rolled back by [`VolumeService::open`].
 //! - Whether a volume is mounted is asked of the kernel. Mount ids are kept in the metadata
 //!   database only to know when the last user is gone; at start they are dropped for any
-//!   volume the kernel says is not mounted.
+//!   volume the kernel says is not mounted, and at start and on a remove refused as in use
+//!   for any volume no container uses any more ([`stale`]).
+//! - Memory, database and kernel agree after a failure: a kernel change that can be undone
+//!   (a mount) is undone when its record fails; one that cannot (an unmount) is made only
+//!   after its record; memory changes only once the database holds the change.
+//! - A remove that fails halfway leaves the volume listed as `removing`, with the reason;
+//!   only lookups, unmounts and a retried remove reach it.
 
 mod clone;
+mod full;
 mod history;
 mod lifecycle;
 mod locks;
@@ -35,6 +44,9 @@ mod node;
 mod options;
 mod quiesce;
 mod read_point;
+mod stale;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,7 +60,7 @@ use crate::error::{ForVolume, ServiceError};
 use crate::metadata::Metadata;
 use crate::names::{ProfileName, VolumeName, VolumeRef};
 use crate::profile::Profile;
-use crate::volume::{Layout, Volume};
+use crate::volume::{Layout, Volume, VolumeState};
 
 pub use locks::BUSY_PATIENCE;
 pub use options::{CreateOptions, KNOWN_OPTIONS};
@@ -129,9 +141,10 @@ impl VolumeService {
         volume.size.is_some() && self.backend(volume).is_ok_and(|b| b.enforces_size())
     }
 
-    /// Looks a volume up by `NAME` or `NAME@PROFILE`. Never touches a backend.
+    /// Looks a volume up by `NAME` or `NAME@PROFILE`, in any state (a volume a remove failed
+    /// on is `removing`). Never touches a backend.
     pub fn get(&self, reference: &str) -> Result<Volume, ServiceError> {
-        self.lookup(&VolumeRef::parse(reference)?)
+        self.find(&VolumeRef::parse(reference)?)
     }
 
     /// Every volume, by name.
@@ -180,8 +193,21 @@ impl VolumeService {
         }
     }
 
-    /// The volume `reference` names, checking the profile it asks for, if any.
+    /// The usable volume `reference` names, checking the profile it asks for, if any. A
+    /// volume being removed is refused: only lookups and a retried remove reach it.
     fn lookup(&self, reference: &VolumeRef) -> Result<Volume, ServiceError> {
+        let volume = self.find(reference)?;
+        if volume.state == VolumeState::Removing {
+            return Err(ServiceError::Removing {
+                volume: volume.name,
+                problem: volume.problem,
+            });
+        }
+        Ok(volume)
+    }
+
+    /// The volume `reference` names in any state, checking the profile it asks for, if any.
+    fn find(&self, reference: &VolumeRef) -> Result<Volume, ServiceError> {
         let volume = self
             .volumes
             .read()

@@ -33,6 +33,7 @@ impl VolumeService {
                 })
                 .collect(),
             volumes: self.volumes.read().expect("registry lock").len(),
+            problems: self.problems(),
         }
     }
 }
