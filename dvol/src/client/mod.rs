@@ -25,7 +25,7 @@ use http::{decode, decode_stream, segment, success_body, Transport};
 
 /// Where a long call shows its progress: `Some` asks the daemon to stream it and sees each
 /// event; `None` asks for the plain answer only.
-pub type Progress<'a> = Option<&'a mut dyn FnMut(&ProgressEvent)>;
+pub type OnProgress<'a> = Option<&'a mut dyn FnMut(&ProgressEvent)>;
 
 /// A client of one daemon's REST API.
 pub struct Client {
@@ -84,7 +84,7 @@ impl Client {
         &self,
         path: &str,
         body: Option<Vec<u8>>,
-        progress: Progress<'_>,
+        progress: OnProgress<'_>,
     ) -> Result<T> {
         let accept = progress.is_some().then_some(NDJSON);
         let response = self
@@ -147,7 +147,7 @@ impl Client {
         &self,
         volume: &str,
         request: &CommitRequest,
-        progress: Progress<'_>,
+        progress: OnProgress<'_>,
     ) -> Result<CommitResult> {
         let path = volume_resource(volume, "commits");
         self.post_long(&path, Some(json(request)?), progress).await
@@ -204,7 +204,7 @@ impl Client {
         &self,
         volume: &str,
         request: &CheckoutRequest,
-        progress: Progress<'_>,
+        progress: OnProgress<'_>,
     ) -> Result<CheckoutView> {
         let path = volume_resource(volume, "checkout");
         self.post_long(&path, Some(json(request)?), progress).await
@@ -215,7 +215,7 @@ impl Client {
         &self,
         volume: &str,
         request: &ResetRequest,
-        progress: Progress<'_>,
+        progress: OnProgress<'_>,
     ) -> Result<CheckoutView> {
         let path = volume_resource(volume, "reset");
         self.post_long(&path, Some(json(request)?), progress).await
@@ -235,13 +235,13 @@ impl Client {
     }
 
     /// `POST /v1/fsck`: verifies every stored object of every volume.
-    pub async fn fsck(&self, progress: Progress<'_>) -> Result<FsckView> {
+    pub async fn fsck(&self, progress: OnProgress<'_>) -> Result<FsckView> {
         self.post_long("/v1/fsck", None, progress).await
     }
 
     /// `POST /v1/gc`: deletes the stored objects nothing refers to any more, but for the
     /// grace period `request` sets.
-    pub async fn gc(&self, request: &GcRequest, progress: Progress<'_>) -> Result<GcView> {
+    pub async fn gc(&self, request: &GcRequest, progress: OnProgress<'_>) -> Result<GcView> {
         self.post_long("/v1/gc", Some(json(request)?), progress)
             .await
     }

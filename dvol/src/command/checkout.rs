@@ -8,7 +8,7 @@ use super::resumed::check_resumed;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{first_line, human_bytes, short_id};
-use crate::render::progress::ProgressView;
+use crate::render::progress::with_progress;
 
 /// `dvol checkout REF [--force]`, `dvol checkout -b NAME [REV]`
 pub async fn run(
@@ -32,11 +32,10 @@ pub async fn run(
         new_branch,
         force,
     };
-    let mut view = ProgressView::new(format!("checkout {volume}"), &what);
-    let answer = client
-        .checkout(&volume, &request, Some(&mut |e| view.show(e)))
-        .await;
-    let checked_out = view.end(answer)?;
+    let checked_out = with_progress(format!("checkout {volume}"), &what, async |p| {
+        client.checkout(&volume, &request, p).await
+    })
+    .await?;
     let commit = short_id(&checked_out.commit);
     match (&checked_out.branch, created) {
         (Some(branch), true) => println!("switched to a new branch {branch} at {commit}"),
@@ -56,11 +55,10 @@ pub async fn reset(client: &Client, volume: Option<&str>, hard: bool, rev: Strin
     let volume = current::resolve(volume)?;
     let what = format!("resetting volume {volume} to {rev}");
     let request = ResetRequest { rev };
-    let mut view = ProgressView::new(format!("reset {volume}"), &what);
-    let answer = client
-        .reset(&volume, &request, Some(&mut |e| view.show(e)))
-        .await;
-    let reset = view.end(answer)?;
+    let reset = with_progress(format!("reset {volume}"), &what, async |p| {
+        client.reset(&volume, &request, p).await
+    })
+    .await?;
     let commit = short_id(&reset.commit);
     match &reset.branch {
         Some(branch) => println!("HEAD is now at {commit} (branch {branch})"),

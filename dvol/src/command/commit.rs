@@ -8,7 +8,7 @@ use crate::author::default_author;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{first_line, human_bytes, short_id};
-use crate::render::progress::ProgressView;
+use crate::render::progress::with_progress;
 
 /// `dvol commit -m MSG [--pause] [--author A]`
 pub async fn run(
@@ -25,11 +25,10 @@ pub async fn run(
         pause,
     };
     let what = format!("committing volume {volume}");
-    let mut view = ProgressView::new(format!("commit {volume}"), &what);
-    let answer = client
-        .commit(&volume, &request, Some(&mut |e| view.show(e)))
-        .await;
-    let result = view.end(answer)?;
+    let result = with_progress(format!("commit {volume}"), &what, async |p| {
+        client.commit(&volume, &request, p).await
+    })
+    .await?;
     let branch = result.branch.as_deref().unwrap_or("detached HEAD");
     let id = short_id(&result.commit.id);
     if result.changed {

@@ -4,13 +4,12 @@ use anyhow::{bail, Result};
 
 use crate::client::Client;
 use crate::render::json::print_json;
-use crate::render::progress::ProgressView;
+use crate::render::progress::with_progress;
 
 /// `dvol fsck [--json]`: fails (non-zero exit) unless the store is clean.
 pub async fn run(client: &Client, as_json: bool) -> Result<()> {
-    let mut view = ProgressView::new("fsck".into(), "checking every stored object");
-    let answer = client.fsck(Some(&mut |e| view.show(e))).await;
-    let report = view.end(answer)?;
+    let what = "checking every stored object";
+    let report = with_progress("fsck".into(), what, async |p| client.fsck(p).await).await?;
     if as_json {
         print_json(&report)?;
     } else {

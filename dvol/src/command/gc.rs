@@ -6,14 +6,15 @@ use dvol_api::GcRequest;
 use crate::client::Client;
 use crate::render::format::human_bytes;
 use crate::render::json::print_json;
-use crate::render::progress::ProgressView;
+use crate::render::progress::with_progress;
 
 /// `dvol gc [--prune WHEN] [--json]`
 pub async fn run(client: &Client, prune: Option<String>, as_json: bool) -> Result<()> {
-    let mut view = ProgressView::new("gc".into(), "collecting unreferenced objects");
     let request = GcRequest { prune };
-    let answer = client.gc(&request, Some(&mut |e| view.show(e))).await;
-    let report = view.end(answer)?;
+    let report = with_progress("gc".into(), "collecting unreferenced objects", async |p| {
+        client.gc(&request, p).await
+    })
+    .await?;
     if as_json {
         return print_json(&report);
     }

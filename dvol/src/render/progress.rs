@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use crate::client::OnProgress;
 use dvol_api::{ProgressEvent, Unit};
 
 /// Plain progress lines are printed at most this often within a phase (besides its start, its
@@ -13,7 +14,7 @@ const PLAIN_INTERVAL: Duration = Duration::from_secs(2);
 /// Shows an operation's progress events on stderr: a bar per phase (a spinner when the total
 /// is unknown) when stderr is a terminal, otherwise plain lines like
 /// `commit demo: read 120.00 MiB of 2.00 GiB (6%)` at a modest rate.
-pub struct ProgressView {
+pub struct ProgressMeter {
     /// Names the operation in plain lines, e.g. `commit demo`.
     label: String,
     terminal: bool,
@@ -23,11 +24,11 @@ pub struct ProgressView {
     last_line: Option<(String, u64, Instant)>,
 }
 
-impl ProgressView {
+impl ProgressMeter {
     /// Starts showing `what` is being done (a spinner, or one plain line).
     pub fn new(label: String, what: &str) -> Self {
         let terminal = std::io::stderr().is_terminal();
-        let mut view = ProgressView {
+        let mut view = ProgressMeter {
             label,
             terminal,
             bar: None,
@@ -155,6 +156,18 @@ impl ProgressView {
     }
 }
 
+/// Runs `call` with its progress shown by a [`ProgressMeter`] labelled `label` (a spinner
+/// or one plain line saying `what` until the first event), and answers its outcome.
+pub async fn with_progress<T>(
+    label: String,
+    what: &str,
+    call: impl AsyncFnOnce(OnProgress<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut meter = ProgressMeter::new(label, what);
+    let answer = call(Some(&mut |event| meter.show(event))).await;
+    meter.end(answer)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +190,7 @@ mod tests {
 
     #[test]
     fn plain_progress_lines_come_at_a_modest_rate() {
-        let mut view = ProgressView {
+        let mut view = ProgressMeter {
             label: "commit demo".into(),
             terminal: false,
             bar: None,
