@@ -66,6 +66,7 @@ pub mod progress;
 pub mod refs;
 pub mod repo;
 pub mod snapshot;
+mod sparse;
 pub mod store;
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //!
 //! A commit walks the source with `lstat` only, compares every regular file with the volume's
 //! [`Index`], and re-reads just the files whose stat changed (in parallel). Re-read files are
-//! split by content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
+//! read by their data extents only (holes read as zeros; see `sparse`) and split by
+//! content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
 //! edit in a large file stores only the chunks around it. Symlinks are recorded, never
 //! followed; sockets, fifos and devices are skipped and reported; other mounts below the
 //! source are not entered.
@@ -78,7 +79,7 @@ pub struct CommitStats {
     pub symlinks: u64,
     /// Files re-read because their stat changed (or they were new).
     pub files_reread: u64,
-    /// Bytes read from those files.
+    /// Bytes read from those files: their data, not their holes (which read as zeros).
     pub bytes_read: u64,
     /// Objects added to the store (chunks, chunk lists, trees and the commit).
     pub new_objects: u64,
@@ -277,6 +278,8 @@ struct Node {
 
 struct FileOutcome {
     content: FileContent,
+    /// Bytes really read: holes are not.
+    read: u64,
     index_stat: StatKey,
     stat: StatKey,
     racy: bool,
@@ -405,7 +408,7 @@ fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Opt
     let Some((f, pre)) = open_regular(path)? else {
         return Ok(None);
     };
-    let content = store_content(&f, path, sink, progress)?;
+    let (content, read) = crate::sparse::store_file(&f, path, sink, progress)?;
     let post = f.metadata().map_err(io_err("stat", path))?;
     let (pre, post) = (StatKey::of(&pre), StatKey::of(&post));
     let mut stat = post;
@@ -413,6 +416,7 @@ fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Opt
     let racy = pre != post || post.ctime_ns > now_ns() - RACY_WINDOW_NS;
     Ok(Some(FileOutcome {
         content,
+        read,
         index_stat: pre,
         stat,
         racy,
@@ -502,7 +506,7 @@ impl Repository {
                 NodeKind::File { known: None } => match results.remove(&n.rel).flatten() {
                     Some(o) => {
                         stats.files_reread += 1;
-                        stats.bytes_read += o.content.size;
+                        stats.bytes_read += o.read;
                         new.entries.insert(
                             n.rel.clone(),
                             IndexEntry {
