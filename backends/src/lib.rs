@@ -130,6 +130,9 @@ pub struct VolumeSpec {
     pub filesystem: Option<Filesystem>,
     /// Allocate all space at create time (fully allocated loop image) instead of on write.
     pub preallocate: bool,
+    /// How far what sparse volumes are promised may exceed the room for them (the profile's
+    /// `max_overprovision`; loop backend). `None`: 1.0, never more than the room.
+    pub max_overprovision: Option<f64>,
 }
 
 /// A volume's data fixed at one instant, for a reader (a commit) while containers go on using
@@ -155,6 +158,14 @@ pub struct Capacity {
     pub total_bytes: u64,
     /// Space still free for new data.
     pub free_bytes: u64,
+    /// What volumes are promised and have not written yet: of sparse loop images, their
+    /// sizes less what they occupy; of a thin pool, its volumes' sizes less its used space.
+    /// Directory volumes promise nothing.
+    #[serde(default)]
+    pub promised_bytes: u64,
+    /// Free space kept back from promises, for dvol's database and history store.
+    #[serde(default)]
+    pub reserved_bytes: u64,
 }
 
 impl Capacity {
@@ -165,6 +176,8 @@ impl Capacity {
         Ok(Capacity {
             total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+            promised_bytes: 0,
+            reserved_bytes: 0,
         })
     }
 }

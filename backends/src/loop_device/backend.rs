@@ -45,10 +45,17 @@ impl Backend for LoopBackend {
         self.tools.check(fs).map_err(|message| {
             BackendError::Unavailable(format!("cannot make {fs} volumes: {message}"))
         })?;
-        if spec.preallocate {
-            self.check_room(size.bytes(), &format!("a fully allocated {size} volume"))?;
-        }
-        Ok(())
+        let what = if spec.preallocate {
+            format!("a fully allocated {size} volume")
+        } else {
+            format!("a {size} volume")
+        };
+        self.check_promise(
+            size.bytes(),
+            spec.preallocate,
+            spec.max_overprovision,
+            &what,
+        )
     }
 
     fn create(&self, spec: &VolumeSpec) -> Result<Effect, BackendError> {
@@ -57,6 +64,8 @@ impl Backend for LoopBackend {
         }
         // A create interrupted by a crash leaves its temporary image behind, maybe attached.
         self.discard_temp(spec.id)?;
+        // The room checked stays free until the image's size makes the promise visible.
+        let _space = self.hold_space();
         self.validate(spec)?;
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
         let size = spec
@@ -196,8 +205,9 @@ impl Backend for LoopBackend {
         self.reflink_clone(source, source_mountpoint, target)
     }
 
+    /// The root's filesystem, with what sparse images promise and the reserve.
     fn capacity(&self) -> Result<Capacity, BackendError> {
-        Capacity::of_filesystem(&self.root)
+        Ok(self.room()?.capacity)
     }
 
     fn volumes(&self) -> Result<Vec<Uuid>, BackendError> {

@@ -1,6 +1,6 @@
 //! The image files under the backend's root: their names, building a formatted image under
 //! a temporary name and moving it into place, discarding side images (temporary ones, read
-//! point copies), reflinked copies, and checks for room in the root's filesystem.
+//! point copies) and reflinked copies.
 //!
 //! Every file a volume can have is named after its id: `<id>.img` (the volume),
 //! `<id>.img.tmp` (being built or cloned), `<id>.img.tmp.mnt` (where a clone is mounted
@@ -20,7 +20,7 @@ use super::attachment::{release, Attached};
 use super::LoopBackend;
 use crate::freeze::{freeze, thaw};
 use crate::mount::{self, WhenBusy};
-use crate::{Backend, BackendError, ByteSize, Effect, Filesystem};
+use crate::{BackendError, ByteSize, Effect, Filesystem};
 
 /// Formats a byte count for messages, in binary units when it is large enough.
 pub(super) fn human(bytes: u64) -> String {
@@ -198,19 +198,5 @@ impl LoopBackend {
                 Err(e)
             }
         }
-    }
-
-    /// Refuses to preallocate `bytes` more than the root's filesystem has free.
-    pub(super) fn check_room(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
-        let free = self.capacity()?.free_bytes;
-        if free < bytes {
-            return Err(BackendError::Refused(format!(
-                "{what} needs {} of free space in {}, which has only {} free",
-                human(bytes),
-                self.root.display(),
-                human(free)
-            )));
-        }
-        Ok(())
     }
 }

@@ -24,6 +24,8 @@
 //! - `grow`: growing an image and its filesystem, online or offline;
 //! - `read_point` and `clone`: copy-on-write copies of an image, for a commit and for a new
 //!   volume;
+//! - `space`: what sparse images promise, against the free space of the root's filesystem
+//!   less a reserve;
 //! - `backend`: the [`Backend`](crate::Backend) implementation, which puts them together.
 
 mod attachment;
@@ -32,12 +34,14 @@ mod clone;
 mod grow;
 mod image;
 mod read_point;
+mod space;
 #[cfg(test)]
 mod tests;
 
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use loopdev::LoopControl;
 use uuid::Uuid;
@@ -46,12 +50,17 @@ use crate::filesystem::FilesystemTools;
 use crate::BackendError;
 
 pub use attachment::{loop_attachments, LoopAttachment, LOOP_CONTROL};
+pub use space::{Reserve, DEFAULT_OVERPROVISION};
 
 /// Volumes as image files on loop devices, under one root directory.
 #[derive(Debug, Clone)]
 pub struct LoopBackend {
     root: PathBuf,
     tools: FilesystemTools,
+    /// Room on the root's filesystem that promises to sparse volumes may not use.
+    reserve: Reserve,
+    /// Held from checking room to taking it (see `space`).
+    space: Arc<Mutex<()>>,
 }
 
 impl LoopBackend {
@@ -84,7 +93,15 @@ impl LoopBackend {
         Ok(LoopBackend {
             root,
             tools: FilesystemTools::find(),
+            reserve: Reserve::DEFAULT,
+            space: Arc::default(),
         })
+    }
+
+    /// The backend with `reserve` kept free of promises on the root's filesystem.
+    pub fn with_reserve(mut self, reserve: Reserve) -> Self {
+        self.reserve = reserve;
+        self
     }
 
     /// The directory holding the images.
