@@ -12,8 +12,8 @@
 //! - [`size::ByteSize`]: volume sizes as users write them (`10G`, `512MiB`).
 //! - [`command::Tool`]: external tools found once by absolute path; failures carry the command
 //!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
-//! - [`freeze`]: freezing a mounted filesystem for a consistent read point (the crate's only
-//!   `unsafe`).
+//! - [`freeze`]: freezing a mounted filesystem for a consistent read point, for at most a time
+//!   limit (the crate's only `unsafe`).
 
 pub mod command;
 pub mod directory;
@@ -208,6 +208,19 @@ pub enum BackendError {
     /// The backend cannot run on this host (missing device, tool, volume group).
     #[error("{0}")]
     Unavailable(String),
+    /// A read point's freeze reached its time limit and was lifted while the data was read.
+    #[error(
+        "the freeze of {} reached its limit of {}s and was lifted while the data was read, \
+         so what was read may be inconsistent; nothing was kept: retry when the volume is \
+         less busy, commit with --pause, or raise freeze_limit_seconds",
+        mountpoint.display(), limit.as_secs_f64()
+    )]
+    FreezeExpired {
+        /// Where the volume is mounted.
+        mountpoint: PathBuf,
+        /// The limit that passed.
+        limit: std::time::Duration,
+    },
 }
 
 impl BackendError {
@@ -292,6 +305,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Effect, BackendError> {
         let _ = (id, mountpoint, scratch);
         Ok(Effect::Unchanged)
+    }
+
+    /// Whether volume `id`'s read point still fixes its data: `Err` when it stopped doing so
+    /// before being released (a freeze whose time limit passed). A reader asks after reading
+    /// and before keeping what it read.
+    fn read_point_intact(&self, id: Uuid) -> Result<(), BackendError> {
+        let _ = id;
+        Ok(())
     }
 
     /// Makes the new volume `target` a copy-on-write copy of volume `source`'s current data,

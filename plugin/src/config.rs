@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use dvol_backends::loop_device::Reserve;
+use dvol_backends::loop_device::{Reserve, DEFAULT_FREEZE_LIMIT};
 use dvol_backends::{BackendKind, ByteSize, Filesystem};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
@@ -68,6 +69,8 @@ struct ConfigFile {
     reserve: Option<Spanned<ByteSize>>,
     /// ... or this share of it, in percent, if that is larger.
     reserve_percent: Option<Spanned<f64>>,
+    /// The longest a commit may keep a volume frozen, in seconds.
+    freeze_limit_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileConfig>>,
 }
@@ -106,6 +109,9 @@ pub struct Config {
     /// Room on the state root's filesystem kept from what loop volumes are promised, for the
     /// metadata database and the history store.
     pub reserve: Reserve,
+    /// The longest a commit may keep a volume frozen; then the freeze is lifted and the
+    /// commit fails.
+    pub freeze_limit: Duration,
 }
 
 impl Config {
@@ -224,12 +230,29 @@ impl Config {
             }
             reserve.percent = percent;
         }
+        let freeze_limit = match file.freeze_limit_seconds {
+            Some(seconds) => {
+                let span = seconds.span();
+                match seconds.into_inner() {
+                    0 => {
+                        return Err(invalid(
+                            span,
+                            "freeze_limit_seconds must be at least 1".into(),
+                        ))
+                    }
+                    seconds => Duration::from_secs(seconds),
+                }
+            }
+            None => DEFAULT_FREEZE_LIMIT,
+        };
+
         Ok(Config {
             default_profile,
             profiles,
             source: path.display().to_string(),
             builtin: false,
             reserve,
+            freeze_limit,
         })
     }
 }
@@ -370,13 +393,14 @@ mod tests {
     }
 
     #[test]
-    fn the_reserve_has_a_default_and_can_be_set() {
+    fn reserve_and_freeze_limit_have_defaults_and_can_be_set() {
         let config = Config::builtin();
         assert_eq!(config.reserve, Reserve::DEFAULT);
         assert_eq!(config.reserve.of(100 << 30), 2 << 30);
         assert_eq!(config.reserve.of(1 << 30), 256 << 20);
+        assert_eq!(config.freeze_limit, DEFAULT_FREEZE_LIMIT);
         let config = parse(
-            "reserve = \"64MiB\"\nreserve_percent = 5\n[profiles.a]\nbackend = \"directory\"\n",
+            "reserve = \"64MiB\"\nreserve_percent = 5\nfreeze_limit_seconds = 7\n[profiles.a]\nbackend = \"directory\"\n",
         )
         .unwrap();
         assert_eq!(
@@ -386,11 +410,14 @@ mod tests {
                 percent: 5.0
             }
         );
+        assert_eq!(config.freeze_limit, Duration::from_secs(7));
         let msg = error("reserve_percent = 80\n[profiles.a]\nbackend = \"directory\"\n");
         assert!(
             msg.starts_with("/etc/dvol/config.toml:1: reserve_percent:") && msg.contains("0 to 50"),
             "{msg}"
         );
+        let msg = error("freeze_limit_seconds = 0\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(msg.contains("at least 1"), "{msg}");
         let msg = error("reserve = \"lots\"\n[profiles.a]\nbackend = \"directory\"\n");
         assert!(
             msg.starts_with("/etc/dvol/config.toml:1: reserve:"),

@@ -260,6 +260,7 @@ impl ServiceError {
             ServiceError::Backend { source, .. } | ServiceError::Host(source) => match source {
                 BackendError::Refused(_) => "refused",
                 BackendError::Unavailable(_) => "backend_unavailable",
+                BackendError::FreezeExpired { .. } => "freeze_expired",
                 _ => "backend_failed",
             },
             ServiceError::History { source, .. } | ServiceError::Repository(source) => {
@@ -287,6 +288,7 @@ fn backend_class(e: &BackendError) -> ErrorClass {
     match e {
         BackendError::Refused(_) => ErrorClass::Invalid,
         BackendError::Unavailable(_) => ErrorClass::Unavailable,
+        BackendError::FreezeExpired { .. } => ErrorClass::Conflict,
         _ => ErrorClass::Internal,
     }
 }
@@ -304,6 +306,7 @@ fn history_class(e: &dvol_snapshot::Error) -> ErrorClass {
         E::RefExists { .. } | E::DeleteCurrentBranch { .. } | E::VolumeExists(_) => {
             ErrorClass::Conflict
         }
+        E::NotRecorded { .. } => ErrorClass::Conflict,
         _ => ErrorClass::Internal,
     }
 }

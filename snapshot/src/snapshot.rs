@@ -660,6 +660,29 @@ impl Repository {
         })
     }
 
+    /// Like [`Repository::commit`], but asks `verify` after everything was read and written
+    /// and before any ref moves: an `Err(reason)` (the data read cannot be trusted, e.g. a
+    /// freeze was lifted while reading) records nothing and fails with
+    /// [`Error::NotRecorded`]. The objects written stay for gc to collect.
+    pub fn commit_verified(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+        verify: &dyn Fn() -> std::result::Result<(), String>,
+    ) -> Result<Committed> {
+        let _repo = self.lock_shared()?;
+        let _vol = self.lock_volume(volume)?;
+        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        self.publish_commit(volume, &prepared)?;
+        Ok(Committed {
+            id: prepared.id,
+            stats: prepared.stats,
+        })
+    }
+
     /// First half of a commit: writes every object, including the commit (unless nothing
     /// changed), durably, but moves no ref. (Exposed within the crate so tests can simulate a
     /// crash between the halves.)
@@ -764,4 +787,39 @@ pub(crate) struct PreparedCommit {
     pub stats: CommitStats,
     head: HeadRef,
     head_existed: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use crate::id::VolumeKey;
+    use crate::object::CommitInfo;
+    use crate::progress::NoProgress;
+    use crate::repo::{Error, Repository};
+
+    #[test]
+    fn a_commit_whose_verification_fails_records_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("src");
+        fs::create_dir(&source).unwrap();
+        fs::write(source.join("a"), b"first").unwrap();
+        let repo = Repository::open(&tmp.path().join("repo")).unwrap();
+        let volume = VolumeKey::new_random();
+        let info = || CommitInfo::now("m", "t");
+        let refused = repo.commit_verified(&volume, &source, info(), &NoProgress, &|| {
+            Err("the freeze was lifted".into())
+        });
+        match refused {
+            Err(e @ Error::NotRecorded { .. }) => {
+                assert!(e.to_string().contains("the freeze was lifted"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(repo.commits(&volume).unwrap().is_empty());
+        let kept = repo
+            .commit_verified(&volume, &source, info(), &NoProgress, &|| Ok(()))
+            .unwrap();
+        assert_eq!(repo.commits(&volume).unwrap()[0].id, kept.id);
+    }
 }

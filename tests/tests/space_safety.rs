@@ -1,21 +1,33 @@
-//! Disk space, end to end, with the real Docker Engine and a real `dvol daemon` whose state
-//! root is on a small ext4 filesystem of the test's own (an image it mounts):
+//! Disk space and freezes, end to end, with the real Docker Engine and a real `dvol daemon`
+//! whose state root is on a small ext4 filesystem of the test's own (an image it mounts):
 //!
 //! - sparse (silver) volumes are accepted only while the filesystem can back everything they
 //!   were promised, less the reserve; the refusal says the numbers; `dvol node` shows free,
 //!   total and promised bytes of that filesystem; every accepted volume can then be written
-//!   full from a container, and what it wrote survives unmount and remount.
+//!   full from a container, and what it wrote survives unmount and remount;
+//! - `kill -9` of the daemon during a long frozen commit: the filesystem thaws at once (the
+//!   freeze's watchdog outlives the daemon), a container's writes go on, with no restart;
+//! - a freeze that reaches `freeze_limit_seconds` is lifted, and its commit fails and records
+//!   nothing.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{run_ok, stderr, stdout, DockerVolume};
-use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
+use dvol_tests::fixtures::{
+    api_expect, run_ok, stderr, stdout, wait_until, Container, DockerVolume,
+};
+use dvol_tests::{docker_ready, dvol_bin, http_unix, is_root, require, Daemon};
 use serde_json::{json, Value};
 
 fn ready() -> bool {
     require("root", is_root()) && require("Docker Engine", docker_ready())
 }
+
+/// A container that keeps rewriting `/data/counter` with the next number.
+const COUNTER: &str =
+    "i=0; while true; do i=$((i+1)); echo $i > /data/counter.new; mv /data/counter.new /data/counter; sleep 0.05; done";
 
 /// An ext4 filesystem of a given size on a sparse image, mounted under /tmp, and a folder
 /// beside it for files that must not be on it; unmounted (lazily, in case a failed test left
@@ -68,6 +80,27 @@ impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).output();
     }
+}
+
+/// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
+struct ThawOnDrop(PathBuf);
+
+impl Drop for ThawOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
+    }
+}
+
+/// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
+/// stuck on a frozen filesystem is left to finish when it thaws.
+fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
+    let (done, finished) = mpsc::channel();
+    let path = dir.join(name);
+    std::thread::spawn(move || {
+        std::fs::write(&path, b"written from the host").unwrap();
+        let _ = done.send(());
+    });
+    finished.recv_timeout(wait).is_ok()
 }
 
 /// The `dvol node --json` row of `profile`.
@@ -200,4 +233,171 @@ fn kernel_log_tail() -> String {
         lines[lines.len().saturating_sub(20)..].join("\n")
     })
     .unwrap_or_default()
+}
+
+/// A daemon whose root is on `small`, with one silver profile and `freeze_limit_seconds`.
+fn daemon_with_freeze_limit(small: &SmallFs, seconds: u64) -> Daemon {
+    let config = small.config(&format!(
+        r#"
+default_profile = "silver"
+freeze_limit_seconds = {seconds}
+[profiles.silver]
+backend = "loop"
+size = "1G"
+filesystem = "ext4"
+"#
+    ));
+    Daemon::start_under(&small.path(), config)
+}
+
+/// A silver volume holding `mib` MiB of random data in files, used by a container running
+/// [`COUNTER`].
+fn busy_volume(daemon: &Daemon, mib: u64) -> (DockerVolume, Container) {
+    let volume = DockerVolume::new(daemon, "dvol-e2e-freeze").recorded();
+    run_ok(
+        daemon,
+        &volume.name,
+        &format!(
+            "for i in $(seq 1 {}); do dd if=/dev/urandom of=/data/f$i bs=1M count=64 2>/dev/null; done; sync",
+            mib / 64
+        ),
+    );
+    let container = Container::start(daemon, &volume.name, COUNTER);
+    wait_until(daemon, "the container has written its counter", 20, || {
+        !container
+            .exec(daemon, "cat /data/counter 2>/dev/null || true")
+            .is_empty()
+    });
+    (volume, container)
+}
+
+fn counter(daemon: &Daemon, container: &Container) -> u64 {
+    container
+        .exec(daemon, "cat /data/counter")
+        .trim()
+        .parse()
+        .expect("counter")
+}
+
+/// Starts `dvol commit` of `volume` in the background.
+fn start_commit(daemon: &Daemon, volume: &str) -> std::process::Child {
+    Command::new(dvol_bin())
+        .arg("--host")
+        .arg(format!("unix://{}", daemon.api_socket.display()))
+        .args(["commit", "-V", volume, "-m", "long"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the volume at `mountpoint` is frozen: the daemon said so, and a write blocks.
+fn wait_frozen(daemon: &Daemon, mountpoint: &Path) {
+    wait_until(daemon, "the commit reads the volume frozen", 60, || {
+        daemon
+            .log()
+            .lines()
+            .any(|l| l.contains("reading at a fixed point") && l.contains("Frozen"))
+    });
+    assert!(
+        !host_write_finishes(mountpoint, "probe", Duration::from_millis(300)),
+        "the volume is not frozen; log:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn kill_9_during_a_long_frozen_commit_thaws_the_volume_without_a_restart() {
+    if !ready() {
+        return;
+    }
+    let small = SmallFs::mount(1536);
+    let limit = 60;
+    let mut daemon = daemon_with_freeze_limit(&small, limit);
+    let (volume, container) = busy_volume(&daemon, 512);
+    let mountpoint = daemon.mountpoint(&volume.name);
+    let _thaw = ThawOnDrop(mountpoint.clone());
+    let mut commit = start_commit(&daemon, &volume.name);
+    wait_frozen(&daemon, &mountpoint);
+
+    daemon.kill9();
+    let killed = Instant::now();
+    assert!(
+        host_write_finishes(&mountpoint, "after-kill", Duration::from_secs(limit)),
+        "still frozen {limit} s after kill -9 of the daemon; log:\n{}",
+        daemon.log()
+    );
+    let thawed = killed.elapsed();
+    let _ = commit.wait();
+    let seen = counter(&daemon, &container);
+    wait_until(
+        &daemon,
+        "the container writes again, the daemon still down",
+        10,
+        || counter(&daemon, &container) > seen,
+    );
+    eprintln!("thawed {thawed:?} after kill -9 of the daemon (limit {limit} s)");
+    assert!(
+        thawed < Duration::from_secs(5),
+        "thawed only after {thawed:?}"
+    );
+
+    // The next daemon finds the volume thawed and commits it.
+    daemon.spawn();
+    let again = api_expect(
+        &daemon,
+        "POST",
+        &format!("/v1/volumes/{}/commits", volume.name),
+        &json!({ "message": "after the crash" }),
+        201,
+    );
+    assert_eq!(again["read_from"], "frozen", "{again:#}");
+}
+
+#[test]
+fn a_freeze_that_reaches_its_limit_is_lifted_and_its_commit_records_nothing() {
+    if !ready() {
+        return;
+    }
+    let small = SmallFs::mount(1536);
+    let daemon = daemon_with_freeze_limit(&small, 1);
+    let (volume, container) = busy_volume(&daemon, 512);
+    let mountpoint = daemon.mountpoint(&volume.name);
+    let _thaw = ThawOnDrop(mountpoint.clone());
+    let started = Instant::now();
+    let commit = start_commit(&daemon, &volume.name);
+    wait_frozen(&daemon, &mountpoint);
+    assert!(
+        host_write_finishes(&mountpoint, "after-limit", Duration::from_secs(5)),
+        "the freeze outlived its 1 s limit; log:\n{}",
+        daemon.log()
+    );
+    let resumed = started.elapsed();
+    let out = commit.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the commit was recorded although its freeze was lifted after {resumed:?}: {}",
+        stdout(&out)
+    );
+    let message = stderr(&out);
+    for needle in [
+        "not recorded",
+        "reached its limit of 1s",
+        "freeze_limit_seconds",
+    ] {
+        assert!(message.contains(needle), "{needle:?} missing: {message}");
+    }
+    let log = api_expect(
+        &daemon,
+        "GET",
+        &format!("/v1/volumes/{}/commits", volume.name),
+        &Value::Null,
+        200,
+    );
+    assert_eq!(log["commits"], json!([]), "{log:#}");
+    let seen = counter(&daemon, &container);
+    wait_until(&daemon, "the container writes on", 10, || {
+        counter(&daemon, &container) > seen
+    });
+    eprintln!("writers resumed {resumed:?} after the commit began (limit 1 s)");
 }

@@ -194,6 +194,11 @@ impl Backend for LoopBackend {
         self.end_read_point(id, mountpoint, scratch)
     }
 
+    /// A frozen read point whose time limit passed was thawed: what was read may be torn.
+    fn read_point_intact(&self, id: Uuid) -> Result<(), BackendError> {
+        self.frozen_intact(id)
+    }
+
     /// A reflinked copy of the source's image, given its own filesystem identity, when the
     /// root's filesystem shares blocks and the two volumes agree on filesystem and size.
     fn clone_volume(

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::attachment::{release, Attached};
 use super::LoopBackend;
-use crate::freeze::{freeze, thaw};
+use crate::freeze::BoundedFreeze;
 use crate::mount::{self, WhenBusy};
 use crate::{BackendError, ByteSize, Effect, Filesystem};
 
@@ -185,13 +185,20 @@ impl LoopBackend {
         mountpoint: Option<&Path>,
         copy: &Path,
     ) -> Result<bool, BackendError> {
-        if let Some(mountpoint) = mountpoint {
-            freeze(mountpoint)?;
-        }
+        let frozen = mountpoint
+            .map(|mountpoint| BoundedFreeze::start(mountpoint, self.freeze_limit))
+            .transpose()?;
         let cloned = self.reflink(&self.image_path(source), copy);
-        let thawed = mountpoint.map_or(Ok(Effect::Unchanged), thaw);
+        // A copy the limit cut short may be torn.
+        let thawed = match (frozen.map(BoundedFreeze::end).transpose(), mountpoint) {
+            (Ok(Some(end)), Some(mountpoint)) if end.expired => Err(BackendError::FreezeExpired {
+                mountpoint: mountpoint.to_path_buf(),
+                limit: self.freeze_limit,
+            }),
+            (ended, _) => ended.map(drop),
+        };
         match (cloned, thawed) {
-            (Ok(cloned), Ok(_)) => Ok(cloned),
+            (Ok(cloned), Ok(())) => Ok(cloned),
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => {
                 let _ = self.discard(copy, "remove image copy");

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::attachment::{attachments_of, detach_device};
 use super::grow::may_grow_mounted_ext4;
 use super::{loop_attachments, LoopAttachment, LoopBackend, Reserve, LOOP_CONTROL};
+use crate::freeze::BoundedFreeze;
 use crate::mount_table::{is_mount_point, MountTable};
 use crate::{Backend, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec};
 
@@ -860,6 +861,15 @@ fn noise(seed: u64, len: usize) -> Vec<u8> {
     bytes
 }
 
+/// A 64 MiB ext4 volume of `backend`, made and mounted at the fixture's `mnt`.
+fn mounted_volume(fx: &Fixture, backend: &LoopBackend) -> (VolumeSpec, PathBuf) {
+    let spec = spec(Filesystem::Ext4, "64M");
+    let target = fx.target("mnt");
+    backend.create(&spec).unwrap();
+    backend.mount(&spec, &target).unwrap();
+    (spec, target)
+}
+
 #[test]
 fn the_reserve_is_the_larger_of_its_floor_and_share() {
     assert_eq!(Reserve::DEFAULT.of(1 << 30), 256 << 20);
@@ -986,4 +996,107 @@ fn sparse_volumes_are_refused_once_promises_exceed_the_free_space_and_keep_their
     for id in backend.volumes().unwrap() {
         backend.remove(id).unwrap();
     }
+}
+
+#[test]
+fn a_frozen_read_point_is_thawed_at_its_limit_and_says_so() {
+    let Some(fx) = Fixture::new() else { return };
+    let backend = fx
+        .backend
+        .clone()
+        .with_freeze_limit(Duration::from_millis(700));
+    let (spec, target) = mounted_volume(&fx, &backend);
+    let scratch = fx.target("scratch");
+    let started = Instant::now();
+    assert_eq!(
+        backend.read_point(&spec, &target, &scratch).unwrap(),
+        ReadPoint::Frozen
+    );
+    assert!(backend.read_point_intact(spec.id).is_ok());
+    let (finished, writer) = write_finishes_within(target.join("after"), Duration::from_secs(5));
+    assert!(finished, "the freeze outlived its limit");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_secs(3),
+        "thawed after {waited:?}"
+    );
+    writer.join().unwrap();
+    let err = backend.read_point_intact(spec.id).unwrap_err();
+    assert!(
+        err.to_string().contains("reached its limit of 0.7s"),
+        "{err}"
+    );
+    assert_eq!(
+        backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Changed
+    );
+    assert!(backend.read_point_intact(spec.id).is_ok());
+    backend.unmount(spec.id, &target).unwrap();
+    backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn a_freeze_ends_when_the_process_holding_it_dies() {
+    // A child process of the test freezes through the library and is killed with SIGKILL:
+    // the watchdog it forked thaws the filesystem.
+    let Some(fx) = Fixture::new() else { return };
+    let (spec, target) = mounted_volume(&fx, &fx.backend);
+    let exe = std::env::current_exe().unwrap();
+    let mut holder = Command::new(exe)
+        .args([
+            "--exact",
+            "loop_device::tests::freeze_holder",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DVOL_FREEZE_HOLDER", &target)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The holder prints once the freeze is in force.
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("frozen") {
+        assert!(Instant::now() < deadline, "the holder never froze");
+        let mut byte = [0u8; 256];
+        let n = std::io::Read::read(&mut out, &mut byte).unwrap();
+        assert!(
+            n > 0,
+            "the holder exited: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&byte[..n]);
+    }
+    let (finished, writer) =
+        write_finishes_within(target.join("during"), Duration::from_millis(300));
+    assert!(!finished, "not frozen");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let started = Instant::now();
+    writer.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "thawed only after {:?}",
+        started.elapsed()
+    );
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+/// Not a test on its own: run by [`a_freeze_ends_when_the_process_holding_it_dies`], it
+/// freezes the filesystem named by `DVOL_FREEZE_HOLDER` for an hour and waits to be killed.
+#[test]
+#[ignore]
+fn freeze_holder() {
+    let Some(target) = std::env::var_os("DVOL_FREEZE_HOLDER") else {
+        return;
+    };
+    let frozen = BoundedFreeze::start(Path::new(&target), Duration::from_secs(3600)).unwrap();
+    println!("frozen");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(3600));
+    drop(frozen);
 }
