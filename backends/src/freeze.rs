@@ -12,6 +12,7 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -71,6 +72,8 @@ pub struct BoundedFreeze {
     limit: Duration,
     watchdog: Option<i32>,
     socket: UnixStream,
+    /// Whether the watchdog's word has been read (it is read once from the socket).
+    fired: AtomicBool,
     started: Instant,
 }
 
@@ -113,6 +116,7 @@ impl BoundedFreeze {
             limit,
             watchdog: Some(pid),
             socket,
+            fired: AtomicBool::new(false),
             started: Instant::now(),
         };
         // SAFETY: as for `freeze`: no argument is read, and `root` stays open during the call.
@@ -142,13 +146,18 @@ impl BoundedFreeze {
     }
 
     fn watchdog_fired(&self) -> bool {
-        let mut byte = [0u8; 1];
-        if self.socket.set_nonblocking(true).is_err() {
+        if self.fired.load(Ordering::SeqCst) {
             return true;
         }
+        let mut byte = [0u8; 1];
         // End-of-file without the byte: the watchdog died without thawing (someone killed
         // it); the freeze itself is still in force.
-        matches!((&self.socket).read(&mut byte), Ok(1) if byte[0] == THAWING)
+        let fired = self.socket.set_nonblocking(true).is_err()
+            || matches!((&self.socket).read(&mut byte), Ok(1) if byte[0] == THAWING);
+        if fired {
+            self.fired.store(true, Ordering::SeqCst);
+        }
+        fired
     }
 
     fn stop_watchdog(&mut self) {
