@@ -130,6 +130,7 @@ mod tests {
             size: None,
             filesystem: None,
             preallocate: false,
+            max_overprovision: None,
         }
     }
 

@@ -12,8 +12,8 @@
 //! - [`size::ByteSize`]: volume sizes as users write them (`10G`, `512MiB`).
 //! - [`command::Tool`]: external tools found once by absolute path; failures carry the command
 //!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
-//! - [`freeze`]: freezing a mounted filesystem for a consistent read point (the crate's only
-//!   `unsafe`).
+//! - [`freeze`]: freezing a mounted filesystem for a consistent read point, for at most a time
+//!   limit (the crate's only `unsafe`).
 
 pub mod command;
 pub mod directory;
@@ -130,6 +130,9 @@ pub struct VolumeSpec {
     pub filesystem: Option<Filesystem>,
     /// Allocate all space at create time (fully allocated loop image) instead of on write.
     pub preallocate: bool,
+    /// How far what sparse volumes are promised may exceed the room for them (the profile's
+    /// `max_overprovision`; loop backend). `None`: 1.0, never more than the room.
+    pub max_overprovision: Option<f64>,
 }
 
 /// A volume's data fixed at one instant, for a reader (a commit) while containers go on using
@@ -155,6 +158,14 @@ pub struct Capacity {
     pub total_bytes: u64,
     /// Space still free for new data.
     pub free_bytes: u64,
+    /// What volumes are promised and have not written yet: of sparse loop images, their
+    /// sizes less what they occupy; of a thin pool, its volumes' sizes less its used space.
+    /// Directory volumes promise nothing.
+    #[serde(default)]
+    pub promised_bytes: u64,
+    /// Free space kept back from promises, for dvol's database and history store.
+    #[serde(default)]
+    pub reserved_bytes: u64,
 }
 
 impl Capacity {
@@ -165,6 +176,8 @@ impl Capacity {
         Ok(Capacity {
             total_bytes: stat.f_blocks.saturating_mul(stat.f_frsize),
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
+            promised_bytes: 0,
+            reserved_bytes: 0,
         })
     }
 }
@@ -195,6 +208,19 @@ pub enum BackendError {
     /// The backend cannot run on this host (missing device, tool, volume group).
     #[error("{0}")]
     Unavailable(String),
+    /// A read point's freeze reached its time limit and was lifted while the data was read.
+    #[error(
+        "the freeze of {} reached its limit of {}s and was lifted while the data was read, \
+         so what was read may be inconsistent; nothing was kept: retry when the volume is \
+         less busy, commit with --pause, or raise freeze_limit_seconds",
+        mountpoint.display(), limit.as_secs_f64()
+    )]
+    FreezeExpired {
+        /// Where the volume is mounted.
+        mountpoint: PathBuf,
+        /// The limit that passed.
+        limit: std::time::Duration,
+    },
 }
 
 impl BackendError {
@@ -279,6 +305,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Effect, BackendError> {
         let _ = (id, mountpoint, scratch);
         Ok(Effect::Unchanged)
+    }
+
+    /// Whether volume `id`'s read point still fixes its data: `Err` when it stopped doing so
+    /// before being released (a freeze whose time limit passed). A reader asks after reading
+    /// and before keeping what it read.
+    fn read_point_intact(&self, id: Uuid) -> Result<(), BackendError> {
+        let _ = id;
+        Ok(())
     }
 
     /// Makes the new volume `target` a copy-on-write copy of volume `source`'s current data,

@@ -327,6 +327,7 @@ fn spec(mib: u64, fs: Filesystem) -> VolumeSpec {
         size: Some(ByteSize::from_bytes(mib * MIB).unwrap()),
         filesystem: Some(fs),
         preallocate: false,
+        max_overprovision: None,
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use dvol_backends::loop_device::{Reserve, DEFAULT_FREEZE_LIMIT};
 use dvol_backends::{BackendKind, ByteSize, Filesystem};
 use serde::Deserialize;
 use toml::Spanned;
@@ -63,6 +65,12 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     default_profile: Option<Spanned<String>>,
+    /// At least this much of the state root's filesystem is kept from volume promises.
+    reserve: Option<Spanned<ByteSize>>,
+    /// ... or this share of it, in percent, if that is larger.
+    reserve_percent: Option<Spanned<f64>>,
+    /// The longest a commit may keep a volume frozen, in seconds.
+    freeze_limit_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileConfig>>,
 }
@@ -81,8 +89,9 @@ pub struct ProfileConfig {
     pub size: Option<ByteSize>,
     /// The filesystem of new volumes (block backends).
     pub filesystem: Option<Filesystem>,
-    /// How far the virtual sizes of a thin pool's volumes may exceed the pool (lvm only;
-    /// default 1.0: no overcommit).
+    /// How far what volumes are promised may exceed the room for them: the virtual sizes of
+    /// a thin pool's volumes against the pool (lvm), what sparse images have not written yet
+    /// against the free space less the reserve (loop). Default 1.0: no overcommit.
     pub max_overprovision: Option<f64>,
 }
 
@@ -97,6 +106,12 @@ pub struct Config {
     pub source: String,
     /// Whether this is the built-in configuration (which may fall back, see [`crate::profile`]).
     pub builtin: bool,
+    /// Room on the state root's filesystem kept from what loop volumes are promised, for the
+    /// metadata database and the history store.
+    pub reserve: Reserve,
+    /// The longest a commit may keep a volume frozen; then the freeze is lifted and the
+    /// commit fails.
+    pub freeze_limit: Duration,
 }
 
 impl Config {
@@ -200,11 +215,44 @@ impl Config {
             }
         };
 
+        let mut reserve = Reserve::DEFAULT;
+        if let Some(bytes) = file.reserve {
+            reserve.min_bytes = bytes.into_inner().bytes();
+        }
+        if let Some(percent) = file.reserve_percent {
+            let span = percent.span();
+            let percent = percent.into_inner();
+            if !(percent.is_finite() && (0.0..=50.0).contains(&percent)) {
+                return Err(invalid(
+                    span,
+                    format!("reserve_percent {percent} is out of range: use a number from 0 to 50"),
+                ));
+            }
+            reserve.percent = percent;
+        }
+        let freeze_limit = match file.freeze_limit_seconds {
+            Some(seconds) => {
+                let span = seconds.span();
+                match seconds.into_inner() {
+                    0 => {
+                        return Err(invalid(
+                            span,
+                            "freeze_limit_seconds must be at least 1".into(),
+                        ))
+                    }
+                    seconds => Duration::from_secs(seconds),
+                }
+            }
+            None => DEFAULT_FREEZE_LIMIT,
+        };
+
         Ok(Config {
             default_profile,
             profiles,
             source: path.display().to_string(),
             builtin: false,
+            reserve,
+            freeze_limit,
         })
     }
 }
@@ -226,8 +274,10 @@ fn validate_profile(profile: &ProfileConfig) -> Result<(), String> {
         }
     }
     if let Some(ratio) = profile.max_overprovision {
-        if profile.backend != BackendKind::Lvm {
-            return Err("max_overprovision applies only to backend \"lvm\"".into());
+        if profile.backend == BackendKind::Directory {
+            return Err(
+                "max_overprovision applies only to backends \"lvm\" and \"loop\": directory volumes promise no space".into(),
+            );
         }
         if !(ratio.is_finite() && (1.0..=100.0).contains(&ratio)) {
             return Err(format!(
@@ -325,8 +375,54 @@ mod tests {
     fn overprovision_ratio_is_checked() {
         let msg = error("[profiles.g]\nbackend = \"lvm\"\nvolume_group = \"v\"\nthin_pool = \"p\"\nmax_overprovision = 0.5\n");
         assert!(msg.contains("out of range"), "{msg}");
-        let msg = error("[profiles.g]\nbackend = \"loop\"\nmax_overprovision = 2.0\n");
-        assert!(msg.contains("applies only to backend"), "{msg}");
+        let msg = error("[profiles.g]\nbackend = \"directory\"\nmax_overprovision = 2.0\n");
+        assert!(msg.contains("applies only to backends"), "{msg}");
+    }
+
+    #[test]
+    fn loop_profiles_take_an_overprovision_ratio() {
+        let config =
+            parse("[profiles.s]\nbackend = \"loop\"\nsize = \"1G\"\nmax_overprovision = 2.5\n")
+                .unwrap();
+        assert_eq!(
+            config.profiles[&ProfileName::parse("s").unwrap()].max_overprovision,
+            Some(2.5)
+        );
+        let msg = error("[profiles.s]\nbackend = \"loop\"\nmax_overprovision = 0.5\n");
+        assert!(msg.contains("out of range"), "{msg}");
+    }
+
+    #[test]
+    fn reserve_and_freeze_limit_have_defaults_and_can_be_set() {
+        let config = Config::builtin();
+        assert_eq!(config.reserve, Reserve::DEFAULT);
+        assert_eq!(config.reserve.of(100 << 30), 2 << 30);
+        assert_eq!(config.reserve.of(1 << 30), 256 << 20);
+        assert_eq!(config.freeze_limit, DEFAULT_FREEZE_LIMIT);
+        let config = parse(
+            "reserve = \"64MiB\"\nreserve_percent = 5\nfreeze_limit_seconds = 7\n[profiles.a]\nbackend = \"directory\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.reserve,
+            Reserve {
+                min_bytes: 64 << 20,
+                percent: 5.0
+            }
+        );
+        assert_eq!(config.freeze_limit, Duration::from_secs(7));
+        let msg = error("reserve_percent = 80\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:1: reserve_percent:") && msg.contains("0 to 50"),
+            "{msg}"
+        );
+        let msg = error("freeze_limit_seconds = 0\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(msg.contains("at least 1"), "{msg}");
+        let msg = error("reserve = \"lots\"\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:1: reserve:"),
+            "{msg}"
+        );
     }
 
     #[test]

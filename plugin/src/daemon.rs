@@ -94,6 +94,10 @@ pub fn probe_backends(layout: &Layout, config: &Config) -> Result<HostBackends, 
     let directory = DirectoryBackend::open(layout.backend_dir(BackendKind::Directory))
         .map_err(ServiceError::Host)?;
     let loop_device = LoopBackend::open(layout.backend_dir(BackendKind::Loop))
+        .map(|b| {
+            b.with_reserve(config.reserve)
+                .with_freeze_limit(config.freeze_limit)
+        })
         .map(|b| Arc::new(b) as Arc<dyn Backend>)
         .map_err(|e| e.to_string());
     let mut lvm = BTreeMap::new();

@@ -298,6 +298,7 @@ impl ServiceError {
             ServiceError::Backend { source, .. } | ServiceError::Host(source) => match source {
                 BackendError::Refused(_) => "refused",
                 BackendError::Unavailable(_) => "backend_unavailable",
+                BackendError::FreezeExpired { .. } => "freeze_expired",
                 _ => "backend_failed",
             },
             ServiceError::History { source, .. } | ServiceError::Repository(source) => {
@@ -328,6 +329,7 @@ fn backend_class(e: &BackendError) -> ErrorClass {
     match e {
         BackendError::Refused(_) => ErrorClass::Invalid,
         BackendError::Unavailable(_) => ErrorClass::Unavailable,
+        BackendError::FreezeExpired { .. } => ErrorClass::Conflict,
         _ => ErrorClass::Internal,
     }
 }
@@ -345,6 +347,7 @@ fn history_class(e: &dvol_snapshot::Error) -> ErrorClass {
         E::RefExists { .. } | E::DeleteCurrentBranch { .. } | E::VolumeExists(_) => {
             ErrorClass::Conflict
         }
+        E::NotRecorded { .. } => ErrorClass::Conflict,
         _ => ErrorClass::Internal,
     }
 }

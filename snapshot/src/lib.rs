@@ -75,6 +75,7 @@ pub mod reflog;
 pub mod refs;
 pub mod repo;
 pub mod snapshot;
+mod sparse;
 pub mod store;
 
 #[cfg(test)]

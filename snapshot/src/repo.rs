@@ -170,6 +170,12 @@ pub enum Error {
         /// The commit.
         commit: CommitId,
     },
+    /// A commit's caller found what was read untrustworthy before it was recorded.
+    #[error("the commit was not recorded: {reason}")]
+    NotRecorded {
+        /// Why, in the caller's words.
+        reason: String,
+    },
 }
 
 /// Shorthand for results of this crate.

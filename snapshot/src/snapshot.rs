@@ -2,7 +2,8 @@
 //!
 //! A commit walks the source with `lstat` only, compares every regular file with the volume's
 //! [`Index`], and re-reads just the files whose stat changed (in parallel). Re-read files are
-//! split by content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
+//! read by their data extents only (holes read as zeros; see `sparse`) and split by
+//! content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
 //! edit in a large file stores only the chunks around it. Symlinks are recorded, never
 //! followed; sockets, fifos and devices are skipped and reported; other mounts below the
 //! source are not entered.
@@ -79,7 +80,7 @@ pub struct CommitStats {
     pub symlinks: u64,
     /// Files re-read because their stat changed (or they were new).
     pub files_reread: u64,
-    /// Bytes read from those files.
+    /// Bytes read from those files: their data, not their holes (which read as zeros).
     pub bytes_read: u64,
     /// Objects added to the store (chunks, chunk lists, trees and the commit).
     pub new_objects: u64,
@@ -278,6 +279,8 @@ struct Node {
 
 struct FileOutcome {
     content: FileContent,
+    /// Bytes really read: holes are not.
+    read: u64,
     index_stat: StatKey,
     stat: StatKey,
     racy: bool,
@@ -406,7 +409,7 @@ fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Opt
     let Some((f, pre)) = open_regular(path)? else {
         return Ok(None);
     };
-    let content = store_content(&f, path, sink, progress)?;
+    let (content, read) = crate::sparse::store_file(&f, path, sink, progress)?;
     let post = f.metadata().map_err(io_err("stat", path))?;
     let (pre, post) = (StatKey::of(&pre), StatKey::of(&post));
     let mut stat = post;
@@ -414,6 +417,7 @@ fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Opt
     let racy = pre != post || post.ctime_ns > now_ns() - RACY_WINDOW_NS;
     Ok(Some(FileOutcome {
         content,
+        read,
         index_stat: pre,
         stat,
         racy,
@@ -503,7 +507,7 @@ impl Repository {
                 NodeKind::File { known: None } => match results.remove(&n.rel).flatten() {
                     Some(o) => {
                         stats.files_reread += 1;
-                        stats.bytes_read += o.content.size;
+                        stats.bytes_read += o.read;
                         new.entries.insert(
                             n.rel.clone(),
                             IndexEntry {
@@ -657,6 +661,29 @@ impl Repository {
         })
     }
 
+    /// Like [`Repository::commit`], but asks `verify` after everything was read and written
+    /// and before any ref moves: an `Err(reason)` (the data read cannot be trusted, e.g. a
+    /// freeze was lifted while reading) records nothing and fails with
+    /// [`Error::NotRecorded`]. The objects written stay for gc to collect.
+    pub fn commit_verified(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+        verify: &dyn Fn() -> std::result::Result<(), String>,
+    ) -> Result<Committed> {
+        let _repo = self.lock_shared()?;
+        let _vol = self.lock_volume(volume)?;
+        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        self.publish_commit(volume, &prepared)?;
+        Ok(Committed {
+            id: prepared.id,
+            stats: prepared.stats,
+        })
+    }
+
     /// First half of a commit: writes every object, including the commit (unless nothing
     /// changed), durably, but moves no ref. (Exposed within the crate so tests can simulate a
     /// crash between the halves.)
@@ -793,4 +820,39 @@ pub(crate) struct PreparedCommit {
     head_existed: bool,
     parent: Option<CommitId>,
     message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use crate::id::VolumeKey;
+    use crate::object::CommitInfo;
+    use crate::progress::NoProgress;
+    use crate::repo::{Error, Repository};
+
+    #[test]
+    fn a_commit_whose_verification_fails_records_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("src");
+        fs::create_dir(&source).unwrap();
+        fs::write(source.join("a"), b"first").unwrap();
+        let repo = Repository::open(&tmp.path().join("repo")).unwrap();
+        let volume = VolumeKey::new_random();
+        let info = || CommitInfo::now("m", "t");
+        let refused = repo.commit_verified(&volume, &source, info(), &NoProgress, &|| {
+            Err("the freeze was lifted".into())
+        });
+        match refused {
+            Err(e @ Error::NotRecorded { .. }) => {
+                assert!(e.to_string().contains("the freeze was lifted"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(repo.commits(&volume).unwrap().is_empty());
+        let kept = repo
+            .commit_verified(&volume, &source, info(), &NoProgress, &|| Ok(()))
+            .unwrap();
+        assert_eq!(repo.commits(&volume).unwrap()[0].id, kept.id);
+    }
 }

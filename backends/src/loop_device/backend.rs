@@ -45,10 +45,17 @@ impl Backend for LoopBackend {
         self.tools.check(fs).map_err(|message| {
             BackendError::Unavailable(format!("cannot make {fs} volumes: {message}"))
         })?;
-        if spec.preallocate {
-            self.check_room(size.bytes(), &format!("a fully allocated {size} volume"))?;
-        }
-        Ok(())
+        let what = if spec.preallocate {
+            format!("a fully allocated {size} volume")
+        } else {
+            format!("a {size} volume")
+        };
+        self.check_promise(
+            size.bytes(),
+            spec.preallocate,
+            spec.max_overprovision,
+            &what,
+        )
     }
 
     fn create(&self, spec: &VolumeSpec) -> Result<Effect, BackendError> {
@@ -57,6 +64,8 @@ impl Backend for LoopBackend {
         }
         // A create interrupted by a crash leaves its temporary image behind, maybe attached.
         self.discard_temp(spec.id)?;
+        // The room checked stays free until the image's size makes the promise visible.
+        let _space = self.hold_space();
         self.validate(spec)?;
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
         let size = spec
@@ -185,6 +194,11 @@ impl Backend for LoopBackend {
         self.end_read_point(id, mountpoint, scratch)
     }
 
+    /// A frozen read point whose time limit passed was thawed: what was read may be torn.
+    fn read_point_intact(&self, id: Uuid) -> Result<(), BackendError> {
+        self.frozen_intact(id)
+    }
+
     /// A reflinked copy of the source's image, given its own filesystem identity, when the
     /// root's filesystem shares blocks and the two volumes agree on filesystem and size.
     fn clone_volume(
@@ -196,8 +210,9 @@ impl Backend for LoopBackend {
         self.reflink_clone(source, source_mountpoint, target)
     }
 
+    /// The root's filesystem, with what sparse images promise and the reserve.
     fn capacity(&self) -> Result<Capacity, BackendError> {
-        Capacity::of_filesystem(&self.root)
+        Ok(self.room()?.capacity)
     }
 
     fn volumes(&self) -> Result<Vec<Uuid>, BackendError> {

@@ -31,9 +31,20 @@ impl LoopBackend {
         }
         self.discard_temp(target.id)?;
         let temp = self.temp_path(target.id);
+        // The copy shares every block now, and may need its whole size as it is rewritten.
+        let space = self.hold_space();
+        if let Some(size) = target.size {
+            self.check_promise(
+                size.bytes(),
+                false,
+                target.max_overprovision,
+                &format!("a {size} copy of volume {}", source.id),
+            )?;
+        }
         if !self.reflink_frozen(source.id, source_mountpoint, &temp)? {
             return Ok(None);
         }
+        drop(space);
         let fs = target.filesystem.unwrap_or(Filesystem::Ext4);
         let renamed = open_image(&temp).and_then(|file| {
             let scratch = self.clone_scratch(target.id);

@@ -76,13 +76,20 @@ impl LoopBackend {
             .open(&image)
             .map_err(|e| BackendError::io("open volume image", &image, e))?;
         let added = new_size.bytes() - current;
+        let space = self.hold_space();
+        self.check_promise(
+            added,
+            spec.preallocate,
+            spec.max_overprovision,
+            &format!("growing volume {} to {new_size}", spec.id),
+        )?;
         if spec.preallocate {
-            self.check_room(added, &format!("growing volume {} to {new_size}", spec.id))?;
             allocate(&file, &image, current, added)?;
         } else {
             file.set_len(new_size.bytes())
                 .map_err(|e| BackendError::io("grow volume image", &image, e))?;
         }
+        drop(space);
         file.sync_all()
             .map_err(|e| BackendError::io("sync volume image", &image, e))?;
         drop(file);

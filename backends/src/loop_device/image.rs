@@ -1,6 +1,6 @@
 //! The image files under the backend's root: their names, building a formatted image under
 //! a temporary name and moving it into place, discarding side images (temporary ones, read
-//! point copies), reflinked copies, and checks for room in the root's filesystem.
+//! point copies) and reflinked copies.
 //!
 //! Every file a volume can have is named after its id: `<id>.img` (the volume),
 //! `<id>.img.tmp` (being built or cloned), `<id>.img.tmp.mnt` (where a clone is mounted
@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::attachment::{release, Attached};
 use super::LoopBackend;
-use crate::freeze::{freeze, thaw};
+use crate::freeze::BoundedFreeze;
 use crate::mount::{self, WhenBusy};
-use crate::{Backend, BackendError, ByteSize, Effect, Filesystem};
+use crate::{BackendError, ByteSize, Effect, Filesystem};
 
 /// Formats a byte count for messages, in binary units when it is large enough.
 pub(super) fn human(bytes: u64) -> String {
@@ -185,32 +185,25 @@ impl LoopBackend {
         mountpoint: Option<&Path>,
         copy: &Path,
     ) -> Result<bool, BackendError> {
-        if let Some(mountpoint) = mountpoint {
-            freeze(mountpoint)?;
-        }
+        let frozen = mountpoint
+            .map(|mountpoint| BoundedFreeze::start(mountpoint, self.freeze_limit))
+            .transpose()?;
         let cloned = self.reflink(&self.image_path(source), copy);
-        let thawed = mountpoint.map_or(Ok(Effect::Unchanged), thaw);
+        // A copy the limit cut short may be torn.
+        let thawed = match (frozen.map(BoundedFreeze::end).transpose(), mountpoint) {
+            (Ok(Some(end)), Some(mountpoint)) if end.expired => Err(BackendError::FreezeExpired {
+                mountpoint: mountpoint.to_path_buf(),
+                limit: self.freeze_limit,
+            }),
+            (ended, _) => ended.map(drop),
+        };
         match (cloned, thawed) {
-            (Ok(cloned), Ok(_)) => Ok(cloned),
+            (Ok(cloned), Ok(())) => Ok(cloned),
             (Err(e), _) => Err(e),
             (Ok(_), Err(e)) => {
                 let _ = self.discard(copy, "remove image copy");
                 Err(e)
             }
         }
-    }
-
-    /// Refuses to preallocate `bytes` more than the root's filesystem has free.
-    pub(super) fn check_room(&self, bytes: u64, what: &str) -> Result<(), BackendError> {
-        let free = self.capacity()?.free_bytes;
-        if free < bytes {
-            return Err(BackendError::Refused(format!(
-                "{what} needs {} of free space in {}, which has only {} free",
-                human(bytes),
-                self.root.display(),
-                human(free)
-            )));
-        }
-        Ok(())
     }
 }

@@ -23,7 +23,10 @@
 //! - `image`: the image files: names, building, discarding side images, reflink copies, room;
 //! - `grow`: growing an image and its filesystem, online or offline;
 //! - `read_point` and `clone`: copy-on-write copies of an image, for a commit and for a new
-//!   volume;
+//!   volume; where blocks cannot be shared, a commit reads the volume frozen, for at most a
+//!   time limit ([`BoundedFreeze`](crate::freeze::BoundedFreeze));
+//! - `space`: what sparse images promise, against the free space of the root's filesystem
+//!   less a reserve;
 //! - `backend`: the [`Backend`](crate::Backend) implementation, which puts them together.
 
 mod attachment;
@@ -32,26 +35,43 @@ mod clone;
 mod grow;
 mod image;
 mod read_point;
+mod space;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use loopdev::LoopControl;
 use uuid::Uuid;
 
 use crate::filesystem::FilesystemTools;
+use crate::freeze::BoundedFreeze;
 use crate::BackendError;
 
 pub use attachment::{loop_attachments, LoopAttachment, LOOP_CONTROL};
+pub use space::{Reserve, DEFAULT_OVERPROVISION};
+
+/// How long a commit may keep a volume frozen unless told otherwise.
+pub const DEFAULT_FREEZE_LIMIT: Duration = Duration::from_secs(60);
 
 /// Volumes as image files on loop devices, under one root directory.
 #[derive(Debug, Clone)]
 pub struct LoopBackend {
     root: PathBuf,
     tools: FilesystemTools,
+    /// Room on the root's filesystem that promises to sparse volumes may not use.
+    reserve: Reserve,
+    /// The longest a read point may keep a volume frozen.
+    freeze_limit: Duration,
+    /// Held from checking room to taking it (see `space`).
+    space: Arc<Mutex<()>>,
+    /// The frozen read points, by volume, until released.
+    freezes: Arc<Mutex<HashMap<Uuid, BoundedFreeze>>>,
 }
 
 impl LoopBackend {
@@ -84,7 +104,23 @@ impl LoopBackend {
         Ok(LoopBackend {
             root,
             tools: FilesystemTools::find(),
+            reserve: Reserve::DEFAULT,
+            freeze_limit: DEFAULT_FREEZE_LIMIT,
+            space: Arc::default(),
+            freezes: Arc::default(),
         })
+    }
+
+    /// The backend with `reserve` kept free of promises on the root's filesystem.
+    pub fn with_reserve(mut self, reserve: Reserve) -> Self {
+        self.reserve = reserve;
+        self
+    }
+
+    /// The backend with read points frozen for at most `limit`.
+    pub fn with_freeze_limit(mut self, limit: Duration) -> Self {
+        self.freeze_limit = limit;
+        self
     }
 
     /// The directory holding the images.

@@ -1,8 +1,11 @@
 //! Read points of loop volumes: where the root's filesystem shares blocks (XFS with reflink,
 //! btrfs), a reflinked copy of the image (`<id>.img.point`), taken frozen and mounted
 //! read-only on the caller's scratch directory; elsewhere the volume's own filesystem,
-//! frozen until the point is released.
+//! frozen until the point is released, or until the backend's freeze limit passes: the
+//! watchdog of a [`BoundedFreeze`] thaws it then, and also if the daemon dies first. A reader
+//! asks [`LoopBackend::frozen_intact`] before trusting what it read.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -10,7 +13,7 @@ use uuid::Uuid;
 
 use super::attachment::Attached;
 use super::LoopBackend;
-use crate::freeze::{freeze, thaw};
+use crate::freeze::{thaw, BoundedFreeze};
 use crate::mount::{self, mount_snapshot, WhenBusy};
 use crate::mount_table::is_mount_point;
 use crate::{BackendError, Effect, Filesystem, ReadPoint, VolumeSpec};
@@ -28,7 +31,12 @@ impl LoopBackend {
         // cannot be shared, the filesystem stays frozen while the caller reads.
         self.discard_point(spec.id)?;
         if !self.reflink_frozen(spec.id, Some(mountpoint), &self.point_path(spec.id))? {
-            freeze(mountpoint)?;
+            let frozen = BoundedFreeze::start(mountpoint, self.freeze_limit)?;
+            let replaced = self.frozen().insert(spec.id, frozen);
+            if let Some(earlier) = replaced {
+                // Cannot happen while the caller holds the volume; thaw rather than leak it.
+                let _ = earlier.end();
+            }
             return Ok(ReadPoint::Frozen);
         }
         if let Err(e) = self.mount_point_copy(spec, scratch) {
@@ -47,10 +55,17 @@ impl LoopBackend {
         scratch: &Path,
     ) -> Result<Effect, BackendError> {
         // Thaw first: whatever fails after, writers must not stay blocked.
-        let mut effect = if is_mount_point(mountpoint)? {
-            thaw(mountpoint)?
-        } else {
-            Effect::Unchanged
+        let frozen = self.frozen().remove(&id);
+        let mut effect = match frozen {
+            Some(frozen) => {
+                let end = frozen.end()?;
+                if end.expired {
+                    tracing::warn!(volume = %id, limit_s = self.freeze_limit.as_secs_f64(), "the freeze limit passed before the read point was released; its watchdog thawed the volume");
+                }
+                Effect::Changed
+            }
+            None if is_mount_point(mountpoint)? => thaw(mountpoint)?,
+            None => Effect::Unchanged,
         };
         if mount::unmount(scratch, "unmount read point", WhenBusy::Fail)? == Effect::Changed {
             effect = Effect::Changed;
@@ -59,6 +74,23 @@ impl LoopBackend {
             effect = Effect::Changed;
         }
         Ok(effect)
+    }
+
+    /// The frozen read points.
+    fn frozen(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, BoundedFreeze>> {
+        self.freezes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether volume `id`'s frozen read point, if it has one, has stayed frozen so far. Ask
+    /// after reading: `Ok` means everything read before was read frozen.
+    pub(super) fn frozen_intact(&self, id: Uuid) -> Result<(), BackendError> {
+        match self.frozen().get(&id) {
+            Some(frozen) if !frozen.intact() => Err(BackendError::FreezeExpired {
+                mountpoint: frozen.mountpoint().to_path_buf(),
+                limit: frozen.limit(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Mounts the read point's image copy read-only at `scratch`.

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::attachment::{attachments_of, detach_device};
 use super::grow::may_grow_mounted_ext4;
-use super::{loop_attachments, LoopAttachment, LoopBackend, LOOP_CONTROL};
+use super::{loop_attachments, LoopAttachment, LoopBackend, Reserve, LOOP_CONTROL};
+use crate::freeze::BoundedFreeze;
 use crate::mount_table::{is_mount_point, MountTable};
 use crate::{Backend, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec};
 
@@ -97,6 +98,7 @@ fn spec(fs: Filesystem, size: &str) -> VolumeSpec {
         size: Some(size.parse().unwrap()),
         filesystem: Some(fs),
         preallocate: false,
+        max_overprovision: None,
     }
 }
 
@@ -272,7 +274,7 @@ fn sizes_below_the_filesystem_minimum_are_refused_with_the_minimum() {
     let err = fx.backend.create(&huge).unwrap_err();
     assert!(err.is_refusal(), "{err:?}");
     assert!(
-        err.to_string().contains("needs 1PiB of free space"),
+        err.to_string().contains("needs 1PiB allocated now"),
         "{err}"
     );
     assert!(fx.backend.volumes().unwrap().is_empty());
@@ -632,27 +634,24 @@ fn a_read_point_without_reflink_freezes_writers_until_released() {
     fx.backend.remove(spec.id).unwrap();
 }
 
+/// A filesystem of `mib` MiB made by `mkfs` (its arguments but the image) on a sparse image
+/// under the fixture, mounted at the fixture's `name` (so the fixture unmounts it).
+fn mount_image(fx: &Fixture, name: &str, mib: u64, mkfs: &[&str]) -> PathBuf {
+    let image = fx.dir.path().join(format!("{name}.img"));
+    File::create(&image).unwrap().set_len(mib << 20).unwrap();
+    let image = image.to_str().unwrap();
+    let made = run(mkfs[0], &[&mkfs[1..], &[image]].concat());
+    assert!(made.status.success(), "{made:?}");
+    let point = fx.target(name);
+    let mounted = run("mount", &["-o", "loop", image, point.to_str().unwrap()]);
+    assert!(mounted.status.success(), "{mounted:?}");
+    point
+}
+
 /// A backend whose images live on an XFS filesystem with reflink (mounted under the
 /// fixture, so the fixture unmounts it), and the folder of its images.
 fn backend_on_xfs(fx: &Fixture) -> (LoopBackend, PathBuf) {
-    let pool_image = fx.dir.path().join("pool.img");
-    File::create(&pool_image).unwrap().set_len(2 << 30).unwrap();
-    let mkfs = run(
-        "mkfs.xfs",
-        &["-q", "-m", "reflink=1", pool_image.to_str().unwrap()],
-    );
-    assert!(mkfs.status.success(), "{mkfs:?}");
-    let pool = fx.target("pool");
-    let mounted = run(
-        "mount",
-        &[
-            "-o",
-            "loop",
-            pool_image.to_str().unwrap(),
-            pool.to_str().unwrap(),
-        ],
-    );
-    assert!(mounted.status.success(), "{mounted:?}");
+    let pool = mount_image(fx, "pool", 2048, &["mkfs.xfs", "-q", "-m", "reflink=1"]);
     let backend = LoopBackend::open(pool.join("images")).unwrap();
     let images = backend.root().to_path_buf();
     (backend, images)
@@ -820,4 +819,286 @@ fn a_clone_without_block_sharing_is_left_to_the_caller() {
     assert_eq!(fx.backend.volumes().unwrap(), vec![source.id]);
     assert!(!fx.backend.temp_path(target.id).exists());
     fx.backend.remove(source.id).unwrap();
+}
+
+/// A backend whose images live on an ext4 filesystem of `mib` MiB (an image mounted under
+/// the fixture, so the fixture unmounts it), keeping `reserve` from promises.
+fn backend_on_small_ext4(fx: &Fixture, mib: u64, reserve: Reserve) -> LoopBackend {
+    let small = mount_image(fx, "small", mib, &["mkfs.ext4", "-q", "-F", "-m", "0"]);
+    LoopBackend::open(small.join("images"))
+        .unwrap()
+        .with_reserve(reserve)
+}
+
+/// Fills the filesystem mounted at `target` with a file of pseudo-random 1 MiB blocks until
+/// it is full, syncing; returns how many blocks were written and synced.
+fn fill(target: &Path, seed: u64) -> u64 {
+    let mut file = File::create(target.join("fill")).unwrap();
+    let mut blocks = 0;
+    loop {
+        let block = noise(seed + blocks, 1 << 20);
+        match file.write_all(&block).and_then(|()| file.sync_data()) {
+            Ok(()) => blocks += 1,
+            Err(e) => {
+                assert_eq!(
+                    e.raw_os_error(),
+                    Some(rustix::io::Errno::NOSPC.raw_os_error()),
+                    "the volume's own ENOSPC, nothing else: {e}"
+                );
+                return blocks;
+            }
+        }
+    }
+}
+
+/// `len` bytes that do not repeat, a function of `seed`.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut bytes);
+    bytes
+}
+
+/// A 64 MiB ext4 volume of `backend`, made and mounted at the fixture's `mnt`.
+fn mounted_volume(fx: &Fixture, backend: &LoopBackend) -> (VolumeSpec, PathBuf) {
+    let spec = spec(Filesystem::Ext4, "64M");
+    let target = fx.target("mnt");
+    backend.create(&spec).unwrap();
+    backend.mount(&spec, &target).unwrap();
+    (spec, target)
+}
+
+#[test]
+fn the_reserve_is_the_larger_of_its_floor_and_share() {
+    assert_eq!(Reserve::DEFAULT.of(1 << 30), 256 << 20);
+    assert_eq!(Reserve::DEFAULT.of(100 << 30), 2 << 30);
+    assert_eq!(Reserve::DEFAULT.of(100 << 20), 100 << 20);
+    assert_eq!(Reserve::NONE.of(1 << 30), 0);
+}
+
+#[test]
+fn sparse_volumes_are_refused_once_promises_exceed_the_free_space_and_keep_their_data() {
+    let Some(fx) = Fixture::new() else { return };
+    let reserve = Reserve {
+        min_bytes: 32 << 20,
+        percent: 0.0,
+    };
+    let backend = backend_on_small_ext4(&fx, 320, reserve);
+    let empty = backend.capacity().unwrap();
+    assert_eq!(empty.promised_bytes, 0);
+    assert_eq!(empty.reserved_bytes, 32 << 20);
+    assert!(empty.total_bytes < 320 << 20, "{empty:?}");
+
+    // Create 64 MiB sparse volumes until refused: the promises never pass free - reserve.
+    let mut accepted = Vec::new();
+    let refusal = loop {
+        assert!(
+            accepted.len() < 20,
+            "never refused: {:?}",
+            backend.capacity()
+        );
+        let volume = spec(Filesystem::Ext4, "64M");
+        match backend.create(&volume) {
+            Ok(_) => accepted.push(volume),
+            Err(e) => break e,
+        }
+        let now = backend.capacity().unwrap();
+        assert!(
+            now.promised_bytes <= now.free_bytes - now.reserved_bytes,
+            "promised more than the room: {now:?}"
+        );
+    };
+    assert!(refusal.is_refusal(), "{refusal}");
+    let message = refusal.to_string();
+    for needle in [
+        "not enough disk space for a 64MiB volume",
+        "kept in reserve",
+        "already promised",
+        "max_overprovision",
+    ] {
+        assert!(message.contains(needle), "{needle:?} missing: {message}");
+    }
+    assert!(
+        accepted.len() >= 2,
+        "{} accepted; {message}",
+        accepted.len()
+    );
+    let full = backend.capacity().unwrap();
+    assert!(
+        full.promised_bytes + (64 << 20) > full.free_bytes - full.reserved_bytes,
+        "refused with room left: {full:?}"
+    );
+    // Nothing of the refused volume is left behind.
+    assert_eq!(backend.volumes().unwrap().len(), accepted.len());
+
+    // Growing is refused the same way; a preallocated volume must fit what promises leave.
+    let target = fx.target("mnt");
+    let err = backend
+        .resize(&accepted[0], "256M".parse().unwrap(), &target)
+        .unwrap_err();
+    assert!(
+        err.is_refusal() && err.to_string().contains("growing volume"),
+        "{err}"
+    );
+    let allocated = VolumeSpec {
+        preallocate: true,
+        ..spec(Filesystem::Ext4, "64M")
+    };
+    let err = backend.create(&allocated).unwrap_err();
+    assert!(err.to_string().contains("allocated now"), "{err}");
+
+    // Every accepted volume can be written full, and what it wrote survives a remount.
+    for (i, volume) in accepted.iter().enumerate() {
+        backend.mount(volume, &target).unwrap();
+        let blocks = fill(&target, i as u64 * 1000);
+        assert!(blocks >= 40, "volume {i} took only {blocks} MiB");
+        backend.unmount(volume.id, &target).unwrap();
+        backend.mount(volume, &target).unwrap();
+        let data = fs::read(target.join("fill")).unwrap();
+        for block in 0..blocks {
+            let at = (block << 20) as usize;
+            assert!(
+                data[at..at + (1 << 20)] == noise(i as u64 * 1000 + block, 1 << 20)[..],
+                "volume {i} lost block {block} of {blocks}"
+            );
+        }
+        backend.unmount(volume.id, &target).unwrap();
+    }
+    let written = backend.capacity().unwrap();
+    assert!(
+        written.promised_bytes < full.promised_bytes / 4,
+        "written volumes still promised {written:?}"
+    );
+
+    for volume in &accepted {
+        backend.remove(volume.id).unwrap();
+    }
+
+    // A ratio above 1 accepts more than the room, knowingly.
+    let mut more = 0;
+    for _ in 0..20 {
+        let volume = VolumeSpec {
+            max_overprovision: Some(3.0),
+            ..spec(Filesystem::Ext4, "64M")
+        };
+        if backend.create(&volume).is_err() {
+            break;
+        }
+        more += 1;
+    }
+    assert!(
+        more > accepted.len(),
+        "a ratio of 3 accepted {more}, no more than {}",
+        accepted.len()
+    );
+    for id in backend.volumes().unwrap() {
+        backend.remove(id).unwrap();
+    }
+}
+
+#[test]
+fn a_frozen_read_point_is_thawed_at_its_limit_and_says_so() {
+    let Some(fx) = Fixture::new() else { return };
+    let backend = fx
+        .backend
+        .clone()
+        .with_freeze_limit(Duration::from_millis(700));
+    let (spec, target) = mounted_volume(&fx, &backend);
+    let scratch = fx.target("scratch");
+    let started = Instant::now();
+    assert_eq!(
+        backend.read_point(&spec, &target, &scratch).unwrap(),
+        ReadPoint::Frozen
+    );
+    assert!(backend.read_point_intact(spec.id).is_ok());
+    let (finished, writer) = write_finishes_within(target.join("after"), Duration::from_secs(5));
+    assert!(finished, "the freeze outlived its limit");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_secs(3),
+        "thawed after {waited:?}"
+    );
+    writer.join().unwrap();
+    for _ in 0..2 {
+        let err = backend.read_point_intact(spec.id).unwrap_err();
+        assert!(
+            err.to_string().contains("reached its limit of 0.7s"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        backend
+            .release_read_point(spec.id, &target, &scratch)
+            .unwrap(),
+        Effect::Changed
+    );
+    assert!(backend.read_point_intact(spec.id).is_ok());
+    backend.unmount(spec.id, &target).unwrap();
+    backend.remove(spec.id).unwrap();
+}
+
+#[test]
+fn a_freeze_ends_when_the_process_holding_it_dies() {
+    // A child process of the test freezes through the library and is killed with SIGKILL:
+    // the watchdog it forked thaws the filesystem.
+    let Some(fx) = Fixture::new() else { return };
+    let (spec, target) = mounted_volume(&fx, &fx.backend);
+    let exe = std::env::current_exe().unwrap();
+    let mut holder = Command::new(exe)
+        .args([
+            "--exact",
+            "loop_device::tests::freeze_holder",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("DVOL_FREEZE_HOLDER", &target)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The holder prints once the freeze is in force.
+    let mut out = holder.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains("frozen") {
+        assert!(Instant::now() < deadline, "the holder never froze");
+        let mut byte = [0u8; 256];
+        let n = std::io::Read::read(&mut out, &mut byte).unwrap();
+        assert!(
+            n > 0,
+            "the holder exited: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&byte[..n]);
+    }
+    let (finished, writer) =
+        write_finishes_within(target.join("during"), Duration::from_millis(300));
+    assert!(!finished, "not frozen");
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let started = Instant::now();
+    writer.join().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "thawed only after {:?}",
+        started.elapsed()
+    );
+    fx.backend.unmount(spec.id, &target).unwrap();
+    fx.backend.remove(spec.id).unwrap();
+}
+
+/// Not a test on its own: run by [`a_freeze_ends_when_the_process_holding_it_dies`], it
+/// freezes the filesystem named by `DVOL_FREEZE_HOLDER` for an hour and waits to be killed.
+#[test]
+#[ignore]
+fn freeze_holder() {
+    let Some(target) = std::env::var_os("DVOL_FREEZE_HOLDER") else {
+        return;
+    };
+    let frozen = BoundedFreeze::start(Path::new(&target), Duration::from_secs(3600)).unwrap();
+    println!("frozen");
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(3600));
+    drop(frozen);
 }

@@ -192,9 +192,12 @@ impl Backend for LvmBackend {
     fn capacity(&self) -> Result<Capacity, BackendError> {
         let lvs = self.report_lvs()?;
         let usage = self.pool_usage(&lvs, &[])?;
+        let used = usage.size.saturating_sub(usage.free());
         Ok(Capacity {
             total_bytes: usage.size,
             free_bytes: usage.free(),
+            promised_bytes: usage.provisioned.saturating_sub(used),
+            reserved_bytes: 0,
         })
     }
 

@@ -1,4 +1,6 @@
-//! `dvol node`: this host's id, version, backends and room per profile.
+//! `dvol node`: this host's id, version, backends and room per profile: the free space and
+//! size of what backs each profile, what its volumes are promised and have not written yet
+//! (sparse loop images, thin volumes), and the reserve kept from promises.
 
 use anyhow::Result;
 
@@ -28,9 +30,16 @@ pub async fn run(client: &Client, as_json: bool) -> Result<()> {
                 p.backend.map_or_else(|| "-".into(), |b| b.to_string()),
                 optional_bytes(p.capacity.map(|c| c.free_bytes)),
                 optional_bytes(p.capacity.map(|c| c.total_bytes)),
+                optional_bytes(p.capacity.map(|c| c.promised_bytes)),
+                optional_bytes(p.capacity.map(|c| c.reserved_bytes)),
             ]
         })
         .collect();
-    table::print(&["PROFILE", "BACKEND", "FREE", "TOTAL"], &rows);
+    table::print(
+        &[
+            "PROFILE", "BACKEND", "FREE", "TOTAL", "PROMISED", "RESERVED",
+        ],
+        &rows,
+    );
     Ok(())
 }

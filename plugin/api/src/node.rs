@@ -44,7 +44,8 @@ pub struct ProfileCapacity {
     pub backend: Option<BackendKind>,
     /// Whether volumes of this profile can be created here.
     pub available: bool,
-    /// Space behind the backend; absent if it could not be measured.
+    /// Space behind the backend (the filesystem holding its images or folders, or its thin
+    /// pool), with what its volumes are promised; absent if it could not be measured.
     pub capacity: Option<Capacity>,
 }
 
@@ -82,6 +83,6 @@ pub struct ProfileConfigView {
     pub size: Option<u64>,
     /// The filesystem of new volumes (block backends).
     pub filesystem: Option<Filesystem>,
-    /// How far the virtual sizes of a thin pool's volumes may exceed the pool (lvm only).
+    /// How far what volumes are promised may exceed the room for them (lvm and loop).
     pub max_overprovision: Option<f64>,
 }

@@ -106,9 +106,12 @@ impl VolumeService {
         self.with_fixed_data(reference, |volume, data, read_from| {
             let key = VolumeKey(volume.id);
             let info = CommitInfo::now(message, author);
+            // Recorded only if the read point held until everything was read.
+            let backend = self.backend(volume)?;
+            let intact = || backend.read_point_intact(volume.id).map_err(|e| e.to_string());
             let committed = self
                 .history
-                .commit(&key, data, info, progress)
+                .commit_verified(&key, data, info, progress, &intact)
                 .for_volume(&volume.name)?;
             let commit = self
                 .history

@@ -316,6 +316,7 @@ impl VolumeService {
         };
         let spec = VolumeSpec {
             preallocate: profile.preallocate,
+            max_overprovision: profile.config.max_overprovision,
             ..Self::spec(&volume)
         };
         let backend = self.backend(&volume)?;
@@ -521,7 +522,7 @@ impl VolumeService {
         let mountpoint = self.layout.mountpoint(volume.id);
         let effect = self
             .backend(&volume)?
-            .resize(&Self::spec(&volume), new_size, &mountpoint)
+            .resize(&self.spec_to_grow(&volume), new_size, &mountpoint)
             .for_volume(&volume.name)?;
         if effect == Effect::Changed {
             self.metadata.set_size(volume.id, new_size)?;

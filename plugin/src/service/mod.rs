@@ -190,6 +190,21 @@ impl VolumeService {
             size: volume.size,
             filesystem: volume.filesystem,
             preallocate: false,
+            max_overprovision: None,
+        }
+    }
+
+    /// What a backend needs to know of `volume` to give it more room: the spec, with how its
+    /// profile allocates (when the profile still resolves to the volume's backend).
+    fn spec_to_grow(&self, volume: &Volume) -> VolumeSpec {
+        let spec = Self::spec(volume);
+        match self.profiles.iter().find(|p| p.name == volume.profile) {
+            Some(profile) if profile.backend == Some(volume.backend) => VolumeSpec {
+                preallocate: profile.preallocate,
+                max_overprovision: profile.config.max_overprovision,
+                ..spec
+            },
+            _ => spec,
         }
     }
 

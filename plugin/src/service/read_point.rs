@@ -113,11 +113,16 @@ impl VolumeService {
             .for_volume(&volume.name)
             .and_then(|point| {
                 info!(volume = %volume.name, point = ?point, "reading at a fixed point");
-                match point {
+                let done = match point {
                     ReadPoint::Snapshot(path) => work(&path, ReadFrom::Snapshot),
                     ReadPoint::Frozen => work(mountpoint, ReadFrom::Frozen),
                     ReadPoint::Live => work(mountpoint, ReadFrom::Live),
-                }
+                }?;
+                // A freeze lifted at its time limit while `work` read: what it made is torn.
+                backend
+                    .read_point_intact(volume.id)
+                    .for_volume(&volume.name)?;
+                Ok(done)
             });
         // Released whatever happened: a frozen filesystem must not outlive the operation.
         match backend.release_read_point(volume.id, mountpoint, &scratch) {
