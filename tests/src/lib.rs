@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod engine;
 pub mod fixtures;
+
+use engine::EngineShare;
 
 /// The image the tests run containers from; built by `scripts/build-test-image.sh`.
 pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
@@ -42,8 +45,10 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Whether the Docker Engine answers and the test image exists (building it if needed).
+/// Whether the Docker Engine answers and the test image exists (building it if needed). Waits
+/// while a test restarts the engine.
 pub fn docker_ready() -> bool {
+    let _share = EngineShare::take();
     let up = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
@@ -189,6 +194,8 @@ pub struct Daemon {
     log: PathBuf,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
+    /// Keeps the engine from being restarted while this daemon serves it.
+    _engine: EngineShare,
 }
 
 impl Daemon {
@@ -220,6 +227,7 @@ impl Daemon {
             extra_args,
             child: None,
             _tmp: tmp,
+            _engine: EngineShare::take(),
         };
         daemon.spawn();
         daemon

@@ -1,13 +1,14 @@
 //! The Docker Engine restarts while a dvol volume exists: it must still know the volume and its
 //! data afterwards.
 //!
-//! A test binary of its own: cargo runs test binaries one at a time, so restarting dockerd here
-//! cannot break the other end-to-end tests.
+//! The test holds the engine alone ([`EngineAlone`]) while it runs, so restarting dockerd here
+//! cannot break the other end-to-end tests running beside it.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dvol_tests::engine::EngineAlone;
 use dvol_tests::{docker, docker_ready, repo_root, require, Daemon, TEST_IMAGE};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
@@ -141,6 +142,7 @@ fn the_engine_still_knows_a_dvol_volume_and_its_data_after_a_restart() {
     if !require("Docker Engine", docker_ready()) {
         return;
     }
+    let _alone = EngineAlone::take();
     let daemon = Daemon::start();
     let id = uuid::Uuid::new_v4().simple().to_string();
     let volume = DockerVolume(format!("engine-restart-{}", &id[..12]));
