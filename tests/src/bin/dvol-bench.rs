@@ -436,7 +436,11 @@ impl KeepAlive {
         let mut body = vec![0; length];
         self.reader.read_exact(&mut body)?;
         let took = start.elapsed();
-        let response = HttpResponse { status, body };
+        let response = HttpResponse {
+            status,
+            body,
+            chunked: false,
+        };
         Ok((took, checked(path, &response)?))
     }
 }
@@ -685,7 +689,7 @@ fn run() -> Result<()> {
 
     // The daemon is declared first so the Docker cleanup (declared after) drops first, while
     // the daemon still answers the engine's Remove calls.
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_for_docker();
     let run_id = daemon.driver["dvol-e2e-".len()..].to_string();
     let mut cleanup = DockerCleanup {
         label: format!("dvol-bench={run_id}"),
