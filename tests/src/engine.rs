@@ -26,10 +26,10 @@
 //!
 //! Each call to a driver whose socket is gone costs about 15 s of connection retries
 //! (`pkg/plugins` retries a refused connection with back-off and gives up after sleeping
-//! 1+2+4+8 s). Looking up a
-//! volume name the engine has no record of (`docker volume inspect NAME`, `docker volume rm
-//! NAME`) asks every driver of `Store.extensions` in turn; at start the engine asks the driver
-//! of every volume `metadata.db` records, and keeps the records it could not check. Hence:
+//! 1+2+4+8 s). Looking up a volume name the engine has no record of (`docker volume inspect
+//! NAME`, `docker volume rm NAME`) asks every driver of `Store.extensions` in turn; at start the
+//! engine asks the driver of every volume `metadata.db` records (and of every container's
+//! volume), and keeps the records it could not check. Hence:
 //!
 //! - a daemon that Docker does not need keeps its plugin socket in its own directory, where the
 //!   engine never looks ([`crate::Daemon::start`]);
@@ -53,6 +53,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::docker;
+
 /// Shared by every test that uses the engine; taken alone by the test that restarts it.
 static ENGINE: RwLock<()> = RwLock::new(());
 

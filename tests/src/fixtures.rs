@@ -47,7 +47,7 @@ pub fn stderr_as_printed(out: &Output) -> String {
 
 /// Asserts that `out`, the output of `command` (e.g. `docker [...]`), shows success, else
 /// panics with its stderr and the daemon's log; returns its trimmed stdout.
-pub fn succeeded(daemon: &Daemon, command: &str, out: &Output) -> String {
+pub fn assert_succeeded(daemon: &Daemon, command: &str, out: &Output) -> String {
     assert!(
         out.status.success(),
         "{command} failed: {}\ndvol daemon log:\n{}",
@@ -59,7 +59,7 @@ pub fn succeeded(daemon: &Daemon, command: &str, out: &Output) -> String {
 
 /// Asserts that `out`, the output of `command`, shows failure, else panics with its stdout and
 /// the daemon's log; returns its trimmed stderr.
-pub fn failed(daemon: &Daemon, command: &str, out: &Output) -> String {
+pub fn assert_failed(daemon: &Daemon, command: &str, out: &Output) -> String {
     assert!(
         !out.status.success(),
         "{command} should have failed but printed: {}\ndvol daemon log:\n{}",
@@ -99,12 +99,12 @@ pub fn wait_until(daemon: &Daemon, what: &str, secs: u64, mut done: impl FnMut()
 /// Runs `docker args`, panicking with docker's stderr and the daemon's log unless it succeeds;
 /// returns trimmed stdout.
 pub fn must(daemon: &Daemon, args: &[&str]) -> String {
-    succeeded(daemon, &format!("docker {args:?}"), &docker(args))
+    assert_succeeded(daemon, &format!("docker {args:?}"), &docker(args))
 }
 
 /// Runs `docker args` that must fail; returns its stderr.
 pub fn must_fail(daemon: &Daemon, args: &[&str]) -> String {
-    failed(daemon, &format!("docker {args:?}"), &docker(args))
+    assert_failed(daemon, &format!("docker {args:?}"), &docker(args))
 }
 
 /// `docker run` arguments: `script` in a container without network, with the volume arguments

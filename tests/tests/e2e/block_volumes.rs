@@ -66,12 +66,12 @@ fn file_len(path: &Path) -> u64 {
 
 /// Runs the CLI against `daemon`; panics with its stderr unless it succeeds; returns stdout.
 fn cli_ok(daemon: &Daemon, args: &[&str]) -> String {
-    succeeded(daemon, &format!("dvol {args:?}"), &daemon.cli(args))
+    assert_succeeded(daemon, &format!("dvol {args:?}"), &daemon.cli(args))
 }
 
 /// Runs the CLI against `daemon`; it must fail; returns its stderr.
 fn cli_fails(daemon: &Daemon, args: &[&str]) -> String {
-    let err = failed(daemon, &format!("dvol {args:?}"), &daemon.cli(args));
+    let err = assert_failed(daemon, &format!("dvol {args:?}"), &daemon.cli(args));
     assert!(!err.is_empty(), "dvol {args:?} failed without a message");
     err
 }

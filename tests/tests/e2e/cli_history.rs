@@ -38,7 +38,7 @@ impl User {
     /// Runs `dvol args`, which must succeed; returns its stdout as printed.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
+        assert_succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
         stdout_as_printed(&out)
     }
 
@@ -50,7 +50,7 @@ impl User {
     /// operations may print one progress line (`... volume X...`) before it.
     fn fails(&self, args: &[&str], expected: &str) -> String {
         let out = self.run(args);
-        failed(&self.daemon, &format!("dvol {args:?}"), &out);
+        assert_failed(&self.daemon, &format!("dvol {args:?}"), &out);
         let err = stderr_as_printed(&out);
         let lines: Vec<&str> = err
             .lines()
