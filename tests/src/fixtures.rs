@@ -1,17 +1,23 @@
-//! Helpers the Docker end-to-end tests share: unique names, `docker` calls that must succeed or
-//! fail, `docker run` with a dvol volume, drop guards for containers and Docker volumes, and the
-//! daemon's REST view of a volume.
+//! Helpers the end-to-end tests share: unique names and command output; `docker` calls that must
+//! succeed or fail, `docker run` with a dvol volume, a drop guard for containers and the names
+//! of Docker volumes; the daemon's files and mounts; calls on the plugin protocol and the REST
+//! API with the assertions several tests make.
 //!
-//! Every helper that talks to Docker takes the test's [`Daemon`], so a failure shows the
-//! daemon's log beside Docker's message. Test files bring them in with
+//! Every helper that talks to Docker or the daemon takes the test's [`Daemon`], so a failure
+//! shows the daemon's log beside the message. Test modules bring them in with
 //! `use dvol_tests::fixtures::*;`.
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::{docker, http_unix, Daemon, TEST_IMAGE};
+use crate::{docker, http_unix, Daemon, HttpResponse, TEST_IMAGE};
+
+// ---------------------------------------------------------------------------------------------
+// Names, command output, waiting.
+// ---------------------------------------------------------------------------------------------
 
 /// A name no other test (or test run) uses: `prefix-` and 12 random hex digits.
 pub fn unique(prefix: &str) -> String {
@@ -29,29 +35,76 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).trim().to_string()
 }
 
+/// A command's stdout exactly as printed (lossily decoded), for checks of the CLI's layout.
+pub fn stdout_as_printed(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A command's stderr exactly as printed (lossily decoded), for checks of the CLI's layout.
+pub fn stderr_as_printed(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts that `out`, the output of `command` (e.g. `docker [...]`), shows success, else
+/// panics with its stderr and the daemon's log; returns its trimmed stdout.
+pub fn assert_succeeded(daemon: &Daemon, command: &str, out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{command} failed: {}\ndvol daemon log:\n{}",
+        stderr(out),
+        daemon.log()
+    );
+    stdout(out)
+}
+
+/// Asserts that `out`, the output of `command`, shows failure, else panics with its stdout and
+/// the daemon's log; returns its trimmed stderr.
+pub fn assert_failed(daemon: &Daemon, command: &str, out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "{command} should have failed but printed: {}\ndvol daemon log:\n{}",
+        stdout(out),
+        daemon.log()
+    );
+    stderr(out)
+}
+
+/// Asserts that every one of `parts` occurs in `message`.
+pub fn assert_contains_all(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "message should mention {part:?}: {message}"
+        );
+    }
+}
+
+/// Waits until `done` holds, panicking with `what` and the daemon's log after `secs` seconds.
+pub fn wait_until(daemon: &Daemon, what: &str, secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting until {what}; dvol daemon log:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker: commands, containers, volumes.
+// ---------------------------------------------------------------------------------------------
+
 /// Runs `docker args`, panicking with docker's stderr and the daemon's log unless it succeeds;
 /// returns trimmed stdout.
 pub fn must(daemon: &Daemon, args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}\ndvol daemon log:\n{}",
-        stderr(&out),
-        daemon.log()
-    );
-    stdout(&out)
+    assert_succeeded(daemon, &format!("docker {args:?}"), &docker(args))
 }
 
 /// Runs `docker args` that must fail; returns its stderr.
 pub fn must_fail(daemon: &Daemon, args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        !out.status.success(),
-        "docker {args:?} should have failed but printed: {}\ndvol daemon log:\n{}",
-        stdout(&out),
-        daemon.log()
-    );
-    stderr(&out)
+    assert_failed(daemon, &format!("docker {args:?}"), &docker(args))
 }
 
 /// `docker run` arguments: `script` in a container without network, with the volume arguments
@@ -98,17 +151,23 @@ impl Container {
     /// Starts `script` detached, with `volume` at /data, as a container named
     /// `dvol-e2e-ctr-<random>`.
     pub fn start(daemon: &Daemon, volume: &str, script: &str) -> Container {
-        let container = Container(unique("dvol-e2e-ctr"));
         let mount = format!("{volume}:/data");
-        must(
-            daemon,
-            &run_args(
-                daemon,
-                &["-v", &mount],
-                &["-d", "--name", &container.0],
-                script,
-            ),
-        );
+        Container::start_with(daemon, "dvol-e2e-ctr", &["-v", &mount], &[], script)
+    }
+
+    /// Starts `script` detached as a container named `prefix-<random>`, with the volume
+    /// arguments `mount` and the options `extra` (as [`run_args`] takes them).
+    pub fn start_with(
+        daemon: &Daemon,
+        prefix: &str,
+        mount: &[&str],
+        extra: &[&str],
+        script: &str,
+    ) -> Container {
+        let container = Container(unique(prefix));
+        let mut options = vec!["-d", "--name", container.0.as_str()];
+        options.extend_from_slice(extra);
+        must(daemon, &run_args(daemon, mount, &options, script));
         container
     }
 
@@ -139,80 +198,45 @@ impl Drop for Container {
     }
 }
 
-/// A test's Docker volume and the names Docker recorded for it, removed with
-/// `docker volume rm -f` when dropped.
+/// The name of a Docker volume a test uses, e.g. in `docker run -v NAME:/data`.
 ///
-/// Docker records the names a volume was created under: `NAME` after
-/// `docker volume create NAME` or `docker run -v NAME:/...`, and `NAME@PROFILE` or
-/// `NAME@snapshot-REF` when `docker run -v` created it under that name (the aliases). The dvol
-/// driver lists the volume as `NAME` either way, so the driver listing `NAME` does not mean
-/// Docker knows `NAME`. Removing a name Docker has no record of makes it ask every driver it
-/// has ever seen, about 15 s per driver whose socket is gone (every earlier test daemon's),
-/// so the guard removes only the names the test recorded: `name` when the test marked it
-/// [`plain`](DockerVolume::plain) (and the driver still lists it, so a volume the test already
-/// removed, or never created, is left alone), and each alias. Where Docker recorded only an
-/// alias, the dvol side of `NAME` is the daemon's own to clean up.
-///
-/// Tests declare their daemon before the guards, so a guard drops while the daemon still runs.
+/// Nothing is removed by hand: Docker records every name a volume was created under (`NAME`,
+/// or `NAME@PROFILE` and `NAME@snapshot-REF` when `docker run -v` created it so), and when the
+/// test's daemon is dropped, the harness makes the engine forget every name it records for the
+/// daemon's driver ([`crate::engine::forget_driver`]), also after a failed assertion or a
+/// `kill -9` of the daemon.
 pub struct DockerVolume {
     /// The volume's name.
     pub name: String,
-    /// Whether Docker recorded `name` itself (`docker volume create NAME`, or
-    /// `docker run -v NAME:/...`). Mark it only when the test itself makes Docker record
-    /// `name`, not when the driver merely lists it.
-    pub plain: bool,
-    /// Other names Docker recorded for this volume (e.g. `NAME@PROFILE`), each removed when
-    /// the guard drops. A test that removes one itself takes it out of the list.
-    pub aliases: Vec<String>,
-    /// The driver Docker knows the test's daemon by (`docker volume ls --filter driver=`).
-    driver: String,
 }
 
 impl DockerVolume {
-    /// A volume named `prefix-<random>`, no name of it recorded by Docker yet.
-    pub fn new(daemon: &Daemon, prefix: &str) -> DockerVolume {
-        DockerVolume::named(daemon, unique(prefix))
+    /// A volume named `prefix-<random>`.
+    pub fn new(prefix: &str) -> DockerVolume {
+        DockerVolume::named(unique(prefix))
     }
 
-    /// A volume with exactly this name, no name of it recorded by Docker yet.
-    pub fn named(daemon: &Daemon, name: impl Into<String>) -> DockerVolume {
-        DockerVolume {
-            name: name.into(),
-            plain: false,
-            aliases: Vec::new(),
-            driver: daemon.driver.clone(),
-        }
+    /// A volume with exactly this name.
+    pub fn named(name: impl Into<String>) -> DockerVolume {
+        DockerVolume { name: name.into() }
     }
 
-    /// Marks that Docker records the plain name: the test uses it only as
-    /// `docker volume create NAME` or `-v NAME:/...`. Safe to mark before that command, as the
-    /// guard removes `name` only while the driver lists it, and only Docker creates it then.
-    pub fn recorded(mut self) -> DockerVolume {
-        self.plain = true;
-        self
-    }
-
-    /// Records that Docker knows the volume as `NAME@suffix`; returns that name.
-    pub fn alias(&mut self, suffix: &str) -> String {
-        let alias = format!("{}@{suffix}", self.name);
-        self.aliases.push(alias.clone());
-        alias
+    /// The name `NAME@suffix` (e.g. `NAME@silver`, `NAME@snapshot-1234abcd`), under which
+    /// `docker run -v` makes Docker record the volume.
+    pub fn alias(&self, suffix: &str) -> String {
+        format!("{}@{suffix}", self.name)
     }
 }
 
-impl Drop for DockerVolume {
-    fn drop(&mut self) {
-        if self.plain {
-            let filter = format!("driver={}", self.driver);
-            let listed = docker(&["volume", "ls", "-q", "--filter", &filter]);
-            if stdout(&listed).lines().any(|l| l == self.name) {
-                let _ = docker(&["volume", "rm", "-f", &self.name]);
-            }
-        }
-        for alias in &self.aliases {
-            let _ = docker(&["volume", "rm", "-f", alias]);
-        }
+/// `docker volume create -d DRIVER NAME -o OPT...` with the daemon's driver, which must print
+/// NAME.
+pub fn docker_volume_create(daemon: &Daemon, name: &str, opts: &[&str]) -> DockerVolume {
+    let mut args = vec!["volume", "create", "-d", &daemon.driver, name];
+    for opt in opts {
+        args.extend_from_slice(&["-o", opt]);
     }
+    assert_eq!(must(daemon, &args), name);
+    DockerVolume::named(name)
 }
 
 /// `docker volume inspect NAME` as JSON.
@@ -222,51 +246,157 @@ pub fn docker_volume_inspect(daemon: &Daemon, name: &str) -> Value {
     all[0].clone()
 }
 
-/// Waits until `done` holds, panicking with `what` and the daemon's log after `secs` seconds.
-pub fn wait_until(daemon: &Daemon, what: &str, secs: u64, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs} s waiting until {what}; dvol daemon log:\n{}",
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+// ---------------------------------------------------------------------------------------------
+// The daemon's files and mounts.
+// ---------------------------------------------------------------------------------------------
+
+/// Where the directory backend keeps a volume's data.
+pub fn data_dir(daemon: &Daemon, id: &str) -> PathBuf {
+    daemon.root.join("backends/directory").join(id)
 }
 
-/// The volume as the daemon's REST API shows it; panics unless the API answers 200.
-pub fn api_volume(daemon: &Daemon, name: &str) -> Value {
-    let response = daemon.api("GET", &format!("/v1/volumes/{name}"), "");
-    assert_eq!(
+/// Whether the kernel reports a mount at `path` (under the daemon's root).
+pub fn is_kernel_mounted(daemon: &Daemon, path: &Path) -> bool {
+    daemon.kernel_mounts().iter().any(|m| m == path)
+}
+
+/// Waits until no mount under the daemon's root remains.
+pub fn wait_no_mounts(daemon: &Daemon) {
+    wait_until(daemon, "no mount under the daemon root remains", 10, || {
+        daemon.kernel_mounts().is_empty()
+    });
+}
+
+/// Waits until each file of `paths` is longer than it is now (a missing file counts as empty),
+/// e.g. a log a container keeps writing; panics with `what` and the daemon's log after 10 s.
+pub fn wait_files_grow(daemon: &Daemon, paths: &[PathBuf], what: &str) {
+    let lens = || -> Vec<u64> {
+        paths
+            .iter()
+            .map(|path| std::fs::metadata(path).map_or(0, |m| m.len()))
+            .collect()
+    };
+    let before = lens();
+    wait_until(daemon, what, 10, || {
+        lens().iter().zip(&before).all(|(now, then)| now > then)
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The plugin protocol.
+// ---------------------------------------------------------------------------------------------
+
+/// The body `{"Name": NAME}` of Get, Path and Remove.
+pub fn name_body(name: &str) -> String {
+    json!({ "Name": name }).to_string()
+}
+
+/// The body `{"Name": NAME, "Opts": OPTS}` of Create.
+pub fn create_body(name: &str, opts: Value) -> String {
+    json!({ "Name": name, "Opts": opts }).to_string()
+}
+
+/// The body `{"Name": NAME, "ID": ID}` of Mount and Unmount.
+pub fn mount_body(name: &str, id: &str) -> String {
+    json!({ "Name": name, "ID": id }).to_string()
+}
+
+/// The `Err` of a plugin answer, if it is non-empty.
+pub fn plugin_err(response: &HttpResponse) -> Option<String> {
+    response.json()["Err"]
+        .as_str()
+        .filter(|e| !e.is_empty())
+        .map(str::to_string)
+}
+
+/// Calls a plugin method that must succeed: HTTP 200 and no `Err`. Returns the answer.
+pub fn plugin_ok(daemon: &Daemon, method: &str, body: &str) -> Value {
+    let response = daemon.plugin(method, body);
+    assert!(
+        response.status == 200 && plugin_err(&response).is_none(),
+        "{method} {body} must succeed: HTTP {} {:?}; log:\n{}",
         response.status,
-        200,
-        "GET /v1/volumes/{name}: {}",
-        String::from_utf8_lossy(&response.body)
+        response.json(),
+        daemon.log()
     );
     response.json()
 }
 
-/// The names of the volumes the daemon's REST API lists; panics unless the API answers 200.
-pub fn api_names(daemon: &Daemon) -> Vec<String> {
-    let response = daemon.api("GET", "/v1/volumes", "");
-    assert_eq!(response.status, 200, "{:?}", response.json());
-    response
-        .json()
-        .as_array()
-        .expect("volume list")
-        .iter()
-        .map(|v| v["name"].as_str().expect("name").to_string())
-        .collect()
+/// Calls a plugin method that must fail with HTTP `status` and a non-empty `Err`; returns it.
+pub fn plugin_fails(daemon: &Daemon, method: &str, body: &str, status: u16) -> String {
+    let response = daemon.plugin(method, body);
+    assert_eq!(
+        response.status,
+        status,
+        "{method} {}: {:?}",
+        body.escape_debug(),
+        response.json()
+    );
+    plugin_err(&response).unwrap_or_else(|| {
+        panic!(
+            "{method} {} must answer a non-empty Err: {:?}",
+            body.escape_debug(),
+            response.json()
+        )
+    })
 }
 
-/// The volume's UUID, as the daemon's REST API shows it.
-pub fn volume_id(daemon: &Daemon, name: &str) -> String {
-    api_volume(daemon, name)["id"]
-        .as_str()
-        .expect("id")
-        .to_string()
+/// Creates a volume through the plugin protocol (`create` is the Create body), mounts `name`
+/// with `mount_id` and returns the mountpoint.
+pub fn plugin_create_and_mount(
+    daemon: &Daemon,
+    create: &str,
+    name: &str,
+    mount_id: &str,
+) -> PathBuf {
+    plugin_ok(daemon, "VolumeDriver.Create", create);
+    let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, mount_id));
+    PathBuf::from(mounted["Mountpoint"].as_str().expect("Mountpoint"))
 }
+
+/// After a restart of a daemon whose mount of `name` at `mountpoint` went away while it was
+/// down (as at a reboot): asserts that the daemon forgot the stale mount ids, and that a new
+/// Mount with `mount_id` really mounts the volume again at the same place.
+pub fn assert_lost_mount_forgotten(daemon: &Daemon, name: &str, mount_id: &str, mountpoint: &Path) {
+    let view = api_volume(daemon, name);
+    assert_eq!(view["mounted"], false, "{view:#}");
+    assert_eq!(
+        view["mounts"],
+        json!({}),
+        "stale mount ids survived: {view:#}"
+    );
+    let got = plugin_ok(daemon, "VolumeDriver.Get", &name_body(name));
+    assert_eq!(got["Volume"]["Status"]["mounts"], "0", "{got}");
+
+    let again = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, mount_id));
+    assert_eq!(again["Mountpoint"], mountpoint.to_str().unwrap());
+    assert!(
+        is_kernel_mounted(daemon, mountpoint),
+        "a new Mount after the lost one must really mount; log:\n{}",
+        daemon.log()
+    );
+    assert_eq!(api_volume(daemon, name)["mounts"], json!({ mount_id: 1 }));
+}
+
+/// Unmounts `name` (mount id `mount_id`) through the plugin protocol, asserts that
+/// `mountpoint` is no longer mounted, and removes the volume.
+pub fn plugin_unmount_and_remove(daemon: &Daemon, name: &str, mount_id: &str, mountpoint: &Path) {
+    plugin_ok(daemon, "VolumeDriver.Unmount", &mount_body(name, mount_id));
+    assert!(!is_kernel_mounted(daemon, mountpoint));
+    plugin_ok(daemon, "VolumeDriver.Remove", &name_body(name));
+}
+
+/// Asserts that both sockets still answer: REST health and the plugin handshake.
+pub fn assert_alive(daemon: &Daemon) {
+    let health = daemon.api("GET", "/v1/health", "");
+    assert_eq!(health.status, 200, "health: {:?}", health.json());
+    assert_eq!(health.json()["status"], "ok");
+    plugin_ok(daemon, "Plugin.Activate", "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The REST API.
+// ---------------------------------------------------------------------------------------------
 
 /// Calls the daemon's REST API and asserts the status; returns the JSON body. `Value::Null`
 /// sends no body (a GET answered without reading a body would close the connection on the
@@ -290,6 +420,51 @@ pub fn api_expect(daemon: &Daemon, method: &str, path: &str, body: &Value, statu
     response.json()
 }
 
+/// Asserts a REST error answer: status, `error.code` and a non-empty `error.message`; returns
+/// the message.
+pub fn api_error(response: &HttpResponse, status: u16, code: &str) -> String {
+    let body = response.json();
+    assert_eq!(
+        response.status,
+        status,
+        "{body} ({})",
+        String::from_utf8_lossy(&response.body)
+    );
+    assert_eq!(body["error"]["code"], code, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "error without a message: {body}");
+    message.to_string()
+}
+
+/// The volume as the daemon's REST API shows it; panics unless the API answers 200.
+pub fn api_volume(daemon: &Daemon, name: &str) -> Value {
+    api_expect(
+        daemon,
+        "GET",
+        &format!("/v1/volumes/{name}"),
+        &Value::Null,
+        200,
+    )
+}
+
+/// The names of the volumes the daemon's REST API lists; panics unless the API answers 200.
+pub fn api_names(daemon: &Daemon) -> Vec<String> {
+    api_expect(daemon, "GET", "/v1/volumes", &Value::Null, 200)
+        .as_array()
+        .expect("volume list")
+        .iter()
+        .map(|v| v["name"].as_str().expect("name").to_string())
+        .collect()
+}
+
+/// The volume's UUID, as the daemon's REST API shows it.
+pub fn volume_id(daemon: &Daemon, name: &str) -> String {
+    api_volume(daemon, name)["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
+}
+
 /// Commits `volume` over REST with `message`; returns the answer (HTTP 201 asserted).
 pub fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
     api_expect(
@@ -298,6 +473,29 @@ pub fn commit(daemon: &Daemon, volume: &str, message: &str) -> Value {
         &format!("/v1/volumes/{volume}/commits"),
         &serde_json::json!({ "message": message }),
         201,
+    )
+}
+
+/// The volume's history as `GET /v1/volumes/NAME/commits` shows it (HTTP 200 asserted).
+pub fn commit_log(daemon: &Daemon, volume: &str) -> Value {
+    api_expect(
+        daemon,
+        "GET",
+        &format!("/v1/volumes/{volume}/commits"),
+        &Value::Null,
+        200,
+    )
+}
+
+/// The volume's uncommitted changes as `GET /v1/volumes/NAME/status` lists them (HTTP 200
+/// asserted).
+pub fn volume_status(daemon: &Daemon, volume: &str) -> Value {
+    api_expect(
+        daemon,
+        "GET",
+        &format!("/v1/volumes/{volume}/status"),
+        &Value::Null,
+        200,
     )
 }
 
@@ -319,4 +517,68 @@ pub fn assert_fsck_clean(daemon: &Daemon, when: &str) -> Value {
         );
     }
     report
+}
+
+/// Sends `POST path` with `body` to the daemon's REST API from a thread, waits with `until_kill`
+/// for the moment to kill, kills the daemon with SIGKILL (leaving it down) and returns the
+/// status the request was answered with before the kill, if it was.
+pub fn kill9_during_request(
+    daemon: &mut Daemon,
+    path: &str,
+    body: &str,
+    until_kill: impl FnOnce(&Daemon),
+) -> Option<u16> {
+    let socket = daemon.api_socket.clone();
+    let (path, body) = (path.to_string(), body.to_string());
+    let request = std::thread::spawn(move || http_unix(&socket, "POST", &path, body.as_bytes()));
+    until_kill(daemon);
+    daemon.kill9();
+    request
+        .join()
+        .expect("request thread")
+        .ok()
+        .map(|r| r.status)
+}
+
+/// Whether `s` is an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`, each field in
+/// its range.
+pub fn is_rfc3339(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        b.get(range.clone())
+            .filter(|d| d.iter().all(u8::is_ascii_digit))
+            .map(|_| s[range].parse::<u32>().unwrap())
+    };
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if b.len() < 20 || !matches!(b[10], b'T' | b't') || separators.iter().any(|&(i, c)| b[i] != c) {
+        return false;
+    }
+    let fields = [
+        (digits(0..4), 0..=9999),
+        (digits(5..7), 1..=12),
+        (digits(8..10), 1..=31),
+        (digits(11..13), 0..=23),
+        (digits(14..16), 0..=59),
+        (digits(17..19), 0..=60),
+    ];
+    if !fields
+        .into_iter()
+        .all(|(value, range)| value.is_some_and(|v| range.contains(&v)))
+    {
+        return false;
+    }
+    let mut rest = &s[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if len == 0 {
+            return false;
+        }
+        rest = &fraction[len..];
+    }
+    let offset = rest.as_bytes();
+    matches!(rest, "Z" | "z")
+        || (offset.len() == 6
+            && matches!(offset[0], b'+' | b'-')
+            && offset[3] == b':'
+            && [1, 2, 4, 5].iter().all(|&i| offset[i].is_ascii_digit()))
 }

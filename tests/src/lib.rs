@@ -1,7 +1,10 @@
 //! End-to-end harness: runs real `dvol daemon` processes beside the real Docker Engine.
 //!
-//! Each [`Daemon`] gets its own state root and sockets, and registers with Docker under its own
-//! driver name (`dvol-e2e-<random>`), so tests run in parallel without seeing each other.
+//! Each [`Daemon`] gets its own state root and sockets, so tests run in parallel without seeing
+//! each other. A daemon started for Docker ([`Daemon::start_for_docker`]) registers with the
+//! engine under its own driver name (`dvol-e2e-<random>`), and the engine forgets its volumes
+//! when it is dropped; any other daemon stays out of the engine's sight ([`engine`] says why).
+//! Helpers for the tests themselves are in [`fixtures`].
 //!
 //! A test whose component (the Docker Engine, root) is missing skips with a message, unless
 //! `DVOL_REQUIRE_ALL=1`, where it fails: a green CI always means the real thing ran.
@@ -14,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod engine;
 pub mod fixtures;
+
+use engine::EngineShare;
 
 /// The image the tests run containers from; built by `scripts/build-test-image.sh`.
 pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
@@ -42,8 +48,10 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Whether the Docker Engine answers and the test image exists (building it if needed).
+/// Whether the Docker Engine answers and the test image exists (building it if needed). Waits
+/// while a test restarts the engine.
 pub fn docker_ready() -> bool {
+    let _share = EngineShare::take();
     let up = Command::new("docker")
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
@@ -106,8 +114,10 @@ pub fn docker_ok(args: &[&str]) -> String {
 pub struct HttpResponse {
     /// HTTP status.
     pub status: u16,
-    /// Raw body.
+    /// Raw body (decoded, if it came chunked).
     pub body: Vec<u8>,
+    /// Whether the body came chunked (`Transfer-Encoding: chunked`).
+    pub chunked: bool,
 }
 
 impl HttpResponse {
@@ -146,15 +156,17 @@ pub fn http_unix(
     })
 }
 
-fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
+/// Parses a whole HTTP/1.1 answer (status line, headers, body with a `Content-Length` or
+/// chunked); `None` if it is not one.
+pub fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&raw[..split]).ok()?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     let mut body = raw[split + 4..].to_vec();
-    if head
+    let chunked = head
         .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+        .contains("transfer-encoding: chunked");
+    if chunked {
         let mut decoded = Vec::new();
         let mut rest = &body[..];
         loop {
@@ -171,16 +183,22 @@ fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
         }
         body = decoded;
     }
-    Some(HttpResponse { status, body })
+    Some(HttpResponse {
+        status,
+        body,
+        chunked,
+    })
 }
 
 /// A running `dvol daemon` with its own root and sockets.
 pub struct Daemon {
-    /// The driver name Docker knows it by.
+    /// The volume driver name the Docker Engine knows the daemon by, if it was started for
+    /// Docker (also the name of its plugin socket there).
     pub driver: String,
     /// The state root.
     pub root: PathBuf,
-    /// The Docker plugin socket.
+    /// The Docker plugin socket: in `/run/docker/plugins` for a daemon started for Docker,
+    /// else in the daemon's own directory.
     pub plugin_socket: PathBuf,
     /// The REST API socket.
     pub api_socket: PathBuf,
@@ -189,30 +207,64 @@ pub struct Daemon {
     log: PathBuf,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
+    /// For a daemon started for Docker: keeps the engine from being restarted meanwhile.
+    engine: Option<EngineShare>,
 }
 
 impl Daemon {
-    /// Starts a daemon on a fresh root with the built-in profiles.
+    /// Starts a daemon on a fresh root with the built-in profiles, out of the Docker Engine's
+    /// sight (its plugin socket lies in its own directory): for tests of the plugin protocol,
+    /// the REST API and the CLI.
     pub fn start() -> Daemon {
         Self::start_with(Vec::new())
     }
 
-    /// Starts a daemon on a fresh root with extra arguments.
+    /// [`Daemon::start`] with extra daemon arguments.
     pub fn start_with(extra_args: Vec<String>) -> Daemon {
-        Self::start_under(&std::env::temp_dir(), extra_args)
+        Self::launch(&std::env::temp_dir(), extra_args, false)
     }
 
-    /// Starts a daemon whose root, sockets and log are in a fresh directory under `parent`
-    /// (e.g. on a filesystem a test mounted).
-    pub fn start_under(parent: &Path, extra_args: Vec<String>) -> Daemon {
+    /// Starts a daemon on a fresh root that the Docker Engine knows as the volume driver
+    /// [`Daemon::driver`]. It holds a share of the engine while it lives ([`EngineShare`]);
+    /// when it is dropped, the engine forgets every volume it records for the driver
+    /// ([`engine::forget_driver`]), and a failure to do so fails the test.
+    pub fn start_for_docker() -> Daemon {
+        Self::start_for_docker_under(&std::env::temp_dir())
+    }
+
+    /// [`Daemon::start_for_docker`] with the root, the REST socket and the log in a fresh
+    /// directory under `parent` (e.g. on a filesystem a test mounted).
+    pub fn start_for_docker_under(parent: &Path) -> Daemon {
+        Self::launch(parent, Vec::new(), true)
+    }
+
+    /// For a test of the Docker Engine: [`Daemon::start_for_docker`], or `None` when the test
+    /// skips because the engine (or the test image) is missing (see [`require`]).
+    pub fn for_docker_test() -> Option<Daemon> {
+        require("Docker Engine", docker_ready()).then(Daemon::start_for_docker)
+    }
+
+    /// For a test that needs root (for mounts) but not Docker: [`Daemon::start`], or `None`
+    /// when the test skips for want of root (see [`require`]).
+    pub fn for_root_test() -> Option<Daemon> {
+        require("root", is_root()).then(Daemon::start)
+    }
+
+    fn launch(parent: &Path, extra_args: Vec<String>, for_docker: bool) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("dvol-e2e-")
             .tempdir_in(parent)
             .expect("tempdir");
         let id = uuid::Uuid::new_v4().simple().to_string();
         let driver = format!("dvol-e2e-{}", &id[..10]);
+        let (plugin_socket, engine) = if for_docker {
+            let socket = PathBuf::from(format!("/run/docker/plugins/{driver}.sock"));
+            (socket, Some(EngineShare::take()))
+        } else {
+            (tmp.path().join("plugin.sock"), None)
+        };
         let mut daemon = Daemon {
-            plugin_socket: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
+            plugin_socket,
             api_socket: tmp.path().join("api.sock"),
             root: tmp.path().join("root"),
             log: tmp.path().join("daemon.log"),
@@ -220,6 +272,7 @@ impl Daemon {
             extra_args,
             child: None,
             _tmp: tmp,
+            engine,
         };
         daemon.spawn();
         daemon
@@ -316,12 +369,17 @@ impl Daemon {
 
     /// Runs the `dvol` CLI against this daemon.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(dvol_bin())
+        self.cli_command(args).output().expect("run dvol")
+    }
+
+    /// The `dvol` CLI command against this daemon, for a caller to add to (e.g. environment).
+    pub fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(dvol_bin());
+        command
             .arg("--host")
             .arg(format!("unix://{}", self.api_socket.display()))
-            .args(args)
-            .output()
-            .expect("run dvol")
+            .args(args);
+        command
     }
 
     /// The mountpoint the daemon reports for a volume (via the REST API).
@@ -343,11 +401,29 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Kills the daemon; for one started for Docker, makes the engine forget its volumes; leaves
+    /// no socket file and no mount under the root. Panics (unless the test already does) if
+    /// the engine still records a volume of the driver.
     fn drop(&mut self) {
         self.kill9();
+        let forgotten = match self.engine {
+            Some(_) => engine::forget_driver(&self.driver, &self.plugin_socket),
+            None => Ok(()),
+        };
         let _ = std::fs::remove_file(&self.plugin_socket);
         for mount in self.kernel_mounts() {
             let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
+        if let Err(problem) = forgotten {
+            let message = format!(
+                "the Docker Engine did not forget the volumes of {}: {problem}",
+                self.driver
+            );
+            if std::thread::panicking() {
+                eprintln!("{message}");
+            } else {
+                panic!("{message}");
+            }
         }
     }
 }

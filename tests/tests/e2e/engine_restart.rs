@@ -1,14 +1,16 @@
 //! The Docker Engine restarts while a dvol volume exists: it must still know the volume and its
 //! data afterwards.
 //!
-//! A test binary of its own: cargo runs test binaries one at a time, so restarting dockerd here
-//! cannot break the other end-to-end tests.
+//! The test holds the engine alone ([`EngineAlone`]) while it runs, so restarting dockerd here
+//! cannot break the other end-to-end tests running beside it.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dvol_tests::{docker, docker_ready, repo_root, require, Daemon, TEST_IMAGE};
+use dvol_tests::engine::EngineAlone;
+use dvol_tests::fixtures::*;
+use dvol_tests::{docker, docker_ready, repo_root, require, Daemon};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
 
@@ -17,50 +19,6 @@ const DOCKERD_LOG: &str = "/tmp/dockerd-engine-restart.log";
 
 /// Where the Docker Engine writes its pid.
 const PID_FILE: &str = "/var/run/docker.pid";
-
-/// Runs `docker args`, panicking with docker's stderr and the daemon's log unless it succeeds;
-/// returns trimmed stdout.
-fn must(daemon: &Daemon, args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}\ndvol daemon log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        daemon.log()
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// `docker run --rm` of `script` with `volume` at /data; returns stdout.
-fn run_ok(daemon: &Daemon, volume: &str, script: &str) -> String {
-    let mount = format!("{volume}:/data");
-    must(
-        daemon,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--volume-driver",
-            &daemon.driver,
-            "-v",
-            &mount,
-            TEST_IMAGE,
-            "sh",
-            "-c",
-            script,
-        ],
-    )
-}
-
-/// A Docker volume name, removed with `docker volume rm -f` when dropped.
-struct DockerVolume(String);
-
-impl Drop for DockerVolume {
-    fn drop(&mut self) {
-        let _ = docker(&["volume", "rm", "-f", &self.0]);
-    }
-}
 
 /// Whether process `pid` is gone (or a zombie nobody reaped yet).
 fn exited(pid: i32) -> bool {
@@ -141,15 +99,15 @@ fn the_engine_still_knows_a_dvol_volume_and_its_data_after_a_restart() {
     if !require("Docker Engine", docker_ready()) {
         return;
     }
-    let daemon = Daemon::start();
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    let volume = DockerVolume(format!("engine-restart-{}", &id[..12]));
-    run_ok(&daemon, &volume.0, "echo survives > /data/f");
+    let _alone = EngineAlone::take();
+    let daemon = Daemon::start_for_docker();
+    let volume = DockerVolume::new("engine-restart");
+    run_ok(&daemon, &volume.name, "echo survives > /data/f");
     let uuid = daemon
-        .api("GET", &format!("/v1/volumes/{}", volume.0), "")
+        .api("GET", &format!("/v1/volumes/{}", volume.name), "")
         .json()["id"]
         .clone();
-    assert!(uuid.is_string(), "the daemon should know {}", volume.0);
+    assert!(uuid.is_string(), "the daemon should know {}", volume.name);
 
     {
         let _engine = EngineGuard;
@@ -176,12 +134,12 @@ fn the_engine_still_knows_a_dvol_volume_and_its_data_after_a_restart() {
     assert!(
         listed
             .lines()
-            .any(|l| l == format!("{} {}", daemon.driver, volume.0)),
+            .any(|l| l == format!("{} {}", daemon.driver, volume.name)),
         "docker volume ls should still list {}: {listed}",
-        volume.0
+        volume.name
     );
     let inspected: Value =
-        serde_json::from_str(&must(&daemon, &["volume", "inspect", &volume.0])).expect("JSON");
+        serde_json::from_str(&must(&daemon, &["volume", "inspect", &volume.name])).expect("JSON");
     assert_eq!(
         inspected[0]["Driver"],
         daemon.driver.as_str(),
@@ -193,5 +151,5 @@ fn the_engine_still_knows_a_dvol_volume_and_its_data_after_a_restart() {
             .starts_with(daemon.root.join("mounts")),
         "{inspected:#}"
     );
-    assert_eq!(run_ok(&daemon, &volume.0, "cat /data/f"), "survives");
+    assert_eq!(run_ok(&daemon, &volume.name, "cat /data/f"), "survives");
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use dvol_tests::{daemon_must_fail, is_root, require, Daemon, HttpResponse};
+use dvol_tests::fixtures::*;
+use dvol_tests::{daemon_must_fail, is_root, parse_response, require, Daemon, HttpResponse};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -22,8 +23,9 @@ use serde_json::{json, Value};
 /// The largest body the daemon accepts (1 MiB); one byte more must get 413.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
-/// Sends one request over `stream` and reads the answer. Write errors are tolerated: a server
-/// refusing an oversized body may answer and close before reading it all.
+/// Sends one request over `stream` and reads the answer, which must come with a
+/// `Content-Length` (what axum sends for JSON bodies). Write and read errors are tolerated: a
+/// server refusing an oversized body may answer and close before reading it all.
 fn exchange(
     mut stream: impl Read + Write,
     method: &str,
@@ -44,29 +46,17 @@ fn exchange(
         .and_then(|()| stream.write_all(body));
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    parse_response(&raw).unwrap_or_else(|| {
+    let response = parse_response(&raw).unwrap_or_else(|| {
         panic!(
             "unreadable HTTP answer: {:?}",
             String::from_utf8_lossy(&raw)
         )
-    })
-}
-
-/// Parses a `Content-Length` HTTP/1.1 answer (what axum sends for JSON bodies).
-fn parse_response(raw: &[u8]) -> Option<HttpResponse> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    });
     assert!(
-        !head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked"),
-        "unexpected chunked answer: {head}"
+        !response.chunked,
+        "unexpected chunked answer to {method} {path}"
     );
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some(HttpResponse {
-        status,
-        body: raw[split + 4..].to_vec(),
-    })
+    response
 }
 
 fn unix_request(socket: &Path, method: &str, path: &str, body: &[u8]) -> HttpResponse {
@@ -106,97 +96,6 @@ fn encode(segment: &str) -> String {
         .collect()
 }
 
-fn name_body(name: &str) -> String {
-    json!({ "Name": name }).to_string()
-}
-
-fn create_body(name: &str, opts: Value) -> String {
-    json!({ "Name": name, "Opts": opts }).to_string()
-}
-
-fn mount_body(name: &str, id: &str) -> String {
-    json!({ "Name": name, "ID": id }).to_string()
-}
-
-/// The `Err` of a plugin answer, if it is non-empty.
-fn plugin_err(response: &HttpResponse) -> Option<String> {
-    response.json()["Err"]
-        .as_str()
-        .filter(|e| !e.is_empty())
-        .map(str::to_string)
-}
-
-/// Calls a plugin method that must succeed: HTTP 200 and no `Err`.
-fn plugin_ok(daemon: &Daemon, method: &str, body: &str) -> Value {
-    let response = daemon.plugin(method, body);
-    assert_eq!(
-        response.status,
-        200,
-        "{method} {body}: {:?}",
-        response.json()
-    );
-    assert_eq!(
-        plugin_err(&response),
-        None,
-        "{method} {body} must succeed; log:\n{}",
-        daemon.log()
-    );
-    response.json()
-}
-
-/// Calls a plugin method that must fail with HTTP `status` and a non-empty `Err`; returns it.
-fn plugin_fails(daemon: &Daemon, method: &str, body: &str, status: u16) -> String {
-    let response = daemon.plugin(method, body);
-    assert_eq!(
-        response.status,
-        status,
-        "{method} {}: {:?}",
-        body.escape_debug(),
-        response.json()
-    );
-    plugin_err(&response).unwrap_or_else(|| {
-        panic!(
-            "{method} {} must answer a non-empty Err: {:?}",
-            body.escape_debug(),
-            response.json()
-        )
-    })
-}
-
-/// Asserts a REST error: status, `error.code`, a non-empty `error.message`; returns the message.
-fn api_error(response: &HttpResponse, status: u16, code: &str) -> String {
-    let body = response.json();
-    assert_eq!(response.status, status, "{body}");
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty(), "error without a message: {body}");
-    message.to_string()
-}
-
-/// Asserts that both sockets still answer.
-fn assert_alive(daemon: &Daemon) {
-    let health = daemon.api("GET", "/v1/health", "");
-    assert_eq!(health.status, 200, "health: {:?}", health.json());
-    assert_eq!(health.json()["status"], "ok");
-    plugin_ok(daemon, "Plugin.Activate", "");
-}
-
-fn assert_contains_all(message: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(
-            message.contains(part),
-            "message should mention {part:?}: {message}"
-        );
-    }
-}
-
-/// One volume as the REST API shows it.
-fn volume_view(daemon: &Daemon, name: &str) -> Value {
-    let response = daemon.api("GET", &format!("/v1/volumes/{name}"), "");
-    assert_eq!(response.status, 200, "{name}: {:?}", response.json());
-    response.json()
-}
-
 /// Every volume the REST API lists.
 fn api_volumes(daemon: &Daemon) -> Vec<Value> {
     let response = daemon.api("GET", "/v1/volumes", "");
@@ -214,61 +113,11 @@ fn plugin_names(daemon: &Daemon) -> BTreeSet<String> {
         .collect()
 }
 
-fn data_dir(daemon: &Daemon, id: &str) -> PathBuf {
-    daemon.root.join("backends/directory").join(id)
-}
-
 fn dir_names(path: &Path) -> BTreeSet<String> {
     std::fs::read_dir(path)
         .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn is_kernel_mounted(daemon: &Daemon, path: &Path) -> bool {
-    daemon.kernel_mounts().iter().any(|m| m == path)
-}
-
-/// Whether `s` is an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
-fn is_rfc3339(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        b.get(range.clone())
-            .filter(|d| d.iter().all(u8::is_ascii_digit))
-            .map(|_| s[range].parse::<u32>().unwrap())
-    };
-    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
-    if b.len() < 20 || !matches!(b[10], b'T' | b't') || separators.iter().any(|&(i, c)| b[i] != c) {
-        return false;
-    }
-    let fields = [
-        (digits(0..4), 0..=9999),
-        (digits(5..7), 1..=12),
-        (digits(8..10), 1..=31),
-        (digits(11..13), 0..=23),
-        (digits(14..16), 0..=59),
-        (digits(17..19), 0..=60),
-    ];
-    if !fields
-        .into_iter()
-        .all(|(value, range)| value.is_some_and(|v| range.contains(&v)))
-    {
-        return false;
-    }
-    let mut rest = &s[19..];
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if len == 0 {
-            return false;
-        }
-        rest = &fraction[len..];
-    }
-    let offset = rest.as_bytes();
-    matches!(rest, "Z" | "z")
-        || (offset.len() == 6
-            && matches!(offset[0], b'+' | b'-')
-            && offset[3] == b':'
-            && [1, 2, 4, 5].iter().all(|&i| offset[i].is_ascii_digit()))
 }
 
 /// Everything under the daemon root's parent except the root itself: path, kind and size
@@ -422,10 +271,9 @@ fn assert_name_refusal(message: &str, name: &str) {
 
 #[test]
 fn bad_plugin_input_gets_a_clear_err_and_the_daemon_stays_up() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let before = plant_sentinels(&daemon);
     let create = "VolumeDriver.Create";
 
@@ -504,10 +352,9 @@ fn bad_plugin_input_gets_a_clear_err_and_the_daemon_stays_up() {
 
 #[test]
 fn bad_api_input_gets_a_json_error_and_the_daemon_stays_up() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let before = plant_sentinels(&daemon);
     let post = |body: &str| daemon.api("POST", "/v1/volumes", body);
 
@@ -597,10 +444,9 @@ fn bad_api_input_gets_a_json_error_and_the_daemon_stays_up() {
 
 #[test]
 fn bodies_over_one_mib_get_413_on_both_sockets() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     // A create request of exactly `len` bytes whose one option pads it out.
     let padded = |template: &str, len: usize| {
         let padding = "x".repeat(len - template.len() + "{pad}".len());
@@ -645,10 +491,9 @@ fn bodies_over_one_mib_get_413_on_both_sockets() {
 
 #[test]
 fn engine_requests_without_body_or_content_type_work() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let activate = daemon.plugin("Plugin.Activate", "");
     assert_eq!(activate.status, 200);
     assert_eq!(activate.json(), json!({ "Implements": ["VolumeDriver"] }));
@@ -681,7 +526,7 @@ fn engine_requests_without_body_or_content_type_work() {
     }
     let got = plugin_ok(&daemon, "VolumeDriver.Get", &name_body("bare"));
     assert_eq!(got["Volume"]["Name"], "bare");
-    assert_eq!(volume_view(&daemon, "bare")["profile"], "bronze");
+    assert_eq!(api_volume(&daemon, "bare")["profile"], "bronze");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -690,10 +535,9 @@ fn engine_requests_without_body_or_content_type_work() {
 
 #[test]
 fn mounts_are_counted_per_id_and_remove_waits_for_the_last_unmount() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let err = plugin_fails(&daemon, "VolumeDriver.Get", &name_body("sem"), 200);
     assert_contains_all(&err, &["sem"]);
     plugin_fails(&daemon, "VolumeDriver.Path", &name_body("sem"), 200);
@@ -704,10 +548,7 @@ fn mounts_are_counted_per_id_and_remove_waits_for_the_last_unmount() {
         "VolumeDriver.Create",
         &create_body("sem", Value::Null),
     );
-    let id = volume_view(&daemon, "sem")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = volume_id(&daemon, "sem");
     let path = plugin_ok(&daemon, "VolumeDriver.Path", &name_body("sem"))["Mountpoint"]
         .as_str()
         .expect("Path answers a Mountpoint before Mount")
@@ -737,14 +578,14 @@ fn mounts_are_counted_per_id_and_remove_waits_for_the_last_unmount() {
     assert!(is_kernel_mounted(&daemon, &mountpoint));
     std::fs::write(mountpoint.join("data"), b"kept").unwrap();
     assert_eq!(mount("m1"), path);
-    assert_eq!(volume_view(&daemon, "sem")["mounts"], json!({ "m1": 2 }));
+    assert_eq!(api_volume(&daemon, "sem")["mounts"], json!({ "m1": 2 }));
 
     unmount("m1");
     assert!(
         is_kernel_mounted(&daemon, &mountpoint),
         "one of two mounts with the same ID was released; the volume must stay mounted"
     );
-    assert_eq!(volume_view(&daemon, "sem")["mounts"], json!({ "m1": 1 }));
+    assert_eq!(api_volume(&daemon, "sem")["mounts"], json!({ "m1": 1 }));
 
     let err = plugin_fails(&daemon, "VolumeDriver.Remove", &name_body("sem"), 200);
     assert_contains_all(&err, &["in use"]);
@@ -753,7 +594,7 @@ fn mounts_are_counted_per_id_and_remove_waits_for_the_last_unmount() {
 
     unmount("m1");
     assert!(!is_kernel_mounted(&daemon, &mountpoint));
-    let view = volume_view(&daemon, "sem");
+    let view = api_volume(&daemon, "sem");
     assert_eq!(view["mounts"], json!({}));
     assert_eq!(view["mounted"], false);
     // A repeated unmount (the engine repeats them after a restart) is tolerated.
@@ -773,10 +614,9 @@ fn mounts_are_counted_per_id_and_remove_waits_for_the_last_unmount() {
 
 #[test]
 fn get_answers_the_name_as_asked_with_an_rfc3339_created_at() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     // bronze is the one built-in profile served by the directory backend on every host.
     plugin_ok(
         &daemon,
@@ -810,7 +650,7 @@ fn get_answers_the_name_as_asked_with_an_rfc3339_created_at() {
     let created = list["Volumes"][0]["CreatedAt"].as_str().unwrap_or_default();
     assert!(is_rfc3339(created), "List CreatedAt {created:?}");
     assert!(is_rfc3339(
-        volume_view(&daemon, "orders")["created_at"]
+        api_volume(&daemon, "orders")["created_at"]
             .as_str()
             .unwrap()
     ));
@@ -845,25 +685,13 @@ fn rfc3339_checker_accepts_only_rfc3339() {
 
 #[test]
 fn a_mounted_volume_survives_kill9_and_can_be_released_after() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
-    plugin_ok(
-        &daemon,
-        "VolumeDriver.Create",
-        &create_body("crash", Value::Null),
-    );
-    let mountpoint = PathBuf::from(
-        plugin_ok(&daemon, "VolumeDriver.Mount", &mount_body("crash", "c1"))["Mountpoint"]
-            .as_str()
-            .unwrap(),
-    );
+    };
+    let mountpoint =
+        plugin_create_and_mount(&daemon, &create_body("crash", Value::Null), "crash", "c1");
     std::fs::write(mountpoint.join("file"), b"before the crash").unwrap();
-    let id = volume_view(&daemon, "crash")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = volume_id(&daemon, "crash");
 
     daemon.kill9();
     assert!(
@@ -873,7 +701,7 @@ fn a_mounted_volume_survives_kill9_and_can_be_released_after() {
     daemon.spawn();
 
     assert_eq!(plugin_names(&daemon), BTreeSet::from(["crash".to_string()]));
-    let view = volume_view(&daemon, "crash");
+    let view = api_volume(&daemon, "crash");
     assert_eq!(view["mounted"], true, "{view}");
     assert_eq!(view["mounts"], json!({ "c1": 1 }), "{view}");
     assert!(is_kernel_mounted(&daemon, &mountpoint));
@@ -884,65 +712,34 @@ fn a_mounted_volume_survives_kill9_and_can_be_released_after() {
     let got = plugin_ok(&daemon, "VolumeDriver.Get", &name_body("crash"));
     assert_eq!(got["Volume"]["Mountpoint"], mountpoint.to_str().unwrap());
 
-    plugin_ok(&daemon, "VolumeDriver.Unmount", &mount_body("crash", "c1"));
-    assert!(!is_kernel_mounted(&daemon, &mountpoint));
-    plugin_ok(&daemon, "VolumeDriver.Remove", &name_body("crash"));
+    plugin_unmount_and_remove(&daemon, "crash", "c1", &mountpoint);
     assert!(!data_dir(&daemon, &id).exists());
     assert!(plugin_names(&daemon).is_empty());
 }
 
 #[test]
 fn a_mount_lost_while_the_daemon_was_down_is_forgotten_at_restart() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
-    plugin_ok(
-        &daemon,
-        "VolumeDriver.Create",
-        &create_body("reboot", Value::Null),
-    );
-    let mountpoint = PathBuf::from(
-        plugin_ok(&daemon, "VolumeDriver.Mount", &mount_body("reboot", "r1"))["Mountpoint"]
-            .as_str()
-            .unwrap(),
-    );
+    };
+    let mountpoint =
+        plugin_create_and_mount(&daemon, &create_body("reboot", Value::Null), "reboot", "r1");
     daemon.kill9();
     let status = Command::new("umount").arg(&mountpoint).status().unwrap();
     assert!(status.success(), "umount {}", mountpoint.display());
     assert!(!is_kernel_mounted(&daemon, &mountpoint));
     daemon.spawn();
 
-    let view = volume_view(&daemon, "reboot");
-    assert_eq!(
-        view["mounts"],
-        json!({}),
-        "stale mount ids survived: {view}"
-    );
-    assert_eq!(view["mounted"], false, "{view}");
-    let got = plugin_ok(&daemon, "VolumeDriver.Get", &name_body("reboot"));
-    assert_eq!(got["Volume"]["Status"]["mounts"], "0", "{got}");
-
-    let again = plugin_ok(&daemon, "VolumeDriver.Mount", &mount_body("reboot", "r1"));
-    assert_eq!(again["Mountpoint"], mountpoint.to_str().unwrap());
-    assert!(
-        is_kernel_mounted(&daemon, &mountpoint),
-        "a new Mount after the lost one must really mount; log:\n{}",
-        daemon.log()
-    );
-    assert_eq!(volume_view(&daemon, "reboot")["mounts"], json!({ "r1": 1 }));
-    plugin_ok(&daemon, "VolumeDriver.Unmount", &mount_body("reboot", "r1"));
-    assert!(!is_kernel_mounted(&daemon, &mountpoint));
-    plugin_ok(&daemon, "VolumeDriver.Remove", &name_body("reboot"));
+    assert_lost_mount_forgotten(&daemon, "reboot", "r1", &mountpoint);
+    plugin_unmount_and_remove(&daemon, "reboot", "r1", &mountpoint);
     assert!(plugin_names(&daemon).is_empty());
 }
 
 #[test]
 fn sigterm_exits_cleanly_and_a_stale_socket_does_not_block_the_next_start() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     plugin_ok(
         &daemon,
         "VolumeDriver.Create",

@@ -16,18 +16,23 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{
-    api_expect, assert_fsck_clean, commit, must, run_ok, wait_until, Container, DockerVolume,
-};
-use dvol_tests::{docker_ready, http_unix, is_root, require, Daemon};
+use dvol_tests::fixtures::*;
+use dvol_tests::{docker_ready, is_root, require, Daemon};
 use serde_json::Value;
 
 /// A container that keeps rewriting `/data/counter` with the next number.
 const COUNTER: &str =
     "i=0; while true; do i=$((i+1)); echo $i > /data/counter.new; mv /data/counter.new /data/counter; sleep 0.05; done";
 
+/// Whether the test may go on: it needs root (for `fsfreeze` and mounts) and the engine.
 fn ready() -> bool {
     require("root", is_root()) && require("Docker Engine", docker_ready())
+}
+
+/// For a test that needs root and the Docker Engine: [`Daemon::start_for_docker`], or `None`
+/// when the test skips.
+fn daemon_for_test() -> Option<Daemon> {
+    ready().then(Daemon::start_for_docker)
 }
 
 /// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
@@ -58,6 +63,13 @@ fn started_at(daemon: &Daemon, container: &Container) -> String {
     )
 }
 
+/// Waits until the [`COUNTER`] container writes a number larger than it has now; `what` says
+/// when.
+fn wait_counter_moves(daemon: &Daemon, container: &Container, what: &str) {
+    let seen = counter(daemon, container);
+    wait_until(daemon, what, 10, || counter(daemon, container) > seen);
+}
+
 fn counter(daemon: &Daemon, container: &Container) -> u64 {
     container
         .exec(daemon, "cat /data/counter")
@@ -68,21 +80,8 @@ fn counter(daemon: &Daemon, container: &Container) -> u64 {
 
 /// A silver (loop ext4) volume of `size` used by a container running [`COUNTER`].
 fn loop_volume_in_use(daemon: &Daemon, size: &str) -> (DockerVolume, Container) {
-    let volume = DockerVolume::new(daemon, "dvol-e2e-rp").recorded();
-    must(
-        daemon,
-        &[
-            "volume",
-            "create",
-            "-d",
-            &daemon.driver,
-            "-o",
-            "profile=silver",
-            "-o",
-            &format!("size={size}"),
-            &volume.name,
-        ],
-    );
+    let size = format!("size={size}");
+    let volume = docker_volume_create(daemon, &unique("dvol-e2e-rp"), &["profile=silver", &size]);
     let container = Container::start(daemon, &volume.name, COUNTER);
     wait_until(daemon, "the container has written its counter", 20, || {
         !container
@@ -113,19 +112,12 @@ fn commit_rows_read_from(
 
 #[test]
 fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_running() {
-    if !ready() {
+    let Some(daemon) = daemon_for_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let (volume, container) = loop_volume_in_use(&daemon, "128M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "frozen");
-    let diff = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}/status", volume.name),
-        &Value::Null,
-        200,
-    );
+    let diff = volume_status(&daemon, &volume.name);
     // Everything but the counter (rewritten since) is exactly what was committed.
     for change in diff.as_array().expect("status") {
         let path = change["path"].as_str().unwrap_or_default();
@@ -141,12 +133,10 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
         before,
         "the container restarted"
     );
-    let seen = counter(&daemon, &container);
-    wait_until(
+    wait_counter_moves(
         &daemon,
+        &container,
         "the container writes again after the commit",
-        10,
-        || counter(&daemon, &container) > seen,
     );
     assert!(
         !daemon
@@ -168,10 +158,9 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
 
 #[test]
 fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
-    if !ready() {
+    let Some(mut daemon) = daemon_for_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     let (volume, container) = loop_volume_in_use(&daemon, "512M");
     let mountpoint = daemon.mountpoint(&volume.name);
     let _thaw = ThawOnDrop(mountpoint.clone());
@@ -190,23 +179,20 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
     );
 
     // A real commit, killed while it reads the frozen volume.
-    let socket = daemon.api_socket.clone();
     let path = format!("/v1/volumes/{}/commits", volume.name);
-    let request = std::thread::spawn(move || {
-        http_unix(&socket, "POST", &path, br#"{"message":"interrupted"}"#)
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !daemon.log().contains("reading at a fixed point") {
-        assert!(Instant::now() < deadline, "no read point: {}", daemon.log());
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    daemon.kill9();
-    let answered = request
-        .join()
-        .expect("request thread")
-        .ok()
-        .map(|r| r.status);
+    let answered = kill9_during_request(
+        &mut daemon,
+        &path,
+        r#"{"message":"interrupted"}"#,
+        |daemon| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !daemon.log().contains("reading at a fixed point") {
+                assert!(Instant::now() < deadline, "no read point: {}", daemon.log());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        },
+    );
     eprintln!("the commit killed while frozen was answered: {answered:?}");
     let frozen = !host_write_finishes(&mountpoint, "during-crash", Duration::from_millis(500));
 
@@ -231,21 +217,13 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
         .read_dir()
         .unwrap()
         .any(|_| true));
-    let seen = counter(&daemon, &container);
-    wait_until(
+    wait_counter_moves(
         &daemon,
+        &container,
         "the container writes after the restart",
-        10,
-        || counter(&daemon, &container) > seen,
     );
     assert_fsck_clean(&daemon, "after kill -9 during a frozen commit");
-    let log = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}/commits", volume.name),
-        &Value::Null,
-        200,
-    );
+    let log = commit_log(&daemon, &volume.name);
     let head = log["head"].as_str().unwrap();
     let messages: Vec<&str> = log["commits"]
         .as_array()
@@ -264,22 +242,12 @@ fn kill9_while_a_volume_is_frozen_thaws_it_at_restart() {
 
 #[test]
 fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
-    if !ready() {
+    let Some(mut daemon) = daemon_for_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     let (volume, container) = loop_volume_in_use(&daemon, "64M");
     let mountpoint = daemon.mountpoint(&volume.name);
-    let id = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}", volume.name),
-        &Value::Null,
-        200,
-    )["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = volume_id(&daemon, &volume.name);
     let _thaw = ThawOnDrop(mountpoint.clone());
     // Exactly what a crash between freezing and releasing leaves: the mark, and the freeze.
     let mark = daemon.root.join("read-points").join(&id);
@@ -307,12 +275,10 @@ fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
     assert!(daemon
         .log()
         .contains("released a read point left by a crash"));
-    let seen = counter(&daemon, &container);
-    wait_until(
+    wait_counter_moves(
         &daemon,
+        &container,
         "the container writes after the restart",
-        10,
-        || counter(&daemon, &container) > seen,
     );
 }
 
@@ -367,19 +333,13 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
         return;
     }
     let pool = XfsPool::mount();
-    let daemon = Daemon::start_under(&pool.path(), Vec::new());
+    let daemon = Daemon::start_for_docker_under(&pool.path());
     let (volume, container) = loop_volume_in_use(&daemon, "256M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "snapshot");
 
-    let source = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}", volume.name),
-        &Value::Null,
-        200,
-    );
+    let source = api_volume(&daemon, &volume.name);
     let uuid = source["id"].as_str().unwrap().replace('-', "");
-    let mut copy = DockerVolume::new(&daemon, "dvol-e2e-cow-copy");
+    let copy = DockerVolume::new("dvol-e2e-cow-copy");
     let alias = copy.alias(&format!("snapshot-{}", &uuid[..8]));
     let started = Instant::now();
     let rows = run_ok(&daemon, &alias, "cat /data/db/t1 /data/db/t20");
@@ -393,23 +353,11 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
         "the clone was copied file by file; log:\n{}",
         daemon.log()
     );
-    let clone = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}", copy.name),
-        &Value::Null,
-        200,
-    );
+    let clone = api_volume(&daemon, &copy.name);
     assert_eq!(clone["profile"], source["profile"], "{clone:#}");
     assert_eq!(clone["size"], source["size"], "{clone:#}");
     assert_eq!(clone["filesystem"], source["filesystem"], "{clone:#}");
-    let log = api_expect(
-        &daemon,
-        "GET",
-        &format!("/v1/volumes/{}/commits", copy.name),
-        &Value::Null,
-        200,
-    );
+    let log = commit_log(&daemon, &copy.name);
     assert_eq!(
         log["head"],
         Value::Null,
@@ -418,10 +366,7 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
 
     // The source's container never stopped and writes on; the clone is its own.
     assert_eq!(started_at(&daemon, &container), before);
-    let seen = counter(&daemon, &container);
-    wait_until(&daemon, "the container writes after the clone", 10, || {
-        counter(&daemon, &container) > seen
-    });
+    wait_counter_moves(&daemon, &container, "the container writes after the clone");
     run_ok(&daemon, &alias, "echo changed > /data/db/t1");
     assert_eq!(container.exec(&daemon, "cat /data/db/t1"), "row 1");
     assert_fsck_clean(&daemon, "after a reflinked commit and clone");

@@ -10,8 +10,8 @@
 //! Every test runs its own daemon (own root, own Docker driver name) and uses names of its own,
 //! so the tests run in parallel. Loop devices are a host-wide resource other tests use at the
 //! same time, so leak checks only count devices whose backing file lies under the test's own
-//! daemon root. Containers and Docker volumes are removed by drop guards, also when an
-//! assertion fails.
+//! daemon root. Containers are removed by drop guards, and the volumes Docker recorded when the
+//! test's daemon drops, also when an assertion fails.
 
 use dvol_backends::loop_device::LoopAttachment;
 use std::os::unix::fs::MetadataExt;
@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{daemon_must_fail, docker_ready, is_root, require, Daemon, HttpResponse};
+use dvol_tests::{daemon_must_fail, docker_ready, is_root, require, Daemon};
 use serde_json::{json, Value};
 
 const MIB: u64 = 1 << 20;
@@ -36,17 +36,6 @@ fn docker_volume_names(daemon: &Daemon) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
-}
-
-/// Creates a block volume through `docker volume create -d DRIVER NAME -o ...`.
-fn docker_volume_create(daemon: &Daemon, name: &str, opts: &[&str]) -> DockerVolume {
-    let guard = DockerVolume::named(daemon, name).recorded();
-    let mut args = vec!["volume", "create", "-d", &daemon.driver, name];
-    for opt in opts {
-        args.extend_from_slice(&["-o", opt]);
-    }
-    assert_eq!(must(daemon, &args), name);
-    guard
 }
 
 /// The total size in KiB of the filesystem at /data, from `df -Pk /data` output.
@@ -75,88 +64,14 @@ fn file_len(path: &Path) -> u64 {
         .len()
 }
 
-/// Asserts a REST error: status, `error.code`, a non-empty `error.message`; returns the message.
-fn api_error(response: &HttpResponse, status: u16, code: &str) -> String {
-    let body = response.json();
-    assert_eq!(
-        response.status,
-        status,
-        "{body} ({})",
-        String::from_utf8_lossy(&response.body)
-    );
-    assert_eq!(body["error"]["code"], code, "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(!message.is_empty(), "error without a message: {body}");
-    message.to_string()
-}
-
-fn assert_contains_all(message: &str, parts: &[&str]) {
-    for part in parts {
-        assert!(
-            message.contains(part),
-            "message should mention {part:?}: {message}"
-        );
-    }
-}
-
-/// Asserts that both sockets still answer.
-fn assert_alive(daemon: &Daemon) {
-    let health = daemon.api("GET", "/v1/health", "");
-    assert_eq!(health.status, 200, "health: {:?}", health.json());
-    assert_eq!(health.json()["status"], "ok");
-    plugin_ok(daemon, "Plugin.Activate", "");
-}
-
-/// The `Err` of a plugin answer, if it is non-empty.
-fn plugin_err(response: &HttpResponse) -> Option<String> {
-    response.json()["Err"]
-        .as_str()
-        .filter(|e| !e.is_empty())
-        .map(str::to_string)
-}
-
-/// Calls a plugin method that must succeed: HTTP 200 and no `Err`.
-fn plugin_ok(daemon: &Daemon, method: &str, body: &str) -> Value {
-    let response = daemon.plugin(method, body);
-    assert!(
-        response.status == 200 && plugin_err(&response).is_none(),
-        "{method} {body} must succeed: HTTP {} {:?}; log:\n{}",
-        response.status,
-        response.json(),
-        daemon.log()
-    );
-    response.json()
-}
-
-fn mount_body(name: &str, id: &str) -> String {
-    json!({ "Name": name, "ID": id }).to_string()
-}
-
-fn name_body(name: &str) -> String {
-    json!({ "Name": name }).to_string()
-}
-
 /// Runs the CLI against `daemon`; panics with its stderr unless it succeeds; returns stdout.
 fn cli_ok(daemon: &Daemon, args: &[&str]) -> String {
-    let out = daemon.cli(args);
-    assert!(
-        out.status.success(),
-        "dvol {args:?} failed: {}\ndvol daemon log:\n{}",
-        stderr(&out),
-        daemon.log()
-    );
-    stdout(&out)
+    assert_succeeded(daemon, &format!("dvol {args:?}"), &daemon.cli(args))
 }
 
 /// Runs the CLI against `daemon`; it must fail; returns its stderr.
 fn cli_fails(daemon: &Daemon, args: &[&str]) -> String {
-    let out = daemon.cli(args);
-    assert!(
-        !out.status.success(),
-        "dvol {args:?} should have failed but printed: {}",
-        stdout(&out)
-    );
-    let err = stderr(&out);
+    let err = assert_failed(daemon, &format!("dvol {args:?}"), &daemon.cli(args));
     assert!(!err.is_empty(), "dvol {args:?} failed without a message");
     err
 }
@@ -195,10 +110,6 @@ fn wait_released(daemon: &Daemon) {
     );
 }
 
-fn is_kernel_mounted(daemon: &Daemon, path: &Path) -> bool {
-    daemon.kernel_mounts().iter().any(|m| m == path)
-}
-
 /// Whether this process has CAP_SYS_RESOURCE (the daemon, its child, has the same set).
 fn has_cap_sys_resource() -> bool {
     const CAP_SYS_RESOURCE: u32 = 24;
@@ -232,12 +143,12 @@ struct Flavour {
 }
 
 fn docker_scenario(flavour: Flavour) {
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_for_docker();
     let name = unique(&format!("blk-{}", flavour.profile));
     let size: u64 = flavour.size.trim_end_matches('M').parse::<u64>().unwrap() * MIB;
     let profile_opt = format!("profile={}", flavour.profile);
     let size_opt = format!("size={}", flavour.size);
-    let volume = docker_volume_create(&daemon, &name, &[&size_opt, &profile_opt]);
+    docker_volume_create(&daemon, &name, &[&size_opt, &profile_opt]);
 
     // Inspect: Docker shows what dvol made.
     let inspected = docker_volume_inspect(&daemon, &name);
@@ -344,7 +255,6 @@ fn docker_scenario(flavour: Flavour) {
 
     // rm now deletes the image.
     must(&daemon, &["volume", "rm", &name]);
-    drop(volume);
     assert!(!image.exists(), "{} should be gone", image.display());
     assert!(!mountpoint.exists(), "the mountpoint should be gone");
     assert_eq!(
@@ -355,9 +265,7 @@ fn docker_scenario(flavour: Flavour) {
     // `docker run` with NAME@PROFILE creates the volume.
     let base = unique(&format!("blk-run-{}", flavour.profile));
     let docker_name = format!("{base}@{}", flavour.profile);
-    // Docker records only NAME@PROFILE; the driver lists the volume as NAME, which Docker has
-    // no record of, so the guard removes only the alias.
-    let mut run_volume = DockerVolume::named(&daemon, base.clone());
+    // Docker records only NAME@PROFILE; the driver lists the volume as NAME.
     let mount_spec;
     let mount_args: Vec<&str> = match flavour.run_size {
         None => {
@@ -381,7 +289,6 @@ fn docker_scenario(flavour: Flavour) {
             "echo via-run > /data/f && cat /data/f && df -Pk /data",
         ),
     );
-    run_volume.aliases.push(docker_name.clone());
     assert!(df.starts_with("via-run\n"), "{df}");
     wait_released(&daemon);
     let run_view = api_volume(&daemon, &base);
@@ -409,7 +316,6 @@ fn docker_scenario(flavour: Flavour) {
         docker_volume_names(&daemon)
     );
     must(&daemon, &["volume", "rm", &docker_name]);
-    run_volume.aliases.clear();
     assert!(
         !run_image.exists(),
         "{} should be gone after docker volume rm",
@@ -469,10 +375,9 @@ fn gold_volume_docker_scenario() {
 
 #[test]
 fn a_full_volume_gives_enospc_and_recovers_after_deleting() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let name = unique("blk-full");
     let _volume = docker_volume_create(&daemon, &name, &["size=64M", "profile=silver"]);
     let image = image_path(&daemon, &volume_id(&daemon, &name));
@@ -517,10 +422,9 @@ fn a_full_volume_gives_enospc_and_recovers_after_deleting() {
 
 #[test]
 fn an_xfs_volume_grows_while_a_container_writes_and_shrinking_is_refused() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let name = unique("blk-grow");
     let _volume = docker_volume_create(&daemon, &name, &["size=320M", "fs=xfs", "profile=silver"]);
     let id = volume_id(&daemon, &name);
@@ -530,9 +434,8 @@ fn an_xfs_volume_grows_while_a_container_writes_and_shrinking_is_refused() {
         &name,
         "i=0; while true; do echo line-$i >> /data/log; i=$((i+1)); sleep 0.05; done",
     );
-    let log = daemon.root.join("mounts").join(&id).join("log");
-    let log_len = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    wait_until(&daemon, "the container writes", 10, || log_len() > 0);
+    let log = [daemon.root.join("mounts").join(&id).join("log")];
+    wait_files_grow(&daemon, &log, "the container writes");
     let before = df_total_kib(&container.exec(&daemon, "df -Pk /data"));
 
     let started = Instant::now();
@@ -555,13 +458,7 @@ fn an_xfs_volume_grows_while_a_container_writes_and_shrinking_is_refused() {
         container.running(&daemon),
         "the writer must survive the resize"
     );
-    let grown = log_len();
-    wait_until(
-        &daemon,
-        "the writer keeps writing after the resize",
-        10,
-        || log_len() > grown,
-    );
+    wait_files_grow(&daemon, &log, "the writer keeps writing after the resize");
     let tail = container.exec(&daemon, "tail -n 1 /data/log");
     assert!(tail.starts_with("line-"), "{tail}");
 
@@ -594,10 +491,9 @@ fn an_xfs_volume_grows_while_a_container_writes_and_shrinking_is_refused() {
 
 #[test]
 fn growing_a_mounted_ext4_volume_is_refused_clearly_and_works_once_unmounted() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let name = unique("blk-ext4");
     let _volume = docker_volume_create(&daemon, &name, &["size=64M", "profile=silver"]);
     let id = volume_id(&daemon, &name);
@@ -748,10 +644,9 @@ fn a_thousand_loop_volume_cycles_leak_no_loop_device() {
 
 #[test]
 fn kill9_while_containers_use_loop_volumes_disturbs_nothing() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(mut daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     let writer = "i=0; while true; do echo $i >> /data/log; i=$((i+1)); sleep 0.1; done";
     let mut volumes = Vec::new();
     let mut containers = Vec::new();
@@ -771,32 +666,18 @@ fn kill9_while_containers_use_loop_volumes_disturbs_nothing() {
         logs.push(daemon.root.join("mounts").join(&id).join("log"));
         images.push(image_path(&daemon, &id));
     }
-    let log_lens = |logs: &[PathBuf]| -> Vec<u64> {
-        logs.iter()
-            .map(|log| std::fs::metadata(log).map(|m| m.len()).unwrap_or(0))
-            .collect()
-    };
-    let all_grew = |before: &[u64], now: &[u64]| before.iter().zip(now).all(|(b, n)| n > b);
-    wait_until(&daemon, "both containers write", 10, || {
-        log_lens(&logs).iter().all(|&len| len > 0)
-    });
+    wait_files_grow(&daemon, &logs, "both containers write");
     assert_eq!(loop_devices_of(&daemon).len(), 2);
 
     daemon.kill9();
-    let before = log_lens(&logs);
-    wait_until(&daemon, "both keep writing while dvol is down", 10, || {
-        all_grew(&before, &log_lens(&logs))
-    });
+    wait_files_grow(&daemon, &logs, "both keep writing while dvol is down");
     assert_eq!(daemon.kernel_mounts().len(), 2, "mounts outlive the daemon");
     for image in &images {
         assert_eq!(loop_devices_serving(image).len(), 1, "{}", image.display());
     }
 
     daemon.spawn();
-    let before = log_lens(&logs);
-    wait_until(&daemon, "both keep writing after dvol restarts", 10, || {
-        all_grew(&before, &log_lens(&logs))
-    });
+    wait_files_grow(&daemon, &logs, "both keep writing after dvol restarts");
     let mut listed = api_names(&daemon);
     listed.sort();
     let mut expected: Vec<String> = volumes.iter().map(|v| v.name.clone()).collect();
@@ -836,19 +717,17 @@ fn kill9_while_containers_use_loop_volumes_disturbs_nothing() {
 
 #[test]
 fn a_loop_volume_whose_mount_and_device_vanished_is_remounted_on_demand() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
-    plugin_ok(
+    };
+    let mountpoint = plugin_create_and_mount(
         &daemon,
-        "VolumeDriver.Create",
-        &json!({ "Name": "reboot@silver", "Opts": { "size": "32M" } }).to_string(),
+        &create_body("reboot@silver", json!({ "size": "32M" })),
+        "reboot",
+        "r1",
     );
     let id = volume_id(&daemon, "reboot");
     let image = image_path(&daemon, &id);
-    let mounted = plugin_ok(&daemon, "VolumeDriver.Mount", &mount_body("reboot", "r1"));
-    let mountpoint = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
     assert!(is_kernel_mounted(&daemon, &mountpoint));
     std::fs::write(mountpoint.join("file"), b"before the reboot").unwrap();
     let devices = loop_devices_serving(&image);
@@ -883,34 +762,15 @@ fn a_loop_volume_whose_mount_and_device_vanished_is_remounted_on_demand() {
     assert!(!is_kernel_mounted(&daemon, &mountpoint));
 
     daemon.spawn();
-    let view = api_volume(&daemon, "reboot");
-    assert_eq!(view["mounted"], false, "{view:#}");
-    assert_eq!(
-        view["mounts"],
-        json!({}),
-        "stale mount ids survived: {view:#}"
-    );
-    let got = plugin_ok(&daemon, "VolumeDriver.Get", &name_body("reboot"));
-    assert_eq!(got["Volume"]["Status"]["mounts"], "0", "{got}");
-
-    let again = plugin_ok(&daemon, "VolumeDriver.Mount", &mount_body("reboot", "r1"));
-    assert_eq!(again["Mountpoint"], mountpoint.to_str().unwrap());
-    assert!(
-        is_kernel_mounted(&daemon, &mountpoint),
-        "a new Mount must really mount; log:\n{}",
-        daemon.log()
-    );
+    assert_lost_mount_forgotten(&daemon, "reboot", "r1", &mountpoint);
     assert_eq!(loop_devices_serving(&image).len(), 1, "re-attached");
     assert_eq!(
         std::fs::read(mountpoint.join("file")).unwrap(),
         b"before the reboot"
     );
-    assert_eq!(api_volume(&daemon, "reboot")["mounts"], json!({ "r1": 1 }));
 
-    plugin_ok(&daemon, "VolumeDriver.Unmount", &mount_body("reboot", "r1"));
-    assert!(!is_kernel_mounted(&daemon, &mountpoint));
+    plugin_unmount_and_remove(&daemon, "reboot", "r1", &mountpoint);
     wait_released(&daemon);
-    plugin_ok(&daemon, "VolumeDriver.Remove", &name_body("reboot"));
     assert!(!image.exists());
     assert!(api_names(&daemon).is_empty());
 }
@@ -1014,10 +874,9 @@ fn an_unknown_filesystem_in_the_config_is_refused_naming_file_line_and_key() {
 
 #[test]
 fn a_size_below_the_filesystem_minimum_is_refused_naming_the_minimum() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
 
     let err = cli_fails(
         &daemon,

@@ -12,23 +12,16 @@
 //! - `kill -9` of the daemon in the middle of a commit and of a checkout.
 //!
 //! Each test runs its own daemon (own root, own Docker driver name) and its own volume and
-//! container names, so the tests run in parallel. Containers and Docker volumes are removed by
-//! drop guards, also when an assertion fails; a Docker volume name is removed only while the
-//! test's daemon runs and only if Docker has a record of it (a name Docker does not know makes
-//! it ask every dead test driver, about 15 s each).
+//! container names, so the tests run in parallel. Containers are removed by drop guards, and
+//! the volumes Docker recorded when the test's daemon drops, also when an assertion fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use dvol_tests::fixtures::{
-    api_expect, assert_fsck_clean, commit, must, stderr, stdout, unique, volume_id, wait_until,
-    DockerVolume,
-};
-use dvol_tests::{
-    docker, docker_ready, http_unix, is_root, require, Daemon, HttpResponse, TEST_IMAGE,
-};
+use dvol_tests::fixtures::*;
+use dvol_tests::{docker_ready, http_unix, require, Daemon, HttpResponse};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -49,39 +42,24 @@ struct State {
     paused: bool,
 }
 
-/// A container running [`IDLE`], removed with `docker rm -f` when dropped. Unlike the shared
-/// `fixtures::Container` it takes any volume arguments (`-v` or `--mount`) and runs with
-/// `--init`, so the stops around checkout and reset are quick.
-struct IdleContainer(String);
+/// Starts [`IDLE`] detached with `mount_args` (e.g. `-v NAME:/data`, or `--mount ...`), named
+/// `prefix-<random>`. `--init` gives the shell an init that passes SIGTERM on, so the stops
+/// around checkout and reset take no 30 s kill timeout.
+fn run_idle(daemon: &Daemon, prefix: &str, mount_args: &[&str]) -> Container {
+    Container::start_with(daemon, prefix, mount_args, &["--init"], IDLE)
+}
 
-impl IdleContainer {
-    /// Starts [`IDLE`] detached with `mount_args` (e.g. `-v NAME:/data`). `--init` gives the
-    /// shell an init that passes SIGTERM on, so stopping it takes no 30 s kill timeout.
-    fn run(daemon: &Daemon, prefix: &str, mount_args: &[&str]) -> IdleContainer {
-        let container = IdleContainer(unique(prefix));
-        let mut args = vec![
-            "run",
-            "-d",
-            "--init",
-            "--name",
-            &container.0,
-            "--network",
-            "none",
-            "--volume-driver",
-            &daemon.driver,
-        ];
-        args.extend_from_slice(mount_args);
-        args.extend_from_slice(&[TEST_IMAGE, "sh", "-c", IDLE]);
-        must(daemon, &args);
-        container
-    }
-
-    /// Runs `script` inside the running container; returns stdout.
-    fn exec(&self, daemon: &Daemon, script: &str) -> String {
-        must(daemon, &["exec", &self.0, "sh", "-c", script])
-    }
-
+/// What the history tests read of a container running [`IDLE`].
+trait ContainerView {
     /// The volume at /data as this container sees it (paths and file hashes).
+    fn content(&self, daemon: &Daemon) -> String;
+    /// What `docker inspect` says about the container's state.
+    fn state(&self, daemon: &Daemon) -> State;
+    /// The host path Docker mounted for the container's volume (the plugin's mountpoint).
+    fn mount_source(&self, daemon: &Daemon) -> String;
+}
+
+impl ContainerView for Container {
     fn content(&self, daemon: &Daemon) -> String {
         self.exec(daemon, CONTENT)
     }
@@ -105,7 +83,6 @@ impl IdleContainer {
         }
     }
 
-    /// The host path Docker mounted for the container's volume (the plugin's mountpoint).
     fn mount_source(&self, daemon: &Daemon) -> String {
         must(
             daemon,
@@ -119,12 +96,6 @@ impl IdleContainer {
     }
 }
 
-impl Drop for IdleContainer {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.0]);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // REST helpers
 // ---------------------------------------------------------------------------------------------
@@ -135,7 +106,7 @@ fn body_text(response: &HttpResponse) -> String {
 
 /// Asserts an API error: status, code, and that the message contains each of `parts`.
 /// Returns the message.
-fn api_error(
+fn api_expect_error(
     daemon: &Daemon,
     method: &str,
     path: &str,
@@ -189,23 +160,15 @@ fn reset(daemon: &Daemon, volume: &str, rev: &str) -> Value {
     )
 }
 
-fn log(daemon: &Daemon, volume: &str) -> Value {
-    api_expect(
-        daemon,
-        "GET",
-        &format!("/v1/volumes/{volume}/commits"),
-        &Value::Null,
-        200,
-    )
-}
-
 fn head(daemon: &Daemon, volume: &str) -> Option<String> {
-    log(daemon, volume)["head"].as_str().map(str::to_string)
+    commit_log(daemon, volume)["head"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The commits of the log by id: (parents, message).
 fn log_commits(daemon: &Daemon, volume: &str) -> BTreeMap<String, (Vec<String>, String)> {
-    log(daemon, volume)["commits"]
+    commit_log(daemon, volume)["commits"]
         .as_array()
         .expect("commits")
         .iter()
@@ -237,16 +200,6 @@ fn file_changes(changes: &Value) -> BTreeMap<String, String> {
             (path.to_string(), c["kind"].as_str().expect("kind").into())
         })
         .collect()
-}
-
-fn status(daemon: &Daemon, volume: &str) -> Value {
-    api_expect(
-        daemon,
-        "GET",
-        &format!("/v1/volumes/{volume}/status"),
-        &Value::Null,
-        200,
-    )
 }
 
 fn diff(daemon: &Daemon, volume: &str, from: &str, to: &str) -> Value {
@@ -282,7 +235,19 @@ fn branches(daemon: &Daemon, volume: &str) -> BTreeMap<String, (String, bool)> {
     .collect()
 }
 
-/// Runs fsck and asserts it is clean.
+/// Asserts that each `(name, commit, current)` of `expected` is a branch of the volume at that
+/// commit, checked out or not.
+fn assert_branches(daemon: &Daemon, volume: &str, expected: &[(&str, &str, bool)]) {
+    let listed = branches(daemon, volume);
+    for &(name, commit, current) in expected {
+        assert_eq!(
+            listed.get(name),
+            Some(&(commit.to_string(), current)),
+            "{listed:?}"
+        );
+    }
+}
+
 /// Creates a volume over REST; returns its UUID.
 fn create_volume(daemon: &Daemon, name: &str, options: Value) -> String {
     let view = api_expect(
@@ -293,11 +258,6 @@ fn create_volume(daemon: &Daemon, name: &str, options: Value) -> String {
         201,
     );
     view["id"].as_str().expect("id").to_string()
-}
-
-/// Where the directory backend keeps a volume's data.
-fn data_dir(daemon: &Daemon, id: &str) -> PathBuf {
-    daemon.root.join("backends/directory").join(id)
 }
 
 /// A directory's content as the host sees it: every path, and a hash of every file.
@@ -321,74 +281,100 @@ fn host_content(dir: &Path) -> String {
 /// Mounts and unmounts a volume through the plugin protocol, as the engine would, and checks
 /// that `file` is readable at the mountpoint meanwhile.
 fn plugin_mount_round_trip(daemon: &Daemon, name: &str, file: &str) {
-    let body = json!({ "Name": name, "ID": "history-test-mount" }).to_string();
-    let mounted = daemon.plugin("VolumeDriver.Mount", &body);
-    let view = mounted.json();
-    assert_eq!(
-        mounted.status,
-        200,
-        "Mount of {name}: {}\ndvol daemon log:\n{}",
-        body_text(&mounted),
-        daemon.log()
-    );
-    assert!(
-        view["Err"].as_str().unwrap_or("").is_empty(),
-        "Mount of {name}: {view}\ndvol daemon log:\n{}",
-        daemon.log()
-    );
-    let mountpoint = PathBuf::from(view["Mountpoint"].as_str().expect("Mountpoint"));
+    let body = mount_body(name, "history-test-mount");
+    let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &body);
+    let mountpoint = PathBuf::from(mounted["Mountpoint"].as_str().expect("Mountpoint"));
     assert!(
         mountpoint.join(file).is_file(),
         "{file} should be readable at {} after Mount",
         mountpoint.display()
     );
-    let unmounted = daemon.plugin("VolumeDriver.Unmount", &body);
-    assert_eq!(unmounted.status, 200, "Unmount: {}", body_text(&unmounted));
-    assert!(
-        unmounted.json()["Err"].as_str().unwrap_or("").is_empty(),
-        "Unmount: {}",
-        body_text(&unmounted)
-    );
-    wait_until(daemon, "the volume is unmounted", 10, || {
-        daemon.kernel_mounts().is_empty()
-    });
+    plugin_ok(daemon, "VolumeDriver.Unmount", &body);
+    wait_no_mounts(daemon);
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1. The user story
 // ---------------------------------------------------------------------------------------------
 
-/// Asserts that `ctr` was stopped and started again since `before`, and `bystander` was not.
-fn assert_restarted(
-    daemon: &Daemon,
-    what: &str,
-    ctr: &IdleContainer,
-    before: &State,
-    bystander: &IdleContainer,
-    bystander_before: &State,
-) -> State {
-    let after = ctr.state(daemon);
-    assert!(
-        after.running && !after.paused,
-        "{what}: the volume's container should be running again: {after:?}\ndvol daemon log:\n{}",
-        daemon.log()
-    );
-    assert_ne!(
-        after.started_at, before.started_at,
-        "{what}: the volume's container should have been stopped and started again"
-    );
-    assert_eq!(
-        &bystander.state(daemon),
-        bystander_before,
-        "{what}: a container that does not use the volume must not be touched"
-    );
-    after
+/// The user story's containers: `ctr` uses the volume, `bystander` uses another one. Checkouts
+/// and resets must restart `ctr` and leave `bystander` alone.
+struct Watched<'a> {
+    daemon: &'a Daemon,
+    volume: &'a str,
+    ctr: &'a Container,
+    bystander: &'a Container,
+    /// The bystander's state before the first checkout; it must never change.
+    bystander_before: State,
+    /// The volume's container's state before the next checkout or reset.
+    ctr_before: State,
+}
+
+impl<'a> Watched<'a> {
+    fn new(
+        daemon: &'a Daemon,
+        volume: &'a str,
+        ctr: &'a Container,
+        bystander: &'a Container,
+    ) -> Watched<'a> {
+        Watched {
+            daemon,
+            volume,
+            ctr_before: ctr.state(daemon),
+            bystander_before: bystander.state(daemon),
+            ctr,
+            bystander,
+        }
+    }
+
+    /// After `what`, a checkout or reset that answered `view`: HEAD is `commit` on `branch`;
+    /// the volume's container was stopped and started again, the bystander was not; the
+    /// container sees exactly `content` (that of the commit `commit_name`) and nothing is
+    /// uncommitted.
+    fn assert_moved(
+        &mut self,
+        what: &str,
+        view: &Value,
+        branch: &str,
+        commit: &str,
+        content: &str,
+        commit_name: &str,
+    ) {
+        assert_eq!(view["branch"], branch, "{view:#}");
+        assert_eq!(view["commit"], commit, "{view:#}");
+        let after = self.ctr.state(self.daemon);
+        assert!(
+            after.running && !after.paused,
+            "{what}: the volume's container should be running again: {after:?}\ndvol daemon log:\n{}",
+            self.daemon.log()
+        );
+        assert_ne!(
+            after.started_at, self.ctr_before.started_at,
+            "{what}: the volume's container should have been stopped and started again"
+        );
+        assert_eq!(
+            self.bystander.state(self.daemon),
+            self.bystander_before,
+            "{what}: a container that does not use the volume must not be touched"
+        );
+        self.ctr_before = after;
+        assert_eq!(
+            self.ctr.content(self.daemon),
+            content,
+            "after {what} the container must see the {commit_name} commit"
+        );
+        assert_eq!(
+            volume_status(self.daemon, self.volume),
+            json!([]),
+            "clean after {what}"
+        );
+    }
 }
 
 fn user_story(profile: &str, mount_options: &[&str]) {
-    let daemon = Daemon::start();
-    let mut volume = DockerVolume::new(&daemon, "demo");
-    let mut other = DockerVolume::new(&daemon, "other");
+    let daemon = Daemon::start_for_docker();
+    let volume = DockerVolume::new("demo");
+    let other = DockerVolume::new("other");
     let name = volume.name.clone();
     let source = volume.alias(profile);
     let other_source = other.alias("bronze");
@@ -413,8 +399,8 @@ fn user_story(profile: &str, mount_options: &[&str]) {
         "--mount"
     };
     let other_mount = format!("{other_source}:/data");
-    let bystander = IdleContainer::run(&daemon, "dvol-hist-by", &["-v", &other_mount]);
-    let ctr = IdleContainer::run(&daemon, "dvol-hist-ctr", &[flag, &mount]);
+    let bystander = run_idle(&daemon, "dvol-hist-by", &["-v", &other_mount]);
+    let ctr = run_idle(&daemon, "dvol-hist-ctr", &[flag, &mount]);
     let view = api_expect(
         &daemon,
         "GET",
@@ -428,7 +414,11 @@ fn user_story(profile: &str, mount_options: &[&str]) {
         assert_eq!(view["size_bytes"], 64u64 << 20, "{view:#}");
     }
     let volume_path = format!("/v1/volumes/{name}");
-    assert_eq!(log(&daemon, &name)["head"], Value::Null, "no commit yet");
+    assert_eq!(
+        commit_log(&daemon, &name)["head"],
+        Value::Null,
+        "no commit yet"
+    );
 
     // Data, then "clean schema", committed with the container paused (not restarted).
     ctr.exec(
@@ -466,7 +456,11 @@ fn user_story(profile: &str, mount_options: &[&str]) {
         "after commit --pause the container runs unpaused: {after:?}"
     );
     assert_eq!(ctr.content(&daemon), clean, "a commit must not change data");
-    assert_eq!(status(&daemon, &name), json!([]), "nothing uncommitted");
+    assert_eq!(
+        volume_status(&daemon, &name),
+        json!([]),
+        "nothing uncommitted"
+    );
 
     // More work, uncommitted.
     ctr.exec(
@@ -481,7 +475,7 @@ fn user_story(profile: &str, mount_options: &[&str]) {
         ("db/rows".to_string(), "modified".to_string()),
         ("db/schema.sql".to_string(), "modified".to_string()),
     ]);
-    assert_eq!(file_changes(&status(&daemon, &name)), expected_dirty);
+    assert_eq!(file_changes(&volume_status(&daemon, &name)), expected_dirty);
 
     // A branch at HEAD.
     let branch = api_expect(
@@ -492,20 +486,14 @@ fn user_story(profile: &str, mount_options: &[&str]) {
         201,
     );
     assert_eq!(branch["commit"], c1.as_str(), "{branch:#}");
-    let listed = branches(&daemon, &name);
-    assert_eq!(
-        listed.get("master"),
-        Some(&(c1.clone(), true)),
-        "{listed:?}"
-    );
-    assert_eq!(
-        listed.get("experiment"),
-        Some(&(c1.clone(), false)),
-        "{listed:?}"
+    assert_branches(
+        &daemon,
+        &name,
+        &[("master", &c1, true), ("experiment", &c1, false)],
     );
 
     // Checkout with uncommitted changes is refused, naming them; the data stays.
-    let message = api_error(
+    let message = api_expect_error(
         &daemon,
         "POST",
         &format!("{volume_path}/checkout"),
@@ -543,27 +531,22 @@ fn user_story(profile: &str, mount_options: &[&str]) {
     let c2 = commit_id(&daemon, &name, "more data");
     assert_eq!(ctr.content(&daemon), dirty);
     let more = dirty;
-    let before = ctr.state(&daemon);
-    let bystander_before = bystander.state(&daemon);
-    assert!(bystander_before.running, "{bystander_before:?}");
+    let mut watched = Watched::new(&daemon, &name, &ctr, &bystander);
+    assert!(
+        watched.bystander_before.running,
+        "{:?}",
+        watched.bystander_before
+    );
     let view = checkout(&daemon, &name, json!({ "ref": "experiment" }));
-    assert_eq!(view["branch"], "experiment", "{view:#}");
-    assert_eq!(view["commit"], c1.as_str(), "{view:#}");
-    let before = assert_restarted(
-        &daemon,
+    watched.assert_moved(
         "checkout experiment",
-        &ctr,
-        &before,
-        &bystander,
-        &bystander_before,
+        &view,
+        "experiment",
+        &c1,
+        &clean,
+        "'clean schema'",
     );
-    assert_eq!(
-        ctr.content(&daemon),
-        clean,
-        "after checkout experiment the container must see the 'clean schema' commit"
-    );
-    assert_eq!(status(&daemon, &name), json!([]), "clean after checkout");
-    assert_eq!(log(&daemon, &name)["branch"], "experiment");
+    assert_eq!(commit_log(&daemon, &name)["branch"], "experiment");
 
     // Work on the experiment, commit, tag it.
     ctr.exec(
@@ -587,59 +570,33 @@ fn user_story(profile: &str, mount_options: &[&str]) {
     );
     assert_ne!(ctr.content(&daemon), idea);
     let view = reset(&daemon, &name, "HEAD^");
-    assert_eq!(view["branch"], "experiment", "{view:#}");
-    assert_eq!(view["commit"], c1.as_str(), "{view:#}");
-    let before = assert_restarted(
-        &daemon,
+    watched.assert_moved(
         "reset --hard HEAD^",
-        &ctr,
-        &before,
-        &bystander,
-        &bystander_before,
+        &view,
+        "experiment",
+        &c1,
+        &clean,
+        "'clean schema'",
     );
-    assert_eq!(
-        ctr.content(&daemon),
-        clean,
-        "after reset --hard HEAD^ the container must see the 'clean schema' commit"
-    );
-    assert_eq!(status(&daemon, &name), json!([]), "clean after reset");
-    let listed = branches(&daemon, &name);
-    assert_eq!(
-        listed.get("experiment"),
-        Some(&(c1.clone(), true)),
-        "{listed:?}"
-    );
-    assert_eq!(
-        listed.get("master"),
-        Some(&(c2.clone(), false)),
-        "{listed:?}"
+    assert_branches(
+        &daemon,
+        &name,
+        &[("experiment", &c1, true), ("master", &c2, false)],
     );
 
     // Back to master.
     let view = checkout(&daemon, &name, json!({ "ref": "master" }));
-    assert_eq!(view["branch"], "master", "{view:#}");
-    assert_eq!(view["commit"], c2.as_str(), "{view:#}");
-    assert_restarted(
-        &daemon,
+    watched.assert_moved(
         "checkout master",
-        &ctr,
-        &before,
-        &bystander,
-        &bystander_before,
-    );
-    assert_eq!(
-        ctr.content(&daemon),
-        more,
-        "after checkout master the container must see the 'more data' commit"
-    );
-    assert_eq!(
-        status(&daemon, &name),
-        json!([]),
-        "clean after checkout master"
+        &view,
+        "master",
+        &c2,
+        &more,
+        "'more data'",
     );
 
     // The log: master's two commits and the tagged experiment, with parents, children first.
-    let full = log(&daemon, &name);
+    let full = commit_log(&daemon, &name);
     assert_eq!(full["branch"], "master", "{full:#}");
     assert_eq!(full["head"], c2.as_str(), "{full:#}");
     let order: Vec<&str> = full["commits"]
@@ -731,16 +688,15 @@ fn story_commit_branch_checkout_reset_on_a_loop_ext4_volume() {
 
 #[test]
 fn clone_from_the_docker_cli_with_a_uuid_prefix_and_a_commit_prefix() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let mut volume = DockerVolume::new(&daemon, "src");
-    let mut copy = DockerVolume::new(&daemon, "copy");
-    let mut copy2 = DockerVolume::new(&daemon, "copy2");
+    };
+    let volume = DockerVolume::new("src");
+    let copy = DockerVolume::new("copy");
+    let copy2 = DockerVolume::new("copy2");
     let source = volume.alias("bronze");
     let mount = format!("{source}:/data");
-    let ctr = IdleContainer::run(&daemon, "dvol-hist-src", &["-v", &mount]);
+    let ctr = run_idle(&daemon, "dvol-hist-src", &["-v", &mount]);
     ctr.exec(
         &daemon,
         "mkdir -p /data/app && seq 1 20000 > /data/app/numbers && echo v1 > /data/app/version",
@@ -789,7 +745,7 @@ fn clone_from_the_docker_cli_with_a_uuid_prefix_and_a_commit_prefix() {
     let before = ctr.state(&daemon);
     let clone_source = copy.alias(&format!("snapshot-{prefix}"));
     let clone_mount = format!("{clone_source}:/data");
-    let clone = IdleContainer::run(&daemon, "dvol-hist-clone", &["-v", &clone_mount]);
+    let clone = run_idle(&daemon, "dvol-hist-clone", &["-v", &clone_mount]);
     assert_eq!(
         ctr.state(&daemon),
         before,
@@ -813,7 +769,7 @@ fn clone_from_the_docker_cli_with_a_uuid_prefix_and_a_commit_prefix() {
         "the clone is a volume of its own"
     );
     assert_eq!(
-        log(&daemon, &volume.name)["head"],
+        commit_log(&daemon, &volume.name)["head"],
         Value::Null,
         "cloning must not commit in the source's history"
     );
@@ -846,37 +802,8 @@ fn clone_from_the_docker_cli_with_a_uuid_prefix_and_a_commit_prefix() {
         "echo v3 > /data/app/version && echo x > /data/app/extra",
     );
     let from = format!("from={}", &c1[..10]);
-    copy2.plain = true;
-    must(
-        &daemon,
-        &[
-            "volume",
-            "create",
-            "-d",
-            &daemon.driver,
-            &copy2.name,
-            "-o",
-            &from,
-        ],
-    );
-    let copy2_mount = format!("{}:/data", copy2.name);
-    let seen = must(
-        &daemon,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--volume-driver",
-            &daemon.driver,
-            "-v",
-            &copy2_mount,
-            TEST_IMAGE,
-            "sh",
-            "-c",
-            CONTENT,
-        ],
-    );
+    docker_volume_create(&daemon, &copy2.name, &[&from]);
+    let seen = run_ok(&daemon, &copy2.name, CONTENT);
     assert_eq!(
         seen, original,
         "a volume created with -o from=COMMIT must hold that commit's content"
@@ -894,17 +821,16 @@ fn clone_from_the_docker_cli_with_a_uuid_prefix_and_a_commit_prefix() {
 
 #[test]
 fn bad_history_requests_get_clear_errors() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let name = "bad";
     let uuid = create_volume(&daemon, name, json!({})).replace('-', "");
     let data = data_dir(&daemon, &volume_id(&daemon, name));
     let path = format!("/v1/volumes/{name}");
 
     // No commits yet.
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/reset"),
@@ -938,7 +864,7 @@ fn bad_history_requests_get_clear_errors() {
         ("GET", "diff?from=nosuch", Value::Null),
         ("POST", "branches", json!({ "name": "b2", "at": "nosuch" })),
     ] {
-        api_error(
+        api_expect_error(
             &daemon,
             method,
             &format!("{path}/{endpoint}"),
@@ -949,7 +875,7 @@ fn bad_history_requests_get_clear_errors() {
         );
     }
     // Past the root commit.
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/checkout"),
@@ -959,7 +885,7 @@ fn bad_history_requests_get_clear_errors() {
         &["HEAD~3"],
     );
     // Unknown volume.
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         "/v1/volumes/nosuchvolume/commits",
@@ -969,7 +895,7 @@ fn bad_history_requests_get_clear_errors() {
         &["nosuchvolume"],
     );
     // A malformed body.
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/checkout"),
@@ -1006,7 +932,7 @@ fn bad_history_requests_get_clear_errors() {
         ("POST", "reset".to_string(), json!({ "ref": prefix })),
         ("GET", format!("diff?from={prefix}"), Value::Null),
     ] {
-        api_error(
+        api_expect_error(
             &daemon,
             method,
             &format!("{path}/{endpoint}"),
@@ -1030,7 +956,7 @@ fn bad_history_requests_get_clear_errors() {
         .map(|n| format!("{n:04x}"))
         .find(|p| !ids.iter().any(|id| id.starts_with(p.as_str())))
         .unwrap();
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/checkout"),
@@ -1045,7 +971,7 @@ fn bad_history_requests_get_clear_errors() {
         .map(|n: u32| format!("{n:06x}"))
         .find(|p| !ids.iter().any(|id| id.starts_with(p.as_str())) && !uuid.starts_with(p.as_str()))
         .unwrap();
-    let message = api_error(
+    let message = api_expect_error(
         &daemon,
         "POST",
         "/v1/volumes",
@@ -1055,7 +981,7 @@ fn bad_history_requests_get_clear_errors() {
         &[&nothing, "matches no volume UUID and no commit"],
     );
     eprintln!("snapshot-{nothing}: {message}");
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         "/v1/volumes",
@@ -1064,7 +990,7 @@ fn bad_history_requests_get_clear_errors() {
         "bad_snapshot_reference",
         &[&nothing],
     );
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         "/v1/volumes",
@@ -1086,7 +1012,7 @@ fn bad_history_requests_get_clear_errors() {
     // Uncommitted changes: checkout refused with 409 naming the path, unless forced.
     let committed = host_content(&data);
     std::fs::write(data.join("dirty-notes.txt"), "not committed\n").unwrap();
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/checkout"),
@@ -1099,7 +1025,7 @@ fn bad_history_requests_get_clear_errors() {
         data.join("dirty-notes.txt").is_file(),
         "a refused checkout keeps the change"
     );
-    assert_eq!(log(&daemon, name)["branch"], "master");
+    assert_eq!(commit_log(&daemon, name)["branch"], "master");
     let view = checkout(&daemon, name, json!({ "ref": "side", "force": true }));
     assert_eq!(view["branch"], "side", "{view:#}");
     assert_eq!(view["commit"], c1.as_str(), "{view:#}");
@@ -1117,7 +1043,7 @@ fn bad_history_requests_get_clear_errors() {
     assert_eq!(host_content(&data), committed);
 
     // Branches: the checked-out one cannot be deleted; others can; unknown ones are 404.
-    api_error(
+    api_expect_error(
         &daemon,
         "DELETE",
         &format!("{path}/branches/master"),
@@ -1126,7 +1052,7 @@ fn bad_history_requests_get_clear_errors() {
         "history_conflict",
         &["master", "checked out"],
     );
-    api_error(
+    api_expect_error(
         &daemon,
         "POST",
         &format!("{path}/branches"),
@@ -1142,7 +1068,7 @@ fn bad_history_requests_get_clear_errors() {
         &Value::Null,
         204,
     );
-    api_error(
+    api_expect_error(
         &daemon,
         "DELETE",
         &format!("{path}/branches/side"),
@@ -1203,10 +1129,9 @@ fn race_commit_against(
 
 #[test]
 fn a_history_operation_on_a_busy_volume_answers_busy() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let name = "busy";
     let id = create_volume(&daemon, name, json!({}));
     let data = data_dir(&daemon, &id);
@@ -1296,7 +1221,11 @@ fn a_history_operation_on_a_busy_volume_answers_busy() {
         eprintln!("the checkout finished within the commit's patience; busy not observable there");
         assert!(response.status == 201 || response.status == 409);
     }
-    assert_eq!(status(&daemon, name), json!([]), "the checkout completed");
+    assert_eq!(
+        volume_status(&daemon, name),
+        json!([]),
+        "the checkout completed"
+    );
     // Once free, the volume takes commits again (on the detached HEAD, after the racing
     // commit if it got through).
     let before = head(&daemon, name).expect("head");
@@ -1333,35 +1262,21 @@ fn write_random_files(dir: &Path) {
 /// Sends `body` to `path` from a thread, kills the daemon `delay` later, restarts it; returns
 /// whether the request was answered before the kill (and how).
 fn kill_during(daemon: &mut Daemon, path: &str, body: Value, delay: Duration) -> Option<u16> {
-    let socket = daemon.api_socket.clone();
-    let path = path.to_string();
     let sent = Instant::now();
-    let request =
-        std::thread::spawn(move || http_unix(&socket, "POST", &path, body.to_string().as_bytes()));
-    std::thread::sleep(delay.saturating_sub(sent.elapsed()));
-    daemon.kill9();
-    let answered = request
-        .join()
-        .expect("request thread")
-        .ok()
-        .map(|r| r.status);
+    let answered = kill9_during_request(daemon, path, &body.to_string(), |_| {
+        std::thread::sleep(delay.saturating_sub(sent.elapsed()));
+    });
     daemon.spawn();
     // A mount the killed operation made for itself has no user: the restart removes it.
-    wait_until(
-        daemon,
-        "no mount under the root remains after restart",
-        10,
-        || daemon.kernel_mounts().is_empty(),
-    );
+    wait_no_mounts(daemon);
     answered
 }
 
 #[test]
 fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     let name = "crashcommit";
     let id = create_volume(&daemon, name, json!({}));
     let data = data_dir(&daemon, &id);
@@ -1396,7 +1311,7 @@ fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
 
         let head = head(&daemon, name).expect("a head after restart");
         let commits = log_commits(&daemon, name);
-        let changes = file_changes(&status(&daemon, name));
+        let changes = file_changes(&volume_status(&daemon, name));
         if head == previous {
             eprintln!("{delay_ms} ms: commit absent after the crash (answered: {answered:?})");
             assert!(
@@ -1435,7 +1350,7 @@ fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
         let result = commit(&daemon, name, &format!("after crash {delay_ms}"));
         assert_eq!(result["commit"]["parents"], json!([previous]), "{result:#}");
         previous = result["commit"]["id"].as_str().unwrap().to_string();
-        assert_eq!(status(&daemon, name), json!([]));
+        assert_eq!(volume_status(&daemon, name), json!([]));
         assert_fsck_clean(
             &daemon,
             &format!("after the commit following {delay_ms} ms"),
@@ -1457,10 +1372,9 @@ fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
 
 #[test]
 fn kill9_during_a_checkout_leaves_a_volume_that_checks_out_again() {
-    if !require("root", is_root()) {
+    let Some(mut daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
+    };
     let name = "crashcheckout";
     let id = create_volume(&daemon, name, json!({}));
     let data = data_dir(&daemon, &id);
@@ -1520,7 +1434,7 @@ fn kill9_during_a_checkout_leaves_a_volume_that_checks_out_again() {
             big_content,
             "checkout --force after a crashed checkout must give the committed content"
         );
-        assert_eq!(status(&daemon, name), json!([]));
+        assert_eq!(volume_status(&daemon, name), json!([]));
 
         let view = checkout(&daemon, name, json!({ "ref": "master" }));
         assert_eq!(view["commit"], master.as_str(), "{view:#}");

@@ -2,20 +2,17 @@
 
 use std::process::Output;
 
-use dvol_tests::{dvol_bin, is_root, require, Daemon};
+use dvol_tests::fixtures::*;
+use dvol_tests::{dvol_bin, Daemon};
 use serde_json::Value;
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "dvol failed: {}", stderr(&out));
-    stdout(&out)
+    assert!(
+        out.status.success(),
+        "dvol failed: {}",
+        stderr_as_printed(&out)
+    );
+    stdout_as_printed(&out)
 }
 
 /// Asserts a failure with exactly one line on stderr containing `expected`.
@@ -23,9 +20,9 @@ fn fails_with(out: Output, expected: &str) {
     assert!(
         !out.status.success(),
         "dvol should fail; stdout: {}",
-        stdout(&out)
+        stdout_as_printed(&out)
     );
-    let err = stderr(&out);
+    let err = stderr_as_printed(&out);
     assert_eq!(
         err.trim_end().lines().count(),
         1,
@@ -43,10 +40,9 @@ fn json(out: Output) -> Value {
 
 #[test]
 fn volume_commands_round_trip() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     assert_eq!(
         ok(daemon.cli(&["volume", "create", "cli-a@silver", "-o", "size=64M"])).trim(),
         "cli-a"
@@ -103,10 +99,9 @@ fn volume_commands_round_trip() {
 
 #[test]
 fn profile_and_node_reports() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let table = ok(daemon.cli(&["profile", "ls"]));
     assert!(table.contains("bronze (default)"), "{table}");
     // Without a volume group "dvol" on this host, built-in gold falls back to a fully
@@ -136,10 +131,9 @@ fn profile_and_node_reports() {
 
 #[test]
 fn errors_are_one_line_and_non_zero() {
-    if !require("root", is_root()) {
+    let Some(daemon) = Daemon::for_root_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     fails_with(
         daemon.cli(&["volume", "create", "../x"]),
         "invalid volume name",

@@ -1,19 +1,15 @@
 //! End-to-end tests of dvol as a volume driver of the real Docker Engine.
 //!
 //! Each test runs its own `dvol daemon` (its own root and Docker driver name) and uses volume
-//! and container names of its own, so the tests run in parallel. Containers and Docker volumes
-//! are removed by drop guards, also when an assertion fails.
+//! and container names of its own, so the tests run in parallel. Containers are removed by drop
+//! guards, and the volumes Docker recorded when the test's daemon drops, also when an assertion
+//! fails.
 
 use std::path::PathBuf;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{docker_ready, require, Daemon};
+use dvol_tests::Daemon;
 use serde_json::Value;
-
-/// Where the directory backend keeps a volume's data.
-fn data_dir(daemon: &Daemon, id: &str) -> PathBuf {
-    daemon.root.join("backends/directory").join(id)
-}
 
 /// `DRIVER NAME` lines of `docker volume ls`, optionally only for `driver`.
 fn docker_volume_ls(daemon: &Daemon, driver: Option<&str>) -> Vec<String> {
@@ -25,81 +21,13 @@ fn docker_volume_ls(daemon: &Daemon, driver: Option<&str>) -> Vec<String> {
     must(daemon, &args).lines().map(str::to_string).collect()
 }
 
-/// Waits until no mount under the daemon's root remains.
-fn wait_no_mounts(daemon: &Daemon) {
-    wait_until(daemon, "no mount under the daemon root remains", 10, || {
-        daemon.kernel_mounts().is_empty()
-    });
-}
-
-/// Whether `s` is an RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`.
-fn is_rfc3339(s: &str) -> bool {
-    fn digits(s: &str) -> bool {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
-    }
-    let b = s.as_bytes();
-    if !s.is_ascii() || b.len() < 20 || !matches!(b[10], b'T' | b't') {
-        return false;
-    }
-    let (date, time) = (&s[..10], &s[11..]);
-    let date_ok = digits(&date[..4])
-        && &date[4..5] == "-"
-        && digits(&date[5..7])
-        && &date[7..8] == "-"
-        && digits(&date[8..10]);
-    let clock_ok = time.len() >= 8
-        && digits(&time[..2])
-        && &time[2..3] == ":"
-        && digits(&time[3..5])
-        && &time[5..6] == ":"
-        && digits(&time[6..8]);
-    if !(date_ok && clock_ok) {
-        return false;
-    }
-    let mut rest = &time[8..];
-    if let Some(frac) = rest.strip_prefix('.') {
-        let end = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        if end == 0 {
-            return false;
-        }
-        rest = &frac[end..];
-    }
-    match rest {
-        "Z" | "z" => true,
-        offset => {
-            offset.len() == 6
-                && matches!(&offset[..1], "+" | "-")
-                && digits(&offset[1..3])
-                && &offset[3..4] == ":"
-                && digits(&offset[4..6])
-        }
-    }
-}
-
 #[test]
 fn volume_create_ls_and_inspect_show_dvol_details() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "create").recorded();
+    };
+    let volume = docker_volume_create(&daemon, &unique("create"), &["size=1G"]);
     let name = volume.name.as_str();
-
-    let created = must(
-        &daemon,
-        &[
-            "volume",
-            "create",
-            "-d",
-            &daemon.driver,
-            name,
-            "-o",
-            "size=1G",
-        ],
-    );
-    assert_eq!(created, name);
 
     // A plain `docker volume ls`, as a user types it.
     let listed = docker_volume_ls(&daemon, None);
@@ -156,11 +84,10 @@ fn volume_create_ls_and_inspect_show_dvol_details() {
 
 #[test]
 fn data_written_in_one_container_is_read_in_another() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "share").recorded();
+    };
+    let volume = DockerVolume::new("share");
 
     run_ok(&daemon, &volume.name, "echo hi > /data/f");
     assert_eq!(run_ok(&daemon, &volume.name, "cat /data/f"), "hi");
@@ -172,17 +99,15 @@ fn data_written_in_one_container_is_read_in_another() {
 
 #[test]
 fn profile_suffix_creates_the_volume_and_a_wrong_profile_is_refused() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let mut volume = DockerVolume::new(&daemon, "suffix");
+    };
+    let volume = DockerVolume::new("suffix");
     let bronze = format!("{}@bronze", volume.name);
     let gold = format!("{}@gold", volume.name);
 
     // Docker records the volume as NAME@bronze; the driver lists it as NAME.
     run_ok(&daemon, &bronze, "echo bronze-data > /data/f");
-    volume.aliases.push(bronze);
 
     let inspect = daemon.cli(&["volume", "inspect", &volume.name]);
     assert!(
@@ -196,7 +121,6 @@ fn profile_suffix_creates_the_volume_and_a_wrong_profile_is_refused() {
 
     // `-v NAME:/data` makes Docker record NAME as well.
     let content = run_ok(&daemon, &volume.name, "cat /data/f");
-    volume.plain = true;
     assert_eq!(content, "bronze-data");
 
     // Refused by the driver, so Docker records no NAME@gold.
@@ -216,11 +140,10 @@ fn profile_suffix_creates_the_volume_and_a_wrong_profile_is_refused() {
 
 #[test]
 fn docker_cp_into_a_running_container_lands_in_the_volume() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "cp").recorded();
+    };
+    let volume = DockerVolume::new("cp");
     let container = Container::start(&daemon, &volume.name, "sleep 300");
 
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -256,11 +179,10 @@ fn docker_cp_into_a_running_container_lands_in_the_volume() {
 
 #[test]
 fn stopping_and_starting_a_container_keeps_its_data() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "restart").recorded();
+    };
+    let volume = DockerVolume::new("restart");
     let container = Container::start(&daemon, &volume.name, "echo boot >> /data/boots; sleep 300");
     wait_until(&daemon, "the first boot is written", 10, || {
         container.exec(&daemon, "cat /data/boots 2>/dev/null || true") == "boot"
@@ -280,11 +202,10 @@ fn stopping_and_starting_a_container_keeps_its_data() {
 
 #[test]
 fn removing_a_volume_in_use_fails_until_its_container_is_gone() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "inuse").recorded();
+    };
+    let volume = DockerVolume::new("inuse");
     let container = Container::start(&daemon, &volume.name, "echo x > /data/f; sleep 300");
     wait_until(&daemon, "the container wrote its file", 10, || {
         container.exec(&daemon, "cat /data/f 2>/dev/null || true") == "x"
@@ -333,18 +254,13 @@ fn removing_a_volume_in_use_fails_until_its_container_is_gone() {
 
 #[test]
 fn names_dvol_refuses_fail_docker_run_with_dvols_message() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
+    };
     let base = unique("bad");
-    // dvol refuses both, so Docker records neither. The long name is used as `-v NAME:/data`,
-    // so it is marked plain: its guard removes it only while the driver lists it, i.e. only if
-    // dvol wrongly accepted it. The snapshot name gets no alias: removing it unconditionally
-    // would cost the slow lookup every time, as Docker has no record of it when dvol refuses.
-    let long =
-        DockerVolume::named(&daemon, format!("{base}{}", "x".repeat(70 - base.len()))).recorded();
-    let snapshot = DockerVolume::named(&daemon, format!("{base}@snapshot-zz"));
+    // dvol refuses both, so Docker records neither.
+    let long = DockerVolume::named(format!("{base}{}", "x".repeat(70 - base.len())));
+    let snapshot = DockerVolume::named(format!("{base}@snapshot-zz"));
     assert_eq!(long.name.len(), 70);
 
     for (volume, message) in [(&long, "at most 64 characters"), (&snapshot, "snapshot")] {
@@ -368,35 +284,29 @@ fn names_dvol_refuses_fail_docker_run_with_dvols_message() {
 
 #[test]
 fn a_crashed_daemon_comes_back_without_disturbing_a_writing_container() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(mut daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let mut daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "crash").recorded();
+    };
+    let volume = DockerVolume::new("crash");
     let container = Container::start(
         &daemon,
         &volume.name,
         "i=0; while true; do echo $i >> /data/log; i=$((i+1)); sleep 0.1; done",
     );
-    let log = data_dir(&daemon, &volume_id(&daemon, &volume.name)).join("log");
-    let log_len = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
-    wait_until(&daemon, "the container writes", 10, || log_len() > 0);
+    let log = [data_dir(&daemon, &volume_id(&daemon, &volume.name)).join("log")];
+    wait_files_grow(&daemon, &log, "the container writes");
 
     daemon.kill9();
-    let before = log_len();
-    wait_until(
+    wait_files_grow(
         &daemon,
+        &log,
         "the container keeps writing while dvol is down",
-        10,
-        || log_len() > before,
     );
     daemon.spawn();
-    let before = log_len();
-    wait_until(
+    wait_files_grow(
         &daemon,
+        &log,
         "the container keeps writing after dvol restarts",
-        10,
-        || log_len() > before,
     );
 
     let listed = docker_volume_ls(&daemon, Some(&daemon.driver));
@@ -416,11 +326,10 @@ fn a_crashed_daemon_comes_back_without_disturbing_a_writing_container() {
 
 #[test]
 fn docker_run_rm_leaves_no_mount_behind() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "runrm").recorded();
+    };
+    let volume = DockerVolume::new("runrm");
 
     assert_eq!(
         run_ok(&daemon, &volume.name, "echo x > /data/f; cat /data/f"),
@@ -434,11 +343,10 @@ fn docker_run_rm_leaves_no_mount_behind() {
 
 #[test]
 fn two_containers_share_one_volume_at_once() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "twice").recorded();
+    };
+    let volume = DockerVolume::new("twice");
     let a = Container::start(&daemon, &volume.name, "echo a > /data/a; sleep 300");
     let b = Container::start(&daemon, &volume.name, "echo b > /data/b; sleep 300");
     wait_until(&daemon, "both containers wrote", 10, || {

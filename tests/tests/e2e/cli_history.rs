@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use dvol_tests::{dvol_bin, is_root, require, Daemon};
+use dvol_tests::fixtures::*;
+use dvol_tests::{dvol_bin, Daemon};
 use serde_json::Value;
 
 /// A daemon and a CLI user with their own config directory.
@@ -16,33 +17,29 @@ struct User {
 }
 
 impl User {
-    fn new() -> User {
-        User {
-            daemon: Daemon::start(),
+    /// A user of a daemon of its own ([`Daemon::for_root_test`]); `None` when the test skips.
+    fn for_root_test() -> Option<User> {
+        Some(User {
+            daemon: Daemon::for_root_test()?,
             config: tempfile::tempdir().expect("config dir"),
-        }
+        })
     }
 
     /// Runs `dvol --host <daemon> args` as this user.
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(dvol_bin())
-            .arg("--host")
-            .arg(format!("unix://{}", self.daemon.api_socket.display()))
-            .args(args)
+        self.daemon
+            .cli_command(args)
             .env("DVOL_CONFIG_DIR", self.config.path())
             .env("USER", "tester")
             .output()
             .expect("run dvol")
     }
 
+    /// Runs `dvol args`, which must succeed; returns its stdout as printed.
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "dvol {args:?} failed: {}",
-            stderr(&out)
-        );
-        stdout(&out)
+        assert_succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
+        stdout_as_printed(&out)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -53,12 +50,8 @@ impl User {
     /// operations may print one progress line (`... volume X...`) before it.
     fn fails(&self, args: &[&str], expected: &str) -> String {
         let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "dvol {args:?} should fail; stdout: {}",
-            stdout(&out)
-        );
-        let err = stderr(&out);
+        assert_failed(&self.daemon, &format!("dvol {args:?}"), &out);
+        let err = stderr_as_printed(&out);
         let lines: Vec<&str> = err
             .lines()
             .filter(|l| l.starts_with("dvol: ") || !l.ends_with("..."))
@@ -88,12 +81,14 @@ impl User {
     }
 }
 
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+/// `(name, current)` of each entry of a `--json` list of volumes or branches.
+fn names_and_current(listed: &Value) -> Vec<(&str, bool)> {
+    listed
+        .as_array()
+        .expect("a JSON list")
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["current"].as_bool().unwrap()))
+        .collect()
 }
 
 fn write(dir: &Path, rel: &str, content: &[u8]) {
@@ -148,10 +143,9 @@ fn head(user: &User) -> String {
 
 #[test]
 fn init_switch_list_and_rm_keep_the_current_volume() {
-    if !require("root", is_root()) {
+    let Some(user) = User::for_root_test() else {
         return;
-    }
-    let user = User::new();
+    };
     user.fails(&["log"], "no current volume");
     let err = user.fails(&["status"], "dvol switch NAME");
     assert!(err.contains("-V NAME"), "{err}");
@@ -186,13 +180,10 @@ fn init_switch_list_and_rm_keep_the_current_volume() {
         "{list}"
     );
     let listed = user.json(&["list", "--json"]);
-    let marks: Vec<(&str, bool)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| (v["name"].as_str().unwrap(), v["current"].as_bool().unwrap()))
-        .collect();
-    assert_eq!(marks, [("alpha", false), ("beta", true)]);
+    assert_eq!(
+        names_and_current(&listed),
+        [("alpha", false), ("beta", true)]
+    );
 
     // init of an existing volume just makes it current.
     assert!(user.ok(&["init", "alpha"]).contains("volume alpha exists"));
@@ -232,10 +223,9 @@ fn init_switch_list_and_rm_keep_the_current_volume() {
 
 #[test]
 fn commit_status_checkout_and_reset_restore_exact_content() {
-    if !require("root", is_root()) {
+    let Some(user) = User::for_root_test() else {
         return;
-    }
-    let user = User::new();
+    };
     user.ok(&["init", "work"]);
     let data = user.data_dir("work");
     let big = blob(7, 3 << 20);
@@ -253,13 +243,13 @@ fn commit_status_checkout_and_reset_restore_exact_content() {
     );
 
     let out = user.run(&["commit", "-m", "first"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out.status.success(), "{}", stderr_as_printed(&out));
     assert!(
-        stderr(&out).contains("committing volume work..."),
+        stderr_as_printed(&out).contains("committing volume work..."),
         "progress without a terminal is one plain line: {}",
-        stderr(&out)
+        stderr_as_printed(&out)
     );
-    let committed = stdout(&out);
+    let committed = stdout_as_printed(&out);
     let first = head(&user);
     assert!(
         committed.starts_with(&format!("[master {}] first\n", &first[..12])),
@@ -357,10 +347,9 @@ fn commit_status_checkout_and_reset_restore_exact_content() {
 
 #[test]
 fn branches_tags_diff_and_graph() {
-    if !require("root", is_root()) {
+    let Some(user) = User::for_root_test() else {
         return;
-    }
-    let user = User::new();
+    };
     user.ok(&["init", "tree"]);
     let data = user.data_dir("tree");
     write(&data, "keep.txt", b"keep\n");
@@ -376,13 +365,10 @@ fn branches_tags_diff_and_graph() {
     );
     user.ok(&["branch", "old", "--at", "HEAD"]);
     let listed = user.json(&["branch", "--json"]);
-    let names: Vec<(&str, bool)> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| (b["name"].as_str().unwrap(), b["current"].as_bool().unwrap()))
-        .collect();
-    assert_eq!(names, [("exp", false), ("master", true), ("old", false)]);
+    assert_eq!(
+        names_and_current(&listed),
+        [("exp", false), ("master", true), ("old", false)]
+    );
     assert!(user
         .ok(&["branch", "-d", "old"])
         .contains("deleted branch old"));
@@ -473,10 +459,9 @@ fn lines_starting<'a>(err: &'a str, prefix: &str) -> Vec<&'a str> {
 
 #[test]
 fn long_operations_print_plain_progress_lines_without_a_terminal() {
-    if !require("root", is_root()) {
+    let Some(user) = User::for_root_test() else {
         return;
-    }
-    let user = User::new();
+    };
     user.ok(&["init", "bulk"]);
     let data = user.data_dir("bulk");
     for i in 0..160u64 {
@@ -486,8 +471,8 @@ fn long_operations_print_plain_progress_lines_without_a_terminal() {
 
     // Output captured: stderr is a pipe, not a terminal.
     let out = user.run(&["commit", "-m", "bulk"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert!(out.status.success(), "{}", stderr_as_printed(&out));
+    let err = stderr_as_printed(&out);
     assert!(err.contains("committing volume bulk...\n"), "{err}");
     let scan = lines_starting(&err, "commit bulk: scan ");
     assert!(
@@ -517,24 +502,28 @@ fn long_operations_print_plain_progress_lines_without_a_terminal() {
             .all(|l| l.starts_with("commit bulk: ") || l.ends_with("...")),
         "only progress on stderr: {err}"
     );
-    let committed = stdout(&out);
+    let committed = stdout_as_printed(&out);
     assert!(committed.starts_with("[master "), "{committed}");
     assert!(committed.contains("160 of 160 files read"), "{committed}");
 
     let out = user.run(&["fsck"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert!(out.status.success(), "{}", stderr_as_printed(&out));
+    let err = stderr_as_printed(&out);
     let verify = lines_starting(&err, "fsck: verify objects ");
     assert!(
         verify.last().is_some_and(|l| l.ends_with("(100%), done")),
         "{err}"
     );
-    assert!(stdout(&out).starts_with("clean: "), "{}", stdout(&out));
+    assert!(
+        stdout_as_printed(&out).starts_with("clean: "),
+        "{}",
+        stdout_as_printed(&out)
+    );
 
     write(&data, "d0/f0", b"small");
     let out = user.run(&["checkout", "--force", "master"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let err = stderr(&out);
+    assert!(out.status.success(), "{}", stderr_as_printed(&out));
+    let err = stderr_as_printed(&out);
     assert!(
         lines_starting(&err, "checkout bulk: checkout ")
             .last()
@@ -546,10 +535,9 @@ fn long_operations_print_plain_progress_lines_without_a_terminal() {
 
 #[test]
 fn fsck_gc_and_one_line_errors() {
-    if !require("root", is_root()) {
+    let Some(user) = User::for_root_test() else {
         return;
-    }
-    let user = User::new();
+    };
     user.ok(&["init", "store"]);
     let data = user.data_dir("store");
     user.fails(&["diff", "HEAD"], "no commits");
@@ -601,18 +589,26 @@ fn fsck_gc_and_one_line_errors() {
     bytes[middle] ^= 0xff;
     std::fs::write(&largest, bytes).unwrap();
     let out = user.run(&["fsck"]);
-    assert!(!out.status.success(), "fsck must fail: {}", stdout(&out));
-    assert!(stdout(&out).contains("corrupt object "), "{}", stdout(&out));
-    let err: Vec<String> = stderr(&out)
+    assert!(
+        !out.status.success(),
+        "fsck must fail: {}",
+        stdout_as_printed(&out)
+    );
+    assert!(
+        stdout_as_printed(&out).contains("corrupt object "),
+        "{}",
+        stdout_as_printed(&out)
+    );
+    let err: Vec<String> = stderr_as_printed(&out)
         .lines()
         .filter(|l| l.starts_with("dvol: "))
         .map(str::to_string)
         .collect();
-    assert_eq!(err.len(), 1, "{}", stderr(&out));
+    assert_eq!(err.len(), 1, "{}", stderr_as_printed(&out));
     assert!(err[0].contains("not clean: 1 corrupt"), "{err:?}");
     let out = user.run(&["fsck", "--json"]);
     assert!(!out.status.success());
-    let report: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let report: Value = serde_json::from_str(&stdout_as_printed(&out)).unwrap();
     assert_eq!(report["clean"], false, "{report}");
 
     // A daemon that is not there is one line too.
@@ -622,6 +618,11 @@ fn fsck_gc_and_one_line_errors() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach the dvol daemon"));
+    assert_eq!(
+        stderr_as_printed(&out).lines().count(),
+        1,
+        "{}",
+        stderr_as_printed(&out)
+    );
+    assert!(stderr_as_printed(&out).contains("cannot reach the dvol daemon"));
 }
