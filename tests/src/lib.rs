@@ -221,7 +221,13 @@ impl Daemon {
 
     /// [`Daemon::start`] with extra daemon arguments.
     pub fn start_with(extra_args: Vec<String>) -> Daemon {
-        Self::launch(&std::env::temp_dir(), extra_args, false)
+        Self::start_under(&std::env::temp_dir(), extra_args)
+    }
+
+    /// [`Daemon::start_with`] with the root, the REST socket and the log in a fresh directory
+    /// under `parent` (e.g. on a filesystem a test mounted).
+    pub fn start_under(parent: &Path, extra_args: Vec<String>) -> Daemon {
+        Self::launch(parent, extra_args, false)
     }
 
     /// Starts a daemon on a fresh root that the Docker Engine knows as the volume driver
@@ -229,13 +235,14 @@ impl Daemon {
     /// when it is dropped, the engine forgets every volume it records for the driver
     /// ([`engine::forget_driver`]), and a failure to do so fails the test.
     pub fn start_for_docker() -> Daemon {
-        Self::start_for_docker_under(&std::env::temp_dir())
+        Self::start_for_docker_under(&std::env::temp_dir(), Vec::new())
     }
 
     /// [`Daemon::start_for_docker`] with the root, the REST socket and the log in a fresh
-    /// directory under `parent` (e.g. on a filesystem a test mounted).
-    pub fn start_for_docker_under(parent: &Path) -> Daemon {
-        Self::launch(parent, Vec::new(), true)
+    /// directory under `parent` (e.g. on a filesystem a test mounted), and extra daemon
+    /// arguments.
+    pub fn start_for_docker_under(parent: &Path, extra_args: Vec<String>) -> Daemon {
+        Self::launch(parent, extra_args, true)
     }
 
     /// For a test of the Docker Engine: [`Daemon::start_for_docker`], or `None` when the test

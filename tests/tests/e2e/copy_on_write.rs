@@ -333,7 +333,7 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
         return;
     }
     let pool = XfsPool::mount();
-    let daemon = Daemon::start_for_docker_under(&pool.path());
+    let daemon = Daemon::start_for_docker_under(&pool.path(), Vec::new());
     let (volume, container) = loop_volume_in_use(&daemon, "256M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "snapshot");
 

@@ -16,4 +16,7 @@ mod copy_on_write;
 mod docker;
 mod engine_restart;
 mod history;
+mod history_safety;
 mod robustness;
+mod space_safety;
+mod state_safety;

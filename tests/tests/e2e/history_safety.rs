@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{docker_ready, is_root, require, Daemon};
+use dvol_tests::{is_root, require, Daemon};
 use serde_json::Value;
 
 /// The CLI user of one volume: every history command names it with `-V`, so no
@@ -232,11 +232,10 @@ fn a_detached_commit_is_named_kept_listed_restored_and_only_pruned_on_request() 
 
 #[test]
 fn a_clone_of_a_commit_of_a_silver_volume_is_a_silver_volume_of_the_same_size() {
-    if !require("Docker Engine", docker_ready()) {
+    let Some(daemon) = Daemon::for_docker_test() else {
         return;
-    }
-    let daemon = Daemon::start();
-    let source = DockerVolume::new(&daemon, "silver-src").recorded();
+    };
+    let source = DockerVolume::new("silver-src");
     docker_create(&daemon, &source.name, &["profile=silver", "size=64M"]);
     run_ok(&daemon, &source.name, "echo committed > /data/f");
     let id = commit(&daemon, &source.name, "state")["commit"]["id"]
@@ -252,7 +251,7 @@ fn a_clone_of_a_commit_of_a_silver_volume_is_a_silver_volume_of_the_same_size() 
     );
 
     // NAME@snapshot-<commit prefix>, from the Docker CLI.
-    let mut copy = DockerVolume::new(&daemon, "silver-copy");
+    let copy = DockerVolume::new("silver-copy");
     let copy_name = copy.alias(&format!("snapshot-{}", &id[..10]));
     docker_create(&daemon, &copy_name, &[]);
     let view = api_volume(&daemon, &copy.name);
@@ -274,7 +273,7 @@ fn a_clone_of_a_commit_of_a_silver_volume_is_a_silver_volume_of_the_same_size() 
     assert_eq!(run_ok(&daemon, &copy_name, "cat /data/f"), "committed");
 
     // -o from=<commit prefix>, with an explicit size: the option wins, the profile follows.
-    let sized = DockerVolume::new(&daemon, "silver-sized").recorded();
+    let sized = DockerVolume::new("silver-sized");
     let from = format!("from={}", &id[..10]);
     docker_create(&daemon, &sized.name, &[&from, "size=96M"]);
     let view = api_volume(&daemon, &sized.name);

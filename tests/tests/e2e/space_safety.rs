@@ -136,7 +136,7 @@ filesystem = "ext4"
 backend = "directory"
 "#,
     );
-    let daemon = Daemon::start_under(&small.path(), config);
+    let daemon = Daemon::start_for_docker_under(&small.path(), config);
     let mut volumes: Vec<DockerVolume> = Vec::new();
     let refusal = loop {
         assert!(
@@ -144,7 +144,7 @@ backend = "directory"
             "20 silver volumes of 64M accepted on a 400M filesystem; dvol node: {:#}",
             node_row(&daemon, "silver")
         );
-        let volume = DockerVolume::new(&daemon, "dvol-e2e-full").recorded();
+        let volume = DockerVolume::new("dvol-e2e-full");
         let response = http_unix(
             &daemon.api_socket,
             "POST",
@@ -247,13 +247,13 @@ size = "1G"
 filesystem = "ext4"
 "#
     ));
-    Daemon::start_under(&small.path(), config)
+    Daemon::start_for_docker_under(&small.path(), config)
 }
 
 /// A silver volume holding `mib` MiB of random data in files, used by a container running
 /// [`COUNTER`].
 fn busy_volume(daemon: &Daemon, mib: u64) -> (DockerVolume, Container) {
-    let volume = DockerVolume::new(daemon, "dvol-e2e-freeze").recorded();
+    let volume = DockerVolume::new("dvol-e2e-freeze");
     run_ok(
         daemon,
         &volume.name,

@@ -286,7 +286,7 @@ fn the_state_root_is_owner_only_and_containers_still_see_their_volumes() {
     if !require("root", is_root()) || !require("Docker Engine", docker_ready()) {
         return;
     }
-    let mut daemon = Daemon::start();
+    let mut daemon = Daemon::start_for_docker();
     daemon.kill9();
     // As an older dvol left it.
     let set = |path: &Path, mode: u32| {
@@ -300,7 +300,7 @@ fn the_state_root_is_owner_only_and_containers_still_see_their_volumes() {
     assert_eq!(mode(&daemon.root.join("history")), 0o700);
     assert_eq!(mode(&daemon.root.join("dvol.db")), 0o600);
 
-    let volume = DockerVolume::new(&daemon, "modes").recorded();
+    let volume = DockerVolume::new("modes");
     run_ok(&daemon, &volume.name, "echo through-the-engine > /data/f");
     assert_eq!(
         run_ok(&daemon, &volume.name, "cat /data/f"),
@@ -316,8 +316,8 @@ fn mount_ids_of_containers_gone_while_the_daemon_was_down_are_dropped_at_start()
     if !require("root", is_root()) || !require("Docker Engine", docker_ready()) {
         return;
     }
-    let mut daemon = Daemon::start();
-    let volume = DockerVolume::new(&daemon, "stale").recorded();
+    let mut daemon = Daemon::start_for_docker();
+    let volume = DockerVolume::new("stale");
     let ctr = Container::start(&daemon, &volume.name, "trap : TERM; sleep 600 & wait");
     assert_eq!(api_volume(&daemon, &volume.name)["mounted"], true);
 
