@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
 
+use crate::chunker::{store_content, Sink};
 use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
@@ -25,7 +26,7 @@ use crate::object::{EntryKind, Tree, TreeEntry};
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
-use crate::snapshot::{join_rel, open_regular, store_content, Sink};
+use crate::snapshot::{join_rel, open_regular};
 
 /// What a checkout did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

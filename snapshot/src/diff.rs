@@ -9,11 +9,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use crate::chunker::Sink;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::object::{EntryKind, Tree, TreeEntry};
 use crate::progress::NoProgress;
 use crate::repo::{Error, Repository, Result};
-use crate::snapshot::{join_rel, rel_path, Sink};
+use crate::snapshot::{join_rel, rel_path};
 
 /// How a path changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -63,6 +63,7 @@
 
 pub mod block;
 pub mod checkout;
+pub mod chunker;
 pub mod codec;
 pub mod diff;
 pub mod fsutil;

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -19,26 +19,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fastcdc::v2020::StreamCDC;
 use rustix::fs::{AtFlags, OFlags, StatxAttributes, StatxFlags, CWD};
 
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{
-    ChunkRef, Commit, CommitInfo, Content, DirMeta, EntryKind, FileObject, Tree, TreeEntry,
-};
+use crate::object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
 use crate::progress::{Phase, Progress};
 use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
-use crate::store::{ObjectStore, WriteBatch};
+use crate::store::WriteBatch;
 
-/// Smallest content-defined chunk (files up to this size are one chunk).
-pub const MIN_CHUNK: usize = 256 * 1024;
-/// Average content-defined chunk size.
-pub const AVG_CHUNK: usize = 1024 * 1024;
-/// Largest content-defined chunk.
-pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
+use crate::chunker::{FileContent, Sink};
 
 /// A file whose inode changed less than this long before it was read is re-read next time.
 pub const RACY_WINDOW_NS: i64 = 50_000_000;
@@ -100,110 +92,6 @@ pub struct Committed {
     pub id: CommitId,
     /// What it took.
     pub stats: CommitStats,
-}
-
-/// Where the objects produced by a scan go.
-pub(crate) enum Sink<'a> {
-    /// Into the store.
-    Store {
-        store: &'a ObjectStore,
-        batch: &'a WriteBatch,
-    },
-    /// Nowhere (hash only); trees optionally kept in memory (for status).
-    Hash {
-        trees: Option<&'a Mutex<HashMap<ObjectId, Tree>>>,
-    },
-}
-
-impl Sink<'_> {
-    pub(crate) fn put(&self, id: &ObjectId, data: &[u8]) -> Result<()> {
-        if let Sink::Store { store, batch } = self {
-            store.write(id, data, batch)?;
-        }
-        Ok(())
-    }
-
-    fn put_tree(&self, id: &ObjectId, tree: &Tree, enc: &[u8]) -> Result<()> {
-        match self {
-            Sink::Store { .. } => self.put(id, enc),
-            Sink::Hash { trees: Some(m) } => {
-                m.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(*id, tree.clone());
-                Ok(())
-            }
-            Sink::Hash { trees: None } => Ok(()),
-        }
-    }
-}
-
-/// The content reference of a regular file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileContent {
-    pub kind: EntryKind,
-    pub id: ObjectId,
-    pub size: u64,
-}
-
-/// Chunks everything `reader` yields, sends the chunks (and chunk list) to `sink`.
-pub(crate) fn store_content<R: Read>(
-    mut reader: R,
-    path: &Path,
-    sink: &Sink<'_>,
-    progress: &dyn Progress,
-) -> Result<FileContent> {
-    let mut head = Vec::new();
-    (&mut reader)
-        .take(MIN_CHUNK as u64 + 1)
-        .read_to_end(&mut head)
-        .map_err(io_err("read", path))?;
-    if head.len() <= MIN_CHUNK {
-        let id = ObjectId::hash(&head);
-        sink.put(&id, &head)?;
-        progress.advance(head.len() as u64);
-        return Ok(FileContent {
-            kind: EntryKind::File,
-            id,
-            size: head.len() as u64,
-        });
-    }
-    let mut chunks = Vec::new();
-    let mut size = 0u64;
-    for chunk in StreamCDC::new(
-        io::Cursor::new(head).chain(reader),
-        MIN_CHUNK,
-        AVG_CHUNK,
-        MAX_CHUNK,
-    ) {
-        let chunk = chunk.map_err(|e| match e {
-            fastcdc::v2020::Error::IoError(e) => io_err("read", path)(e),
-            other => io_err("chunk", path)(io::Error::other(other.to_string())),
-        })?;
-        let id = ObjectId::hash(&chunk.data);
-        sink.put(&id, &chunk.data)?;
-        progress.advance(chunk.length as u64);
-        size += chunk.length as u64;
-        chunks.push(ChunkRef {
-            id,
-            len: chunk.length as u32,
-        });
-    }
-    if chunks.len() == 1 {
-        return Ok(FileContent {
-            kind: EntryKind::File,
-            id: chunks[0].id,
-            size,
-        });
-    }
-    let fo = FileObject { size, chunks };
-    let enc = fo.encode();
-    let id = ObjectId::hash(&enc);
-    sink.put(&id, &enc)?;
-    Ok(FileContent {
-        kind: EntryKind::ChunkedFile,
-        id,
-        size,
-    })
 }
 
 /// Nanoseconds since the epoch, now.

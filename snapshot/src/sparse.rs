@@ -3,7 +3,7 @@
 //! A sparse file (a database's preallocated file, a VM image) can be gigabytes long and hold
 //! a few megabytes of data. [`store_file`] asks the kernel where the data is
 //! (`SEEK_DATA`/`SEEK_HOLE`), reads only that, and takes holes as the zeros they read as. The
-//! stored result is byte-identical to [`store_content`](crate::snapshot::store_content) of the
+//! stored result is byte-identical to [`store_content`](crate::chunker::store_content) of the
 //! same bytes: the same content-defined chunks (cut exactly as the streaming chunker cuts
 //! them), the same ids. A stretch of zeros long enough for a whole window of the chunker is
 //! cut without scanning it: the chunker's hash starts afresh at every chunk, so its cut point
@@ -19,11 +19,11 @@ use fastcdc::v2020::{cut, select_masks, Normalization};
 use rustix::fs::SeekFrom;
 use rustix::io::Errno;
 
+use crate::chunker::{FileContent, Sink, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::id::ObjectId;
 use crate::object::{ChunkRef, EntryKind, FileObject};
 use crate::progress::Progress;
 use crate::repo::{io_err, Result};
-use crate::snapshot::{FileContent, Sink, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 
 /// The chunker's masks, as the streaming chunker picks them (normalisation level 1).
 fn masks() -> (u64, u64) {
@@ -180,7 +180,7 @@ impl<'a> SparseReader<'a> {
 }
 
 /// Chunks the regular file `file` (at `path`) like
-/// [`store_content`](crate::snapshot::store_content) and sends the chunks (and chunk list) to
+/// [`store_content`](crate::chunker::store_content) and sends the chunks (and chunk list) to
 /// `sink`, reading only its data extents. Returns the content and the bytes really read.
 pub(crate) fn store_file(
     file: &File,
@@ -276,11 +276,11 @@ mod tests {
     use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
 
     use super::zero_cut;
+    use crate::chunker::MAX_CHUNK;
     use crate::id::{CommitId, VolumeKey};
     use crate::object::CommitInfo;
     use crate::progress::NoProgress;
     use crate::repo::Repository;
-    use crate::snapshot::MAX_CHUNK;
 
     const MIB: u64 = 1 << 20;
 

@@ -924,7 +924,7 @@ fn crash_before_batch_sync_leaves_no_object() {
     // (the process dies; no destructor runs).
     let old = repo.load_index(&vol).unwrap();
     let batch = store::WriteBatch::new();
-    let sink = snapshot::Sink::Store {
+    let sink = crate::chunker::Sink::Store {
         store: &repo.store,
         batch: &batch,
     };
