@@ -3,6 +3,7 @@
 # is already answering on /var/run/docker.sock. Idempotent.
 #
 # With --restart, first stops the running engine (SIGTERM to the pid in /var/run/docker.pid,
+# or to the oldest dockerd process when that file is missing,
 # waiting up to 60 s for it to exit), then starts it. The engine (dockerd 20.10) keeps every
 # legacy volume plugin it has seen until it restarts, and each one whose socket is gone costs
 # about 15 s whenever it looks up a volume name it does not know, so scripts/test.sh restarts
@@ -39,7 +40,9 @@ case "${1:-}" in
     if [ -n "$(live_test_daemons)" ]; then
       echo "start-dockerd: restarting although test daemons still answer:" $(live_test_daemons) >&2
     fi
-    if pid=$(cat "$pid_file" 2>/dev/null) && running "$pid"; then
+    # The pid file, or, if it went missing, the oldest process named dockerd.
+    pid=$(cat "$pid_file" 2>/dev/null || pgrep -xo dockerd || true)
+    if [ -n "$pid" ] && running "$pid"; then
       kill -TERM "$pid"
       for _ in $(seq 1 120); do
         running "$pid" || break
