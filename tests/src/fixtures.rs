@@ -8,7 +8,8 @@
 //! `use dvol_tests::fixtures::*;`.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -581,4 +582,25 @@ pub fn is_rfc3339(s: &str) -> bool {
             && matches!(offset[0], b'+' | b'-')
             && offset[3] == b':'
             && [1, 2, 4, 5].iter().all(|&i| offset[i].is_ascii_digit()))
+}
+
+/// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
+pub struct ThawOnDrop(pub PathBuf);
+
+impl Drop for ThawOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
+    }
+}
+
+/// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
+/// stuck on a frozen filesystem is left to finish when it thaws.
+pub fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
+    let (done, finished) = mpsc::channel();
+    let path = dir.join(name);
+    std::thread::spawn(move || {
+        std::fs::write(&path, b"written from the host").unwrap();
+        let _ = done.send(());
+    });
+    finished.recv_timeout(wait).is_ok()
 }

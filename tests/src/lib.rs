@@ -435,19 +435,23 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs `dvol daemon` with its own root and sockets under `dir` plus `args`; it must exit
-/// non-zero within 10 s without creating its sockets. Returns its stderr.
-pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
-    let plugin_socket = dir.join("plugin.sock");
-    let api_socket = dir.join("api.sock");
+/// Runs `dvol daemon` on `root` with the sockets `plugin_socket` and `api_socket`, plus `args`;
+/// it must exit non-zero within `patience`. Returns its stderr.
+pub fn daemon_fails_to_start(
+    root: &Path,
+    plugin_socket: &Path,
+    api_socket: &Path,
+    args: &[&str],
+    patience: Duration,
+) -> String {
     let mut child = Command::new(dvol_bin())
         .arg("daemon")
         .arg("--root")
-        .arg(dir.join("root"))
+        .arg(root)
         .arg("--plugin-socket")
-        .arg(&plugin_socket)
+        .arg(plugin_socket)
         .arg("--api-socket")
-        .arg(&api_socket)
+        .arg(api_socket)
         .args(args)
         .env_remove("DVOL_TOKEN_FILE")
         .env("DVOL_LOG", "info")
@@ -462,7 +466,7 @@ pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + patience;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -470,7 +474,9 @@ pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
         if Instant::now() > deadline {
             child.kill().unwrap();
             child.wait().unwrap();
-            panic!("dvol daemon {args:?} still running after 10 s; it should refuse to start");
+            panic!(
+                "dvol daemon {args:?} still running after {patience:?}; it should refuse to start"
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -479,6 +485,17 @@ pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
         !status.success(),
         "dvol daemon {args:?} exited with {status}: {stderr}"
     );
+    stderr
+}
+
+/// Runs `dvol daemon` with its own root and sockets under `dir` plus `args`; it must exit
+/// non-zero within 10 s without creating its sockets. Returns its stderr.
+pub fn daemon_must_fail(dir: &Path, args: &[&str]) -> String {
+    let plugin_socket = dir.join("plugin.sock");
+    let api_socket = dir.join("api.sock");
+    let root = dir.join("root");
+    let patience = Duration::from_secs(10);
+    let stderr = daemon_fails_to_start(&root, &plugin_socket, &api_socket, args, patience);
     assert!(
         !plugin_socket.exists() && !api_socket.exists(),
         "a refused daemon bound its sockets"

@@ -11,9 +11,8 @@
 //!   reflinked copy (`read_from: snapshot`), and `docker run -v COPY@snapshot-UUID` makes the
 //!   clone by reflink, like its source (profile, size), while the source's container runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::*;
@@ -33,27 +32,6 @@ fn ready() -> bool {
 /// when the test skips.
 fn daemon_for_test() -> Option<Daemon> {
     ready().then(Daemon::start_for_docker)
-}
-
-/// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
-struct ThawOnDrop(PathBuf);
-
-impl Drop for ThawOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
-    }
-}
-
-/// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
-/// stuck on a frozen filesystem is left to finish when it thaws.
-fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
-    let (done, finished) = mpsc::channel();
-    let path = dir.join(name);
-    std::thread::spawn(move || {
-        std::fs::write(&path, b"written from the host").unwrap();
-        let _ = done.send(());
-    });
-    finished.recv_timeout(wait).is_ok()
 }
 
 fn started_at(daemon: &Daemon, container: &Container) -> String {

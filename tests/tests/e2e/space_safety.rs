@@ -12,11 +12,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::{
-    api_expect, run_ok, stderr, stdout, wait_until, Container, DockerVolume,
+    api_expect, host_write_finishes, run_ok, stderr, stdout, wait_until, Container, DockerVolume,
+    ThawOnDrop,
 };
 use dvol_tests::{docker_ready, dvol_bin, http_unix, is_root, require, Daemon};
 use serde_json::{json, Value};
@@ -80,27 +80,6 @@ impl Drop for SmallFs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(self.path()).output();
     }
-}
-
-/// Thaws the filesystem at the path when dropped, so a failing test leaves nothing frozen.
-struct ThawOnDrop(PathBuf);
-
-impl Drop for ThawOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).output();
-    }
-}
-
-/// Whether a write of a new file at `dir` from this process finishes within `wait`. A write
-/// stuck on a frozen filesystem is left to finish when it thaws.
-fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
-    let (done, finished) = mpsc::channel();
-    let path = dir.join(name);
-    std::thread::spawn(move || {
-        std::fs::write(&path, b"written from the host").unwrap();
-        let _ = done.send(());
-    });
-    finished.recv_timeout(wait).is_ok()
 }
 
 /// The `dvol node --json` row of `profile`.

@@ -2,14 +2,13 @@
 //! halfway, mount ids a crashed engine left behind, one daemon per state root, the modes of
 //! the state root, and a state root whose filesystem is full.
 
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{docker_ready, dvol_bin, is_root, require, Daemon};
+use dvol_tests::{daemon_fails_to_start, docker_ready, is_root, require, Daemon};
 use serde_json::{json, Value};
 
 /// A file that cannot be deleted (`chattr +i`) until dropped.
@@ -190,44 +189,7 @@ fn a_remove_that_failed_before_a_restart_is_still_listed_after_it() {
 /// Runs a second `dvol daemon` with `root` and sockets `plugin` and `api`; it must exit
 /// non-zero within 20 s. Returns its stderr.
 fn second_daemon_fails(root: &Path, plugin: &Path, api: &Path) -> String {
-    let mut child = Command::new(dvol_bin())
-        .arg("daemon")
-        .arg("--root")
-        .arg(root)
-        .arg("--plugin-socket")
-        .arg(plugin)
-        .arg("--api-socket")
-        .arg(api)
-        .env("DVOL_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("the second daemon still runs after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let text = reader.join().unwrap();
-    assert!(
-        !status.success(),
-        "the second daemon exited with {status}: {text}"
-    );
-    text
+    daemon_fails_to_start(root, plugin, api, &[], Duration::from_secs(20))
 }
 
 #[test]
