@@ -165,7 +165,9 @@ pub enum Command {
     ///
     /// A branch becomes the checked-out branch; any other REF (tag, commit id prefix, HEAD^)
     /// detaches HEAD. Uncommitted changes are refused unless --force. The running containers
-    /// using the volume are stopped meanwhile and started again afterwards.
+    /// using the volume are stopped meanwhile and started again afterwards; a container run
+    /// with `docker run --rm` (which the engine deletes when it stops) is refused, unless
+    /// --stop-removable.
     #[command(
         override_usage = "dvol checkout [OPTIONS] REF\n       dvol checkout [OPTIONS] -b NAME [REV]"
     )]
@@ -183,11 +185,16 @@ pub enum Command {
         /// Discard uncommitted changes in the volume.
         #[arg(short, long)]
         force: bool,
+        /// Also stop the containers run with `docker run --rm` that use the volume: the
+        /// engine deletes them when they stop, so they are gone afterwards.
+        #[arg(long)]
+        stop_removable: bool,
     },
     /// Move the current branch to REF and put REF's files into the volume (--hard).
     ///
     /// Uncommitted changes are discarded. Only hard resets exist, so --hard is required. The
-    /// running containers using the volume are stopped meanwhile and started again afterwards.
+    /// running containers using the volume are stopped meanwhile and started again afterwards;
+    /// a container run with `docker run --rm` is refused, unless --stop-removable.
     Reset {
         /// The volume to work on.
         #[command(flatten)]
@@ -198,6 +205,10 @@ pub enum Command {
         /// A branch, tag, commit id prefix, HEAD^, HEAD~N.
         #[arg(value_name = "REF")]
         rev: String,
+        /// Also stop the containers run with `docker run --rm` that use the volume: the
+        /// engine deletes them when they stop, so they are gone afterwards.
+        #[arg(long)]
+        stop_removable: bool,
     },
     /// Show the files that differ from REF to the second REF (default HEAD).
     Diff {

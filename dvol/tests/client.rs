@@ -296,6 +296,7 @@ async fn history_calls(client: &Client, data: &Path) {
         rev: "exp".into(),
         new_branch: None,
         force: false,
+        stop_removable: false,
     };
     let checked_out = client
         .checkout("typed", &to_exp, Some(&mut |_| events += 1))
@@ -309,7 +310,14 @@ async fn history_calls(client: &Client, data: &Path) {
 
     write(data, "c.txt", "three");
     let reset = client
-        .reset("typed", &ResetRequest { rev: "v1".into() }, None)
+        .reset(
+            "typed",
+            &ResetRequest {
+                rev: "v1".into(),
+                stop_removable: false,
+            },
+            None,
+        )
         .await
         .expect("reset --hard v1");
     assert_eq!(reset.branch.as_deref(), Some("exp"));
@@ -320,6 +328,7 @@ async fn history_calls(client: &Client, data: &Path) {
         rev: branch.clone(),
         new_branch: None,
         force: false,
+        stop_removable: false,
     };
     let checked_out = client
         .checkout("typed", &back, None)

@@ -13,7 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bollard::query_parameters::{ListContainersOptions, StopContainerOptions};
+use bollard::query_parameters::{
+    InspectContainerOptions, ListContainersOptions, StopContainerOptions,
+};
 use bollard::Docker;
 use dvol_api::NotResumed;
 use tracing::{info, warn};
@@ -136,6 +138,16 @@ pub struct ContainerRef {
     pub id: String,
     /// Name without the leading slash.
     pub name: String,
+    /// Whether the engine deletes the container when it stops (`docker run --rm`, the
+    /// engine's `HostConfig.AutoRemove`): stopping it ends it for good.
+    pub removed_on_stop: bool,
+}
+
+impl ContainerRef {
+    /// The id as `docker ps` shows it: its first 12 digits.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
 }
 
 /// The future a [`ContainerEngine`] call returns.
@@ -199,26 +211,35 @@ impl ContainerEngine for DockerEngine {
                 }))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(list
-                .into_iter()
-                .filter(|c| {
-                    c.mounts.iter().flatten().any(|m| {
-                        m.driver.as_deref() == Some(driver)
-                            && m.name.as_ref().is_some_and(|n| names.contains(n))
-                    })
+            let mut users = Vec::new();
+            for container in list.into_iter().filter(|c| {
+                c.mounts.iter().flatten().any(|m| {
+                    m.driver.as_deref() == Some(driver)
+                        && m.name.as_ref().is_some_and(|n| names.contains(n))
                 })
-                .filter_map(|c| {
-                    Some(ContainerRef {
-                        id: c.id?,
-                        name: c
-                            .names
-                            .and_then(|n| n.into_iter().next())
-                            .unwrap_or_default()
-                            .trim_start_matches('/')
-                            .to_string(),
-                    })
-                })
-                .collect())
+            }) {
+                let Some(id) = container.id else { continue };
+                // The list does not say whether the engine deletes the container on stop.
+                let inspected = docker
+                    .inspect_container(&id, None::<InspectContainerOptions>)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let removed_on_stop = inspected
+                    .host_config
+                    .and_then(|h| h.auto_remove)
+                    .unwrap_or(false);
+                users.push(ContainerRef {
+                    id,
+                    name: container
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .to_string(),
+                    removed_on_stop,
+                });
+            }
+            Ok(users)
         })
     }
 
@@ -302,6 +323,21 @@ impl Containers {
         })
     }
 
+    /// The running (or paused) containers that use `volume`, known to the engine by `names`.
+    pub async fn running_users(
+        &self,
+        volume: &VolumeName,
+        names: &[String],
+    ) -> Result<Vec<ContainerRef>, ContainerError> {
+        self.engine
+            .running_users(&self.driver, names)
+            .await
+            .map_err(|message| ContainerError::Unreachable {
+                volume: volume.clone(),
+                message,
+            })
+    }
+
     /// Stops (or pauses) the running users of `volume` (known to the engine by `names`), runs
     /// `operation`, and starts (or unpauses) them again whatever the operation's outcome;
     /// those that cannot be started again are listed in the answer. If one container cannot
@@ -313,16 +349,22 @@ impl Containers {
         how: Quiesce,
         operation: impl Future<Output = T>,
     ) -> Result<Around<T>, ContainerError> {
-        let users = self
-            .engine
-            .running_users(&self.driver, names)
-            .await
-            .map_err(|message| ContainerError::Unreachable {
-                volume: volume.clone(),
-                message,
-            })?;
+        let users = self.running_users(volume, names).await?;
+        self.around_users(volume, &users, how, operation).await
+    }
+
+    /// [`Containers::around`] for users already asked for ([`Containers::running_users`]).
+    /// A stopped container the engine deletes on stop ([`ContainerRef::removed_on_stop`]) is
+    /// gone afterwards: it is not started again, and not listed as left stopped.
+    pub async fn around_users<T>(
+        &self,
+        volume: &VolumeName,
+        users: &[ContainerRef],
+        how: Quiesce,
+        operation: impl Future<Output = T>,
+    ) -> Result<Around<T>, ContainerError> {
         let mut quiesced = Vec::new();
-        for container in &users {
+        for container in users {
             let action = how.action(false);
             if let Err(message) = self.engine.act(container, action).await {
                 let cause = ContainerError::Action {
@@ -353,6 +395,16 @@ impl Containers {
         })
     }
 
+    /// Starts again `containers`, which were stopped for an operation on `volume` that a
+    /// crash interrupted; answers those that could not be started.
+    pub async fn start_again(
+        &self,
+        volume: &VolumeName,
+        containers: &[ContainerRef],
+    ) -> Vec<NotResumed> {
+        self.resume(volume, Quiesce::Stop, containers).await
+    }
+
     /// Starts (or unpauses) `containers`; answers those that could not be.
     async fn resume(
         &self,
@@ -362,6 +414,10 @@ impl Containers {
     ) -> Vec<NotResumed> {
         let mut failed = Vec::new();
         for container in containers {
+            if how == Quiesce::Stop && container.removed_on_stop {
+                info!(volume = %volume, container = %container.name, "container was run with --rm: the engine removed it when it stopped; not started again");
+                continue;
+            }
             match self.engine.act(container, how.action(true)).await {
                 Ok(()) => info!(volume = %volume, container = %container.name, "container resumed"),
                 Err(error) => {
@@ -389,6 +445,7 @@ pub(crate) mod fake {
     pub(crate) struct FakeEngine {
         volume: &'static str,
         users: Vec<&'static str>,
+        removed_on_stop: Vec<&'static str>,
         fail: Vec<(&'static str, Action)>,
         log: Mutex<Vec<String>>,
     }
@@ -399,6 +456,7 @@ pub(crate) mod fake {
             FakeEngine {
                 volume,
                 users: Vec::new(),
+                removed_on_stop: Vec::new(),
                 fail: Vec::new(),
                 log: Mutex::new(Vec::new()),
             }
@@ -408,6 +466,14 @@ pub(crate) mod fake {
         pub(crate) fn used_by(self, users: &[&'static str]) -> Self {
             FakeEngine {
                 users: users.to_vec(),
+                ..self
+            }
+        }
+
+        /// Of the users, those run with `--rm`: the engine deletes them when they stop.
+        pub(crate) fn removing_on_stop(self, removed_on_stop: &[&'static str]) -> Self {
+            FakeEngine {
+                removed_on_stop: removed_on_stop.to_vec(),
                 ..self
             }
         }
@@ -443,8 +509,9 @@ pub(crate) mod fake {
                 .iter()
                 .filter(|_| mine)
                 .map(|name| ContainerRef {
-                    id: format!("id-{name}"),
+                    id: format!("{name}-0123456789abcdef"),
                     name: name.to_string(),
+                    removed_on_stop: self.removed_on_stop.contains(name),
                 })
                 .collect();
             Box::pin(async move { Ok(users) })

@@ -299,6 +299,11 @@ pub async fn run(
         });
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
+    // Starting a container asks this plugin to mount its volume: only once it serves.
+    tokio::spawn({
+        let service = service.clone();
+        async move { service.resume_interrupted_operations().await }
+    });
 
     let mut result = Ok(());
     tokio::select! {

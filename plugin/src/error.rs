@@ -187,6 +187,17 @@ pub enum ServiceError {
         /// What is wrong with it.
         problem: CloneSourceProblem,
     },
+    /// Checkout or reset would have to stop containers that the engine deletes when they stop
+    /// (`docker run --rm`).
+    #[error("volume {volume}: {operation} would stop {}, which the engine deletes when it stops (it was run with --rm), so nothing was stopped or changed; stop it yourself, or pass --stop-removable to let the {operation} stop it for good", removable_text(containers))]
+    RemovedOnStop {
+        /// The volume.
+        volume: VolumeName,
+        /// `checkout` or `reset`.
+        operation: &'static str,
+        /// The containers, as (name, short id).
+        containers: Vec<(String, String)>,
+    },
     /// Containers could not be stopped or paused.
     #[error(transparent)]
     Containers(#[from] ContainerError),
@@ -204,6 +215,18 @@ pub enum ServiceError {
     /// The metadata database failed.
     #[error(transparent)]
     Metadata(#[from] MetadataError),
+    /// A checkout or reset could not be recorded in the operation journal, so it did not go
+    /// on.
+    #[error("volume {volume}: cannot record the {operation} in the operation journal, so it did not touch the volume's files: {source}; free space under the state root, then retry")]
+    Journal {
+        /// The volume.
+        volume: VolumeName,
+        /// `checkout` or `reset`.
+        operation: &'static str,
+        /// The database's error.
+        #[source]
+        source: MetadataError,
+    },
     /// Setting up the state root failed.
     #[error("state root {path}: {source}")]
     Root {
@@ -233,6 +256,15 @@ fn join(names: &[ProfileName]) -> String {
     crate::config::join_names(names.iter())
 }
 
+/// `container web (id 0123456789ab), container worker (id ...)`
+fn removable_text(containers: &[(String, String)]) -> String {
+    containers
+        .iter()
+        .map(|(name, id)| format!("container {name} (id {id})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `3 path(s): a, b, c, ...`
 fn uncommitted_summary(changed: usize, examples: &[String]) -> String {
     let mut summary = format!("{changed} path(s): {}", examples.join(", "));
@@ -258,6 +290,7 @@ impl ServiceError {
             | ServiceError::Removing { .. }
             | ServiceError::Busy { .. }
             | ServiceError::Uncommitted { .. }
+            | ServiceError::RemovedOnStop { .. }
             | ServiceError::Containers(_) => ErrorClass::Conflict,
             ServiceError::Backend { source, .. } | ServiceError::Host(source) => {
                 backend_class(source)
@@ -268,9 +301,10 @@ impl ServiceError {
             ServiceError::NotResumed { source, .. } | ServiceError::RemoveFailed { source, .. } => {
                 source.class()
             }
-            ServiceError::Metadata(_) | ServiceError::Root { .. } | ServiceError::Worker { .. } => {
-                ErrorClass::Internal
-            }
+            ServiceError::Metadata(_)
+            | ServiceError::Journal { .. }
+            | ServiceError::Root { .. }
+            | ServiceError::Worker { .. } => ErrorClass::Internal,
         }
     }
 
@@ -313,11 +347,13 @@ impl ServiceError {
             ServiceError::Uncommitted { .. } => "uncommitted_changes",
             ServiceError::CloneSource { .. } => "bad_snapshot_reference",
             ServiceError::BadPrune { .. } => "invalid_prune",
+            ServiceError::RemovedOnStop { .. } => "container_removed_on_stop",
             ServiceError::Containers(_) => "containers_failed",
             ServiceError::NotResumed { source, .. } => source.code(),
             ServiceError::Removing { .. } => "removing",
             ServiceError::RemoveFailed { .. } => "remove_failed",
             ServiceError::Metadata(_) => "metadata_failed",
+            ServiceError::Journal { .. } => "journal_failed",
             ServiceError::Root { .. } => "state_root_failed",
             ServiceError::Worker { .. } => "internal",
         }
@@ -413,6 +449,25 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "volume db has uncommitted changes (5 path(s): a, b, c, ...); commit them, or pass --force to discard them"
+        );
+    }
+
+    #[test]
+    fn a_container_run_with_rm_is_named_with_its_id_and_the_way_out() {
+        let e = ServiceError::RemovedOnStop {
+            volume: name("db"),
+            operation: "checkout",
+            containers: vec![("web".into(), "0123456789ab".into())],
+        };
+        assert_eq!(
+            (e.class(), e.code()),
+            (ErrorClass::Conflict, "container_removed_on_stop")
+        );
+        assert_eq!(
+            e.to_string(),
+            "volume db: checkout would stop container web (id 0123456789ab), which the engine \
+             deletes when it stops (it was run with --rm), so nothing was stopped or changed; stop \
+             it yourself, or pass --stop-removable to let the checkout stop it for good"
         );
     }
 

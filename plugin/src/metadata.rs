@@ -1,5 +1,5 @@
-//! The metadata database: volumes, aliases, active mount ids and the host's identity, in
-//! SQLite under the state root.
+//! The metadata database: volumes, aliases, active mount ids, the host's identity and the
+//! journal of the operations that replace a volume's data, in SQLite under the state root.
 //!
 //! Every change is one transaction, so a crash leaves either the old or the new record. The
 //! schema version lives in SQLite's `user_version`; [`MIGRATIONS`] bring an older database
@@ -51,7 +51,123 @@ CREATE TABLE node (
     r#"
 ALTER TABLE volumes ADD COLUMN location TEXT;
 "#,
+    r#"
+CREATE TABLE journal (
+    id              TEXT PRIMARY KEY,
+    volume_uuid     TEXT NOT NULL REFERENCES volumes(uuid) ON DELETE CASCADE,
+    operation       TEXT NOT NULL CHECK (operation IN ('checkout', 'reset')),
+    rev             TEXT NOT NULL,
+    new_branch      TEXT,
+    target          TEXT,
+    branch          TEXT,
+    previous_branch TEXT,
+    previous_commit TEXT,
+    stopped         TEXT NOT NULL,
+    phase           TEXT NOT NULL CHECK (phase IN ('stopping', 'writing', 'resuming')),
+    started_at      TEXT NOT NULL
+);
+"#,
 ];
+
+/// Which operation a [`JournalEntry`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalOperation {
+    /// `checkout REV` (or `checkout -b NAME REV`): HEAD moves to the target.
+    Checkout,
+    /// `reset --hard REV`: HEAD's branch (or a detached HEAD) moves to the target.
+    Reset,
+}
+
+impl JournalOperation {
+    /// The name stored, and shown in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalOperation::Checkout => "checkout",
+            JournalOperation::Reset => "reset",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "checkout" => Some(JournalOperation::Checkout),
+            "reset" => Some(JournalOperation::Reset),
+            _ => None,
+        }
+    }
+}
+
+/// How far a journaled operation got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JournalPhase {
+    /// The volume's containers are being stopped; its data is untouched.
+    Stopping,
+    /// The volume's data is being replaced: it may hold part of the old and part of the new
+    /// files until the operation is finished.
+    Writing,
+    /// Data and HEAD are done (or the operation failed and said so); what is left is to start
+    /// the stopped containers again.
+    Resuming,
+}
+
+impl JournalPhase {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JournalPhase::Stopping => "stopping",
+            JournalPhase::Writing => "writing",
+            JournalPhase::Resuming => "resuming",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "stopping" => Some(JournalPhase::Stopping),
+            "writing" => Some(JournalPhase::Writing),
+            "resuming" => Some(JournalPhase::Resuming),
+            _ => None,
+        }
+    }
+}
+
+/// A container an operation stopped, as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoppedContainer {
+    /// Its full id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// One operation that replaces a volume's data (checkout, reset), recorded before it stops a
+/// container or touches a file, so that a crash in its middle is finished at the next start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    /// The operation's own id.
+    pub id: Uuid,
+    /// The volume.
+    pub volume: Uuid,
+    /// Checkout or reset.
+    pub operation: JournalOperation,
+    /// The revision as the user named it (for the reflog).
+    pub rev: String,
+    /// The branch a `checkout -b NAME` creates.
+    pub new_branch: Option<String>,
+    /// The commit the volume's data goes to (hex), once resolved.
+    pub target: Option<String>,
+    /// The branch HEAD is to be on after a checkout; none for a detached HEAD (and for a
+    /// reset, which keeps HEAD's branch).
+    pub branch: Option<String>,
+    /// HEAD's branch before the operation.
+    pub previous_branch: Option<String>,
+    /// HEAD's commit before the operation (hex).
+    pub previous_commit: Option<String>,
+    /// The containers stopped for it, to be started again.
+    pub stopped: Vec<StoppedContainer>,
+    /// How far it got.
+    pub phase: JournalPhase,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
 
 /// Room kept beside the database (`dvol.db.reserve`) so the record of a remove can be written
 /// when the state root is full: deleted when a delete finds no room, made again when there is.
@@ -458,6 +574,95 @@ impl Metadata {
             )
             .map(drop)
         })
+    }
+
+    /// Records `entry` in the operation journal, replacing its earlier record; durable when
+    /// this returns.
+    pub fn put_journal(&self, entry: &JournalEntry) -> Result<(), MetadataError> {
+        let stopped = serde_json::to_string(&entry.stopped).expect("containers serialize");
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO journal (id, volume_uuid, operation, rev, new_branch, target, branch, previous_branch, previous_commit, stopped, phase, started_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    entry.id.to_string(),
+                    entry.volume.to_string(),
+                    entry.operation.as_str(),
+                    entry.rev,
+                    entry.new_branch,
+                    entry.target,
+                    entry.branch,
+                    entry.previous_branch,
+                    entry.previous_commit,
+                    stopped,
+                    entry.phase.as_str(),
+                    entry.started_at.to_rfc3339(),
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Drops an operation from the journal: it is finished.
+    pub fn delete_journal(&self, id: Uuid) -> Result<(), MetadataError> {
+        self.with(|c| {
+            c.execute("DELETE FROM journal WHERE id = ?1", [id.to_string()])
+                .map(drop)
+        })
+    }
+
+    /// The operations in the journal, oldest first.
+    pub fn journal(&self) -> Result<Vec<JournalEntry>, MetadataError> {
+        type Raw = [Option<String>; 12];
+        let rows: Vec<Raw> = self.with(|c| {
+            c.prepare("SELECT id, volume_uuid, operation, rev, new_branch, target, branch, previous_branch, previous_commit, stopped, phase, started_at FROM journal ORDER BY started_at, id")?
+                .query_map([], |r| {
+                    let mut raw: Raw = Default::default();
+                    for (i, field) in raw.iter_mut().enumerate() {
+                        *field = r.get(i)?;
+                    }
+                    Ok(raw)
+                })?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|[id, volume, operation, rev, new_branch, target, branch, previous_branch, previous_commit, stopped, phase, started_at]| {
+                let corrupt = |problem: String| MetadataError::Corrupt {
+                    path: self.path.clone(),
+                    uuid: volume.clone().unwrap_or_default(),
+                    problem: format!("journal entry {}: {problem}", id.as_deref().unwrap_or("?")),
+                };
+                let uuid = |field: &Option<String>| {
+                    field
+                        .as_deref()
+                        .and_then(|s| s.parse::<Uuid>().ok())
+                        .ok_or_else(|| corrupt("bad uuid".into()))
+                };
+                Ok(JournalEntry {
+                    id: uuid(&id)?,
+                    volume: uuid(&volume)?,
+                    operation: operation
+                        .as_deref()
+                        .and_then(JournalOperation::parse)
+                        .ok_or_else(|| corrupt(format!("unknown operation {operation:?}")))?,
+                    rev: rev.unwrap_or_default(),
+                    new_branch,
+                    target,
+                    branch,
+                    previous_branch,
+                    previous_commit,
+                    stopped: serde_json::from_str(stopped.as_deref().unwrap_or("[]"))
+                        .map_err(|e| corrupt(format!("stopped containers: {e}")))?,
+                    phase: phase
+                        .as_deref()
+                        .and_then(JournalPhase::parse)
+                        .ok_or_else(|| corrupt(format!("unknown phase {phase:?}")))?,
+                    started_at: DateTime::parse_from_rfc3339(started_at.as_deref().unwrap_or(""))
+                        .map_err(|e| corrupt(e.to_string()))?
+                        .with_timezone(&Utc),
+                })
+            })
+            .collect()
     }
 
     /// The aliases recorded for a volume.

@@ -199,7 +199,9 @@ impl Client {
         self.post(&volume_resource(volume, "tags"), request).await
     }
 
-    /// `POST /v1/volumes/{name}/checkout`: puts a branch or commit into the volume.
+    /// `POST /v1/volumes/{name}/checkout`: puts a branch or commit into the volume; refused
+    /// (`container_removed_on_stop`) when a container run with `--rm` uses it, unless
+    /// `request.stop_removable`.
     pub async fn checkout(
         &self,
         volume: &str,
@@ -210,7 +212,9 @@ impl Client {
         self.post_long(&path, Some(json(request)?), progress).await
     }
 
-    /// `POST /v1/volumes/{name}/reset`: moves the branch and the files to a revision.
+    /// `POST /v1/volumes/{name}/reset`: moves the branch and the files to a revision; refused
+    /// like a checkout when a container run with `--rm` uses the volume, unless
+    /// `request.stop_removable`.
     pub async fn reset(
         &self,
         volume: &str,

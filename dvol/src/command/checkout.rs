@@ -10,13 +10,21 @@ use crate::current;
 use crate::render::format::{first_line, human_bytes, short_id};
 use crate::render::progress::with_progress;
 
-/// `dvol checkout REF [--force]`, `dvol checkout -b NAME [REV]`
+/// Which containers a checkout or reset may stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopping {
+    /// Also those the engine deletes when they stop (`docker run --rm`).
+    pub stop_removable: bool,
+}
+
+/// `dvol checkout REF [--force] [--stop-removable]`, `dvol checkout -b NAME [REV]`
 pub async fn run(
     client: &Client,
     volume: Option<&str>,
     rev: Option<String>,
     new_branch: Option<String>,
     force: bool,
+    how: Stopping,
 ) -> Result<()> {
     let volume = current::resolve(volume)?;
     let Some(rev) = rev.or(new_branch.as_ref().map(|_| "HEAD".to_string())) else {
@@ -31,6 +39,7 @@ pub async fn run(
         rev,
         new_branch,
         force,
+        stop_removable: how.stop_removable,
     };
     let checked_out = with_progress(format!("checkout {volume}"), &what, async |p| {
         client.checkout(&volume, &request, p).await
@@ -47,14 +56,23 @@ pub async fn run(
     print_files_changed(&checked_out)
 }
 
-/// `dvol reset --hard REF`
-pub async fn reset(client: &Client, volume: Option<&str>, hard: bool, rev: String) -> Result<()> {
+/// `dvol reset --hard REF [--stop-removable]`
+pub async fn reset(
+    client: &Client,
+    volume: Option<&str>,
+    hard: bool,
+    rev: String,
+    how: Stopping,
+) -> Result<()> {
     if !hard {
         bail!("only hard resets exist: `dvol reset --hard {rev}` moves the branch to {rev} and discards the volume's uncommitted changes");
     }
     let volume = current::resolve(volume)?;
     let what = format!("resetting volume {volume} to {rev}");
-    let request = ResetRequest { rev };
+    let request = ResetRequest {
+        rev,
+        stop_removable: how.stop_removable,
+    };
     let reset = with_progress(format!("reset {volume}"), &what, async |p| {
         client.reset(&volume, &request, p).await
     })

@@ -86,9 +86,19 @@ pub async fn run(cli: Cli) -> Result<()> {
             rev,
             new_branch,
             force,
-        } => checkout::run(&client()?, volume.get(), rev, new_branch, force).await,
-        Command::Reset { volume, hard, rev } => {
-            checkout::reset(&client()?, volume.get(), hard, rev).await
+            stop_removable,
+        } => {
+            let how = checkout::Stopping { stop_removable };
+            checkout::run(&client()?, volume.get(), rev, new_branch, force, how).await
+        }
+        Command::Reset {
+            volume,
+            hard,
+            rev,
+            stop_removable,
+        } => {
+            let how = checkout::Stopping { stop_removable };
+            checkout::reset(&client()?, volume.get(), hard, rev, how).await
         }
         Command::Diff {
             volume,

@@ -42,6 +42,11 @@ pub struct CheckoutRequest {
     /// Discard uncommitted changes.
     #[serde(default)]
     pub force: bool,
+    /// Stop also the containers that the engine deletes when they stop (`docker run --rm`):
+    /// they are gone afterwards. Without it such a container makes the checkout refuse
+    /// (`container_removed_on_stop`) before anything is stopped or changed.
+    #[serde(default)]
+    pub stop_removable: bool,
 }
 
 /// `POST /v1/volumes/{name}/reset`: a hard reset.
@@ -51,6 +56,11 @@ pub struct ResetRequest {
     /// The revision to reset to.
     #[serde(rename = "ref")]
     pub rev: String,
+    /// Stop also the containers that the engine deletes when they stop (`docker run --rm`):
+    /// they are gone afterwards. Without it such a container makes the reset refuse
+    /// (`container_removed_on_stop`) before anything is stopped or changed.
+    #[serde(default)]
+    pub stop_removable: bool,
 }
 
 /// `GET /v1/volumes/{name}/diff` query.

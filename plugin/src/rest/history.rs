@@ -77,7 +77,11 @@ pub async fn status(
 ///
 /// A branch becomes the checked-out branch; anything else detaches HEAD. Uncommitted changes
 /// are refused unless `force`. The running containers using the volume are stopped meanwhile
-/// and started again after. Streams progress with `Accept: application/x-ndjson`.
+/// and started again after; one the engine deletes when it stops (`docker run --rm`) is
+/// refused with `409 container_removed_on_stop`, naming it, before anything is stopped or
+/// changed, unless `stop_removable` (then it is stopped and gone). A daemon killed in the
+/// middle finishes the checkout and starts the containers again when it restarts. Streams
+/// progress with `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/checkout", tag = "history", operation_id = "checkout",
     params(VolumePath),
     request_body = CheckoutRequest,
@@ -107,7 +111,10 @@ pub async fn checkout(
 ///
 /// The current branch (or detached HEAD) moves to the revision and its files are put into
 /// the volume, discarding uncommitted changes. The running containers using the volume are
-/// stopped meanwhile and started again after. Streams progress with
+/// stopped meanwhile and started again after; one the engine deletes when it stops
+/// (`docker run --rm`) is refused with `409 container_removed_on_stop` before anything is
+/// stopped or changed, unless `stop_removable`. A daemon killed in the middle finishes the
+/// reset and starts the containers again when it restarts. Streams progress with
 /// `Accept: application/x-ndjson`.
 #[utoipa::path(post, path = "/v1/volumes/{name}/reset", tag = "history", operation_id = "resetHard",
     params(VolumePath),

@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
+use crate::metadata::{JournalEntry, JournalOperation};
 use crate::volume::Volume;
 
 /// How many changed paths an "uncommitted changes" refusal names.
@@ -308,7 +309,9 @@ impl VolumeService {
 
     /// Checks out `rev` into the volume: a branch becomes the current branch; anything else
     /// detaches HEAD. With `new_branch`, creates that branch at `rev` first and checks it out.
-    /// Uncommitted changes are refused unless `force`.
+    /// Uncommitted changes are refused unless `force`. Recorded in the operation journal
+    /// ([`super::journal`]) while it writes, so a crash in its middle is finished at the next
+    /// start.
     pub fn checkout(
         &self,
         reference: &str,
@@ -317,23 +320,28 @@ impl VolumeService {
         force: bool,
         progress: &dyn Progress,
     ) -> Result<CheckoutView, ServiceError> {
+        self.checkout_recorded(reference, rev, new_branch, force, progress, None)
+    }
+
+    /// [`VolumeService::checkout`], recorded in `entry` (made by the caller that stopped the
+    /// volume's containers, naming them) or, without one, in an entry of its own.
+    pub(super) fn checkout_recorded(
+        &self,
+        reference: &str,
+        rev: &str,
+        new_branch: Option<&str>,
+        force: bool,
+        progress: &dyn Progress,
+        entry: Option<JournalEntry>,
+    ) -> Result<CheckoutView, ServiceError> {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
             if !force {
                 self.refuse_uncommitted(volume, data)?;
             }
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
-            let stats = self
-                .history
-                .checkout(&key, commit, data, progress)
-                .for_volume(&volume.name)?;
             let branch = match new_branch {
-                Some(name) => {
-                    self.history
-                        .create_branch(&key, name, commit, rev)
-                        .for_volume(&volume.name)?;
-                    Some(name.to_string())
-                }
+                Some(name) => Some(name.to_string()),
                 None => self
                     .history
                     .branches(&key)
@@ -342,11 +350,26 @@ impl VolumeService {
                     .find(|b| b.name == rev)
                     .map(|b| b.name),
             };
-            let left = match &branch {
-                Some(name) => self.history.set_head_branch(&key, name),
-                None => self.history.set_head_detached(&key, commit, rev),
-            }
-            .for_volume(&volume.name)?;
+            let recording = self.record_writing(
+                volume,
+                entry,
+                JournalOperation::Checkout,
+                rev,
+                new_branch,
+                commit,
+                branch.as_deref(),
+            )?;
+            let done = self
+                .history
+                .checkout(&key, commit, data, progress)
+                .for_volume(&volume.name)
+                .and_then(|stats| {
+                    let left =
+                        self.move_head_as_recorded(volume, recording.entry(), commit, false)?;
+                    Ok((stats, left))
+                });
+            self.record_written(volume, recording);
+            let (stats, left) = done?;
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
             warn_left_behind(volume, &left);
             Ok(checkout_view(branch, commit, &stats, &left))
@@ -354,24 +377,49 @@ impl VolumeService {
     }
 
     /// `reset --hard REV`: the volume's files and its current branch (or detached HEAD) go to
-    /// `rev`; uncommitted changes are discarded.
+    /// `rev`; uncommitted changes are discarded. Recorded in the operation journal like
+    /// [`VolumeService::checkout`].
     pub fn reset_hard(
         &self,
         reference: &str,
         rev: &str,
         progress: &dyn Progress,
     ) -> Result<CheckoutView, ServiceError> {
+        self.reset_recorded(reference, rev, progress, None)
+    }
+
+    /// [`VolumeService::reset_hard`], recorded in `entry` or in an entry of its own (see
+    /// [`VolumeService::checkout_recorded`]).
+    pub(super) fn reset_recorded(
+        &self,
+        reference: &str,
+        rev: &str,
+        progress: &dyn Progress,
+        entry: Option<JournalEntry>,
+    ) -> Result<CheckoutView, ServiceError> {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
-            let stats = self
+            let recording = self.record_writing(
+                volume,
+                entry,
+                JournalOperation::Reset,
+                rev,
+                None,
+                commit,
+                None,
+            )?;
+            let done = self
                 .history
                 .checkout(&key, commit, data, progress)
-                .for_volume(&volume.name)?;
-            let left = self
-                .history
-                .reset_head(&key, commit, rev)
-                .for_volume(&volume.name)?;
+                .for_volume(&volume.name)
+                .and_then(|stats| {
+                    let left =
+                        self.move_head_as_recorded(volume, recording.entry(), commit, false)?;
+                    Ok((stats, left))
+                });
+            self.record_written(volume, recording);
+            let (stats, left) = done?;
             let head = self.history.head(&key).for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
             warn_left_behind(volume, &left);

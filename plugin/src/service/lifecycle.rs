@@ -89,6 +89,7 @@ impl VolumeService {
             containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
         };
         service.recover()?;
+        service.finish_interrupted_operations();
         service.report_problems();
         Ok(service)
     }

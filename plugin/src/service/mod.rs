@@ -13,6 +13,8 @@
 //! - [`clone`]: volumes made from another volume or a commit (`NAME@snapshot-REF`);
 //! - [`read_point`]: reaching a volume's data, live or fixed at one instant;
 //! - [`history`]: commit, log, refs, status, diff, checkout, reset;
+//! - [`journal`]: the operation journal that lets a checkout or reset a crash interrupted
+//!   be finished at the next start;
 //! - [`maintenance`]: fsck and gc of the history repository;
 //! - [`quiesce`]: stopping or pausing the containers that use a volume around an operation;
 //! - [`node`]: what this host offers;
@@ -33,10 +35,14 @@
 //!   after its record; memory changes only once the database holds the change.
 //! - A remove that fails halfway leaves the volume listed as `removing`, with the reason;
 //!   only lookups, unmounts and a retried remove reach it.
+//! - Checkout and reset are journaled from before they stop a container or touch a file
+//!   until the containers run again; a crash in between is rolled forward at the next start
+//!   ([`journal`]).
 
 mod clone;
 mod full;
 mod history;
+mod journal;
 mod lifecycle;
 mod locks;
 mod maintenance;

@@ -39,6 +39,7 @@ impl ContainerEngine for Engine {
                     .map(|name| ContainerRef {
                         id: format!("id-{name}"),
                         name: name.to_string(),
+                        removed_on_stop: false,
                     })
                     .collect()
             })

@@ -10,6 +10,7 @@
 //! Run one feature with `cargo test -p dvol-tests --test e2e -- docker::`.
 
 mod block_volumes;
+mod checkout_journal;
 mod cli;
 mod cli_history;
 mod copy_on_write;
