@@ -225,7 +225,7 @@ pub enum ServiceError {
         operation: &'static str,
         /// The database's error.
         #[source]
-        source: MetadataError,
+        source: Box<MetadataError>,
     },
     /// Setting up the state root failed.
     #[error("state root {path}: {source}")]

@@ -731,6 +731,65 @@ mod tests {
     }
 
     #[test]
+    fn journal_entries_survive_reopen_and_go_with_their_volume() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dvol.db");
+        let db = volume("db");
+        let entry = JournalEntry {
+            id: Uuid::new_v4(),
+            volume: db.id,
+            operation: JournalOperation::Checkout,
+            rev: "HEAD^".into(),
+            new_branch: Some("fix".into()),
+            target: Some("ab".repeat(32)),
+            branch: Some("fix".into()),
+            previous_branch: Some("master".into()),
+            previous_commit: None,
+            stopped: vec![StoppedContainer {
+                id: "0123456789abcdef".into(),
+                name: "web".into(),
+            }],
+            phase: JournalPhase::Writing,
+            started_at: chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        {
+            let metadata = Metadata::open(&path).unwrap();
+            metadata.insert(&db).unwrap();
+            metadata.put_journal(&entry).unwrap();
+            let resuming = JournalEntry {
+                phase: JournalPhase::Resuming,
+                ..entry.clone()
+            };
+            metadata.put_journal(&resuming).unwrap();
+        }
+        let metadata = Metadata::open(&path).unwrap();
+        let expected = JournalEntry {
+            phase: JournalPhase::Resuming,
+            ..entry.clone()
+        };
+        assert_eq!(metadata.journal().unwrap(), [expected]);
+        metadata.delete(db.id).unwrap();
+        assert_eq!(metadata.journal().unwrap(), []);
+    }
+
+    #[test]
+    fn a_version_2_database_gets_an_empty_journal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dvol.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+        }
+        let metadata = Metadata::open(&path).unwrap();
+        assert_eq!(metadata.schema_version().unwrap(), 3);
+        assert_eq!(metadata.journal().unwrap(), []);
+    }
+
+    #[test]
     fn a_version_1_database_is_migrated_keeping_its_volumes() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("dvol.db");

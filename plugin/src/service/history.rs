@@ -14,6 +14,7 @@ use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
 use std::path::Path;
 use tracing::{info, warn};
 
+use super::journal::new_entry;
 use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::{JournalEntry, JournalOperation};
@@ -350,15 +351,9 @@ impl VolumeService {
                     .find(|b| b.name == rev)
                     .map(|b| b.name),
             };
-            let recording = self.record_writing(
-                volume,
-                entry,
-                JournalOperation::Checkout,
-                rev,
-                new_branch,
-                commit,
-                branch.as_deref(),
-            )?;
+            let fresh = || new_entry(volume, JournalOperation::Checkout, rev, new_branch, &[]);
+            let recording =
+                self.record_writing(volume, entry, fresh, commit, branch.as_deref())?;
             let done = self
                 .history
                 .checkout(&key, commit, data, progress)
@@ -400,15 +395,8 @@ impl VolumeService {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
-            let recording = self.record_writing(
-                volume,
-                entry,
-                JournalOperation::Reset,
-                rev,
-                None,
-                commit,
-                None,
-            )?;
+            let fresh = || new_entry(volume, JournalOperation::Reset, rev, None, &[]);
+            let recording = self.record_writing(volume, entry, fresh, commit, None)?;
             let done = self
                 .history
                 .checkout(&key, commit, data, progress)

@@ -91,7 +91,7 @@ impl VolumeService {
             .map_err(|source| ServiceError::Journal {
                 volume: volume.name.clone(),
                 operation: entry.operation.as_str(),
-                source,
+                source: Box::new(source),
             })
     }
 
@@ -103,21 +103,19 @@ impl VolumeService {
         }
     }
 
-    /// Records, before the data is touched, that `operation` now writes `volume`'s files to
-    /// `target` and where HEAD is to go (`branch`, for a checkout) and was. `given` is the
-    /// entry of the caller that stopped the containers; without it a new entry is made.
+    /// Records, before the data is touched, that the operation now writes `volume`'s files to
+    /// `target`, where HEAD is to go (`branch`, for a checkout) and where it was. `given` is
+    /// the entry of the caller that stopped the containers; without it, `fresh` makes one.
     pub(super) fn record_writing(
         &self,
         volume: &Volume,
         given: Option<JournalEntry>,
-        operation: JournalOperation,
-        rev: &str,
-        new_branch: Option<&str>,
+        fresh: impl FnOnce() -> JournalEntry,
         target: CommitId,
         branch: Option<&str>,
     ) -> Result<Recording, ServiceError> {
         let own = given.is_none();
-        let mut entry = given.unwrap_or_else(|| new_entry(volume, operation, rev, new_branch, &[]));
+        let mut entry = given.unwrap_or_else(fresh);
         let head = self
             .history
             .head(&VolumeKey(volume.id))
@@ -266,11 +264,11 @@ impl VolumeService {
             .ok_or_else(|| ServiceError::Journal {
                 volume: volume.name.clone(),
                 operation: entry.operation.as_str(),
-                source: crate::metadata::MetadataError::Corrupt {
+                source: Box::new(crate::metadata::MetadataError::Corrupt {
                     path: self.layout.database(),
                     uuid: volume.id.to_string(),
                     problem: format!("journal entry {} has no target commit", entry.id),
-                },
+                }),
             })?;
         self.with_data(volume.name.as_str(), |volume, data| {
             let stats = self

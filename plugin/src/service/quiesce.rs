@@ -428,15 +428,7 @@ mod tests {
         let entry = super::new_entry(&volume, JournalOperation::Checkout, "HEAD^", None, &[web]);
         service.record(&volume, &entry).unwrap();
         let recording = service
-            .record_writing(
-                &volume,
-                Some(entry),
-                JournalOperation::Checkout,
-                "HEAD^",
-                None,
-                one,
-                None,
-            )
+            .record_writing(&volume, Some(entry), || unreachable!(), one, None)
             .unwrap();
         drop(recording);
         let data = data_dir(tmp.path(), &service);
