@@ -409,6 +409,27 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkout_that_fails_after_writing_clears_its_journal() {
+        let engine = Arc::new(FakeEngine::new("db").used_by(&["web"]));
+        let Some((service, _tmp)) = service(engine.clone()) else {
+            return;
+        };
+        // `-b master`: the files are written, then the branch cannot be made.
+        let existing = CheckoutRequest {
+            new_branch: Some("master".into()),
+            ..checkout("HEAD^")
+        };
+        let failed = service
+            .checkout_with_containers("db".into(), existing, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
+        assert_eq!(failed.code(), "history_conflict", "{failed}");
+        assert_eq!(engine.actions(), ["stop web", "start web"]);
+        assert_eq!(service.metadata.journal().unwrap(), []);
+        service.unmount("db", "m1").unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_finishes_an_interrupted_checkout_and_starts_its_containers_again() {
         let engine = Arc::new(FakeEngine::new("db").used_by(&["web"]));
         let Some((service, tmp)) = service(engine.clone()) else {
