@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
@@ -16,11 +17,13 @@ use dvol_backends::directory::DirectoryBackend;
 use dvol_backends::loop_device::LoopBackend;
 use dvol_backends::lvm::LvmBackend;
 use dvol_backends::{Backend, BackendKind};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
 use crate::profile::HostBackends;
@@ -123,9 +126,17 @@ pub fn probe_backends(layout: &Layout, config: &Config) -> Result<HostBackends, 
 /// Opens the volume service described by `options`.
 pub fn open_service(options: &DaemonOptions) -> Result<VolumeService, DaemonError> {
     let config = Config::load(&options.config, options.config_required)?;
+    open_service_with(options, &config)
+}
+
+/// Opens the volume service described by `options` with the loaded `config`.
+fn open_service_with(
+    options: &DaemonOptions,
+    config: &Config,
+) -> Result<VolumeService, DaemonError> {
     let layout = Layout::new(&options.root);
-    let host = probe_backends(&layout, &config)?;
-    Ok(VolumeService::open(layout, &config, host)?)
+    let host = probe_backends(&layout, config)?;
+    Ok(VolumeService::open(layout, config, host)?)
 }
 
 /// Binds a unix socket with mode 0600, replacing a stale socket file but never a live one.
@@ -150,6 +161,7 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
+/// Reads the bearer token from `path`, warning when group or others may read the file.
 fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
     let path = path.ok_or_else(|| DaemonError::Token("no --token-file given".into()))?;
     let token = std::fs::read_to_string(path)
@@ -158,12 +170,122 @@ fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
     if token.is_empty() {
         return Err(DaemonError::Token(format!("{} is empty", path.display())));
     }
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(
+                token_file = %path.display(),
+                "the token file {} is readable by group or others (mode {mode:03o}): anyone who \
+                 can read it can call the API; restrict it with `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     Ok(token)
 }
 
-/// Compares without stopping at the first difference.
+/// Compares two secrets in time that depends on neither their contents nor their lengths:
+/// both are hashed (BLAKE3) and the digests compared in constant time.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // blake3::Hash's equality is constant-time.
+    blake3::hash(a) == blake3::hash(b)
+}
+
+/// Warns when the TCP listener is reachable beyond this host: dvol has no TLS, so the token
+/// and everything else travel in clear text.
+fn warn_if_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        warn!(
+            addr = %addr,
+            "the REST API listens on {addr}, which is not a loopback address, without TLS \
+             (dvol has none yet): the bearer token and all data travel in clear text; listen \
+             on 127.0.0.1 and reach it through an SSH tunnel, or put a TLS proxy in front"
+        );
+    }
+}
+
+/// Serves `router` on the TCP `listener` until `stop` completes, within `limits`: a client
+/// has [`TcpLimits::header_timeout`] to send a complete request header (on a new connection
+/// and between the requests of a kept-alive one: an idle connection is closed after that
+/// long), and at most [`TcpLimits::max_connections`] connections are served at once. At the
+/// limit the daemon stops accepting: further connections wait in the kernel's listen backlog
+/// until one closes, and a line in the log says so. At `stop` the connections finish their
+/// current request and close.
+async fn serve_tcp(
+    listener: TcpListener,
+    router: Router,
+    limits: TcpLimits,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut at_limit = false;
+    tokio::pin!(stop);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if !at_limit {
+                    warn!(
+                        limit = limits.max_connections,
+                        "TCP connection limit reached: {} connections are being served; \
+                         further connections wait in the listen backlog until one closes \
+                         (tcp_max_connections in the configuration)",
+                        limits.max_connections
+                    );
+                }
+                at_limit = true;
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut stop => break,
+                }
+            }
+        };
+        if at_limit {
+            info!("TCP connections below the limit again; accepting");
+            at_limit = false;
+        }
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    warn!(error = %e, "cannot accept a TCP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut close = close_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { let _ = close.wait_for(|close| *close).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %peer, error = %e, "TCP connection ended");
+            }
+        });
+    }
+    let _ = close_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Requires `Authorization: Bearer <token>` on every request.
@@ -232,9 +354,13 @@ pub async fn run(
     };
     let _root_lock = RootLock::take(&options.root)?;
     let opts = options.clone();
-    let service = tokio::task::spawn_blocking(move || open_service(&opts))
-        .await
-        .expect("service open task")?;
+    let (service, config) = tokio::task::spawn_blocking(move || {
+        let config = Config::load(&opts.config, opts.config_required)?;
+        let service = open_service_with(&opts, &config)?;
+        Ok::<_, DaemonError>((service, config))
+    })
+    .await
+    .expect("service open task")?;
     let mut service = service;
     if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
         service.set_containers(Containers::new(driver, Arc::new(DockerEngine::default())));
@@ -289,14 +415,23 @@ pub async fn run(
             .await
     });
     if let (Some(listener), Some(token)) = (tcp, token) {
-        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "REST API on TCP (bearer token required)");
+        let addr = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Socket {
+                path: "TCP listener".into(),
+                source,
+            })?;
+        info!(
+            addr = %addr,
+            header_timeout_seconds = config.tcp.header_timeout.as_secs(),
+            max_connections = config.tcp.max_connections,
+            "REST API on TCP (bearer token required)"
+        );
+        warn_if_exposed(addr);
         let router = with_bearer_token(api_router, token);
         let stop = stopped();
-        servers.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        });
+        let limits = config.tcp;
+        servers.spawn(serve_tcp(listener, router, limits, stop));
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
 
@@ -319,4 +454,19 @@ pub async fn run(
     }
     drop(sockets);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_equal_only_when_they_are_the_same_bytes() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(same_secret(b"", b""));
+        for other in [&b""[..], b"s", b"s3cre", b"s3cret!", b"S3cret", b"s3creT"] {
+            assert!(!same_secret(b"s3cret", other), "{other:?}");
+        }
+        assert!(!same_secret(&[b'a'; 4000], b"a"));
+    }
 }

@@ -20,3 +20,4 @@ mod history_safety;
 mod robustness;
 mod space_safety;
 mod state_safety;
+mod tcp_listener;
