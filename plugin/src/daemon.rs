@@ -23,6 +23,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
 
+use crate::body::MAX_BODY_BYTES;
 use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
@@ -307,6 +308,64 @@ pub fn with_bearer_token(router: Router, token: String) -> Router {
     }))
 }
 
+/// Reads each request's whole body within `limit` of its header, so a client that stalls
+/// mid-body cannot hold a connection (and a slot of [`TcpLimits::max_connections`]) for
+/// ever: a late body is answered 408 `body_timeout` and the connection closed; a body over
+/// [`MAX_BODY_BYTES`] is answered 413 `body_too_large` as the handlers would.
+pub fn with_body_deadline(router: Router, limit: Duration) -> Router {
+    router.layer(middleware::from_fn(move |request: Request, next: Next| async move {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(bytes)) => {
+                next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                    .await
+            }
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                let (status, code) = if too_large {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                } else {
+                    (StatusCode::BAD_REQUEST, "bad_body")
+                };
+                let mut response = ApiError::new(
+                    status,
+                    code,
+                    format!(
+                        "request body rejected: {e}; bodies are JSON of at most {MAX_BODY_BYTES} bytes"
+                    ),
+                )
+                .into_response();
+                close_after(&mut response);
+                response
+            }
+            Err(_) => {
+                let mut response = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s of its header; send the \
+                         whole body right after the header",
+                        limit.as_secs()
+                    ),
+                )
+                .into_response();
+                close_after(&mut response);
+                response
+            }
+        }
+    }))
+}
+
+/// Marks `response` as the connection's last: the rest of a refused body is not read.
+fn close_after(response: &mut Response) {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
+}
+
 fn unauthorized() -> Response {
     ApiError::new(
         StatusCode::UNAUTHORIZED,
@@ -428,7 +487,10 @@ pub async fn run(
             "REST API on TCP (bearer token required)"
         );
         warn_if_exposed(addr);
-        let router = with_bearer_token(api_router, token);
+        let router = with_bearer_token(
+            with_body_deadline(api_router, config.tcp.header_timeout),
+            token,
+        );
         let stop = stopped();
         let limits = config.tcp;
         servers.spawn(serve_tcp(listener, router, limits, stop));
@@ -459,6 +521,59 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A router that echoes the length of the body it got, behind a 200 ms body deadline.
+    fn echo() -> Router {
+        let router = Router::new().route(
+            "/",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        with_body_deadline(router, Duration::from_millis(200))
+    }
+
+    async fn answer(body: Body) -> (StatusCode, Option<String>, serde_json::Value, String) {
+        let request = axum::http::Request::post("/").body(body).unwrap();
+        let response = echo().oneshot(request).await.unwrap();
+        let status = response.status();
+        let connection = response
+            .headers()
+            .get(header::CONNECTION)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, connection, json, text)
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_in_time_reaches_the_handler() {
+        let (status, _, _, text) = answer(Body::from("{\"name\":\"x\"}")).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "12"));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_answered_408_and_closes_the_connection() {
+        let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let (status, connection, json, _) = answer(Body::from_stream(stalled)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(connection.as_deref(), Some("close"));
+        assert_eq!(json["error"]["code"], "body_timeout", "{json}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_answered_413() {
+        let (status, connection, json, _) =
+            answer(Body::from(vec![b' '; MAX_BODY_BYTES + 1])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+        assert_eq!(connection.as_deref(), Some("close"));
+        assert_eq!(json["error"]["code"], "body_too_large", "{json}");
+        let (status, _, _, text) = answer(Body::from(vec![b' '; MAX_BODY_BYTES])).await;
+        assert_eq!((status, text), (StatusCode::OK, MAX_BODY_BYTES.to_string()));
+    }
 
     #[test]
     fn secrets_are_equal_only_when_they_are_the_same_bytes() {

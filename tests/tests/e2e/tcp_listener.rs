@@ -194,6 +194,37 @@ fn half_open_and_idle_connections_are_closed_after_the_header_timeout() {
 }
 
 #[test]
+fn a_body_that_does_not_arrive_in_time_is_answered_408_and_the_connection_closed() {
+    let Some(tcp) = start("127.0.0.1", "tcp_header_timeout_seconds = 1", 0o600) else {
+        return;
+    };
+    let mut slow = TcpStream::connect(tcp.addr).unwrap();
+    let head = format!(
+        "POST /v1/volumes HTTP/1.1\r\nHost: dvol\r\nAuthorization: {}\r\nContent-Length: 100\r\n\r\n{{\"na",
+        bearer()
+    );
+    slow.write_all(head.as_bytes()).unwrap();
+    let sent = Instant::now();
+    let received = wait_closed(&mut slow, Duration::from_secs(10))
+        .expect("a connection with a stalled body still open after 10 s");
+    let took = sent.elapsed();
+    eprintln!("a stalled body answered and closed after {took:?}");
+    let answer = parse_response(&received)
+        .unwrap_or_else(|| panic!("no answer: {:?}", String::from_utf8_lossy(&received)));
+    let message = api_error(&answer, 408, "body_timeout");
+    assert!(message.contains("1 s"), "{message}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    // Nothing was created from half a body.
+    assert_eq!(
+        get(tcp.addr, "/v1/volumes", Some(&bearer())).json(),
+        serde_json::json!([])
+    );
+}
+
+#[test]
 fn a_flood_beyond_the_connection_limit_waits_and_a_client_with_the_token_is_served() {
     let Some(tcp) = start(
         "127.0.0.1",
