@@ -265,6 +265,12 @@ fn names_with_control_characters_are_escaped_in_text_and_exact_in_json() {
     let full = run(&["log"]);
     assert!(!full.contains('\r') && !full.contains('\x1b'), "{full:?}");
     assert!(full.contains("Author: eve\\033[2K"), "{full:?}");
+    let reflog = run(&["reflog"]);
+    assert!(
+        !reflog.contains('\r') && !reflog.contains('\x1b'),
+        "{reflog:?}"
+    );
+    assert!(reflog.contains("forged\\033[1A"), "{reflog:?}");
     let logged = json(cli_in(&daemon, &config, &["log", "--json"]));
     assert_eq!(logged["commits"][0]["message"], message, "{logged}");
 
