@@ -206,6 +206,9 @@ fn warn_if_exposed(addr: SocketAddr) {
     }
 }
 
+/// How often at most the TCP connection limit being reached is logged.
+const LIMIT_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Serves `router` on the TCP `listener` until `stop` completes, within `limits`: a client
 /// has [`TcpLimits::header_timeout`] to send a complete request header (on a new connection
 /// and between the requests of a kept-alive one: an idle connection is closed after that
@@ -222,33 +225,37 @@ async fn serve_tcp(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (close_tx, close_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let mut at_limit = false;
+    // The limit is reported at most once a minute, with how often it was hit meanwhile, so
+    // that a flood cannot flood the log too.
+    let mut last_report: Option<tokio::time::Instant> = None;
+    let mut hits_since_report = 0u64;
     tokio::pin!(stop);
     loop {
         while connections.try_join_next().is_some() {}
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                if !at_limit {
+                hits_since_report += 1;
+                if last_report.is_none_or(|at| at.elapsed() >= LIMIT_REPORT_INTERVAL) {
                     warn!(
                         limit = limits.max_connections,
+                        times = hits_since_report,
                         "TCP connection limit reached: {} connections are being served; \
                          further connections wait in the listen backlog until one closes \
-                         (tcp_max_connections in the configuration)",
-                        limits.max_connections
+                         (tcp_max_connections in the configuration; reached {} time(s) since \
+                         the last report)",
+                        limits.max_connections,
+                        hits_since_report
                     );
+                    last_report = Some(tokio::time::Instant::now());
+                    hits_since_report = 0;
                 }
-                at_limit = true;
                 tokio::select! {
                     permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
                     () = &mut stop => break,
                 }
             }
         };
-        if at_limit {
-            info!("TCP connections below the limit again; accepting");
-            at_limit = false;
-        }
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,

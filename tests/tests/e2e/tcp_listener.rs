@@ -264,6 +264,14 @@ fn a_flood_beyond_the_connection_limit_waits_and_a_client_with_the_token_is_serv
         "{}",
         tcp.daemon.log()
     );
+    // Hit at every round of the flood, the limit is reported once: a flood cannot flood the
+    // log.
+    let reports = tcp
+        .daemon
+        .log()
+        .matches("TCP connection limit reached")
+        .count();
+    assert_eq!(reports, 1, "{}", tcp.daemon.log());
     drop(flood);
     // Once the flood is gone, answers come at once again.
     let started = Instant::now();
