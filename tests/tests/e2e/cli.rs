@@ -169,6 +169,61 @@ fn errors_are_one_line_and_non_zero() {
     fails_with(bad_host, "invalid --host");
 }
 
+/// A loop volume larger than the state root's filesystem can hold in one file (ext4: 16 TiB
+/// less one block) is refused naming that limit, and leaves nothing behind; sizes written
+/// loosely are refused naming the accepted forms.
+#[test]
+fn sizes_beyond_the_roots_largest_file_or_loosely_written_are_refused() {
+    let Some(daemon) = Daemon::for_root_test() else {
+        return;
+    };
+    let stat = rustix::fs::statfs(&daemon.root).unwrap();
+    if stat.f_type as u32 != 0xEF53 {
+        assert!(
+            !dvol_tests::require_all(),
+            "an ext4 state root is required (DVOL_REQUIRE_ALL=1); {} is not ext4",
+            daemon.root.display()
+        );
+        eprintln!("skipped: the state root is not on ext4");
+        return;
+    }
+    let limit = ((1u64 << 32) - 1) * stat.f_bsize as u64;
+    fails_with(
+        daemon.cli(&["volume", "create", "huge@silver", "-o", "size=17T"]),
+        "a 17TiB volume does not fit in one image file on the filesystem holding",
+    );
+    fails_with(
+        daemon.cli(&["volume", "create", "huge@silver", "-o", "size=17T"]),
+        &format!("its largest file is {limit} bytes"),
+    );
+    assert_eq!(
+        json(daemon.cli(&["volume", "ls", "--json"])),
+        Value::Array(vec![])
+    );
+    let images = daemon.root.join("backends").join("loop");
+    let left: Vec<_> = std::fs::read_dir(&images)
+        .map(|entries| entries.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", images.display());
+
+    for loose in ["1_000M", "16.M", "10 M", "1e3", " 1G", "+1G"] {
+        fails_with(
+            daemon.cli(&[
+                "volume",
+                "create",
+                "loose@silver",
+                "-o",
+                &format!("size={loose}"),
+            ]),
+            "512M, 10G, 1.5T, 10GiB, or a byte count such as 1073741824",
+        );
+    }
+    assert!(
+        ok(daemon.cli(&["volume", "create", "exact@silver", "-o", "size=64MiB"])).contains("exact")
+    );
+    ok(daemon.cli(&["volume", "rm", "exact"]));
+}
+
 /// Runs `dvol args` against `daemon` with its current volume kept in `config`.
 fn cli_in(daemon: &Daemon, config: &tempfile::TempDir, args: &[&str]) -> Output {
     daemon
