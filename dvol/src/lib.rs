@@ -18,3 +18,4 @@ mod current;
 mod render;
 
 pub use command::run;
+pub use render::quote::escape_text;

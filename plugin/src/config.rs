@@ -71,6 +71,10 @@ struct ConfigFile {
     reserve_percent: Option<Spanned<f64>>,
     /// The longest a commit may keep a volume frozen, in seconds.
     freeze_limit_seconds: Option<Spanned<u64>>,
+    /// How long a TCP client has to send a request's header, in seconds.
+    tcp_header_timeout_seconds: Option<Spanned<u64>>,
+    /// How many TCP connections are served at once.
+    tcp_max_connections: Option<Spanned<u64>>,
     #[serde(default)]
     profiles: BTreeMap<Spanned<String>, Spanned<ProfileConfig>>,
 }
@@ -95,6 +99,31 @@ pub struct ProfileConfig {
     pub max_overprovision: Option<f64>,
 }
 
+/// The limits of the REST API's TCP listener (`--listen`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// How long a client has to send a complete request header, counted from when the
+    /// daemon starts waiting for one: on a new connection, and after each answer on a
+    /// kept-alive one (so an idle kept-alive connection is closed after this long too).
+    /// Config key `tcp_header_timeout_seconds`.
+    pub header_timeout: Duration,
+    /// How many connections are served at once; further ones wait in the kernel's listen
+    /// backlog until one closes. Config key `tcp_max_connections`.
+    pub max_connections: usize,
+}
+
+impl TcpLimits {
+    /// 10 s to send a header, 256 connections at once.
+    pub const DEFAULT: TcpLimits = TcpLimits {
+        header_timeout: Duration::from_secs(10),
+        max_connections: 256,
+    };
+    /// The longest header time-out accepted, in seconds.
+    const MAX_HEADER_TIMEOUT_SECONDS: u64 = 3600;
+    /// The most connections accepted as a limit.
+    const MAX_CONNECTIONS: u64 = 65_536;
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -112,6 +141,8 @@ pub struct Config {
     /// The longest a commit may keep a volume frozen; then the freeze is lifted and the
     /// commit fails.
     pub freeze_limit: Duration,
+    /// The limits of the TCP listener.
+    pub tcp: TcpLimits,
 }
 
 impl Config {
@@ -246,6 +277,36 @@ impl Config {
             None => DEFAULT_FREEZE_LIMIT,
         };
 
+        let mut tcp = TcpLimits::DEFAULT;
+        if let Some(seconds) = file.tcp_header_timeout_seconds {
+            let span = seconds.span();
+            let seconds = seconds.into_inner();
+            if !(1..=TcpLimits::MAX_HEADER_TIMEOUT_SECONDS).contains(&seconds) {
+                return Err(invalid(
+                    span,
+                    format!(
+                        "tcp_header_timeout_seconds {seconds} is out of range: use 1 to {}",
+                        TcpLimits::MAX_HEADER_TIMEOUT_SECONDS
+                    ),
+                ));
+            }
+            tcp.header_timeout = Duration::from_secs(seconds);
+        }
+        if let Some(count) = file.tcp_max_connections {
+            let span = count.span();
+            let count = count.into_inner();
+            if !(1..=TcpLimits::MAX_CONNECTIONS).contains(&count) {
+                return Err(invalid(
+                    span,
+                    format!(
+                        "tcp_max_connections {count} is out of range: use 1 to {}",
+                        TcpLimits::MAX_CONNECTIONS
+                    ),
+                ));
+            }
+            tcp.max_connections = count as usize;
+        }
+
         Ok(Config {
             default_profile,
             profiles,
@@ -253,6 +314,7 @@ impl Config {
             builtin: false,
             reserve,
             freeze_limit,
+            tcp,
         })
     }
 }
@@ -423,6 +485,37 @@ mod tests {
             msg.starts_with("/etc/dvol/config.toml:1: reserve:"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn tcp_limits_have_defaults_and_can_be_set() {
+        assert_eq!(Config::builtin().tcp, TcpLimits::DEFAULT);
+        assert_eq!(
+            TcpLimits::DEFAULT,
+            TcpLimits {
+                header_timeout: Duration::from_secs(10),
+                max_connections: 256
+            }
+        );
+        let config = parse(
+            "tcp_header_timeout_seconds = 2\ntcp_max_connections = 8\n[profiles.a]\nbackend = \"directory\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.tcp,
+            TcpLimits {
+                header_timeout: Duration::from_secs(2),
+                max_connections: 8
+            }
+        );
+        let msg = error("tcp_header_timeout_seconds = 0\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(
+            msg.starts_with("/etc/dvol/config.toml:1: tcp_header_timeout_seconds:")
+                && msg.contains("1 to 3600"),
+            "{msg}"
+        );
+        let msg = error("tcp_max_connections = 0\n[profiles.a]\nbackend = \"directory\"\n");
+        assert!(msg.contains("1 to 65536"), "{msg}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{header, StatusCode};
@@ -16,11 +17,14 @@ use dvol_backends::directory::DirectoryBackend;
 use dvol_backends::loop_device::LoopBackend;
 use dvol_backends::lvm::LvmBackend;
 use dvol_backends::{Backend, BackendKind};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::watch;
-use tracing::info;
+use tokio::sync::{watch, Semaphore};
+use tracing::{info, warn};
 
-use crate::config::{Config, ConfigError};
+use crate::body::MAX_BODY_BYTES;
+use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
 use crate::profile::HostBackends;
@@ -123,9 +127,17 @@ pub fn probe_backends(layout: &Layout, config: &Config) -> Result<HostBackends, 
 /// Opens the volume service described by `options`.
 pub fn open_service(options: &DaemonOptions) -> Result<VolumeService, DaemonError> {
     let config = Config::load(&options.config, options.config_required)?;
+    open_service_with(options, &config)
+}
+
+/// Opens the volume service described by `options` with the loaded `config`.
+fn open_service_with(
+    options: &DaemonOptions,
+    config: &Config,
+) -> Result<VolumeService, DaemonError> {
     let layout = Layout::new(&options.root);
-    let host = probe_backends(&layout, &config)?;
-    Ok(VolumeService::open(layout, &config, host)?)
+    let host = probe_backends(&layout, config)?;
+    Ok(VolumeService::open(layout, config, host)?)
 }
 
 /// Binds a unix socket with mode 0600, replacing a stale socket file but never a live one.
@@ -150,6 +162,7 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
     Ok(listener)
 }
 
+/// Reads the bearer token from `path`, warning when group or others may read the file.
 fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
     let path = path.ok_or_else(|| DaemonError::Token("no --token-file given".into()))?;
     let token = std::fs::read_to_string(path)
@@ -158,12 +171,129 @@ fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
     if token.is_empty() {
         return Err(DaemonError::Token(format!("{} is empty", path.display())));
     }
+    if let Ok(metadata) = std::fs::metadata(path) {
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(
+                token_file = %path.display(),
+                "the token file {} is readable by group or others (mode {mode:03o}): anyone who \
+                 can read it can call the API; restrict it with `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     Ok(token)
 }
 
-/// Compares without stopping at the first difference.
+/// Compares two secrets in time that depends on neither their contents nor their lengths:
+/// both are hashed (BLAKE3) and the digests compared in constant time.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    // blake3::Hash's equality is constant-time.
+    blake3::hash(a) == blake3::hash(b)
+}
+
+/// Warns when the TCP listener is reachable beyond this host: dvol has no TLS, so the token
+/// and everything else travel in clear text.
+fn warn_if_exposed(addr: SocketAddr) {
+    if !addr.ip().is_loopback() {
+        warn!(
+            addr = %addr,
+            "the REST API listens on {addr}, which is not a loopback address, without TLS \
+             (dvol has none yet): the bearer token and all data travel in clear text; listen \
+             on 127.0.0.1 and reach it through an SSH tunnel, or put a TLS proxy in front"
+        );
+    }
+}
+
+/// How often at most the TCP connection limit being reached is logged.
+const LIMIT_REPORT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Serves `router` on the TCP `listener` until `stop` completes, within `limits`: a client
+/// has [`TcpLimits::header_timeout`] to send a complete request header (on a new connection
+/// and between the requests of a kept-alive one: an idle connection is closed after that
+/// long), and at most [`TcpLimits::max_connections`] connections are served at once. At the
+/// limit the daemon stops accepting: further connections wait in the kernel's listen backlog
+/// until one closes, and a line in the log says so. At `stop` the connections finish their
+/// current request and close.
+async fn serve_tcp(
+    listener: TcpListener,
+    router: Router,
+    limits: TcpLimits,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    // The limit is reported at most once a minute, with how often it was hit meanwhile, so
+    // that a flood cannot flood the log too.
+    let mut last_report: Option<tokio::time::Instant> = None;
+    let mut hits_since_report = 0u64;
+    tokio::pin!(stop);
+    loop {
+        while connections.try_join_next().is_some() {}
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                hits_since_report += 1;
+                if last_report.is_none_or(|at| at.elapsed() >= LIMIT_REPORT_INTERVAL) {
+                    warn!(
+                        limit = limits.max_connections,
+                        times = hits_since_report,
+                        "TCP connection limit reached: {} connections are being served; \
+                         further connections wait in the listen backlog until one closes \
+                         (tcp_max_connections in the configuration; reached {} time(s) since \
+                         the last report)",
+                        limits.max_connections,
+                        hits_since_report
+                    );
+                    last_report = Some(tokio::time::Instant::now());
+                    hits_since_report = 0;
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut stop => break,
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    warn!(error = %e, "cannot accept a TCP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let mut close = close_rx.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = async { let _ = close.wait_for(|close| *close).await; } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(peer = %peer, error = %e, "TCP connection ended");
+            }
+        });
+    }
+    let _ = close_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Requires `Authorization: Bearer <token>` on every request.
@@ -183,6 +313,64 @@ pub fn with_bearer_token(router: Router, token: String) -> Router {
             }
         }
     }))
+}
+
+/// Reads each request's whole body within `limit` of its header, so a client that stalls
+/// mid-body cannot hold a connection (and a slot of [`TcpLimits::max_connections`]) for
+/// ever: a late body is answered 408 `body_timeout` and the connection closed; a body over
+/// [`MAX_BODY_BYTES`] is answered 413 `body_too_large` as the handlers would.
+pub fn with_body_deadline(router: Router, limit: Duration) -> Router {
+    router.layer(middleware::from_fn(move |request: Request, next: Next| async move {
+        let (parts, body) = request.into_parts();
+        let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(bytes)) => {
+                next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                    .await
+            }
+            Ok(Err(e)) => {
+                let too_large = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                let (status, code) = if too_large {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+                } else {
+                    (StatusCode::BAD_REQUEST, "bad_body")
+                };
+                let mut response = ApiError::new(
+                    status,
+                    code,
+                    format!(
+                        "request body rejected: {e}; bodies are JSON of at most {MAX_BODY_BYTES} bytes"
+                    ),
+                )
+                .into_response();
+                close_after(&mut response);
+                response
+            }
+            Err(_) => {
+                let mut response = ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} s of its header; send the \
+                         whole body right after the header",
+                        limit.as_secs()
+                    ),
+                )
+                .into_response();
+                close_after(&mut response);
+                response
+            }
+        }
+    }))
+}
+
+/// Marks `response` as the connection's last: the rest of a refused body is not read.
+fn close_after(response: &mut Response) {
+    response.headers_mut().insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("close"),
+    );
 }
 
 fn unauthorized() -> Response {
@@ -232,9 +420,13 @@ pub async fn run(
     };
     let _root_lock = RootLock::take(&options.root)?;
     let opts = options.clone();
-    let service = tokio::task::spawn_blocking(move || open_service(&opts))
-        .await
-        .expect("service open task")?;
+    let (service, config) = tokio::task::spawn_blocking(move || {
+        let config = Config::load(&opts.config, opts.config_required)?;
+        let service = open_service_with(&opts, &config)?;
+        Ok::<_, DaemonError>((service, config))
+    })
+    .await
+    .expect("service open task")?;
     let mut service = service;
     if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
         service.set_containers(Containers::new(driver, Arc::new(DockerEngine::default())));
@@ -289,14 +481,26 @@ pub async fn run(
             .await
     });
     if let (Some(listener), Some(token)) = (tcp, token) {
-        info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "REST API on TCP (bearer token required)");
-        let router = with_bearer_token(api_router, token);
+        let addr = listener
+            .local_addr()
+            .map_err(|source| DaemonError::Socket {
+                path: "TCP listener".into(),
+                source,
+            })?;
+        info!(
+            addr = %addr,
+            header_timeout_seconds = config.tcp.header_timeout.as_secs(),
+            max_connections = config.tcp.max_connections,
+            "REST API on TCP (bearer token required)"
+        );
+        warn_if_exposed(addr);
+        let router = with_bearer_token(
+            with_body_deadline(api_router, config.tcp.header_timeout),
+            token,
+        );
         let stop = stopped();
-        servers.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        });
+        let limits = config.tcp;
+        servers.spawn(serve_tcp(listener, router, limits, stop));
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
     // Starting a container asks this plugin to mount its volume: only once it serves.
@@ -324,4 +528,72 @@ pub async fn run(
     }
     drop(sockets);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    /// A router that echoes the length of the body it got, behind a 200 ms body deadline.
+    fn echo() -> Router {
+        let router = Router::new().route(
+            "/",
+            axum::routing::post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
+        with_body_deadline(router, Duration::from_millis(200))
+    }
+
+    async fn answer(body: Body) -> (StatusCode, Option<String>, serde_json::Value, String) {
+        let request = axum::http::Request::post("/").body(body).unwrap();
+        let response = echo().oneshot(request).await.unwrap();
+        let status = response.status();
+        let connection = response
+            .headers()
+            .get(header::CONNECTION)
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (status, connection, json, text)
+    }
+
+    #[tokio::test]
+    async fn a_whole_body_in_time_reaches_the_handler() {
+        let (status, _, _, text) = answer(Body::from("{\"name\":\"x\"}")).await;
+        assert_eq!((status, text.as_str()), (StatusCode::OK, "12"));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_answered_408_and_closes_the_connection() {
+        let stalled = futures_util::stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let (status, connection, json, _) = answer(Body::from_stream(stalled)).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(connection.as_deref(), Some("close"));
+        assert_eq!(json["error"]["code"], "body_timeout", "{json}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_answered_413() {
+        let (status, connection, json, _) =
+            answer(Body::from(vec![b' '; MAX_BODY_BYTES + 1])).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{json}");
+        assert_eq!(connection.as_deref(), Some("close"));
+        assert_eq!(json["error"]["code"], "body_too_large", "{json}");
+        let (status, _, _, text) = answer(Body::from(vec![b' '; MAX_BODY_BYTES])).await;
+        assert_eq!((status, text), (StatusCode::OK, MAX_BODY_BYTES.to_string()));
+    }
+
+    #[test]
+    fn secrets_are_equal_only_when_they_are_the_same_bytes() {
+        assert!(same_secret(b"s3cret", b"s3cret"));
+        assert!(same_secret(b"", b""));
+        for other in [&b""[..], b"s", b"s3cre", b"s3cret!", b"S3cret", b"s3creT"] {
+            assert!(!same_secret(b"s3cret", other), "{other:?}");
+        }
+        assert!(!same_secret(&[b'a'; 4000], b"a"));
+    }
 }

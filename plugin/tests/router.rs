@@ -502,6 +502,121 @@ async fn rest_errors_have_codes_and_statuses() {
     assert_eq!(answer["error"]["code"], "profile_mismatch");
 }
 
+/// Sends `method path` as raw as a client can (no body, no headers) and returns the status,
+/// the content type and the body's bytes.
+async fn send_raw(router: Router, method: &str, path: &str) -> (StatusCode, String, Vec<u8>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::empty())
+        .unwrap();
+    let response = router.oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = content_type(&response);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, bytes.to_vec())
+}
+
+/// Every refusal, whatever refused it (a handler, an extractor, the router), is the JSON
+/// error envelope with a documented status: paths that are not valid UTF-8 once decoded,
+/// unknown routes and methods, stray methods such as OPTIONS or made-up ones.
+#[tokio::test]
+async fn every_rest_refusal_is_the_json_error_envelope() {
+    let f = Fixture::new();
+    let cases = [
+        (
+            "GET",
+            "/v1/volumes/%FF",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "DELETE",
+            "/v1/volumes/%C3%28",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "GET",
+            "/v1/volumes/%FF/status",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "GET",
+            "/v1/volumes/%FF/commits",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "DELETE",
+            "/v1/volumes/v/branches/%FE%FF",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        (
+            "DELETE",
+            "/v1/volumes/%FF/tags/t",
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+        ),
+        ("GET", "/v1/%FF", StatusCode::BAD_REQUEST, "bad_path"),
+        ("GET", "/", StatusCode::NOT_FOUND, "no_route"),
+        (
+            "GET",
+            "/v1/volumes/a/b/c/d",
+            StatusCode::NOT_FOUND,
+            "no_route",
+        ),
+        ("GET", "/v2/volumes", StatusCode::NOT_FOUND, "no_route"),
+        (
+            "DELETE",
+            "/v1/openapi.json",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "OPTIONS",
+            "/v1/volumes",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "BREW",
+            "/v1/volumes",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/v1/volumes/v/diff?from=%FF",
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
+    ];
+    send(f.api(), "POST", "/v1/volumes", r#"{"name":"v"}"#).await;
+    for (method, path, status, code) in cases {
+        let what = format!("{method} {path}");
+        let (got, content_type, body) = send_raw(f.api(), method, path).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(got, status, "{what}: {text}");
+        assert_eq!(content_type, "application/json", "{what}: {text}");
+        let value: Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: the body is not JSON ({e}): {text}"));
+        let envelope = value.as_object().unwrap();
+        assert_eq!(envelope.len(), 1, "{what}: {value}");
+        let error = value["error"].as_object().unwrap();
+        assert_eq!(error.len(), 2, "{what}: {value}");
+        assert_eq!(error["code"], code, "{what}: {value}");
+        assert!(
+            !error["message"].as_str().unwrap().is_empty(),
+            "{what}: {value}"
+        );
+        // Where the route is documented, the status and body must be as documented.
+        check_documented(method, path, got, &content_type, &value);
+    }
+}
+
 #[tokio::test]
 async fn rest_node_profiles_and_health() {
     let f = Fixture::new();

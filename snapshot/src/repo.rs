@@ -873,6 +873,16 @@ impl Repository {
             rev: rev.to_string(),
             available: self.available_refs(volume),
         };
+        let hex = base.bytes().all(|c| c.is_ascii_hexdigit());
+        if hex && base.len() < ObjectId::MIN_PREFIX {
+            return Err(Error::BadRevision {
+                rev: rev.to_string(),
+                why: format!(
+                    "'{base}' is too short: give at least {} hex digits of a commit id",
+                    ObjectId::MIN_PREFIX
+                ),
+            });
+        }
         let Ok(prefix) = ObjectId::parse_prefix(base) else {
             return Err(unknown());
         };

@@ -539,10 +539,19 @@ fn resolve_revisions() {
             && e.contains("tags: v1"),
         "{e}"
     );
-    assert!(matches!(
-        repo.resolve(&vol, "abc"),
-        Err(Error::UnknownRevision { .. })
-    ));
+    // Too few hex digits to be a commit id prefix: said so, not "unknown".
+    for short in ["a", "ab", "abc"] {
+        let e = repo.resolve(&vol, short).unwrap_err();
+        assert!(matches!(e, Error::BadRevision { .. }), "{short}: {e}");
+        assert!(
+            e.to_string()
+                .contains("too short: give at least 4 hex digits of a commit id"),
+            "{short}: {e}"
+        );
+    }
+    // A branch of that name still wins.
+    repo.create_branch(&vol, "abc", ids[0], "test").unwrap();
+    assert_eq!(repo.resolve(&vol, "abc").unwrap(), ids[0]);
     assert!(matches!(
         repo.resolve(&vol, "HEAD~x"),
         Err(Error::BadRevision { .. })

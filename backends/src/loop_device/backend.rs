@@ -45,6 +45,7 @@ impl Backend for LoopBackend {
         self.tools.check(fs).map_err(|message| {
             BackendError::Unavailable(format!("cannot make {fs} volumes: {message}"))
         })?;
+        self.check_file_size_limit(size)?;
         let what = if spec.preallocate {
             format!("a fully allocated {size} volume")
         } else {

@@ -76,6 +76,7 @@ impl LoopBackend {
             .open(&image)
             .map_err(|e| BackendError::io("open volume image", &image, e))?;
         let added = new_size.bytes() - current;
+        self.check_file_size_limit(new_size)?;
         let space = self.hold_space();
         self.check_promise(
             added,
@@ -86,8 +87,7 @@ impl LoopBackend {
         if spec.preallocate {
             allocate(&file, &image, current, added)?;
         } else {
-            file.set_len(new_size.bytes())
-                .map_err(|e| BackendError::io("grow volume image", &image, e))?;
+            self.set_image_len(&file, &image, "grow volume image", new_size.bytes())?;
         }
         drop(space);
         file.sync_all()

@@ -29,6 +29,90 @@ pub(super) fn human(bytes: u64) -> String {
         .unwrap_or_else(|_| format!("{bytes} bytes"))
 }
 
+/// The largest file a filesystem can hold, as far as its type tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileSizeLimit {
+    /// The filesystem's name, for messages.
+    pub filesystem: &'static str,
+    /// The largest file size in bytes.
+    pub bytes: u64,
+}
+
+/// `statfs` magic numbers (linux/magic.h) of the filesystems whose largest file is known.
+const EXT4_SUPER_MAGIC: u64 = 0xEF53;
+const XFS_SUPER_MAGIC: u64 = 0x5846_5342;
+const BTRFS_SUPER_MAGIC: u64 = 0x9123_683E;
+const TMPFS_MAGIC: u64 = 0x0102_1994;
+
+/// The largest file the filesystem holding `dir` can hold: ext4 maps a file's blocks with
+/// 32-bit numbers, so (2^32 - 1) blocks (16 TiB less one block with 4 KiB blocks); xfs,
+/// btrfs and tmpfs go to the kernel's limit, 8 EiB. `None` for other filesystems (a too
+/// large image then fails with EFBIG, see [`size_error`]).
+pub(super) fn file_size_limit(dir: &Path) -> Result<Option<FileSizeLimit>, BackendError> {
+    let stat = rustix::fs::statfs(dir)
+        .map_err(|e| BackendError::io("read the filesystem type of", dir, e.into()))?;
+    // f_type is a signed word whose width varies with the architecture; the magic numbers
+    // are 32-bit values.
+    let magic = u64::from(stat.f_type as u32);
+    let block = u64::try_from(stat.f_bsize).unwrap_or(0);
+    let limit = match magic {
+        EXT4_SUPER_MAGIC if block.is_power_of_two() => FileSizeLimit {
+            filesystem: "ext4",
+            bytes: ((1u64 << 32) - 1) * block,
+        },
+        XFS_SUPER_MAGIC => FileSizeLimit {
+            filesystem: "xfs",
+            bytes: i64::MAX as u64,
+        },
+        BTRFS_SUPER_MAGIC => FileSizeLimit {
+            filesystem: "btrfs",
+            bytes: i64::MAX as u64,
+        },
+        TMPFS_MAGIC => FileSizeLimit {
+            filesystem: "tmpfs",
+            bytes: i64::MAX as u64,
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(limit))
+}
+
+/// The error for an image of `size` that does not fit in one file on the filesystem
+/// holding `root`, whose largest file is `limit` (when known).
+fn too_large_for_file(root: &Path, size: u64, limit: Option<FileSizeLimit>) -> BackendError {
+    let largest = match limit {
+        Some(limit) => format!(
+            "its largest file is {} bytes (about {}, {})",
+            limit.bytes,
+            human(limit.bytes),
+            limit.filesystem
+        ),
+        None => "it refuses a file that large (EFBIG)".to_string(),
+    };
+    BackendError::Refused(format!(
+        "a {} volume does not fit in one image file on the filesystem holding {}: {largest}; \
+         ask for a smaller size, or put the state root on a filesystem with larger files (xfs)",
+        human(size),
+        root.display(),
+    ))
+}
+
+/// Maps the failure to size an image file to `size`: EFBIG (the file would pass the
+/// filesystem's largest file) is a refusal naming the limit, anything else an I/O error.
+fn size_error(
+    root: &Path,
+    image: &Path,
+    op: &'static str,
+    size: u64,
+    e: std::io::Error,
+) -> BackendError {
+    if e.raw_os_error() == Some(Errno::FBIG.raw_os_error()) {
+        too_large_for_file(root, size, file_size_limit(root).ok().flatten())
+    } else {
+        BackendError::io(op, image, e)
+    }
+}
+
 /// Opens an image to attach it, or to write to it.
 pub(super) fn open_image(image: &Path) -> Result<File, BackendError> {
     OpenOptions::new()
@@ -72,6 +156,30 @@ impl LoopBackend {
         self.root.join(format!("{id}.grow"))
     }
 
+    /// Refuses a volume of `size` that could not be one image file on the filesystem holding
+    /// the root (see [`file_size_limit`]).
+    pub(super) fn check_file_size_limit(&self, size: ByteSize) -> Result<(), BackendError> {
+        match file_size_limit(&self.root)? {
+            Some(limit) if size.bytes() > limit.bytes => {
+                Err(too_large_for_file(&self.root, size.bytes(), Some(limit)))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Sets the length of the open `image` to `size`, with a refusal naming the limit when
+    /// the filesystem cannot hold a file that large.
+    pub(super) fn set_image_len(
+        &self,
+        file: &File,
+        image: &Path,
+        op: &'static str,
+        size: u64,
+    ) -> Result<(), BackendError> {
+        file.set_len(size)
+            .map_err(|e| size_error(&self.root, image, op, size, e))
+    }
+
     /// Writes a formatted image at `temp`: sized, attached, formatted, detached, synced.
     pub(super) fn build_image(
         &self,
@@ -90,8 +198,7 @@ impl LoopBackend {
         if preallocate {
             allocate(&file, temp, 0, size.bytes())?;
         } else {
-            file.set_len(size.bytes())
-                .map_err(|e| BackendError::io("size volume image", temp, e))?;
+            self.set_image_len(&file, temp, "size volume image", size.bytes())?;
         }
         let attached = Attached::new(&file, temp)?;
         let made = self.tools.make(fs, &attached.path);

@@ -269,15 +269,71 @@ fn sizes_below_the_filesystem_minimum_are_refused_with_the_minimum() {
     );
     let huge = VolumeSpec {
         preallocate: true,
-        ..spec(Filesystem::Ext4, "1P")
+        ..spec(Filesystem::Ext4, "8T")
     };
     let err = fx.backend.create(&huge).unwrap_err();
     assert!(err.is_refusal(), "{err:?}");
     assert!(
-        err.to_string().contains("needs 1PiB allocated now"),
+        err.to_string().contains("needs 8TiB allocated now"),
         "{err}"
     );
     assert!(fx.backend.volumes().unwrap().is_empty());
+    assert_eq!(fs::read_dir(fx.backend.root()).unwrap().count(), 0);
+}
+
+/// Whether the filesystem holding `path` is ext4 (statfs magic 0xEF53).
+fn on_ext4(path: &Path) -> bool {
+    rustix::fs::statfs(path).unwrap().f_type as u32 == 0xEF53
+}
+
+#[test]
+fn a_volume_larger_than_the_roots_largest_file_is_refused_with_the_limit() {
+    let Some(fx) = Fixture::new() else { return };
+    if !on_ext4(fx.backend.root()) {
+        assert!(
+            std::env::var("DVOL_REQUIRE_ALL").as_deref() != Ok("1"),
+            "an ext4 /tmp is required (DVOL_REQUIRE_ALL=1) but /tmp is not ext4"
+        );
+        eprintln!("skipped: /tmp is not ext4");
+        return;
+    }
+    let block = rustix::fs::statfs(fx.backend.root()).unwrap().f_bsize as u64;
+    let limit = ((1u64 << 32) - 1) * block;
+    // Sparse, and allowed any overcommit: only the file size limit stands in the way.
+    let huge = VolumeSpec {
+        max_overprovision: Some(100_000.0),
+        ..spec(Filesystem::Ext4, "17T")
+    };
+    for err in [
+        fx.backend.validate(&huge).unwrap_err(),
+        fx.backend.create(&huge).unwrap_err(),
+    ] {
+        assert!(err.is_refusal(), "{err:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("a 17TiB volume does not fit in one image file")
+                && message.contains(&format!("its largest file is {limit} bytes"))
+                && message.contains("ext4"),
+            "{message}"
+        );
+    }
+    assert!(fx.backend.volumes().unwrap().is_empty());
+    assert_eq!(fs::read_dir(fx.backend.root()).unwrap().count(), 0);
+
+    // Where the type is not known, the kernel's EFBIG says the same, and the half-built
+    // image is gone.
+    let temp = fx.backend.temp_path(huge.id);
+    let err = fx
+        .backend
+        .build_image(&temp, Filesystem::Ext4, "17T".parse().unwrap(), false)
+        .unwrap_err();
+    assert!(err.is_refusal(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains(&format!("its largest file is {limit} bytes")),
+        "{err}"
+    );
+    fx.backend.discard_temp(huge.id).unwrap();
     assert_eq!(fs::read_dir(fx.backend.root()).unwrap().count(), 0);
 }
 

@@ -6,6 +6,7 @@ use crate::client::Client;
 use crate::current;
 use crate::render::format::{readable_time, short_id};
 use crate::render::json::print_json;
+use crate::render::quote::escape_text;
 
 /// `dvol reflog [-n N] [--json]`: one line per move, `ID REF TIME MESSAGE`, where `ID` is the
 /// commit the ref moved to (`-` for a deleted branch, then the commit it pointed at follows
@@ -36,9 +37,10 @@ pub async fn run(
             (None, None) => ("-".repeat(12), e.message.clone()),
         };
         println!(
-            "{id} {:width$} {} {message}",
+            "{id} {:width$} {} {}",
             e.reference,
-            readable_time(&e.time)
+            readable_time(&e.time),
+            escape_text(&message)
         );
     }
     Ok(())

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use dvol_api::{ChangeKind, ChangeView};
 
 use super::format::optional_bytes;
+use super::quote::quote_name;
 
 /// Prints `none` when there are no `changes`; else a line per change and
 /// `N {what}: 1 added, 2 modified` under them.
@@ -20,10 +21,12 @@ pub fn print_changes(changes: &[ChangeView], none: &str, what: &str) {
     println!("{} {what}: {}", changes.len(), change_summary(changes));
 }
 
-/// One changed path, like `A a.txt (5B)`, `D dir/` or `M c (1B -> 2KiB)`.
+/// One changed path, like `A a.txt (5B)`, `D dir/` or `M c (1B -> 2KiB)`; a path with
+/// control characters, quotes or backslashes is quoted (`A "x\n M evil" (3B)`).
 fn change_line(change: &ChangeView) -> String {
     let dir = change.is_dir;
     let path = format!("{}{}", change.path, if dir { "/" } else { "" });
+    let path = quote_name(&path);
     match change.kind {
         ChangeKind::Added if dir => format!("A {path}"),
         ChangeKind::Added => format!("A {path} ({})", optional_bytes(change.new_size)),
@@ -80,6 +83,10 @@ mod tests {
         assert_eq!(change_line(&added), "A a.txt (5B)");
         assert_eq!(change_line(&removed), "D b/");
         assert_eq!(change_line(&modified), "M c (1B -> 2KiB)");
+        let forged = change("x\n M evil", ChangeKind::Added, false, [None, Some(3)]);
+        assert_eq!(change_line(&forged), r#"A "x\n M evil" (3B)"#);
+        let forged_dir = change("d\rD", ChangeKind::Removed, true, [None, None]);
+        assert_eq!(change_line(&forged_dir), r#"D "d\rD/""#);
         assert_eq!(
             change_summary(&[added, removed, modified]),
             "1 added, 1 modified, 1 removed"

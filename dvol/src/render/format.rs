@@ -1,6 +1,10 @@
 //! Values as the commands print them: sizes, commit ids, times, messages and refs.
 
+use std::borrow::Cow;
+
 use dvol_api::RefView;
+
+use super::quote::{escape_text, quote_name};
 
 /// Commit ids are shown with this many hex digits (any unique prefix of 4 or more works as a
 /// revision).
@@ -49,22 +53,20 @@ pub fn readable_time(rfc3339: &str) -> String {
     format!("{date} {seconds} UTC")
 }
 
-/// The first line of a commit message.
-pub fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or("")
+/// The first line of a commit message, its control characters escaped.
+pub fn first_line(message: &str) -> Cow<'_, str> {
+    escape_text(message.lines().next().unwrap_or(""))
 }
 
-/// Branches or tags, one line each: the name padded to the longest, then the short commit
+/// Branches or tags, one line each (a name quoted if it needs it): the name padded to the longest, then the short commit
 /// id; with `mark_current`, prefixed by `*` for the checked-out branch.
 pub fn ref_lines(refs: &[RefView], mark_current: bool) -> Vec<String> {
-    let width = refs
-        .iter()
-        .map(|r| r.name.chars().count())
-        .max()
-        .unwrap_or(0);
+    let names: Vec<Cow<'_, str>> = refs.iter().map(|r| quote_name(&r.name)).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
     refs.iter()
-        .map(|r| {
-            let line = format!("{:<width$}  {}", r.name, short_id(&r.commit));
+        .zip(&names)
+        .map(|(r, name)| {
+            let line = format!("{name:<width$}  {}", short_id(&r.commit));
             match (mark_current, r.current) {
                 (false, _) => line,
                 (true, true) => format!("* {line}"),
@@ -89,5 +91,14 @@ mod tests {
             "2026-11-22 04:08:06 UTC"
         );
         assert_eq!(readable_time("yesterday"), "yesterday");
+    }
+
+    #[test]
+    fn first_lines_cannot_forge_output() {
+        assert_eq!(
+            first_line("ok\rforged\u{1b}[1A\nsecond"),
+            r"ok\rforged\033[1A"
+        );
+        assert_eq!(first_line("plain\nsecond"), "plain");
     }
 }

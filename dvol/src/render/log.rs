@@ -5,19 +5,21 @@ use dvol_api::{CommitView, LogView};
 
 use super::format::{first_line, readable_time, short_id};
 use super::graph::{draw_graph, GraphLine};
+use super::quote::escape_text;
 
-/// Prints every commit of `log` in full: id, refs, author, date and the indented message.
+/// Prints every commit of `log` in full: id, refs, author, date and the indented message,
+/// control characters escaped.
 pub fn print_commits(log: &LogView) {
     for (i, c) in log.commits.iter().enumerate() {
         if i > 0 {
             println!();
         }
         println!("commit {}{}", c.id, decoration(log, c));
-        println!("Author: {}", c.author);
+        println!("Author: {}", escape_text(&c.author));
         println!("Date:   {}", readable_time(&c.time));
         println!();
         for line in c.message.lines() {
-            println!("    {line}");
+            println!("    {}", escape_text(line));
         }
     }
 }
@@ -61,7 +63,7 @@ fn decoration(log: &LogView, commit: &CommitView) -> String {
     if refs.is_empty() {
         String::new()
     } else {
-        format!(" ({})", refs.join(", "))
+        format!(" ({})", escape_text(&refs.join(", ")))
     }
 }
 

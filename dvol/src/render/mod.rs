@@ -1,5 +1,6 @@
 //! How the commands show what the daemon answers: tables, formatted values, JSON, the log and
-//! its graph, and the progress of long operations.
+//! its graph, and the progress of long operations. Names and text from the daemon are
+//! escaped in text output ([`quote`]), never in JSON.
 
 pub mod changes;
 pub mod format;
@@ -7,4 +8,5 @@ pub mod graph;
 pub mod json;
 pub mod log;
 pub mod progress;
+pub mod quote;
 pub mod table;

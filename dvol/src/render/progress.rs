@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use super::quote::escape_text;
 use crate::client::OnProgress;
 use dvol_api::{ProgressEvent, Unit};
 
@@ -25,11 +26,14 @@ pub struct ProgressMeter {
 }
 
 impl ProgressMeter {
-    /// Starts showing `what` is being done (a spinner, or one plain line).
+    /// Starts showing `what` is being done (a spinner, or one plain line). Control
+    /// characters in `label` and `what` (a revision as the user typed it) are escaped.
     pub fn new(label: String, what: &str) -> Self {
         let terminal = std::io::stderr().is_terminal();
+        let what = escape_text(what);
+        let what = what.as_ref();
         let mut view = ProgressMeter {
-            label,
+            label: escape_text(&label).into_owned(),
             terminal,
             bar: None,
             last_line: None,

@@ -3,8 +3,9 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::Query;
-use axum::http::StatusCode;
+use axum::extract::{Query, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::{ErrorBody, ErrorDetail};
@@ -139,4 +140,109 @@ pub fn parse_query<T>(query: Result<Query<T>, QueryRejection>, usage: &str) -> R
             format!("{}: use {usage}", e.body_text()),
         )
     })
+}
+
+/// The longest text of a plain refusal kept as an error message.
+const MAX_REFUSAL_TEXT: usize = 4096;
+
+/// Makes every refusal the JSON error envelope, whoever refused: a request path or query that
+/// is not valid UTF-8 once percent-decoded is refused here (`bad_path`, `bad_query`), before
+/// an extractor answers it in plain text or decodes it lossily; any other error answer that is not JSON (an extractor's or the
+/// router's own) is rewrapped with a code for its status and its text as the message.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if std::str::from_utf8(&percent_decode(path.as_bytes())).is_err() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_path",
+            format!(
+                "the request path {path} is not valid UTF-8 once percent-decoded; volume, \
+                 branch and tag names are UTF-8 text, percent-encoded as UTF-8"
+            ),
+        )
+        .into_response();
+    }
+    if let Some(query) = request.uri().query() {
+        if std::str::from_utf8(&percent_decode(query.as_bytes())).is_err() {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!(
+                    "the query string {query} is not valid UTF-8 once percent-decoded; \
+                     revisions and names are UTF-8 text, percent-encoded as UTF-8"
+                ),
+            )
+            .into_response();
+        }
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = match axum::body::to_bytes(response.into_body(), MAX_REFUSAL_TEXT).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    ApiError::new(status, code_of_status(status), message).into_response()
+}
+
+/// The error code of a refusal known only by its status.
+fn code_of_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "no_route",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    }
+}
+
+/// Decodes `%XX` escapes; a `%` not followed by two hex digits stays as it is.
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(high), Some(low)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(high << 4 | low);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_stray_percent_signs() {
+        assert_eq!(percent_decode(b"/v1/volumes/a%20b"), b"/v1/volumes/a b");
+        assert_eq!(percent_decode(b"%FF%c3%a9"), [0xff, 0xc3, 0xa9]);
+        assert_eq!(percent_decode(b"100%"), b"100%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%zz%41"), b"%zzA");
+    }
 }

@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use utoipa::OpenApi;
@@ -39,7 +40,7 @@ pub use error::ApiError;
     info(
         title = "dvol control API",
         version = "1",
-        description = "REST API of the dvol daemon, on the unix socket /run/dvol/dvol.sock and optionally on TCP (--listen) with `Authorization: Bearer <token>`. Errors are JSON {\"error\":{\"code\",\"message\"}}. The long history calls (commit, checkout, reset, gc, fsck) stream their progress as JSON lines when asked with `Accept: application/x-ndjson`: the answer is then 200 with `Content-Type: application/x-ndjson`, zero or more {\"progress\":{...}} lines (at most about 10 a second, plus one when each phase starts and one when it finishes), and one last line, {\"result\": <the usual answer>} or {\"error\":{\"code\",\"message\"}}. A failure before the first progress line (malformed body, unknown volume or revision, busy volume, uncommitted changes, containers that cannot be stopped) is answered as without streaming: its error status and a JSON error body."
+        description = "REST API of the dvol daemon, on the unix socket /run/dvol/dvol.sock and optionally on TCP (--listen) with `Authorization: Bearer <token>`. Errors are JSON {\"error\":{\"code\",\"message\"}}, every one: besides the statuses each operation lists, any call may answer 400 bad_path or bad_query (a path or query string that is not valid UTF-8 once percent-decoded), 404 no_route (no such endpoint) or 405 method_not_allowed, with that body. The long history calls (commit, checkout, reset, gc, fsck) stream their progress as JSON lines when asked with `Accept: application/x-ndjson`: the answer is then 200 with `Content-Type: application/x-ndjson`, zero or more {\"progress\":{...}} lines (at most about 10 a second, plus one when each phase starts and one when it finishes), and one last line, {\"result\": <the usual answer>} or {\"error\":{\"code\",\"message\"}}. A failure before the first progress line (malformed body, unknown volume or revision, busy volume, uncommitted changes, containers that cannot be stopped) is answered as without streaming: its error status and a JSON error body."
     ),
     components(schemas(dvol_api::ErrorBody)),
     modifiers(&BearerToken),
@@ -63,7 +64,7 @@ impl utoipa::Modify for BearerToken {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "Required over TCP (--listen): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body.",
+                "Required over TCP (--listen): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body. Over TCP a client has the header time-out (10 s unless tcp_header_timeout_seconds says otherwise) to send a request's header, and again its body: a connection whose header does not come in time (a new one, or a kept-alive one left idle) is closed; a body that does not come in time is answered 408 with code body_timeout and the connection closed.",
             ))
             .build();
         openapi
@@ -135,12 +136,14 @@ async fn wrong_method() -> ApiError {
     )
 }
 
-/// The REST API router.
+/// The REST API router. Every refusal, the router's and the extractors' too, is the JSON
+/// error envelope ([`error::json_errors`]).
 pub fn router(service: Arc<VolumeService>) -> Router {
     let (router, _) = routes().split_for_parts();
     router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(error::json_errors))
         .with_state(service)
 }

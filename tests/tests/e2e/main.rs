@@ -21,3 +21,4 @@ mod history_safety;
 mod robustness;
 mod space_safety;
 mod state_safety;
+mod tcp_listener;
