@@ -40,13 +40,29 @@ pub enum ReceiveError {
         /// The first object it names that is absent.
         missing: ObjectId,
     },
-    /// The object does not decode or hash to its id ([`StoreError::HashMismatch`],
-    /// [`StoreError::Corrupt`]), or the store could not write it.
+    /// The object's stored form does not decode or does not hash to its id.
+    #[error("refusing received object {id}: {}; the sender's copy is damaged or was damaged on the way: run `dvol fsck` on the sending host, then send again", damage(.source))]
+    Damaged {
+        /// The refused object.
+        id: ObjectId,
+        /// [`StoreError::HashMismatch`] or [`StoreError::Corrupt`].
+        source: StoreError,
+    },
+    /// The store could not write an object.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The repository could not be locked.
     #[error(transparent)]
     Repository(#[from] Error),
+}
+
+/// What is wrong with a damaged object, in words.
+fn damage(e: &StoreError) -> String {
+    match e {
+        StoreError::HashMismatch { actual, .. } => format!("its content hashes to {actual}"),
+        StoreError::Corrupt { why, .. } => format!("it does not decode ({why})"),
+        other => other.to_string(),
+    }
 }
 
 /// What happened to one received object.
@@ -121,13 +137,14 @@ fn is_commit(id: &ObjectId, data: &[u8]) -> bool {
 
 impl Receiver<'_> {
     /// Verifies and stores one object received in stored form as `id`. Refuses (storing
-    /// nothing) an object whose content does not hash to `id` ([`StoreError::HashMismatch`])
-    /// or does not decode ([`StoreError::Corrupt`]), and a structured object naming an
-    /// object that is neither stored nor received before it ([`ReceiveError::MissingChild`]).
+    /// nothing) an object whose content does not hash to `id` or does not decode
+    /// ([`ReceiveError::Damaged`]), and a structured object naming an object that is neither
+    /// stored nor received before it ([`ReceiveError::MissingChild`]).
     /// A refusal leaves the session usable: what was accepted before still counts.
     pub fn receive(&mut self, id: &ObjectId, stored: &[u8]) -> Result<Received, ReceiveError> {
         let store = &self.repo.store;
-        let data = ObjectStore::verify_stored(id, stored)?;
+        let data = ObjectStore::verify_stored(id, stored)
+            .map_err(|source| ReceiveError::Damaged { id: *id, source })?;
         self.stats.bytes_received += stored.len() as u64;
         let commit = is_commit(id, &data);
         let outcome = if store.has_or_pending(id, &self.batch) {
@@ -346,9 +363,10 @@ mod tests {
             .receive(objects.iter().map(|(i, s)| (*i, s)))
             .unwrap_err();
         match &err {
-            ReceiveError::Store(StoreError::HashMismatch { expected, .. }) => {
-                assert_eq!(*expected, bad)
-            }
+            ReceiveError::Damaged {
+                id,
+                source: StoreError::HashMismatch { expected, .. },
+            } => assert_eq!((*id, *expected), (bad, bad)),
             other => panic!("{other}"),
         }
         assert!(err.to_string().contains(&bad.to_string()), "{err}");
@@ -368,10 +386,10 @@ mod tests {
         let last = flipped.len() - 1;
         flipped[last] ^= 0x40;
         let err = receiver.receive(&objects[k + 1].0, &flipped).unwrap_err();
-        assert!(
-            err.to_string().contains(&objects[k + 1].0.to_string()),
-            "{err}"
-        );
+        assert!(matches!(err, ReceiveError::Damaged { id, .. } if id == objects[k + 1].0));
+        let msg = err.to_string();
+        assert!(msg.contains(&objects[k + 1].0.to_string()), "{msg}");
+        assert!(msg.contains("fsck` on the sending host"), "{msg}");
         assert_eq!(receiver.checkpoint().unwrap(), None);
         assert!(!dest.has_object(&objects[k + 1].0));
     }
