@@ -16,10 +16,24 @@
 //! commit received whole: the caller may then point a ref at it (with
 //! [`Repository::update_ref_if`]). A receiver holds a [`Pin`], so garbage collection waits
 //! while it is alive.
+//!
+//! A session that may be interrupted and resumed by a later process
+//! ([`Repository::resumable_receiver`]) also leaves a marker, `incoming/<session>`, refreshed at
+//! every checkpoint and removed by [`Repository::end_receive`] once the received commit has a
+//! ref. [`Repository::receives_in_progress`] lists the markers younger than
+//! [`RECEIVE_MARKER_MAX_AGE`]: while one exists, garbage collection is to keep unreferenced
+//! objects younger than that age, so that a resumed transfer finds what the interrupted one
+//! already stored.
 
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use crate::fsutil::{atomic_write, ensure_dir, remove_durably};
 use crate::id::{CommitId, ObjectId};
 use crate::object::{BlockMap, Commit, Content, FileObject, ObjectKind, Tree};
-use crate::repo::{Error, Pin, Repository};
+use crate::repo::{io_err, Error, Pin, Repository};
 use crate::store::{ObjectStore, StoreError, WriteBatch};
 
 /// A receiver's batch makes its objects durable (and renames them into place) at the latest
@@ -28,6 +42,12 @@ pub const RECEIVE_BATCH_OBJECTS: usize = 4096;
 
 /// ... or once this many stored bytes are pending.
 pub const RECEIVE_BATCH_BYTES: u64 = 64 << 20;
+
+/// A receive marker older than this is ignored: its transfer is taken for abandoned.
+pub const RECEIVE_MARKER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest receive session name accepted.
+pub const MAX_SESSION_NAME: usize = 64;
 
 /// Why an object was refused.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +71,10 @@ pub enum ReceiveError {
     /// The store could not write an object.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// The repository could not be locked.
+    /// A receive session name breaks the naming rules.
+    #[error("invalid receive session name '{0}'; use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")]
+    InvalidSession(String),
+    /// The repository could not be locked, or a marker could not be written.
     #[error(transparent)]
     Repository(#[from] Error),
 }
@@ -99,7 +122,18 @@ pub struct Receiver<'r> {
     stats: ReceiveStats,
     /// The last commit received (stored or duplicate): its closure is complete.
     last_commit: Option<CommitId>,
+    /// The session's marker, for a resumable session.
+    marker: Option<PathBuf>,
     _pin: Pin,
+}
+
+/// The marker of a receive session that has not ended ([`Repository::resumable_receiver`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveMarker {
+    /// The session's name.
+    pub session: String,
+    /// When the session last started or made a checkpoint.
+    pub updated: SystemTime,
 }
 
 /// The objects a structured object names (for a commit: its tree or block map, then its
@@ -181,6 +215,9 @@ impl Receiver<'_> {
     pub fn checkpoint(&mut self) -> Result<Option<CommitId>, ReceiveError> {
         self.batch.sync()?;
         self.stats.sync_calls = self.batch.sync_calls();
+        if let Some(marker) = &self.marker {
+            write_marker(marker, self.last_commit)?;
+        }
         Ok(self.last_commit)
     }
 
@@ -209,6 +246,15 @@ impl Receiver<'_> {
     }
 }
 
+/// Writes a receive marker (atomically), recording the last complete commit received.
+fn write_marker(path: &std::path::Path, last_commit: Option<CommitId>) -> Result<(), Error> {
+    let text = match last_commit {
+        Some(c) => format!("dvol-receive 1\nlast-complete-commit {c}\n"),
+        None => "dvol-receive 1\n".to_string(),
+    };
+    atomic_write(path, text.as_bytes()).map_err(io_err("write", path))
+}
+
 impl Repository {
     /// Starts a receive session ([`Receiver`]); garbage collection waits until it is dropped.
     pub fn receiver(&self) -> Result<Receiver<'_>, ReceiveError> {
@@ -226,8 +272,92 @@ impl Repository {
             batch: WriteBatch::with_limits(max_objects, max_bytes),
             stats: ReceiveStats::default(),
             last_commit: None,
+            marker: None,
             _pin: self.pin()?,
         })
+    }
+
+    fn incoming_dir(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
+    fn marker_path(&self, session: &str) -> Result<PathBuf, ReceiveError> {
+        let b = session.as_bytes();
+        let valid = !b.is_empty()
+            && b.len() <= MAX_SESSION_NAME
+            && b[0].is_ascii_alphanumeric()
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+        if !valid {
+            return Err(ReceiveError::InvalidSession(session.to_string()));
+        }
+        Ok(self.incoming_dir().join(session))
+    }
+
+    /// Starts (or resumes) the receive session `session` ([`Receiver`]) and records it in a
+    /// marker that outlives this process until [`Repository::end_receive`]; each checkpoint
+    /// refreshes it. Resuming means receiving again what the sender still finds missing:
+    /// what the interrupted session stored is kept and skipped.
+    pub fn resumable_receiver(&self, session: &str) -> Result<Receiver<'_>, ReceiveError> {
+        let path = self.marker_path(session)?;
+        let mut receiver = self.receiver()?;
+        let dir = self.incoming_dir();
+        ensure_dir(&dir).map_err(io_err("create", &dir))?;
+        write_marker(&path, None)?;
+        receiver.marker = Some(path);
+        Ok(receiver)
+    }
+
+    /// Ends receive session `session`: removes its marker (after the ref that makes the
+    /// received commit reachable is set, or to abandon the session). Returns whether it
+    /// existed.
+    pub fn end_receive(&self, session: &str) -> Result<bool, ReceiveError> {
+        let path = self.marker_path(session)?;
+        Ok(remove_durably(&path).map_err(io_err("remove", &path))?)
+    }
+
+    /// Every receive session that has not ended, sorted by name, however old.
+    pub fn receive_markers(&self) -> Result<Vec<ReceiveMarker>, ReceiveError> {
+        let dir = self.incoming_dir();
+        let rd = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &dir)(e).into()),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(io_err("list", &dir))?;
+            let Some(session) = ent.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if crate::fsutil::is_temp_name(session.as_bytes()) {
+                continue;
+            }
+            let path = ent.path();
+            let updated = match ent.metadata().and_then(|m| m.modified()) {
+                Ok(t) => t,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("stat", &path)(e).into()),
+            };
+            out.push(ReceiveMarker { session, updated });
+        }
+        out.sort_by(|a, b| a.session.cmp(&b.session));
+        Ok(out)
+    }
+
+    /// The receive sessions whose marker is younger than [`RECEIVE_MARKER_MAX_AGE`]. While
+    /// any exists, garbage collection must keep the unreferenced objects younger than that
+    /// age (what the interrupted transfer stored, which a resumed one skips).
+    pub fn receives_in_progress(&self) -> Result<Vec<ReceiveMarker>, ReceiveError> {
+        let now = SystemTime::now();
+        Ok(self
+            .receive_markers()?
+            .into_iter()
+            .filter(|m| {
+                now.duration_since(m.updated)
+                    .map_or(true, |age| age < RECEIVE_MARKER_MAX_AGE)
+            })
+            .collect())
     }
 
     /// Receives a whole children-first stream of `(id, stored form)` ([`Receiver`]) and makes
@@ -520,5 +650,67 @@ mod tests {
         assert_eq!(named_objects(&tip.0, &data), expected);
         // Data that merely starts like a tree is a chunk.
         assert!(named_objects(&ObjectId::hash(b"x"), b"dvoltre1 not a tree").is_empty());
+    }
+
+    #[test]
+    fn a_resumable_session_leaves_a_marker_until_it_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, vol, tip) = source(d.path());
+        let objects = stream(&src, tip);
+        let dest = Repository::open(&d.path().join("dest")).unwrap();
+        assert!(dest.receives_in_progress().unwrap().is_empty());
+        let mut receiver = dest.resumable_receiver("from-host-a.1").unwrap();
+        for (id, s) in &objects[..3] {
+            receiver.receive(id, s).unwrap();
+        }
+        receiver.checkpoint().unwrap();
+        // The process dies mid-transfer: the marker stays, naming the session.
+        std::mem::forget(receiver);
+        let names = |m: Vec<ReceiveMarker>| m.into_iter().map(|m| m.session).collect::<Vec<_>>();
+        assert_eq!(
+            names(dest.receives_in_progress().unwrap()),
+            ["from-host-a.1"]
+        );
+        // Resumed: the rest arrives, the checkpoint records the commit, the marker is fresh.
+        let mut receiver = dest.resumable_receiver("from-host-a.1").unwrap();
+        for (id, s) in &objects[3..] {
+            receiver.receive(id, s).unwrap();
+        }
+        assert_eq!(receiver.checkpoint().unwrap(), Some(tip));
+        let marker = fs::read_to_string(dest.path().join("incoming/from-host-a.1")).unwrap();
+        assert!(
+            marker.contains(&format!("last-complete-commit {tip}")),
+            "{marker}"
+        );
+        drop(receiver);
+        // A marker not refreshed for a day is taken for abandoned, but still listed.
+        let old = dest.resumable_receiver("stale").unwrap();
+        drop(old);
+        fs::File::options()
+            .write(true)
+            .open(dest.path().join("incoming/stale"))
+            .unwrap()
+            .set_modified(SystemTime::now() - RECEIVE_MARKER_MAX_AGE - Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(
+            names(dest.receives_in_progress().unwrap()),
+            ["from-host-a.1"]
+        );
+        assert_eq!(
+            names(dest.receive_markers().unwrap()),
+            ["from-host-a.1", "stale"]
+        );
+        // Ending a session removes its marker.
+        dest.update_ref_if(&vol, RefKind::Branch, "master", None, tip, "transfer")
+            .unwrap();
+        assert!(dest.end_receive("from-host-a.1").unwrap());
+        assert!(!dest.end_receive("from-host-a.1").unwrap());
+        assert!(dest.receives_in_progress().unwrap().is_empty());
+        for bad in ["", "../x", ".hidden", "a/b"] {
+            assert!(matches!(
+                dest.resumable_receiver(bad),
+                Err(ReceiveError::InvalidSession(_))
+            ));
+        }
     }
 }
