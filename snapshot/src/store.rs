@@ -78,6 +78,9 @@ pub enum StoreError {
         /// The OS error.
         source: io::Error,
     },
+    /// An earlier flush of the write batch failed; what it had not renamed was discarded.
+    #[error("an earlier write of this batch of objects failed and its remaining objects were discarded; nothing more is stored through it: start the operation again")]
+    BatchFailed,
     /// The object is not in the store.
     #[error("object {0} is missing from the store (run `dvol fsck`; restore it from another host with a transfer)")]
     Missing(ObjectId),
@@ -154,6 +157,9 @@ struct BatchState {
     ready_bytes: u64,
     /// Store roots written to (one `syncfs` each).
     roots: BTreeSet<PathBuf>,
+    /// A flush failed: objects it discarded may be named by objects still pending, so
+    /// nothing more may be renamed into place.
+    failed: bool,
     /// Fan-out directories holding renames of this batch not yet made durable.
     dirs: BTreeSet<PathBuf>,
 }
@@ -230,11 +236,6 @@ impl WriteBatch {
         self.sync_calls.load(Ordering::Relaxed)
     }
 
-    /// The bounds at which the batch flushes by itself: pending objects and stored bytes.
-    pub fn limits(&self) -> (usize, u64) {
-        (self.max_objects, self.max_bytes)
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, BatchState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -289,6 +290,9 @@ impl WriteBatch {
         let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
         let (items, roots, earlier_dirs) = {
             let st = self.state();
+            if st.failed {
+                return Err(StoreError::BatchFailed);
+            }
             if !force && st.ready < self.max_objects && st.ready_bytes < self.max_bytes {
                 return Ok(());
             }
@@ -329,6 +333,9 @@ impl WriteBatch {
             if let Some(dir) = item.dest.parent() {
                 st.dirs.insert(dir.to_path_buf());
             }
+        }
+        if outcome.result.is_err() {
+            st.failed = true;
         }
         outcome.result
     }
@@ -582,6 +589,9 @@ impl ObjectStore {
         let size = stored.len() as u64;
         {
             let mut st = batch.state();
+            if st.failed {
+                return Err(StoreError::BatchFailed);
+            }
             if st.pending.contains_key(&dest) {
                 return Ok(false);
             }
@@ -1029,6 +1039,15 @@ mod tests {
         for (id, data) in &objs[..k] {
             assert_eq!(&s.read(id).unwrap(), data);
         }
+        // Later objects may name discarded ones: the batch refuses them and any further sync.
+        let more = objects(3, 14);
+        assert!(matches!(
+            s.write(&more[0].0, &more[0].1, &b),
+            Err(StoreError::BatchFailed)
+        ));
+        assert!(matches!(b.sync(), Err(StoreError::BatchFailed)));
+        assert!(!s.has(&more[0].0));
+        assert_eq!(temps(&s), 0);
     }
 
     #[test]
