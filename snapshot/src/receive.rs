@@ -648,6 +648,22 @@ mod tests {
         let mut expected = vec![commit.tree().unwrap()];
         expected.extend(commit.parents.iter().map(|p| p.0));
         assert_eq!(named_objects(&tip.0, &data), expected);
+        // Over the whole closure: what the objects name is exactly what the walk reaches
+        // (besides the tip), and always comes before the object naming it.
+        let objects = stream(&src, tip);
+        let position: std::collections::HashMap<ObjectId, usize> = objects
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i))
+            .collect();
+        let mut named = std::collections::HashSet::from([tip.0]);
+        for (i, (id, _)) in objects.iter().enumerate() {
+            for child in named_objects(id, &src.read_object(id).unwrap()) {
+                assert!(position[&child] < i, "{child} comes after {id}");
+                named.insert(child);
+            }
+        }
+        assert_eq!(named.len(), objects.len());
         // Data that merely starts like a tree is a chunk.
         assert!(named_objects(&ObjectId::hash(b"x"), b"dvoltre1 not a tree").is_empty());
     }
