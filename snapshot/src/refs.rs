@@ -4,6 +4,12 @@
 //! id in hex and a newline; `HEAD` holds `ref: <branch>` (a branch is checked out, possibly
 //! one with no commit yet) or a commit id (detached); `reflog` records their moves
 //! ([`crate::reflog`]). Every update is one atomic rename.
+//!
+//! The store itself takes no lock: callers serialise the writers of one volume with the
+//! volume's lock (`Repository::lock_volume`). [`RefStore::set_if`] and
+//! [`RefStore::set_head_if`] are compare-and-swap updates under that lock: a ref moves only
+//! if it still holds what the caller last saw, so a transfer's ref update cannot overwrite
+//! a commit made (or another transfer received) meanwhile.
 
 use std::fs;
 use std::io;
@@ -38,6 +44,26 @@ pub enum RefError {
         /// The OS error.
         source: io::Error,
     },
+    /// A compare-and-swap update found the branch or tag somewhere else than expected.
+    #[error("{what} '{name}' moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", show_commit(.expected), show_commit(.current))]
+    Moved {
+        /// "branch" or "tag".
+        what: &'static str,
+        /// Its name.
+        name: String,
+        /// Where the caller expected it (`None`: absent).
+        expected: Option<CommitId>,
+        /// Where it is (`None`: absent).
+        current: Option<CommitId>,
+    },
+    /// A compare-and-swap update found HEAD somewhere else than expected.
+    #[error("HEAD moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", show_head(.expected), show_head(.current))]
+    HeadMoved {
+        /// What the caller expected HEAD to say (`None`: no HEAD yet).
+        expected: Option<HeadRef>,
+        /// What HEAD says (`None`: no HEAD yet).
+        current: Option<HeadRef>,
+    },
     /// A ref file does not hold a valid value.
     #[error("ref file {path} is corrupt (holds {content:?}); fix or remove it")]
     Corrupt {
@@ -46,6 +72,23 @@ pub enum RefError {
         /// What it holds.
         content: String,
     },
+}
+
+/// How an error message names an expected or found ref position.
+fn show_commit(c: &Option<CommitId>) -> String {
+    match c {
+        Some(c) => format!("commit {c}"),
+        None => "no such ref".to_string(),
+    }
+}
+
+/// How an error message names an expected or found HEAD.
+fn show_head(h: &Option<HeadRef>) -> String {
+    match h {
+        Some(HeadRef::Branch(b)) => format!("branch '{b}'"),
+        Some(HeadRef::Detached(c)) => format!("detached at {c}"),
+        None => "no HEAD".to_string(),
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> RefError + 'a {
@@ -194,6 +237,31 @@ impl RefStore {
         atomic_write(&p, format!("{id}\n").as_bytes()).map_err(io_err("write", &p))
     }
 
+    /// Creates or moves a branch or tag to `new` only if it currently points at `expected`
+    /// (`None`: only if it does not exist yet); a mismatch changes nothing and returns
+    /// [`RefError::Moved`] with where the ref is. The write is atomic. The caller holds the
+    /// volume's lock, the same lock every other ref write of the volume is made under, so
+    /// that the comparison and the write are one step.
+    pub fn set_if(
+        &self,
+        v: &VolumeKey,
+        kind: RefKind,
+        name: &str,
+        expected: Option<CommitId>,
+        new: CommitId,
+    ) -> Result<(), RefError> {
+        let current = self.get(v, kind, name)?;
+        if current != expected {
+            return Err(RefError::Moved {
+                what: kind.noun(),
+                name: name.to_string(),
+                expected,
+                current,
+            });
+        }
+        self.set(v, kind, name, new)
+    }
+
     /// Deletes a branch or tag; returns whether it existed.
     pub fn delete(&self, v: &VolumeKey, kind: RefKind, name: &str) -> Result<bool, RefError> {
         validate_ref_name(kind, name)?;
@@ -260,6 +328,25 @@ impl RefStore {
         };
         let p = dir.join("HEAD");
         atomic_write(&p, text.as_bytes()).map_err(io_err("write", &p))
+    }
+
+    /// Points HEAD at `new` only if it currently says `expected` (`None`: only if the volume
+    /// has no HEAD yet); a mismatch changes nothing and returns [`RefError::HeadMoved`] with
+    /// what HEAD says. The caller holds the volume's lock (see [`RefStore::set_if`]).
+    pub fn set_head_if(
+        &self,
+        v: &VolumeKey,
+        expected: Option<&HeadRef>,
+        new: &HeadRef,
+    ) -> Result<(), RefError> {
+        let current = self.head(v)?;
+        if current.as_ref() != expected {
+            return Err(RefError::HeadMoved {
+                expected: expected.cloned(),
+                current,
+            });
+        }
+        self.set_head(v, new)
     }
 
     /// The volume's reflog file ([`crate::reflog`]), beside its refs.
@@ -385,5 +472,165 @@ mod tests {
         assert!(rs.remove_volume(&v).unwrap());
         assert!(rs.volumes().unwrap().is_empty());
         assert!(!rs.remove_volume(&v).unwrap());
+    }
+
+    fn commit_ids(n: usize) -> Vec<CommitId> {
+        (0..n)
+            .map(|i| CommitId(ObjectId::hash(format!("commit {i}").as_bytes())))
+            .collect()
+    }
+
+    fn ref_store() -> (tempfile::TempDir, RefStore) {
+        let d = tempfile::tempdir().unwrap();
+        let rs = RefStore::open(&d.path().join("refs"), &d.path().join("trash")).unwrap();
+        (d, rs)
+    }
+
+    #[test]
+    fn set_if_moves_only_from_the_expected_position() {
+        let (_d, rs) = ref_store();
+        let v = VolumeKey::new_random();
+        let c = commit_ids(3);
+        // Create-only: succeeds while absent, then refuses.
+        rs.set_if(&v, RefKind::Branch, "main", None, c[0]).unwrap();
+        assert_eq!(rs.get(&v, RefKind::Branch, "main").unwrap(), Some(c[0]));
+        match rs.set_if(&v, RefKind::Branch, "main", None, c[1]) {
+            Err(RefError::Moved {
+                what,
+                name,
+                expected: None,
+                current,
+            }) => {
+                assert_eq!(
+                    (what, name.as_str(), current),
+                    ("branch", "main", Some(c[0]))
+                );
+            }
+            other => panic!("create-only over an existing branch: {other:?}"),
+        }
+        // Success from the current position.
+        rs.set_if(&v, RefKind::Branch, "main", Some(c[0]), c[1])
+            .unwrap();
+        assert_eq!(rs.get(&v, RefKind::Branch, "main").unwrap(), Some(c[1]));
+        // Mismatch: nothing changes and the current position is returned.
+        let err = rs
+            .set_if(&v, RefKind::Branch, "main", Some(c[0]), c[2])
+            .unwrap_err();
+        match &err {
+            RefError::Moved {
+                expected, current, ..
+            } => assert_eq!((*expected, *current), (Some(c[0]), Some(c[1]))),
+            other => panic!("{other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("branch 'main' moved meanwhile"), "{msg}");
+        assert!(msg.contains(&c[1].to_string()), "{msg}");
+        assert_eq!(rs.get(&v, RefKind::Branch, "main").unwrap(), Some(c[1]));
+        // Expecting a ref that does not exist.
+        assert!(matches!(
+            rs.set_if(&v, RefKind::Tag, "v1", Some(c[0]), c[2]),
+            Err(RefError::Moved { current: None, .. })
+        ));
+        assert_eq!(rs.get(&v, RefKind::Tag, "v1").unwrap(), None);
+        // Names are still checked.
+        assert!(matches!(
+            rs.set_if(&v, RefKind::Tag, "a/b", None, c[2]),
+            Err(RefError::InvalidName { .. })
+        ));
+    }
+
+    #[test]
+    fn set_head_if_moves_only_from_the_expected_head() {
+        let (_d, rs) = ref_store();
+        let v = VolumeKey::new_random();
+        let c = commit_ids(2);
+        let master = HeadRef::Branch("master".into());
+        rs.set_head_if(&v, None, &master).unwrap();
+        match rs.set_head_if(&v, None, &HeadRef::Detached(c[0])) {
+            Err(RefError::HeadMoved { expected, current }) => {
+                assert_eq!((expected, current), (None, Some(master.clone())));
+            }
+            other => panic!("{other:?}"),
+        }
+        rs.set_head_if(&v, Some(&master), &HeadRef::Detached(c[0]))
+            .unwrap();
+        let err = rs
+            .set_head_if(&v, Some(&master), &HeadRef::Detached(c[1]))
+            .unwrap_err();
+        assert!(err.to_string().contains("HEAD moved meanwhile"), "{err}");
+        assert_eq!(rs.head(&v).unwrap(), Some(HeadRef::Detached(c[0])));
+    }
+
+    #[test]
+    fn racing_updates_from_the_same_position_have_one_winner() {
+        use crate::{CommitInfo, NoProgress, Repository};
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repository::open(&d.path().join("history")).unwrap();
+        let v = VolumeKey::new_random();
+        let src = d.path().join("v");
+        fs::create_dir_all(&src).unwrap();
+        let threads = 6;
+        let mut commits = Vec::new();
+        for i in 0..=threads {
+            fs::write(src.join("f"), format!("version {i}")).unwrap();
+            let info = CommitInfo::now(format!("c{i}"), "tester@host");
+            commits.push(repo.commit(&v, &src, info, &NoProgress).unwrap().id);
+        }
+        for round in 0..10 {
+            let start = commits[round % commits.len()];
+            // Each round starts from a fresh position everyone has seen.
+            let seen = repo.refs.get(&v, RefKind::Branch, "transfer").unwrap();
+            repo.update_ref_if(&v, RefKind::Branch, "transfer", seen, start, "reset")
+                .unwrap();
+            let barrier = std::sync::Barrier::new(threads);
+            let results: Vec<(CommitId, Result<(), crate::Error>)> = std::thread::scope(|sc| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let (repo, barrier) = (&repo, &barrier);
+                        let target = commits[(round + t + 1) % commits.len()];
+                        sc.spawn(move || {
+                            barrier.wait();
+                            let r = repo.update_ref_if(
+                                &v,
+                                RefKind::Branch,
+                                "transfer",
+                                Some(start),
+                                target,
+                                "transfer: received",
+                            );
+                            (target, r)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let winners: Vec<CommitId> = results
+                .iter()
+                .filter(|(_, r)| r.is_ok())
+                .map(|(t, _)| *t)
+                .collect();
+            assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+            let now = repo.refs.get(&v, RefKind::Branch, "transfer").unwrap();
+            assert_eq!(now, Some(winners[0]));
+            // Every loser was told where the winner put it.
+            for (_, r) in &results {
+                if let Err(e) = r {
+                    match e {
+                        crate::Error::Ref(RefError::Moved { current, .. }) => {
+                            assert_eq!(*current, now);
+                        }
+                        other => panic!("{other}"),
+                    }
+                }
+            }
+        }
+        // The reflog records one move per round for the winner, plus the resets.
+        let moves = repo
+            .reflog(&v)
+            .unwrap()
+            .iter()
+            .filter(|e| e.reference == "transfer")
+            .count();
+        assert_eq!(moves, 20);
     }
 }

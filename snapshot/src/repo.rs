@@ -533,6 +533,32 @@ impl Repository {
         self.log_move(volume, branch, old, Some(commit), &message)
     }
 
+    /// Moves branch or tag `name` to `new` only if it still points at `expected` (`None`:
+    /// only if it does not exist yet), as one step under the volume's lock; a branch's move
+    /// is recorded in the reflog as `message`. A ref moved meanwhile (a commit, or another
+    /// transfer, came first) is left alone and reported as [`RefError::Moved`] with its
+    /// current position. `new` must be a stored commit (with its whole closure, as a receiver
+    /// ensures).
+    pub fn update_ref_if(
+        &self,
+        volume: &VolumeKey,
+        kind: RefKind,
+        name: &str,
+        expected: Option<CommitId>,
+        new: CommitId,
+        message: &str,
+    ) -> Result<()> {
+        let _r = self.lock_shared()?;
+        let _l = self.lock_volume(volume)?;
+        validate_ref_name(kind, name)?;
+        self.ensure_commit(new)?;
+        self.refs.set_if(volume, kind, name, expected, new)?;
+        if kind == RefKind::Branch {
+            self.log_move(volume, name, expected, Some(new), message)?;
+        }
+        Ok(())
+    }
+
     /// The commits reachable from `from` (itself and its ancestors) that none of the volume's
     /// branches, tags or HEAD reaches, newest first: what a move away from `from` leaves for
     /// the reflog alone to keep (and gc to delete once its entries expire).

@@ -9,9 +9,12 @@
 //! its fan-out directory; [`WriteBatch::sync`] makes the batch's files durable together (one
 //! `syncfs`), renames them into place and fsyncs the touched fan-out directories, all before
 //! anything that refers to the objects (a ref) is written. A final-named object is therefore
-//! always durable. Readers always verify the hash.
+//! always durable. Renames follow the order the objects were written in, and a flush renames
+//! only a prefix of that order, so as long as writers store children before the objects that
+//! name them, an object under its final name implies that everything it names is too, even
+//! after a crash or a failed flush. Readers always verify the hash.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -75,6 +78,9 @@ pub enum StoreError {
         /// The OS error.
         source: io::Error,
     },
+    /// An earlier flush of the write batch failed; what it had not renamed was discarded.
+    #[error("an earlier write of this batch of objects failed and its remaining objects were discarded; nothing more is stored through it: start the operation again")]
+    BatchFailed,
     /// The object is not in the store.
     #[error("object {0} is missing from the store (run `dvol fsck`; restore it from another host with a transfer)")]
     Missing(ObjectId),
@@ -127,24 +133,34 @@ pub const MAX_PENDING_BYTES: u64 = 1 << 30;
 /// it only pays off for many objects).
 pub const FDATASYNC_MAX_OBJECTS: usize = 8;
 
-/// A pending object: where it waits, and its stored size.
+/// A pending object: where it waits, its stored size, and when it joined the batch.
 #[derive(Debug)]
 struct Pending {
     /// The temporary file; `None` while it is still being written.
     tmp: Option<PathBuf>,
     size: u64,
+    /// Its position in the batch's write order (a key of [`BatchState::order`]).
+    seq: u64,
 }
 
 #[derive(Debug, Default)]
 struct BatchState {
     /// Objects of this batch not yet under their final name, by final path.
     pending: HashMap<PathBuf, Pending>,
+    /// The final paths of the pending objects in the order they were first written: the
+    /// order they are renamed in.
+    order: BTreeMap<u64, PathBuf>,
+    /// The next write-order position.
+    next_seq: u64,
     /// Pending objects completely written (their `tmp` is set), and their stored bytes.
     ready: usize,
     ready_bytes: u64,
     /// Store roots written to (one `syncfs` each).
     roots: BTreeSet<PathBuf>,
-    /// Fan-out directories that received (or will receive) a rename.
+    /// A flush failed: objects it discarded may be named by objects still pending, so
+    /// nothing more may be renamed into place.
+    failed: bool,
+    /// Fan-out directories holding renames of this batch not yet made durable.
     dirs: BTreeSet<PathBuf>,
 }
 
@@ -159,6 +175,12 @@ struct BatchState {
 /// `sync`) when [`MAX_PENDING_OBJECTS`] or [`MAX_PENDING_BYTES`] are waiting. Objects of a
 /// batch dropped without `sync` are discarded (their temporary files removed); after a crash
 /// they are temporary files that gc removes.
+///
+/// Objects are renamed into place in the order they were first written, and a flush stops
+/// at the first object still being written: what a flush makes visible is always a prefix
+/// of the write order, also when a rename fails midway. A caller that writes the children of
+/// an object before the object itself (the commit walk, a transfer receiver) therefore never
+/// leaves a final-named object whose children are still temporary files.
 #[derive(Debug)]
 pub struct WriteBatch {
     state: Mutex<BatchState>,
@@ -166,6 +188,8 @@ pub struct WriteBatch {
     flushing: Mutex<()>,
     objects: AtomicU64,
     bytes: AtomicU64,
+    /// Durability calls made (`fdatasync`, `syncfs`, directory `fsync`).
+    sync_calls: AtomicU64,
     max_objects: usize,
     max_bytes: u64,
 }
@@ -190,6 +214,7 @@ impl WriteBatch {
             flushing: Mutex::default(),
             objects: AtomicU64::default(),
             bytes: AtomicU64::default(),
+            sync_calls: AtomicU64::default(),
             max_objects,
             max_bytes,
         }
@@ -205,6 +230,12 @@ impl WriteBatch {
         self.bytes.load(Ordering::Relaxed)
     }
 
+    /// Durability calls made so far (`fdatasync`s, `syncfs`s and directory `fsync`s): what a
+    /// batch saves over making each object durable on its own.
+    pub fn sync_calls(&self) -> u64 {
+        self.sync_calls.load(Ordering::Relaxed)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, BatchState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -215,96 +246,182 @@ impl WriteBatch {
     }
 
     /// Makes every object written through the batch durable and visible: flushes the pending
-    /// objects, then fsyncs the fan-out directories they were renamed into. Call it after all
-    /// writes to the batch have returned and before anything refers to the objects.
+    /// objects, then makes their renames durable (an fsync of each fan-out directory they were
+    /// renamed into, or one `syncfs` when that is fewer calls). Call it after all writes to
+    /// the batch have returned and before anything refers to the objects.
     pub fn sync(&self) -> Result<(), StoreError> {
         self.flush(true)?;
-        let dirs = std::mem::take(&mut self.state().dirs);
+        let (dirs, roots) = {
+            let mut st = self.state();
+            (std::mem::take(&mut st.dirs), st.roots.clone())
+        };
+        if dirs.len() > FDATASYNC_MAX_OBJECTS {
+            self.syncfs(&roots)
+        } else {
+            self.fsync_dirs(&dirs)
+        }
+    }
+
+    /// One `syncfs` of each store root: makes everything written there durable, renames
+    /// included.
+    fn syncfs(&self, roots: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
+        for root in roots {
+            self.sync_calls.fetch_add(1, Ordering::Relaxed);
+            File::open(root)
+                .and_then(|f| rustix::fs::syncfs(&f).map_err(io::Error::from))
+                .map_err(io_err("syncfs", root))?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs directories (makes the renames in them durable).
+    fn fsync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
         for d in dirs {
-            fsync_dir(&d).map_err(io_err("fsync", &d))?;
+            self.sync_calls.fetch_add(1, Ordering::Relaxed);
+            fsync_dir(d).map_err(io_err("fsync", d))?;
         }
         Ok(())
     }
 
     /// Makes the completely written pending objects durable and renames them into place
-    /// (without fsyncing directories). Unless `force`, only when a bound is reached.
+    /// (without fsyncing directories), in write order, stopping at the first object still
+    /// being written by another thread. Unless `force`, only when a bound is reached.
     fn flush(&self, force: bool) -> Result<(), StoreError> {
         let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
-        let (items, roots) = {
+        let (items, roots, earlier_dirs) = {
             let st = self.state();
+            if st.failed {
+                return Err(StoreError::BatchFailed);
+            }
             if !force && st.ready < self.max_objects && st.ready_bytes < self.max_bytes {
                 return Ok(());
             }
-            let items: Vec<(PathBuf, PathBuf, u64)> = st
-                .pending
-                .iter()
-                .filter_map(|(dest, p)| Some((dest.clone(), p.tmp.clone()?, p.size)))
-                .collect();
-            (items, st.roots.clone())
+            let mut items: Vec<FlushItem> = Vec::new();
+            for (&seq, dest) in &st.order {
+                let Some(tmp) = st.pending.get(dest).and_then(|p| p.tmp.clone()) else {
+                    // Still being written: what follows may name it, so it waits too.
+                    break;
+                };
+                let size = st.pending.get(dest).map_or(0, |p| p.size);
+                items.push(FlushItem {
+                    seq,
+                    dest: dest.clone(),
+                    tmp,
+                    size,
+                });
+            }
+            (items, st.roots.clone(), st.dirs.clone())
         };
         if items.is_empty() {
             return Ok(());
         }
         // Entries stay pending (so no writer of this batch writes them again) until renamed.
-        let result = make_durable_and_rename(&items, &roots, &self.objects, &self.bytes);
+        let outcome = self.make_durable_and_rename(&items, &roots, &earlier_dirs);
         let mut st = self.state();
-        for (dest, _, size) in &items {
-            st.pending.remove(dest);
+        for item in &items {
+            st.pending.remove(&item.dest);
+            st.order.remove(&item.seq);
             st.ready -= 1;
-            st.ready_bytes -= size;
+            st.ready_bytes -= item.size;
         }
-        result
+        if outcome.earlier_renames_durable {
+            for d in &earlier_dirs {
+                st.dirs.remove(d);
+            }
+        }
+        for item in &items[..outcome.renamed] {
+            if let Some(dir) = item.dest.parent() {
+                st.dirs.insert(dir.to_path_buf());
+            }
+        }
+        if outcome.result.is_err() {
+            st.failed = true;
+        }
+        outcome.result
+    }
+
+    /// The durability point of a flush, then the renames in write order. The durability
+    /// point covers the items' data and the renames of earlier flushes (`earlier_dirs`), so
+    /// no rename of this flush can outlive a crash that loses an earlier one. On error, the
+    /// temporary files not yet renamed are removed (their objects were never visible), so
+    /// exactly a prefix of `items` is left in place.
+    fn make_durable_and_rename(
+        &self,
+        items: &[FlushItem],
+        roots: &BTreeSet<PathBuf>,
+        earlier_dirs: &BTreeSet<PathBuf>,
+    ) -> FlushOutcome {
+        let durable = if items.len() + earlier_dirs.len() <= FDATASYNC_MAX_OBJECTS {
+            self.fsync_dirs(earlier_dirs).and_then(|()| {
+                for item in items {
+                    self.sync_calls.fetch_add(1, Ordering::Relaxed);
+                    File::open(&item.tmp)
+                        .and_then(|f| f.sync_data())
+                        .map_err(io_err("fdatasync", &item.tmp))?;
+                }
+                Ok(())
+            })
+        } else {
+            self.syncfs(roots)
+        };
+        if let Err(e) = durable {
+            for item in items {
+                let _ = fs::remove_file(&item.tmp);
+            }
+            return FlushOutcome {
+                renamed: 0,
+                earlier_renames_durable: false,
+                result: Err(e),
+            };
+        }
+        let renamed = |renamed, result| FlushOutcome {
+            renamed,
+            earlier_renames_durable: true,
+            result,
+        };
+        for (i, item) in items.iter().enumerate() {
+            match rename_noreplace(&item.tmp, &item.dest) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // A concurrent writer (another batch) stored the same object first.
+                    let _ = fs::remove_file(&item.tmp);
+                    self.objects.fetch_sub(1, Ordering::Relaxed);
+                    self.bytes.fetch_sub(item.size, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    for rest in &items[i..] {
+                        let _ = fs::remove_file(&rest.tmp);
+                    }
+                    return renamed(i, Err(e));
+                }
+            }
+        }
+        renamed(items.len(), Ok(()))
     }
 }
 
-/// The durability point of a flush, then the renames. On error, the temporary files not yet
-/// renamed are removed (their objects were never visible).
-fn make_durable_and_rename(
-    items: &[(PathBuf, PathBuf, u64)],
-    roots: &BTreeSet<PathBuf>,
-    objects: &AtomicU64,
-    bytes: &AtomicU64,
-) -> Result<(), StoreError> {
-    let durable = (|| {
-        if items.len() <= FDATASYNC_MAX_OBJECTS {
-            for (_, tmp, _) in items {
-                File::open(tmp)
-                    .and_then(|f| f.sync_data())
-                    .map_err(io_err("fdatasync", tmp))?;
-            }
-        } else {
-            for root in roots {
-                File::open(root)
-                    .and_then(|f| rustix::fs::syncfs(&f).map_err(io::Error::from))
-                    .map_err(io_err("syncfs", root))?;
-            }
-        }
-        Ok(())
-    })();
-    if let Err(e) = durable {
-        for (_, tmp, _) in items {
-            let _ = fs::remove_file(tmp);
-        }
-        return Err(e);
-    }
-    for (i, (dest, tmp, size)) in items.iter().enumerate() {
-        match rename_noreplace(tmp, dest) {
-            Ok(true) => {}
-            Ok(false) => {
-                // A concurrent writer (another batch) stored the same object first.
-                let _ = fs::remove_file(tmp);
-                objects.fetch_sub(1, Ordering::Relaxed);
-                bytes.fetch_sub(*size, Ordering::Relaxed);
-            }
-            Err(e) => {
-                for (_, tmp, _) in &items[i..] {
-                    let _ = fs::remove_file(tmp);
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
+/// What a flush's durability point and renames achieved.
+#[derive(Debug)]
+struct FlushOutcome {
+    /// How many items (a prefix) are in place (renamed, or found already stored).
+    renamed: usize,
+    /// Whether the renames of earlier flushes were made durable.
+    earlier_renames_durable: bool,
+    /// The first error.
+    result: Result<(), StoreError>,
+}
+
+/// A pending object taken by a flush.
+#[derive(Debug)]
+struct FlushItem {
+    /// Its write-order position.
+    seq: u64,
+    /// Its final path.
+    dest: PathBuf,
+    /// Its temporary file.
+    tmp: PathBuf,
+    /// Its stored size.
+    size: u64,
 }
 
 /// Renames `tmp` to `dest` unless `dest` exists; returns whether it renamed.
@@ -472,10 +589,23 @@ impl ObjectStore {
         let size = stored.len() as u64;
         {
             let mut st = batch.state();
+            if st.failed {
+                return Err(StoreError::BatchFailed);
+            }
             if st.pending.contains_key(&dest) {
                 return Ok(false);
             }
-            st.pending.insert(dest.clone(), Pending { tmp: None, size });
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.order.insert(seq, dest.clone());
+            st.pending.insert(
+                dest.clone(),
+                Pending {
+                    tmp: None,
+                    size,
+                    seq,
+                },
+            );
         }
         let tmp = dir.join(temp_name());
         let written = (|| {
@@ -490,24 +620,27 @@ impl ObjectStore {
         let full = {
             let mut st = batch.state();
             if let Err(e) = written {
-                st.pending.remove(&dest);
+                if let Some(p) = st.pending.remove(&dest) {
+                    st.order.remove(&p.seq);
+                }
                 drop(st);
                 let _ = fs::remove_file(&tmp);
                 return Err(e);
             }
-            st.pending.insert(
-                dest,
-                Pending {
-                    tmp: Some(tmp),
-                    size,
-                },
-            );
+            match st.pending.get_mut(&dest) {
+                Some(p) => p.tmp = Some(tmp),
+                None => {
+                    // Unreachable: only completely written objects leave the batch.
+                    drop(st);
+                    let _ = fs::remove_file(&tmp);
+                    return Ok(false);
+                }
+            }
             st.ready += 1;
             st.ready_bytes += size;
             if !st.roots.contains(&self.root) {
                 st.roots.insert(self.root.clone());
             }
-            st.dirs.insert(dir);
             st.ready >= batch.max_objects || st.ready_bytes >= batch.max_bytes
         };
         batch.objects.fetch_add(1, Ordering::Relaxed);
@@ -548,7 +681,15 @@ impl ObjectStore {
         stored: &[u8],
         batch: &WriteBatch,
     ) -> Result<bool, StoreError> {
-        let data = Self::decode_stored(id, stored).map_err(|e| match e {
+        drop(Self::verify_stored(id, stored)?);
+        self.write_verified(id, stored, batch)
+    }
+
+    /// Decodes a stored form offered as object `id` (received from another host): its
+    /// content, or [`StoreError::HashMismatch`] if it hashes to something else, or
+    /// [`StoreError::Corrupt`] if it does not decode.
+    pub fn verify_stored(id: &ObjectId, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+        Self::decode_stored(id, stored).map_err(|e| match e {
             StoreError::Corrupt { why, .. } if why.starts_with("content hashes to") => {
                 StoreError::HashMismatch {
                     expected: *id,
@@ -558,12 +699,27 @@ impl ObjectStore {
                 }
             }
             other => other,
-        })?;
-        drop(data);
+        })
+    }
+
+    /// Stores a stored form that [`ObjectStore::verify_stored`] accepted for `id` through
+    /// `batch`, unless the store has it; returns whether it was new.
+    pub(crate) fn write_verified(
+        &self,
+        id: &ObjectId,
+        stored: &[u8],
+        batch: &WriteBatch,
+    ) -> Result<bool, StoreError> {
         if self.has(id) {
             return Ok(false);
         }
         self.put_stored(id, stored, batch)
+    }
+
+    /// Whether object `id` is in the store or pending in `batch` (written through it, to be
+    /// in place before anything written after it).
+    pub(crate) fn has_or_pending(&self, id: &ObjectId, batch: &WriteBatch) -> bool {
+        self.has(id) || batch.state().pending.contains_key(&self.path(id))
     }
 
     fn decode_stored_unchecked(stored: &[u8]) -> Option<Vec<u8>> {
@@ -853,5 +1009,134 @@ mod tests {
         b.sync().unwrap();
         assert_eq!(temps(&s), 0);
         assert_eq!(s.list().unwrap().len(), 52);
+    }
+
+    /// The temporary file object `id` waits in while pending in `batch`.
+    fn temp_file_of(s: &ObjectStore, b: &WriteBatch, id: &ObjectId) -> PathBuf {
+        b.state().pending[&s.path(id)].tmp.clone().unwrap()
+    }
+
+    #[test]
+    fn failed_flush_leaves_exactly_a_prefix_of_the_write_order() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let (n, k) = (40, 17);
+        let objs = objects(n, 8);
+        let b = WriteBatch::new();
+        for (id, data) in &objs {
+            s.write(id, data, &b).unwrap();
+        }
+        // The k-th object's temporary file disappears: its rename fails for real (ENOENT).
+        fs::remove_file(temp_file_of(&s, &b, &objs[k].0)).unwrap();
+        let err = b.sync().unwrap_err();
+        assert!(err.to_string().contains("cannot rename"), "{err}");
+        let visible: Vec<bool> = objs.iter().map(|(id, _)| s.has(id)).collect();
+        let expected: Vec<bool> = (0..n).map(|i| i < k).collect();
+        assert_eq!(visible, expected, "only objects 0..{k} may be in place");
+        // The rest are gone entirely (no temporary files left behind), and the batch is empty.
+        assert_eq!(temps(&s), 0);
+        assert_eq!(b.pending(), 0);
+        for (id, data) in &objs[..k] {
+            assert_eq!(&s.read(id).unwrap(), data);
+        }
+        // Later objects may name discarded ones: the batch refuses them and any further sync.
+        let more = objects(3, 14);
+        assert!(matches!(
+            s.write(&more[0].0, &more[0].1, &b),
+            Err(StoreError::BatchFailed)
+        ));
+        assert!(matches!(b.sync(), Err(StoreError::BatchFailed)));
+        assert!(!s.has(&more[0].0));
+        assert_eq!(temps(&s), 0);
+    }
+
+    #[test]
+    fn flush_stops_at_an_object_still_being_written() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        let b = WriteBatch::new();
+        let objs = objects(12, 9);
+        s.write(&objs[0].0, &objs[0].1, &b).unwrap();
+        // Another thread has begun writing objs[1] (its entry exists, its file is not ready).
+        let in_progress = s.path(&objs[1].0);
+        {
+            let mut st = b.state();
+            let seq = st.next_seq;
+            st.next_seq += 1;
+            st.order.insert(seq, in_progress.clone());
+            st.pending.insert(
+                in_progress.clone(),
+                Pending {
+                    tmp: None,
+                    size: 1,
+                    seq,
+                },
+            );
+        }
+        // Objects written after it (they may name it) must wait for it.
+        for (id, data) in &objs[2..] {
+            s.write(id, data, &b).unwrap();
+        }
+        b.sync().unwrap();
+        assert!(s.has(&objs[0].0));
+        assert!(objs[1..].iter().all(|(id, _)| !s.has(id)));
+        assert_eq!(b.pending(), 11);
+        // Once it is written, everything goes in.
+        {
+            let mut st = b.state();
+            let p = st.pending.remove(&in_progress).unwrap();
+            st.order.remove(&p.seq);
+        }
+        s.write(&objs[1].0, &objs[1].1, &b).unwrap();
+        b.sync().unwrap();
+        assert!(objs.iter().all(|(id, _)| s.has(id)));
+        assert_eq!(temps(&s), 0);
+    }
+
+    #[test]
+    fn batch_counts_its_durability_calls() {
+        let d = tempfile::tempdir().unwrap();
+        let s = ObjectStore::open(&d.path().join("objects")).unwrap();
+        // Few objects: one fdatasync each, then one fsync per touched fan-out directory.
+        let b = WriteBatch::new();
+        let few = objects(3, 10);
+        for (id, data) in &few {
+            s.write(id, data, &b).unwrap();
+        }
+        b.sync().unwrap();
+        let dirs: BTreeSet<_> = few
+            .iter()
+            .map(|(id, _)| s.path(id).parent().unwrap().to_path_buf())
+            .collect();
+        assert_eq!(b.sync_calls(), 3 + dirs.len() as u64);
+        // Many objects: one syncfs for their data, one for the renames into many directories.
+        let b = WriteBatch::new();
+        for (id, data) in &objects(1000, 11) {
+            s.write(id, data, &b).unwrap();
+        }
+        b.sync().unwrap();
+        assert_eq!(b.sync_calls(), 2);
+        // Flushed by itself three times: each flush's syncfs also makes the renames of the
+        // flush before durable, so only the last flush's renames need one more call.
+        let b = WriteBatch::with_limits(300, u64::MAX);
+        for (id, data) in &objects(1000, 12) {
+            s.write(id, data, &b).unwrap();
+        }
+        b.sync().unwrap();
+        assert_eq!(b.sync_calls(), 3 + 1 + 1);
+        // Few objects after a flush into many directories: the earlier renames are made
+        // durable before the new ones (here by one syncfs, cheaper than an fsync each).
+        let b = WriteBatch::with_limits(100, u64::MAX);
+        let objs = objects(103, 13);
+        for (id, data) in &objs {
+            s.write(id, data, &b).unwrap();
+        }
+        assert_eq!(b.sync_calls(), 1);
+        b.sync().unwrap();
+        let last_dirs: BTreeSet<_> = objs[100..]
+            .iter()
+            .map(|(id, _)| s.path(id).parent().unwrap().to_path_buf())
+            .collect();
+        assert_eq!(b.sync_calls(), 2 + last_dirs.len() as u64);
     }
 }
