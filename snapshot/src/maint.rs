@@ -16,6 +16,7 @@ use crate::object::{
     BlockMap, Commit, Content, EntryKind, FileObject, ObjectError, ObjectKind, Tree,
 };
 use crate::progress::{Phase, Progress};
+use crate::receive::{ReceiveError, RECEIVE_MARKER_MAX_AGE};
 use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result};
@@ -458,12 +459,33 @@ impl Repository {
         Ok(rep)
     }
 
+    /// How young an unreferenced object must be to be kept: the grace period, but at least
+    /// [`RECEIVE_MARKER_MAX_AGE`] while a receive session is in progress or was interrupted
+    /// less than that long ago (what it stored is not referenced yet, and a resumed transfer
+    /// skips it), even with `--prune=now`.
+    fn object_grace(&self, options: &GcOptions) -> Result<Duration> {
+        let receiving = match self.receives_in_progress() {
+            Ok(markers) => !markers.is_empty(),
+            Err(ReceiveError::Repository(e)) => return Err(e),
+            Err(ReceiveError::Store(e)) => return Err(e.into()),
+            // Reading markers fails only with the two above.
+            Err(_) => true,
+        };
+        Ok(if receiving {
+            options.grace.max(RECEIVE_MARKER_MAX_AGE)
+        } else {
+            options.grace
+        })
+    }
+
     /// Deletes every object no ref, index or young reflog entry of any volume reaches, except
     /// objects written within the grace period (and what they refer to), and leftover
     /// temporary files; expires reflog entries older than the grace period first. Waits for
     /// running commits and checkouts and blocks new ones meanwhile. If any reachable object
     /// cannot be read, nothing is deleted. Objects are deleted referrers first, so a crash
-    /// part-way never leaves an object whose children are gone.
+    /// part-way never leaves an object whose children are gone. While a receive session is
+    /// in progress or was interrupted less than a day ago, objects younger than a day are kept
+    /// whatever the grace period ([`Repository::receives_in_progress`]).
     pub fn gc(&self, progress: &dyn Progress, options: &GcOptions) -> Result<GcReport> {
         let _l = self.lock_exclusive()?;
         self.refs.empty_trash()?;
@@ -483,7 +505,7 @@ impl Repository {
         rep.kept_for_reflog = self.mark(roots.reflog, &mut marked, progress)?;
         let files = self.store.list()?;
         let young_since = SystemTime::now()
-            .checked_sub(options.grace)
+            .checked_sub(self.object_grace(options)?)
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let young: Roots = files
             .iter()

@@ -729,4 +729,44 @@ mod tests {
             ));
         }
     }
+
+    #[test]
+    fn gc_keeps_what_an_interrupted_receive_stored_even_when_pruning_now() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, _vol, tip) = source(d.path());
+        let objects = stream(&src, tip);
+        let dest = Repository::open(&d.path().join("dest")).unwrap();
+        let half = objects.len() / 2;
+        let mut receiver = dest.resumable_receiver("from-host-a.2").unwrap();
+        for (id, s) in &objects[..half] {
+            receiver.receive(id, s).unwrap();
+        }
+        receiver.checkpoint().unwrap();
+        // The connection drops (the session ends without `end_receive`): nothing refers to
+        // these objects yet, and the marker stays.
+        drop(receiver);
+        let kept = |r: &Repository| {
+            objects[..half]
+                .iter()
+                .filter(|(id, _)| r.has_object(id))
+                .count()
+        };
+        assert_eq!(kept(&dest), half);
+        let report = dest
+            .gc(&NoProgress, &crate::GcOptions::prune_now())
+            .unwrap();
+        assert_eq!(report.objects_removed, 0, "{report:?}");
+        assert_eq!(
+            kept(&dest),
+            half,
+            "gc deleted what the interrupted receive stored"
+        );
+        // Once the session ends (abandoned), pruning now collects them.
+        assert!(dest.end_receive("from-host-a.2").unwrap());
+        let report = dest
+            .gc(&NoProgress, &crate::GcOptions::prune_now())
+            .unwrap();
+        assert_eq!(report.objects_removed, half as u64, "{report:?}");
+        assert_eq!(kept(&dest), 0);
+    }
 }
