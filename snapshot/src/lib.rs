@@ -66,6 +66,7 @@ pub mod checkout;
 pub mod chunker;
 pub mod codec;
 pub mod diff;
+mod dirfd;
 pub mod fsutil;
 pub mod id;
 pub mod index;

@@ -621,3 +621,36 @@ mod tests {
         assert_eq!(BlockMap::decode(ObjectId::hash(&enc), &enc).unwrap(), m);
     }
 }
+
+#[cfg(test)]
+mod stable_ids {
+    use super::*;
+
+    /// A tree of every kind that existed before special files and hard links: its encoding
+    /// (and so every existing commit id) must never change.
+    #[test]
+    fn trees_of_the_original_kinds_keep_their_ids() {
+        let e = |name: &str, kind, mode, size| TreeEntry {
+            name: name.as_bytes().to_vec(),
+            kind,
+            mode,
+            uid: 1000,
+            gid: 100,
+            mtime_ns: 1_700_000_000_123_456_789,
+            size,
+            id: ObjectId::hash(name.as_bytes()),
+        };
+        let t = Tree {
+            entries: vec![
+                e("big", EntryKind::ChunkedFile, 0o644, 5 << 20),
+                e("dir", EntryKind::Dir, 0o755, 0),
+                e("file", EntryKind::File, 0o4750, 12),
+                e("link", EntryKind::Symlink, 0o777, 4),
+            ],
+        };
+        assert_eq!(
+            ObjectId::hash(&t.encode()).to_string(),
+            "e8bf7fa18c2930dc8ea5a1419c61dd1d021000e3e07773bdcebf678ae20cce1d"
+        );
+    }
+}
