@@ -7,7 +7,7 @@
 //! same directory and renamed into place. Symlinks in the target are never followed. The
 //! file system is synced before the new index is saved, so a following commit reads nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, FileTimes, Permissions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -15,17 +15,17 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid, UTIME_OMIT};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, UTIME_OMIT};
 
 use crate::chunker::{store_content, Sink};
 use crate::dirfd::{
-    chmod_nofollow, errno_err, fstat, list_names, lstat_at, open_dir, open_regular_at, open_root,
-    remove_all_at, short_path, Lstat,
+    chmod_nofollow, errno_err, fstat, list_names, lstat_at, open_below, open_dir, open_regular_at,
+    open_root, remove_all_at, short_path, Lstat,
 };
 use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{EntryKind, Tree, TreeEntry};
+use crate::object::{EntryKind, SpecialNode, Tree, TreeEntry};
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
@@ -56,6 +56,10 @@ pub struct CheckoutStats {
     pub files_verified: u64,
     /// Symlinks (re)created.
     pub symlinks_written: u64,
+    /// Fifos, sockets and device nodes (re)created.
+    pub special_files_written: u64,
+    /// Hard links (re)made.
+    pub hard_links_written: u64,
     /// Directories created.
     pub dirs_created: u64,
     /// Entries removed because the commit does not have them (a directory counts once).
@@ -110,6 +114,15 @@ fn timestamps(mtime_ns: i64) -> Timestamps {
     }
 }
 
+fn special_file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharacterDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        _ => FileType::Fifo,
+    }
+}
+
 fn owner(want: Meta) -> (Option<Uid>, Option<Gid>) {
     (Some(Uid::from_raw(want.uid)), Some(Gid::from_raw(want.gid)))
 }
@@ -118,6 +131,11 @@ struct Checkout<'a> {
     repo: &'a Repository,
     /// The target, for error messages.
     root: &'a Path,
+    /// The target, open.
+    root_fd: BorrowedFd<'a>,
+    /// Inodes of kept files with several links: a second entry finding one is rewritten
+    /// (unless it is a hard link entry), so names the commit keeps apart are not linked.
+    claimed: HashSet<u64>,
     old: &'a Index,
     new: Index,
     stats: CheckoutStats,
@@ -315,6 +333,74 @@ impl Checkout<'_> {
         Ok(())
     }
 
+    fn write_special(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        node: SpecialNode,
+        e: &TreeEntry,
+    ) -> Result<()> {
+        let file_type = special_file_type(node.kind);
+        let dev = rustix::fs::makedev(node.major, node.minor);
+        self.replace_with(dir, name, rel, |tmp| {
+            rustix::fs::mknodat(dir, tmp, file_type, Mode::from_raw_mode(0o600), dev)
+                .map_err(errno_err("create special file", self.root, rel))?;
+            let st = lstat_at(dir, tmp.as_bytes()).map_err(errno_err("stat", self.root, rel))?;
+            // mknod applies the umask: the mode is fixed here.
+            self.apply_meta_at(dir, tmp.as_bytes(), rel, &st, Meta::from(e), false)?;
+            Ok(())
+        })?;
+        self.stats.special_files_written += 1;
+        Ok(())
+    }
+
+    /// Makes `name` in `dir` another name of the file checked out before at the path that
+    /// the entry's chunk holds (`linkat` from that file's directory, then a rename).
+    fn hard_link(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: Vec<u8>,
+        act: Option<&Lstat>,
+        e: &TreeEntry,
+    ) -> Result<()> {
+        let first = self.repo.store.read(&e.id)?;
+        let corrupt =
+            |why: String| Error::Store(crate::store::StoreError::Corrupt { id: e.id, why });
+        let Some(first_entry) = self.new.entries.get(&first).filter(|ie| ie.kind.is_file()) else {
+            let shown = short_path(Path::new(""), &first);
+            return Err(corrupt(format!(
+                "hard link to {}, which is not a file checked out before it",
+                shown.display()
+            )));
+        };
+        let (first_kind, first_id) = (first_entry.kind, first_entry.id);
+        let ino = first_entry.stat.ino;
+        let same = act.is_some_and(|st| st.is_file() && st.key.ino == ino);
+        if !same {
+            if let Some(st) = act.filter(|st| st.is_dir()) {
+                self.remove(dir, name, &rel, st)?;
+            }
+            let (first_dir, first_name) = match first.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&first[..i], &first[i + 1..]),
+                None => (&b""[..], &first[..]),
+            };
+            let from = open_below(self.root_fd, first_dir)
+                .map_err(errno_err("open", self.root, first_dir))?;
+            self.replace_with(dir, name, &rel, |tmp| {
+                rustix::fs::linkat(&from, first_name, dir, tmp, AtFlags::empty())
+                    .map_err(errno_err("hard link", self.root, &rel))
+            })?;
+            self.stats.hard_links_written += 1;
+        }
+        let st = lstat_at(dir, name).map_err(errno_err("stat", self.root, &rel))?;
+        // A new link changed the inode's change time: the first name's entry follows.
+        self.record_stat(first, st.key, first_kind, first_id);
+        self.record_stat(rel, st.key, EntryKind::HardLink, e.id);
+        Ok(())
+    }
+
     fn same_file_content(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -399,9 +485,13 @@ impl Checkout<'_> {
                 }
                 EntryKind::File | EntryKind::ChunkedFile => {
                     let same = match act {
+                        Some(st) if st.nlink > 1 && self.claimed.contains(&st.key.ino) => false,
                         Some(st) => self.same_file_content(dir, name, &rel, st, e)?,
                         None => false,
                     };
+                    if let Some(st) = act.filter(|st| same && st.nlink > 1) {
+                        self.claimed.insert(st.key.ino);
+                    }
                     let mut untouched = None;
                     match act {
                         Some(st) if same => {
@@ -447,6 +537,42 @@ impl Checkout<'_> {
                         }
                     }
                     self.record(rel, dir, name, EntryKind::Symlink, e.id)?;
+                }
+                kind if kind.is_special() => {
+                    let description = self.repo.store.read(&e.id)?;
+                    let node = SpecialNode::decode(kind, &description).ok_or_else(|| {
+                        Error::Store(crate::store::StoreError::Corrupt {
+                            id: e.id,
+                            why: format!("not a description of a {kind:?} node"),
+                        })
+                    })?;
+                    let dev = rustix::fs::makedev(node.major, node.minor);
+                    let same = act.is_some_and(|st| {
+                        st.file_type() == special_file_type(kind)
+                            && (!matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
+                                || st.rdev == dev)
+                    });
+                    match act {
+                        Some(st) if same => {
+                            if self.apply_meta_at(dir, name, &rel, st, Meta::from(e), false)? {
+                                self.stats.metadata_updated += 1;
+                            }
+                        }
+                        _ => {
+                            if let Some(st) = act.filter(|st| st.is_dir()) {
+                                self.remove(dir, name, &rel, st)?;
+                            }
+                            self.write_special(dir, name, &rel, node, e)?;
+                        }
+                    }
+                    self.record(rel, dir, name, kind, e.id)?;
+                }
+                EntryKind::HardLink => self.hard_link(dir, name, rel, act, e)?,
+                _ => {
+                    return Err(Error::Store(crate::store::StoreError::Corrupt {
+                        id: e.id,
+                        why: format!("tree entry of unknown kind {:?}", e.kind),
+                    }))
                 }
             }
         }
@@ -509,6 +635,8 @@ impl Repository {
         let mut co = Checkout {
             repo: self,
             root: target,
+            root_fd: root_fd.as_fd(),
+            claimed: HashSet::new(),
             old: &old,
             new: Index::default(),
             stats: CheckoutStats::default(),

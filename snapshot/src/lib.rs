@@ -88,7 +88,7 @@ pub use checkout::CheckoutStats;
 pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};
 pub use maint::{FsckReport, GcOptions, GcReport, Reachable, DEFAULT_GC_GRACE};
-pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
+pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, SpecialNode, Tree, TreeEntry};
 pub use progress::{NoProgress, Phase, Progress, Unit};
 pub use reflog::ReflogEntry;
 pub use repo::{Branch, Error, Head, Pin, Repository, Tag};

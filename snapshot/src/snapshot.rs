@@ -5,8 +5,9 @@
 //! read by their data extents only (holes read as zeros; see `sparse`) and split by
 //! content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
 //! edit in a large file stores only the chunks around it. Symlinks are recorded, never
-//! followed; sockets, fifos and devices are skipped and reported; other mounts below the
-//! source are not entered.
+//! followed; fifos, sockets and device nodes are recorded (kind, mode, owner, mtime, device
+//! number), never opened; other mounts below the source are not entered. The walk works
+//! relative to directory descriptors (see `dirfd`), so no depth is too deep.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -26,7 +27,9 @@ use crate::dirfd::{
 
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
+use crate::object::{
+    Commit, CommitInfo, Content, DirMeta, EntryKind, SpecialNode, Tree, TreeEntry,
+};
 use crate::progress::{Phase, Progress};
 use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
@@ -41,14 +44,6 @@ pub const RACY_WINDOW_NS: i64 = 50_000_000;
 /// Why a path was left out of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
-    /// A unix socket.
-    Socket,
-    /// A named pipe.
-    Fifo,
-    /// A character device node.
-    CharDevice,
-    /// A block device node.
-    BlockDevice,
     /// The root of another mount.
     MountPoint,
     /// It disappeared or changed type while being read.
@@ -73,6 +68,11 @@ pub struct CommitStats {
     pub dirs_scanned: u64,
     /// Symlinks seen.
     pub symlinks: u64,
+    /// Fifos, sockets and device nodes seen (recorded, never opened).
+    pub special_files: u64,
+    /// Regular files that are another name of a file seen before (recorded as hard links;
+    /// also counted in `files_scanned`).
+    pub hard_links: u64,
     /// Files re-read because their stat changed (or they were new).
     pub files_reread: u64,
     /// Bytes read from those files: their data, not their holes (which read as zeros).
@@ -132,6 +132,12 @@ pub(crate) fn rel_path(rel: &[u8]) -> PathBuf {
 enum NodeKind {
     File {
         known: Option<FileContent>,
+        /// The first name (in path order) of an inode with several names in the walk.
+        first_of_group: bool,
+    },
+    /// Another name of the regular file first named `first` (a hard link).
+    Link {
+        first: Vec<u8>,
     },
     Dir {
         children: Vec<Node>,
@@ -139,13 +145,41 @@ enum NodeKind {
         fd: Option<Arc<OwnedFd>>,
     },
     Symlink(Vec<u8>),
+    Special(SpecialNode),
 }
 
 struct Node {
     name: Vec<u8>,
     rel: Vec<u8>,
     stat: StatKey,
+    /// Hard link count (regular files).
+    nlink: u32,
     kind: NodeKind,
+}
+
+/// Turns every regular file that shares its inode with an earlier one (in path order:
+/// sorted names, depth first, as the tree is encoded) into a link to that first name.
+/// `firsts` maps an inode to its first name; only files with several links are looked at.
+fn find_hard_links(nodes: &mut [Node], firsts: &mut HashMap<u64, Vec<u8>>) {
+    for n in nodes {
+        match &mut n.kind {
+            NodeKind::File { first_of_group, .. } if n.nlink > 1 => {
+                match firsts.get_mut(&n.stat.ino) {
+                    Some(first) => {
+                        n.kind = NodeKind::Link {
+                            first: first.clone(),
+                        }
+                    }
+                    None => {
+                        *first_of_group = true;
+                        firsts.insert(n.stat.ino, n.rel.clone());
+                    }
+                }
+            }
+            NodeKind::Dir { children, .. } => find_hard_links(children, firsts),
+            _ => {}
+        }
+    }
 }
 
 struct FileOutcome {
@@ -229,7 +263,10 @@ impl Walker<'_> {
                             size: stat.size,
                         });
                     unread_files |= known.is_none();
-                    NodeKind::File { known }
+                    NodeKind::File {
+                        known,
+                        first_of_group: false,
+                    }
                 }
                 FileType::Directory => {
                     if st.dev != self.root_dev || st.mount_root {
@@ -265,20 +302,30 @@ impl Walker<'_> {
                     Err(e) => return Err(errno_err("read link", self.root, &rel)(e)),
                 },
                 other => {
-                    let reason = match other {
-                        FileType::Socket => SkipReason::Socket,
-                        FileType::Fifo => SkipReason::Fifo,
-                        FileType::CharacterDevice => SkipReason::CharDevice,
-                        _ => SkipReason::BlockDevice,
+                    let kind = match other {
+                        FileType::Socket => EntryKind::Socket,
+                        FileType::Fifo => EntryKind::Fifo,
+                        FileType::CharacterDevice => EntryKind::CharDevice,
+                        FileType::BlockDevice => EntryKind::BlockDevice,
+                        _ => {
+                            self.skip(&rel, SkipReason::Vanished);
+                            continue;
+                        }
                     };
-                    self.skip(&rel, reason);
-                    continue;
+                    self.stats.special_files += 1;
+                    let device = matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+                    let (major, minor) = match device {
+                        true => (rustix::fs::major(st.rdev), rustix::fs::minor(st.rdev)),
+                        false => (0, 0),
+                    };
+                    NodeKind::Special(SpecialNode { kind, major, minor })
                 }
             };
             nodes.push(Node {
                 name,
                 rel,
                 stat,
+                nlink: st.nlink,
                 kind,
             });
         }
@@ -295,7 +342,7 @@ fn collect_jobs(
 ) {
     for n in nodes {
         match &n.kind {
-            NodeKind::File { known: None } => out.push(ReadJob {
+            NodeKind::File { known: None, .. } => out.push(ReadJob {
                 rel: n.rel.clone(),
                 name_at: n.rel.len() - n.name.len(),
                 dir: dir.cloned(),
@@ -417,6 +464,7 @@ impl Repository {
         nodes: Vec<Node>,
         rel_dir: &[u8],
         results: &mut HashMap<Vec<u8>, Option<FileOutcome>>,
+        groups: &mut HashMap<Vec<u8>, (u64, StatKey)>,
         old: &Index,
         new: &mut Index,
         sink: &Sink<'_>,
@@ -426,8 +474,15 @@ impl Repository {
             entries: Vec::with_capacity(nodes.len()),
         };
         for n in nodes {
+            let first_of_group = matches!(
+                n.kind,
+                NodeKind::File {
+                    first_of_group: true,
+                    ..
+                }
+            );
             let (kind, id, size, stat) = match n.kind {
-                NodeKind::File { known: Some(c) } => {
+                NodeKind::File { known: Some(c), .. } => {
                     new.entries.insert(
                         n.rel.clone(),
                         IndexEntry {
@@ -439,7 +494,7 @@ impl Repository {
                     );
                     (c.kind, c.id, c.size, n.stat)
                 }
-                NodeKind::File { known: None } => match results.remove(&n.rel).flatten() {
+                NodeKind::File { known: None, .. } => match results.remove(&n.rel).flatten() {
                     Some(o) => {
                         stats.files_reread += 1;
                         stats.bytes_read += o.read;
@@ -463,7 +518,8 @@ impl Repository {
                     }
                 },
                 NodeKind::Dir { children, .. } => {
-                    let id = self.build_tree(children, &n.rel, results, old, new, sink, stats)?;
+                    let id =
+                        self.build_tree(children, &n.rel, results, groups, old, new, sink, stats)?;
                     new.entries.insert(
                         n.rel.clone(),
                         IndexEntry {
@@ -494,7 +550,58 @@ impl Repository {
                     );
                     (EntryKind::Symlink, id, target.len() as u64, n.stat)
                 }
+                NodeKind::Special(node) => {
+                    let description = node.encode();
+                    let id = ObjectId::hash(&description);
+                    let known = old
+                        .get(&n.rel)
+                        .is_some_and(|e| e.kind == node.kind && e.id == id);
+                    if !known {
+                        sink.put(&id, &description)?;
+                    }
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: node.kind,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (node.kind, id, 0, n.stat)
+                }
+                NodeKind::Link { first } => {
+                    // The first name was recorded before (path order), unless it vanished.
+                    let Some(&(size, stat)) = groups.get(&first) else {
+                        stats.skipped.push(Skipped {
+                            path: rel_path(&n.rel),
+                            reason: SkipReason::Vanished,
+                        });
+                        continue;
+                    };
+                    stats.hard_links += 1;
+                    let id = ObjectId::hash(&first);
+                    let known = old
+                        .get(&n.rel)
+                        .is_some_and(|e| e.kind == EntryKind::HardLink && e.id == id);
+                    if !known {
+                        sink.put(&id, &first)?;
+                    }
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: EntryKind::HardLink,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (EntryKind::HardLink, id, size, stat)
+                }
             };
+            if first_of_group {
+                groups.insert(n.rel.clone(), (size, stat));
+            }
             tree.entries.push(TreeEntry {
                 name: n.name,
                 kind,
@@ -546,7 +653,8 @@ impl Repository {
             held_dirs: 0,
             held_dir_budget: held_dir_budget(),
         };
-        let (nodes, _) = walker.walk(root_fd.as_fd(), b"")?;
+        let (mut nodes, _) = walker.walk(root_fd.as_fd(), b"")?;
+        find_hard_links(&mut nodes, &mut HashMap::new());
         progress.finish();
         let mut stats = walker.stats;
         let mut jobs = Vec::new();
@@ -556,7 +664,17 @@ impl Repository {
         let mut results = self.read_changed(source, &root_fd, &jobs, sink, progress)?;
         progress.finish();
         let mut index = Index::default();
-        let tree = self.build_tree(nodes, b"", &mut results, old, &mut index, sink, &mut stats)?;
+        let mut groups = HashMap::new();
+        let tree = self.build_tree(
+            nodes,
+            b"",
+            &mut results,
+            &mut groups,
+            old,
+            &mut index,
+            sink,
+            &mut stats,
+        )?;
         index.entries.insert(
             Vec::new(),
             IndexEntry {

@@ -260,40 +260,97 @@ impl Tree {
     }
 }
 
-#[test]
-fn sockets_fifos_skipped_and_noted() {
-    let (d, repo) = setup();
-    let src = d.path().join("src");
-    write(&src.join("f"), b"x");
-    let _l = std::os::unix::net::UnixListener::bind(src.join("sock")).unwrap();
-    rustix::fs::mknodat(
-        rustix::fs::CWD,
-        src.join("fifo"),
-        rustix::fs::FileType::Fifo,
-        rustix::fs::Mode::from_raw_mode(0o644),
+/// Makes a fifo, a unix socket and (as root) a character device like /dev/null in `dir`.
+fn make_special_files(dir: &Path) -> Option<std::os::unix::net::UnixListener> {
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap();
+    mknodat(
+        CWD,
+        dir.join("fifo"),
+        FileType::Fifo,
+        Mode::from_raw_mode(0o640),
         0,
     )
     .unwrap();
+    fs::set_permissions(dir.join("fifo"), fs::Permissions::from_mode(0o640)).unwrap();
+    if is_root() {
+        let null = rustix::fs::makedev(1, 3);
+        let mode = Mode::from_raw_mode(0o666);
+        mknodat(CWD, dir.join("null"), FileType::CharacterDevice, mode, null).unwrap();
+        fs::set_permissions(dir.join("null"), fs::Permissions::from_mode(0o666)).unwrap();
+    } else {
+        assert_ne!(
+            std::env::var("DVOL_REQUIRE_ALL").as_deref(),
+            Ok("1"),
+            "making a device node needs root, and DVOL_REQUIRE_ALL=1"
+        );
+        eprintln!("not root: no device node in this test");
+    }
+    Some(listener)
+}
+
+#[test]
+fn fifos_sockets_and_devices_are_recorded_and_checked_out() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    write(&src.join("f"), b"x");
+    let _listener = make_special_files(&src);
+    let specials = if is_root() { 3 } else { 2 };
+    let before = at::digest(&src);
     let vol = VolumeKey::new_random();
     let c = repo.commit(&vol, &src, info("m"), &NoProgress).unwrap();
-    let mut reasons: Vec<_> = c
-        .stats
-        .skipped
-        .iter()
-        .map(|s| (s.path.clone(), s.reason))
-        .collect();
-    reasons.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(
-        reasons,
-        vec![
-            (PathBuf::from("fifo"), SkipReason::Fifo),
-            (PathBuf::from("sock"), SkipReason::Socket)
-        ]
-    );
+    assert!(c.stats.skipped.is_empty(), "{:?}", c.stats.skipped);
+    assert_eq!(c.stats.special_files, specials);
     let t = repo
         .read_tree(&repo.read_commit(c.id).unwrap().tree().unwrap())
         .unwrap();
-    assert_eq!(t.entries.len(), 1);
+    assert_eq!(t.get(b"fifo").unwrap().kind, EntryKind::Fifo);
+    assert_eq!(t.get(b"fifo").unwrap().mode, 0o640);
+    assert_eq!(t.get(b"sock").unwrap().kind, EntryKind::Socket);
+    if is_root() {
+        let null = t.get(b"null").unwrap();
+        assert_eq!((null.kind, null.mode), (EntryKind::CharDevice, 0o666));
+        let node = SpecialNode::decode(null.kind, &repo.read_object(&null.id).unwrap());
+        assert_eq!(node.map(|n| (n.major, n.minor)), Some((1, 3)));
+    }
+    // Nothing to commit, and a second commit records the same tree.
+    assert!(repo.status(&vol, &src).unwrap().is_empty());
+    settle();
+    let again = repo.commit(&vol, &src, info("again"), &NoProgress).unwrap();
+    assert!(again.stats.unchanged);
+    // A clone has them, with the same kind, mode, owner, mtime and device number.
+    let dst = d.path().join("dst");
+    let vol2 = VolumeKey::new_random();
+    let st = repo
+        .clone_volume(&vol, c.id, &vol2, &dst, &NoProgress)
+        .unwrap();
+    assert_eq!(st.special_files_written, specials);
+    assert_eq!(at::digest(&dst), before);
+    assert!(repo.status(&vol2, &dst).unwrap().is_empty());
+    // Another commit without them, and back.
+    for name in ["fifo", "sock", "null"] {
+        let _ = fs::remove_file(dst.join(name));
+    }
+    let without = repo
+        .commit(&vol2, &dst, info("without"), &NoProgress)
+        .unwrap();
+    let removed = repo.diff(c.id, without.id).unwrap();
+    assert_eq!(removed.len() as u64, specials, "{removed:?}");
+    assert!(removed.iter().all(|ch| ch.kind == ChangeKind::Removed));
+    repo.checkout(&vol2, c.id, &dst, &NoProgress).unwrap();
+    repo.set_branch(&vol2, "master", c.id).unwrap();
+    assert_eq!(at::digest(&dst), before);
+    assert!(repo.status(&vol2, &dst).unwrap().is_empty());
+    let kept = repo.checkout(&vol2, c.id, &dst, &NoProgress).unwrap();
+    assert_eq!(kept.special_files_written, 0);
+    // A changed kind or mode shows in status.
+    fs::set_permissions(dst.join("fifo"), fs::Permissions::from_mode(0o600)).unwrap();
+    let changes = repo.status(&vol2, &dst).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].path.as_path(), changes[0].kind),
+        (Path::new("fifo"), ChangeKind::Modified)
+    );
 }
 
 #[test]
@@ -1833,6 +1890,76 @@ fn a_directory_swapped_for_a_symlink_during_checkout_is_not_followed() {
     // Checking out again with nobody interfering repairs the target.
     repo.checkout(&vol, c.id, &dst, &NoProgress).unwrap();
     assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"from the commit");
+}
+
+#[test]
+fn hard_links_survive_commit_and_checkout_as_hard_links() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    let content = noise(9, 600_000);
+    write(&src.join("a/one"), &content);
+    fs::hard_link(src.join("a/one"), src.join("a/two")).unwrap();
+    fs::create_dir_all(src.join("b")).unwrap();
+    fs::hard_link(src.join("a/one"), src.join("b/three")).unwrap();
+    write(&src.join("b/other"), b"not linked");
+    let before = at::digest(&src);
+    let vol = VolumeKey::new_random();
+    let c = repo.commit(&vol, &src, info("links"), &NoProgress).unwrap();
+    assert_eq!(c.stats.hard_links, 2);
+    // The content is read and stored once, with the first name in path order.
+    assert_eq!(c.stats.files_reread, 2);
+    assert_eq!(c.stats.bytes_read, content.len() as u64 + 10);
+    let root = repo
+        .read_tree(&repo.read_commit(c.id).unwrap().tree().unwrap())
+        .unwrap();
+    let a = repo.read_tree(&root.get(b"a").unwrap().id).unwrap();
+    let b = repo.read_tree(&root.get(b"b").unwrap().id).unwrap();
+    assert!(a.get(b"one").unwrap().kind.is_file());
+    for link in [a.get(b"two").unwrap(), b.get(b"three").unwrap()] {
+        assert_eq!(link.kind, EntryKind::HardLink);
+        assert_eq!(link.size, content.len() as u64);
+        assert_eq!(repo.read_object(&link.id).unwrap(), b"a/one");
+    }
+    // Checked out into an empty directory: one inode for the three names.
+    let dst = d.path().join("dst");
+    let vol2 = VolumeKey::new_random();
+    let st = repo
+        .clone_volume(&vol, c.id, &vol2, &dst, &NoProgress)
+        .unwrap();
+    assert_eq!((st.files_written, st.hard_links_written), (2, 2));
+    let ino = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap().ino();
+    assert_eq!(ino("a/one"), ino("a/two"));
+    assert_eq!(ino("a/one"), ino("b/three"));
+    assert_ne!(ino("a/one"), ino("b/other"));
+    assert_eq!(fs::symlink_metadata(dst.join("a/one")).unwrap().nlink(), 3);
+    assert_eq!(at::digest(&dst), before);
+    // Nothing to commit; the same tree is recorded again, without reading the file.
+    assert!(repo.status(&vol2, &dst).unwrap().is_empty());
+    settle();
+    let again = repo
+        .commit(&vol2, &dst, info("again"), &NoProgress)
+        .unwrap();
+    assert!(again.stats.unchanged);
+    assert_eq!(again.id, c.id);
+    // Names linked in the target that the commit keeps apart are separated.
+    let c_apart = {
+        fs::remove_file(src.join("b/three")).unwrap();
+        write(&src.join("b/three"), &content);
+        repo.commit(&vol, &src, info("apart"), &NoProgress).unwrap()
+    };
+    let apart = repo.read_tree(&repo.read_commit(c_apart.id).unwrap().tree().unwrap());
+    let b = repo
+        .read_tree(&apart.unwrap().get(b"b").unwrap().id)
+        .unwrap();
+    assert!(b.get(b"three").unwrap().kind.is_file());
+    repo.checkout(&vol2, c_apart.id, &dst, &NoProgress).unwrap();
+    assert_ne!(ino("a/one"), ino("b/three"));
+    assert_eq!(ino("a/one"), ino("a/two"));
+    assert_eq!(at::digest(&dst), at::digest(&src));
+    // And back.
+    repo.checkout(&vol2, c.id, &dst, &NoProgress).unwrap();
+    assert_eq!(ino("a/one"), ino("b/three"));
+    assert_eq!(at::digest(&dst), before);
 }
 
 /// The fixed cost of a 1%-change commit of 19,200 files in 192 directories (best of 5).
