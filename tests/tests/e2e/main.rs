@@ -19,4 +19,5 @@ mod history;
 mod history_safety;
 mod robustness;
 mod space_safety;
+mod special_files;
 mod state_safety;
