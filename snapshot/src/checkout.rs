@@ -4,8 +4,12 @@
 //! that are not in the tree are removed; files whose stat matches the index (or, without an
 //! index entry, whose content hashes to the wanted id) keep their data and at most get
 //! their owner, mode or mtime fixed; everything else is written to a temporary file in the
-//! same directory and renamed into place. Symlinks in the target are never followed. The
-//! file system is synced before the new index is saved, so a following commit reads nothing.
+//! same directory and renamed into place. Fifos, sockets and device nodes are recreated with
+//! `mknodat`, hard links with `linkat` from the group's first name. Everything is done
+//! relative to directory descriptors (directories opened with `O_NOFOLLOW | O_DIRECTORY`,
+//! entries changed with `*at` calls that do not follow), so any depth works and a symlink in
+//! the target, even one swapped in for a directory meanwhile, is never followed. The file
+//! system is synced before the new index is saved, so a following commit reads nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, FileTimes, Permissions};

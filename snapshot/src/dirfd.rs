@@ -118,10 +118,8 @@ pub(crate) struct Lstat {
     /// The device holding it.
     pub dev: u64,
     /// Hard link count.
-    #[allow(dead_code)]
     pub nlink: u32,
     /// The device a device node stands for.
-    #[allow(dead_code)]
     pub rdev: u64,
     /// Whether it is the root of a mount.
     pub mount_root: bool,
