@@ -373,7 +373,7 @@ impl Checkout<'_> {
         let corrupt =
             |why: String| Error::Store(crate::store::StoreError::Corrupt { id: e.id, why });
         let Some(first_entry) = self.new.entries.get(&first).filter(|ie| ie.kind.is_file()) else {
-            let shown = short_path(Path::new(""), &first);
+            let shown = short_path(self.root, &first);
             return Err(corrupt(format!(
                 "hard link to {}, which is not a file checked out before it",
                 shown.display()
