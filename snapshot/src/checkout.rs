@@ -4,29 +4,48 @@
 //! that are not in the tree are removed; files whose stat matches the index (or, without an
 //! index entry, whose content hashes to the wanted id) keep their data and at most get
 //! their owner, mode or mtime fixed; everything else is written to a temporary file in the
-//! same directory and renamed into place. Symlinks in the target are never followed. The
-//! file system is synced before the new index is saved, so a following commit reads nothing.
+//! same directory and renamed into place. Fifos, sockets and device nodes are recreated with
+//! `mknodat`, hard links with `linkat` from the group's first name. Everything is done
+//! relative to directory descriptors (directories opened with `O_NOFOLLOW | O_DIRECTORY`,
+//! entries changed with `*at` calls that do not follow), so any depth works and a symlink in
+//! the target, even one swapped in for a directory meanwhile, is never followed. The file
+//! system is synced before the new index is saved, so a following commit reads nothing.
 
-use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File, FileTimes, OpenOptions, Permissions};
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, FileTimes, Permissions};
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, Timespec, Timestamps, CWD, UTIME_OMIT};
+use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, UTIME_OMIT};
 
 use crate::chunker::{store_content, Sink};
+use crate::dirfd::{
+    chmod_nofollow, errno_err, fstat, list_names, lstat_at, open_below, open_dir, open_regular_at,
+    open_root, remove_all_at, short_path, Lstat,
+};
 use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{EntryKind, Tree, TreeEntry};
+use crate::object::{EntryKind, SpecialNode, Tree, TreeEntry};
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
-use crate::snapshot::{join_rel, open_regular};
+use crate::snapshot::join_rel;
+
+/// A test's hook into the checkout (see [`BEFORE_ENTER`]).
+#[cfg(test)]
+pub(crate) type EnterHook = Box<dyn Fn(&[u8])>;
+
+#[cfg(test)]
+thread_local! {
+    /// Called with a directory's relative path just before the checkout enters it, so a test
+    /// can change the target at that moment.
+    pub(crate) static BEFORE_ENTER: std::cell::RefCell<Option<EnterHook>> =
+        const { std::cell::RefCell::new(None) };
+}
 
 /// What a checkout did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +60,10 @@ pub struct CheckoutStats {
     pub files_verified: u64,
     /// Symlinks (re)created.
     pub symlinks_written: u64,
+    /// Fifos, sockets and device nodes (re)created.
+    pub special_files_written: u64,
+    /// Hard links (re)made.
+    pub hard_links_written: u64,
     /// Directories created.
     pub dirs_created: u64,
     /// Entries removed because the commit does not have them (a directory counts once).
@@ -85,25 +108,38 @@ impl From<&TreeEntry> for Meta {
     }
 }
 
-fn remove_any(path: &Path, md: &fs::Metadata) -> Result<()> {
-    let r = if md.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("remove", path)(e)),
+fn timestamps(mtime_ns: i64) -> Timestamps {
+    Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: UTIME_OMIT,
+        },
+        last_modification: timespec(mtime_ns),
     }
 }
 
-fn lstat(path: &Path) -> Result<fs::Metadata> {
-    fs::symlink_metadata(path).map_err(io_err("stat", path))
+fn special_file_type(kind: EntryKind) -> FileType {
+    match kind {
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharacterDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+        _ => FileType::Fifo,
+    }
+}
+
+fn owner(want: Meta) -> (Option<Uid>, Option<Gid>) {
+    (Some(Uid::from_raw(want.uid)), Some(Gid::from_raw(want.gid)))
 }
 
 struct Checkout<'a> {
     repo: &'a Repository,
+    /// The target, for error messages.
+    root: &'a Path,
+    /// The target, open.
+    root_fd: BorrowedFd<'a>,
+    /// Inodes of kept files with several links: a second entry finding one is rewritten
+    /// (unless it is a hard link entry), so names the commit keeps apart are not linked.
+    claimed: HashSet<u64>,
     old: &'a Index,
     new: Index,
     stats: CheckoutStats,
@@ -111,8 +147,7 @@ struct Checkout<'a> {
 }
 
 impl Checkout<'_> {
-    fn record(&mut self, rel: Vec<u8>, path: &Path, kind: EntryKind, id: ObjectId) -> Result<()> {
-        let stat = StatKey::of(&lstat(path)?);
+    fn record_stat(&mut self, rel: Vec<u8>, stat: StatKey, kind: EntryKind, id: ObjectId) {
         self.new.entries.insert(
             rel,
             IndexEntry {
@@ -122,53 +157,127 @@ impl Checkout<'_> {
                 racy: false,
             },
         );
+    }
+
+    fn record(
+        &mut self,
+        rel: Vec<u8>,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        kind: EntryKind,
+        id: ObjectId,
+    ) -> Result<()> {
+        let st = lstat_at(dir, name).map_err(errno_err("stat", self.root, &rel))?;
+        self.record_stat(rel, st.key, kind, id);
         Ok(())
     }
 
-    /// Fixes owner (when root), mode (not for symlinks) and mtime; returns whether anything changed.
-    fn apply_meta(
+    fn remove(&self, dir: BorrowedFd<'_>, name: &[u8], rel: &[u8], st: &Lstat) -> Result<()> {
+        remove_all_at(dir, name, st.is_dir()).map_err(errno_err("remove", self.root, rel))
+    }
+
+    /// Fixes owner (when root), mode (not for symlinks) and mtime of `name` in `dir`, never
+    /// following it; returns whether anything changed.
+    #[allow(clippy::too_many_arguments)]
+    fn apply_meta_at(
         &self,
-        path: &Path,
-        md: &fs::Metadata,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        st: &Lstat,
         want: Meta,
         symlink: bool,
     ) -> Result<bool> {
         let mut changed = false;
-        if self.repo.as_root && (md.uid() != want.uid || md.gid() != want.gid) {
-            std::os::unix::fs::lchown(path, Some(want.uid), Some(want.gid))
-                .map_err(io_err("chown", path))?;
+        if self.repo.as_root && (st.key.uid != want.uid || st.key.gid != want.gid) {
+            let (uid, gid) = owner(want);
+            rustix::fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(errno_err("chown", self.root, rel))?;
             changed = true;
         }
-        if !symlink && (changed || md.mode() & 0o7777 != want.mode) {
-            fs::set_permissions(path, Permissions::from_mode(want.mode))
-                .map_err(io_err("chmod", path))?;
+        if !symlink && (changed || st.key.mode & 0o7777 != want.mode) {
+            chmod_nofollow(dir, name, want.mode).map_err(errno_err("chmod", self.root, rel))?;
             changed = true;
         }
-        let mtime = StatKey::of(md).mtime_ns;
-        if mtime != want.mtime_ns {
-            let ts = Timestamps {
-                last_access: Timespec {
-                    tv_sec: 0,
-                    tv_nsec: UTIME_OMIT,
-                },
-                last_modification: timespec(want.mtime_ns),
-            };
-            rustix::fs::utimensat(CWD, path, &ts, AtFlags::SYMLINK_NOFOLLOW)
-                .map_err(|e| io_err("set mtime of", path)(e.into()))?;
+        if st.key.mtime_ns != want.mtime_ns {
+            rustix::fs::utimensat(
+                dir,
+                name,
+                &timestamps(want.mtime_ns),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(errno_err("set mtime of", self.root, rel))?;
             changed = true;
         }
         Ok(changed)
     }
 
-    fn write_file(&mut self, dir: &Path, path: &Path, e: &TreeEntry) -> Result<()> {
-        let tmp = dir.join(temp_name());
-        let result = (|| {
-            let f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)
-                .map_err(io_err("create", &tmp))?;
+    /// Like [`Checkout::apply_meta_at`], through an open file or directory.
+    fn apply_meta_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        rel: &[u8],
+        st: &Lstat,
+        want: Meta,
+    ) -> Result<bool> {
+        let mut changed = false;
+        if self.repo.as_root && (st.key.uid != want.uid || st.key.gid != want.gid) {
+            let (uid, gid) = owner(want);
+            rustix::fs::fchown(fd, uid, gid).map_err(errno_err("chown", self.root, rel))?;
+            changed = true;
+        }
+        if changed || st.key.mode & 0o7777 != want.mode {
+            rustix::fs::fchmod(fd, Mode::from_raw_mode(want.mode))
+                .map_err(errno_err("chmod", self.root, rel))?;
+            changed = true;
+        }
+        if st.key.mtime_ns != want.mtime_ns {
+            rustix::fs::futimens(fd, &timestamps(want.mtime_ns)).map_err(errno_err(
+                "set mtime of",
+                self.root,
+                rel,
+            ))?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// Writes a temporary file in `dir` with `fill`, then renames it over `name`.
+    fn replace_with(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        fill: impl FnOnce(&str) -> Result<()>,
+    ) -> Result<()> {
+        let tmp = temp_name();
+        let result = fill(&tmp).and_then(|()| {
+            rustix::fs::renameat(dir, tmp.as_str(), dir, name)
+                .map_err(errno_err("rename", self.root, rel))
+        });
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(dir, tmp.as_str(), AtFlags::empty());
+        }
+        result
+    }
+
+    fn write_file(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        e: &TreeEntry,
+    ) -> Result<()> {
+        let shown = short_path(self.root, rel);
+        self.replace_with(dir, name, rel, |tmp| {
+            let fd = rustix::fs::openat(
+                dir,
+                tmp,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+            .map_err(errno_err("create", self.root, rel))?;
+            let f = File::from(fd);
             let chunks: Vec<ObjectId> = match e.kind {
                 EntryKind::ChunkedFile => self
                     .repo
@@ -182,7 +291,7 @@ impl Checkout<'_> {
             let mut written = 0u64;
             for id in chunks {
                 let data = self.repo.store.read(&id)?;
-                write_sparse(&f, written, &data).map_err(io_err("write", &tmp))?;
+                write_sparse(&f, written, &data).map_err(io_err("write", &shown))?;
                 written += data.len() as u64;
             }
             if written != e.size {
@@ -191,22 +300,16 @@ impl Checkout<'_> {
                     why: format!("content is {written} bytes, tree says {}", e.size),
                 }));
             }
-            f.set_len(written).map_err(io_err("truncate", &tmp))?;
+            f.set_len(written).map_err(io_err("truncate", &shown))?;
             if self.repo.as_root {
                 std::os::unix::fs::fchown(&f, Some(e.uid), Some(e.gid))
-                    .map_err(io_err("chown", &tmp))?;
+                    .map_err(io_err("chown", &shown))?;
             }
             f.set_permissions(Permissions::from_mode(e.mode))
-                .map_err(io_err("chmod", &tmp))?;
+                .map_err(io_err("chmod", &shown))?;
             f.set_times(FileTimes::new().set_modified(system_time(e.mtime_ns)))
-                .map_err(io_err("set mtime of", &tmp))?;
-            drop(f);
-            fs::rename(&tmp, path).map_err(io_err("rename", path))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
+                .map_err(io_err("set mtime of", &shown))
+        })?;
         self.stats.files_written += 1;
         self.stats.bytes_written += e.size;
         Ok(())
@@ -214,151 +317,266 @@ impl Checkout<'_> {
 
     fn write_symlink(
         &mut self,
-        dir: &Path,
-        path: &Path,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
         target: &[u8],
         e: &TreeEntry,
     ) -> Result<()> {
-        let tmp = dir.join(temp_name());
-        let result = (|| {
-            std::os::unix::fs::symlink(OsStr::from_bytes(target), &tmp)
-                .map_err(io_err("create symlink", &tmp))?;
-            let md = lstat(&tmp)?;
-            self.apply_meta(&tmp, &md, Meta::from(e), true)?;
-            fs::rename(&tmp, path).map_err(io_err("rename", path))
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result?;
+        self.replace_with(dir, name, rel, |tmp| {
+            rustix::fs::symlinkat(target, dir, tmp).map_err(errno_err(
+                "create symlink",
+                self.root,
+                rel,
+            ))?;
+            let st = lstat_at(dir, tmp.as_bytes()).map_err(errno_err("stat", self.root, rel))?;
+            self.apply_meta_at(dir, tmp.as_bytes(), rel, &st, Meta::from(e), true)?;
+            Ok(())
+        })?;
         self.stats.symlinks_written += 1;
+        Ok(())
+    }
+
+    fn write_special(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        node: SpecialNode,
+        e: &TreeEntry,
+    ) -> Result<()> {
+        let file_type = special_file_type(node.kind);
+        let dev = rustix::fs::makedev(node.major, node.minor);
+        self.replace_with(dir, name, rel, |tmp| {
+            rustix::fs::mknodat(dir, tmp, file_type, Mode::from_raw_mode(0o600), dev)
+                .map_err(errno_err("create special file", self.root, rel))?;
+            let st = lstat_at(dir, tmp.as_bytes()).map_err(errno_err("stat", self.root, rel))?;
+            // mknod applies the umask: the mode is fixed here.
+            self.apply_meta_at(dir, tmp.as_bytes(), rel, &st, Meta::from(e), false)?;
+            Ok(())
+        })?;
+        self.stats.special_files_written += 1;
+        Ok(())
+    }
+
+    /// Makes `name` in `dir` another name of the file checked out before at the path that
+    /// the entry's chunk holds (`linkat` from that file's directory, then a rename).
+    fn hard_link(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: Vec<u8>,
+        act: Option<&Lstat>,
+        e: &TreeEntry,
+    ) -> Result<()> {
+        let first = self.repo.store.read(&e.id)?;
+        let corrupt =
+            |why: String| Error::Store(crate::store::StoreError::Corrupt { id: e.id, why });
+        let Some(first_entry) = self.new.entries.get(&first).filter(|ie| ie.kind.is_file()) else {
+            let shown = short_path(self.root, &first);
+            return Err(corrupt(format!(
+                "hard link to {}, which is not a file checked out before it",
+                shown.display()
+            )));
+        };
+        let (first_kind, first_id) = (first_entry.kind, first_entry.id);
+        let ino = first_entry.stat.ino;
+        let same = act.is_some_and(|st| st.is_file() && st.key.ino == ino);
+        if !same {
+            if let Some(st) = act.filter(|st| st.is_dir()) {
+                self.remove(dir, name, &rel, st)?;
+            }
+            let (first_dir, first_name) = match first.iter().rposition(|b| *b == b'/') {
+                Some(i) => (&first[..i], &first[i + 1..]),
+                None => (&b""[..], &first[..]),
+            };
+            let from = open_below(self.root_fd, first_dir)
+                .map_err(errno_err("open", self.root, first_dir))?;
+            self.replace_with(dir, name, &rel, |tmp| {
+                rustix::fs::linkat(&from, first_name, dir, tmp, AtFlags::empty())
+                    .map_err(errno_err("hard link", self.root, &rel))
+            })?;
+            self.stats.hard_links_written += 1;
+        }
+        let st = lstat_at(dir, name).map_err(errno_err("stat", self.root, &rel))?;
+        // A new link changed the inode's change time: the first name's entry follows.
+        self.record_stat(first, st.key, first_kind, first_id);
+        self.record_stat(rel, st.key, EntryKind::HardLink, e.id);
         Ok(())
     }
 
     fn same_file_content(
         &mut self,
-        path: &Path,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
         rel: &[u8],
-        md: &fs::Metadata,
+        st: &Lstat,
         e: &TreeEntry,
     ) -> Result<bool> {
-        if !md.is_file() || md.len() != e.size {
+        if !st.is_file() || st.key.size != e.size {
             return Ok(false);
         }
-        let stat = StatKey::of(md);
         if self
             .old
             .get(rel)
-            .is_some_and(|ie| ie.kind == e.kind && ie.id == e.id && ie.matches(&stat))
+            .is_some_and(|ie| ie.kind == e.kind && ie.id == e.id && ie.matches(&st.key))
         {
             return Ok(true);
         }
         self.stats.files_verified += 1;
-        let Some((f, _)) = open_regular(path)? else {
+        let shown = short_path(self.root, rel);
+        let opened = open_regular_at(dir, name).map_err(|e| io_err("open", &shown)(e.into()))?;
+        let Some((f, _)) = opened else {
             return Ok(false);
         };
-        let c = store_content(f, path, &Sink::Hash { trees: None }, &NoProgress)?;
+        let c = store_content(f, &shown, &Sink::Hash { trees: None }, &NoProgress)?;
         Ok(c.kind == e.kind && c.id == e.id)
     }
 
-    fn dir(&mut self, dir: &Path, rel: &[u8], tree: &Tree) -> Result<()> {
-        let mut actual: HashMap<Vec<u8>, fs::Metadata> = HashMap::new();
-        for ent in fs::read_dir(dir).map_err(io_err("list", dir))? {
-            let ent = ent.map_err(io_err("list", dir))?;
-            let md = match fs::symlink_metadata(ent.path()) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("stat", &ent.path())(e)),
-            };
-            actual.insert(ent.file_name().into_vec(), md);
+    /// Makes the open directory `dir` (`rel` below the target) equal to `tree`.
+    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &[u8], tree: &Tree) -> Result<()> {
+        let mut actual: HashMap<Vec<u8>, Lstat> = HashMap::new();
+        for name in list_names(dir).map_err(errno_err("list", self.root, rel))? {
+            match lstat_at(dir, &name) {
+                Ok(st) => {
+                    actual.insert(name, st);
+                }
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(errno_err("stat", self.root, &join_rel(rel, &name))(e)),
+            }
         }
-        for (name, md) in &actual {
+        for (name, st) in &actual {
             if tree.get(name).is_none() {
-                remove_any(&dir.join(OsStr::from_bytes(name)), md)?;
+                self.remove(dir, name, &join_rel(rel, name), st)?;
                 self.stats.removed += 1;
             }
         }
         for e in &tree.entries {
-            let path = dir.join(OsStr::from_bytes(&e.name));
-            let rel = join_rel(rel, &e.name);
-            let act = actual.get(&e.name);
+            let name = e.name.as_slice();
+            let rel = join_rel(rel, name);
+            let act = actual.get(name);
             self.progress.advance(1);
             match e.kind {
                 EntryKind::Dir => {
                     match act {
-                        Some(md) if md.is_dir() => {}
+                        Some(st) if st.is_dir() => {}
                         other => {
-                            if let Some(md) = other {
-                                remove_any(&path, md)?;
+                            if let Some(st) = other {
+                                self.remove(dir, name, &rel, st)?;
                             }
-                            fs::create_dir(&path).map_err(io_err("create", &path))?;
+                            rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))
+                                .map_err(errno_err("create", self.root, &rel))?;
                             self.stats.dirs_created += 1;
                         }
                     }
-                    let sub = self.repo.read_tree(&e.id)?;
-                    self.dir(&path, &rel, &sub)?;
-                    let md = lstat(&path)?;
-                    self.apply_meta(&path, &md, Meta::from(e), false)?;
-                    self.record(rel, &path, EntryKind::Dir, e.id)?;
+                    let sub_tree = self.repo.read_tree(&e.id)?;
+                    #[cfg(test)]
+                    BEFORE_ENTER.with(|h| h.borrow().as_ref().map(|f| f(&rel)));
+                    // O_NOFOLLOW | O_DIRECTORY: a symlink swapped in meanwhile is refused.
+                    let sub = open_dir(dir, name).map_err(errno_err(
+                        "enter directory",
+                        self.root,
+                        &rel,
+                    ))?;
+                    self.dir(sub.as_fd(), &rel, &sub_tree)?;
+                    let stat_sub =
+                        || fstat(sub.as_fd()).map_err(errno_err("stat", self.root, &rel));
+                    let mut st = stat_sub()?;
+                    if self.apply_meta_fd(sub.as_fd(), &rel, &st, Meta::from(e))? {
+                        st = stat_sub()?;
+                    }
+                    self.record_stat(rel, st.key, EntryKind::Dir, e.id);
                 }
                 EntryKind::File | EntryKind::ChunkedFile => {
                     let same = match act {
-                        Some(md) => self.same_file_content(&path, &rel, md, e)?,
+                        Some(st) if st.nlink > 1 && self.claimed.contains(&st.key.ino) => false,
+                        Some(st) => self.same_file_content(dir, name, &rel, st, e)?,
                         None => false,
                     };
+                    if let Some(st) = act.filter(|st| same && st.nlink > 1) {
+                        self.claimed.insert(st.key.ino);
+                    }
                     let mut untouched = None;
-                    if same {
-                        self.stats.files_unchanged += 1;
-                        if let Some(md) = act {
-                            if self.apply_meta(&path, md, Meta::from(e), false)? {
+                    match act {
+                        Some(st) if same => {
+                            self.stats.files_unchanged += 1;
+                            if self.apply_meta_at(dir, name, &rel, st, Meta::from(e), false)? {
                                 self.stats.metadata_updated += 1;
                             } else {
-                                untouched = Some(StatKey::of(md));
+                                untouched = Some(st.key);
                             }
                         }
-                    } else {
-                        if let Some(md) = act.filter(|m| m.is_dir()) {
-                            remove_any(&path, md)?;
+                        _ => {
+                            if let Some(st) = act.filter(|st| st.is_dir()) {
+                                self.remove(dir, name, &rel, st)?;
+                            }
+                            self.write_file(dir, name, &rel, e)?;
                         }
-                        self.write_file(dir, &path, e)?;
                     }
                     match untouched {
                         // Nothing was done to it: its stat is the one just read.
-                        Some(stat) => {
-                            self.new.entries.insert(
-                                rel,
-                                IndexEntry {
-                                    kind: e.kind,
-                                    stat,
-                                    id: e.id,
-                                    racy: false,
-                                },
-                            );
-                        }
-                        None => self.record(rel, &path, e.kind, e.id)?,
+                        Some(stat) => self.record_stat(rel, stat, e.kind, e.id),
+                        None => self.record(rel, dir, name, e.kind, e.id)?,
                     }
                 }
                 EntryKind::Symlink => {
                     let target = self.repo.store.read(&e.id)?;
-                    let same = act.is_some_and(|m| m.file_type().is_symlink())
-                        && fs::read_link(&path)
+                    let same = act.is_some_and(|st| st.is_symlink())
+                        && rustix::fs::readlinkat(dir, name, Vec::new())
                             .ok()
-                            .map(|t| t.into_os_string().into_vec())
+                            .map(|t| t.into_bytes())
                             .as_deref()
                             == Some(&target[..]);
-                    if same {
-                        if let Some(md) = act {
-                            if self.apply_meta(&path, md, Meta::from(e), true)? {
+                    match act {
+                        Some(st) if same => {
+                            if self.apply_meta_at(dir, name, &rel, st, Meta::from(e), true)? {
                                 self.stats.metadata_updated += 1;
                             }
                         }
-                    } else {
-                        if let Some(md) = act.filter(|m| m.is_dir()) {
-                            remove_any(&path, md)?;
+                        _ => {
+                            if let Some(st) = act.filter(|st| st.is_dir()) {
+                                self.remove(dir, name, &rel, st)?;
+                            }
+                            self.write_symlink(dir, name, &rel, &target, e)?;
                         }
-                        self.write_symlink(dir, &path, &target, e)?;
                     }
-                    self.record(rel, &path, EntryKind::Symlink, e.id)?;
+                    self.record(rel, dir, name, EntryKind::Symlink, e.id)?;
+                }
+                kind if kind.is_special() => {
+                    let description = self.repo.store.read(&e.id)?;
+                    let node = SpecialNode::decode(kind, &description).ok_or_else(|| {
+                        Error::Store(crate::store::StoreError::Corrupt {
+                            id: e.id,
+                            why: format!("not a description of a {kind:?} node"),
+                        })
+                    })?;
+                    let dev = rustix::fs::makedev(node.major, node.minor);
+                    let same = act.is_some_and(|st| {
+                        st.file_type() == special_file_type(kind)
+                            && (!matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice)
+                                || st.rdev == dev)
+                    });
+                    match act {
+                        Some(st) if same => {
+                            if self.apply_meta_at(dir, name, &rel, st, Meta::from(e), false)? {
+                                self.stats.metadata_updated += 1;
+                            }
+                        }
+                        _ => {
+                            if let Some(st) = act.filter(|st| st.is_dir()) {
+                                self.remove(dir, name, &rel, st)?;
+                            }
+                            self.write_special(dir, name, &rel, node, e)?;
+                        }
+                    }
+                    self.record(rel, dir, name, kind, e.id)?;
+                }
+                EntryKind::HardLink => self.hard_link(dir, name, rel, act, e)?,
+                _ => {
+                    return Err(Error::Store(crate::store::StoreError::Corrupt {
+                        id: e.id,
+                        why: format!("tree entry of unknown kind {:?}", e.kind),
+                    }))
                 }
             }
         }
@@ -406,29 +624,43 @@ impl Repository {
             }
             Err(e) => return Err(io_err("stat", target)(e)),
         }
+        let root_fd = match open_root(target) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                return Err(Error::NotADirectory {
+                    path: target.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io_err("open", target)(e.into())),
+        };
         let old = self.load_index(volume)?;
         let tree = self.read_tree(&tree_id)?;
         progress.start(Phase::CHECKOUT, None);
         let mut co = Checkout {
             repo: self,
+            root: target,
+            root_fd: root_fd.as_fd(),
+            claimed: HashSet::new(),
             old: &old,
             new: Index::default(),
             stats: CheckoutStats::default(),
             progress,
         };
-        co.dir(target, b"", &tree)?;
-        let md = lstat(target)?;
+        co.dir(root_fd.as_fd(), b"", &tree)?;
         let root = Meta {
             mode: c.root.mode,
             uid: c.root.uid,
             gid: c.root.gid,
             mtime_ns: c.root.mtime_ns,
         };
-        co.apply_meta(target, &md, root, false)?;
-        co.record(Vec::new(), target, EntryKind::Dir, tree_id)?;
+        let stat_root = || fstat(root_fd.as_fd()).map_err(|e| io_err("stat", target)(e.into()));
+        let mut st = stat_root()?;
+        if co.apply_meta_fd(root_fd.as_fd(), b"", &st, root)? {
+            st = stat_root()?;
+        }
+        co.record_stat(Vec::new(), st.key, EntryKind::Dir, tree_id);
         progress.finish();
-        let f = File::open(target).map_err(io_err("open", target))?;
-        rustix::fs::syncfs(&f).map_err(|e| io_err("sync", target)(e.into()))?;
+        rustix::fs::syncfs(&root_fd).map_err(|e| io_err("sync", target)(e.into()))?;
         co.new.save(&self.index_path(volume))?;
         Ok(co.stats)
     }

@@ -2,8 +2,10 @@
 //!
 //! Trees are compared by id, so identical subtrees are skipped without being read. A path is
 //! *modified* when its content, type-preserving kind, mode or owner differ; an mtime change
-//! alone is not reported. A path that changes type (file to directory, ...) is reported as
-//! removed and added.
+//! alone is not reported. A path that changes type (file to directory, fifo to socket, ...)
+//! is reported as removed and added; a file that becomes (or stops being) a hard link to
+//! another name is modified. A change of a hard-linked file's content shows on its first name
+//! (the one the content is recorded with).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -110,7 +112,9 @@ impl Differ<'_> {
     fn pair(&mut self, x: &TreeEntry, y: &TreeEntry, rel: &[u8]) -> Result<()> {
         let meta_differs = x.mode != y.mode || x.uid != y.uid || x.gid != y.gid;
         let path = join_rel(rel, &x.name);
-        let same_type = (x.kind.is_file() && y.kind.is_file()) || x.kind == y.kind;
+        // A regular file, whether its content is in the entry or it is a hard link.
+        let regular = |k: EntryKind| k.is_file() || k == EntryKind::HardLink;
+        let same_type = (regular(x.kind) && regular(y.kind)) || x.kind == y.kind;
         if !same_type {
             self.one_side(x, rel, ChangeKind::Removed)?;
             return self.one_side(y, rel, ChangeKind::Added);

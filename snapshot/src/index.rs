@@ -113,22 +113,11 @@ pub struct Index {
 }
 
 fn kind_code(k: EntryKind) -> u8 {
-    match k {
-        EntryKind::File => 0,
-        EntryKind::ChunkedFile => 1,
-        EntryKind::Dir => 2,
-        EntryKind::Symlink => 3,
-    }
+    k.to_code()
 }
 
 fn kind_from(c: u8) -> Option<EntryKind> {
-    Some(match c {
-        0 => EntryKind::File,
-        1 => EntryKind::ChunkedFile,
-        2 => EntryKind::Dir,
-        3 => EntryKind::Symlink,
-        _ => return None,
-    })
+    EntryKind::of_code(c)
 }
 
 impl Index {

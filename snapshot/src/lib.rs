@@ -21,7 +21,9 @@
 //! disk, named by the hash of the uncompressed bytes, so equal data is stored once across
 //! commits and volumes); a file of several chunks has a chunk list ([`object::FileObject`]);
 //! directories are [`object::Tree`]s (sorted entries with kind, mode, owner, mtime, size and
-//! object id; symlink targets are stored, never followed); a [`object::Commit`] names a root
+//! object id; symlink targets are stored, never followed; fifos, sockets and device nodes are
+//! recorded with their device number, never opened; a second name of a file is a hard link to
+//! its first name, the content stored once); a [`object::Commit`] names a root
 //! tree (or, for block volumes, a [`object::BlockMap`]), its parents, message, author and
 //! RFC 3339 time. Every encoding is canonical, so equal content gives equal ids on any host,
 //! and a transfer needs to send only the objects the receiver lacks
@@ -66,6 +68,7 @@ pub mod checkout;
 pub mod chunker;
 pub mod codec;
 pub mod diff;
+mod dirfd;
 pub mod fsutil;
 pub mod id;
 pub mod index;
@@ -88,7 +91,7 @@ pub use checkout::CheckoutStats;
 pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};
 pub use maint::{FsckReport, GcOptions, GcReport, Reachable, DEFAULT_GC_GRACE};
-pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
+pub use object::{Commit, CommitInfo, Content, DirMeta, EntryKind, SpecialNode, Tree, TreeEntry};
 pub use progress::{NoProgress, Phase, Progress, Unit};
 pub use receive::{ReceiveError, ReceiveStats, Received, Receiver};
 pub use reflog::ReflogEntry;

@@ -35,9 +35,10 @@ pub(crate) enum Expect {
 impl Expect {
     fn of_entry(kind: EntryKind) -> Expect {
         match kind {
-            EntryKind::File | EntryKind::Symlink => Expect::Chunk,
             EntryKind::ChunkedFile => Expect::File,
             EntryKind::Dir => Expect::Tree,
+            // Files, symlinks, hard links and special files: one chunk.
+            _ => Expect::Chunk,
         }
     }
 }

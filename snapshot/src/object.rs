@@ -140,6 +140,21 @@ pub enum EntryKind {
     Dir,
     /// A symbolic link: `id` is a chunk holding the link target (never followed).
     Symlink,
+    /// A named pipe: `id` is a chunk holding its [`SpecialNode`] description; size 0.
+    Fifo,
+    /// A unix socket node: `id` is a chunk holding its [`SpecialNode`] description; size 0.
+    /// (A checkout recreates the node; no process listens on it.)
+    Socket,
+    /// A character device node: `id` is a chunk holding its [`SpecialNode`] description
+    /// (with the device number); size 0.
+    CharDevice,
+    /// A block device node, like [`EntryKind::CharDevice`].
+    BlockDevice,
+    /// Another name of a regular file that an earlier entry holds (a hard link): `id` is a
+    /// chunk holding that entry's path from the volume root (`a/b/c`), the first name of the
+    /// inode in path order; mode, owner, mtime and size are the file's. The content is stored
+    /// once, with the first name.
+    HardLink,
 }
 
 impl EntryKind {
@@ -149,6 +164,11 @@ impl EntryKind {
             EntryKind::ChunkedFile => 1,
             EntryKind::Dir => 2,
             EntryKind::Symlink => 3,
+            EntryKind::Fifo => 4,
+            EntryKind::Socket => 5,
+            EntryKind::CharDevice => 6,
+            EntryKind::BlockDevice => 7,
+            EntryKind::HardLink => 8,
         }
     }
 
@@ -158,13 +178,79 @@ impl EntryKind {
             1 => EntryKind::ChunkedFile,
             2 => EntryKind::Dir,
             3 => EntryKind::Symlink,
+            4 => EntryKind::Fifo,
+            5 => EntryKind::Socket,
+            6 => EntryKind::CharDevice,
+            7 => EntryKind::BlockDevice,
+            8 => EntryKind::HardLink,
             _ => return None,
         })
+    }
+
+    /// The one-byte code of this kind in tree and index encodings.
+    pub fn to_code(self) -> u8 {
+        self.code()
+    }
+
+    /// The kind with this one-byte code, if any.
+    pub fn of_code(code: u8) -> Option<EntryKind> {
+        EntryKind::from_code(code)
+    }
+
+    /// Whether this is a fifo, socket or device node ([`SpecialNode`]).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::CharDevice | EntryKind::BlockDevice
+        )
     }
 
     /// Whether this is a regular file (single- or multi-chunk).
     pub fn is_file(self) -> bool {
         matches!(self, EntryKind::File | EntryKind::ChunkedFile)
+    }
+}
+
+/// What a special file entry's content chunk says: the node's kind and, for device nodes,
+/// the device number. Encoded as text (`fifo`, `socket`, `char 1:3`, `block 7:0`), so equal
+/// nodes share one chunk and the number does not depend on the host's `dev_t` layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecialNode {
+    /// [`EntryKind::Fifo`], [`EntryKind::Socket`], [`EntryKind::CharDevice`] or
+    /// [`EntryKind::BlockDevice`].
+    pub kind: EntryKind,
+    /// Device major number (0 for fifos and sockets).
+    pub major: u32,
+    /// Device minor number (0 for fifos and sockets).
+    pub minor: u32,
+}
+
+impl SpecialNode {
+    /// The chunk content describing the node.
+    pub fn encode(&self) -> Vec<u8> {
+        match self.kind {
+            EntryKind::CharDevice => format!("char {}:{}", self.major, self.minor).into_bytes(),
+            EntryKind::BlockDevice => format!("block {}:{}", self.major, self.minor).into_bytes(),
+            EntryKind::Socket => b"socket".to_vec(),
+            _ => b"fifo".to_vec(),
+        }
+    }
+
+    /// Reads the description of a node of `kind`; `None` if it does not describe one.
+    pub fn decode(kind: EntryKind, data: &[u8]) -> Option<SpecialNode> {
+        let text = std::str::from_utf8(data).ok()?;
+        let device = |prefix: &str| {
+            let (major, minor) = text.strip_prefix(prefix)?.split_once(':')?;
+            Some((major.parse().ok()?, minor.parse().ok()?))
+        };
+        let (major, minor) = match kind {
+            EntryKind::Fifo if text == "fifo" => (0, 0),
+            EntryKind::Socket if text == "socket" => (0, 0),
+            EntryKind::CharDevice => device("char ")?,
+            EntryKind::BlockDevice => device("block ")?,
+            _ => return None,
+        };
+        Some(SpecialNode { kind, major, minor })
     }
 }
 
@@ -184,7 +270,8 @@ pub struct TreeEntry {
     pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
-    /// Size in bytes (files: content length; symlinks: target length; directories: 0).
+    /// Size in bytes (files and hard links: content length; symlinks: target length;
+    /// directories and special files: 0).
     pub size: u64,
     /// The content object (see [`EntryKind`]).
     pub id: ObjectId,
@@ -619,5 +706,38 @@ mod tests {
         };
         let enc = m.encode();
         assert_eq!(BlockMap::decode(ObjectId::hash(&enc), &enc).unwrap(), m);
+    }
+}
+
+#[cfg(test)]
+mod stable_ids {
+    use super::*;
+
+    /// A tree of every kind that existed before special files and hard links: its encoding
+    /// (and so every existing commit id) must never change.
+    #[test]
+    fn trees_of_the_original_kinds_keep_their_ids() {
+        let e = |name: &str, kind, mode, size| TreeEntry {
+            name: name.as_bytes().to_vec(),
+            kind,
+            mode,
+            uid: 1000,
+            gid: 100,
+            mtime_ns: 1_700_000_000_123_456_789,
+            size,
+            id: ObjectId::hash(name.as_bytes()),
+        };
+        let t = Tree {
+            entries: vec![
+                e("big", EntryKind::ChunkedFile, 0o644, 5 << 20),
+                e("dir", EntryKind::Dir, 0o755, 0),
+                e("file", EntryKind::File, 0o4750, 12),
+                e("link", EntryKind::Symlink, 0o777, 4),
+            ],
+        };
+        assert_eq!(
+            ObjectId::hash(&t.encode()).to_string(),
+            "e8bf7fa18c2930dc8ea5a1419c61dd1d021000e3e07773bdcebf678ae20cce1d"
+        );
     }
 }

@@ -5,25 +5,31 @@
 //! read by their data extents only (holes read as zeros; see `sparse`) and split by
 //! content-defined chunking (FastCDC: 256 KiB min, 1 MiB average, 4 MiB max), so an
 //! edit in a large file stores only the chunks around it. Symlinks are recorded, never
-//! followed; sockets, fifos and devices are skipped and reported; other mounts below the
-//! source are not entered.
+//! followed; fifos, sockets and device nodes are recorded (kind, mode, owner, mtime, device
+//! number), never opened; other mounts below the source are not entered. The walk works
+//! relative to directory descriptors (see `dirfd`), so no depth is too deep.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, OFlags, StatxAttributes, StatxFlags, CWD};
+use rustix::fs::FileType;
+
+use crate::dirfd::{
+    errno_err, fstat, list_names, lstat_at, open_below, open_dir, open_regular_at, open_root,
+    short_path, vanished,
+};
 
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{Commit, CommitInfo, Content, DirMeta, EntryKind, Tree, TreeEntry};
+use crate::object::{
+    Commit, CommitInfo, Content, DirMeta, EntryKind, SpecialNode, Tree, TreeEntry,
+};
 use crate::progress::{Phase, Progress};
 use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
@@ -38,14 +44,6 @@ pub const RACY_WINDOW_NS: i64 = 50_000_000;
 /// Why a path was left out of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
-    /// A unix socket.
-    Socket,
-    /// A named pipe.
-    Fifo,
-    /// A character device node.
-    CharDevice,
-    /// A block device node.
-    BlockDevice,
     /// The root of another mount.
     MountPoint,
     /// It disappeared or changed type while being read.
@@ -70,6 +68,11 @@ pub struct CommitStats {
     pub dirs_scanned: u64,
     /// Symlinks seen.
     pub symlinks: u64,
+    /// Fifos, sockets and device nodes seen (recorded, never opened).
+    pub special_files: u64,
+    /// Regular files that are another name of a file seen before (recorded as hard links;
+    /// also counted in `files_scanned`).
+    pub hard_links: u64,
     /// Files re-read because their stat changed (or they were new).
     pub files_reread: u64,
     /// Bytes read from those files: their data, not their holes (which read as zeros).
@@ -102,40 +105,14 @@ pub(crate) fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Opens a regular file for reading without following symlinks or blocking on fifos.
-/// `Ok(None)` if it vanished or is no longer a regular file.
-pub(crate) fn open_regular(path: &Path) -> Result<Option<(File, fs::Metadata)>> {
-    let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32;
-    let f = match OpenOptions::new().read(true).custom_flags(flags).open(path) {
-        Ok(f) => f,
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound
-                || e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(io_err("open", path)(e)),
-    };
-    let md = f.metadata().map_err(io_err("stat", path))?;
-    if !md.is_file() {
-        return Ok(None);
-    }
-    Ok(Some((f, md)))
-}
-
-fn is_mount_root(path: &Path) -> bool {
-    match rustix::fs::statx(
-        CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
-        StatxFlags::empty(),
-    ) {
-        Ok(st) => {
-            st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
-                && st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
-        }
-        Err(_) => false,
-    }
+/// How many directory descriptors a commit keeps open between the walk and the reading of
+/// changed files: a quarter of the open-file limit, at most 4,096. Directories beyond that
+/// are opened again, one name at a time from the root, when their files are read.
+fn held_dir_budget() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1024);
+    usize::try_from(limit / 4).unwrap_or(4096).clamp(16, 4096)
 }
 
 pub(crate) fn join_rel(rel: &[u8], name: &[u8]) -> Vec<u8> {
@@ -153,16 +130,56 @@ pub(crate) fn rel_path(rel: &[u8]) -> PathBuf {
 }
 
 enum NodeKind {
-    File { known: Option<FileContent> },
-    Dir(Vec<Node>),
+    File {
+        known: Option<FileContent>,
+        /// The first name (in path order) of an inode with several names in the walk.
+        first_of_group: bool,
+    },
+    /// Another name of the regular file first named `first` (a hard link).
+    Link {
+        first: Vec<u8>,
+    },
+    Dir {
+        children: Vec<Node>,
+        /// The open directory, kept when files in it must be read.
+        fd: Option<Arc<OwnedFd>>,
+    },
     Symlink(Vec<u8>),
+    Special(SpecialNode),
 }
 
 struct Node {
     name: Vec<u8>,
     rel: Vec<u8>,
     stat: StatKey,
+    /// Hard link count (regular files).
+    nlink: u32,
     kind: NodeKind,
+}
+
+/// Turns every regular file that shares its inode with an earlier one (in path order:
+/// sorted names, depth first, as the tree is encoded) into a link to that first name.
+/// `firsts` maps an inode to its first name; only files with several links are looked at.
+fn find_hard_links(nodes: &mut [Node], firsts: &mut HashMap<u64, Vec<u8>>) {
+    for n in nodes {
+        match &mut n.kind {
+            NodeKind::File { first_of_group, .. } if n.nlink > 1 => {
+                match firsts.get_mut(&n.stat.ino) {
+                    Some(first) => {
+                        n.kind = NodeKind::Link {
+                            first: first.clone(),
+                        }
+                    }
+                    None => {
+                        *first_of_group = true;
+                        firsts.insert(n.stat.ino, n.rel.clone());
+                    }
+                }
+            }
+            NodeKind::Dir { children, .. } => find_hard_links(children, firsts),
+            _ => {}
+        }
+    }
 }
 
 struct FileOutcome {
@@ -174,6 +191,21 @@ struct FileOutcome {
     racy: bool,
 }
 
+/// A file to read: its directory (open, or to be opened again from the root) and name.
+struct ReadJob {
+    rel: Vec<u8>,
+    name_at: usize,
+    dir: Option<Arc<OwnedFd>>,
+    dir_rel: Vec<u8>,
+    size: u64,
+}
+
+impl ReadJob {
+    fn name(&self) -> &[u8] {
+        &self.rel[self.name_at..]
+    }
+}
+
 /// The result of scanning a directory.
 pub(crate) struct Scanned {
     pub tree: ObjectId,
@@ -183,10 +215,13 @@ pub(crate) struct Scanned {
 }
 
 struct Walker<'a> {
+    root: &'a Path,
     root_dev: u64,
     index: &'a Index,
     stats: CommitStats,
     progress: &'a dyn Progress,
+    held_dirs: usize,
+    held_dir_budget: usize,
 }
 
 impl Walker<'_> {
@@ -197,109 +232,143 @@ impl Walker<'_> {
         });
     }
 
-    fn walk(&mut self, dir: &Path, rel: &[u8]) -> Result<Vec<Node>> {
-        let rd = match fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("list", dir)(e)),
-        };
-        let mut nodes = Vec::new();
-        for ent in rd {
-            let ent = ent.map_err(io_err("list", dir))?;
-            let name = ent.file_name().into_vec();
-            let path = ent.path();
+    /// Walks the open directory `dir` (`rel` below the root); returns its entries, sorted,
+    /// and whether any file in it must be read.
+    fn walk(&mut self, dir: BorrowedFd<'_>, rel: &[u8]) -> Result<(Vec<Node>, bool)> {
+        let names = list_names(dir).map_err(errno_err("list", self.root, rel))?;
+        let mut nodes = Vec::with_capacity(names.len());
+        let mut unread_files = false;
+        for name in names {
             let rel = join_rel(rel, &name);
-            let md = match fs::symlink_metadata(&path) {
-                Ok(md) => md,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let st = match lstat_at(dir, &name) {
+                Ok(st) => st,
+                Err(e) if vanished(e) => {
                     self.skip(&rel, SkipReason::Vanished);
                     continue;
                 }
-                Err(e) => return Err(io_err("stat", &path)(e)),
+                Err(e) => return Err(errno_err("stat", self.root, &rel)(e)),
             };
             self.progress.advance(1);
-            let stat = StatKey::of(&md);
-            let ft = md.file_type();
-            let kind = if ft.is_file() {
-                self.stats.files_scanned += 1;
-                let known = self
-                    .index
-                    .get(&rel)
-                    .filter(|e| e.kind.is_file() && e.matches(&stat))
-                    .map(|e| FileContent {
-                        kind: e.kind,
-                        id: e.id,
-                        size: stat.size,
-                    });
-                NodeKind::File { known }
-            } else if ft.is_dir() {
-                if md.dev() != self.root_dev || is_mount_root(&path) {
-                    self.skip(&rel, SkipReason::MountPoint);
-                    continue;
+            let stat = st.key;
+            let kind = match st.file_type() {
+                FileType::RegularFile => {
+                    self.stats.files_scanned += 1;
+                    let known = self
+                        .index
+                        .get(&rel)
+                        .filter(|e| e.kind.is_file() && e.matches(&stat))
+                        .map(|e| FileContent {
+                            kind: e.kind,
+                            id: e.id,
+                            size: stat.size,
+                        });
+                    unread_files |= known.is_none();
+                    NodeKind::File {
+                        known,
+                        first_of_group: false,
+                    }
                 }
-                self.stats.dirs_scanned += 1;
-                NodeKind::Dir(self.walk(&path, &rel)?)
-            } else if ft.is_symlink() {
-                match fs::read_link(&path) {
+                FileType::Directory => {
+                    if st.dev != self.root_dev || st.mount_root {
+                        self.skip(&rel, SkipReason::MountPoint);
+                        continue;
+                    }
+                    let sub = match open_dir(dir, &name) {
+                        Ok(fd) => fd,
+                        Err(e) if vanished(e) => {
+                            self.skip(&rel, SkipReason::Vanished);
+                            continue;
+                        }
+                        Err(e) => return Err(errno_err("open", self.root, &rel)(e)),
+                    };
+                    self.stats.dirs_scanned += 1;
+                    let (children, unread) = self.walk(sub.as_fd(), &rel)?;
+                    let fd = (unread && self.held_dirs < self.held_dir_budget).then(|| {
+                        self.held_dirs += 1;
+                        Arc::new(sub)
+                    });
+                    NodeKind::Dir { children, fd }
+                }
+                FileType::Symlink => match rustix::fs::readlinkat(dir, name.as_slice(), Vec::new())
+                {
                     Ok(t) => {
                         self.stats.symlinks += 1;
-                        NodeKind::Symlink(t.into_os_string().into_vec())
+                        NodeKind::Symlink(t.into_bytes())
                     }
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::NotFound | io::ErrorKind::InvalidInput
-                        ) =>
-                    {
+                    Err(e) if vanished(e) || e == rustix::io::Errno::INVAL => {
                         self.skip(&rel, SkipReason::Vanished);
                         continue;
                     }
-                    Err(e) => return Err(io_err("read link", &path)(e)),
+                    Err(e) => return Err(errno_err("read link", self.root, &rel)(e)),
+                },
+                other => {
+                    let kind = match other {
+                        FileType::Socket => EntryKind::Socket,
+                        FileType::Fifo => EntryKind::Fifo,
+                        FileType::CharacterDevice => EntryKind::CharDevice,
+                        FileType::BlockDevice => EntryKind::BlockDevice,
+                        _ => {
+                            self.skip(&rel, SkipReason::Vanished);
+                            continue;
+                        }
+                    };
+                    self.stats.special_files += 1;
+                    let device = matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice);
+                    let (major, minor) = match device {
+                        true => (rustix::fs::major(st.rdev), rustix::fs::minor(st.rdev)),
+                        false => (0, 0),
+                    };
+                    NodeKind::Special(SpecialNode { kind, major, minor })
                 }
-            } else {
-                let reason = if ft.is_socket() {
-                    SkipReason::Socket
-                } else if ft.is_fifo() {
-                    SkipReason::Fifo
-                } else if ft.is_char_device() {
-                    SkipReason::CharDevice
-                } else {
-                    SkipReason::BlockDevice
-                };
-                self.skip(&rel, reason);
-                continue;
             };
             nodes.push(Node {
                 name,
                 rel,
                 stat,
+                nlink: st.nlink,
                 kind,
             });
         }
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(nodes)
+        Ok((nodes, unread_files))
     }
 }
 
-fn collect_jobs(nodes: &[Node], source: &Path, out: &mut Vec<(Vec<u8>, PathBuf, u64)>) {
+fn collect_jobs(
+    nodes: &[Node],
+    dir: Option<&Arc<OwnedFd>>,
+    dir_rel: &[u8],
+    out: &mut Vec<ReadJob>,
+) {
     for n in nodes {
         match &n.kind {
-            NodeKind::File { known: None } => {
-                out.push((n.rel.clone(), source.join(rel_path(&n.rel)), n.stat.size))
-            }
-            NodeKind::Dir(children) => collect_jobs(children, source, out),
+            NodeKind::File { known: None, .. } => out.push(ReadJob {
+                rel: n.rel.clone(),
+                name_at: n.rel.len() - n.name.len(),
+                dir: dir.cloned(),
+                dir_rel: dir_rel.to_vec(),
+                size: n.stat.size,
+            }),
+            NodeKind::Dir { children, fd } => collect_jobs(children, fd.as_ref(), &n.rel, out),
             _ => {}
         }
     }
 }
 
-fn read_one(path: &Path, sink: &Sink<'_>, progress: &dyn Progress) -> Result<Option<FileOutcome>> {
-    let Some((f, pre)) = open_regular(path)? else {
+fn read_one(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    shown: &Path,
+    sink: &Sink<'_>,
+    progress: &dyn Progress,
+) -> Result<Option<FileOutcome>> {
+    let opened = open_regular_at(dir, name).map_err(|e| io_err("open", shown)(e.into()))?;
+    let Some((f, pre)) = opened else {
         return Ok(None);
     };
-    let (content, read) = crate::sparse::store_file(&f, path, sink, progress)?;
-    let post = f.metadata().map_err(io_err("stat", path))?;
-    let (pre, post) = (StatKey::of(&pre), StatKey::of(&post));
+    let (content, read) = crate::sparse::store_file(&f, shown, sink, progress)?;
+    let post = fstat(f.as_fd()).map_err(|e| io_err("stat", shown)(e.into()))?;
+    let (pre, post) = (pre.key, post.key);
     let mut stat = post;
     stat.size = content.size;
     let racy = pre != post || post.ctime_ns > now_ns() - RACY_WINDOW_NS;
@@ -317,9 +386,13 @@ fn mode_bits(stat: &StatKey) -> u32 {
 }
 
 impl Repository {
+    /// Reads the files of `jobs` in parallel; a file's directory is the descriptor the walk
+    /// kept, or is opened again from `root_fd` one name at a time.
     fn read_changed(
         &self,
-        jobs: &[(Vec<u8>, PathBuf, u64)],
+        root: &Path,
+        root_fd: &Arc<OwnedFd>,
+        jobs: &[ReadJob],
         sink: &Sink<'_>,
         progress: &dyn Progress,
     ) -> Result<HashMap<Vec<u8>, Option<FileOutcome>>> {
@@ -329,30 +402,52 @@ impl Repository {
             Mutex::new(HashMap::with_capacity(jobs.len()));
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let workers = self.threads.min(jobs.len()).max(1);
+        let read_job = |job: &ReadJob, reopened: &mut Option<(Vec<u8>, Arc<OwnedFd>)>| {
+            let dir = match &job.dir {
+                Some(fd) => fd.clone(),
+                None => match reopened {
+                    Some((rel, fd)) if *rel == job.dir_rel => fd.clone(),
+                    _ => match open_below(root_fd.as_fd(), &job.dir_rel) {
+                        Ok(fd) => {
+                            let fd = Arc::new(fd);
+                            *reopened = Some((job.dir_rel.clone(), fd.clone()));
+                            fd
+                        }
+                        Err(e) if vanished(e) => return Ok(None),
+                        Err(e) => return Err(errno_err("open", root, &job.dir_rel)(e)),
+                    },
+                },
+            };
+            let shown = short_path(root, &job.rel);
+            read_one(dir.as_fd(), job.name(), &shown, sink, progress)
+        };
         std::thread::scope(|s| {
             for _ in 0..workers {
-                s.spawn(|| loop {
-                    if failed.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((rel, path, _)) = jobs.get(i) else {
-                        break;
-                    };
-                    match read_one(path, sink, progress) {
-                        Ok(r) => {
-                            results
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .insert(rel.clone(), r);
-                        }
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            error
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .get_or_insert(e);
+                s.spawn(|| {
+                    let mut reopened = None;
+                    loop {
+                        if failed.load(Ordering::Relaxed) {
                             break;
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else {
+                            break;
+                        };
+                        match read_job(job, &mut reopened) {
+                            Ok(r) => {
+                                results
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(job.rel.clone(), r);
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                error
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .get_or_insert(e);
+                                break;
+                            }
                         }
                     }
                 });
@@ -363,13 +458,13 @@ impl Repository {
         }
         Ok(results.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
-
     #[allow(clippy::too_many_arguments)]
     fn build_tree(
         &self,
         nodes: Vec<Node>,
         rel_dir: &[u8],
         results: &mut HashMap<Vec<u8>, Option<FileOutcome>>,
+        groups: &mut HashMap<Vec<u8>, (u64, StatKey)>,
         old: &Index,
         new: &mut Index,
         sink: &Sink<'_>,
@@ -379,8 +474,15 @@ impl Repository {
             entries: Vec::with_capacity(nodes.len()),
         };
         for n in nodes {
+            let first_of_group = matches!(
+                n.kind,
+                NodeKind::File {
+                    first_of_group: true,
+                    ..
+                }
+            );
             let (kind, id, size, stat) = match n.kind {
-                NodeKind::File { known: Some(c) } => {
+                NodeKind::File { known: Some(c), .. } => {
                     new.entries.insert(
                         n.rel.clone(),
                         IndexEntry {
@@ -392,7 +494,7 @@ impl Repository {
                     );
                     (c.kind, c.id, c.size, n.stat)
                 }
-                NodeKind::File { known: None } => match results.remove(&n.rel).flatten() {
+                NodeKind::File { known: None, .. } => match results.remove(&n.rel).flatten() {
                     Some(o) => {
                         stats.files_reread += 1;
                         stats.bytes_read += o.read;
@@ -415,8 +517,9 @@ impl Repository {
                         continue;
                     }
                 },
-                NodeKind::Dir(children) => {
-                    let id = self.build_tree(children, &n.rel, results, old, new, sink, stats)?;
+                NodeKind::Dir { children, .. } => {
+                    let id =
+                        self.build_tree(children, &n.rel, results, groups, old, new, sink, stats)?;
                     new.entries.insert(
                         n.rel.clone(),
                         IndexEntry {
@@ -447,7 +550,58 @@ impl Repository {
                     );
                     (EntryKind::Symlink, id, target.len() as u64, n.stat)
                 }
+                NodeKind::Special(node) => {
+                    let description = node.encode();
+                    let id = ObjectId::hash(&description);
+                    let known = old
+                        .get(&n.rel)
+                        .is_some_and(|e| e.kind == node.kind && e.id == id);
+                    if !known {
+                        sink.put(&id, &description)?;
+                    }
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: node.kind,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (node.kind, id, 0, n.stat)
+                }
+                NodeKind::Link { first } => {
+                    // The first name was recorded before (path order), unless it vanished.
+                    let Some(&(size, stat)) = groups.get(&first) else {
+                        stats.skipped.push(Skipped {
+                            path: rel_path(&n.rel),
+                            reason: SkipReason::Vanished,
+                        });
+                        continue;
+                    };
+                    stats.hard_links += 1;
+                    let id = ObjectId::hash(&first);
+                    let known = old
+                        .get(&n.rel)
+                        .is_some_and(|e| e.kind == EntryKind::HardLink && e.id == id);
+                    if !known {
+                        sink.put(&id, &first)?;
+                    }
+                    new.entries.insert(
+                        n.rel.clone(),
+                        IndexEntry {
+                            kind: EntryKind::HardLink,
+                            stat: n.stat,
+                            id,
+                            racy: false,
+                        },
+                    );
+                    (EntryKind::HardLink, id, size, stat)
+                }
             };
+            if first_of_group {
+                groups.insert(n.rel.clone(), (size, stat));
+            }
             tree.entries.push(TreeEntry {
                 name: n.name,
                 kind,
@@ -478,31 +632,49 @@ impl Repository {
         sink: &Sink<'_>,
         progress: &dyn Progress,
     ) -> Result<Scanned> {
-        let md = fs::symlink_metadata(source).map_err(io_err("stat", source))?;
-        if !md.is_dir() {
-            return Err(Error::NotADirectory {
-                path: source.to_path_buf(),
-            });
-        }
-        let root_stat = StatKey::of(&md);
+        let root_fd = match open_root(source) {
+            Ok(fd) => Arc::new(fd),
+            Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                return Err(Error::NotADirectory {
+                    path: source.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(io_err("open", source)(e.into())),
+        };
+        let root_st = fstat(root_fd.as_fd()).map_err(|e| io_err("stat", source)(e.into()))?;
+        let root_stat = root_st.key;
         progress.start(Phase::SCAN, None);
         let mut walker = Walker {
-            root_dev: md.dev(),
+            root: source,
+            root_dev: root_st.dev,
             index: old,
             stats: CommitStats::default(),
             progress,
+            held_dirs: 0,
+            held_dir_budget: held_dir_budget(),
         };
-        let nodes = walker.walk(source, b"")?;
+        let (mut nodes, _) = walker.walk(root_fd.as_fd(), b"")?;
+        find_hard_links(&mut nodes, &mut HashMap::new());
         progress.finish();
         let mut stats = walker.stats;
         let mut jobs = Vec::new();
-        collect_jobs(&nodes, source, &mut jobs);
-        let total: u64 = jobs.iter().map(|j| j.2).sum();
+        collect_jobs(&nodes, Some(&root_fd), b"", &mut jobs);
+        let total: u64 = jobs.iter().map(|j| j.size).sum();
         progress.start(Phase::READ, Some(total));
-        let mut results = self.read_changed(&jobs, sink, progress)?;
+        let mut results = self.read_changed(source, &root_fd, &jobs, sink, progress)?;
         progress.finish();
         let mut index = Index::default();
-        let tree = self.build_tree(nodes, b"", &mut results, old, &mut index, sink, &mut stats)?;
+        let mut groups = HashMap::new();
+        let tree = self.build_tree(
+            nodes,
+            b"",
+            &mut results,
+            &mut groups,
+            old,
+            &mut index,
+            sink,
+            &mut stats,
+        )?;
         index.entries.insert(
             Vec::new(),
             IndexEntry {

@@ -20,5 +20,6 @@ mod history;
 mod history_safety;
 mod robustness;
 mod space_safety;
+mod special_files;
 mod state_safety;
 mod tcp_listener;
