@@ -44,26 +44,13 @@ pub enum RefError {
         /// The OS error.
         source: io::Error,
     },
-    /// A compare-and-swap update found the branch or tag somewhere else than expected.
-    #[error("{what} '{name}' moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", show_commit(.expected), show_commit(.current))]
-    Moved {
-        /// "branch" or "tag".
-        what: &'static str,
-        /// Its name.
-        name: String,
-        /// Where the caller expected it (`None`: absent).
-        expected: Option<CommitId>,
-        /// Where it is (`None`: absent).
-        current: Option<CommitId>,
-    },
+    /// A compare-and-swap update found the branch or tag somewhere else than expected
+    /// (boxed: it is rare, and keeps every other error small).
+    #[error("{} '{}' moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", .0.what, .0.name, show_commit(&.0.expected), show_commit(&.0.current))]
+    Moved(Box<MovedRef>),
     /// A compare-and-swap update found HEAD somewhere else than expected.
-    #[error("HEAD moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", show_head(.expected), show_head(.current))]
-    HeadMoved {
-        /// What the caller expected HEAD to say (`None`: no HEAD yet).
-        expected: Option<HeadRef>,
-        /// What HEAD says (`None`: no HEAD yet).
-        current: Option<HeadRef>,
-    },
+    #[error("HEAD moved meanwhile: expected {}, found {}; nothing was changed (look at the new position, then retry)", show_head(&.0.expected), show_head(&.0.current))]
+    HeadMoved(Box<MovedHead>),
     /// A ref file does not hold a valid value.
     #[error("ref file {path} is corrupt (holds {content:?}); fix or remove it")]
     Corrupt {
@@ -72,6 +59,28 @@ pub enum RefError {
         /// What it holds.
         content: String,
     },
+}
+
+/// Where a branch or tag was expected and where it is ([`RefError::Moved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedRef {
+    /// "branch" or "tag".
+    pub what: &'static str,
+    /// Its name.
+    pub name: String,
+    /// Where the caller expected it (`None`: absent).
+    pub expected: Option<CommitId>,
+    /// Where it is (`None`: absent).
+    pub current: Option<CommitId>,
+}
+
+/// What HEAD was expected to say and what it says ([`RefError::HeadMoved`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedHead {
+    /// What the caller expected (`None`: no HEAD yet).
+    pub expected: Option<HeadRef>,
+    /// What HEAD says (`None`: no HEAD yet).
+    pub current: Option<HeadRef>,
 }
 
 /// How an error message names an expected or found ref position.
@@ -252,12 +261,12 @@ impl RefStore {
     ) -> Result<(), RefError> {
         let current = self.get(v, kind, name)?;
         if current != expected {
-            return Err(RefError::Moved {
+            return Err(RefError::Moved(Box::new(MovedRef {
                 what: kind.noun(),
                 name: name.to_string(),
                 expected,
                 current,
-            });
+            })));
         }
         self.set(v, kind, name, new)
     }
@@ -341,10 +350,10 @@ impl RefStore {
     ) -> Result<(), RefError> {
         let current = self.head(v)?;
         if current.as_ref() != expected {
-            return Err(RefError::HeadMoved {
+            return Err(RefError::HeadMoved(Box::new(MovedHead {
                 expected: expected.cloned(),
                 current,
-            });
+            })));
         }
         self.set_head(v, new)
     }
@@ -495,15 +504,10 @@ mod tests {
         rs.set_if(&v, RefKind::Branch, "main", None, c[0]).unwrap();
         assert_eq!(rs.get(&v, RefKind::Branch, "main").unwrap(), Some(c[0]));
         match rs.set_if(&v, RefKind::Branch, "main", None, c[1]) {
-            Err(RefError::Moved {
-                what,
-                name,
-                expected: None,
-                current,
-            }) => {
+            Err(RefError::Moved(m)) => {
                 assert_eq!(
-                    (what, name.as_str(), current),
-                    ("branch", "main", Some(c[0]))
+                    (m.what, m.name.as_str(), m.expected, m.current),
+                    ("branch", "main", None, Some(c[0]))
                 );
             }
             other => panic!("create-only over an existing branch: {other:?}"),
@@ -517,9 +521,7 @@ mod tests {
             .set_if(&v, RefKind::Branch, "main", Some(c[0]), c[2])
             .unwrap_err();
         match &err {
-            RefError::Moved {
-                expected, current, ..
-            } => assert_eq!((*expected, *current), (Some(c[0]), Some(c[1]))),
+            RefError::Moved(m) => assert_eq!((m.expected, m.current), (Some(c[0]), Some(c[1]))),
             other => panic!("{other:?}"),
         }
         let msg = err.to_string();
@@ -529,7 +531,7 @@ mod tests {
         // Expecting a ref that does not exist.
         assert!(matches!(
             rs.set_if(&v, RefKind::Tag, "v1", Some(c[0]), c[2]),
-            Err(RefError::Moved { current: None, .. })
+            Err(RefError::Moved(m)) if m.current.is_none()
         ));
         assert_eq!(rs.get(&v, RefKind::Tag, "v1").unwrap(), None);
         // Names are still checked.
@@ -547,8 +549,8 @@ mod tests {
         let master = HeadRef::Branch("master".into());
         rs.set_head_if(&v, None, &master).unwrap();
         match rs.set_head_if(&v, None, &HeadRef::Detached(c[0])) {
-            Err(RefError::HeadMoved { expected, current }) => {
-                assert_eq!((expected, current), (None, Some(master.clone())));
+            Err(RefError::HeadMoved(m)) => {
+                assert_eq!((m.expected, m.current), (None, Some(master.clone())));
             }
             other => panic!("{other:?}"),
         }
@@ -616,8 +618,8 @@ mod tests {
             for (_, r) in &results {
                 if let Err(e) = r {
                     match e {
-                        crate::Error::Ref(RefError::Moved { current, .. }) => {
-                            assert_eq!(*current, now);
+                        crate::Error::Ref(RefError::Moved(m)) => {
+                            assert_eq!(m.current, now);
                         }
                         other => panic!("{other}"),
                     }
