@@ -15,6 +15,7 @@
 //! <dir>/index/<volume>               path -> (lstat fields, object id) cache
 //! <dir>/locks/<volume>               flock serialising writers of one volume
 //! <dir>/trash/                       deleted volumes' refs on their way out
+//! <dir>/incoming/<session>           a receive session in progress (see [`receive`])
 //! ```
 //!
 //! Objects: file data is split by content-defined chunking into chunks (zstd-compressed on
