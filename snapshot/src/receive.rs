@@ -387,21 +387,8 @@ mod tests {
 
     use super::*;
     use crate::refs::RefKind;
+    use crate::tests::noise;
     use crate::{CommitInfo, NoProgress, VolumeKey};
-
-    /// Deterministic incompressible bytes (xorshift).
-    fn noise(seed: u64, len: usize) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(&x.to_le_bytes());
-        }
-        out.truncate(len);
-        out
-    }
 
     fn write(path: &Path, data: &[u8]) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();

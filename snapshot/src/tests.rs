@@ -33,8 +33,8 @@ fn setup() -> (tempfile::TempDir, Repository) {
     (d, r)
 }
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn noise(seed: u64, len: usize) -> Vec<u8> {
+/// Deterministic pseudo-random bytes (xorshift); other modules' tests use it too.
+pub(crate) fn noise(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {

@@ -354,17 +354,7 @@ impl VolumeService {
             let fresh = || new_entry(volume, JournalOperation::Checkout, rev, new_branch, &[]);
             let recording =
                 self.record_writing(volume, entry, fresh, commit, branch.as_deref())?;
-            let done = self
-                .history
-                .checkout(&key, commit, data, progress)
-                .for_volume(&volume.name)
-                .and_then(|stats| {
-                    let left =
-                        self.move_head_as_recorded(volume, recording.entry(), commit, false)?;
-                    Ok((stats, left))
-                });
-            self.record_written(volume, recording);
-            let (stats, left) = done?;
+            let (stats, left) = self.write_recorded(volume, data, commit, recording, progress)?;
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
             warn_left_behind(volume, &left);
             Ok(checkout_view(branch, commit, &stats, &left))
@@ -397,17 +387,7 @@ impl VolumeService {
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
             let fresh = || new_entry(volume, JournalOperation::Reset, rev, None, &[]);
             let recording = self.record_writing(volume, entry, fresh, commit, None)?;
-            let done = self
-                .history
-                .checkout(&key, commit, data, progress)
-                .for_volume(&volume.name)
-                .and_then(|stats| {
-                    let left =
-                        self.move_head_as_recorded(volume, recording.entry(), commit, false)?;
-                    Ok((stats, left))
-                });
-            self.record_written(volume, recording);
-            let (stats, left) = done?;
+            let (stats, left) = self.write_recorded(volume, data, commit, recording, progress)?;
             let head = self.history.head(&key).for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
             warn_left_behind(volume, &left);

@@ -26,7 +26,9 @@
 //! it serves.
 
 use chrono::Utc;
-use dvol_snapshot::{CommitId, NoProgress, VolumeKey};
+use std::path::Path;
+
+use dvol_snapshot::{CheckoutStats, CommitId, NoProgress, Progress, VolumeKey};
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
@@ -127,6 +129,29 @@ impl VolumeService {
         entry.phase = JournalPhase::Writing;
         self.record(volume, &entry)?;
         Ok(Recording { entry, own })
+    }
+
+    /// Checks `target` out into `data` and moves HEAD as `recording`'s operation means to,
+    /// then records that the data and HEAD are done with, whether they succeeded or not.
+    /// Returns what the checkout did and the commits the move left behind.
+    pub(super) fn write_recorded(
+        &self,
+        volume: &Volume,
+        data: &Path,
+        target: CommitId,
+        recording: Recording,
+        progress: &dyn Progress,
+    ) -> Result<(CheckoutStats, Vec<dvol_snapshot::Commit>), ServiceError> {
+        let done = self
+            .history
+            .checkout(&VolumeKey(volume.id), target, data, progress)
+            .for_volume(&volume.name)
+            .and_then(|stats| {
+                let left = self.move_head_as_recorded(volume, recording.entry(), target, false)?;
+                Ok((stats, left))
+            });
+        self.record_written(volume, recording);
+        done
     }
 
     /// Records that the data and HEAD are done with (the operation finished or failed and
