@@ -604,3 +604,47 @@ pub fn host_write_finishes(dir: &Path, name: &str, wait: Duration) -> bool {
     });
     finished.recv_timeout(wait).is_ok()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Volume data on the host.
+// ---------------------------------------------------------------------------------------------
+
+/// Fills `dir/d0` … `dir/d{dirs-1}` with 30 files of `kib` KiB of random data each, written
+/// with dd.
+pub fn write_random_files(dir: &Path, dirs: usize, kib: usize) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "set -e; cd \"$1\"; for d in $(seq 0 $(($2 - 1))); do mkdir -p d$d; \
+             for f in $(seq 0 29); do dd if=/dev/urandom of=d$d/f$f bs=$3k count=1 status=none; done; done",
+        )
+        .arg("sh")
+        .arg(dir)
+        .arg(dirs.to_string())
+        .arg(kib.to_string())
+        .output()
+        .expect("run dd");
+    assert!(
+        out.status.success(),
+        "writing random files: {}",
+        stderr(&out)
+    );
+}
+
+/// A directory's content as the host sees it: every path, and a hash of every file.
+pub fn host_content(dir: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("cd \"$1\" && find . | LC_ALL=C sort && find . -type f | LC_ALL=C sort | xargs -r sha256sum")
+        .arg("sh")
+        .arg(dir)
+        .output()
+        .expect("run sh");
+    assert!(
+        out.status.success(),
+        "hashing {}: {}",
+        dir.display(),
+        stderr(&out)
+    );
+    stdout(&out)
+}

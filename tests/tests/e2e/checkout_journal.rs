@@ -9,10 +9,7 @@
 //!
 //! Each test runs its own daemon (own root, own Docker driver name) and its own names.
 
-use std::collections::BTreeMap;
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::*;
@@ -25,47 +22,6 @@ const IDLE: &str = "trap 'exit 0' TERM; while true; do sleep 1; done";
 
 /// The name of the temporary files the history library writes before renaming them.
 const TEMP_PREFIX: &str = ".dvol-tmp-";
-
-/// Fills `dir/dNN/fMMM` with `dirs` × 30 files of 1 MiB of random data, written with dd.
-fn write_random_files(dir: &Path, dirs: usize) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "set -e; cd \"$1\"; for d in $(seq 1 \"$2\"); do mkdir -p d$d; \
-             for f in $(seq 0 29); do dd if=/dev/urandom of=d$d/f$f bs=1M count=1 status=none; done; done",
-        )
-        .arg("sh")
-        .arg(dir)
-        .arg(dirs.to_string())
-        .output()
-        .expect("run dd");
-    assert!(
-        out.status.success(),
-        "writing random files: {}",
-        stderr(&out)
-    );
-}
-
-/// Every path under `dir` with a hash of its content (`dir` for directories).
-fn content(dir: &Path) -> BTreeMap<PathBuf, u64> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap().flatten() {
-            let path = entry.path();
-            let relative = path.strip_prefix(dir).unwrap().to_path_buf();
-            if entry.file_type().unwrap().is_dir() {
-                out.insert(relative, 0);
-                todo.push(path);
-            } else {
-                let mut hasher = std::collections::hash_map::DefaultHasher::new();
-                std::fs::read(&path).unwrap_or_default().hash(&mut hasher);
-                out.insert(relative, hasher.finish());
-            }
-        }
-    }
-    out
-}
 
 /// The `.dvol-tmp-*` files under `dir`.
 fn temp_files(dir: &Path) -> Vec<PathBuf> {
@@ -125,9 +81,9 @@ fn kill9_during_a_checkout_is_finished_at_restart_and_its_container_started_agai
     let volume = docker_volume_create(&daemon, &unique("journal"), &[]);
     let name = volume.name.as_str();
     let data = data_dir(&daemon, &volume_id(&daemon, name));
-    write_random_files(&data, 12);
+    write_random_files(&data, 12, 1024);
     let big = commit_id(&daemon, name, "big A");
-    let big_content = content(&data);
+    let big_content = host_content(&data);
     api_expect(
         &daemon,
         "POST",
@@ -135,8 +91,8 @@ fn kill9_during_a_checkout_is_finished_at_restart_and_its_container_started_agai
         &json!({ "name": "big" }),
         201,
     );
-    std::fs::remove_dir_all(data.join("d12")).unwrap();
-    write_random_files(&data, 11);
+    std::fs::remove_dir_all(data.join("d11")).unwrap();
+    write_random_files(&data, 11, 1024);
     std::fs::write(data.join("only-on-master"), "m\n").unwrap();
     let master = commit_id(&daemon, name, "big B");
     assert_ne!(big, master);
@@ -193,7 +149,7 @@ fn kill9_during_a_checkout_is_finished_at_restart_and_its_container_started_agai
         "no temporary file is left among the user's files"
     );
     assert!(
-        content(&data) == big_content,
+        host_content(&data) == big_content,
         "the volume holds exactly the checkout's target commit"
     );
     assert_eq!(
@@ -209,7 +165,7 @@ fn kill9_during_a_checkout_is_finished_at_restart_and_its_container_started_agai
     );
     // What the container sees is the target commit too.
     assert_eq!(
-        container.exec(&daemon, "test -e /data/d12/f0 && echo yes"),
+        container.exec(&daemon, "test -e /data/d11/f0 && echo yes"),
         "yes"
     );
     assert_eq!(

@@ -17,7 +17,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::*;
@@ -258,24 +257,6 @@ fn create_volume(daemon: &Daemon, name: &str, options: Value) -> String {
         201,
     );
     view["id"].as_str().expect("id").to_string()
-}
-
-/// A directory's content as the host sees it: every path, and a hash of every file.
-fn host_content(dir: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("cd \"$1\" && find . | LC_ALL=C sort && find . -type f | LC_ALL=C sort | xargs -r sha256sum")
-        .arg("sh")
-        .arg(dir)
-        .output()
-        .expect("run sh");
-    assert!(
-        out.status.success(),
-        "hashing {}: {}",
-        dir.display(),
-        stderr(&out)
-    );
-    stdout(&out)
 }
 
 /// Mounts and unmounts a volume through the plugin protocol, as the engine would, and checks
@@ -1240,25 +1221,6 @@ fn a_history_operation_on_a_busy_volume_answers_busy() {
 // 4. kill -9 during commit and checkout
 // ---------------------------------------------------------------------------------------------
 
-/// Fills `dir/dNN/fMMM` with 300 files of random data, 200 MiB in all, written with dd.
-fn write_random_files(dir: &Path) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "set -e; cd \"$1\"; for d in 0 1 2 3 4 5 6 7 8 9; do mkdir -p d$d; \
-             for f in $(seq 0 29); do dd if=/dev/urandom of=d$d/f$f bs=683k count=1 status=none; done; done",
-        )
-        .arg("sh")
-        .arg(dir)
-        .output()
-        .expect("run dd");
-    assert!(
-        out.status.success(),
-        "writing random files: {}",
-        stderr(&out)
-    );
-}
-
 /// Sends `body` to `path` from a thread, kills the daemon `delay` later, restarts it; returns
 /// whether the request was answered before the kill (and how).
 fn kill_during(daemon: &mut Daemon, path: &str, body: Value, delay: Duration) -> Option<u16> {
@@ -1280,7 +1242,7 @@ fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
     let name = "crashcommit";
     let id = create_volume(&daemon, name, json!({}));
     let data = data_dir(&daemon, &id);
-    write_random_files(&data);
+    write_random_files(&data, 10, 683);
     let started = Instant::now();
     let mut previous = commit_id(&daemon, name, "base");
     let full = started.elapsed().as_millis() as u64;
@@ -1292,7 +1254,7 @@ fn kill9_during_a_commit_leaves_the_old_or_the_whole_new_commit() {
     delays.sort_unstable();
     delays.dedup();
     for delay_ms in delays {
-        write_random_files(&data);
+        write_random_files(&data, 10, 683);
         let written = host_content(&data);
         let message = format!("crash at {delay_ms} ms");
         let answered = kill_during(
@@ -1378,7 +1340,7 @@ fn kill9_during_a_checkout_leaves_a_volume_that_checks_out_again() {
     let name = "crashcheckout";
     let id = create_volume(&daemon, name, json!({}));
     let data = data_dir(&daemon, &id);
-    write_random_files(&data);
+    write_random_files(&data, 10, 683);
     let big = commit_id(&daemon, name, "big A");
     let big_content = host_content(&data);
     api_expect(
@@ -1388,7 +1350,7 @@ fn kill9_during_a_checkout_leaves_a_volume_that_checks_out_again() {
         &json!({ "name": "big" }),
         201,
     );
-    write_random_files(&data);
+    write_random_files(&data, 10, 683);
     std::fs::write(data.join("only-on-master"), "m\n").unwrap();
     let master = commit_id(&daemon, name, "big B");
     let master_content = host_content(&data);
