@@ -37,8 +37,15 @@ impl Expect {
         match kind {
             EntryKind::ChunkedFile => Expect::File,
             EntryKind::Dir => Expect::Tree,
-            // Files, symlinks, hard links and special files: one chunk.
-            _ => Expect::Chunk,
+            // One chunk: the content, a symlink's target, a hard link's first name, a special
+            // file's kind and device number.
+            EntryKind::File
+            | EntryKind::Symlink
+            | EntryKind::HardLink
+            | EntryKind::Fifo
+            | EntryKind::Socket
+            | EntryKind::CharDevice
+            | EntryKind::BlockDevice => Expect::Chunk,
         }
     }
 }

@@ -429,6 +429,15 @@ mod tests {
         service.unmount("db", "m1").unwrap();
     }
 
+    /// The container an interrupted checkout had stopped.
+    fn stopped_web() -> crate::containers::ContainerRef {
+        crate::containers::ContainerRef {
+            id: "web-0123456789abcdef".into(),
+            name: "web".into(),
+            removed_on_stop: false,
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_restart_finishes_an_interrupted_checkout_and_starts_its_containers_again() {
         let engine = Arc::new(FakeEngine::new("db").used_by(&["web"]));
@@ -441,11 +450,7 @@ mod tests {
         // The checkout of HEAD^ stopped web (the engine unmounted the volume), recorded that it
         // writes, wrote part of the files and a temporary file, and the daemon died.
         service.unmount("db", "m1").unwrap();
-        let web = crate::containers::ContainerRef {
-            id: "web-0123456789abcdef".into(),
-            name: "web".into(),
-            removed_on_stop: false,
-        };
+        let web = stopped_web();
         let entry = super::new_entry(&volume, JournalOperation::Checkout, "HEAD^", None, &[web]);
         service.record(&volume, &entry).unwrap();
         let recording = service
@@ -501,11 +506,7 @@ mod tests {
         let key = dvol_snapshot::VolumeKey(volume.id);
         let two = service.history.resolve(&key, "HEAD").unwrap();
         service.unmount("db", "m1").unwrap();
-        let web = crate::containers::ContainerRef {
-            id: "web-0123456789abcdef".into(),
-            name: "web".into(),
-            removed_on_stop: false,
-        };
+        let web = stopped_web();
         // Uncommitted changes a checkout without --force would have refused once the
         // containers were stopped: they must survive.
         let data = data_dir(tmp.path(), &service);
