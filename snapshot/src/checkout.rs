@@ -31,7 +31,7 @@ use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
 use crate::object::{EntryKind, SpecialNode, Tree, TreeEntry};
 use crate::progress::{NoProgress, Phase, Progress};
-use crate::refs::{HeadRef, RefKind};
+use crate::refs::{validate_ref_name, HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::snapshot::join_rel;
 
@@ -676,17 +676,36 @@ impl Repository {
         target: &Path,
         progress: &dyn Progress,
     ) -> Result<CheckoutStats> {
-        if from == to || self.refs.has_volume(to) {
+        if from == to {
+            return Err(Error::VolumeExists(*to));
+        }
+        let message = format!("clone: from {}", commit.short(12));
+        self.create_from_commit(to, DEFAULT_BRANCH, commit, target, &message, progress)
+    }
+
+    /// Creates the history of volume `to` (which has none yet) at `commit`: checks the commit
+    /// out into `target` (an empty or new directory), points branch `branch` at it and checks
+    /// that branch out; the reflog records the move as `message`. A volume received from
+    /// another host starts so, with the sender's branch and commit ids.
+    pub fn create_from_commit(
+        &self,
+        to: &VolumeKey,
+        branch: &str,
+        commit: CommitId,
+        target: &Path,
+        message: &str,
+        progress: &dyn Progress,
+    ) -> Result<CheckoutStats> {
+        validate_ref_name(RefKind::Branch, branch)?;
+        if self.refs.has_volume(to) {
             return Err(Error::VolumeExists(*to));
         }
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(to)?;
         let stats = self.checkout_locked(to, commit, target, progress)?;
-        self.refs.set(to, RefKind::Branch, DEFAULT_BRANCH, commit)?;
-        self.refs
-            .set_head(to, &HeadRef::Branch(DEFAULT_BRANCH.to_string()))?;
-        let message = format!("clone: from {}", commit.short(12));
-        self.log_move(to, DEFAULT_BRANCH, None, Some(commit), &message)?;
+        self.refs.set(to, RefKind::Branch, branch, commit)?;
+        self.refs.set_head(to, &HeadRef::Branch(branch.to_string()))?;
+        self.log_move(to, branch, None, Some(commit), message)?;
         Ok(stats)
     }
 }

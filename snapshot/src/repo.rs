@@ -725,7 +725,7 @@ impl Repository {
 
     /// Every commit reachable from `starts` (themselves and their ancestors), except those in
     /// `stop` and their ancestors that only `stop` leads to; each once.
-    fn walk_commits(
+    pub(crate) fn walk_commits(
         &self,
         starts: impl IntoIterator<Item = CommitId>,
         stop: &HashSet<CommitId>,
