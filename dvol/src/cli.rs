@@ -225,6 +225,58 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Other daemons to push to and clone from: add, list, remove.
+    #[command(subcommand)]
+    Remote(RemoteCommand),
+    /// Send the volume's branch (the checked-out one unless named) and its history to a remote.
+    ///
+    /// Creates the volume there, like this one (profile, size, filesystem), if it has none;
+    /// otherwise moves the remote's branch forward and, where it is checked out, checks the new
+    /// commit out there. Sends only what the remote lacks; a rerun after a failure sends only
+    /// the rest.
+    Push {
+        /// The volume to work on.
+        #[command(flatten)]
+        volume: VolumeArg,
+        /// The remote (`dvol remote ls`).
+        remote: String,
+        /// The branch to send [default: the checked-out branch].
+        branch: Option<String>,
+        /// The volume's name on the remote [default: the same name].
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
+        /// When the remote's branch has commits this one lacks: keep them there as a branch
+        /// BRANCH-stash-DATE-ID, then move the branch.
+        #[arg(long, conflicts_with = "force")]
+        stash: bool,
+        /// Move the remote's branch whatever it holds (its old commits stay in its reflog).
+        #[arg(long)]
+        force: bool,
+        /// When the branch is checked out on the remote by a volume in use: stop its
+        /// containers, check the new commit out and start them again.
+        #[arg(long)]
+        checkout: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a local volume from a remote's volume, with its whole history.
+    Clone {
+        /// The remote (`dvol remote ls`).
+        remote: String,
+        /// VOLUME or VOLUME:BRANCH on the remote.
+        #[arg(value_name = "VOLUME[:BRANCH]")]
+        source: String,
+        /// The local volume's name [default: the remote volume's].
+        local: Option<String>,
+        /// Options of the new volume: profile=silver, size=20G, fs=xfs [default: the remote
+        /// volume's].
+        #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
+        opts: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify every stored object of every volume; exits non-zero unless all is well.
     Fsck(JsonFlag),
     /// Delete stored objects that no branch, tag or volume refers to any more.
@@ -239,6 +291,27 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// `dvol remote` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RemoteCommand {
+    /// Add a remote: NAME for the daemon at tcp://HOST:PORT. Give its token with
+    /// --token-file F and, for TLS, the CA that signs its certificate with --ca F; both are
+    /// read now and kept by the daemon.
+    Add {
+        /// The remote's name here.
+        name: String,
+        /// Where its daemon listens (its --listen): tcp://HOST:PORT.
+        url: String,
+    },
+    /// List the remotes.
+    Ls(JsonFlag),
+    /// Forget a remote.
+    Rm {
+        /// The remote.
+        name: String,
     },
 }
 

@@ -321,6 +321,10 @@ pub fn with_bearer_token(router: Router, token: String) -> Router {
 /// [`MAX_BODY_BYTES`] is answered 413 `body_too_large` as the handlers would.
 pub fn with_body_deadline(router: Router, limit: Duration) -> Router {
     router.layer(middleware::from_fn(move |request: Request, next: Next| async move {
+        if crate::rest::is_object_stream(request.uri().path()) {
+            // Object streams are long; their receiver drops one idle for too long.
+            return next.run(request).await;
+        }
         let (parts, body) = request.into_parts();
         let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
         match tokio::time::timeout(limit, read).await {

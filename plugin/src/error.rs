@@ -242,6 +242,9 @@ pub enum ServiceError {
         /// The value given.
         value: String,
     },
+    /// A push, clone or remote failed ([`TransferError`]).
+    #[error(transparent)]
+    Transfer(#[from] Box<TransferError>),
     /// A worker thread running the operation died.
     #[error(
         "internal error: the operation's worker failed: {message}; the daemon's log has details"
@@ -250,6 +253,229 @@ pub enum ServiceError {
         /// The runtime's report.
         message: String,
     },
+}
+
+/// Why a push, clone or remote call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// No remote of that name.
+    #[error("no remote named {remote:?}; `dvol remote ls` lists them, `dvol remote add NAME tcp://HOST:PORT --token-file F` adds one")]
+    UnknownRemote {
+        /// The name asked for.
+        remote: String,
+    },
+    /// A remote of that name exists.
+    #[error(
+        "remote {remote} exists already (at {url}); `dvol remote rm {remote}` first to change it"
+    )]
+    RemoteExists {
+        /// Its name.
+        remote: String,
+        /// Where it points.
+        url: String,
+    },
+    /// A remote's name, address, token or CA is unusable.
+    #[error("remote {remote}: {problem}")]
+    BadRemote {
+        /// Its name.
+        remote: String,
+        /// What is wrong, and what to give instead.
+        problem: String,
+    },
+    /// The remote's daemon cannot be reached, or the connection broke.
+    #[error("remote {remote} ({url}): {reason}; check that its daemon runs with --listen on that address and that this host can reach it, then retry (what arrived is kept: a retry sends only the rest)")]
+    Unreachable {
+        /// Its name.
+        remote: String,
+        /// Its address.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The remote's daemon refused the call.
+    #[error("remote {remote} refused: {message}")]
+    Refused {
+        /// Its name.
+        remote: String,
+        /// The HTTP status it answered.
+        status: u16,
+        /// Its error code, if it sent one.
+        code: Option<String>,
+        /// Its message.
+        message: String,
+    },
+    /// The remote answered something that is not the protocol.
+    #[error("remote {remote}: {problem}; is it a dvol daemon of a compatible version?")]
+    Protocol {
+        /// Its name.
+        remote: String,
+        /// What was wrong with its answer.
+        problem: String,
+    },
+    /// The receiver's branch has commits the sender lacks.
+    #[error("volume {volume}: branch {branch} has diverged: {receiver} has {} commit(s) that {sender} lacks ({}) and {sender} has {} that {receiver} lacks ({}); pull first, or push with --stash (keep the other side's commits on a stash branch) or --force", theirs.len(), short_list(theirs), ours.len(), short_list(ours))]
+    Diverged {
+        /// The volume.
+        volume: VolumeName,
+        /// The branch.
+        branch: String,
+        /// Who sends.
+        sender: String,
+        /// Who receives.
+        receiver: String,
+        /// The sender's commits since the merge base, newest first (`ID message`).
+        ours: Vec<String>,
+        /// The receiver's commits since the merge base, newest first.
+        theirs: Vec<String>,
+    },
+    /// The two volumes share no commit.
+    #[error("volume {volume}: the histories of {sender} and {receiver} share no commit (unrelated volumes of the same name); push with --as NAME to another name, or --force to replace the other side's branch")]
+    Unrelated {
+        /// The volume.
+        volume: VolumeName,
+        /// Who sends.
+        sender: String,
+        /// Who receives.
+        receiver: String,
+    },
+    /// The branch moved after the transfer started (another push or a commit came first).
+    #[error("volume {volume}: branch {branch} moved meanwhile (now at {now}); pull first, then push again")]
+    MovedMeanwhile {
+        /// The volume.
+        volume: VolumeName,
+        /// The branch.
+        branch: String,
+        /// Where it is now.
+        now: String,
+    },
+    /// The receiver's branch is checked out by a volume containers use.
+    #[error("volume {volume}: branch {branch} is checked out and the volume is in use ({mounts} active mount(s)); push with --checkout to stop its containers, check the new commit out and start them again, or push another branch")]
+    InUse {
+        /// The volume.
+        volume: VolumeName,
+        /// The branch.
+        branch: String,
+        /// Active mounts.
+        mounts: u32,
+    },
+    /// The volume's HEAD is detached, and no branch was named.
+    #[error("volume {volume}: HEAD is detached; name the branch to send")]
+    Detached {
+        /// The volume.
+        volume: VolumeName,
+    },
+    /// Not enough free space for the objects offered.
+    #[error("volume {volume}: the transfer needs {} for its objects but the state root {root} has {} free; free space there (or `dvol gc`), then retry", mib(*needed), mib(*free))]
+    NoSpace {
+        /// The volume.
+        volume: VolumeName,
+        /// Stored bytes offered.
+        needed: u64,
+        /// Free bytes.
+        free: u64,
+        /// The state root.
+        root: String,
+    },
+    /// A malformed object stream, or objects the store refused.
+    #[error("volume {volume}: the object stream was refused: {problem}")]
+    BadStream {
+        /// The volume.
+        volume: VolumeName,
+        /// What was wrong.
+        problem: String,
+    },
+    /// A clone's local volume exists already.
+    #[error("volume {volume} exists on this host; give the clone another name (`dvol clone REMOTE VOLUME NEW-NAME`), or pull into it")]
+    LocalExists {
+        /// The volume.
+        volume: VolumeName,
+    },
+    /// No transfer session of that id (it finished, expired or the daemon restarted).
+    #[error("no transfer session {session}; start the transfer again")]
+    NoSession {
+        /// The session.
+        session: String,
+    },
+    /// The peer speaks another protocol version.
+    #[error("this daemon speaks transfer protocol {TRANSFER_PROTOCOL}, the peer {offered}; run the same dvol version on both")]
+    Version {
+        /// What the peer offered.
+        offered: u32,
+    },
+}
+
+use dvol_api::TRANSFER_PROTOCOL;
+
+impl TransferError {
+    /// The broad kind, for a status code.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            TransferError::UnknownRemote { .. } | TransferError::NoSession { .. } => {
+                ErrorClass::NotFound
+            }
+            TransferError::BadRemote { .. }
+            | TransferError::BadStream { .. }
+            | TransferError::Version { .. } => ErrorClass::Invalid,
+            TransferError::RemoteExists { .. }
+            | TransferError::Diverged { .. }
+            | TransferError::Unrelated { .. }
+            | TransferError::MovedMeanwhile { .. }
+            | TransferError::InUse { .. }
+            | TransferError::LocalExists { .. }
+            | TransferError::Detached { .. }
+            | TransferError::NoSpace { .. } => ErrorClass::Conflict,
+            TransferError::Unreachable { .. } => ErrorClass::Unavailable,
+            TransferError::Refused { status, .. } => match status {
+                404 => ErrorClass::NotFound,
+                409 | 507 => ErrorClass::Conflict,
+                400..=499 => ErrorClass::Invalid,
+                _ => ErrorClass::Unavailable,
+            },
+            TransferError::Protocol { .. } => ErrorClass::Unavailable,
+        }
+    }
+
+    /// A stable code for API clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransferError::UnknownRemote { .. } => "unknown_remote",
+            TransferError::RemoteExists { .. } => "remote_exists",
+            TransferError::BadRemote { .. } => "invalid_remote",
+            TransferError::Unreachable { .. } => "remote_unreachable",
+            TransferError::Refused { .. } => "remote_refused",
+            TransferError::Protocol { .. } => "remote_protocol",
+            TransferError::Diverged { .. } => "diverged",
+            TransferError::Unrelated { .. } => "unrelated_histories",
+            TransferError::MovedMeanwhile { .. } => "moved_meanwhile",
+            TransferError::InUse { .. } => "in_use",
+            TransferError::Detached { .. } => "detached_head",
+            TransferError::NoSpace { .. } => "no_space",
+            TransferError::BadStream { .. } => "bad_object_stream",
+            TransferError::NoSession { .. } => "no_session",
+            TransferError::LocalExists { .. } => "volume_exists",
+            TransferError::Version { .. } => "protocol_version",
+        }
+    }
+}
+
+impl From<TransferError> for ServiceError {
+    fn from(e: TransferError) -> Self {
+        ServiceError::Transfer(Box::new(e))
+    }
+}
+
+/// `12.3 MiB`
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The first few entries of a commit list, for a message.
+fn short_list(commits: &[String]) -> String {
+    let mut text: Vec<&str> = commits.iter().take(5).map(String::as_str).collect();
+    if commits.len() > 5 {
+        text.push("...");
+    }
+    text.join("; ")
 }
 
 fn join(names: &[ProfileName]) -> String {
@@ -301,6 +527,7 @@ impl ServiceError {
             ServiceError::NotResumed { source, .. } | ServiceError::RemoveFailed { source, .. } => {
                 source.class()
             }
+            ServiceError::Transfer(e) => e.class(),
             ServiceError::Metadata(_)
             | ServiceError::Journal { .. }
             | ServiceError::Root { .. }
@@ -355,6 +582,7 @@ impl ServiceError {
             ServiceError::Metadata(_) => "metadata_failed",
             ServiceError::Journal { .. } => "journal_failed",
             ServiceError::Root { .. } => "state_root_failed",
+            ServiceError::Transfer(e) => e.code(),
             ServiceError::Worker { .. } => "internal",
         }
     }

@@ -67,7 +67,41 @@ CREATE TABLE journal (
     started_at      TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE remotes (
+    name      TEXT PRIMARY KEY,
+    url       TEXT NOT NULL,
+    token     TEXT NOT NULL,
+    ca_pem    TEXT,
+    added_at  TEXT NOT NULL
+);
+"#,
 ];
+
+/// Another daemon this one pushes to and clones from, as recorded (with its credentials).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RemoteRecord {
+    /// Its name here.
+    pub name: String,
+    /// `tcp://HOST:PORT`.
+    pub url: String,
+    /// The bearer token it wants; never logged or answered.
+    pub token: String,
+    /// The CA that signs its TLS certificate; `None`: plain TCP.
+    pub ca_pem: Option<String>,
+    /// When it was added.
+    pub added_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for RemoteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteRecord")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("tls", &self.ca_pem.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Which operation a [`JournalEntry`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -660,6 +694,61 @@ impl Metadata {
                     started_at: DateTime::parse_from_rfc3339(started_at.as_deref().unwrap_or(""))
                         .map_err(|e| corrupt(e.to_string()))?
                         .with_timezone(&Utc),
+                })
+            })
+            .collect()
+    }
+
+    /// Records a remote; `false` (and nothing changed) if one of that name exists.
+    pub fn add_remote(&self, remote: &RemoteRecord) -> Result<bool, MetadataError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO remotes (name, url, token, ca_pem, added_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    remote.name,
+                    remote.url,
+                    remote.token,
+                    remote.ca_pem,
+                    remote.added_at.to_rfc3339()
+                ],
+            )
+            .map(|n| n == 1)
+        })
+    }
+
+    /// Forgets a remote; `false` if there was none of that name.
+    pub fn remove_remote(&self, name: &str) -> Result<bool, MetadataError> {
+        self.with(|c| {
+            c.execute("DELETE FROM remotes WHERE name = ?1", [name])
+                .map(|n| n == 1)
+        })
+    }
+
+    /// The remotes, by name.
+    pub fn remotes(&self) -> Result<Vec<RemoteRecord>, MetadataError> {
+        type Raw = (String, String, String, Option<String>, String);
+        let rows: Vec<Raw> = self.with(|c| {
+            c.prepare("SELECT name, url, token, ca_pem, added_at FROM remotes ORDER BY name")?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+        })?;
+        rows.into_iter()
+            .map(|(name, url, token, ca_pem, added_at)| {
+                let added_at = DateTime::parse_from_rfc3339(&added_at)
+                    .map_err(|e| MetadataError::Corrupt {
+                        path: self.path.clone(),
+                        uuid: String::new(),
+                        problem: format!("remote {name}: added_at: {e}"),
+                    })?
+                    .with_timezone(&Utc);
+                Ok(RemoteRecord {
+                    name,
+                    url,
+                    token,
+                    ca_pem,
+                    added_at,
                 })
             })
             .collect()

@@ -704,7 +704,8 @@ impl Repository {
         let _vol = self.lock_volume(to)?;
         let stats = self.checkout_locked(to, commit, target, progress)?;
         self.refs.set(to, RefKind::Branch, branch, commit)?;
-        self.refs.set_head(to, &HeadRef::Branch(branch.to_string()))?;
+        self.refs
+            .set_head(to, &HeadRef::Branch(branch.to_string()))?;
         self.log_move(to, branch, None, Some(commit), message)?;
         Ok(stats)
     }

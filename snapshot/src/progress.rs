@@ -38,6 +38,12 @@ impl Phase {
     pub const MARK: Phase = Phase::items("mark");
     /// gc deletes what they do not.
     pub const SWEEP: Phase = Phase::items("sweep");
+    /// A transfer asks the receiver which planned objects it holds.
+    pub const NEGOTIATE: Phase = Phase::items("negotiate");
+    /// A transfer sends objects (stored bytes).
+    pub const SEND: Phase = Phase::bytes("send");
+    /// A transfer receives objects (stored bytes).
+    pub const RECEIVE: Phase = Phase::bytes("receive");
 
     const fn items(name: &'static str) -> Phase {
         Phase {

@@ -712,7 +712,7 @@ impl Repository {
     // ----- revisions and history -----
 
     /// The commits the volume's branches, tags and detached HEAD point at.
-    fn ref_tips(&self, volume: &VolumeKey) -> Result<Vec<CommitId>> {
+    pub fn ref_tips(&self, volume: &VolumeKey) -> Result<Vec<CommitId>> {
         let mut tips: Vec<CommitId> = Vec::new();
         for kind in [RefKind::Branch, RefKind::Tag] {
             tips.extend(self.refs.list(volume, kind)?.into_iter().map(|(_, c)| c));

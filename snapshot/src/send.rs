@@ -187,12 +187,7 @@ impl Repository {
             .copied()
             .filter(|c| self.store.has(&c.0))
             .collect();
-        let known: HashSet<CommitId> = self
-            .walk_commits(base.iter().copied(), &HashSet::new())?
-            .iter()
-            .map(|c| c.id)
-            .collect();
-        let new_commits = self.commits_oldest_first(tip, &known)?;
+        let new_commits = self.commits_not_in(tip, &base)?;
         let mut planner = Planner {
             repo: self,
             planned: HashSet::new(),
@@ -222,6 +217,17 @@ impl Repository {
             objects: planner.out,
             _pin: pin,
         })
+    }
+
+    /// The commits `tip` has (itself and its ancestors) that no commit of `base` reaches, each
+    /// after its parents: what one side of a divergence has that the other lacks.
+    pub fn commits_not_in(&self, tip: CommitId, base: &[CommitId]) -> Result<Vec<CommitId>> {
+        let known: HashSet<CommitId> = self
+            .walk_commits(base.iter().copied(), &HashSet::new())?
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        self.commits_oldest_first(tip, &known)
     }
 
     /// `tip` and its ancestors that are not in `stop`, each after its parents.
@@ -295,9 +301,14 @@ mod tests {
     }
 
     fn commit(repo: &Repository, vol: &VolumeKey, dir: &Path, message: &str) -> CommitId {
-        repo.commit(vol, dir, CommitInfo::now(message, "tester@host"), &NoProgress)
-            .unwrap()
-            .id
+        repo.commit(
+            vol,
+            dir,
+            CommitInfo::now(message, "tester@host"),
+            &NoProgress,
+        )
+        .unwrap()
+        .id
     }
 
     /// Sends `plan` to `dest` as a receiver would get it; returns the objects stored.
@@ -322,7 +333,10 @@ mod tests {
         let vol = VolumeKey::new_random();
         let dir = d.path().join("vol");
         for i in 0..20 {
-            write(&dir.join(format!("d{}/f{i}", i % 4)), format!("file {i}").as_bytes());
+            write(
+                &dir.join(format!("d{}/f{i}", i % 4)),
+                format!("file {i}").as_bytes(),
+            );
         }
         write(&dir.join("big/data.bin"), &noise(7, 12 << 20));
         write(&dir.join("same-a"), b"twin");
@@ -331,10 +345,7 @@ mod tests {
         let one = commit(&src, &vol, &dir, "one");
 
         let full = src.plan_send(one, &[]).unwrap();
-        let closure: HashSet<ObjectId> = src
-            .reachable_objects(one)
-            .map(|id| id.unwrap())
-            .collect();
+        let closure: HashSet<ObjectId> = src.reachable_objects(one).map(|id| id.unwrap()).collect();
         let planned: HashSet<ObjectId> = full.objects.iter().map(|o| o.id).collect();
         assert_eq!(planned, closure, "a plan from nothing is the whole closure");
         assert_eq!(planned.len(), full.objects.len(), "each object once");
@@ -352,15 +363,14 @@ mod tests {
         let plan = src.plan_send(three, &[one]).unwrap();
         assert_eq!(plan.new_commits, vec![two, three], "oldest first");
         let new: HashSet<ObjectId> = plan.objects.iter().map(|o| o.id).collect();
-        assert!(new.iter().all(|id| !dest.has_object(id)), "nothing the receiver has");
+        assert!(
+            new.iter().all(|id| !dest.has_object(id)),
+            "nothing the receiver has"
+        );
         // two: root tree, d1 tree, the new f1 chunk, the commit. three: root tree, big tree,
         // its chunk list, at most two chunks (the changed one and, if a boundary moved, its
         // neighbour), the commit.
-        assert!(
-            (9..=12).contains(&plan.objects.len()),
-            "{:?}",
-            plan.objects
-        );
+        assert!((9..=12).contains(&plan.objects.len()), "{:?}", plan.objects);
         deliver(&src, &plan, &dest);
         assert!(dest.fsck(&NoProgress).unwrap().is_clean());
         assert!(dest.is_ancestor(one, three).unwrap());

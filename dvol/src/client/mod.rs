@@ -10,6 +10,7 @@ mod host;
 mod http;
 
 use anyhow::Result;
+use dvol_api::{AddRemote, CloneRequest, PushRequest, RemoteView, TransferResult};
 use dvol_api::{
     ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CreateVolume,
     DiffQuery, FsckView, GcRequest, GcView, Health, LogView, NodeInfo, ProfileView, ProgressEvent,
@@ -247,6 +248,42 @@ impl Client {
     /// grace period `request` sets.
     pub async fn gc(&self, request: &GcRequest, progress: OnProgress<'_>) -> Result<GcView> {
         self.post_long("/v1/gc", Some(json(request)?), progress)
+            .await
+    }
+
+    /// `GET /v1/remotes`: the remotes the daemon keeps.
+    pub async fn remotes(&self) -> Result<Vec<RemoteView>> {
+        self.get("/v1/remotes").await
+    }
+
+    /// `POST /v1/remotes`: adds a remote.
+    pub async fn add_remote(&self, request: &AddRemote) -> Result<RemoteView> {
+        self.post("/v1/remotes", request).await
+    }
+
+    /// `DELETE /v1/remotes/{remote}`: forgets a remote.
+    pub async fn remove_remote(&self, name: &str) -> Result<()> {
+        self.delete(&format!("/v1/remotes/{}", segment(name))).await
+    }
+
+    /// `POST /v1/volumes/{name}/push`: sends a branch and its history to a remote.
+    pub async fn push(
+        &self,
+        volume: &str,
+        request: &PushRequest,
+        progress: OnProgress<'_>,
+    ) -> Result<TransferResult> {
+        let path = volume_resource(volume, "push");
+        self.post_long(&path, Some(json(request)?), progress).await
+    }
+
+    /// `POST /v1/clone`: makes a local volume from a remote's.
+    pub async fn clone_remote(
+        &self,
+        request: &CloneRequest,
+        progress: OnProgress<'_>,
+    ) -> Result<TransferResult> {
+        self.post_long("/v1/clone", Some(json(request)?), progress)
             .await
     }
 }

@@ -13,7 +13,9 @@ mod list;
 mod log;
 mod node;
 mod profile;
+mod push;
 mod reflog;
+mod remote;
 mod resumed;
 mod rm;
 mod status;
@@ -23,7 +25,7 @@ mod volume;
 
 use anyhow::{Context, Result};
 
-use crate::cli::{Cli, Command, ProfileCommand, VolumeCommand};
+use crate::cli::{Cli, Command, ProfileCommand, RemoteCommand, VolumeCommand};
 use crate::client::{Client, Host};
 
 /// Runs a parsed command line.
@@ -106,6 +108,43 @@ pub async fn run(cli: Cli) -> Result<()> {
             to,
             json,
         } => diff::run(&client()?, volume.get(), from, to, json).await,
+        Command::Remote(RemoteCommand::Add { name, url }) => {
+            let (token, ca) = (cli.token_file.as_deref(), cli.ca.as_deref());
+            remote::add(&client()?, name, url, token, ca).await
+        }
+        Command::Remote(RemoteCommand::Ls(flag)) => remote::ls(&client()?, flag.json).await,
+        Command::Remote(RemoteCommand::Rm { name }) => remote::rm(&client()?, &name).await,
+        Command::Push {
+            volume,
+            remote,
+            branch,
+            as_name,
+            stash,
+            force,
+            checkout,
+            json,
+        } => {
+            let mode = match (stash, force) {
+                (true, _) => dvol_api::UpdateMode::Stash,
+                (_, true) => dvol_api::UpdateMode::Force,
+                _ => dvol_api::UpdateMode::FastForward,
+            };
+            let push = push::Push {
+                remote,
+                branch,
+                as_name,
+                mode,
+                checkout,
+            };
+            push::push(&client()?, volume.get(), push, json).await
+        }
+        Command::Clone {
+            remote,
+            source,
+            local,
+            opts,
+            json,
+        } => push::clone(&client()?, remote, &source, local, &opts, json).await,
         Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
         Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
     }

@@ -10,6 +10,7 @@
 //!   could not start again.
 //! - [`maintenance`]: fsck and gc of the history repository.
 //! - [`progress`]: the progress stream of long calls (`Accept: application/x-ndjson`).
+//! - [`transfer`]: remotes, push and clone, and the protocol between daemons.
 //!
 //! The types hold plain data only; validation (names, sizes, revisions) is the daemon's.
 
@@ -18,6 +19,7 @@ pub mod history;
 pub mod maintenance;
 pub mod node;
 pub mod progress;
+pub mod transfer;
 pub mod volume;
 
 pub use error::{ErrorBody, ErrorDetail};
@@ -29,4 +31,9 @@ pub use history::{
 pub use maintenance::{FsckView, GcRequest, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
+pub use transfer::{
+    AddRemote, CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PushAnswer, PushFinish,
+    PushFinished, PushOffer, PushRequest, RemoteView, TransferOutcome, TransferResult, UpdateMode,
+    MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+};
 pub use volume::{CreateVolume, ResizeVolume, VolumeState, VolumeView};

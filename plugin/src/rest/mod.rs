@@ -15,7 +15,9 @@ mod maintenance;
 mod node;
 mod path;
 mod refs;
+mod remotes;
 mod stream;
+mod transfer;
 mod volumes;
 
 use std::sync::{Arc, OnceLock};
@@ -33,6 +35,7 @@ use crate::body::MAX_BODY_BYTES;
 use crate::service::VolumeService;
 
 pub use error::ApiError;
+pub use transfer::is_object_stream;
 
 /// The document's frame: what the API is, around the paths the routes add.
 #[derive(OpenApi)]
@@ -50,6 +53,7 @@ pub use error::ApiError;
         (name = "volumes", description = "Volumes: create, inspect, resize, remove"),
         (name = "history", description = "A volume's commits, branches, tags, checkout and reset"),
         (name = "maintenance", description = "The history repository every volume shares"),
+        (name = "transfer", description = "Remotes, push and clone between hosts, and the protocol between daemons (calls marked \"between daemons\")"),
     )
 )]
 struct ApiDoc;
@@ -95,6 +99,16 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(history::diff))
         .routes(routes!(maintenance::fsck))
         .routes(routes!(maintenance::gc))
+        .routes(routes!(remotes::list, remotes::add))
+        .routes(routes!(remotes::remove))
+        .routes(routes!(transfer::push))
+        .routes(routes!(transfer::clone))
+        .routes(routes!(transfer::offer_push))
+        .routes(routes!(transfer::have))
+        .routes(routes!(transfer::objects))
+        .routes(routes!(transfer::finish))
+        .routes(routes!(transfer::fetch_plan))
+        .routes(routes!(transfer::fetch_objects))
         .routes(routes!(openapi_json))
 }
 

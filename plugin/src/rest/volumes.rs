@@ -9,38 +9,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::{CreateVolume, ResizeVolume, VolumeView};
-use dvol_backends::{ByteSize, Effect};
+use dvol_backends::Effect;
 
 use super::error::{parse_body, ApiError, VolumeErrors};
 use super::path::VolumePath;
 use crate::service::VolumeService;
-use crate::volume::Volume;
-
-/// A volume as the API shows it.
-pub fn view(service: &VolumeService, volume: Volume) -> VolumeView {
-    VolumeView {
-        id: volume.id,
-        name: volume.name.to_string(),
-        profile: volume.profile.to_string(),
-        backend: volume.backend,
-        size_bytes: volume.size.map(ByteSize::bytes),
-        size_enforced: service.enforces_size(&volume),
-        filesystem: volume.filesystem,
-        mountpoint: service.mountpoint(&volume).display().to_string(),
-        created_at: volume.created_rfc3339(),
-        mounted: volume.in_use(),
-        mounts: volume.mounts,
-        state: volume.state,
-        problem: volume.problem,
-    }
-}
 
 /// List the volumes on this host, by name.
 #[utoipa::path(get, path = "/v1/volumes", tag = "volumes", operation_id = "listVolumes",
     responses((status = 200, description = "The volumes", body = Vec<VolumeView>)))]
 pub async fn list(State(service): State<Arc<VolumeService>>) -> Json<Vec<VolumeView>> {
     let volumes = service.list().into_iter();
-    Json(volumes.map(|v| view(&service, v)).collect())
+    Json(volumes.map(|v| service.view(v)).collect())
 }
 
 /// Create a volume, as `docker volume create -d dvol` does.
@@ -66,7 +46,7 @@ pub async fn create(
         Effect::Changed => StatusCode::CREATED,
         Effect::Unchanged => StatusCode::OK,
     };
-    Ok((status, Json(view(&service, volume))).into_response())
+    Ok((status, Json(service.view(volume))).into_response())
 }
 
 /// Show one volume.
@@ -81,7 +61,7 @@ pub async fn get(
     Path(VolumePath { name }): Path<VolumePath>,
 ) -> Result<Json<VolumeView>, ApiError> {
     let volume = service.get(&name)?;
-    Ok(Json(view(&service, volume)))
+    Ok(Json(service.view(volume)))
 }
 
 /// Remove a volume and its data; refused while a container uses it.
@@ -116,5 +96,5 @@ pub async fn resize(
     let volume = service
         .blocking(move |s| s.resize(&name, &request.size))
         .await?;
-    Ok(Json(view(&service, volume)))
+    Ok(Json(service.view(volume)))
 }

@@ -69,7 +69,11 @@ fn warn_left_behind(volume: &Volume, left: &[dvol_snapshot::Commit]) {
 }
 
 impl VolumeService {
-    fn commit_view(&self, volume: &Volume, commit: &dvol_snapshot::Commit) -> CommitView {
+    pub(super) fn commit_view(
+        &self,
+        volume: &Volume,
+        commit: &dvol_snapshot::Commit,
+    ) -> CommitView {
         let key = VolumeKey(volume.id);
         let mut refs: Vec<String> = self
             .history

@@ -87,6 +87,7 @@ impl VolumeService {
             locks: NameLocks::default(),
             history,
             containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
+            sessions: super::transfer::Sessions::default(),
         };
         service.recover()?;
         service.finish_interrupted_operations();
@@ -199,7 +200,11 @@ impl VolumeService {
     }
 
     /// The configured profile `name`, for creating `volume`.
-    fn profile(&self, volume: &VolumeName, name: &ProfileName) -> Result<&Profile, ServiceError> {
+    pub(super) fn profile(
+        &self,
+        volume: &VolumeName,
+        name: &ProfileName,
+    ) -> Result<&Profile, ServiceError> {
         self.profiles
             .iter()
             .find(|p| p.name == *name)
@@ -348,7 +353,7 @@ impl VolumeService {
     }
 
     /// Removes what a failed create made; what cannot be removed now is removed at next start.
-    fn destroy_after_failure(&self, volume: &Volume, what: &str) {
+    pub(super) fn destroy_after_failure(&self, volume: &Volume, what: &str) {
         if let Err(cleanup) = self.destroy(volume) {
             warn!(volume = %volume.name, error = %cleanup, "cleanup after failed {what}; will retry at next start");
         }

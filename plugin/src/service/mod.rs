@@ -19,7 +19,8 @@
 //! - [`quiesce`]: stopping or pausing the containers that use a volume around an operation;
 //! - [`node`]: what this host offers;
 //! - [`full`]: what the daemon cannot do while its state root is full;
-//! - [`stale`]: dropping the mount ids of containers that are gone.
+//! - [`stale`]: dropping the mount ids of containers that are gone;
+//! - [`transfer`]: remotes, push and clone between hosts.
 //!
 //! Consistency rules:
 //! - Operations on one volume name are serialised by its name lock; different names run in
@@ -53,6 +54,7 @@ mod read_point;
 mod stale;
 #[cfg(test)]
 mod tests;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,6 +99,7 @@ pub struct VolumeService {
     locks: locks::NameLocks,
     history: dvol_snapshot::Repository,
     containers: Containers,
+    sessions: transfer::Sessions,
 }
 
 impl std::fmt::Debug for VolumeService {
@@ -125,6 +128,25 @@ impl VolumeService {
             .map_err(|e| ServiceError::Worker {
                 message: e.to_string(),
             })?
+    }
+
+    /// A volume as the API shows it.
+    pub fn view(&self, volume: Volume) -> dvol_api::VolumeView {
+        dvol_api::VolumeView {
+            id: volume.id,
+            name: volume.name.to_string(),
+            profile: volume.profile.to_string(),
+            backend: volume.backend,
+            size_bytes: volume.size.map(dvol_backends::ByteSize::bytes),
+            size_enforced: self.enforces_size(&volume),
+            filesystem: volume.filesystem,
+            mountpoint: self.mountpoint(&volume).display().to_string(),
+            created_at: volume.created_rfc3339(),
+            mounted: volume.in_use(),
+            mounts: volume.mounts,
+            state: volume.state,
+            problem: volume.problem,
+        }
     }
 
     /// The state layout.

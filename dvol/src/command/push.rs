@@ -1,0 +1,131 @@
+//! `dvol push` and `dvol clone`: a volume and its history to or from a remote, through this
+//! host's daemon (which keeps the remote's credentials).
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use dvol_api::{CloneRequest, PushRequest, TransferOutcome, TransferResult, UpdateMode};
+
+use super::resumed::check_resumed;
+use crate::client::Client;
+use crate::current;
+use crate::render::format::{human_bytes, short_id};
+use crate::render::json::print_json;
+use crate::render::progress::with_progress;
+
+/// What `dvol push` was asked.
+#[derive(Debug)]
+pub struct Push {
+    /// The remote.
+    pub remote: String,
+    /// The branch to send.
+    pub branch: Option<String>,
+    /// The name on the remote.
+    pub as_name: Option<String>,
+    /// How the remote's branch may move.
+    pub mode: UpdateMode,
+    /// Stop, check out and restart on the remote.
+    pub checkout: bool,
+}
+
+/// `dvol push REMOTE [BRANCH] [--as NAME] [--stash|--force] [--checkout] [--json]`
+pub async fn push(client: &Client, volume: Option<&str>, push: Push, as_json: bool) -> Result<()> {
+    let volume = current::resolve(volume)?;
+    let request = PushRequest {
+        remote: push.remote.clone(),
+        branch: push.branch,
+        as_name: push.as_name,
+        mode: push.mode,
+        checkout: push.checkout,
+    };
+    let what = format!("pushing volume {volume} to {}", push.remote);
+    let result = with_progress(format!("push {volume}"), &what, async |p| {
+        client.push(&volume, &request, p).await
+    })
+    .await?;
+    report(&result, as_json)
+}
+
+/// `dvol clone REMOTE VOLUME[:BRANCH] [LOCAL] [-o KEY=VALUE]... [--json]`
+pub async fn clone(
+    client: &Client,
+    remote: String,
+    source: &str,
+    local: Option<String>,
+    opts: &[String],
+    as_json: bool,
+) -> Result<()> {
+    let (volume, branch) = match source.split_once(':') {
+        Some((v, b)) if !b.is_empty() => (v.to_string(), Some(b.to_string())),
+        Some(_) => bail!("{source:?}: write VOLUME or VOLUME:BRANCH"),
+        None => (source.to_string(), None),
+    };
+    let mut options = BTreeMap::new();
+    for opt in opts {
+        let Some((key, value)) = opt.split_once('=') else {
+            bail!("option {opt:?} is not KEY=VALUE (e.g. -o profile=silver)");
+        };
+        options.insert(key.to_string(), value.to_string());
+    }
+    let request = CloneRequest {
+        remote: remote.clone(),
+        volume: volume.clone(),
+        branch,
+        name: local,
+        options,
+    };
+    let what = format!("cloning volume {volume} from {remote}");
+    let result = with_progress(format!("clone {volume}"), &what, async |p| {
+        client.clone_remote(&request, p).await
+    })
+    .await?;
+    report(&result, as_json)
+}
+
+fn report(result: &TransferResult, as_json: bool) -> Result<()> {
+    if as_json {
+        print_json(result)?;
+        return check_resumed(&result.not_resumed, false);
+    }
+    let at = short_id(&result.commit);
+    let target = format!("{} {}:{}", result.remote, result.volume, result.branch);
+    match result.outcome {
+        TransferOutcome::UpToDate => println!("{target} is up to date at {at}; nothing sent"),
+        TransferOutcome::Created => println!("{target} created at {at}"),
+        TransferOutcome::FastForward => println!(
+            "{target}: {} -> {at}",
+            result
+                .old_commit
+                .as_deref()
+                .map(short_id)
+                .unwrap_or_default()
+        ),
+        TransferOutcome::Forced => println!(
+            "{target}: {} -> {at} (forced)",
+            result
+                .old_commit
+                .as_deref()
+                .map(short_id)
+                .unwrap_or_default()
+        ),
+        TransferOutcome::Stashed => println!(
+            "{target}: {} -> {at}; the old position is kept as branch {}",
+            result
+                .old_commit
+                .as_deref()
+                .map(short_id)
+                .unwrap_or_default(),
+            result.stashed_as.as_deref().unwrap_or("?")
+        ),
+    }
+    if result.outcome != TransferOutcome::UpToDate {
+        println!(
+            " {} commit(s), {} object(s) sent ({}), {} already there",
+            result.commits,
+            result.objects_sent,
+            human_bytes(result.bytes_sent),
+            result.objects_skipped
+        );
+    }
+    check_resumed(&result.not_resumed, false)
+}

@@ -1,0 +1,72 @@
+//! `dvol remote add|ls|rm`: the other daemons this daemon pushes to and clones from. The
+//! token and CA are read here and handed to the daemon, which keeps them.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use dvol_api::AddRemote;
+
+use crate::client::Client;
+use crate::render::format::{readable_time, yes_no};
+use crate::render::json::print_json;
+use crate::render::table;
+
+/// `dvol remote add NAME tcp://HOST:PORT --token-file F [--ca F]`
+pub async fn add(
+    client: &Client,
+    name: String,
+    url: String,
+    token_file: Option<&Path>,
+    ca: Option<&Path>,
+) -> Result<()> {
+    let Some(token_file) = token_file else {
+        bail!("remote {name}: give --token-file F, a file holding the remote daemon's bearer token (its own --token-file)");
+    };
+    let token = std::fs::read_to_string(token_file)
+        .with_context(|| format!("remote {name}: read token file {}", token_file.display()))?;
+    let ca_pem = ca
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("remote {name}: read CA file {}", path.display()))
+        })
+        .transpose()?;
+    let view = client
+        .add_remote(&AddRemote {
+            name,
+            url,
+            token: token.trim().to_string(),
+            ca_pem,
+        })
+        .await?;
+    let how = if view.tls { "TLS" } else { "plain TCP, no TLS" };
+    println!("remote {} is {} ({how})", view.name, view.url);
+    Ok(())
+}
+
+/// `dvol remote ls [--json]`
+pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
+    let remotes = client.remotes().await?;
+    if as_json {
+        return print_json(&remotes);
+    }
+    let rows: Vec<Vec<String>> = remotes
+        .iter()
+        .map(|r| {
+            vec![
+                r.name.clone(),
+                r.url.clone(),
+                yes_no(r.tls).into(),
+                readable_time(&r.added_at),
+            ]
+        })
+        .collect();
+    table::print(&["NAME", "URL", "TLS", "ADDED"], &rows);
+    Ok(())
+}
+
+/// `dvol remote rm NAME`
+pub async fn rm(client: &Client, name: &str) -> Result<()> {
+    client.remove_remote(name).await?;
+    println!("remote {name} removed");
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Push and clone (`/v1/volumes/{name}/push`, `/v1/clone`), which a CLI asks of its own
+//! daemon, and the protocol daemons speak to each other (`/v1/transfer/...`, see
+//! [`dvol_api::transfer`]).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use dvol_api::transfer::pack;
+use dvol_api::{
+    CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PushAnswer, PushFinish, PushFinished,
+    PushOffer, PushRequest, StreamLine, TransferResult,
+};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::error::{parse_body, ApiError, VolumeErrors};
+use super::path::VolumePath;
+use super::stream::answer;
+use crate::service::VolumeService;
+
+/// Whether `path` is a route whose request body is an object stream (long: exempt from the
+/// TCP listener's whole-body deadline; its receiver drops one that idles).
+pub fn is_object_stream(path: &str) -> bool {
+    path.starts_with("/v1/transfer/sessions/") && path.ends_with("/objects")
+}
+
+/// The `{session}` path segment.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SessionPath {
+    /// The session a push offer answered.
+    pub session: String,
+}
+
+/// Push the volume's branch and the history it needs to a remote.
+///
+/// Creates the volume there (with this volume's profile, size and filesystem) if it has none;
+/// otherwise moves the remote's branch forward (or as `mode` allows) and checks it out there
+/// when it is checked out. Sends only the objects the remote lacks. Streams progress with
+/// `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/push", tag = "transfer", operation_id = "push",
+    params(VolumePath),
+    request_body = PushRequest,
+    responses(
+        (status = 200, description = "Pushed (or up to date)", body = TransferResult),
+        (status = 201, description = "never answered; see 200", body = StreamLine<TransferResult>, content_type = "application/x-ndjson"),
+        VolumeErrors,
+    ))]
+pub async fn push(
+    State(service): State<Arc<VolumeService>>,
+    Path(VolumePath { name }): Path<VolumePath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: PushRequest = parse_body(body, "push")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service.push(name, request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// Make a local volume from a remote's volume, with its whole history.
+///
+/// Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/clone", tag = "transfer", operation_id = "clone",
+    request_body = CloneRequest,
+    responses(
+        (status = 201, description = "Cloned", body = TransferResult),
+        (status = 200, description = "The streamed answer", content_type = "application/x-ndjson", body = StreamLine<TransferResult>),
+        VolumeErrors,
+    ))]
+pub async fn clone(
+    State(service): State<Arc<VolumeService>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: CloneRequest = parse_body(body, "clone")?;
+    let answered = answer(&headers, StatusCode::CREATED, |progress| async move {
+        service.clone_remote(request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// (Between daemons) Offer a push: the receiver checks it and answers with its commits of
+/// the volume.
+#[utoipa::path(post, path = "/v1/transfer/push", tag = "transfer", operation_id = "offerPush",
+    request_body = PushOffer,
+    responses(
+        (status = 200, description = "Accepted: the session and the receiver's commits", body = PushAnswer),
+        VolumeErrors,
+    ))]
+pub async fn offer_push(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushAnswer>, ApiError> {
+    let offer: PushOffer = parse_body(body, "push offer")?;
+    Ok(Json(service.blocking(move |s| s.offer_push(offer)).await?))
+}
+
+/// (Between daemons) Which of these objects the receiver holds.
+///
+/// The body is up to 16,384 object ids of 32 bytes each; the answer one bit per id (least
+/// significant bit first), set where the receiver holds the object and so everything below
+/// it.
+#[utoipa::path(post, path = "/v1/transfer/sessions/{session}/have", tag = "transfer", operation_id = "haveObjects",
+    params(SessionPath),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "The bitmap", content_type = "application/octet-stream", body = Vec<u8>),
+        VolumeErrors,
+    ))]
+pub async fn have(
+    State(service): State<Arc<VolumeService>>,
+    Path(SessionPath { session }): Path<SessionPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let ids = body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e))?;
+    let bits = service
+        .blocking(move |s| s.have_objects(&session, &ids))
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bits).into_response())
+}
+
+/// (Between daemons) The objects of a push, as an object stream.
+///
+/// The `Dvol-Bytes` header declares the stream's stored bytes: without room for them the
+/// call is refused before the body is read. Objects are re-hashed and admitted only after
+/// the objects they name; a stream cut short keeps the objects that arrived whole.
+#[utoipa::path(post, path = "/v1/transfer/sessions/{session}/objects", tag = "transfer", operation_id = "receiveObjects",
+    params(SessionPath),
+    request_body(content = Vec<u8>, content_type = "application/x-dvol-pack"),
+    responses(
+        (status = 200, description = "Received", body = ObjectsReceived),
+        VolumeErrors,
+    ))]
+pub async fn objects(
+    State(service): State<Arc<VolumeService>>,
+    Path(SessionPath { session }): Path<SessionPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ObjectsReceived>, ApiError> {
+    let declared = headers
+        .get("dvol-bytes")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_header",
+                "an object stream needs the Dvol-Bytes header: its stored bytes",
+            )
+        })?;
+    Ok(Json(
+        service.receive_objects(session, declared, body).await?,
+    ))
+}
+
+/// (Between daemons) Move the branch to the pushed commit, creating the volume if there is
+/// none.
+#[utoipa::path(post, path = "/v1/transfer/sessions/{session}/finish", tag = "transfer", operation_id = "finishPush",
+    params(SessionPath),
+    request_body = PushFinish,
+    responses(
+        (status = 200, description = "The branch moved (or was there)", body = PushFinished),
+        VolumeErrors,
+    ))]
+pub async fn finish(
+    State(service): State<Arc<VolumeService>>,
+    Path(SessionPath { session }): Path<SessionPath>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<PushFinished>, ApiError> {
+    let request: PushFinish = parse_body(body, "push finish")?;
+    Ok(Json(service.finish_push(session, request).await?))
+}
+
+/// (Between daemons) What sending a volume's branch would take: its tip, the volume's
+/// profile and size, and the objects the caller lacks.
+#[utoipa::path(post, path = "/v1/transfer/fetch", tag = "transfer", operation_id = "fetchPlan",
+    request_body = FetchRequest,
+    responses(
+        (status = 200, description = "The plan", body = FetchPlan),
+        VolumeErrors,
+    ))]
+pub async fn fetch_plan(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<FetchPlan>, ApiError> {
+    let request: FetchRequest = parse_body(body, "fetch")?;
+    Ok(Json(
+        service.blocking(move |s| s.fetch_plan(request)).await?,
+    ))
+}
+
+/// (Between daemons) The objects of a fetch, as an object stream.
+#[utoipa::path(post, path = "/v1/transfer/fetch/objects", tag = "transfer", operation_id = "fetchObjects",
+    request_body = FetchRequest,
+    responses(
+        (status = 200, description = "The object stream", content_type = "application/x-dvol-pack", body = Vec<u8>),
+        VolumeErrors,
+    ))]
+pub async fn fetch_objects(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: FetchRequest = parse_body(body, "fetch")?;
+    let stream = {
+        let service = service.clone();
+        tokio::task::spawn_blocking(move || service.fetch_objects(request))
+            .await
+            .map_err(|e| {
+                ApiError::from(crate::error::ServiceError::Worker {
+                    message: e.to_string(),
+                })
+            })??
+    };
+    Ok(([(header::CONTENT_TYPE, pack::MEDIA_TYPE)], stream).into_response())
+}

@@ -1,0 +1,133 @@
+//! Volumes between hosts: remotes, push (this host sends), clone (this host receives), and
+//! the receiving and sending halves of the protocol between daemons
+//! ([`dvol_api::transfer`]).
+//!
+//! - [`remote`]: the remotes this daemon keeps, and the client that calls them;
+//! - [`push`]: sending a volume's branch to a remote;
+//! - [`receive`]: the receiving side of a push (sessions, the `have` query, the object
+//!   stream, the branch move);
+//! - [`clone`]: cloning a remote's volume, and the sending side of it.
+//!
+//! What makes a transfer safe to cut at any moment:
+//! - the receiver stores objects children first and only after their children (the history
+//!   library's admission rule), durable in batches, so what arrived before a cut is a set of
+//!   complete subtrees that a rerun does not send again (the receiver is asked which planned
+//!   objects it holds);
+//! - a receive leaves a marker in the history store while it is unfinished, so gc keeps the
+//!   received objects for a day although no ref reaches them yet;
+//! - the receiver's branch moves last, by compare-and-swap against the position the sender
+//!   saw, once the whole closure of the new commit is durable; a branch that moved meanwhile
+//!   is left alone and the push refused.
+
+pub mod clone;
+pub mod push;
+pub mod receive;
+pub mod remote;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use dvol_api::PushOffer;
+use dvol_snapshot::CommitId;
+
+use crate::error::TransferError;
+use crate::names::VolumeName;
+
+/// A receive session without a call for this long is forgotten (its objects stay; a rerun
+/// starts a new session and finds them).
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+
+/// The receiving side of one push in progress.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// What the sender offered.
+    pub offer: PushOffer,
+    /// The volume on this host.
+    pub volume: VolumeName,
+    /// When a call last used the session.
+    pub touched: Instant,
+    /// Whether an object stream is being received.
+    pub receiving: bool,
+}
+
+/// The receive sessions of this daemon.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<String, Session>>,
+}
+
+impl Sessions {
+    /// Starts (or restarts) session `id`; refused while it receives objects.
+    pub fn start(&self, id: &str, session: Session) -> Result<(), TransferError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, s| s.receiving || s.touched.elapsed() < SESSION_IDLE);
+        if map.get(id).is_some_and(|s| s.receiving) {
+            return Err(TransferError::BadStream {
+                volume: session.volume.clone(),
+                problem: format!(
+                    "a push of branch {} from the same host is receiving objects right now; wait for it to finish",
+                    session.offer.branch
+                ),
+            });
+        }
+        map.insert(id.to_string(), session);
+        Ok(())
+    }
+
+    /// The session `id`, touched.
+    pub fn get(&self, id: &str) -> Result<Session, TransferError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let session = map.get_mut(id).ok_or_else(|| TransferError::NoSession {
+            session: id.to_string(),
+        })?;
+        session.touched = Instant::now();
+        Ok(session.clone())
+    }
+
+    /// Marks session `id` as receiving objects (refused if it already is); `false` clears it.
+    pub fn set_receiving(&self, id: &str, receiving: bool) -> Result<(), TransferError> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let session = map.get_mut(id).ok_or_else(|| TransferError::NoSession {
+            session: id.to_string(),
+        })?;
+        if receiving && session.receiving {
+            return Err(TransferError::BadStream {
+                volume: session.volume.clone(),
+                problem: "this session is receiving objects already".into(),
+            });
+        }
+        session.receiving = receiving;
+        session.touched = Instant::now();
+        Ok(())
+    }
+
+    /// Forgets session `id`.
+    pub fn end(&self, id: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(id);
+    }
+}
+
+/// A commit id from the wire.
+pub(crate) fn parse_commit(volume: &VolumeName, text: &str) -> Result<CommitId, TransferError> {
+    text.parse().map_err(|e| TransferError::BadStream {
+        volume: volume.clone(),
+        problem: format!("{text:?} is not a commit id: {e}"),
+    })
+}
+
+/// The session id of a push of `branch` of `volume` from `sender`: the same for a rerun, so
+/// that its receive marker is reused.
+pub(crate) fn session_id(sender: uuid::Uuid, volume: &str, branch: &str) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for part in [
+        sender.as_bytes().as_slice(),
+        volume.as_bytes(),
+        branch.as_bytes(),
+    ] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    format!("push-{}", &hasher.finalize().to_hex()[..24])
+}
