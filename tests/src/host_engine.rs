@@ -21,34 +21,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::netns::{run, runs};
 use crate::{is_root, repo_root, require};
 
 /// Whether a private engine can run here: root, with `dockerd`, `docker` and `unshare`.
 pub fn available() -> bool {
-    let runs = |program: &str, arg: &str| {
-        Command::new(program)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     is_root()
         && runs("dockerd", "--version")
         && runs("docker", "--version")
         && runs("unshare", "--version")
-}
-
-/// Runs `program` with `args`; panics naming it and its stderr unless it succeeds.
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{program} {}`: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "`{program} {}` failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
 }
 
 /// A private `dockerd` of one test host, with the test image loaded. Dropping it stops the

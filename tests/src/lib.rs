@@ -6,6 +6,10 @@
 //! when it is dropped; any other daemon stays out of the engine's sight ([`engine`] says why).
 //! Helpers for the tests themselves are in [`fixtures`].
 //!
+//! For several hosts on one machine: [`netns`] makes hosts in network namespaces of their own,
+//! [`host_engine`] a Docker Engine per host, [`Daemon::start_in`] a daemon in a host, and
+//! [`certs`] the hosts' test certificates.
+//!
 //! A test whose component (the Docker Engine, root) is missing skips with a message, unless
 //! `DVOL_REQUIRE_ALL=1`, where it fails: a green CI always means the real thing ran.
 

@@ -29,18 +29,20 @@ const PREFIX: &str = "dvt-";
 
 /// Whether network namespaces can be made here: root, with `ip`, `nsenter` and `tc`.
 pub fn available() -> bool {
-    let runs = |program: &str, arg: &str| {
-        Command::new(program)
-            .arg(arg)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
     is_root() && runs("ip", "-V") && runs("nsenter", "--version") && runs("tc", "-V")
 }
 
-/// Runs `ip` (or another program of iproute2) with `args`; panics naming the command and its
+/// Whether `program arg` (e.g. `--version`) runs and succeeds.
+pub(crate) fn runs(program: &str, arg: &str) -> bool {
+    Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs `program` (`ip`, `tc`, `mount`, ...) with `args`; panics naming the command and its
 /// stderr unless it succeeds. Returns stdout.
-fn run(program: &str, args: &[&str]) -> String {
+pub(crate) fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .output()

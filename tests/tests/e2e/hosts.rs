@@ -7,11 +7,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
+use dvol_tests::certs::TestCa;
 use dvol_tests::engine::EngineShare;
 use dvol_tests::fixtures::*;
 use dvol_tests::host_engine::HostEngine;
 use dvol_tests::netns::Topology;
-use dvol_tests::{docker, dvol_bin, Daemon, TEST_IMAGE};
+use dvol_tests::{docker, dvol_bin, require, Daemon, TEST_IMAGE};
 
 /// The namespaces `ip netns list` shows.
 fn namespaces() -> Vec<String> {
@@ -52,6 +53,7 @@ fn daemons_in_two_hosts_reach_each_other_over_tcp_and_only_there() {
     let made = topology.namespaces();
     let (a, b) = (topology.host("a"), topology.host("b"));
     assert_eq!(b.addr().to_string(), "10.77.0.2");
+    topology.shape("a", "100mbit");
     let daemon_a = Daemon::start_in(a, None, true, Vec::new());
     let mut daemon_b = Daemon::start_in(b, None, true, Vec::new());
     let id_a = daemon_a.api("GET", "/v1/node", "").json()["id"].clone();
@@ -136,7 +138,13 @@ fn a_host_with_its_own_engine_serves_that_engines_volumes() {
 
     // The file is in the daemon's mount of the volume, seen from the root mount namespace
     // (a container writing into the bare mountpoint directory would not show there).
-    let file = daemon.mountpoint(volume).join("f");
+    let mountpoint = daemon.mountpoint(volume);
+    assert!(
+        is_kernel_mounted(&daemon, &mountpoint),
+        "{} is not mounted while a container uses it",
+        mountpoint.display()
+    );
+    let file = mountpoint.join("f");
     wait_until(
         &daemon,
         "the container wrote /d/f into the volume",
@@ -170,4 +178,48 @@ fn a_host_with_its_own_engine_serves_that_engines_volumes() {
     } else {
         eprintln!("the system engine does not answer: its volumes are not checked");
     }
+}
+
+/// `openssl verify -CAfile ca cert`: whether `cert` verifies against `ca`, and the output.
+fn openssl_verify(ca: &Path, cert: &Path) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("run openssl");
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn test_certificates_name_the_ip_and_verify_only_against_their_ca() {
+    let openssl = std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require("openssl", openssl) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, other) = (TestCa::new("dvol test CA"), TestCa::new("another CA"));
+    let server = ca.issue_for_ip(std::net::Ipv4Addr::new(10, 77, 0, 2), dir.path());
+    let (ok, text) = openssl_verify(ca.pem_path(), &server.cert);
+    assert!(ok, "the certificate does not verify against its CA: {text}");
+    let (ok, text) = openssl_verify(other.pem_path(), &server.cert);
+    assert!(
+        !ok,
+        "the certificate verifies against an unrelated CA: {text}"
+    );
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(&server.cert)
+        .output()
+        .expect("run openssl x509");
+    assert_contains_all(&stdout(&out), &["IP Address:10.77.0.2"]);
+    let key = std::fs::read_to_string(&server.key).unwrap();
+    assert!(key.starts_with("-----BEGIN PRIVATE KEY-----"), "{key}");
 }
