@@ -6,6 +6,10 @@
 //! when it is dropped; any other daemon stays out of the engine's sight ([`engine`] says why).
 //! Helpers for the tests themselves are in [`fixtures`].
 //!
+//! For several hosts on one machine: [`netns`] makes hosts in network namespaces of their own,
+//! [`host_engine`] a Docker Engine per host, [`Daemon::start_in`] a daemon in a host, and
+//! [`certs`] the hosts' test certificates.
+//!
 //! A test whose component (the Docker Engine, root) is missing skips with a message, unless
 //! `DVOL_REQUIRE_ALL=1`, where it fails: a green CI always means the real thing ran.
 
@@ -17,10 +21,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod certs;
 pub mod engine;
 pub mod fixtures;
+pub mod host_engine;
+pub mod netns;
 
 use engine::EngineShare;
+use host_engine::HostEngine;
+use netns::Host;
+
+/// The port a daemon in a test host listens on ([`Daemon::start_in`]).
+pub const HOST_PORT: u16 = 7411;
 
 /// The image the tests run containers from; built by `scripts/build-test-image.sh`.
 pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
@@ -204,6 +216,12 @@ pub struct Daemon {
     pub api_socket: PathBuf,
     /// Extra daemon arguments (e.g. `--config`).
     pub extra_args: Vec<String>,
+    /// For a daemon in a test host: the host's network namespace (`/run/netns/...`).
+    netns: Option<PathBuf>,
+    /// Environment for the daemon process (e.g. `DOCKER_HOST`).
+    env: Vec<(String, String)>,
+    /// For a daemon listening on TCP: where, and its token file.
+    listen: Option<(std::net::SocketAddr, PathBuf)>,
     log: PathBuf,
     child: Option<Child>,
     _tmp: tempfile::TempDir,
@@ -257,7 +275,58 @@ impl Daemon {
         require("root", is_root()).then(Daemon::start)
     }
 
+    /// Starts a daemon in the test host `host` (its network namespace, through `nsenter
+    /// --net`, which execs the daemon: [`Daemon::pid`] and [`Daemon::kill9`] are the
+    /// daemon's), plus `extra_args` (e.g. `--tls-cert`/`--tls-key`).
+    ///
+    /// With `engine`, the daemon is that engine's volume driver [`Daemon::driver`]: its root
+    /// lies under [`HostEngine::dir`], its plugin socket in [`HostEngine::plugins_dir`] (the
+    /// engine's `/run/docker/plugins`), and `DOCKER_HOST` names the engine; the system
+    /// engine never sees it. Drop the daemon before the engine. Without, its plugin socket
+    /// lies in its own directory.
+    ///
+    /// With `listen`, it also serves the REST API on `<host addr>:`[`HOST_PORT`] with a
+    /// fresh token in [`Daemon::token_file`]. Its unix sockets stay reachable from the test
+    /// (unix sockets ignore network namespaces), so [`Daemon::api`] and [`Daemon::cli`] work.
+    pub fn start_in(
+        host: &Host,
+        engine: Option<&HostEngine>,
+        listen: bool,
+        extra_args: Vec<String>,
+    ) -> Daemon {
+        let parent = engine.map_or_else(std::env::temp_dir, |e| e.dir().to_path_buf());
+        let mut daemon = Self::prepare(&parent, extra_args, false);
+        daemon.netns = Some(host.netns());
+        if let Some(engine) = engine {
+            daemon.plugin_socket = engine.plugins_dir().join(format!("{}.sock", daemon.driver));
+            daemon
+                .env
+                .push(("DOCKER_HOST".to_string(), engine.docker_host()));
+        }
+        if listen {
+            let token_file = daemon._tmp.path().join("token");
+            let token = uuid::Uuid::new_v4().simple().to_string();
+            std::fs::write(&token_file, format!("{token}\n")).expect("write token file");
+            std::fs::set_permissions(
+                &token_file,
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("chmod token file");
+            let addr = std::net::SocketAddr::from((host.addr(), HOST_PORT));
+            daemon.listen = Some((addr, token_file));
+        }
+        daemon.spawn();
+        daemon
+    }
+
     fn launch(parent: &Path, extra_args: Vec<String>, for_docker: bool) -> Daemon {
+        let mut daemon = Self::prepare(parent, extra_args, for_docker);
+        daemon.spawn();
+        daemon
+    }
+
+    /// A daemon not yet running, with a fresh directory under `parent`.
+    fn prepare(parent: &Path, extra_args: Vec<String>, for_docker: bool) -> Daemon {
         let tmp = tempfile::Builder::new()
             .prefix("dvol-e2e-")
             .tempdir_in(parent)
@@ -270,19 +339,30 @@ impl Daemon {
         } else {
             (tmp.path().join("plugin.sock"), None)
         };
-        let mut daemon = Daemon {
+        Daemon {
             plugin_socket,
             api_socket: tmp.path().join("api.sock"),
             root: tmp.path().join("root"),
             log: tmp.path().join("daemon.log"),
             driver,
             extra_args,
+            netns: None,
+            env: Vec::new(),
+            listen: None,
             child: None,
             _tmp: tmp,
             engine,
-        };
-        daemon.spawn();
-        daemon
+        }
+    }
+
+    /// The TCP address the daemon listens on, if started with `listen` ([`Daemon::start_in`]).
+    pub fn listen_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listen.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The token file of a daemon listening on TCP ([`Daemon::start_in`]); panics for another.
+    pub fn token_file(&self) -> &Path {
+        &self.listen.as_ref().expect("daemon listens on TCP").1
     }
 
     /// Starts the daemon process again (after [`Daemon::kill9`] or [`Daemon::stop`]).
@@ -293,8 +373,28 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        let child = Command::new(dvol_bin())
-            .arg("daemon")
+        let mut command = match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(dvol_bin());
+                command
+            }
+            None => Command::new(dvol_bin()),
+        };
+        if let Some((addr, token_file)) = &self.listen {
+            command
+                .arg("--token-file")
+                .arg(token_file)
+                .arg("daemon")
+                .arg("--listen")
+                .arg(addr.to_string());
+        } else {
+            command.arg("daemon");
+        }
+        let child = command
             .arg("--root")
             .arg(&self.root)
             .arg("--plugin-socket")
@@ -302,6 +402,7 @@ impl Daemon {
             .arg("--api-socket")
             .arg(&self.api_socket)
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("DVOL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

@@ -18,6 +18,7 @@ mod docker;
 mod engine_restart;
 mod history;
 mod history_safety;
+mod hosts;
 mod robustness;
 mod space_safety;
 mod special_files;
