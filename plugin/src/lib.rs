@@ -54,6 +54,7 @@ pub mod profile;
 pub mod rest;
 pub mod root_lock;
 pub mod service;
+pub mod tls;
 pub mod volume;
 
 pub use error::{ErrorClass, ServiceError};
