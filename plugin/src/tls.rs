@@ -38,33 +38,30 @@ pub const PLAIN_TO_TLS_HINT: &str =
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {path} (given as {flag}): {source}; check the path and its permissions")]
+    #[error("cannot read {path} (given as {flag}): {cause}; check the path and its permissions")]
     Read {
         /// The flag that named the file.
         flag: &'static str,
         /// The file.
         path: PathBuf,
         /// Why.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A file is not valid PEM.
-    #[error("{origin} is not valid PEM: {source}; give a PEM file (-----BEGIN ...-----)")]
+    #[error("{origin} is not valid PEM: {cause}; give a PEM file (-----BEGIN ...-----)")]
     Pem {
         /// The file (with its flag) or the text the PEM came from.
         origin: String,
         /// Why.
-        #[source]
-        source: rustls_pki_types::pem::Error,
+        cause: rustls_pki_types::pem::Error,
     },
     /// The certificate file holds no certificate.
-    #[error(
-        "{origin} holds no PEM certificate (-----BEGIN CERTIFICATE-----); give the \
-         certificate chain, the server's own certificate first"
-    )]
+    #[error("{origin} holds no PEM certificate (-----BEGIN CERTIFICATE-----); {hint}")]
     NoCertificate {
         /// The file (with its flag) or the text the PEM came from.
         origin: String,
+        /// What to give instead.
+        hint: &'static str,
     },
     /// The key file holds no private key.
     #[error(
@@ -87,26 +84,24 @@ pub enum TlsError {
         key: PathBuf,
     },
     /// The private key cannot be used.
-    #[error("the private key in {key} cannot be used: {source}")]
+    #[error("the private key in {key} cannot be used with its certificate: {cause}")]
     BadKey {
         /// The key file.
         key: PathBuf,
         /// Why.
-        #[source]
-        source: rustls::Error,
+        cause: rustls::Error,
     },
     /// A CA certificate cannot be used as a trust anchor.
-    #[error("the CA certificate in {origin} cannot be used: {source}")]
+    #[error("the CA certificate in {origin} cannot be used: {cause}; give a CA certificate")]
     BadCa {
         /// The file (with its flag) or the text the PEM came from.
         origin: String,
         /// Why.
-        #[source]
-        source: rustls::Error,
+        cause: rustls::Error,
     },
     /// rustls refused the configuration.
     #[error("cannot set up TLS: {0}")]
-    Config(#[source] rustls::Error),
+    Config(rustls::Error),
 }
 
 /// The crypto provider of both sides.
@@ -116,24 +111,30 @@ fn provider() -> Arc<CryptoProvider> {
 
 /// Reads the file `flag` names.
 fn read(flag: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|cause| TlsError::Read {
         flag,
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
-/// The certificates in `pem`, none an error; `origin` names where the PEM came from.
-fn certificates(pem: &[u8], origin: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The certificates in `pem`, none an error; `origin` names where the PEM came from, `hint`
+/// what to give instead of a file without any.
+fn certificates(
+    pem: &[u8],
+    origin: &str,
+    hint: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
+        .map_err(|cause| TlsError::Pem {
             origin: origin.to_string(),
-            source,
+            cause,
         })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate {
             origin: origin.to_string(),
+            hint,
         });
     }
     Ok(certs)
@@ -151,17 +152,21 @@ fn origin(path: &Path, flag: &str) -> String {
 /// Fails, naming the file, when a file cannot be read, holds no certificate or no key, or the
 /// key does not belong to the certificate.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = certificates(&read("--tls-cert", cert)?, &origin(cert, "--tls-cert"))?;
+    let chain = certificates(
+        &read("--tls-cert", cert)?,
+        &origin(cert, "--tls-cert"),
+        "give the certificate chain, the server's own certificate first",
+    )?;
     let key_origin = origin(key, "--tls-key");
     let private_key = match PrivateKeyDer::from_pem_slice(&read("--tls-key", key)?) {
         Ok(private_key) => private_key,
         Err(rustls_pki_types::pem::Error::NoItemsFound) => {
             return Err(TlsError::NoKey { origin: key_origin })
         }
-        Err(source) => {
+        Err(cause) => {
             return Err(TlsError::Pem {
                 origin: key_origin,
-                source,
+                cause,
             })
         }
     };
@@ -177,9 +182,9 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
                     key: key.to_path_buf(),
                 }
             }
-            source => TlsError::BadKey {
+            cause => TlsError::BadKey {
                 key: key.to_path_buf(),
-                source,
+                cause,
             },
         })?;
     Ok(Arc::new(config))
@@ -205,10 +210,11 @@ impl TlsClient {
 
     fn from_pem_named(pem: &[u8], origin: &str) -> Result<TlsClient, TlsError> {
         let mut roots = RootCertStore::empty();
-        for cert in certificates(pem, origin)? {
-            roots.add(cert).map_err(|source| TlsError::BadCa {
+        let hint = "give the CA certificate that signed the daemon's certificate";
+        for cert in certificates(pem, origin, hint)? {
+            roots.add(cert).map_err(|cause| TlsError::BadCa {
                 origin: origin.to_string(),
-                source,
+                cause,
             })?;
         }
         let config = ClientConfig::builder_with_provider(provider())
@@ -298,22 +304,20 @@ impl AsyncWrite for PeerStream {
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The host name did not resolve.
-    #[error("cannot resolve {host}: {source}; check the host name")]
+    #[error("cannot resolve {host}: {cause}; check the host name")]
     Resolve {
         /// The host.
         host: String,
         /// Why.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// No address of the host accepted the connection.
-    #[error("cannot connect to {addr}: {source}; is the daemon listening there (--listen)?")]
+    #[error("cannot connect to {addr}: {cause}; is the daemon listening there (--listen)?")]
     Connect {
         /// The (last) address tried, or `host:port` when there was none.
         addr: String,
         /// Why.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The connection or the TLS handshake did not finish in time.
     #[error("{step} {addr} did not finish within {} ms; check the address and the network", timeout.as_millis())]
@@ -391,22 +395,22 @@ pub async fn connect(
 async fn connect_tcp(host: &str, port: u16, display: &str) -> Result<TcpStream, ConnectError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
-        .map_err(|source| ConnectError::Resolve {
+        .map_err(|cause| ConnectError::Resolve {
             host: host.to_string(),
-            source,
+            cause,
         })?
         .collect();
     let mut last = ConnectError::Connect {
         addr: display.to_string(),
-        source: io::Error::new(io::ErrorKind::NotFound, "the name has no address"),
+        cause: io::Error::new(io::ErrorKind::NotFound, "the name has no address"),
     };
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => return Ok(stream),
-            Err(source) => {
+            Err(cause) => {
                 last = ConnectError::Connect {
                     addr: addr.to_string(),
-                    source,
+                    cause,
                 }
             }
         }
@@ -424,6 +428,15 @@ fn handshake_error(addr: String, error: &io::Error) -> ConnectError {
         Some(rustls::Error::InvalidCertificate(
             CertificateError::UnknownIssuer | CertificateError::BadSignature,
         )) => "the peer's certificate is not signed by the CA given (--ca)".to_string(),
+        // webpki's own error comes wrapped, known only by its name.
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            "the peer's certificate is a CA certificate (basicConstraints CA:TRUE), which \
+             cannot be a server's own: give the daemon a certificate made with CA:FALSE, or \
+             one signed by the CA"
+                .to_string()
+        }
         Some(rustls::Error::InvalidMessage(_)) => return ConnectError::NotTls { addr },
         Some(e) => e.to_string(),
         None if error.kind() == io::ErrorKind::UnexpectedEof => {
@@ -465,6 +478,19 @@ pub(crate) mod test_pki {
         params.distinguished_name.push(DnType::CommonName, name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         (params.self_signed(&key).unwrap(), key)
+    }
+
+    /// A self-signed CA certificate for 127.0.0.1 and its key, used as a server's own: its
+    /// PEM and the files.
+    pub fn ca_as_server(dir: &std::path::Path) -> (Vec<u8>, PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_path, key_path) = (dir.join("ca-server.crt"), dir.join("ca-server.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert.pem().into_bytes(), cert_path, key_path)
     }
 
     /// Makes the files.
@@ -569,6 +595,18 @@ mod tests {
                 .contains("the peer's certificate is not signed by the CA given (--ca)"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_ca_certificate_as_the_servers_own_is_explained() {
+        let pki = test_pki::make();
+        let (pem, cert, key) = test_pki::ca_as_server(pki.dir.path());
+        let port = server(Some(server_config(&cert, &key).unwrap()), b"pong").await;
+        let client = TlsClient::from_ca_pem(&pem).unwrap();
+        let e = connect("127.0.0.1", port, Some(&client), TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("CA:FALSE"), "{e}");
     }
 
     #[tokio::test]
