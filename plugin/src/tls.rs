@@ -562,6 +562,14 @@ mod tests {
         port
     }
 
+    /// The error of a TLS connection to `host:port` trusting the CA certificates in `ca`.
+    async fn refusal(host: &str, port: u16, ca: &[u8]) -> ConnectError {
+        let client = TlsClient::from_ca_pem(ca).unwrap();
+        connect(host, port, Some(&client), TIMEOUT)
+            .await
+            .unwrap_err()
+    }
+
     async fn tls_server(pki: &test_pki::Pki) -> u16 {
         let config = server_config(&pki.cert, &pki.key).unwrap();
         server(Some(config), b"pong").await
@@ -586,10 +594,7 @@ mod tests {
     async fn a_client_trusting_another_ca_is_told_so() {
         let pki = test_pki::make();
         let port = tls_server(&pki).await;
-        let client = TlsClient::from_ca_pem(&pki.other_ca).unwrap();
-        let e = connect("127.0.0.1", port, Some(&client), TIMEOUT)
-            .await
-            .unwrap_err();
+        let e = refusal("127.0.0.1", port, &pki.other_ca).await;
         assert!(
             e.to_string()
                 .contains("the peer's certificate is not signed by the CA given (--ca)"),
@@ -602,10 +607,7 @@ mod tests {
         let pki = test_pki::make();
         let (pem, cert, key) = test_pki::ca_as_server(pki.dir.path());
         let port = server(Some(server_config(&cert, &key).unwrap()), b"pong").await;
-        let client = TlsClient::from_ca_pem(&pem).unwrap();
-        let e = connect("127.0.0.1", port, Some(&client), TIMEOUT)
-            .await
-            .unwrap_err();
+        let e = refusal("127.0.0.1", port, &pem).await;
         assert!(e.to_string().contains("CA:FALSE"), "{e}");
     }
 
@@ -613,10 +615,7 @@ mod tests {
     async fn a_certificate_for_another_address_is_refused() {
         let pki = test_pki::make();
         let port = tls_server(&pki).await;
-        let client = TlsClient::from_ca_pem(&pki.ca).unwrap();
-        let e = connect("localhost", port, Some(&client), TIMEOUT)
-            .await
-            .unwrap_err();
+        let e = refusal("localhost", port, &pki.ca).await;
         assert!(matches!(e, ConnectError::Handshake { .. }), "{e}");
         assert!(e.to_string().contains("not valid for"), "{e}");
     }
@@ -624,10 +623,7 @@ mod tests {
     #[tokio::test]
     async fn a_tls_client_of_a_plain_server_is_told_it_does_not_speak_tls() {
         let port = server(None, b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
-        let client = TlsClient::from_ca_pem(&test_pki::make().ca).unwrap();
-        let e = connect("127.0.0.1", port, Some(&client), TIMEOUT)
-            .await
-            .unwrap_err();
+        let e = refusal("127.0.0.1", port, &test_pki::make().ca).await;
         assert!(matches!(e, ConnectError::NotTls { .. }), "{e}");
         assert!(
             e.to_string()
