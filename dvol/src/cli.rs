@@ -30,6 +30,10 @@ pub struct Cli {
     /// File holding the bearer token: sent to a TCP daemon, or required by `daemon --listen`.
     #[arg(long, global = true, env = "DVOL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to check a TCP daemon's certificate against: speaks TLS to
+    /// tcp://HOST:PORT, trusting only this CA.
+    #[arg(long, global = true, env = "DVOL_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -349,6 +353,13 @@ pub struct DaemonArgs {
     /// Also serve the REST API on this TCP address; needs --token-file.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Serve TLS on the --listen address with this PEM certificate chain (the server's
+    /// certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log filter, e.g. info or dvol_plugin=debug.
     #[arg(long, env = "DVOL_LOG", default_value = "info")]
     pub log: String,

@@ -46,6 +46,8 @@ impl Daemon {
             api_socket: dir.path().join("api.sock"),
             listen: None,
             token_file: None,
+            tls_cert: None,
+            tls_key: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (root, api_socket) = (options.root.clone(), options.api_socket.clone());

@@ -21,7 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Semaphore};
-use tracing::{info, warn};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
 
 use crate::body::MAX_BODY_BYTES;
 use crate::config::{Config, ConfigError, TcpLimits};
@@ -31,6 +32,7 @@ use crate::profile::HostBackends;
 use crate::rest::ApiError;
 use crate::root_lock::{RootLock, RootLockError};
 use crate::service::VolumeService;
+use crate::tls::TlsError;
 use crate::volume::Layout;
 use crate::{docker, rest};
 
@@ -60,6 +62,10 @@ pub struct DaemonOptions {
     pub listen: Option<SocketAddr>,
     /// File holding the bearer token TCP clients must send.
     pub token_file: Option<PathBuf>,
+    /// PEM certificate chain of the TCP listener; with `tls_key`, the listener speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -89,6 +95,12 @@ pub enum DaemonError {
     /// Another daemon runs on the state root, or its lock could not be taken.
     #[error(transparent)]
     RootLock(#[from] RootLockError),
+    /// The TLS options do not go together.
+    #[error("{0}")]
+    TlsOptions(&'static str),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// Probes the backends the configuration's profiles need. A backend that cannot run here is
@@ -193,16 +205,35 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     blake3::hash(a) == blake3::hash(b)
 }
 
-/// Warns when the TCP listener is reachable beyond this host: dvol has no TLS, so the token
-/// and everything else travel in clear text.
+/// Warns when the TCP listener without TLS is reachable beyond this host: the token and
+/// everything else travel in clear text.
 fn warn_if_exposed(addr: SocketAddr) {
     if !addr.ip().is_loopback() {
         warn!(
             addr = %addr,
-            "the REST API listens on {addr}, which is not a loopback address, without TLS \
-             (dvol has none yet): the bearer token and all data travel in clear text; listen \
-             on 127.0.0.1 and reach it through an SSH tunnel, or put a TLS proxy in front"
+            "the REST API listens on {addr}, which is not a loopback address, without TLS: \
+             the bearer token and all data travel in clear text; give --tls-cert and \
+             --tls-key (clients then pass --ca), or listen on 127.0.0.1 and reach it through \
+             an SSH tunnel"
         );
+    }
+}
+
+/// The TLS configuration of the TCP listener, if `options` ask for one: `--tls-cert` and
+/// `--tls-key` come together, and only with `--listen`.
+fn tls_config(options: &DaemonOptions) -> Result<Option<Arc<rustls::ServerConfig>>, DaemonError> {
+    match (&options.tls_cert, &options.tls_key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(DaemonError::TlsOptions(
+            "--tls-cert needs --tls-key naming the certificate's private key",
+        )),
+        (None, Some(_)) => Err(DaemonError::TlsOptions(
+            "--tls-key needs --tls-cert naming the certificate chain",
+        )),
+        (Some(_), Some(_)) if options.listen.is_none() => Err(DaemonError::TlsOptions(
+            "--tls-cert and --tls-key secure the TCP listener: they need --listen ADDR",
+        )),
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::server_config(cert, key)?)),
     }
 }
 
@@ -216,12 +247,17 @@ const LIMIT_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 /// limit the daemon stops accepting: further connections wait in the kernel's listen backlog
 /// until one closes, and a line in the log says so. At `stop` the connections finish their
 /// current request and close.
+///
+/// With `tls`, every connection speaks TLS: its handshake runs in the connection's own task
+/// and must finish within the header time-out too, else the connection is closed.
 async fn serve_tcp(
     listener: TcpListener,
     router: Router,
     limits: TcpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let acceptor = tls.map(TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (close_tx, close_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -271,29 +307,65 @@ async fn serve_tcp(
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let mut close = close_rx.clone();
+        let acceptor = acceptor.clone();
         connections.spawn(async move {
             let _permit = permit;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = async { let _ = close.wait_for(|close| *close).await; } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let Some(acceptor) = acceptor else {
+                return serve_connection(stream, service, limits, close, peer).await;
             };
-            if let Err(e) = result {
-                tracing::debug!(peer = %peer, error = %e, "TCP connection ended");
+            let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+            let handshake = tokio::select! {
+                handshake = handshake => handshake,
+                () = closing(&mut close) => return,
+            };
+            match handshake {
+                Ok(Ok(stream)) => serve_connection(stream, service, limits, close, peer).await,
+                Ok(Err(e)) => debug!(peer = %peer, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(
+                    peer = %peer,
+                    timeout_ms = limits.header_timeout.as_millis() as u64,
+                    "TLS handshake not finished within the header time-out; connection closed"
+                ),
             }
         });
     }
     let _ = close_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Completes when the daemon stops.
+async fn closing(close: &mut watch::Receiver<bool>) {
+    let _ = close.wait_for(|close| *close).await;
+}
+
+/// Serves HTTP/1 on one accepted connection (plain or TLS) until it ends, or finishes the
+/// current request and closes it once `close` turns true.
+async fn serve_connection<S>(
+    stream: S,
+    service: TowerToHyperService<Router>,
+    limits: TcpLimits,
+    mut close: watch::Receiver<bool>,
+    peer: SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = closing(&mut close) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(peer = %peer, error = %e, "TCP connection ended");
+    }
 }
 
 /// Requires `Authorization: Bearer <token>` on every request.
@@ -418,6 +490,7 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    let tls = tls_config(&options)?;
     let token = match options.listen {
         Some(_) => Some(read_token(options.token_file.as_deref())?),
         None => None,
@@ -495,16 +568,22 @@ pub async fn run(
             addr = %addr,
             header_timeout_seconds = config.tcp.header_timeout.as_secs(),
             max_connections = config.tcp.max_connections,
-            "REST API on TCP (bearer token required)"
+            "{}",
+            match tls {
+                Some(_) => "REST API on TCP with TLS (bearer token required)",
+                None => "REST API on TCP (bearer token required)",
+            }
         );
-        warn_if_exposed(addr);
+        if tls.is_none() {
+            warn_if_exposed(addr);
+        }
         let router = with_bearer_token(
             with_body_deadline(api_router, config.tcp.header_timeout),
             token,
         );
         let stop = stopped();
         let limits = config.tcp;
-        servers.spawn(serve_tcp(listener, router, limits, stop));
+        servers.spawn(serve_tcp(listener, router, limits, tls, stop));
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
     // Starting a container asks this plugin to mount its volume: only once it serves.
@@ -589,6 +668,97 @@ mod tests {
         assert_eq!(json["error"]["code"], "body_too_large", "{json}");
         let (status, _, _, text) = answer(Body::from(vec![b' '; MAX_BODY_BYTES])).await;
         assert_eq!((status, text), (StatusCode::OK, MAX_BODY_BYTES.to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_tls_client_that_never_says_hello_is_closed_while_others_are_served() {
+        use tokio::io::AsyncReadExt;
+
+        let pki = crate::tls::test_pki::make();
+        let config = crate::tls::server_config(&pki.cert, &pki.key).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let limits = TcpLimits {
+            header_timeout: Duration::from_secs(2),
+            max_connections: 4,
+        };
+        let router = Router::new().route("/", axum::routing::get(|| async { "served" }));
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let stop = async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        };
+        let server = tokio::spawn(serve_tcp(listener, router, limits, Some(config), stop));
+
+        // Connects and never sends its ClientHello.
+        let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+
+        let client = crate::tls::TlsClient::from_ca_pem(&pki.ca).unwrap();
+        let stream = crate::tls::connect("127.0.0.1", port, Some(&client), limits.header_timeout)
+            .await
+            .unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let request = axum::http::Request::get("/")
+            .header("host", "127.0.0.1")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(&body[..], b"served");
+        // Served while the silent client's handshake was still pending.
+        assert!(
+            started.elapsed() < limits.header_timeout,
+            "the second client waited for the first one's handshake"
+        );
+        let mut byte = [0u8; 1];
+        assert!(
+            matches!(silent.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "the silent client was closed before the header time-out"
+        );
+
+        // Then closed at the header time-out, without a byte.
+        let read = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut byte))
+            .await
+            .expect("the silent client is closed after the header time-out");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(started.elapsed() >= limits.header_timeout);
+
+        let _ = stop_tx.send(true);
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn tls_options_come_together_and_only_with_a_listener() {
+        let pki = crate::tls::test_pki::make();
+        let options = |listen: bool, cert: bool, key: bool| DaemonOptions {
+            root: pki.dir.path().join("root"),
+            config: pki.dir.path().join("config.toml"),
+            config_required: false,
+            plugin_socket: pki.dir.path().join("plugin.sock"),
+            api_socket: pki.dir.path().join("api.sock"),
+            listen: listen.then(|| "127.0.0.1:0".parse().unwrap()),
+            token_file: None,
+            tls_cert: cert.then(|| pki.cert.clone()),
+            tls_key: key.then(|| pki.key.clone()),
+        };
+        let refused = |o: DaemonOptions| match tls_config(&o) {
+            Err(DaemonError::TlsOptions(message)) => message,
+            other => panic!("{:?}", other.map(|c| c.is_some())),
+        };
+        assert!(refused(options(true, true, false)).contains("--tls-cert needs --tls-key"));
+        assert!(refused(options(true, false, true)).contains("--tls-key needs --tls-cert"));
+        assert!(refused(options(false, true, true)).contains("need --listen"));
+        assert!(tls_config(&options(false, false, false)).unwrap().is_none());
+        assert!(tls_config(&options(true, true, true)).unwrap().is_some());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use dvol_api::{ErrorBody, ProgressEvent, StreamLine, NDJSON};
+use dvol_plugin::tls::{TlsClient, PLAIN_TO_TLS_HINT};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
@@ -11,7 +12,10 @@ use hyper::{header, Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 
-use super::host::Host;
+use super::host::{split_tcp, Host};
+
+/// How long connecting to a daemon over TCP may take, TLS handshake included (each step).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A failure the daemon answered: its message is what the user reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +66,11 @@ pub fn segment(text: &str) -> String {
         .collect()
 }
 
-/// Sends requests to one daemon, with a bearer token if given.
+/// Sends requests to one daemon, with a bearer token if given, over TLS if given.
 pub struct Transport {
     host: Host,
     token: Option<String>,
+    tls: Option<TlsClient>,
 }
 
 /// Starts an HTTP/1 connection over `stream`, driven by a background task.
@@ -81,7 +86,19 @@ where
 impl Transport {
     /// A transport to `host`.
     pub fn new(host: Host, token: Option<String>) -> Self {
-        Transport { host, token }
+        Transport {
+            host,
+            token,
+            tls: None,
+        }
+    }
+
+    /// Speaks TLS to a TCP daemon, trusting `tls`'s CA.
+    pub fn with_tls(self, tls: TlsClient) -> Self {
+        Transport {
+            tls: Some(tls),
+            ..self
+        }
     }
 
     /// Sends a request with an optional JSON `body`; `accept` is the media type asked for, if
@@ -109,12 +126,12 @@ impl Transport {
                 .await?
             }
             Host::Tcp(addr) => {
-                handshake(
-                    tokio::net::TcpStream::connect(addr)
-                        .await
-                        .with_context(unreachable)?,
-                )
-                .await?
+                let (host, port) = split_tcp(addr)
+                    .with_context(|| format!("invalid daemon address {addr:?}: use HOST:PORT"))?;
+                let stream =
+                    dvol_plugin::tls::connect(host, port, self.tls.as_ref(), CONNECT_TIMEOUT)
+                        .await?;
+                handshake(stream).await?
             }
         };
         let mut request = Request::builder()
@@ -134,10 +151,14 @@ impl Transport {
             }
             None => Bytes::new(),
         };
+        let plain_tcp = matches!(self.host, Host::Tcp(_)) && self.tls.is_none();
         sender
             .send_request(request.body(Full::new(payload))?)
             .await
-            .with_context(unreachable)
+            .map_err(|e| match plain_tcp && e.is_parse() {
+                true => anyhow!(e).context(format!("{}: {PLAIN_TO_TLS_HINT}", self.host)),
+                false => anyhow!(e).context(unreachable()),
+            })
     }
 }
 

@@ -61,6 +61,13 @@ impl Client {
         }
     }
 
+    /// Speaks TLS to a daemon reached over TCP, trusting only the CA of `tls`.
+    pub fn with_tls(self, tls: dvol_plugin::tls::TlsClient) -> Self {
+        Client {
+            transport: self.transport.with_tls(tls),
+        }
+    }
+
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let response = self.transport.send(Method::GET, path, None, None).await?;
         decode(response).await

@@ -22,6 +22,8 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
         api_socket: args.api_socket,
         listen: args.listen,
         token_file,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -23,14 +23,15 @@ mod switch;
 mod tag;
 mod volume;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use dvol_plugin::tls::TlsClient;
 
 use crate::cli::{Cli, Command, ProfileCommand, RemoteCommand, VolumeCommand};
 use crate::client::{Client, Host};
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
-    let client = || connect(&cli.host, cli.token_file.as_deref());
+    let client = || connect(&cli.host, cli.token_file.as_deref(), cli.ca.as_deref());
     match cli.command {
         Command::Daemon(args) => daemon::run(args, cli.token_file).await,
         Command::Volume(VolumeCommand::Create { name, opts, json }) => {
@@ -150,8 +151,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The client of the daemon at `host`, with the bearer token read from `token_file`.
-fn connect(host: &str, token_file: Option<&std::path::Path>) -> Result<Client> {
+/// The client of the daemon at `host`, with the bearer token read from `token_file`, over TLS
+/// trusting the CA certificate in `ca` if given.
+fn connect(
+    host: &str,
+    token_file: Option<&std::path::Path>,
+    ca: Option<&std::path::Path>,
+) -> Result<Client> {
     let token = match token_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -161,5 +167,18 @@ fn connect(host: &str, token_file: Option<&std::path::Path>) -> Result<Client> {
         ),
         None => None,
     };
-    Ok(Client::new(Host::parse(host)?, token))
+    let host = Host::parse(host)?;
+    let tls = match (ca, &host) {
+        (None, _) => None,
+        (Some(_), Host::Unix(_)) => bail!(
+            "--ca (or DVOL_CA) is for a daemon reached over TCP with TLS (--host \
+             tcp://HOST:PORT); {host} is a unix socket, which needs no TLS: drop --ca"
+        ),
+        (Some(ca), Host::Tcp(_)) => Some(TlsClient::from_ca_file(ca)?),
+    };
+    let client = Client::new(host, token);
+    Ok(match tls {
+        Some(tls) => client.with_tls(tls),
+        None => client,
+    })
 }
