@@ -313,20 +313,14 @@ pub enum TransferError {
         problem: String,
     },
     /// The receiver's branch has commits the sender lacks.
-    #[error("volume {volume}: branch {branch} has diverged: {receiver} has {} commit(s) that {sender} lacks ({}) and {sender} has {} that {receiver} lacks ({}); pull first, or push with --stash (keep the other side's commits on a stash branch) or --force", theirs.len(), short_list(theirs), ours.len(), short_list(ours))]
+    #[error("volume {volume}: branch {branch} has diverged: {} has {} commit(s) that {} lacks ({}) and {} has {} that {} lacks ({}); pull first, or push with --stash (keep the other side's commits on a stash branch) or --force", sides.receiver, sides.theirs.len(), sides.sender, short_list(&sides.theirs), sides.sender, sides.ours.len(), sides.receiver, short_list(&sides.ours))]
     Diverged {
         /// The volume.
         volume: VolumeName,
         /// The branch.
         branch: String,
-        /// Who sends.
-        sender: String,
-        /// Who receives.
-        receiver: String,
-        /// The sender's commits since the merge base, newest first (`ID message`).
-        ours: Vec<String>,
-        /// The receiver's commits since the merge base, newest first.
-        theirs: Vec<String>,
+        /// Both sides and their commits since the merge base.
+        sides: Box<Divergence>,
     },
     /// The two volumes share no commit.
     #[error("volume {volume}: the histories of {sender} and {receiver} share no commit (unrelated volumes of the same name); push with --as NAME to another name, or --force to replace the other side's branch")]
@@ -467,6 +461,19 @@ impl From<TransferError> for ServiceError {
 /// `12.3 MiB`
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+/// The two sides of a [`TransferError::Diverged`].
+#[derive(Debug)]
+pub struct Divergence {
+    /// Who sends.
+    pub sender: String,
+    /// Who receives.
+    pub receiver: String,
+    /// The sender's commits since the merge base, newest first (`ID message`).
+    pub ours: Vec<String>,
+    /// The receiver's commits since the merge base, newest first.
+    pub theirs: Vec<String>,
 }
 
 /// The first few entries of a commit list, for a message.

@@ -110,8 +110,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         } => diff::run(&client()?, volume.get(), from, to, json).await,
         Command::Remote(RemoteCommand::Add { name, url }) => {
+            // --token-file and --ca name the remote's credentials here, not this host's.
+            let own = connect(&cli.host, None, None)?;
             let (token, ca) = (cli.token_file.as_deref(), cli.ca.as_deref());
-            remote::add(&client()?, name, url, token, ca).await
+            remote::add(&own, name, url, token, ca).await
         }
         Command::Remote(RemoteCommand::Ls(flag)) => remote::ls(&client()?, flag.json).await,
         Command::Remote(RemoteCommand::Rm { name }) => remote::rm(&client()?, &name).await,

@@ -24,3 +24,4 @@ mod space_safety;
 mod special_files;
 mod state_safety;
 mod tcp_listener;
+mod transfer;

@@ -12,6 +12,18 @@ use dvol_tests::fixtures::*;
 use dvol_tests::netns::{Host, Topology};
 use dvol_tests::{Daemon, HOST_PORT};
 
+/// Runs the CLI of `daemon`'s host; its stdout, after asserting success.
+fn dvol_ok(daemon: &Daemon, args: &[&str]) -> String {
+    let out = daemon.cli(args);
+    assert_succeeded(daemon, &format!("dvol {}", args.join(" ")), &out)
+}
+
+/// Runs the CLI of `daemon`'s host; its stderr, after asserting failure.
+fn dvol_fails(daemon: &Daemon, args: &[&str]) -> String {
+    let out = daemon.cli(args);
+    assert_failed(daemon, &format!("dvol {}", args.join(" ")), &out)
+}
+
 /// A daemon of `host` listening with TLS (a certificate for its address from `ca`).
 fn tls_daemon(host: &Host, ca: &TestCa, dir: &Path) -> Daemon {
     let cert = ca.issue_for_ip(host.addr(), dir);
@@ -31,7 +43,7 @@ fn tls_daemon(host: &Host, ca: &TestCa, dir: &Path) -> Daemon {
 /// `from` knows `to` as remote `name`, trusting `ca`.
 fn add_remote(from: &Daemon, name: &str, to: &Daemon, host: &Host, ca: &Path) {
     let url = format!("tcp://{}:{HOST_PORT}", host.addr());
-    must(
+    dvol_ok(
         from,
         &[
             "remote",
@@ -59,14 +71,22 @@ fn tree_digest(dir: &Path) -> String {
         .arg(dir)
         .output()
         .expect("digest");
-    assert!(out.status.success(), "digest of {}: {}", dir.display(), stderr(&out));
+    assert!(
+        out.status.success(),
+        "digest of {}: {}",
+        dir.display(),
+        stderr(&out)
+    );
     stdout(&out)
 }
 
 /// The digest of volume `name`'s files on `daemon`, read while the daemon has it mounted.
 fn volume_digest(daemon: &Daemon, name: &str) -> String {
     let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, "digest"));
-    let path = mounted["Mountpoint"].as_str().expect("mountpoint").to_string();
+    let path = mounted["Mountpoint"]
+        .as_str()
+        .expect("mountpoint")
+        .to_string();
     let digest = tree_digest(Path::new(&path));
     plugin_ok(daemon, "VolumeDriver.Unmount", &mount_body(name, "digest"));
     digest
@@ -75,7 +95,10 @@ fn volume_digest(daemon: &Daemon, name: &str) -> String {
 /// Runs `script` in volume `name`'s files on `daemon` (mounted meanwhile).
 fn in_volume(daemon: &Daemon, name: &str, script: &str) {
     let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, "writer"));
-    let path = mounted["Mountpoint"].as_str().expect("mountpoint").to_string();
+    let path = mounted["Mountpoint"]
+        .as_str()
+        .expect("mountpoint")
+        .to_string();
     let out = Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -88,7 +111,8 @@ fn in_volume(daemon: &Daemon, name: &str, script: &str) {
 
 /// The commit ids of volume `name`'s log on `daemon`, newest first.
 fn log_ids(daemon: &Daemon, name: &str) -> Vec<String> {
-    let log: Value = serde_json::from_str(&must(daemon, &["log", "-V", name, "--json"])).unwrap();
+    let log: Value =
+        serde_json::from_str(&dvol_ok(daemon, &["log", "-V", name, "--json"])).unwrap();
     log["commits"]
         .as_array()
         .expect("commits")
@@ -101,7 +125,7 @@ fn push_json(daemon: &Daemon, args: &[&str]) -> Value {
     let mut all = vec!["push"];
     all.extend_from_slice(args);
     all.push("--json");
-    serde_json::from_str(&must(daemon, &all)).expect("push --json")
+    serde_json::from_str(&dvol_ok(daemon, &all)).expect("push --json")
 }
 
 #[test]
@@ -117,15 +141,20 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     let c = tls_daemon(hc, &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
     add_remote(&c, "b", &b, hb, ca.pem_path());
-    let remotes: Value = serde_json::from_str(&must(&a, &["remote", "ls", "--json"])).unwrap();
+    let remotes: Value = serde_json::from_str(&dvol_ok(&a, &["remote", "ls", "--json"])).unwrap();
     assert_eq!(remotes[0]["name"], "b");
     assert_eq!(remotes[0]["tls"], true);
     assert!(
-        !remotes.to_string().contains(&std::fs::read_to_string(b.token_file()).unwrap().trim().to_string()),
+        !remotes.to_string().contains(
+            &std::fs::read_to_string(b.token_file())
+                .unwrap()
+                .trim()
+                .to_string()
+        ),
         "the token is never answered"
     );
 
-    must(&a, &["init", "orders@bronze"]);
+    dvol_ok(&a, &["init", "orders@bronze"]);
     in_volume(
         &a,
         "orders",
@@ -135,19 +164,27 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     );
     let source = a.root.clone();
     write_random_files(&volume_data(&a, "orders"), 3, 64);
-    must(&a, &["commit", "-V", "orders", "-m", "nightly"]);
+    dvol_ok(&a, &["commit", "-V", "orders", "-m", "nightly"]);
 
     let first = push_json(&a, &["-V", "orders", "b"]);
     assert_eq!(first["outcome"], "created", "{first:#}");
     assert_eq!(first["checked_out"], true);
-    assert_eq!(log_ids(&b, "orders"), log_ids(&a, "orders"), "the same commit ids");
-    assert_eq!(volume_digest(&b, "orders"), volume_digest(&a, "orders"), "the same files");
+    assert_eq!(
+        log_ids(&b, "orders"),
+        log_ids(&a, "orders"),
+        "the same commit ids"
+    );
+    assert_eq!(
+        volume_digest(&b, "orders"),
+        volume_digest(&a, "orders"),
+        "the same files"
+    );
     let full_objects = first["objects_sent"].as_u64().unwrap();
     assert!(full_objects > 90, "{first:#}");
 
     // One file changes: the second push sends only the new objects.
     in_volume(&a, "orders", "echo more >> db/base/table");
-    must(&a, &["commit", "-V", "orders", "-m", "more"]);
+    dvol_ok(&a, &["commit", "-V", "orders", "-m", "more"]);
     let second = push_json(&a, &["-V", "orders", "b"]);
     assert_eq!(second["outcome"], "fast_forward", "{second:#}");
     let sent = second["objects_sent"].as_u64().unwrap();
@@ -155,7 +192,10 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
         (2..=6).contains(&sent),
         "a one-file change sends its chunk, the trees above it and the commit: {second:#}"
     );
-    assert!(second["bytes_sent"].as_u64().unwrap() < 1 << 20, "{second:#}");
+    assert!(
+        second["bytes_sent"].as_u64().unwrap() < 1 << 20,
+        "{second:#}"
+    );
     assert_eq!(log_ids(&b, "orders"), log_ids(&a, "orders"));
     assert_eq!(volume_digest(&b, "orders"), volume_digest(&a, "orders"));
 
@@ -164,15 +204,26 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     assert_eq!(third["objects_sent"], 0);
 
     // A third host clones from b (a chain a -> b -> c) into another profile and name.
-    let cloned: Value = serde_json::from_str(&must(
+    let cloned: Value = serde_json::from_str(&dvol_ok(
         &c,
-        &["clone", "b", "orders", "orders-test", "-o", "profile=bronze", "--json"],
+        &[
+            "clone",
+            "b",
+            "orders",
+            "orders-test",
+            "-o",
+            "profile=bronze",
+            "--json",
+        ],
     ))
     .unwrap();
     assert_eq!(cloned["outcome"], "created", "{cloned:#}");
     assert_eq!(log_ids(&c, "orders-test"), log_ids(&a, "orders"));
-    assert_eq!(volume_digest(&c, "orders-test"), volume_digest(&a, "orders"));
-    let again = must_fail(&c, &["clone", "b", "orders", "orders-test"]);
+    assert_eq!(
+        volume_digest(&c, "orders-test"),
+        volume_digest(&a, "orders")
+    );
+    let again = dvol_fails(&c, &["clone", "b", "orders", "orders-test"]);
     assert!(again.contains("exists on this host"), "{again}");
 
     for (daemon, when) in [(&a, "on a"), (&b, "on b"), (&c, "on c")] {
@@ -194,69 +245,97 @@ fn diverged_branches_are_refused_kept_as_a_stash_or_forced_and_bad_credentials_r
     let b = tls_daemon(hb, &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
 
-    must(&a, &["init", "ledger@bronze"]);
+    dvol_ok(&a, &["init", "ledger@bronze"]);
     in_volume(&a, "ledger", "echo one > f");
-    must(&a, &["commit", "-V", "ledger", "-m", "one"]);
+    dvol_ok(&a, &["commit", "-V", "ledger", "-m", "one"]);
     push_json(&a, &["-V", "ledger", "b"]);
 
     // Both sides commit on master.
     in_volume(&b, "ledger", "echo on-b > f");
-    must(&b, &["commit", "-V", "ledger", "-m", "made on b"]);
+    dvol_ok(&b, &["commit", "-V", "ledger", "-m", "made on b"]);
     in_volume(&a, "ledger", "echo on-a > f");
-    must(&a, &["commit", "-V", "ledger", "-m", "made on a"]);
+    dvol_ok(&a, &["commit", "-V", "ledger", "-m", "made on a"]);
     let b_tip = log_ids(&b, "ledger")[0].clone();
 
-    let refused = must_fail(&a, &["push", "-V", "ledger", "b"]);
-    assert_contains_all(&refused, &["diverged", "made on b", "made on a", "--stash", "--force"]);
-    assert_eq!(log_ids(&b, "ledger")[0], b_tip, "a refused push changes nothing");
+    let refused = dvol_fails(&a, &["push", "-V", "ledger", "b"]);
+    assert_contains_all(
+        &refused,
+        &["diverged", "made on b", "made on a", "--stash", "--force"],
+    );
+    assert_eq!(
+        log_ids(&b, "ledger")[0],
+        b_tip,
+        "a refused push changes nothing"
+    );
 
     let stashed = push_json(&a, &["-V", "ledger", "b", "--stash"]);
     assert_eq!(stashed["outcome"], "stashed", "{stashed:#}");
     let stash = stashed["stashed_as"].as_str().unwrap().to_string();
     assert!(stash.starts_with("master-stash-"), "{stash}");
-    let branches = must(&b, &["branch", "-V", "ledger"]);
+    let branches = dvol_ok(&b, &["branch", "-V", "ledger"]);
     assert!(branches.contains(&stash), "{branches}");
-    assert_eq!(log_ids(&b, "ledger"), log_ids(&a, "ledger"));
+    let after = log_ids(&b, "ledger");
+    assert_eq!(
+        after[0],
+        log_ids(&a, "ledger")[0],
+        "master moved to a's commit"
+    );
+    assert!(
+        after.contains(&b_tip),
+        "b's own commit is kept on the stash branch"
+    );
     assert_eq!(volume_digest(&b, "ledger"), volume_digest(&a, "ledger"));
 
     // b moves on again; --force replaces its branch.
     in_volume(&b, "ledger", "echo again-b > f");
-    must(&b, &["commit", "-V", "ledger", "-m", "again on b"]);
+    dvol_ok(&b, &["commit", "-V", "ledger", "-m", "again on b"]);
     let forced = push_json(&a, &["-V", "ledger", "b", "--force"]);
     assert_eq!(forced["outcome"], "forced", "{forced:#}");
     assert_eq!(log_ids(&b, "ledger")[0], log_ids(&a, "ledger")[0]);
 
     // An unrelated volume of the same name.
-    must(&b, &["init", "other@bronze"]);
+    dvol_ok(&b, &["init", "other@bronze"]);
     in_volume(&b, "other", "echo b > f");
-    must(&b, &["commit", "-V", "other", "-m", "b's own"]);
-    must(&a, &["init", "other@bronze"]);
+    dvol_ok(&b, &["commit", "-V", "other", "-m", "b's own"]);
+    dvol_ok(&a, &["init", "other@bronze"]);
     in_volume(&a, "other", "echo a > f");
-    must(&a, &["commit", "-V", "other", "-m", "a's own"]);
-    let unrelated = must_fail(&a, &["push", "-V", "other", "b"]);
+    dvol_ok(&a, &["commit", "-V", "other", "-m", "a's own"]);
+    let unrelated = dvol_fails(&a, &["push", "-V", "other", "b"]);
     assert!(unrelated.contains("share no commit"), "{unrelated}");
 
     // A wrong token, and a CA that did not sign b's certificate.
     let wrong_token = certs.path().join("wrong.token");
     std::fs::write(&wrong_token, "not-the-token\n").unwrap();
     let url = format!("tcp://{}:{HOST_PORT}", hb.addr());
-    must(
+    dvol_ok(
         &a,
         &[
-            "remote", "add", "b-bad-token", &url, "--token-file", &wrong_token.display().to_string(),
-            "--ca", &ca.pem_path().display().to_string(),
+            "remote",
+            "add",
+            "b-bad-token",
+            &url,
+            "--token-file",
+            &wrong_token.display().to_string(),
+            "--ca",
+            &ca.pem_path().display().to_string(),
         ],
     );
-    let denied = must_fail(&a, &["push", "-V", "ledger", "b-bad-token"]);
+    let denied = dvol_fails(&a, &["push", "-V", "ledger", "b-bad-token"]);
     assert!(denied.contains("bearer token"), "{denied}");
-    must(
+    dvol_ok(
         &a,
         &[
-            "remote", "add", "b-other-ca", &url, "--token-file", &b.token_file().display().to_string(),
-            "--ca", &other_ca.pem_path().display().to_string(),
+            "remote",
+            "add",
+            "b-other-ca",
+            &url,
+            "--token-file",
+            &b.token_file().display().to_string(),
+            "--ca",
+            &other_ca.pem_path().display().to_string(),
         ],
     );
-    let untrusted = must_fail(&a, &["push", "-V", "ledger", "b-other-ca"]);
+    let untrusted = dvol_fails(&a, &["push", "-V", "ledger", "b-other-ca"]);
     assert!(untrusted.contains("not signed by the CA"), "{untrusted}");
 
     assert_fsck_clean(&a, "on a");
@@ -266,6 +345,6 @@ fn diverged_branches_are_refused_kept_as_a_stash_or_forced_and_bad_credentials_r
 /// Where volume `name`'s files are, mounted for the caller's writes until the next
 /// [`in_volume`] (a bronze volume's directory).
 fn volume_data(daemon: &Daemon, name: &str) -> std::path::PathBuf {
-    let view: Value = serde_json::from_str(&must(daemon, &["volume", "inspect", name])).unwrap();
+    let view: Value = serde_json::from_str(&dvol_ok(daemon, &["volume", "inspect", name])).unwrap();
     data_dir(daemon, view["id"].as_str().unwrap())
 }

@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::super::{Reporter, VolumeService};
 use super::remote::Peer;
-use crate::error::{ForVolume, ServiceError, TransferError};
+use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 
 /// Object frames are sent in pieces of about this size.
@@ -218,10 +218,12 @@ impl VolumeService {
         Err(TransferError::Diverged {
             volume: target,
             branch: offer.branch.clone(),
-            sender: "this host".into(),
-            receiver: format!("remote {}", peer.name),
-            ours: ours_list,
-            theirs: theirs_list,
+            sides: Box::new(Divergence {
+                sender: "this host".into(),
+                receiver: format!("remote {}", peer.name),
+                ours: ours_list,
+                theirs: theirs_list,
+            }),
         }
         .into())
     }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::super::{Reporter, VolumeService};
 use super::{parse_commit, session_id, Session};
-use crate::error::{ForVolume, ServiceError, TransferError};
+use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 use crate::volume::{Volume, VolumeState};
 
@@ -494,10 +494,12 @@ impl VolumeService {
                         return Err(TransferError::Diverged {
                             volume: name,
                             branch,
-                            sender: "the sender".into(),
-                            receiver: "this host".into(),
-                            ours,
-                            theirs,
+                            sides: Box::new(Divergence {
+                                sender: "the sender".into(),
+                                receiver: "this host".into(),
+                                ours,
+                                theirs,
+                            }),
                         }
                         .into());
                     }
