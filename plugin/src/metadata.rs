@@ -874,8 +874,43 @@ mod tests {
             conn.pragma_update(None, "user_version", 2).unwrap();
         }
         let metadata = Metadata::open(&path).unwrap();
-        assert_eq!(metadata.schema_version().unwrap(), 3);
+        assert_eq!(metadata.schema_version().unwrap(), MIGRATIONS.len());
         assert_eq!(metadata.journal().unwrap(), []);
+        assert!(metadata.remotes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn remotes_survive_reopen_and_a_second_of_one_name_is_not_added() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("dvol.db");
+        let remote = RemoteRecord {
+            name: "b".into(),
+            url: "tcp://10.77.0.2:7411".into(),
+            token: "secret".into(),
+            ca_pem: Some("PEM".into()),
+            added_at: Utc::now(),
+        };
+        {
+            let metadata = Metadata::open(&path).unwrap();
+            assert!(metadata.add_remote(&remote).unwrap());
+            let other = RemoteRecord {
+                url: "tcp://10.77.0.3:7411".into(),
+                ..remote.clone()
+            };
+            assert!(!metadata.add_remote(&other).unwrap());
+            assert!(
+                !format!("{remote:?}").contains("secret"),
+                "the token is never printed"
+            );
+        }
+        let metadata = Metadata::open(&path).unwrap();
+        let kept = metadata.remotes().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].url, remote.url);
+        assert_eq!(kept[0].token, "secret");
+        assert!(metadata.remove_remote("b").unwrap());
+        assert!(!metadata.remove_remote("b").unwrap());
+        assert!(metadata.remotes().unwrap().is_empty());
     }
 
     #[test]
