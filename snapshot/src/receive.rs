@@ -41,7 +41,7 @@ use crate::store::{ObjectStore, StoreError, WriteBatch};
 pub const RECEIVE_BATCH_OBJECTS: usize = 4096;
 
 /// ... or once this many stored bytes are pending.
-pub const RECEIVE_BATCH_BYTES: u64 = 64 << 20;
+pub const RECEIVE_BATCH_BYTES: u64 = 16 << 20;
 
 /// A receive marker older than this is ignored: its transfer is taken for abandoned.
 pub const RECEIVE_MARKER_MAX_AGE: Duration = Duration::from_secs(24 * 3600);

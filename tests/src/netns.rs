@@ -84,7 +84,7 @@ fn delete_stale() {
 }
 
 /// One test host: a network namespace with an address on the topology's bridge.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Host {
     name: String,
     netns: String,

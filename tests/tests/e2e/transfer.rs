@@ -10,6 +10,7 @@ use serde_json::Value;
 use dvol_tests::certs::TestCa;
 use dvol_tests::fixtures::*;
 use dvol_tests::netns::{Host, Topology};
+use dvol_tests::relay::Relay;
 use dvol_tests::{Daemon, HOST_PORT};
 
 /// Runs the CLI of `daemon`'s host; its stdout, after asserting success.
@@ -347,4 +348,176 @@ fn diverged_branches_are_refused_kept_as_a_stash_or_forced_and_bad_credentials_r
 fn volume_data(daemon: &Daemon, name: &str) -> std::path::PathBuf {
     let view: Value = serde_json::from_str(&dvol_ok(daemon, &["volume", "inspect", name])).unwrap();
     data_dir(daemon, view["id"].as_str().unwrap())
+}
+
+/// Stored bytes of every object in `daemon`'s history store.
+fn stored_bytes(daemon: &Daemon) -> u64 {
+    let out = Command::new("du")
+        .args(["-sb"])
+        .arg(daemon.root.join("history/objects"))
+        .output()
+        .expect("du");
+    stdout(&out)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("du -sb")
+}
+
+/// Whether `daemon` has a receive in progress (a marker in its history store).
+fn receiving(daemon: &Daemon) -> bool {
+    std::fs::read_dir(daemon.root.join("history/incoming")).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Starts `dvol push -V VOLUME REMOTE --json` on `daemon`'s host, waits until `relay` has
+/// forwarded `bytes` more and the receiver `to` keeps a receive marker, and returns the
+/// running CLI.
+fn push_under_way(
+    daemon: &Daemon,
+    volume: &str,
+    remote: &str,
+    relay: &Relay,
+    to: &Daemon,
+    bytes: u64,
+) -> std::process::Child {
+    let before = relay.forwarded();
+    let child = daemon
+        .cli_command(&["push", "-V", volume, remote, "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dvol push");
+    wait_until(to, "the push to be under way", 60, || {
+        relay.forwarded() >= before + bytes && receiving(to)
+    });
+    child
+}
+
+#[test]
+fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_missing() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let mut a = tls_daemon(ha, &ca, certs.path());
+    let mut b = tls_daemon(hb, &ca, certs.path());
+    let relay = Relay::start(hb, HOST_PORT + 1, (hb.addr(), HOST_PORT).into());
+    let url = format!("tcp://{}", relay.addr());
+    dvol_ok(
+        &a,
+        &[
+            "remote",
+            "add",
+            "b",
+            &url,
+            "--token-file",
+            &b.token_file().display().to_string(),
+            "--ca",
+            &ca.pem_path().display().to_string(),
+        ],
+    );
+    dvol_ok(&a, &["init", "big@bronze"]);
+    write_random_files(&volume_data(&a, "big"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "big", "-m", "30 MiB"]);
+    let full = stored_bytes(&a);
+    let first_tip = log_ids(&a, "big")[0].clone();
+
+    // Cuts at ten points, from the TLS handshake to deep into the object stream; each rerun
+    // continues where the last left off, so the later points may never be reached.
+    let mut done = None;
+    for offset in [
+        1_500u64,
+        9_000,
+        40_000,
+        300_000,
+        1 << 20,
+        3 << 20,
+        7 << 20,
+        12 << 20,
+        19 << 20,
+        27 << 20,
+    ] {
+        relay.cut_after(Some(offset));
+        let out = a.cli(&["push", "-V", "big", "b", "--json"]);
+        if out.status.success() {
+            done = Some(serde_json::from_str::<Value>(&stdout(&out)).unwrap());
+            break;
+        }
+        let message = stderr(&out);
+        assert!(message.contains("remote b"), "cut at {offset}: {message}");
+        assert_fsck_clean(&b, &format!("after a cut at byte {offset}"));
+        let created = b.api("GET", "/v1/volumes/big", "");
+        if created.status == 200 {
+            assert_eq!(
+                log_ids(&b, "big")[0],
+                first_tip,
+                "old-or-new after a cut at {offset}"
+            );
+        }
+    }
+    relay.cut_after(None);
+    assert!(relay.cuts() >= 6, "cuts made: {}", relay.cuts());
+    let done = match done {
+        Some(d) => d,
+        None => push_json(&a, &["-V", "big", "b"]),
+    };
+    assert_eq!(done["outcome"], "created", "{done:#}");
+    assert!(
+        done["objects_skipped"].as_u64().unwrap() > 0,
+        "the last push resumed: {done:#}"
+    );
+    assert_eq!(log_ids(&b, "big"), log_ids(&a, "big"));
+    assert_eq!(volume_digest(&b, "big"), volume_digest(&a, "big"));
+    assert!(
+        relay.forwarded() <= full + full / 10 + (4 << 20),
+        "all attempts together sent {} bytes for {full} stored: each sent only what was missing",
+        relay.forwarded()
+    );
+
+    // The receiver killed mid-stream, then the sender: each rerun sends only the rest.
+    topology.shape("a", "100mbit");
+    write_random_files(&volume_data(&a, "big"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "big", "-m", "30 MiB more"]);
+    // Past the first durability point of the receive (16 MiB).
+    let push = push_under_way(&a, "big", "b", &relay, &b, 22 << 20);
+    b.kill9();
+    let out = push.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the push fails when its receiver dies"
+    );
+    assert!(stderr(&out).contains("remote b"), "{}", stderr(&out));
+    b.spawn();
+    assert_fsck_clean(&b, "right after the receiver's kill -9");
+    assert_eq!(log_ids(&b, "big")[0], first_tip, "the branch is old-or-new");
+    let resumed = push_json(&a, &["-V", "big", "b"]);
+    assert_eq!(resumed["outcome"], "fast_forward", "{resumed:#}");
+    assert!(
+        resumed["objects_skipped"].as_u64().unwrap() > 0,
+        "{resumed:#}"
+    );
+    assert_eq!(volume_digest(&b, "big"), volume_digest(&a, "big"));
+
+    write_random_files(&volume_data(&a, "big"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "big", "-m", "and more"]);
+    let push = push_under_way(&a, "big", "b", &relay, &b, 8 << 20);
+    a.kill9();
+    let _ = push.wait_with_output();
+    a.spawn();
+    assert_fsck_clean(&a, "right after the sender's kill -9");
+    assert_fsck_clean(&b, "after the sender's kill -9");
+    let resumed = push_json(&a, &["-V", "big", "b"]);
+    assert_eq!(resumed["outcome"], "fast_forward", "{resumed:#}");
+    assert!(
+        resumed["objects_skipped"].as_u64().unwrap() > 0,
+        "{resumed:#}"
+    );
+    assert_eq!(log_ids(&b, "big"), log_ids(&a, "big"));
+    assert_eq!(volume_digest(&b, "big"), volume_digest(&a, "big"));
+    assert!(
+        !receiving(&b),
+        "no receive marker is left once the pushes finished"
+    );
 }

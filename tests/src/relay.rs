@@ -1,0 +1,158 @@
+//! A TCP relay inside a test host, to cut a connection at a chosen byte.
+//!
+//! [`Relay::start`] listens on a port of a host (its thread enters the host's network
+//! namespace: `setns` changes only the calling thread) and forwards every connection to a
+//! target address there, byte for byte, so TLS passes through untouched. [`Relay::cut_after`]
+//! arms a cut: once that many bytes went from clients to the target (counted from the arming,
+//! across connections), the connection carrying that byte is shut in both directions, as a
+//! dropped link would be. [`Relay::forwarded`] tells how many bytes went to the target in all.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use crate::netns::Host;
+
+/// No cut armed.
+const DISARMED: u64 = u64::MAX;
+
+#[derive(Debug)]
+struct Counters {
+    /// Bytes still to pass before the cut, or [`DISARMED`].
+    until_cut: AtomicU64,
+    /// Bytes forwarded to the target since the relay started.
+    forwarded: AtomicU64,
+    /// Cuts made.
+    cuts: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// A relay listening in a host.
+#[derive(Debug)]
+pub struct Relay {
+    addr: SocketAddr,
+    counters: Arc<Counters>,
+}
+
+/// Enters the network namespace of `host` on this thread.
+fn enter(host: &Host) {
+    let file = std::fs::File::open(host.netns()).expect("open the host's namespace");
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&file),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .expect("setns into the host's network namespace");
+}
+
+impl Relay {
+    /// Relays `host`'s `port` to `target` (an address reachable from that host).
+    pub fn start(host: &Host, port: u16, target: SocketAddr) -> Relay {
+        let addr = SocketAddr::from((host.addr(), port));
+        let counters = Arc::new(Counters {
+            until_cut: AtomicU64::new(DISARMED),
+            forwarded: AtomicU64::new(0),
+            cuts: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let shared = counters.clone();
+        let host = host.clone();
+        thread::spawn(move || {
+            enter(&host);
+            let listener = TcpListener::bind(addr).expect("relay bind");
+            ready_tx.send(()).expect("relay ready");
+            for client in listener.incoming() {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let shared = shared.clone();
+                let host = host.clone();
+                thread::spawn(move || {
+                    enter(&host);
+                    if let Ok(server) = TcpStream::connect(target) {
+                        pipe(client, server, &shared);
+                    }
+                });
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the relay listens");
+        Relay { addr, counters }
+    }
+
+    /// Where the relay listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Cuts the connection that carries the `bytes`-th byte from now (`None`: no cut).
+    pub fn cut_after(&self, bytes: Option<u64>) {
+        self.counters
+            .until_cut
+            .store(bytes.unwrap_or(DISARMED), Ordering::SeqCst);
+    }
+
+    /// Bytes forwarded from clients to the target so far.
+    pub fn forwarded(&self) -> u64 {
+        self.counters.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Cuts made so far.
+    pub fn cuts(&self) -> u64 {
+        self.counters.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.counters.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop; it ends at its next connection.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+/// Forwards client to server (counting, cutting) and server to client until either closes.
+fn pipe(client: TcpStream, server: TcpStream, counters: &Counters) {
+    let (mut client_read, mut server_write) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let (mut server_read, mut client_write) =
+        (server.try_clone().unwrap(), client.try_clone().unwrap());
+    let back = thread::spawn(move || {
+        let _ = std::io::copy(&mut server_read, &mut client_write);
+        let _ = client_write.shutdown(Shutdown::Write);
+    });
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match client_read.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let left = counters.until_cut.load(Ordering::SeqCst);
+        let (pass, cut) = if left == DISARMED {
+            (n, false)
+        } else if (n as u64) < left {
+            counters.until_cut.store(left - n as u64, Ordering::SeqCst);
+            (n, false)
+        } else {
+            counters.until_cut.store(DISARMED, Ordering::SeqCst);
+            (left as usize, true)
+        };
+        if server_write.write_all(&buf[..pass]).is_err() {
+            break;
+        }
+        counters.forwarded.fetch_add(pass as u64, Ordering::SeqCst);
+        if cut {
+            counters.cuts.fetch_add(1, Ordering::SeqCst);
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            break;
+        }
+    }
+    let _ = server_write.shutdown(Shutdown::Write);
+    let _ = back.join();
+}
