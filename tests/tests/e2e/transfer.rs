@@ -521,3 +521,95 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
         "no receive marker is left once the pushes finished"
     );
 }
+
+#[test]
+fn of_two_concurrent_pushes_one_wins_and_a_receiver_without_room_refuses_before_the_data() {
+    let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb, hc) = (topology.host("a"), topology.host("b"), topology.host("c"));
+    let a = tls_daemon(ha, &ca, certs.path());
+    let mut b = tls_daemon(hb, &ca, certs.path());
+    let c = tls_daemon(hc, &ca, certs.path());
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+    add_remote(&c, "b", &b, hb, ca.pem_path());
+
+    dvol_ok(&a, &["init", "shared@bronze"]);
+    in_volume(&a, "shared", "echo base > f");
+    dvol_ok(&a, &["commit", "-V", "shared", "-m", "base"]);
+    push_json(&a, &["-V", "shared", "b"]);
+    dvol_ok(&c, &["clone", "b", "shared"]);
+    write_random_files(&volume_data(&a, "shared"), 2, 256);
+    dvol_ok(&a, &["commit", "-V", "shared", "-m", "from a"]);
+    write_random_files(&volume_data(&c, "shared"), 2, 256);
+    dvol_ok(&c, &["commit", "-V", "shared", "-m", "from c"]);
+    let pushes: Vec<std::process::Child> = [&a, &c]
+        .iter()
+        .map(|d| {
+            d.cli_command(&["push", "-V", "shared", "b", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<std::process::Output> = pushes
+        .into_iter()
+        .map(|p| p.wait_with_output().unwrap())
+        .collect();
+    let won: Vec<usize> = (0..2).filter(|i| outs[*i].status.success()).collect();
+    assert_eq!(
+        won.len(),
+        1,
+        "exactly one push wins: {:?}",
+        outs.iter().map(stderr).collect::<Vec<_>>()
+    );
+    let lost = stderr(&outs[1 - won[0]]);
+    assert!(
+        lost.contains("moved meanwhile") || lost.contains("diverged"),
+        "the other is told to pull first: {lost}"
+    );
+    let winner = if won[0] == 0 { &a } else { &c };
+    assert_eq!(log_ids(&b, "shared")[0], log_ids(winner, "shared")[0]);
+    assert_eq!(volume_digest(&b, "shared"), volume_digest(winner, "shared"));
+    assert_fsck_clean(&b, "after two concurrent pushes");
+
+    // b's state root moves to a 160 MiB filesystem; a offers 120 MiB (plus the margin).
+    b.stop();
+    let old = b.root.with_extension("old");
+    std::fs::rename(&b.root, &old).unwrap();
+    std::fs::create_dir(&b.root).unwrap();
+    let mount = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let root = b.root.display().to_string();
+    mount(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=160m",
+        "dvol-small-root",
+        &root,
+    ]);
+    mount(&["cp", "-a", &format!("{}/.", old.display()), &root]);
+    b.spawn();
+    dvol_ok(&a, &["init", "huge@bronze"]);
+    write_random_files(&volume_data(&a, "huge"), 4, 1024);
+    dvol_ok(&a, &["commit", "-V", "huge", "-m", "120 MiB"]);
+    let before = stored_bytes(&b);
+    let refused = dvol_fails(&a, &["push", "-V", "huge", "b"]);
+    assert_contains_all(&refused, &["needs", "free", "dvol gc"]);
+    assert!(
+        stored_bytes(&b) < before + (1 << 20),
+        "nothing of the bulk arrived: {} -> {}",
+        before,
+        stored_bytes(&b)
+    );
+    assert_fsck_clean(&b, "after a push refused for room");
+    b.stop();
+    mount(&["umount", &root]);
+}

@@ -25,7 +25,7 @@ pub mod receive;
 pub mod remote;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dvol_api::PushOffer;
@@ -55,9 +55,19 @@ pub(crate) struct Session {
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// One lock per receiving volume, held from a finish's look at the branch to its move:
+    /// of two pushes finishing at once, the second sees where the first moved the branch.
+    finishing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Sessions {
+    /// The lock that serialises the finishes of pushes into `volume`.
+    pub fn finish_lock(&self, volume: &VolumeName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.finishing.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, lock| Arc::strong_count(lock) > 1);
+        map.entry(volume.to_string()).or_default().clone()
+    }
+
     /// Starts (or restarts) session `id`; refused while it receives objects.
     pub fn start(&self, id: &str, session: Session) -> Result<(), TransferError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -315,6 +315,8 @@ impl VolumeService {
     ) -> Result<PushFinished, ServiceError> {
         let s = self.sessions.get(&session)?;
         let name = s.volume.clone();
+        let lock = self.sessions.finish_lock(&name);
+        let _finishing = lock.lock().await;
         let new = parse_commit(&name, &finish.new)?;
         let old = finish
             .old
