@@ -264,6 +264,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a remote volume's branch here: its commits and the remote-tracking ref
+    /// REMOTE/BRANCH, which log, diff, checkout and NAME@snapshot-REF accept. No local branch
+    /// moves.
+    Fetch {
+        /// The remote (`dvol remote ls`).
+        remote: String,
+        /// VOLUME or VOLUME:BRANCH, here and on the remote [default: the current volume, the
+        /// remote's checked-out branch].
+        #[arg(value_name = "VOLUME[:BRANCH]")]
+        source: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch a remote volume's branch and move the local branch of the same name to it,
+    /// checking it out where it is checked out (stopping and starting the containers that use
+    /// the volume, as checkout does).
+    Pull {
+        /// The remote (`dvol remote ls`).
+        remote: String,
+        /// VOLUME or VOLUME:BRANCH, here and on the remote [default: the current volume, the
+        /// remote's checked-out branch].
+        #[arg(value_name = "VOLUME[:BRANCH]")]
+        source: Option<String>,
+        /// When the local branch has commits the remote's lacks: keep them as a branch
+        /// BRANCH-stash-DATE-ID, then move the branch.
+        #[arg(long, conflicts_with = "force")]
+        stash: bool,
+        /// Move the local branch whatever it holds (its old commits stay in the reflog).
+        #[arg(long)]
+        force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a local volume from a remote's volume, with its whole history.
     Clone {
         /// The remote (`dvol remote ls`).

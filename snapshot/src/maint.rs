@@ -296,7 +296,7 @@ impl Repository {
             bad: Vec::new(),
         };
         for v in self.volumes()? {
-            for kind in [RefKind::Branch, RefKind::Tag] {
+            for kind in RefKind::ALL {
                 match self.refs.list(&v, kind) {
                     Ok(list) => set
                         .refs

@@ -108,28 +108,36 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Ref
     }
 }
 
-/// Branch or tag.
+/// Branch, tag or remote-tracking ref.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefKind {
     /// A branch (`heads/`): moves with commits.
     Branch,
     /// A tag (`tags/`): fixed.
     Tag,
+    /// Where a remote's branch was when this host last fetched, pushed or cloned it
+    /// (`remotes/REMOTE/BRANCH`, named `REMOTE/BRANCH`).
+    Remote,
 }
 
 impl RefKind {
+    /// Every kind: what keeps commits reachable.
+    pub const ALL: [RefKind; 3] = [RefKind::Branch, RefKind::Tag, RefKind::Remote];
+
     fn dir(self) -> &'static str {
         match self {
             RefKind::Branch => "heads",
             RefKind::Tag => "tags",
+            RefKind::Remote => "remotes",
         }
     }
 
-    /// "branch" or "tag".
+    /// "branch", "tag" or "remote-tracking ref".
     pub fn noun(self) -> &'static str {
         match self {
             RefKind::Branch => "branch",
             RefKind::Tag => "tag",
+            RefKind::Remote => "remote-tracking ref",
         }
     }
 }
@@ -146,6 +154,17 @@ pub enum HeadRef {
 /// Checks a branch or tag name: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 64 characters, no
 /// `..`, and not `HEAD`.
 pub fn validate_ref_name(kind: RefKind, name: &str) -> Result<(), RefError> {
+    if kind == RefKind::Remote {
+        let Some((remote, branch)) = name.split_once('/') else {
+            return Err(RefError::InvalidName {
+                what: kind.noun(),
+                name: name.to_string(),
+                why: "it is not REMOTE/BRANCH",
+            });
+        };
+        validate_ref_name(RefKind::Branch, remote)?;
+        return validate_ref_name(RefKind::Branch, branch);
+    }
     let bad = |why| {
         Err(RefError::InvalidName {
             what: kind.noun(),
@@ -291,6 +310,19 @@ impl RefStore {
             let ent = ent.map_err(io_err("list", &dir))?;
             let name = ent.file_name();
             let Some(name) = name.to_str() else { continue };
+            if kind == RefKind::Remote {
+                // One directory per remote, one file per branch.
+                if validate_ref_name(RefKind::Branch, name).is_err() {
+                    continue;
+                }
+                let remote = Self::list_dir(&ent.path(), RefKind::Branch)?;
+                out.extend(
+                    remote
+                        .into_iter()
+                        .map(|(b, id)| (format!("{name}/{b}"), id)),
+                );
+                continue;
+            }
             if is_temp_name(name.as_bytes()) || validate_ref_name(kind, name).is_err() {
                 continue;
             }
@@ -299,6 +331,28 @@ impl RefStore {
             }
         }
         out.sort();
+        Ok(out)
+    }
+
+    /// The refs of one directory, named as refs of `kind`.
+    fn list_dir(dir: &Path, kind: RefKind) -> Result<Vec<(String, CommitId)>, RefError> {
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", dir)(e)),
+        };
+        let mut out = Vec::new();
+        for ent in rd {
+            let ent = ent.map_err(io_err("list", dir))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_temp_name(name.as_bytes()) || validate_ref_name(kind, name).is_err() {
+                continue;
+            }
+            if let Some(id) = Self::read_id(&ent.path())? {
+                out.push((name.to_string(), id));
+            }
+        }
         Ok(out)
     }
 

@@ -678,12 +678,17 @@ impl Repository {
                 .unwrap_or_default()
         };
         let (b, t) = (names(RefKind::Branch), names(RefKind::Tag));
-        match (b.is_empty(), t.is_empty()) {
+        let mut text = match (b.is_empty(), t.is_empty()) {
             (true, true) => "the volume has no branches or tags".to_string(),
             (false, true) => format!("branches: {b}"),
             (true, false) => format!("tags: {t}"),
             (false, false) => format!("branches: {b}; tags: {t}"),
+        };
+        let r = names(RefKind::Remote);
+        if !r.is_empty() {
+            text.push_str(&format!("; remote-tracking: {r}"));
         }
+        text
     }
 
     fn no_such_ref(&self, volume: &VolumeKey, kind: RefKind, name: &str) -> Error {
@@ -711,10 +716,34 @@ impl Repository {
 
     // ----- revisions and history -----
 
-    /// The commits the volume's branches, tags and detached HEAD point at.
+    /// Records where `remote`'s branch `branch` is (after a fetch, push or clone): the
+    /// remote-tracking ref `REMOTE/BRANCH`, which `resolve` accepts and gc keeps. `commit`
+    /// must be stored with its closure.
+    pub fn set_remote_ref(
+        &self,
+        volume: &VolumeKey,
+        remote: &str,
+        branch: &str,
+        commit: CommitId,
+    ) -> Result<()> {
+        let _r = self.lock_shared()?;
+        let _l = self.lock_volume(volume)?;
+        let name = format!("{remote}/{branch}");
+        validate_ref_name(RefKind::Remote, &name)?;
+        self.ensure_commit(commit)?;
+        Ok(self.refs.set(volume, RefKind::Remote, &name, commit)?)
+    }
+
+    /// The remote-tracking refs of a volume (`REMOTE/BRANCH`), by name.
+    pub fn remote_refs(&self, volume: &VolumeKey) -> Result<Vec<(String, CommitId)>> {
+        Ok(self.refs.list(volume, RefKind::Remote)?)
+    }
+
+    /// The commits the volume's branches, tags, remote-tracking refs and detached HEAD point
+    /// at.
     pub fn ref_tips(&self, volume: &VolumeKey) -> Result<Vec<CommitId>> {
         let mut tips: Vec<CommitId> = Vec::new();
-        for kind in [RefKind::Branch, RefKind::Tag] {
+        for kind in RefKind::ALL {
             tips.extend(self.refs.list(volume, kind)?.into_iter().map(|(_, c)| c));
         }
         if let Some(HeadRef::Detached(c)) = self.refs.head(volume)? {
@@ -891,6 +920,11 @@ impl Repository {
                 return Ok(c);
             }
             if let Some(c) = self.refs.get(volume, RefKind::Tag, base)? {
+                return Ok(c);
+            }
+        }
+        if validate_ref_name(RefKind::Remote, base).is_ok() {
+            if let Some(c) = self.refs.get(volume, RefKind::Remote, base)? {
                 return Ok(c);
             }
         }

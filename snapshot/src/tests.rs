@@ -2005,3 +2005,31 @@ fn one_percent_commit_timing() {
     }
     eprintln!("1%-change commit of 19,200 files: best {best:?}");
 }
+
+#[test]
+fn remote_tracking_refs_resolve_list_and_keep_their_commits_from_gc() {
+    let (d, repo) = setup();
+    let src = d.path().join("src");
+    write(&src.join("f"), b"one");
+    let vol = VolumeKey::new_random();
+    let one = repo.commit(&vol, &src, info("1"), &NoProgress).unwrap().id;
+    write(&src.join("f"), b"two");
+    let two = repo.commit(&vol, &src, info("2"), &NoProgress).unwrap().id;
+    repo.set_remote_ref(&vol, "b", "master", two).unwrap();
+    // The branch goes back; only the remote-tracking ref (and the reflog) reach `two`.
+    repo.reset_head(&vol, one, "test").unwrap();
+    assert_eq!(repo.resolve(&vol, "b/master").unwrap(), two);
+    assert_eq!(repo.resolve(&vol, "b/master^").unwrap(), one);
+    assert_eq!(
+        repo.remote_refs(&vol).unwrap(),
+        vec![("b/master".to_string(), two)]
+    );
+    assert!(repo.set_remote_ref(&vol, "b", "../x", two).is_err());
+    assert!(repo.set_remote_ref(&vol, "b/c", "x", two).is_err());
+    repo.gc(&NoProgress, &GcOptions::prune_now()).unwrap();
+    assert!(
+        repo.read_commit(two).is_ok(),
+        "gc keeps what a remote-tracking ref reaches"
+    );
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+}

@@ -10,7 +10,7 @@ mod host;
 mod http;
 
 use anyhow::Result;
-use dvol_api::{AddRemote, CloneRequest, PushRequest, RemoteView, TransferResult};
+use dvol_api::{AddRemote, CloneRequest, PullRequest, PushRequest, RemoteView, TransferResult};
 use dvol_api::{
     ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CreateVolume,
     DiffQuery, FsckView, GcRequest, GcView, Health, LogView, NodeInfo, ProfileView, ProgressEvent,
@@ -281,6 +281,18 @@ impl Client {
         progress: OnProgress<'_>,
     ) -> Result<TransferResult> {
         let path = volume_resource(volume, "push");
+        self.post_long(&path, Some(json(request)?), progress).await
+    }
+
+    /// `POST /v1/volumes/{name}/fetch` or `/pull` (`what`): brings a remote's branch here.
+    pub async fn pull(
+        &self,
+        volume: &str,
+        what: &str,
+        request: &PullRequest,
+        progress: OnProgress<'_>,
+    ) -> Result<TransferResult> {
+        let path = volume_resource(volume, what);
         self.post_long(&path, Some(json(request)?), progress).await
     }
 

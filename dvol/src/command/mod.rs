@@ -127,11 +127,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             checkout,
             json,
         } => {
-            let mode = match (stash, force) {
-                (true, _) => dvol_api::UpdateMode::Stash,
-                (_, true) => dvol_api::UpdateMode::Force,
-                _ => dvol_api::UpdateMode::FastForward,
-            };
+            let mode = push::mode(stash, force);
             let push = push::Push {
                 remote,
                 branch,
@@ -140,6 +136,24 @@ pub async fn run(cli: Cli) -> Result<()> {
                 checkout,
             };
             push::push(&client()?, volume.get(), push, json).await
+        }
+        Command::Fetch {
+            remote,
+            source,
+            json,
+        } => {
+            let how = push::Pull::new(remote, source.as_deref(), false, false)?;
+            push::pull(&client()?, "fetch", how, json).await
+        }
+        Command::Pull {
+            remote,
+            source,
+            stash,
+            force,
+            json,
+        } => {
+            let how = push::Pull::new(remote, source.as_deref(), stash, force)?;
+            push::pull(&client()?, "pull", how, json).await
         }
         Command::Clone {
             remote,

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
-use dvol_api::{CloneRequest, PushRequest, TransferOutcome, TransferResult, UpdateMode};
+use dvol_api::{
+    CloneRequest, PullRequest, PushRequest, TransferOutcome, TransferResult, UpdateMode,
+};
 
 use super::resumed::check_resumed;
 use crate::client::Client;
@@ -41,6 +43,57 @@ pub async fn push(client: &Client, volume: Option<&str>, push: Push, as_json: bo
     let what = format!("pushing volume {volume} to {}", push.remote);
     let result = with_progress(format!("push {volume}"), &what, async |p| {
         client.push(&volume, &request, p).await
+    })
+    .await?;
+    report(&result, as_json)
+}
+
+/// How a remote's branch (or the local one, for a pull) may move: `--stash`, `--force`.
+pub fn mode(stash: bool, force: bool) -> UpdateMode {
+    match (stash, force) {
+        (true, _) => UpdateMode::Stash,
+        (_, true) => UpdateMode::Force,
+        _ => UpdateMode::FastForward,
+    }
+}
+
+/// What `dvol fetch` and `dvol pull` were asked.
+#[derive(Debug)]
+pub struct Pull {
+    /// The local volume, if named.
+    volume: Option<String>,
+    request: PullRequest,
+}
+
+impl Pull {
+    /// From `REMOTE [VOLUME][:BRANCH]` and the flags.
+    pub fn new(remote: String, source: Option<&str>, stash: bool, force: bool) -> Result<Pull> {
+        let (volume, branch) = match source.map(|s| s.split_once(':').unwrap_or((s, ""))) {
+            None => (None, None),
+            Some((v, b)) => (
+                (!v.is_empty()).then(|| v.to_string()),
+                (!b.is_empty()).then(|| b.to_string()),
+            ),
+        };
+        Ok(Pull {
+            volume,
+            request: PullRequest {
+                remote,
+                volume: None,
+                branch,
+                mode: mode(stash, force),
+            },
+        })
+    }
+}
+
+/// `dvol fetch|pull REMOTE [VOLUME][:BRANCH] [--stash|--force] [--json]` (`what`: `fetch`
+/// or `pull`).
+pub async fn pull(client: &Client, what: &str, pull: Pull, as_json: bool) -> Result<()> {
+    let volume = current::resolve(pull.volume.as_deref())?;
+    let doing = format!("{what}ing volume {volume} from {}", pull.request.remote);
+    let result = with_progress(format!("{what} {volume}"), &doing, async |p| {
+        client.pull(&volume, what, &pull.request, p).await
     })
     .await?;
     report(&result, as_json)

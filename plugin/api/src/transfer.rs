@@ -123,6 +123,24 @@ pub struct CloneRequest {
     pub options: BTreeMap<String, String>,
 }
 
+/// `POST /v1/volumes/{name}/fetch` and `/pull`: bring a remote volume's branch here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// The remote's name.
+    pub remote: String,
+    /// The volume on the remote; the same name as here if absent.
+    #[serde(default)]
+    pub volume: Option<String>,
+    /// The remote's branch; its checked-out one if absent. A pull moves the local branch of
+    /// the same name (the checked-out one when the remote's is not named).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// How the local branch may move (pull only; a fetch moves only the remote-tracking ref).
+    #[serde(default)]
+    pub mode: UpdateMode,
+}
+
 /// What a push or clone did to the receiver's branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -139,7 +157,7 @@ pub enum TransferOutcome {
     Forced,
 }
 
-/// The answer of a push or clone.
+/// The answer of a push, clone, fetch or pull.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TransferResult {
     /// The remote.

@@ -102,6 +102,8 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(remotes::list, remotes::add))
         .routes(routes!(remotes::remove))
         .routes(routes!(transfer::push))
+        .routes(routes!(transfer::fetch))
+        .routes(routes!(transfer::pull))
         .routes(routes!(transfer::clone))
         .routes(routes!(transfer::offer_push))
         .routes(routes!(transfer::have))

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::transfer::pack;
 use dvol_api::{
-    CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PushAnswer, PushFinish, PushFinished,
-    PushOffer, PushRequest, StreamLine, TransferResult,
+    CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PullRequest, PushAnswer, PushFinish,
+    PushFinished, PushOffer, PushRequest, StreamLine, TransferResult,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -60,6 +60,56 @@ pub async fn push(
     let request: PushRequest = parse_body(body, "push")?;
     let answered = answer(&headers, StatusCode::OK, |progress| async move {
         service.push(name, request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// Bring a remote volume's branch here: its objects, and the remote-tracking ref
+/// `REMOTE/BRANCH` (which log, diff, checkout and `NAME@snapshot-REF` accept). No local branch
+/// moves. Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/fetch", tag = "transfer", operation_id = "fetch",
+    params(VolumePath),
+    request_body = PullRequest,
+    responses(
+        (status = 200, description = "Fetched (or up to date)", body = TransferResult),
+        (status = 201, description = "never answered; see 200", body = StreamLine<TransferResult>, content_type = "application/x-ndjson"),
+        VolumeErrors,
+    ))]
+pub async fn fetch(
+    State(service): State<Arc<VolumeService>>,
+    Path(VolumePath { name }): Path<VolumePath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: PullRequest = parse_body(body, "fetch")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service.fetch_remote(name, request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// Fetch a remote volume's branch and move the local branch of the same name to it.
+///
+/// Fast-forward unless `mode` allows more; where the branch is checked out, the new commit is
+/// checked out with the volume's containers stopped meanwhile and started again after.
+/// Uncommitted changes are refused. Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/pull", tag = "transfer", operation_id = "pull",
+    params(VolumePath),
+    request_body = PullRequest,
+    responses(
+        (status = 200, description = "Pulled (or up to date)", body = TransferResult),
+        (status = 201, description = "never answered; see 200", body = StreamLine<TransferResult>, content_type = "application/x-ndjson"),
+        VolumeErrors,
+    ))]
+pub async fn pull(
+    State(service): State<Arc<VolumeService>>,
+    Path(VolumePath { name }): Path<VolumePath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: PullRequest = parse_body(body, "pull")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service.pull(name, request, progress).await
     });
     Ok(answered.await)
 }

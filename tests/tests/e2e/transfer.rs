@@ -613,3 +613,81 @@ fn of_two_concurrent_pushes_one_wins_and_a_receiver_without_room_refuses_before_
     b.stop();
     mount(&["umount", &root]);
 }
+
+#[test]
+fn fetch_brings_commits_and_a_remote_tracking_ref_and_pull_moves_and_checks_out_the_branch() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let a = tls_daemon(ha, &ca, certs.path());
+    let b = tls_daemon(hb, &ca, certs.path());
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+    add_remote(&b, "a", &a, ha, ca.pem_path());
+
+    dvol_ok(&a, &["init", "orders@bronze"]);
+    write_random_files(&volume_data(&a, "orders"), 2, 64);
+    dvol_ok(&a, &["commit", "-V", "orders", "-m", "one"]);
+    push_json(&a, &["-V", "orders", "b"]);
+    let one = log_ids(&a, "orders")[0].clone();
+
+    in_volume(
+        &a,
+        "orders",
+        "echo two > d0/f0 && mkdir -p new && echo n > new/f",
+    );
+    dvol_ok(&a, &["commit", "-V", "orders", "-m", "two"]);
+    let two = log_ids(&a, "orders")[0].clone();
+    let fetched: Value =
+        serde_json::from_str(&dvol_ok(&b, &["fetch", "a", "orders", "--json"])).unwrap();
+    assert_eq!(fetched["branch"], "a/master", "{fetched:#}");
+    assert_eq!(fetched["commit"], two.as_str());
+    let sent = fetched["objects_sent"].as_u64().unwrap();
+    assert!((3..=8).contains(&sent), "only the new objects: {fetched:#}");
+    // The local branch stays; the remote-tracking ref is a revision like any other.
+    let branches: Value =
+        serde_json::from_str(&dvol_ok(&b, &["branch", "-V", "orders", "--json"])).unwrap();
+    assert_eq!(branches[0]["commit"], one.as_str(), "{branches:#}");
+    let diff = dvol_ok(&b, &["diff", "-V", "orders", "master", "a/master"]);
+    assert!(diff.contains("new/f") && diff.contains("d0/f0"), "{diff}");
+    let again: Value =
+        serde_json::from_str(&dvol_ok(&b, &["fetch", "a", "orders", "--json"])).unwrap();
+    assert_eq!(again["outcome"], "up_to_date");
+    assert_eq!(again["objects_sent"], 0);
+    dvol_ok(
+        &b,
+        &["init", &format!("orders-at-two@snapshot-{}", &two[..12])],
+    );
+    assert_eq!(
+        volume_digest(&b, "orders-at-two"),
+        volume_digest(&a, "orders"),
+        "a clone of the fetched commit has its files"
+    );
+
+    let pulled: Value =
+        serde_json::from_str(&dvol_ok(&b, &["pull", "a", "orders", "--json"])).unwrap();
+    assert_eq!(pulled["outcome"], "fast_forward", "{pulled:#}");
+    assert_eq!(pulled["checked_out"], true);
+    assert_eq!(
+        pulled["objects_sent"], 0,
+        "the fetch brought everything already"
+    );
+    assert_eq!(log_ids(&b, "orders")[0], two);
+    assert_eq!(volume_digest(&b, "orders"), volume_digest(&a, "orders"));
+
+    // Diverged: refused, then kept as a stash.
+    in_volume(&a, "orders", "echo three > d1/f1");
+    dvol_ok(&a, &["commit", "-V", "orders", "-m", "three on a"]);
+    in_volume(&b, "orders", "echo mine > d1/f2");
+    dvol_ok(&b, &["commit", "-V", "orders", "-m", "mine on b"]);
+    let refused = dvol_fails(&b, &["pull", "a", "orders"]);
+    assert_contains_all(&refused, &["diverged", "three on a", "mine on b"]);
+    let stashed: Value =
+        serde_json::from_str(&dvol_ok(&b, &["pull", "a", "orders", "--stash", "--json"])).unwrap();
+    assert_eq!(stashed["outcome"], "stashed", "{stashed:#}");
+    assert_eq!(volume_digest(&b, "orders"), volume_digest(&a, "orders"));
+    assert_fsck_clean(&a, "on a");
+    assert_fsck_clean(&b, "on b");
+}

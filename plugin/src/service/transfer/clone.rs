@@ -47,11 +47,7 @@ impl VolumeService {
         };
         let tip = match &request.tip {
             Some(t) => parse_commit(&volume.name, t)?,
-            None => self
-                .history
-                .resolve(&key, &format!("refs/heads/{branch}"))
-                .or_else(|_| self.history.resolve(&key, &branch))
-                .for_volume(&volume.name)?,
+            None => self.branch_tip(&volume, &branch)?,
         };
         let known: Vec<CommitId> = request
             .known
@@ -142,7 +138,7 @@ impl VolumeService {
                 super::remote::full(body),
             )
             .await?;
-        let marker = clone_marker(&peer.name, &request.volume, &tip);
+        let marker = receive_marker("clone", &peer.name, &request.volume, &tip);
         let received = self
             .receive_stream(
                 &marker,
@@ -161,7 +157,7 @@ impl VolumeService {
                 ))
                 .into());
         }
-        let (name, branch) = (local.clone(), plan.branch.clone());
+        let (name, branch, remote_name) = (local.clone(), plan.branch.clone(), peer.name.clone());
         let from = format!("{}:{}", peer.name, request.volume);
         self.blocking(move |service| {
             let (volume, _) = service.create(name.as_str(), &options)?;
@@ -170,6 +166,10 @@ impl VolumeService {
                 service.destroy_after_failure(&volume, "clone");
                 return Err(e);
             }
+            service
+                .history
+                .set_remote_ref(&VolumeKey(volume.id), &remote_name, &branch, tip)
+                .for_volume(&volume.name)?;
             let _ = service.history.end_receive(&marker);
             Ok(())
         })
@@ -193,13 +193,13 @@ impl VolumeService {
     }
 }
 
-/// The receive marker of a clone: the same for a rerun of the same clone.
-fn clone_marker(remote: &str, volume: &str, tip: &CommitId) -> String {
+/// The receive marker of a clone or fetch (`what`): the same for a rerun of the same one.
+pub(super) fn receive_marker(what: &str, remote: &str, volume: &str, tip: &CommitId) -> String {
     let mut hasher = blake3::Hasher::new();
     for part in [remote, volume] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }
     hasher.update(tip.0.as_bytes());
-    format!("clone-{}", &hasher.finalize().to_hex()[..24])
+    format!("{what}-{}", &hasher.finalize().to_hex()[..24])
 }

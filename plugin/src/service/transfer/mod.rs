@@ -6,7 +6,9 @@
 //! - [`push`]: sending a volume's branch to a remote;
 //! - [`receive`]: the receiving side of a push (sessions, the `have` query, the object
 //!   stream, the branch move);
-//! - [`clone`]: cloning a remote's volume, and the sending side of it.
+//! - [`clone`]: cloning a remote's volume, and the sending side of it (also of fetch);
+//! - [`pull`]: fetching a remote's branch (objects and a remote-tracking ref) and pulling it
+//!   into a local branch.
 //!
 //! What makes a transfer safe to cut at any moment:
 //! - the receiver stores objects children first and only after their children (the history
@@ -20,6 +22,7 @@
 //!   is left alone and the push refused.
 
 pub mod clone;
+pub mod pull;
 pub mod push;
 pub mod receive;
 pub mod remote;
@@ -116,6 +119,32 @@ impl Sessions {
     pub fn end(&self, id: &str) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(id);
+    }
+}
+
+impl super::VolumeService {
+    /// Where `volume`'s branch `branch` points.
+    pub(crate) fn branch_tip(
+        &self,
+        volume: &crate::volume::Volume,
+        branch: &str,
+    ) -> Result<CommitId, crate::error::ServiceError> {
+        use crate::error::ForVolume;
+        let key = dvol_snapshot::VolumeKey(volume.id);
+        let branches = self.history.branches(&key).for_volume(&volume.name)?;
+        if let Some(found) = branches.iter().find(|b| b.name == branch) {
+            return Ok(found.commit);
+        }
+        let names: Vec<&str> = branches.iter().map(|b| b.name.as_str()).collect();
+        Err(crate::error::ServiceError::History {
+            volume: volume.name.clone(),
+            source: dvol_snapshot::Error::NoSuchRef {
+                volume: key,
+                what: "branch",
+                name: branch.to_string(),
+                available: format!("branches: {}", names.join(", ")),
+            },
+        })
     }
 }
 

@@ -51,11 +51,7 @@ impl VolumeService {
                         volume: volume.name.clone(),
                     })?,
                 };
-                let tip = service
-                    .history
-                    .resolve(&key, &format!("refs/heads/{branch}"))
-                    .or_else(|_| service.history.resolve(&key, &branch))
-                    .for_volume(&volume.name)?;
+                let tip = service.branch_tip(&volume, &branch)?;
                 let like = service.view(volume.clone());
                 Ok((peer, volume, branch, tip, like))
             })
@@ -130,6 +126,15 @@ impl VolumeService {
                 },
             )
             .await?;
+        let (n, r, b) = (volume.name.clone(), peer.name.clone(), branch.clone());
+        let key = VolumeKey(volume.id);
+        self.blocking(move |service| {
+            service
+                .history
+                .set_remote_ref(&key, &r, &b, tip)
+                .for_volume(&n)
+        })
+        .await?;
         result.outcome = finished.outcome;
         result.stashed_as = finished.stashed_as;
         result.checked_out = finished.checked_out;
