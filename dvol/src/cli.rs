@@ -299,6 +299,32 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Hand a volume over to a remote with its containers stopped only for the last delta.
+    ///
+    /// Copies while the containers run, then stops them (or waits for the last unmount), sends
+    /// what changed meanwhile, and records the volume as moved: this host then refuses to
+    /// mount it, naming the remote, and keeps its data read-only so a move back is
+    /// incremental. Start the containers on the remote yourself (or let the orchestrator).
+    Move {
+        /// The volume.
+        volume: String,
+        /// The remote (`dvol remote ls`).
+        remote: String,
+        /// The longest the containers may stay stopped, e.g. 5s, 800ms: the move is refused
+        /// before anything stops when the final round is predicted to take longer.
+        #[arg(long, value_name = "DURATION", default_value = "5s")]
+        max_downtime: String,
+        /// Stop the volume's running containers for the final round (the default).
+        #[arg(long, conflicts_with = "wait_unmount")]
+        stop: bool,
+        /// Wait (up to 5 minutes) for the volume's last unmount instead of stopping its
+        /// containers (for orchestrators that stop them).
+        #[arg(long)]
+        wait_unmount: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a local volume from a remote's volume, with its whole history.
     Clone {
         /// The remote (`dvol remote ls`).

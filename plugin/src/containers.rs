@@ -363,6 +363,23 @@ impl Containers {
         how: Quiesce,
         operation: impl Future<Output = T>,
     ) -> Result<Around<T>, ContainerError> {
+        let quiesced = self.quiesce(volume, users, how).await?;
+        let outcome = operation.await;
+        let not_resumed = self.resume(volume, how, &quiesced).await;
+        Ok(Around {
+            outcome,
+            not_resumed,
+        })
+    }
+
+    /// Stops (or pauses) `users` of `volume` and answers them. If one cannot be, those
+    /// already stopped are started again and the error names what failed.
+    pub async fn quiesce(
+        &self,
+        volume: &VolumeName,
+        users: &[ContainerRef],
+        how: Quiesce,
+    ) -> Result<Vec<ContainerRef>, ContainerError> {
         let mut quiesced = Vec::new();
         for container in users {
             let action = how.action(false);
@@ -387,16 +404,11 @@ impl Containers {
             info!(volume = %volume, container = %container.name, ?how, "container quiesced");
             quiesced.push(container.clone());
         }
-        let outcome = operation.await;
-        let not_resumed = self.resume(volume, how, &quiesced).await;
-        Ok(Around {
-            outcome,
-            not_resumed,
-        })
+        Ok(quiesced)
     }
 
     /// Starts again `containers`, which were stopped for an operation on `volume` that a
-    /// crash interrupted; answers those that could not be started.
+    /// crash interrupted (or that failed); answers those that could not be started.
     pub async fn start_again(
         &self,
         volume: &VolumeName,

@@ -378,6 +378,30 @@ pub enum TransferError {
         /// What was wrong.
         problem: String,
     },
+    /// The volume moved to another host.
+    #[error("volume {volume} moved to remote {remote} at {at} (commit {commit}); this host keeps its last data read-only: use it there, or bring it back with `dvol move {volume} HOST` there, or `dvol clone {remote} {volume} NEW-NAME` here")]
+    Moved {
+        /// The volume.
+        volume: VolumeName,
+        /// Where it went.
+        remote: String,
+        /// Its last commit.
+        commit: String,
+        /// When, RFC 3339.
+        at: String,
+    },
+    /// The final round of a move would take longer than allowed.
+    #[error("volume {volume}: the last pre-copy round took {predicted_ms} ms ({bytes} bytes), more than --max-downtime {max_ms} ms allows for the final round; nothing was stopped. Retry when the volume changes less, or allow more downtime")]
+    DowntimeTooLong {
+        /// The volume.
+        volume: VolumeName,
+        /// The predicted final round.
+        predicted_ms: u64,
+        /// Bytes the last round sent.
+        bytes: u64,
+        /// What was allowed.
+        max_ms: u64,
+    },
     /// A clone's local volume exists already.
     #[error("volume {volume} exists on this host; give the clone another name (`dvol clone REMOTE VOLUME NEW-NAME`), or pull into it")]
     LocalExists {
@@ -416,6 +440,8 @@ impl TransferError {
             | TransferError::MovedMeanwhile { .. }
             | TransferError::InUse { .. }
             | TransferError::LocalExists { .. }
+            | TransferError::Moved { .. }
+            | TransferError::DowntimeTooLong { .. }
             | TransferError::Detached { .. }
             | TransferError::NoSpace { .. } => ErrorClass::Conflict,
             TransferError::Unreachable { .. } => ErrorClass::Unavailable,
@@ -447,6 +473,8 @@ impl TransferError {
             TransferError::BadStream { .. } => "bad_object_stream",
             TransferError::NoSession { .. } => "no_session",
             TransferError::LocalExists { .. } => "volume_exists",
+            TransferError::Moved { .. } => "moved",
+            TransferError::DowntimeTooLong { .. } => "downtime_too_long",
             TransferError::Version { .. } => "protocol_version",
         }
     }

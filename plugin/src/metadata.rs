@@ -76,7 +76,27 @@ CREATE TABLE remotes (
     added_at  TEXT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE moved (
+    volume_uuid TEXT PRIMARY KEY REFERENCES volumes(uuid) ON DELETE CASCADE,
+    remote      TEXT NOT NULL,
+    commit_id   TEXT NOT NULL,
+    moved_at    TEXT NOT NULL
+);
+"#,
 ];
+
+/// Where a volume was moved (`dvol move`): this host keeps its data read-only, and refuses
+/// to mount it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedRecord {
+    /// The remote it went to.
+    pub remote: String,
+    /// Its last commit, which the remote has.
+    pub commit: String,
+    /// When.
+    pub moved_at: DateTime<Utc>,
+}
 
 /// Another daemon this one pushes to and clones from, as recorded (with its credentials).
 #[derive(Clone, PartialEq, Eq)]
@@ -697,6 +717,53 @@ impl Metadata {
                 })
             })
             .collect()
+    }
+
+    /// Records that volume `id` moved away.
+    pub fn mark_moved(&self, id: Uuid, moved: &MovedRecord) -> Result<(), MetadataError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO moved (volume_uuid, remote, commit_id, moved_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id.to_string(), moved.remote, moved.commit, moved.moved_at.to_rfc3339()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Forgets that volume `id` moved away (it came back).
+    pub fn clear_moved(&self, id: Uuid) -> Result<(), MetadataError> {
+        self.with(|c| {
+            c.execute("DELETE FROM moved WHERE volume_uuid = ?1", [id.to_string()])
+                .map(drop)
+        })
+    }
+
+    /// Where volume `id` moved, if it did.
+    pub fn moved(&self, id: Uuid) -> Result<Option<MovedRecord>, MetadataError> {
+        let row: Option<(String, String, String)> = self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT remote, commit_id, moved_at FROM moved WHERE volume_uuid = ?1")?;
+            let mut rows = statement.query([id.to_string()])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((r.get(0)?, r.get(1)?, r.get(2)?))),
+                None => Ok(None),
+            }
+        })?;
+        row.map(|(remote, commit, at)| {
+            let moved_at = DateTime::parse_from_rfc3339(&at)
+                .map_err(|e| MetadataError::Corrupt {
+                    path: self.path.clone(),
+                    uuid: id.to_string(),
+                    problem: format!("moved_at: {e}"),
+                })?
+                .with_timezone(&Utc);
+            Ok(MovedRecord {
+                remote,
+                commit,
+                moved_at,
+            })
+        })
+        .transpose()
     }
 
     /// Records a remote; `false` (and nothing changed) if one of that name exists.

@@ -744,6 +744,31 @@ impl Repository {
         })
     }
 
+    /// Records the directory `source` as a commit whose parent is HEAD's commit, without
+    /// moving any ref: what a move's pre-copy rounds send while the volume keeps changing. The
+    /// index (a stat cache) is saved, so the next commit reads only what changed since. The
+    /// commit is reachable from no ref: gc may collect it once older than its grace period
+    /// (or once a receiver holds it, which keeps its own copy). `verify` is asked as for
+    /// [`Repository::commit_verified`].
+    pub fn snapshot_detached(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+        verify: &dyn Fn() -> std::result::Result<(), String>,
+    ) -> Result<Committed> {
+        let _repo = self.lock_shared()?;
+        let _vol = self.lock_volume(volume)?;
+        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        prepared.index.save(&self.index_path(volume))?;
+        Ok(Committed {
+            id: prepared.id,
+            stats: prepared.stats,
+        })
+    }
+
     /// First half of a commit: writes every object, including the commit (unless nothing
     /// changed), durably, but moves no ref. (Exposed within the crate so tests can simulate a
     /// crash between the halves.)

@@ -10,7 +10,10 @@ mod host;
 mod http;
 
 use anyhow::Result;
-use dvol_api::{AddRemote, CloneRequest, PullRequest, PushRequest, RemoteView, TransferResult};
+use dvol_api::{
+    AddRemote, CloneRequest, MoveRequest, MoveResult, PullRequest, PushRequest, RemoteView,
+    TransferResult,
+};
 use dvol_api::{
     ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CreateVolume,
     DiffQuery, FsckView, GcRequest, GcView, Health, LogView, NodeInfo, ProfileView, ProgressEvent,
@@ -293,6 +296,17 @@ impl Client {
         progress: OnProgress<'_>,
     ) -> Result<TransferResult> {
         let path = volume_resource(volume, what);
+        self.post_long(&path, Some(json(request)?), progress).await
+    }
+
+    /// `POST /v1/volumes/{name}/move`: hands the volume over to a remote.
+    pub async fn move_volume(
+        &self,
+        volume: &str,
+        request: &MoveRequest,
+        progress: OnProgress<'_>,
+    ) -> Result<MoveResult> {
+        let path = volume_resource(volume, "move");
         self.post_long(&path, Some(json(request)?), progress).await
     }
 

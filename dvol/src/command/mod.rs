@@ -155,6 +155,24 @@ pub async fn run(cli: Cli) -> Result<()> {
             let how = push::Pull::new(remote, source.as_deref(), stash, force)?;
             push::pull(&client()?, "pull", how, json).await
         }
+        Command::Move {
+            volume,
+            remote,
+            max_downtime,
+            stop: _,
+            wait_unmount,
+            json,
+        } => {
+            push::move_volume(
+                &client()?,
+                volume,
+                remote,
+                &max_downtime,
+                wait_unmount,
+                json,
+            )
+            .await
+        }
         Command::Clone {
             remote,
             source,

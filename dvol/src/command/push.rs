@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use dvol_api::{
-    CloneRequest, PullRequest, PushRequest, TransferOutcome, TransferResult, UpdateMode,
+    CloneRequest, MoveRequest, PullRequest, PushRequest, TransferOutcome, TransferResult,
+    UpdateMode,
 };
 
 use super::resumed::check_resumed;
@@ -135,6 +136,72 @@ pub async fn clone(
     report(&result, as_json)
 }
 
+/// `800ms`, `5s`, `2m` as milliseconds.
+fn parse_duration_ms(text: &str) -> Result<u64> {
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = match digits.parse() {
+        Ok(n) => n,
+        Err(_) => bail!("--max-downtime {text:?}: write a duration such as 800ms, 5s or 2m"),
+    };
+    let factor = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        _ => bail!("--max-downtime {text:?}: the unit is ms, s or m (e.g. 800ms, 5s, 2m)"),
+    };
+    Ok(n.saturating_mul(factor))
+}
+
+/// `dvol move VOLUME REMOTE [--max-downtime D] [--stop|--wait-unmount] [--json]`
+pub async fn move_volume(
+    client: &Client,
+    volume: String,
+    remote: String,
+    max_downtime: &str,
+    wait_unmount: bool,
+    as_json: bool,
+) -> Result<()> {
+    let request = MoveRequest {
+        remote: remote.clone(),
+        max_downtime_ms: Some(parse_duration_ms(max_downtime)?),
+        wait_unmount,
+    };
+    let what = format!("moving volume {volume} to {remote}");
+    let result = with_progress(format!("move {volume}"), &what, async |p| {
+        client.move_volume(&volume, &request, p).await
+    })
+    .await?;
+    if as_json {
+        return print_json(&result);
+    }
+    for (i, round) in result.rounds.iter().enumerate() {
+        println!(
+            " pre-copy round {}: {} object(s), {} in {} ms",
+            i + 1,
+            round.objects,
+            human_bytes(round.bytes),
+            round.millis
+        );
+    }
+    println!(
+        "volume {volume} moved to {remote} at {}: final round {} object(s) ({}), downtime {} ms",
+        short_id(&result.transfer.commit),
+        result.transfer.objects_sent,
+        human_bytes(result.transfer.bytes_sent),
+        result.downtime_ms
+    );
+    if !result.stopped.is_empty() {
+        println!(
+            " stopped here: {}; start them on {remote}",
+            result.stopped.join(", ")
+        );
+    }
+    Ok(())
+}
+
 fn report(result: &TransferResult, as_json: bool) -> Result<()> {
     if as_json {
         print_json(result)?;
@@ -181,4 +248,20 @@ fn report(result: &TransferResult, as_json: bool) -> Result<()> {
         );
     }
     check_resumed(&result.not_resumed, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downtimes_are_milliseconds_seconds_or_minutes() {
+        assert_eq!(parse_duration_ms("800ms").unwrap(), 800);
+        assert_eq!(parse_duration_ms("5s").unwrap(), 5000);
+        assert_eq!(parse_duration_ms("2m").unwrap(), 120_000);
+        assert_eq!(parse_duration_ms("7").unwrap(), 7000);
+        for bad in ["", "s", "5h", "-1s", "1.5s"] {
+            assert!(parse_duration_ms(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -32,8 +32,8 @@ pub use maintenance::{FsckView, GcRequest, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
 pub use transfer::{
-    AddRemote, CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PullRequest, PushAnswer,
-    PushFinish, PushFinished, PushOffer, PushRequest, RemoteView, TransferOutcome, TransferResult,
-    UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    AddRemote, CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, MoveRound,
+    ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest,
+    RemoteView, TransferOutcome, TransferResult, UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 pub use volume::{CreateVolume, ResizeVolume, VolumeState, VolumeView};

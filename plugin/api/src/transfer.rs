@@ -141,6 +141,47 @@ pub struct PullRequest {
     pub mode: UpdateMode,
 }
 
+/// `POST /v1/volumes/{name}/move`: hand the volume over to a remote.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The remote.
+    pub remote: String,
+    /// The longest the volume's containers may stay stopped, in milliseconds (default 5000):
+    /// when the last pre-copy round took longer, the move is refused before anything stops.
+    #[serde(default)]
+    pub max_downtime_ms: Option<u64>,
+    /// Wait (up to 5 minutes) for the volume's last unmount instead of stopping its containers
+    /// (for orchestrators that stop them).
+    #[serde(default)]
+    pub wait_unmount: bool,
+}
+
+/// One pre-copy round of a move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MoveRound {
+    /// Objects sent.
+    pub objects: u64,
+    /// Their stored bytes.
+    pub bytes: u64,
+    /// How long the round took (snapshot and send), in milliseconds.
+    pub millis: u64,
+}
+
+/// The answer of a move.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MoveResult {
+    /// The pre-copy rounds, while the containers kept running.
+    pub rounds: Vec<MoveRound>,
+    /// From stopping the containers (or the last unmount) to the handover, in milliseconds.
+    pub downtime_ms: u64,
+    /// The containers stopped for the move (the user or the orchestrator starts them on the
+    /// remote).
+    pub stopped: Vec<String>,
+    /// The final round: the last commit sent and the remote's branch moved to it.
+    pub transfer: TransferResult,
+}
+
 /// What a push or clone did to the receiver's branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

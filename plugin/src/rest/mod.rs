@@ -104,6 +104,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(transfer::push))
         .routes(routes!(transfer::fetch))
         .routes(routes!(transfer::pull))
+        .routes(routes!(transfer::move_volume))
         .routes(routes!(transfer::clone))
         .routes(routes!(transfer::offer_push))
         .routes(routes!(transfer::have))

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::transfer::pack;
 use dvol_api::{
-    CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, PullRequest, PushAnswer, PushFinish,
-    PushFinished, PushOffer, PushRequest, StreamLine, TransferResult,
+    CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, ObjectsReceived, PullRequest,
+    PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, StreamLine, TransferResult,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -110,6 +110,34 @@ pub async fn pull(
     let request: PullRequest = parse_body(body, "pull")?;
     let answered = answer(&headers, StatusCode::OK, |progress| async move {
         service.pull(name, request, progress).await
+    });
+    Ok(answered.await)
+}
+
+/// Hand the volume over to a remote: pre-copy while its containers run, then stop them (or
+/// wait for the last unmount), send the last delta, and record the volume as moved (Mount
+/// then refuses it here, naming the remote).
+///
+/// Refused before anything stops when the last pre-copy round took longer than
+/// `max_downtime_ms`; a failure before the handover starts the stopped containers again.
+/// Streams progress with `Accept: application/x-ndjson`.
+#[utoipa::path(post, path = "/v1/volumes/{name}/move", tag = "transfer", operation_id = "move",
+    params(VolumePath),
+    request_body = MoveRequest,
+    responses(
+        (status = 200, description = "Moved", body = MoveResult),
+        (status = 201, description = "never answered; see 200", body = StreamLine<MoveResult>, content_type = "application/x-ndjson"),
+        VolumeErrors,
+    ))]
+pub async fn move_volume(
+    State(service): State<Arc<VolumeService>>,
+    Path(VolumePath { name }): Path<VolumePath>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: MoveRequest = parse_body(body, "move")?;
+    let answered = answer(&headers, StatusCode::OK, |progress| async move {
+        service.move_volume(name, request, progress).await
     });
     Ok(answered.await)
 }

@@ -451,6 +451,7 @@ impl VolumeService {
         let lock = self.locks.get(&reference.name);
         let _guard = lock.hold();
         let mut volume = self.lookup(&reference)?;
+        self.refuse_moved(&volume)?;
         let mountpoint = self.ensure_mountpoint(&volume)?;
         let backend = self.backend(&volume)?;
         let effect = backend

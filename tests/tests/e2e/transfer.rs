@@ -9,9 +9,10 @@ use serde_json::Value;
 
 use dvol_tests::certs::TestCa;
 use dvol_tests::fixtures::*;
+use dvol_tests::host_engine::HostEngine;
 use dvol_tests::netns::{Host, Topology};
 use dvol_tests::relay::Relay;
-use dvol_tests::{Daemon, HOST_PORT};
+use dvol_tests::{Daemon, HOST_PORT, TEST_IMAGE};
 
 /// Runs the CLI of `daemon`'s host; its stdout, after asserting success.
 fn dvol_ok(daemon: &Daemon, args: &[&str]) -> String {
@@ -690,4 +691,120 @@ fn fetch_brings_commits_and_a_remote_tracking_ref_and_pull_moves_and_checks_out_
     assert_eq!(volume_digest(&b, "orders"), volume_digest(&a, "orders"));
     assert_fsck_clean(&a, "on a");
     assert_fsck_clean(&b, "on b");
+}
+
+/// The stamps a writer left in `text`: every line a number.
+fn stamps(text: &str) -> Vec<u64> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[test]
+fn move_hands_a_volume_a_container_keeps_writing_to_over_with_every_write_and_the_source_refuses_it(
+) {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(engine) = HostEngine::for_test() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let cert = ca.issue_for_ip(ha.addr(), certs.path());
+    let tls = vec![
+        "--tls-cert".to_string(),
+        cert.cert.display().to_string(),
+        "--tls-key".to_string(),
+        cert.key.display().to_string(),
+    ];
+    let a = Daemon::start_in(ha, Some(&engine), true, tls);
+    let b = tls_daemon(hb, &ca, certs.path());
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+
+    engine.docker_ok(&["volume", "create", "-d", &a.driver, "orders"]);
+    engine.docker_ok(&["volume", "create", "-d", &a.driver, "busy"]);
+    let writer = |volume: &str, name: &str| {
+        let mount = format!("{volume}:/data");
+        engine.docker_ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "-v",
+            &mount,
+            TEST_IMAGE,
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo $i >> /data/stamps; sync; sleep 0.01; done",
+        ])
+    };
+    writer("orders", "orders-writer");
+    let stamps_file = a.mountpoint("orders").join("stamps");
+    wait_until(&a, "the writer to have written 50 stamps", 60, || {
+        std::fs::read_to_string(&stamps_file).is_ok_and(|t| stamps(&t).len() >= 50)
+    });
+
+    // Too little downtime allowed: refused before anything stops.
+    writer("busy", "busy-writer");
+    write_random_files(&a.mountpoint("busy"), 4, 512);
+    let refused = dvol_fails(&a, &["move", "busy", "b", "--max-downtime", "1ms"]);
+    assert!(refused.contains("--max-downtime"), "{refused}");
+    let running = engine.docker_ok(&["inspect", "-f", "{{.State.Running}}", "busy-writer"]);
+    assert_eq!(running.trim(), "true", "a refused move stops nothing");
+
+    let moved: Value =
+        serde_json::from_str(&dvol_ok(&a, &["move", "orders", "b", "--json"])).unwrap();
+    assert!(!moved["rounds"].as_array().unwrap().is_empty(), "{moved:#}");
+    eprintln!(
+        "move: {} pre-copy round(s), downtime {} ms, final round {} bytes",
+        moved["rounds"].as_array().unwrap().len(),
+        moved["downtime_ms"],
+        moved["transfer"]["bytes_sent"]
+    );
+    assert_eq!(moved["stopped"][0], "orders-writer", "{moved:#}");
+    assert!(
+        moved["downtime_ms"].as_u64().unwrap() < 5_000,
+        "the containers stayed stopped only for the final round: {moved:#}"
+    );
+    let running = engine.docker_ok(&["inspect", "-f", "{{.State.Running}}", "orders-writer"]);
+    assert_eq!(running.trim(), "false", "the writer is stopped on a");
+
+    // Every stamp the writer made on a is on b, without a gap.
+    let id: Value = serde_json::from_str(&dvol_ok(&a, &["volume", "inspect", "orders"])).unwrap();
+    let on_a =
+        std::fs::read_to_string(data_dir(&a, id["id"].as_str().unwrap()).join("stamps")).unwrap();
+    let mounted = plugin_ok(&b, "VolumeDriver.Mount", &mount_body("orders", "check"));
+    let on_b =
+        std::fs::read_to_string(Path::new(mounted["Mountpoint"].as_str().unwrap()).join("stamps"))
+            .unwrap();
+    plugin_ok(&b, "VolumeDriver.Unmount", &mount_body("orders", "check"));
+    let (sa, sb) = (stamps(&on_a), stamps(&on_b));
+    assert_eq!(sb, sa, "b has exactly a's last state");
+    assert_eq!(
+        sb,
+        (1..=sb.len() as u64).collect::<Vec<_>>(),
+        "no stamp lost"
+    );
+    assert!(log(&b, "orders").contains("move to b"));
+
+    // a refuses the volume now, through the engine and the plugin protocol alike.
+    let out = engine.docker(&["run", "--rm", "-v", "orders:/data", TEST_IMAGE, "true"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("moved to remote b"),
+        "{}",
+        stderr(&out)
+    );
+    let refused = dvol_fails(&a, &["push", "-V", "orders", "b"]);
+    assert!(refused.contains("moved to remote b"), "{refused}");
+
+    engine.docker_ok(&["rm", "-f", "orders-writer", "busy-writer"]);
+    assert_fsck_clean(&a, "on a after the move");
+    assert_fsck_clean(&b, "on b after the move");
+    engine.docker_ok(&["volume", "rm", "orders", "busy"]);
+}
+
+/// `dvol log` of volume `name` on `daemon`.
+fn log(daemon: &Daemon, name: &str) -> String {
+    dvol_ok(daemon, &["log", "-V", name])
 }

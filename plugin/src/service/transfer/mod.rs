@@ -7,6 +7,8 @@
 //! - [`receive`]: the receiving side of a push (sessions, the `have` query, the object
 //!   stream, the branch move);
 //! - [`clone`]: cloning a remote's volume, and the sending side of it (also of fetch);
+//! - [`handover`]: moving a volume to a remote with its containers stopped only for the
+//!   last delta;
 //! - [`pull`]: fetching a remote's branch (objects and a remote-tracking ref) and pulling it
 //!   into a local branch.
 //!
@@ -22,6 +24,7 @@
 //!   is left alone and the push refused.
 
 pub mod clone;
+pub mod handover;
 pub mod pull;
 pub mod push;
 pub mod receive;

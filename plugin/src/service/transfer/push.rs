@@ -23,6 +23,25 @@ use super::remote::Peer;
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 
+/// What is being sent where.
+#[derive(Debug)]
+pub(super) struct Sending<'a> {
+    /// The remote.
+    pub peer: &'a Peer,
+    /// The local volume.
+    pub volume: &'a crate::volume::Volume,
+    /// Its name on the remote.
+    pub target: &'a VolumeName,
+    /// The branch.
+    pub branch: &'a str,
+    /// The local volume as the API shows it (for a receiver that creates it).
+    pub like: dvol_api::VolumeView,
+    /// How the remote's branch may move.
+    pub mode: UpdateMode,
+    /// Stop, check out and restart on the remote.
+    pub checkout: bool,
+}
+
 /// Object frames are sent in pieces of about this size.
 const SEND_PIECE: usize = 1 << 20;
 
@@ -43,6 +62,7 @@ impl VolumeService {
             .blocking(move |service| {
                 let peer = service.peer(&remote)?;
                 let volume = service.get(&name)?;
+                service.refuse_moved(&volume)?;
                 let key = VolumeKey(volume.id);
                 let head = service.history.head(&key).for_volume(&volume.name)?;
                 let branch = match request.branch.clone() {
@@ -60,15 +80,44 @@ impl VolumeService {
             Some(n) => VolumeName::parse(n)?,
             None => volume.name.clone(),
         };
+        let sending = Sending {
+            peer: &peer,
+            volume: &volume,
+            target: &target,
+            branch: &branch,
+            like,
+            mode: request.mode,
+            checkout: request.checkout,
+        };
+        self.send_commit(&sending, tip, true, &progress).await
+    }
+
+    /// Sends commit `tip` and what it needs; with `finish`, moves the receiver's branch to
+    /// it (else the objects only arrive: a move's pre-copy round).
+    pub(super) async fn send_commit(
+        self: &Arc<Self>,
+        sending: &Sending<'_>,
+        tip: CommitId,
+        finish: bool,
+        progress: &Reporter,
+    ) -> Result<TransferResult, ServiceError> {
+        let Sending {
+            peer,
+            volume,
+            target,
+            branch,
+            ..
+        } = *sending;
+        let branch = branch.to_string();
         let offer = PushOffer {
             protocol: TRANSFER_PROTOCOL,
             sender: self.host_id,
             volume: target.to_string(),
             branch: branch.clone(),
             tip: tip.to_string(),
-            like,
-            mode: request.mode,
-            checkout: request.checkout,
+            like: sending.like.clone(),
+            mode: sending.mode,
+            checkout: sending.checkout,
         };
         let answer: PushAnswer = peer.json("/v1/transfer/push", &offer).await?;
         let their_tip = answer
@@ -96,7 +145,7 @@ impl VolumeService {
             return Ok(result);
         }
         if let Some(theirs) = their_tip {
-            self.check_divergence(&peer, &volume.name, &offer, &answer, theirs, tip)
+            self.check_divergence(peer, &volume.name, &offer, &answer, theirs, tip)
                 .await?;
         }
         let tips: Vec<CommitId> = answer
@@ -110,13 +159,16 @@ impl VolumeService {
             .await?;
         result.commits = plan.new_commits.len() as u64;
         let planned = plan.objects.len() as u64;
-        self.drop_what_they_have(&peer, &answer.session, &mut plan, &progress)
+        self.drop_what_they_have(peer, &answer.session, &mut plan, progress)
             .await?;
         result.objects_skipped = planned - plan.objects.len() as u64;
         result.objects_sent = plan.objects.len() as u64;
         result.bytes_sent = plan.bytes();
-        self.send_objects(&peer, &answer.session, plan, &progress)
+        self.send_objects(peer, &answer.session, plan, progress)
             .await?;
+        if !finish {
+            return Ok(result);
+        }
         let finished: PushFinished = peer
             .json(
                 &format!("/v1/transfer/sessions/{}/finish", answer.session),

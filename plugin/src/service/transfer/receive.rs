@@ -351,7 +351,14 @@ impl VolumeService {
                 self.blocking(move |service| service.create_received(&name, &offer, new))
                     .await?
             }
-            Some(volume) => self.move_received(volume, &offer, old, new).await?,
+            Some(volume) => {
+                let id = volume.id;
+                let moved = self.move_received(volume, &offer, old, new).await?;
+                // A volume that had moved away and is pushed back is this host's again.
+                self.blocking(move |service| Ok(service.metadata.clear_moved(id)?))
+                    .await?;
+                moved
+            }
         };
         let marker = session.clone();
         self.blocking(move |service| {

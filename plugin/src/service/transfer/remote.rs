@@ -110,6 +110,16 @@ pub(crate) struct Peer {
     tls: Option<TlsClient>,
 }
 
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Peer {
     fn from_record(record: &RemoteRecord) -> Result<Peer, TransferError> {
         let (host, port) = parse_url(&record.name, &record.url)?;
