@@ -123,7 +123,7 @@ impl VolumeService {
         let their_tip = answer
             .branch_tip
             .as_deref()
-            .map(|t| parse_peer_commit(&peer, t))
+            .map(|t| parse_peer_commit(peer, t))
             .transpose()?;
         let mut result = TransferResult {
             remote: peer.name.clone(),
@@ -151,7 +151,7 @@ impl VolumeService {
         let tips: Vec<CommitId> = answer
             .tips
             .iter()
-            .map(|t| parse_peer_commit(&peer, t))
+            .map(|t| parse_peer_commit(peer, t))
             .collect::<Result<_, _>>()?;
         let n = volume.name.clone();
         let mut plan = self
