@@ -28,7 +28,7 @@ const AIM_CHECKOUT_SCALING: f64 = 0.10;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Small files (1-16 KiB) per GiB of the data set: 20,000 at the default 2 GiB.
 const SMALL_FILES_PER_GIB: f64 = 10_000.0;
@@ -67,6 +67,9 @@ const RESTIC_PASSWORD: &str = "dvol-bench";
 /// Free space the section wants on the daemon's filesystem, in multiples of the volume: the
 /// volume, one `cp -a` copy at a time, dvol's store and restic's repository.
 const HISTORY_DISK_FACTOR: f64 = 5.0;
+
+/// The seed of the data set's generator (the `transfer` section writes the same data).
+pub(crate) const DATA_SEED: u64 = 0x5EED_D01B_E4C4;
 
 /// SplitMix64: a fast, seeded generator for the benchmark's data (nothing secret).
 struct Rng(u64);
@@ -217,7 +220,7 @@ struct DataFile {
 }
 
 /// The files in the volume's data directory, as the benchmark wrote them.
-struct Dataset {
+pub(crate) struct Dataset {
     dir: PathBuf,
     files: Vec<DataFile>,
     rng: Rng,
@@ -227,7 +230,7 @@ struct Dataset {
 
 /// One change of the data set.
 #[derive(Debug, Clone, Default)]
-struct Mutation {
+pub(crate) struct Mutation {
     /// Files rewritten whole.
     whole: u64,
     /// Regions rewritten in place in larger files.
@@ -240,11 +243,11 @@ struct Mutation {
 }
 
 impl Mutation {
-    fn changed_bytes(&self) -> u64 {
+    pub(crate) fn changed_bytes(&self) -> u64 {
         self.rewritten_bytes + self.added_bytes + self.deleted_bytes
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "files_rewritten_whole": self.whole,
             "regions_rewritten": self.regions,
@@ -257,13 +260,13 @@ impl Mutation {
     }
 }
 
-fn mb(bytes: u64) -> f64 {
+pub(crate) fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
 impl Dataset {
     /// Writes about `gib` GiB into `dir`: the small files, then text, pages and random files.
-    fn build(dir: &Path, gib: f64, seed: u64) -> Result<Dataset> {
+    pub(crate) fn build(dir: &Path, gib: f64, seed: u64) -> Result<Dataset> {
         let total = (gib * GIB) as u64;
         let mut ds = Dataset {
             dir: dir.to_path_buf(),
@@ -308,7 +311,7 @@ impl Dataset {
         Ok(())
     }
 
-    fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
 
@@ -347,7 +350,7 @@ impl Dataset {
     }
 
     /// Changes `fraction` of the bytes (see the section's report for how).
-    fn mutate(&mut self, fraction: f64) -> Result<Mutation> {
+    pub(crate) fn mutate(&mut self, fraction: f64) -> Result<Mutation> {
         let mut m = Mutation::default();
         if fraction >= 1.0 {
             for i in 0..self.files.len() {
@@ -498,7 +501,7 @@ impl Dataset {
 }
 
 /// Runs a command; fails unless it exits 0. Returns its output.
-fn run_ok(cmd: &mut Command) -> Result<std::process::Output> {
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<std::process::Output> {
     let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
     ensure!(
         out.status.success(),
@@ -519,12 +522,12 @@ fn load_average() -> Result<f64> {
 }
 
 /// Writes all dirty pages back (`sync`), so that no timed step pays for an earlier one's.
-fn sync_host() -> Result<()> {
+pub(crate) fn sync_host() -> Result<()> {
     run_ok(&mut Command::new("sync")).map(drop)
 }
 
 /// `du -sb PATH` (apparent bytes) or, with `apparent` false, `du -s -B1 PATH` (allocated).
-fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
+pub(crate) fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
     let flag = if apparent { "-sb" } else { "-sB1" };
     let out = run_ok(Command::new("du").arg(flag).arg(path))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -535,7 +538,7 @@ fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
 }
 
 /// Bytes free (`field` "avail") or used ("used") on the filesystem of `path`, from `df -B1`.
-fn df_bytes(path: &Path, field: &str) -> Result<u64> {
+pub(crate) fn df_bytes(path: &Path, field: &str) -> Result<u64> {
     let out = run_ok(
         Command::new("df")
             .args(["-B1", &format!("--output={field}")])
@@ -548,7 +551,7 @@ fn df_bytes(path: &Path, field: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("df {}: unreadable {text:?}", path.display()))
 }
 
-fn u64_of(value: &Value, key: &str) -> u64 {
+pub(crate) fn u64_of(value: &Value, key: &str) -> u64 {
     value[key].as_u64().unwrap_or(0)
 }
 
@@ -907,7 +910,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         data.display()
     );
     let build_start = Instant::now();
-    let mut ds = Dataset::build(&data, gib, 0x5EED_D01B_E4C4)?;
+    let mut ds = Dataset::build(&data, gib, DATA_SEED)?;
     sync_host()?;
     let build_s = build_start.elapsed().as_secs_f64();
     let volume_bytes = du_bytes(&data, true)?;
