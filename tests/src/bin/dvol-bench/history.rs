@@ -68,8 +68,8 @@ const RESTIC_PASSWORD: &str = "dvol-bench";
 /// volume, one `cp -a` copy at a time, dvol's store and restic's repository.
 const HISTORY_DISK_FACTOR: f64 = 5.0;
 
-/// The seed of the data set's generator (the `transfer` section writes the same data).
-pub(crate) const DATA_SEED: u64 = 0x5EED_D01B_E4C4;
+/// The seed of the data set's generator.
+const DATA_SEED: u64 = 0x5EED_D01B_E4C4;
 
 /// SplitMix64: a fast, seeded generator for the benchmark's data (nothing secret).
 struct Rng(u64);
@@ -843,6 +843,72 @@ fn mix_what(category: &str) -> &'static str {
     }
 }
 
+/// Fails unless the filesystem of `path` has `gib` GiB free (`flag` `asked` wants them).
+pub(crate) fn ensure_room(
+    section: &str,
+    path: &Path,
+    gib: f64,
+    flag: &str,
+    asked: f64,
+) -> Result<()> {
+    let need = (gib * GIB) as u64;
+    let avail = df_bytes(path, "avail")?;
+    ensure!(
+        avail >= need,
+        "{section}: {:.1} GB free on the filesystem of {}, {:.1} GB wanted for {flag} {asked}",
+        avail as f64 / 1e9,
+        path.display(),
+        need as f64 / 1e9
+    );
+    Ok(())
+}
+
+/// Creates bronze volume `name` on `daemon` (REST) and returns its data directory.
+pub(crate) fn create_bronze(section: &str, daemon: &Daemon, name: &str) -> Result<PathBuf> {
+    let (_, volume) = api_timed(
+        daemon,
+        "POST",
+        "/v1/volumes",
+        &json!({ "name": name, "options": { "profile": "bronze" } }),
+        201,
+    )?;
+    bronze_data(section, daemon, &volume)
+}
+
+/// The data directory of a bronze volume on `daemon`, from its REST view `volume`.
+pub(crate) fn bronze_data(section: &str, daemon: &Daemon, volume: &Value) -> Result<PathBuf> {
+    ensure!(
+        volume["backend"] == "directory",
+        "{section}: the bronze volume {} resolved to {} (expected directory)",
+        volume["name"],
+        volume["backend"]
+    );
+    let id = volume["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("volume {} has no id: {volume}", volume["name"]))?;
+    let data = daemon.root.join("backends/directory").join(id);
+    ensure!(
+        data.is_dir(),
+        "{section}: {} is not a directory",
+        data.display()
+    );
+    Ok(data)
+}
+
+/// Writes about `gib` GiB of the mixed data set into `data`, then `sync`: the data set, the
+/// seconds it took and its size (`du -sb`).
+pub(crate) fn write_dataset(section: &str, data: &Path, gib: f64) -> Result<(Dataset, f64, u64)> {
+    eprintln!(
+        "  {section}: writing {gib} GiB of data into {}",
+        data.display()
+    );
+    let start = Instant::now();
+    let ds = Dataset::build(data, gib, DATA_SEED)?;
+    sync_host()?;
+    let build_s = start.elapsed().as_secs_f64();
+    Ok((ds, build_s, du_bytes(data, true)?))
+}
+
 /// Section `history`: see the module documentation and the report's method lines.
 pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> Result<()> {
     let started = Instant::now();
@@ -853,15 +919,13 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
-    let need = (HISTORY_DISK_FACTOR * gib * GIB) as u64;
-    let avail = df_bytes(&daemon.root, "avail")?;
-    ensure!(
-        avail >= need,
-        "history: {:.1} GB free on the filesystem of {}, {:.1} GB wanted for --history-gib {gib}",
-        avail as f64 / 1e9,
-        daemon.root.display(),
-        need as f64 / 1e9
-    );
+    ensure_room(
+        "history",
+        &daemon.root,
+        HISTORY_DISK_FACTOR * gib,
+        "--history-gib",
+        gib,
+    )?;
     let work = tempfile::Builder::new()
         .prefix("dvol-bench-history-")
         .tempdir()
@@ -869,27 +933,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
     let same_fs = std::fs::metadata(work.path())?.dev() == std::fs::metadata(&daemon.root)?.dev();
 
     let name = format!("bench-history-{run_id}");
-    let (_, volume) = api_timed(
-        daemon,
-        "POST",
-        "/v1/volumes",
-        &json!({ "name": name, "options": { "profile": "bronze" } }),
-        201,
-    )?;
-    ensure!(
-        volume["backend"] == "directory",
-        "history: the bronze volume resolved to {} (expected directory)",
-        volume["backend"]
-    );
-    let id = volume["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("volume {name} has no id: {volume}"))?;
-    let data = daemon.root.join("backends/directory").join(id);
-    ensure!(
-        data.is_dir(),
-        "history: {} is not a directory",
-        data.display()
-    );
+    let data = create_bronze("history", daemon, &name)?;
     let mut bench = HistoryBench {
         daemon,
         name: name.clone(),
@@ -905,15 +949,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         disk_peak: 0,
     };
 
-    eprintln!(
-        "  history: writing {gib} GiB of data into {}",
-        data.display()
-    );
-    let build_start = Instant::now();
-    let mut ds = Dataset::build(&data, gib, DATA_SEED)?;
-    sync_host()?;
-    let build_s = build_start.elapsed().as_secs_f64();
-    let volume_bytes = du_bytes(&data, true)?;
+    let (mut ds, build_s, volume_bytes) = write_dataset("history", &data, gib)?;
     let mix = [
         ("small", ds.category(true, None)),
         ("text", ds.category(false, Some(DataKind::Text))),

@@ -17,7 +17,8 @@ use dvol_tests::{Daemon, HOST_PORT};
 use serde_json::{json, Value};
 
 use crate::history::{
-    df_bytes, du_bytes, mb, run_ok, sync_host, u64_of, Dataset, Mutation, DATA_SEED, GIB,
+    bronze_data, create_bronze, du_bytes, ensure_room, mb, run_ok, sync_host, u64_of,
+    write_dataset, Dataset, Mutation,
 };
 use crate::memory::rss_kib;
 use crate::{api_get, api_timed, median, round1, round3, rounded, Args, Report};
@@ -208,6 +209,8 @@ struct TransferBench<'a> {
     rsync: &'a RsyncDaemon,
     /// Transfers made so far (the peers' order alternates with it).
     runs: usize,
+    /// 1% rounds made so far.
+    rounds: usize,
 }
 
 impl TransferBench<'_> {
@@ -304,7 +307,8 @@ impl TransferBench<'_> {
     fn round(&mut self, ds: &mut Dataset, shaped: bool) -> Result<Round> {
         let before = ds.total();
         let mutation = ds.mutate(CHANGE_FRACTION)?;
-        let n = self.runs;
+        self.rounds += 1;
+        let n = self.rounds;
         let commit = self.commit(&format!("bench transfer 1% #{n}"))?;
         let (dvol, rsync) = self.both("fast_forward")?;
         let round = Round {
@@ -360,20 +364,6 @@ fn dvol_ok(daemon: &Daemon, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// The data directory of bronze volume `name` on `daemon`.
-fn volume_data(daemon: &Daemon, name: &str) -> Result<PathBuf> {
-    let volume = api_get(daemon, &format!("/v1/volumes/{name}"))?;
-    ensure!(
-        volume["backend"] == "directory",
-        "transfer: the bronze volume {name} resolved to {} (expected directory)",
-        volume["backend"]
-    );
-    let id = volume["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("volume {name} has no id: {volume}"))?;
-    Ok(daemon.root.join("backends/directory").join(id))
-}
-
 /// VmHWM of each daemon, in KiB.
 fn peaks(daemons: [&Daemon; 2]) -> Result<[u64; 2]> {
     Ok([rss_kib(daemons[0].pid())?.1, rss_kib(daemons[1].pid())?.1])
@@ -412,15 +402,13 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         .prefix("dvol-bench-transfer-")
         .tempdir()
         .context("transfer work directory")?;
-    let need = (TRANSFER_DISK_FACTOR * gib * GIB) as u64;
-    let avail = df_bytes(work.path(), "avail")?;
-    ensure!(
-        avail >= need,
-        "transfer: {:.1} GB free on the filesystem of {}, {:.1} GB wanted for --transfer-gib {gib}",
-        avail as f64 / 1e9,
-        work.path().display(),
-        need as f64 / 1e9
-    );
+    ensure_room(
+        "transfer",
+        work.path(),
+        TRANSFER_DISK_FACTOR * gib,
+        "--transfer-gib",
+        gib,
+    )?;
 
     // Declared in this order, they drop in reverse: the rsync daemon and the daemons before
     // the namespaces they run in.
@@ -450,23 +438,8 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     let hwm_start = peaks([&a, &b])?;
 
     let name = format!("bench-transfer-{run_id}");
-    api_timed(
-        &a,
-        "POST",
-        "/v1/volumes",
-        &json!({ "name": name, "options": { "profile": "bronze" } }),
-        201,
-    )?;
-    let data = volume_data(&a, &name)?;
-    eprintln!(
-        "  transfer: writing {gib} GiB of data into {}",
-        data.display()
-    );
-    let build_start = Instant::now();
-    let mut ds = Dataset::build(&data, gib, DATA_SEED)?;
-    sync_host()?;
-    let build_s = build_start.elapsed().as_secs_f64();
-    let volume_bytes = du_bytes(&data, true)?;
+    let data = create_bronze("transfer", &a, &name)?;
+    let (mut ds, build_s, volume_bytes) = write_dataset("transfer", &data, gib)?;
     let mut bench = TransferBench {
         topology: &topology,
         a: &a,
@@ -474,6 +447,7 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         data: data.clone(),
         rsync: &rsync,
         runs: 0,
+        rounds: 0,
     };
     let first_commit = bench.commit("bench transfer full")?;
     sync_host()?;
@@ -506,7 +480,11 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     let shaped = bench.round(&mut ds, true)?;
 
     // Untimed: both copies on b hold what a holds.
-    let b_data = volume_data(&b, &name)?;
+    let b_data = bronze_data(
+        "transfer",
+        &b,
+        &api_get(&b, &format!("/v1/volumes/{name}"))?,
+    )?;
     let sizes = [
         du_bytes(&data, true)?,
         du_bytes(&b_data, true)?,
