@@ -5,15 +5,22 @@
 #   bash scripts/bench.sh --volumes 50 --rounds 3      # quick smoke check
 #   bash scripts/bench.sh --only backends,throughput   # some sections only
 #   bash scripts/bench.sh --only history --history-gib 1
-# Sections (default all): plugin, docker, memory, backends, throughput, history, readpoint. `backends` and
-# `throughput` make loop devices and 1 GiB images; `throughput` drops the host's page cache
-# between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other work on the host a little.
+#   bash scripts/bench.sh --only transfer --transfer-gib 0.25 --transfer-rounds 2
+# Sections (default all): plugin, docker, memory, backends, throughput, history, readpoint,
+# transfer. `backends` and `throughput` make loop devices and 1 GiB images; `throughput` drops
+# the host's page cache between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other
+# work on the host a little.
 # `history` writes --history-gib GiB (default 2) of mixed data into a bronze volume and times
 # `dvol commit` against `cp -a` + `sync -f` and `restic backup` (restic must be installed); it
 # wants about 5x that much free space under $TMPDIR (default /tmp) and takes several minutes
 # (8-11 at 2 GiB on a 2-CPU host, depending on what else runs there).
 # `readpoint` times 1%-change commits of a loop volume a container keeps writing, dvol's read
 # point against `--pause`, and how long the writer is held up by each.
+# `transfer` makes two hosts in network namespaces with TLS daemons and times `dvol push` of a
+# bronze volume of --transfer-gib GiB (default: --history-gib) of the history data against
+# `rsync -a --delete` to an rsync daemon (rsync must be installed): the full transfer,
+# --transfer-rounds (default 3) 1%-change rounds, a push with nothing new and a 1% round over
+# a link shaped to 1 Gbit/s; it wants about 5x the volume free under $TMPDIR.
 # Needs root (the daemon bind-mounts volumes). Exits non-zero if a step fails; a missed aim is
 # reported as MISS but does not fail the run.
 set -euo pipefail

@@ -28,7 +28,7 @@ const AIM_CHECKOUT_SCALING: f64 = 0.10;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub(crate) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Small files (1-16 KiB) per GiB of the data set: 20,000 at the default 2 GiB.
 const SMALL_FILES_PER_GIB: f64 = 10_000.0;
@@ -67,6 +67,9 @@ const RESTIC_PASSWORD: &str = "dvol-bench";
 /// Free space the section wants on the daemon's filesystem, in multiples of the volume: the
 /// volume, one `cp -a` copy at a time, dvol's store and restic's repository.
 const HISTORY_DISK_FACTOR: f64 = 5.0;
+
+/// The seed of the data set's generator.
+const DATA_SEED: u64 = 0x5EED_D01B_E4C4;
 
 /// SplitMix64: a fast, seeded generator for the benchmark's data (nothing secret).
 struct Rng(u64);
@@ -217,7 +220,7 @@ struct DataFile {
 }
 
 /// The files in the volume's data directory, as the benchmark wrote them.
-struct Dataset {
+pub(crate) struct Dataset {
     dir: PathBuf,
     files: Vec<DataFile>,
     rng: Rng,
@@ -227,7 +230,7 @@ struct Dataset {
 
 /// One change of the data set.
 #[derive(Debug, Clone, Default)]
-struct Mutation {
+pub(crate) struct Mutation {
     /// Files rewritten whole.
     whole: u64,
     /// Regions rewritten in place in larger files.
@@ -240,11 +243,11 @@ struct Mutation {
 }
 
 impl Mutation {
-    fn changed_bytes(&self) -> u64 {
+    pub(crate) fn changed_bytes(&self) -> u64 {
         self.rewritten_bytes + self.added_bytes + self.deleted_bytes
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "files_rewritten_whole": self.whole,
             "regions_rewritten": self.regions,
@@ -257,13 +260,13 @@ impl Mutation {
     }
 }
 
-fn mb(bytes: u64) -> f64 {
+pub(crate) fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
 impl Dataset {
     /// Writes about `gib` GiB into `dir`: the small files, then text, pages and random files.
-    fn build(dir: &Path, gib: f64, seed: u64) -> Result<Dataset> {
+    pub(crate) fn build(dir: &Path, gib: f64, seed: u64) -> Result<Dataset> {
         let total = (gib * GIB) as u64;
         let mut ds = Dataset {
             dir: dir.to_path_buf(),
@@ -308,7 +311,7 @@ impl Dataset {
         Ok(())
     }
 
-    fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.files.iter().map(|f| f.size).sum()
     }
 
@@ -347,7 +350,7 @@ impl Dataset {
     }
 
     /// Changes `fraction` of the bytes (see the section's report for how).
-    fn mutate(&mut self, fraction: f64) -> Result<Mutation> {
+    pub(crate) fn mutate(&mut self, fraction: f64) -> Result<Mutation> {
         let mut m = Mutation::default();
         if fraction >= 1.0 {
             for i in 0..self.files.len() {
@@ -498,7 +501,7 @@ impl Dataset {
 }
 
 /// Runs a command; fails unless it exits 0. Returns its output.
-fn run_ok(cmd: &mut Command) -> Result<std::process::Output> {
+pub(crate) fn run_ok(cmd: &mut Command) -> Result<std::process::Output> {
     let out = cmd.output().with_context(|| format!("run {cmd:?}"))?;
     ensure!(
         out.status.success(),
@@ -519,12 +522,12 @@ fn load_average() -> Result<f64> {
 }
 
 /// Writes all dirty pages back (`sync`), so that no timed step pays for an earlier one's.
-fn sync_host() -> Result<()> {
+pub(crate) fn sync_host() -> Result<()> {
     run_ok(&mut Command::new("sync")).map(drop)
 }
 
 /// `du -sb PATH` (apparent bytes) or, with `apparent` false, `du -s -B1 PATH` (allocated).
-fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
+pub(crate) fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
     let flag = if apparent { "-sb" } else { "-sB1" };
     let out = run_ok(Command::new("du").arg(flag).arg(path))?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -535,7 +538,7 @@ fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
 }
 
 /// Bytes free (`field` "avail") or used ("used") on the filesystem of `path`, from `df -B1`.
-fn df_bytes(path: &Path, field: &str) -> Result<u64> {
+pub(crate) fn df_bytes(path: &Path, field: &str) -> Result<u64> {
     let out = run_ok(
         Command::new("df")
             .args(["-B1", &format!("--output={field}")])
@@ -548,7 +551,7 @@ fn df_bytes(path: &Path, field: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("df {}: unreadable {text:?}", path.display()))
 }
 
-fn u64_of(value: &Value, key: &str) -> u64 {
+pub(crate) fn u64_of(value: &Value, key: &str) -> u64 {
     value[key].as_u64().unwrap_or(0)
 }
 
@@ -840,6 +843,72 @@ fn mix_what(category: &str) -> &'static str {
     }
 }
 
+/// Fails unless the filesystem of `path` has `gib` GiB free (`flag` `asked` wants them).
+pub(crate) fn ensure_room(
+    section: &str,
+    path: &Path,
+    gib: f64,
+    flag: &str,
+    asked: f64,
+) -> Result<()> {
+    let need = (gib * GIB) as u64;
+    let avail = df_bytes(path, "avail")?;
+    ensure!(
+        avail >= need,
+        "{section}: {:.1} GB free on the filesystem of {}, {:.1} GB wanted for {flag} {asked}",
+        avail as f64 / 1e9,
+        path.display(),
+        need as f64 / 1e9
+    );
+    Ok(())
+}
+
+/// Creates bronze volume `name` on `daemon` (REST) and returns its data directory.
+pub(crate) fn create_bronze(section: &str, daemon: &Daemon, name: &str) -> Result<PathBuf> {
+    let (_, volume) = api_timed(
+        daemon,
+        "POST",
+        "/v1/volumes",
+        &json!({ "name": name, "options": { "profile": "bronze" } }),
+        201,
+    )?;
+    bronze_data(section, daemon, &volume)
+}
+
+/// The data directory of a bronze volume on `daemon`, from its REST view `volume`.
+pub(crate) fn bronze_data(section: &str, daemon: &Daemon, volume: &Value) -> Result<PathBuf> {
+    ensure!(
+        volume["backend"] == "directory",
+        "{section}: the bronze volume {} resolved to {} (expected directory)",
+        volume["name"],
+        volume["backend"]
+    );
+    let id = volume["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("volume {} has no id: {volume}", volume["name"]))?;
+    let data = daemon.root.join("backends/directory").join(id);
+    ensure!(
+        data.is_dir(),
+        "{section}: {} is not a directory",
+        data.display()
+    );
+    Ok(data)
+}
+
+/// Writes about `gib` GiB of the mixed data set into `data`, then `sync`: the data set, the
+/// seconds it took and its size (`du -sb`).
+pub(crate) fn write_dataset(section: &str, data: &Path, gib: f64) -> Result<(Dataset, f64, u64)> {
+    eprintln!(
+        "  {section}: writing {gib} GiB of data into {}",
+        data.display()
+    );
+    let start = Instant::now();
+    let ds = Dataset::build(data, gib, DATA_SEED)?;
+    sync_host()?;
+    let build_s = start.elapsed().as_secs_f64();
+    Ok((ds, build_s, du_bytes(data, true)?))
+}
+
 /// Section `history`: see the module documentation and the report's method lines.
 pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> Result<()> {
     let started = Instant::now();
@@ -850,15 +919,13 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
-    let need = (HISTORY_DISK_FACTOR * gib * GIB) as u64;
-    let avail = df_bytes(&daemon.root, "avail")?;
-    ensure!(
-        avail >= need,
-        "history: {:.1} GB free on the filesystem of {}, {:.1} GB wanted for --history-gib {gib}",
-        avail as f64 / 1e9,
-        daemon.root.display(),
-        need as f64 / 1e9
-    );
+    ensure_room(
+        "history",
+        &daemon.root,
+        HISTORY_DISK_FACTOR * gib,
+        "--history-gib",
+        gib,
+    )?;
     let work = tempfile::Builder::new()
         .prefix("dvol-bench-history-")
         .tempdir()
@@ -866,27 +933,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
     let same_fs = std::fs::metadata(work.path())?.dev() == std::fs::metadata(&daemon.root)?.dev();
 
     let name = format!("bench-history-{run_id}");
-    let (_, volume) = api_timed(
-        daemon,
-        "POST",
-        "/v1/volumes",
-        &json!({ "name": name, "options": { "profile": "bronze" } }),
-        201,
-    )?;
-    ensure!(
-        volume["backend"] == "directory",
-        "history: the bronze volume resolved to {} (expected directory)",
-        volume["backend"]
-    );
-    let id = volume["id"]
-        .as_str()
-        .ok_or_else(|| anyhow!("volume {name} has no id: {volume}"))?;
-    let data = daemon.root.join("backends/directory").join(id);
-    ensure!(
-        data.is_dir(),
-        "history: {} is not a directory",
-        data.display()
-    );
+    let data = create_bronze("history", daemon, &name)?;
     let mut bench = HistoryBench {
         daemon,
         name: name.clone(),
@@ -902,15 +949,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         disk_peak: 0,
     };
 
-    eprintln!(
-        "  history: writing {gib} GiB of data into {}",
-        data.display()
-    );
-    let build_start = Instant::now();
-    let mut ds = Dataset::build(&data, gib, 0x5EED_D01B_E4C4)?;
-    sync_host()?;
-    let build_s = build_start.elapsed().as_secs_f64();
-    let volume_bytes = du_bytes(&data, true)?;
+    let (mut ds, build_s, volume_bytes) = write_dataset("history", &data, gib)?;
     let mix = [
         ("small", ds.category(true, None)),
         ("text", ds.category(false, Some(DataKind::Text))),

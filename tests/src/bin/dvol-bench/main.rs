@@ -15,6 +15,12 @@
 //!   (REST) against `cp -a` + `sync -f` (what ClusterHQ dvol did per commit) and `restic backup`
 //!   after changing 0.1%, 1%, 10% and 100% of the bytes; the history store's size after ten
 //!   1%-change commits; checkout time against the size of the difference.
+//! - `transfer`: two hosts in network namespaces with TLS daemons; a bronze volume of
+//!   `--transfer-gib` GiB (default: `--history-gib`) of the history section's data; `dvol push`
+//!   against `rsync -a --delete` to an rsync daemon, alternating in one run: the first full
+//!   transfer, `--transfer-rounds` rounds (default 3) after a 1% change, a push with nothing
+//!   new and a 1% round over a link shaped to 1 Gbit/s; wall time, bytes on the wire (veth
+//!   counters) and the daemons' peak memory.
 //!
 //! The machine is shared and noisy, so only percentiles, medians and ratios are reported. A
 //! missed aim is reported as MISS and does not change the exit status; a step that fails does
@@ -29,6 +35,7 @@ mod memory;
 mod plugin;
 mod readpoint;
 mod throughput;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,8 +47,9 @@ use serde_json::{json, Value};
 
 const USAGE: &str = "usage: dvol-bench [--only SECTION,...] [--volumes N] [--rounds N] \
 [--warmups N] [--samples N] [--mount-samples N] [--list-samples N] [--backend-samples N] \
-[--throughput-rounds N] [--throughput-mib N] [--history-gib X] [--json PATH]
-sections: plugin, docker, memory, backends, throughput, history, readpoint (default: all)";
+[--throughput-rounds N] [--throughput-mib N] [--history-gib X] [--transfer-gib X] \
+[--transfer-rounds N] [--json PATH]
+sections: plugin, docker, memory, backends, throughput, history, readpoint, transfer (default: all)";
 
 /// Size of the block volumes of the `backends`, `throughput` and `readpoint` sections.
 const BLOCK_VOLUME_SIZE: &str = "1G";
@@ -57,10 +65,11 @@ enum Section {
     Throughput,
     History,
     ReadPoint,
+    Transfer,
 }
 
 impl Section {
-    const ALL: [Section; 7] = [
+    const ALL: [Section; 8] = [
         Section::Plugin,
         Section::Docker,
         Section::Memory,
@@ -68,6 +77,7 @@ impl Section {
         Section::Throughput,
         Section::History,
         Section::ReadPoint,
+        Section::Transfer,
     ];
 
     fn name(self) -> &'static str {
@@ -79,6 +89,7 @@ impl Section {
             Section::Throughput => "throughput",
             Section::History => "history",
             Section::ReadPoint => "readpoint",
+            Section::Transfer => "transfer",
         }
     }
 
@@ -116,6 +127,9 @@ struct Args {
     throughput_rounds: usize,
     throughput_mib: usize,
     history_gib: f64,
+    /// The `transfer` section's volume size; `history_gib` unless given.
+    transfer_gib: Option<f64>,
+    transfer_rounds: usize,
     json: Option<PathBuf>,
 }
 
@@ -133,6 +147,8 @@ impl Args {
             throughput_rounds: 5,
             throughput_mib: 512,
             history_gib: 2.0,
+            transfer_gib: None,
+            transfer_rounds: 3,
             json: None,
         };
         let mut it = std::env::args().skip(1);
@@ -173,16 +189,9 @@ impl Args {
                         throughput::MAX_THROUGHPUT_MIB
                     );
                 }
-                "--history-gib" => {
-                    let gib: f64 = value
-                        .parse()
-                        .with_context(|| format!("--history-gib {value:?}: not a number"))?;
-                    ensure!(
-                        gib.is_finite() && (0.01..=64.0).contains(&gib),
-                        "--history-gib must be between 0.01 and 64"
-                    );
-                    args.history_gib = gib;
-                }
+                "--history-gib" => args.history_gib = gib_value(&flag, &value)?,
+                "--transfer-gib" => args.transfer_gib = Some(gib_value(&flag, &value)?),
+                "--transfer-rounds" => args.transfer_rounds = number()?,
                 "--json" => args.json = Some(PathBuf::from(&value)),
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
@@ -198,6 +207,18 @@ impl Args {
     fn needs_volumes(&self) -> bool {
         self.runs(Section::Plugin) || self.runs(Section::Memory)
     }
+}
+
+/// A volume size in GiB for `flag`: a number between 0.01 and 64.
+fn gib_value(flag: &str, value: &str) -> Result<f64> {
+    let gib: f64 = value
+        .parse()
+        .with_context(|| format!("{flag} {value:?}: not a number"))?;
+    ensure!(
+        gib.is_finite() && (0.01..=64.0).contains(&gib),
+        "{flag} must be between 0.01 and 64"
+    );
+    Ok(gib)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -581,6 +602,8 @@ fn run() -> Result<()> {
             "throughput_rounds": args.throughput_rounds,
             "throughput_mib": args.throughput_mib,
             "history_gib": args.history_gib,
+            "transfer_gib": args.transfer_gib.unwrap_or(args.history_gib),
+            "transfer_rounds": args.transfer_rounds,
             "docker_version": docker_version,
             "cpus": cpus,
             "daemon_binary": bin.display().to_string(),
@@ -747,6 +770,9 @@ fn measure(
     }
     if args.runs(Section::ReadPoint) {
         readpoint::run(args, report, daemon, cleanup, run_id)?;
+    }
+    if args.runs(Section::Transfer) {
+        transfer::run(args, report, run_id)?;
     }
 
     // --- Cleanup: containers and Docker volumes, then the daemon.
