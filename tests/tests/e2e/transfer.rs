@@ -808,3 +808,75 @@ fn move_hands_a_volume_a_container_keeps_writing_to_over_with_every_write_and_th
 fn log(daemon: &Daemon, name: &str) -> String {
     dvol_ok(daemon, &["log", "-V", name])
 }
+
+#[test]
+fn a_move_whose_final_round_fails_starts_the_stopped_container_again_and_keeps_the_volume() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(engine) = HostEngine::for_test() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let cert = ca.issue_for_ip(ha.addr(), certs.path());
+    let tls = vec![
+        "--tls-cert".to_string(),
+        cert.cert.display().to_string(),
+        "--tls-key".to_string(),
+        cert.key.display().to_string(),
+    ];
+    let a = Daemon::start_in(ha, Some(&engine), true, tls);
+    let mut b = tls_daemon(hb, &ca, certs.path());
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+    // About 1 MB/s: the final round of a few MB takes seconds, long enough to lose b in it.
+    topology.shape("a", "8mbit");
+
+    engine.docker_ok(&["volume", "create", "-d", &a.driver, "ledger"]);
+    engine.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ledger-writer",
+        "-v",
+        "ledger:/data",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while :; do i=$((i+1)); echo $i >> /data/stamps; \
+         head -c 65536 /dev/urandom > /data/blob-$((i % 50)); sync; sleep 0.01; done",
+    ]);
+    let stamps_file = a.mountpoint("ledger").join("stamps");
+    wait_until(&a, "the writer to have written 60 stamps", 60, || {
+        std::fs::read_to_string(&stamps_file).is_ok_and(|t| stamps(&t).len() >= 60)
+    });
+    let running = || {
+        engine
+            .docker_ok(&["inspect", "-f", "{{.State.Running}}", "ledger-writer"])
+            .trim()
+            == "true"
+    };
+    let mover = a
+        .cli_command(&["move", "ledger", "b", "--max-downtime", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until(&a, "the move to stop the writer", 120, || !running());
+    b.kill9();
+    let out = mover.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "the move fails when the remote dies in its final round"
+    );
+    assert!(stderr(&out).contains("remote b"), "{}", stderr(&out));
+    wait_until(&a, "the writer to run again", 30, running);
+    // The volume is still a's: the engine mounts it again.
+    engine.docker_ok(&["run", "--rm", "-v", "ledger:/data", TEST_IMAGE, "true"]);
+    b.spawn();
+    assert_fsck_clean(&a, "on a after the failed move");
+    assert_fsck_clean(&b, "on b after its kill -9");
+    engine.docker_ok(&["rm", "-f", "ledger-writer"]);
+    engine.docker_ok(&["volume", "rm", "ledger"]);
+}
