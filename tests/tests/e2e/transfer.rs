@@ -926,3 +926,69 @@ fn a_move_whose_final_round_fails_starts_the_stopped_container_again_and_keeps_t
     engine.docker_ok(&["rm", "-f", "ledger-writer"]);
     engine.docker_ok(&["volume", "rm", "ledger"]);
 }
+
+#[test]
+fn a_push_to_a_branch_checked_out_in_a_volume_in_use_is_refused_unless_checkout_which_restarts_its_container(
+) {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(engine) = HostEngine::for_test() else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let a = tls_daemon(ha, &ca, certs.path());
+    let cert = ca.issue_for_ip(hb.addr(), certs.path());
+    let tls = vec![
+        "--tls-cert".to_string(),
+        cert.cert.display().to_string(),
+        "--tls-key".to_string(),
+        cert.key.display().to_string(),
+    ];
+    let b = Daemon::start_in(hb, Some(&engine), true, tls);
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+
+    dvol_ok(&a, &["init", "site@bronze"]);
+    in_volume(&a, "site", "echo v1 > index.html");
+    dvol_ok(&a, &["commit", "-V", "site", "-m", "v1"]);
+    push_json(&a, &["-V", "site", "b"]);
+    engine.docker_ok(&["volume", "create", "-d", &b.driver, "site"]);
+    engine.docker_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "site-server",
+        "-v",
+        "site:/data",
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.1; done",
+    ]);
+    let started = || engine.docker_ok(&["inspect", "-f", "{{.State.StartedAt}}", "site-server"]);
+    let first_start = started();
+
+    in_volume(&a, "site", "echo v2 > index.html");
+    dvol_ok(&a, &["commit", "-V", "site", "-m", "v2"]);
+    let refused = dvol_fails(&a, &["push", "-V", "site", "b"]);
+    assert_contains_all(&refused, &["in use", "--checkout"]);
+    assert_eq!(started(), first_start, "a refused push stops nothing");
+
+    let pushed = push_json(&a, &["-V", "site", "b", "--checkout"]);
+    assert_eq!(pushed["outcome"], "fast_forward", "{pushed:#}");
+    assert_eq!(pushed["checked_out"], true);
+    assert_ne!(
+        started(),
+        first_start,
+        "the container was stopped and started again"
+    );
+    let running = engine.docker_ok(&["inspect", "-f", "{{.State.Running}}", "site-server"]);
+    assert_eq!(running.trim(), "true");
+    let seen = engine.docker_ok(&["exec", "site-server", "cat", "/data/index.html"]);
+    assert_eq!(seen.trim(), "v2", "the container sees the pushed commit");
+    engine.docker_ok(&["rm", "-f", "site-server"]);
+    engine.docker_ok(&["volume", "rm", "site"]);
+    assert_fsck_clean(&b, "on b after a push with --checkout");
+}
