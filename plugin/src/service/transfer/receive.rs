@@ -88,14 +88,18 @@ impl VolumeService {
                     .find(|b| b.name == offer.branch)
                     .map(|b| b.commit);
                 answer.branch_tip = branch_tip.map(|c| c.to_string());
-                answer.tips = self
-                    .history
-                    .ref_tips(&key)
-                    .for_volume(&name)?
-                    .iter()
-                    .map(CommitId::to_string)
-                    .collect();
-                if let Some(tip) = branch_tip {
+                let up_to_date = answer.branch_tip.as_deref() == Some(offer.tip.as_str());
+                if !up_to_date {
+                    answer.tips = self
+                        .history
+                        .ref_tips(&key)
+                        .for_volume(&name)?
+                        .iter()
+                        .map(CommitId::to_string)
+                        .collect();
+                }
+                // An up-to-date sender needs nothing more: the answer stays one small message.
+                if let Some(tip) = branch_tip.filter(|_| !up_to_date) {
                     let log = self.history.log(&key, &tip.to_string()).for_volume(&name)?;
                     if log.len() <= RECENT_COMMITS {
                         answer.roots = log
@@ -543,9 +547,12 @@ impl VolumeService {
                 }
                 .into());
             }
-            let target = name.to_string();
-            self.blocking(move |service| service.check_committed(&target))
-                .await?;
+            // The offer found the files committed; only a volume in use can have changed since.
+            if volume.in_use() {
+                let target = name.to_string();
+                self.blocking(move |service| service.check_committed(&target))
+                    .await?;
+            }
             let view = self
                 .reset_with_containers(
                     name.to_string(),
