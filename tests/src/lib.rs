@@ -320,6 +320,24 @@ impl Daemon {
         daemon
     }
 
+    /// [`Daemon::start_in`] listening with TLS: a certificate for the host's address, signed
+    /// by `ca`, written under `dir`.
+    pub fn start_in_tls(
+        host: &Host,
+        engine: Option<&HostEngine>,
+        ca: &certs::TestCa,
+        dir: &Path,
+    ) -> Daemon {
+        let cert = ca.issue_for_ip(host.addr(), dir);
+        let tls = vec![
+            "--tls-cert".to_string(),
+            cert.cert.display().to_string(),
+            "--tls-key".to_string(),
+            cert.key.display().to_string(),
+        ];
+        Self::start_in(host, engine, true, tls)
+    }
+
     fn launch(parent: &Path, extra_args: Vec<String>, for_docker: bool) -> Daemon {
         let mut daemon = Self::prepare(parent, extra_args, for_docker);
         daemon.spawn();

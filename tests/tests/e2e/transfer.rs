@@ -28,18 +28,7 @@ fn dvol_fails(daemon: &Daemon, args: &[&str]) -> String {
 
 /// A daemon of `host` listening with TLS (a certificate for its address from `ca`).
 fn tls_daemon(host: &Host, ca: &TestCa, dir: &Path) -> Daemon {
-    let cert = ca.issue_for_ip(host.addr(), dir);
-    Daemon::start_in(
-        host,
-        None,
-        true,
-        vec![
-            "--tls-cert".into(),
-            cert.cert.display().to_string(),
-            "--tls-key".into(),
-            cert.key.display().to_string(),
-        ],
-    )
+    Daemon::start_in_tls(host, None, ca, dir)
 }
 
 /// `from` knows `to` as remote `name`, trusting `ca`.
@@ -756,14 +745,7 @@ fn move_hands_a_volume_a_container_keeps_writing_to_over_with_every_write_and_th
     let certs = tempfile::tempdir().unwrap();
     let ca = TestCa::new("dvol test CA");
     let (ha, hb) = (topology.host("a"), topology.host("b"));
-    let cert = ca.issue_for_ip(ha.addr(), certs.path());
-    let tls = vec![
-        "--tls-cert".to_string(),
-        cert.cert.display().to_string(),
-        "--tls-key".to_string(),
-        cert.key.display().to_string(),
-    ];
-    let a = Daemon::start_in(ha, Some(&engine), true, tls);
+    let a = Daemon::start_in_tls(ha, Some(&engine), &ca, certs.path());
     let b = tls_daemon(hb, &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
 
@@ -866,14 +848,7 @@ fn a_move_whose_final_round_fails_starts_the_stopped_container_again_and_keeps_t
     let certs = tempfile::tempdir().unwrap();
     let ca = TestCa::new("dvol test CA");
     let (ha, hb) = (topology.host("a"), topology.host("b"));
-    let cert = ca.issue_for_ip(ha.addr(), certs.path());
-    let tls = vec![
-        "--tls-cert".to_string(),
-        cert.cert.display().to_string(),
-        "--tls-key".to_string(),
-        cert.key.display().to_string(),
-    ];
-    let a = Daemon::start_in(ha, Some(&engine), true, tls);
+    let a = Daemon::start_in_tls(ha, Some(&engine), &ca, certs.path());
     let mut b = tls_daemon(hb, &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
     // About 1 MB/s: the final round of a few MB takes seconds, long enough to lose b in it.
@@ -940,14 +915,7 @@ fn a_push_to_a_branch_checked_out_in_a_volume_in_use_is_refused_unless_checkout_
     let ca = TestCa::new("dvol test CA");
     let (ha, hb) = (topology.host("a"), topology.host("b"));
     let a = tls_daemon(ha, &ca, certs.path());
-    let cert = ca.issue_for_ip(hb.addr(), certs.path());
-    let tls = vec![
-        "--tls-cert".to_string(),
-        cert.cert.display().to_string(),
-        "--tls-key".to_string(),
-        cert.key.display().to_string(),
-    ];
-    let b = Daemon::start_in(hb, Some(&engine), true, tls);
+    let b = Daemon::start_in_tls(hb, Some(&engine), &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
 
     dvol_ok(&a, &["init", "site@bronze"]);

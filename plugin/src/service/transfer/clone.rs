@@ -15,7 +15,6 @@ use dvol_api::{
     CloneRequest, FetchPlan, FetchRequest, TransferOutcome, TransferResult, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::{CommitId, VolumeKey};
-use hyper::Method;
 use tracing::info;
 
 use super::super::{Reporter, VolumeService};
@@ -128,16 +127,7 @@ impl VolumeService {
         })
         .await?;
         fetch.tip = Some(plan.tip.clone());
-        let body = serde_json::to_vec(&fetch).map_err(|e| peer.protocol(e))?;
-        let response = peer
-            .call(
-                Method::POST,
-                "/v1/transfer/fetch/objects",
-                "application/json",
-                &[],
-                super::remote::full(body),
-            )
-            .await?;
+        let response = peer.fetch_objects(&fetch).await?;
         let marker = receive_marker("clone", &peer.name, &request.volume, &tip);
         let received = self
             .receive_stream(

@@ -11,7 +11,6 @@ use dvol_api::{
 };
 use dvol_snapshot::refs::RefKind;
 use dvol_snapshot::{CommitId, NoProgress, VolumeKey};
-use hyper::Method;
 use tracing::info;
 
 use super::super::{Reporter, VolumeService};
@@ -99,16 +98,7 @@ impl VolumeService {
             self.blocking(move |service| service.check_room(&n, bytes))
                 .await?;
             fetch.tip = Some(plan.tip.clone());
-            let body = serde_json::to_vec(&fetch).map_err(|e| peer.protocol(e))?;
-            let response = peer
-                .call(
-                    Method::POST,
-                    "/v1/transfer/fetch/objects",
-                    "application/json",
-                    &[],
-                    super::remote::full(body),
-                )
-                .await?;
+            let response = peer.fetch_objects(&fetch).await?;
             received = self
                 .receive_stream(
                     &marker,

@@ -238,6 +238,23 @@ impl Peer {
             .map_err(|_| self.unreachable(format!("no answer within {CALL_TIMEOUT:?}")))?
     }
 
+    /// Asks for the objects of `request` (`/v1/transfer/fetch/objects`): the answer's body is
+    /// the object stream.
+    pub async fn fetch_objects(
+        &self,
+        request: &dvol_api::FetchRequest,
+    ) -> Result<Response<Incoming>, TransferError> {
+        let body = serde_json::to_vec(request).map_err(|e| self.protocol(e))?;
+        self.call(
+            Method::POST,
+            "/v1/transfer/fetch/objects",
+            "application/json",
+            &[],
+            full(body),
+        )
+        .await
+    }
+
     /// Posts `request` as JSON and decodes the JSON answer.
     pub async fn json<Q: Serialize, A: DeserializeOwned>(
         &self,

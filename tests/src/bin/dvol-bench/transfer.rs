@@ -335,22 +335,6 @@ impl TransferBench<'_> {
     }
 }
 
-/// A daemon of `host` listening with TLS (a certificate for its address from `ca`).
-fn tls_daemon(host: &Host, ca: &TestCa, dir: &Path) -> Daemon {
-    let cert = ca.issue_for_ip(host.addr(), dir);
-    Daemon::start_in(
-        host,
-        None,
-        true,
-        vec![
-            "--tls-cert".into(),
-            cert.cert.display().to_string(),
-            "--tls-key".into(),
-            cert.key.display().to_string(),
-        ],
-    )
-}
-
 /// Runs the CLI of `daemon`'s host; fails unless it succeeds.
 fn dvol_ok(daemon: &Daemon, args: &[&str]) -> Result<()> {
     let out = daemon.cli(args);
@@ -417,8 +401,8 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     let certs = work.path().join("certs");
     std::fs::create_dir_all(&certs)?;
     let (ha, hb) = (topology.host("a"), topology.host("b"));
-    let a = tls_daemon(ha, &ca, &certs);
-    let b = tls_daemon(hb, &ca, &certs);
+    let a = Daemon::start_in_tls(ha, None, &ca, &certs);
+    let b = Daemon::start_in_tls(hb, None, &ca, &certs);
     let url = format!("tcp://{}:{HOST_PORT}", hb.addr());
     dvol_ok(
         &a,
