@@ -13,6 +13,7 @@ use dvol_plugin::daemon::{
 #[command(
     name = "dvol",
     version,
+    disable_version_flag = true,
     after_help = concat!(
         "History commands (init ... gc) work like git on the current volume, which `dvol init`\n",
         "and `dvol switch` set; -V NAME picks another for one command. For example:\n",
@@ -24,6 +25,14 @@ use dvol_plugin::daemon::{
     )
 )]
 pub struct Cli {
+    /// The volume a history command works on [default: the current volume, see `dvol
+    /// switch`]. Anywhere on the command line: `dvol -V db reset --hard HEAD^` and `dvol reset
+    /// -V db --hard HEAD^` are the same.
+    #[arg(short = 'V', long = "volume", value_name = "NAME", global = true)]
+    pub volume: Option<String>,
+    /// Print the version (only the long form: -V is --volume).
+    #[arg(long, action = clap::ArgAction::Version)]
+    pub version: Option<bool>,
     /// The daemon to talk to: unix:///path/to.sock or tcp://HOST:PORT.
     #[arg(long, global = true, env = "DVOL_HOST", default_value = concat!("unix://", "/run/dvol/dvol.sock"))]
     pub host: String,
@@ -75,9 +84,6 @@ pub enum Command {
     },
     /// Record the volume's files as a commit on the checked-out branch.
     Commit {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// The commit message.
         #[arg(short, long)]
         message: String,
@@ -90,9 +96,6 @@ pub enum Command {
     },
     /// Show the commits, newest first, with the branches and tags pointing at them.
     Log {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// Draw the commit graph, one line per commit.
         #[arg(long)]
         graph: bool,
@@ -105,18 +108,12 @@ pub enum Command {
     },
     /// Show the changes in the volume that are not committed yet.
     Status {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// List branches (`*` marks the checked-out one), create one, or delete one with -d.
     Branch {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// The branch to create (or, with -d, to delete).
         name: Option<String>,
         /// Where the new branch points (as --at), e.g. a commit `dvol reflog` lists.
@@ -134,9 +131,6 @@ pub enum Command {
     },
     /// List tags, create one, or delete one with -d.
     Tag {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// The tag to create (or, with -d, to delete).
         name: Option<String>,
         /// Where the tag points: a branch, tag, commit id prefix, HEAD^, HEAD~N.
@@ -155,9 +149,6 @@ pub enum Command {
     /// A commit left behind by a checkout or reset is found here; `dvol branch NAME ID` keeps
     /// it. gc keeps the commits listed here for its grace period (two weeks by default).
     Reflog {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// Show at most N entries.
         #[arg(short = 'n', long = "max-count", value_name = "N")]
         max_count: Option<usize>,
@@ -176,9 +167,6 @@ pub enum Command {
         override_usage = "dvol checkout [OPTIONS] REF\n       dvol checkout [OPTIONS] -b NAME [REV]"
     )]
     Checkout {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// A branch, tag, commit id prefix, HEAD^, HEAD~N (with -b: where the branch starts,
         /// default HEAD).
         #[arg(value_name = "REF", required_unless_present = "new_branch")]
@@ -200,9 +188,6 @@ pub enum Command {
     /// running containers using the volume are stopped meanwhile and started again afterwards;
     /// a container run with `docker run --rm` is refused, unless --stop-removable.
     Reset {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// Reset the files too (required: dvol has only hard resets).
         #[arg(long)]
         hard: bool,
@@ -216,9 +201,6 @@ pub enum Command {
     },
     /// Show the files that differ from REF to the second REF (default HEAD).
     Diff {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// The older revision.
         #[arg(value_name = "REF")]
         from: String,
@@ -239,9 +221,6 @@ pub enum Command {
     /// commit out there. Sends only what the remote lacks; a rerun after a failure sends only
     /// the rest.
     Push {
-        /// The volume to work on.
-        #[command(flatten)]
-        volume: VolumeArg,
         /// The remote (`dvol remote ls`).
         remote: String,
         /// The branch to send [default: the checked-out branch].
@@ -307,7 +286,8 @@ pub enum Command {
     /// incremental. Start the containers on the remote yourself (or let the orchestrator).
     Move {
         /// The volume.
-        volume: String,
+        #[arg(value_name = "VOLUME")]
+        name: String,
         /// The remote (`dvol remote ls`).
         remote: String,
         /// The longest the containers may stay stopped, e.g. 5s, 800ms: the move is refused
@@ -378,21 +358,6 @@ pub enum RemoteCommand {
         /// The remote.
         name: String,
     },
-}
-
-/// `-V/--volume`: the volume a history command works on.
-#[derive(Debug, Args)]
-pub struct VolumeArg {
-    /// The volume to work on [default: the current volume, see `dvol switch`].
-    #[arg(short = 'V', long = "volume", value_name = "NAME")]
-    pub volume: Option<String>,
-}
-
-impl VolumeArg {
-    /// The volume given with -V, if any.
-    pub fn get(&self) -> Option<&str> {
-        self.volume.as_deref()
-    }
 }
 
 /// `dvol daemon` options.
@@ -505,5 +470,30 @@ mod tests {
         if std::env::var_os("DVOL_HOST").is_none() {
             assert_eq!(cli.host, format!("unix://{DEFAULT_API_SOCKET}"));
         }
+    }
+
+    #[test]
+    fn dash_capital_v_is_the_volume_wherever_it_stands_and_never_the_version() {
+        for args in [
+            &["dvol", "-V", "db", "reset", "--hard", "HEAD^"][..],
+            &["dvol", "reset", "-V", "db", "--hard", "HEAD^"],
+            &["dvol", "reset", "--hard", "HEAD^", "-V", "db"],
+            &["dvol", "--volume", "db", "reset", "--hard", "HEAD^"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.volume.as_deref(), Some("db"), "{args:?}");
+            assert!(
+                matches!(cli.command, Command::Reset { hard: true, .. }),
+                "{args:?}"
+            );
+        }
+        let version = Cli::try_parse_from(["dvol", "--version"]).unwrap_err();
+        assert_eq!(version.kind(), clap::error::ErrorKind::DisplayVersion);
+        let bare = Cli::try_parse_from(["dvol", "-V"]).unwrap_err();
+        assert_ne!(
+            bare.kind(),
+            clap::error::ErrorKind::DisplayVersion,
+            "-V needs a volume name"
+        );
     }
 }

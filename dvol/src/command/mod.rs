@@ -32,6 +32,8 @@ use crate::client::{Client, Host};
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     let client = || connect(&cli.host, cli.token_file.as_deref(), cli.ca.as_deref());
+    let volume = cli.volume.clone();
+    let volume = volume.as_deref();
     match cli.command {
         Command::Daemon(args) => daemon::run(args, cli.token_file).await,
         Command::Volume(VolumeCommand::Create { name, opts, json }) => {
@@ -52,63 +54,50 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::List(flag) => list::run(&client()?, flag.json).await,
         Command::Rm { name } => rm::run(&client()?, &name).await,
         Command::Commit {
-            volume,
             message,
             author,
             pause,
-        } => commit::run(&client()?, volume.get(), message, author, pause).await,
+        } => commit::run(&client()?, volume, message, author, pause).await,
         Command::Log {
-            volume,
             graph,
             max_count,
             json,
-        } => log::run(&client()?, volume.get(), graph, max_count, json).await,
-        Command::Status { volume, json } => status::run(&client()?, volume.get(), json).await,
+        } => log::run(&client()?, volume, graph, max_count, json).await,
+        Command::Status { json } => status::run(&client()?, volume, json).await,
         Command::Branch {
-            volume,
             name,
             start,
             at,
             delete,
             json,
-        } => branch::run(&client()?, volume.get(), name, at.or(start), delete, json).await,
+        } => branch::run(&client()?, volume, name, at.or(start), delete, json).await,
         Command::Tag {
-            volume,
             name,
             at,
             delete,
             json,
-        } => tag::run(&client()?, volume.get(), name, at, delete, json).await,
-        Command::Reflog {
-            volume,
-            max_count,
-            json,
-        } => reflog::run(&client()?, volume.get(), max_count, json).await,
+        } => tag::run(&client()?, volume, name, at, delete, json).await,
+        Command::Reflog { max_count, json } => {
+            reflog::run(&client()?, volume, max_count, json).await
+        }
         Command::Checkout {
-            volume,
             rev,
             new_branch,
             force,
             stop_removable,
         } => {
             let how = checkout::Stopping { stop_removable };
-            checkout::run(&client()?, volume.get(), rev, new_branch, force, how).await
+            checkout::run(&client()?, volume, rev, new_branch, force, how).await
         }
         Command::Reset {
-            volume,
             hard,
             rev,
             stop_removable,
         } => {
             let how = checkout::Stopping { stop_removable };
-            checkout::reset(&client()?, volume.get(), hard, rev, how).await
+            checkout::reset(&client()?, volume, hard, rev, how).await
         }
-        Command::Diff {
-            volume,
-            from,
-            to,
-            json,
-        } => diff::run(&client()?, volume.get(), from, to, json).await,
+        Command::Diff { from, to, json } => diff::run(&client()?, volume, from, to, json).await,
         Command::Remote(RemoteCommand::Add { name, url }) => {
             // --token-file and --ca name the remote's credentials here, not this host's.
             let own = connect(&cli.host, None, None)?;
@@ -118,7 +107,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Remote(RemoteCommand::Ls(flag)) => remote::ls(&client()?, flag.json).await,
         Command::Remote(RemoteCommand::Rm { name }) => remote::rm(&client()?, &name).await,
         Command::Push {
-            volume,
             remote,
             branch,
             as_name,
@@ -135,14 +123,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 mode,
                 checkout,
             };
-            push::push(&client()?, volume.get(), push, json).await
+            push::push(&client()?, volume, push, json).await
         }
         Command::Fetch {
             remote,
             source,
             json,
         } => {
-            let how = push::Pull::new(remote, source.as_deref(), false, false)?;
+            let how = push::Pull::new(remote, source.as_deref(), volume, false, false)?;
             push::pull(&client()?, "fetch", how, json).await
         }
         Command::Pull {
@@ -152,27 +140,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             force,
             json,
         } => {
-            let how = push::Pull::new(remote, source.as_deref(), stash, force)?;
+            let how = push::Pull::new(remote, source.as_deref(), volume, stash, force)?;
             push::pull(&client()?, "pull", how, json).await
         }
         Command::Move {
-            volume,
+            name,
             remote,
             max_downtime,
             stop: _,
             wait_unmount,
             json,
-        } => {
-            push::move_volume(
-                &client()?,
-                volume,
-                remote,
-                &max_downtime,
-                wait_unmount,
-                json,
-            )
-            .await
-        }
+        } => push::move_volume(&client()?, name, remote, &max_downtime, wait_unmount, json).await,
         Command::Clone {
             remote,
             source,

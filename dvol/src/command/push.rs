@@ -67,8 +67,15 @@ pub struct Pull {
 }
 
 impl Pull {
-    /// From `REMOTE [VOLUME][:BRANCH]` and the flags.
-    pub fn new(remote: String, source: Option<&str>, stash: bool, force: bool) -> Result<Pull> {
+    /// From `REMOTE [VOLUME][:BRANCH]`, the volume -V names (when the source names none) and
+    /// the flags.
+    pub fn new(
+        remote: String,
+        source: Option<&str>,
+        volume_arg: Option<&str>,
+        stash: bool,
+        force: bool,
+    ) -> Result<Pull> {
         let (volume, branch) = match source.map(|s| s.split_once(':').unwrap_or((s, ""))) {
             None => (None, None),
             Some((v, b)) => (
@@ -77,7 +84,7 @@ impl Pull {
             ),
         };
         Ok(Pull {
-            volume,
+            volume: volume.or_else(|| volume_arg.map(str::to_string)),
             request: PullRequest {
                 remote,
                 volume: None,
