@@ -577,10 +577,10 @@ pub async fn run(
         if tls.is_none() {
             warn_if_exposed(addr);
         }
-        let router = with_bearer_token(
+        let router = rest::with_api_header(with_bearer_token(
             with_body_deadline(api_router, config.tcp.header_timeout),
             token,
-        );
+        ));
         let stop = stopped();
         let limits = config.tcp;
         servers.spawn(serve_tcp(listener, router, limits, tls, stop));

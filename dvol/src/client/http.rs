@@ -152,14 +152,32 @@ impl Transport {
             None => Bytes::new(),
         };
         let plain_tcp = matches!(self.host, Host::Tcp(_)) && self.tls.is_none();
-        sender
+        let response = sender
             .send_request(request.body(Full::new(payload))?)
             .await
             .map_err(|e| match plain_tcp && e.is_parse() {
                 true => anyhow!(e).context(format!("{}: {PLAIN_TO_TLS_HINT}", self.host)),
                 false => anyhow!(e).context(unreachable()),
-            })
+            })?;
+        if !response.headers().contains_key(dvol_api::API_HEADER) {
+            bail!("{}", not_dvol(&self.host, &response));
+        }
+        Ok(response)
     }
+}
+
+/// What to say of an answer that did not come from dvol's REST API.
+fn not_dvol(host: &Host, response: &Response<Incoming>) -> String {
+    let who = response
+        .headers()
+        .get(header::SERVER)
+        .and_then(|v| v.to_str().ok())
+        .map(|server| format!(", from {server}"))
+        .unwrap_or_default();
+    format!(
+        "{host} is not a dvol API socket (it answered HTTP {}{who}, without dvol's header); point --host (or DVOL_HOST) at the daemon's REST API: unix:///run/dvol/dvol.sock by default, or its --listen address; not the Docker Engine's socket or dvol's plugin socket",
+        response.status().as_u16()
+    )
 }
 
 /// The body of a successful answer; an error answer becomes a [`DaemonError`].

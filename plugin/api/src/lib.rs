@@ -14,6 +14,11 @@
 //!
 //! The types hold plain data only; validation (names, sizes, revisions) is the daemon's.
 
+/// The header every answer of dvol's REST API carries (value: the API version, `1`): a client
+/// that gets an answer without it is talking to another program (the Docker Engine's socket, the
+/// plugin socket) and says so.
+pub const API_HEADER: &str = "dvol-api";
+
 pub mod error;
 pub mod history;
 pub mod maintenance;

@@ -154,13 +154,27 @@ async fn wrong_method() -> ApiError {
 }
 
 /// The REST API router. Every refusal, the router's and the extractors' too, is the JSON
-/// error envelope ([`error::json_errors`]).
+/// error envelope ([`error::json_errors`]); every answer carries [`dvol_api::API_HEADER`].
 pub fn router(service: Arc<VolumeService>) -> Router {
     let (router, _) = routes().split_for_parts();
-    router
+    let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(error::json_errors))
-        .with_state(service)
+        .with_state(service);
+    with_api_header(router)
+}
+
+/// Marks every answer of `router` with [`dvol_api::API_HEADER`]: also the refusals of layers
+/// put around the API (the TCP listener's token and body deadline).
+pub fn with_api_header(router: Router) -> Router {
+    router.layer(middleware::map_response(
+        |mut response: Response| async move {
+            response
+                .headers_mut()
+                .insert(dvol_api::API_HEADER, header::HeaderValue::from_static("1"));
+            response
+        },
+    ))
 }

@@ -167,6 +167,27 @@ fn errors_are_one_line_and_non_zero() {
         .output()
         .unwrap();
     fails_with(bad_host, "invalid --host");
+
+    // The plugin socket (dvol's, but not its API) and the Docker Engine's socket answer HTTP
+    // too: the CLI says what it reached instead of passing their answers on.
+    let plugin = format!("unix://{}", daemon.plugin_socket.display());
+    let wrong = std::process::Command::new(dvol_bin())
+        .args(["--host", &plugin, "volume", "ls"])
+        .output()
+        .unwrap();
+    fails_with(wrong, "is not a dvol API socket");
+    if dvol_tests::require("Docker Engine", dvol_tests::docker_ready()) {
+        let docker = std::process::Command::new(dvol_bin())
+            .args(["--host", "unix:///var/run/docker.sock", "log", "-V", "x"])
+            .output()
+            .unwrap();
+        let message = String::from_utf8_lossy(&docker.stderr).to_string();
+        assert!(!docker.status.success());
+        assert!(
+            message.contains("is not a dvol API socket") && message.contains("Docker"),
+            "{message}"
+        );
+    }
 }
 
 /// A loop volume larger than the state root's filesystem can hold in one file (ext4: 16 TiB

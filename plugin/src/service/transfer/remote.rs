@@ -194,6 +194,13 @@ impl Peer {
             .send_request(request)
             .await
             .map_err(|e| self.unreachable(e))?;
+        if !response.headers().contains_key(dvol_api::API_HEADER) {
+            return Err(self.protocol(format!(
+                "{} answered HTTP {} without dvol's header: it is not a dvol daemon's --listen address",
+                self.url,
+                response.status().as_u16()
+            )));
+        }
         if response.status().is_success() {
             return Ok(response);
         }
