@@ -61,6 +61,9 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Show this host: id, backends, capacity per profile.
     Node(JsonFlag),
+    /// Show the versions of this CLI, of the REST API it speaks and of the daemon it talks to;
+    /// exits non-zero (after printing the CLI's) when the daemon does not answer.
+    Version(JsonFlag),
 
     /// Create a volume (NAME, NAME@PROFILE or NAME@snapshot-REF) and make it the current volume.
     Init {

@@ -12,6 +12,8 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
         .with_writer(std::io::stderr)
+        // Colour only for a person watching a terminal, never into a log file or journal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (config, config_required) = args.config_file();
     let options = DaemonOptions {

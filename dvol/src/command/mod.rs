@@ -21,6 +21,7 @@ mod rm;
 mod status;
 mod switch;
 mod tag;
+mod version;
 mod volume;
 
 use anyhow::{bail, Context, Result};
@@ -49,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Volume(VolumeCommand::Rm { names }) => volume::rm(&client()?, &names).await,
         Command::Profile(ProfileCommand::Ls(flag)) => profile::ls(&client()?, flag.json).await,
         Command::Node(flag) => node::run(&client()?, flag.json).await,
+        Command::Version(flag) => version::run(client(), flag.json).await,
         Command::Init { name, opts } => init::run(&client()?, &name, &opts).await,
         Command::Switch { name } => switch::run(&client()?, &name).await,
         Command::List(flag) => list::run(&client()?, flag.json).await,

@@ -129,6 +129,22 @@ fn profile_and_node_reports() {
         text.contains("backends: directory, loop") && text.contains("FREE"),
         "{text}"
     );
+
+    let version = json(daemon.cli(&["version", "--json"]));
+    assert_eq!(version["client"]["version"], node["version"], "{version}");
+    assert_eq!(version["daemon"]["version"], node["version"], "{version}");
+    assert_eq!(version["client"]["api"], 1);
+    let gone = std::process::Command::new(dvol_bin())
+        .args(["--host", "unix:///nonexistent/dvol.sock", "version"])
+        .output()
+        .unwrap();
+    assert!(!gone.status.success(), "no daemon: a non-zero exit");
+    assert!(
+        String::from_utf8_lossy(&gone.stdout).starts_with("client: dvol "),
+        "the client's part is printed all the same"
+    );
+    // The daemon's stderr is a file here, not a terminal: no colour codes in its log.
+    assert!(!daemon.log().contains('\u{1b}'), "{}", daemon.log());
 }
 
 #[test]
