@@ -33,7 +33,7 @@ pub(crate) enum Expect {
 }
 
 impl Expect {
-    fn of_entry(kind: EntryKind) -> Expect {
+    pub(crate) fn of_entry(kind: EntryKind) -> Expect {
         match kind {
             EntryKind::ChunkedFile => Expect::File,
             EntryKind::Dir => Expect::Tree,

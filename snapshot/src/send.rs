@@ -24,7 +24,8 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::id::{CommitId, ObjectId};
-use crate::object::{BlockMap, Content, EntryKind, FileObject, Tree, TreeEntry};
+use crate::maint::Expect;
+use crate::object::{BlockMap, Content, FileObject, Tree, TreeEntry};
 use crate::repo::{io_err, Pin, Repository, Result};
 
 /// One object of a [`SendPlan`].
@@ -160,16 +161,10 @@ impl Planner<'_> {
                 continue;
             }
             let was_same_kind = was.filter(|w| w.kind == entry.kind).map(|w| w.id);
-            match entry.kind {
-                EntryKind::Dir => self.tree(was_same_kind, entry.id)?,
-                EntryKind::ChunkedFile => self.file(was_same_kind, entry.id)?,
-                EntryKind::File
-                | EntryKind::Symlink
-                | EntryKind::HardLink
-                | EntryKind::Fifo
-                | EntryKind::Socket
-                | EntryKind::CharDevice
-                | EntryKind::BlockDevice => self.leaf(entry.id)?,
+            match Expect::of_entry(entry.kind) {
+                Expect::Tree => self.tree(was_same_kind, entry.id)?,
+                Expect::File => self.file(was_same_kind, entry.id)?,
+                Expect::Chunk | Expect::Commit | Expect::BlockMap => self.leaf(entry.id)?,
             }
         }
         self.leaf(new)

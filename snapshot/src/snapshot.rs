@@ -735,8 +735,7 @@ impl Repository {
     ) -> Result<Committed> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        let prepared = self.prepare_commit(volume, source, info, progress)?;
-        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        let prepared = self.prepare_verified(volume, source, info, progress, verify)?;
         self.publish_commit(volume, &prepared)?;
         Ok(Committed {
             id: prepared.id,
@@ -760,13 +759,27 @@ impl Repository {
     ) -> Result<Committed> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        let prepared = self.prepare_commit(volume, source, info, progress)?;
-        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        let prepared = self.prepare_verified(volume, source, info, progress, verify)?;
         prepared.index.save(&self.index_path(volume))?;
         Ok(Committed {
             id: prepared.id,
             stats: prepared.stats,
         })
+    }
+
+    /// [`Repository::prepare_commit`], then `verify`: an `Err(reason)` fails with
+    /// [`Error::NotRecorded`]. The caller holds the repository's and the volume's locks.
+    fn prepare_verified(
+        &self,
+        volume: &VolumeKey,
+        source: &Path,
+        info: CommitInfo,
+        progress: &dyn Progress,
+        verify: &dyn Fn() -> std::result::Result<(), String>,
+    ) -> Result<PreparedCommit> {
+        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        verify().map_err(|reason| Error::NotRecorded { reason })?;
+        Ok(prepared)
     }
 
     /// First half of a commit: writes every object, including the commit (unless nothing

@@ -125,7 +125,53 @@ impl Sessions {
     }
 }
 
+/// How many commits of each side a divergence report lists.
+const DIVERGENCE_LISTED: usize = 20;
+
 impl super::VolumeService {
+    /// The commits `tip` has that no commit of `base` reaches, newest first (at most
+    /// [`DIVERGENCE_LISTED`]), each as `ID first-line-of-message`: one side of a divergence.
+    pub(crate) fn commits_between(
+        &self,
+        volume: &VolumeName,
+        tip: CommitId,
+        base: &[CommitId],
+    ) -> Result<Vec<String>, crate::error::ServiceError> {
+        use crate::error::ForVolume;
+        let mut ids = self.history.commits_not_in(tip, base).for_volume(volume)?;
+        ids.reverse();
+        ids.iter()
+            .take(DIVERGENCE_LISTED)
+            .map(|c| {
+                let commit = self.history.read_commit(*c).for_volume(volume)?;
+                let message = commit.info.message.lines().next().unwrap_or("");
+                Ok(format!("{} {message}", c.short(12)))
+            })
+            .collect()
+    }
+
+    /// Keeps commit `at` as branch `BRANCH-stash-DATE-ID` of `volume` before a diverged
+    /// `branch` is moved (`why`: what moves it, for the reflog); answers the stash's name.
+    pub(crate) fn stash_branch(
+        &self,
+        volume: &crate::volume::Volume,
+        branch: &str,
+        at: CommitId,
+        why: &str,
+    ) -> Result<String, crate::error::ServiceError> {
+        use crate::error::ForVolume;
+        let stash = format!(
+            "{branch}-stash-{}-{}",
+            chrono::Utc::now().format("%Y%m%d-%H%M%S"),
+            at.short(7)
+        );
+        self.history
+            .create_branch(&dvol_snapshot::VolumeKey(volume.id), &stash, at, why)
+            .for_volume(&volume.name)?;
+        tracing::info!(volume = %volume.name, stash = %stash, commit = %at, "kept the diverged branch");
+        Ok(stash)
+    }
+
     /// Where `volume`'s branch `branch` points.
     pub(crate) fn branch_tip(
         &self,

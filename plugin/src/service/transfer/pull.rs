@@ -209,29 +209,16 @@ impl VolumeService {
                 return Ok(result);
             }
             if !behind {
+                let branch_name = branch.clone();
                 match request.mode {
                     UpdateMode::FastForward => {
                         let n = volume.name.clone();
                         let (ours, theirs) = self
                             .blocking(move |service| {
-                                let list = |a: CommitId, b: CommitId| -> Result<Vec<String>, ServiceError> {
-                                    let mut ids = service
-                                        .history
-                                        .commits_not_in(a, &[b])
-                                        .for_volume(&n)?;
-                                    ids.reverse();
-                                    ids.iter()
-                                        .take(20)
-                                        .map(|c| {
-                                            let commit =
-                                                service.history.read_commit(*c).for_volume(&n)?;
-                                            let message =
-                                                commit.info.message.lines().next().unwrap_or("").to_string();
-                                            Ok(format!("{} {message}", c.short(12)))
-                                        })
-                                        .collect()
-                                };
-                                Ok((list(tip, local)?, list(local, tip)?))
+                                Ok((
+                                    service.commits_between(&n, tip, &[local])?,
+                                    service.commits_between(&n, local, &[tip])?,
+                                ))
                             })
                             .await?;
                         return Err(TransferError::Diverged {
@@ -248,19 +235,12 @@ impl VolumeService {
                     }
                     UpdateMode::Force => result.outcome = TransferOutcome::Forced,
                     UpdateMode::Stash => {
-                        let stash = format!(
-                            "{branch}-stash-{}-{}",
-                            chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-                            local.short(7)
-                        );
-                        let (s, n) = (stash.clone(), volume.name.clone());
-                        self.blocking(move |service| {
-                            service
-                                .history
-                                .create_branch(&key, &s, local, "a diverged pull")
-                                .for_volume(&n)
-                        })
-                        .await?;
+                        let v = volume.clone();
+                        let stash = self
+                            .blocking(move |service| {
+                                service.stash_branch(&v, &branch_name, local, "a diverged pull")
+                            })
+                            .await?;
                         result.stashed_as = Some(stash);
                         result.outcome = TransferOutcome::Stashed;
                     }

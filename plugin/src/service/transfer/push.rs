@@ -231,11 +231,7 @@ impl VolumeService {
                 let unrelated =
                     base.is_none() && !roots.is_empty() && !roots.iter().any(|r| has(r));
                 let base_id = base.and_then(|i| recent[i].id.parse::<CommitId>().ok());
-                let mut ours = service
-                    .history
-                    .commits_not_in(tip, base_id.as_slice())
-                    .for_volume(&n)?;
-                ours.reverse();
+                let ours = service.commits_between(&n, tip, base_id.as_slice())?;
                 Ok((base, ours, unrelated))
             })
             .await?;
@@ -256,29 +252,13 @@ impl VolumeService {
             .take(base.unwrap_or(answer.recent.len()))
             .map(|c| format!("{} {}", &c.id[..12.min(c.id.len())], first_line(&c.message)))
             .collect();
-        let n = local.clone();
-        let ours_list = self
-            .blocking(move |service| {
-                ours.iter()
-                    .take(20)
-                    .map(|c| {
-                        let commit = service.history.read_commit(*c).for_volume(&n)?;
-                        Ok(format!(
-                            "{} {}",
-                            c.short(12),
-                            first_line(&commit.info.message)
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, ServiceError>>()
-            })
-            .await?;
         Err(TransferError::Diverged {
             volume: target,
             branch: offer.branch.clone(),
             sides: Box::new(Divergence {
                 sender: "this host".into(),
                 receiver: format!("remote {}", peer.name),
-                ours: ours_list,
+                ours,
                 theirs: theirs_list,
             }),
         }

@@ -493,15 +493,10 @@ impl VolumeService {
                         let n = name.clone();
                         let (ours, theirs) = self
                             .blocking(move |service| {
-                                let list = |tip, base| -> Result<Vec<String>, ServiceError> {
-                                    let mut ids = service
-                                        .history
-                                        .commits_not_in(tip, &[base])
-                                        .for_volume(&n)?;
-                                    ids.reverse();
-                                    Ok(ids.iter().map(|c| c.short(12)).collect())
-                                };
-                                Ok((list(new, current)?, list(current, new)?))
+                                Ok((
+                                    service.commits_between(&n, new, &[current])?,
+                                    service.commits_between(&n, current, &[new])?,
+                                ))
                             })
                             .await?;
                         return Err(TransferError::Diverged {
@@ -518,20 +513,12 @@ impl VolumeService {
                     }
                     UpdateMode::Force => outcome = TransferOutcome::Forced,
                     UpdateMode::Stash => {
-                        let stash = format!(
-                            "{branch}-stash-{}-{}",
-                            chrono::Utc::now().format("%Y%m%d-%H%M%S"),
-                            current.short(7)
-                        );
-                        let (s, n) = (stash.clone(), name.clone());
-                        self.blocking(move |service| {
-                            service
-                                .history
-                                .create_branch(&key, &s, current, "a diverged push")
-                                .for_volume(&n)
-                        })
-                        .await?;
-                        info!(volume = %name, stash = %stash, commit = %current, "kept the diverged branch");
+                        let (v, b) = (volume.clone(), branch.clone());
+                        let stash = self
+                            .blocking(move |service| {
+                                service.stash_branch(&v, &b, current, "a diverged push")
+                            })
+                            .await?;
                         stashed_as = Some(stash);
                         outcome = TransferOutcome::Stashed;
                     }
