@@ -182,7 +182,13 @@ impl VolumeService {
         body: Body,
     ) -> Result<ObjectsReceived, ServiceError> {
         let s = self.sessions.get(&session)?;
-        self.check_room(&s.volume, declared)?;
+        if let Err(refused) = self.check_room(&s.volume, declared) {
+            // Nothing is stored, but the stream is read to its end: a sender still writing it
+            // then gets this answer, not a connection closed under it.
+            let mut body = body;
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(STREAM_IDLE, body.frame()).await {}
+            return Err(refused);
+        }
         self.sessions.set_receiving(&session, true)?;
         let result = self
             .receive_stream(&session, &s.volume, body, declared, Arc::new(NoProgress))
