@@ -613,26 +613,7 @@ fn of_two_concurrent_pushes_one_wins_and_a_receiver_without_room_refuses_before_
     assert_fsck_clean(&b, "after two concurrent pushes");
 
     // b's state root moves to a 160 MiB filesystem; a offers 120 MiB (plus the margin).
-    b.stop();
-    let old = b.root.with_extension("old");
-    std::fs::rename(&b.root, &old).unwrap();
-    std::fs::create_dir(&b.root).unwrap();
-    let mount = |args: &[&str]| {
-        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
-    let root = b.root.display().to_string();
-    mount(&[
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "size=160m",
-        "dvol-small-root",
-        &root,
-    ]);
-    mount(&["cp", "-a", &format!("{}/.", old.display()), &root]);
-    b.spawn();
+    let root = move_root_to_tmpfs(&mut b, "160m");
     dvol_ok(&a, &["init", "huge@bronze"]);
     write_random_files(&volume_data(&a, "huge"), 4, 1024);
     dvol_ok(&a, &["commit", "-V", "huge", "-m", "120 MiB"]);
@@ -647,7 +628,115 @@ fn of_two_concurrent_pushes_one_wins_and_a_receiver_without_room_refuses_before_
     );
     assert_fsck_clean(&b, "after a push refused for room");
     b.stop();
-    mount(&["umount", &root]);
+    drop(root);
+}
+
+/// Runs `args`, asserting success.
+fn run_ok(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+}
+
+/// A state root on a tmpfs of its own, unmounted (lazily, so also under a daemon still
+/// running) when dropped.
+struct TmpfsRoot(String);
+
+impl Drop for TmpfsRoot {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").args(["-l", &self.0]).output();
+    }
+}
+
+/// Restarts `daemon` with its state root (copied) on a tmpfs of `size` (`160m`).
+fn move_root_to_tmpfs(daemon: &mut Daemon, size: &str) -> TmpfsRoot {
+    daemon.stop();
+    let old = daemon.root.with_extension("old");
+    std::fs::rename(&daemon.root, &old).unwrap();
+    std::fs::create_dir(&daemon.root).unwrap();
+    let root = daemon.root.display().to_string();
+    run_ok(&[
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        &format!("size={size}"),
+        "dvol-small-root",
+        &root,
+    ]);
+    let mounted = TmpfsRoot(root.clone());
+    run_ok(&["cp", "-a", &format!("{}/.", old.display()), &root]);
+    daemon.spawn();
+    mounted
+}
+
+#[test]
+fn a_receiver_whose_disk_fills_mid_stream_says_so_keeps_what_arrived_and_the_rerun_sends_the_rest()
+{
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let a = tls_daemon(ha, &ca, certs.path());
+    let mut b = tls_daemon(hb, &ca, certs.path());
+    add_remote(&a, "b", &b, hb, ca.pem_path());
+    // Room for the objects and the checkout, so the push passes the check before the data.
+    let root = move_root_to_tmpfs(&mut b, "400m");
+    dvol_ok(&a, &["init", "filling@bronze"]);
+    write_random_files(&volume_data(&a, "filling"), 4, 1024);
+    dvol_ok(&a, &["commit", "-V", "filling", "-m", "120 MiB"]);
+    let full = stored_bytes(&a);
+    topology.shape("a", "200mbit");
+
+    let before = stored_bytes(&b);
+    let push = a
+        .cli_command(&["push", "-V", "filling", "b", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the first durability point (16 MiB), then the disk fills up under the receiver.
+    wait_until(&b, "20 MiB of the push to arrive", 60, || {
+        stored_bytes(&b) >= before + (20 << 20)
+    });
+    let filler = Path::new(&root.0).join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=1M", "status=none"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    let out = push.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the push fails on a full receiver");
+    assert_contains_all(&stderr(&out), &["filling", "remote b", "free space there"]);
+    let arrived = stored_bytes(&b) - before;
+    assert!(
+        arrived >= 16 << 20,
+        "what arrived before the disk filled is kept: {arrived} bytes"
+    );
+    assert_eq!(
+        b.api("GET", "/v1/volumes/filling", "").status,
+        404,
+        "the volume is not made from a part of its objects"
+    );
+    assert_fsck_clean(&b, "with its disk full after a refused stream");
+
+    std::fs::remove_file(&filler).unwrap();
+    let resumed = push_json(&a, &["-V", "filling", "b"]);
+    assert_eq!(resumed["outcome"], "created", "{resumed:#}");
+    assert!(
+        resumed["objects_skipped"].as_u64().unwrap() > 0,
+        "the rerun skips what arrived: {resumed:#}"
+    );
+    assert!(
+        resumed["bytes_sent"].as_u64().unwrap() + (16 << 20) <= full,
+        "the rerun sends only the rest: {resumed:#}"
+    );
+    assert_eq!(log_ids(&b, "filling"), log_ids(&a, "filling"));
+    assert_eq!(volume_digest(&b, "filling"), volume_digest(&a, "filling"));
+    assert_fsck_clean(&b, "after the rerun");
+    b.stop();
+    drop(root);
 }
 
 #[test]

@@ -219,3 +219,39 @@ pub(crate) fn session_id(sender: uuid::Uuid, volume: &str, branch: &str) -> Stri
     }
     format!("push-{}", &hasher.finalize().to_hex()[..24])
 }
+
+/// Whether `error`, or an error it was caused by, is the filesystem being full (`ENOSPC`, or
+/// `EDQUOT` for a quota).
+pub(crate) fn out_of_space(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::StorageFull
+                || io.kind() == std::io::ErrorKind::QuotaExceeded
+            {
+                return true;
+            }
+        }
+        cause = e.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_of_space;
+
+    #[test]
+    fn a_full_disk_is_recognised_through_the_errors_it_caused() {
+        let full = std::io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        let store = dvol_snapshot::store::StoreError::Io {
+            op: "write",
+            path: "/x".into(),
+            source: full,
+        };
+        let received = dvol_snapshot::receive::ReceiveError::Store(store);
+        assert!(out_of_space(&received));
+        let other = std::io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
+        assert!(!out_of_space(&other));
+    }
+}

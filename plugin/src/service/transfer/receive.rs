@@ -11,13 +11,14 @@ use dvol_api::{
     ObjectsReceived, PushAnswer, PushFinish, PushFinished, PushOffer, ResetRequest,
     TransferOutcome, UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
+use dvol_snapshot::receive::ReceiveError;
 use dvol_snapshot::refs::{validate_ref_name, RefError, RefKind};
 use dvol_snapshot::{CommitId, NoProgress, ObjectId, Phase, VolumeKey};
 use http_body_util::BodyExt;
 use tracing::{info, warn};
 
 use super::super::{Reporter, VolumeService};
-use super::{parse_commit, session_id, Session};
+use super::{out_of_space, parse_commit, session_id, Session};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 use crate::volume::{Volume, VolumeState};
@@ -202,22 +203,33 @@ impl VolumeService {
         volume: &VolumeName,
         declared: u64,
     ) -> Result<(), ServiceError> {
+        let free = self.free_bytes()?;
+        if free < declared.saturating_add(SPACE_MARGIN) {
+            return Err(self.no_space(volume, declared, free));
+        }
+        Ok(())
+    }
+
+    /// Free bytes of the state root, for an unprivileged writer.
+    fn free_bytes(&self) -> Result<u64, ServiceError> {
         let root = self.layout.root();
         let stat = rustix::fs::statvfs(root).map_err(|e| ServiceError::Root {
             path: root.to_path_buf(),
             source: e.into(),
         })?;
-        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-        if free < declared.saturating_add(SPACE_MARGIN) {
-            return Err(TransferError::NoSpace {
-                volume: volume.clone(),
-                needed: declared,
-                free,
-                root: root.display().to_string(),
-            }
-            .into());
+        Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    }
+
+    /// The "no space" refusal of a transfer into `volume` that needs `needed` stored bytes
+    /// where `free` are free.
+    fn no_space(&self, volume: &VolumeName, needed: u64, free: u64) -> ServiceError {
+        TransferError::NoSpace {
+            volume: volume.clone(),
+            needed,
+            free,
+            root: self.layout.root().display().to_string(),
         }
-        Ok(())
+        .into()
     }
 
     /// Stores the object stream `body` (of about `total` stored bytes) under receive marker
@@ -241,10 +253,21 @@ impl VolumeService {
                 }
                 .into()
             };
+            // The disk filling up is "no space" (free space, push again: what arrived is
+            // kept), not a stream the receiver refuses.
+            let refused = |e: ReceiveError| -> ServiceError {
+                if out_of_space(&e) {
+                    let free = service.free_bytes().unwrap_or(0);
+                    warn!(volume = %name, error = %e, free, "the state root is full; the object stream is refused");
+                    service.no_space(&name, total, free)
+                } else {
+                    bad(e.to_string())
+                }
+            };
             let mut receiver = service
                 .history
                 .resumable_receiver(&marker)
-                .map_err(|e| bad(e.to_string()))?;
+                .map_err(refused)?;
             let mut reader = pack::Reader::new();
             let mut ended = false;
             progress.start(Phase::RECEIVE, Some(total));
@@ -256,7 +279,7 @@ impl VolumeService {
                             Frame::Object { id, stored } => {
                                 receiver
                                     .receive(&ObjectId::from_bytes(id), &stored)
-                                    .map_err(|e| bad(e.to_string()))?;
+                                    .map_err(refused)?;
                                 progress.advance(stored.len() as u64);
                             }
                             Frame::End { .. } => ended = true,
@@ -266,7 +289,7 @@ impl VolumeService {
                 Ok(())
             })();
             // What arrived whole is kept, also when the stream failed or was cut.
-            let kept = receiver.checkpoint().map_err(|e| bad(e.to_string()));
+            let kept = receiver.checkpoint().map_err(refused);
             let stats = receiver.stats();
             outcome?;
             kept?;
@@ -284,6 +307,10 @@ impl VolumeService {
             })
         });
         let feed = async {
+            // Once the store gave up (a refused object, a full disk) the rest of the stream
+            // is read and dropped, so that the sender, still writing it, gets the answer
+            // instead of a connection closed under it.
+            let mut tx = Some(tx);
             loop {
                 let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
                     Ok(Some(frame)) => frame,
@@ -295,9 +322,9 @@ impl VolumeService {
                 };
                 match frame {
                     Ok(frame) => {
-                        if let Ok(data) = frame.into_data() {
-                            if tx.send(data).await.is_err() {
-                                break;
+                        if let (Ok(data), Some(sender)) = (frame.into_data(), &tx) {
+                            if sender.send(data).await.is_err() {
+                                tx = None;
                             }
                         }
                     }
