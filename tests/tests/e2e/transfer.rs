@@ -1,4 +1,5 @@
-//! Volumes between hosts: push and clone between daemons in network namespaces of their own,
+//! Volumes between hosts: push, clone, fetch, pull and move between daemons in network
+//! namespaces of their own (a host with a Docker Engine of its own where containers matter),
 //! over TCP with TLS (test certificates), with the CLI of each host talking only to its own
 //! daemon.
 
@@ -141,16 +142,55 @@ fn push_json(daemon: &Daemon, args: &[&str]) -> Value {
     serde_json::from_str(&dvol_ok(daemon, &all)).expect("push --json")
 }
 
+/// Runs `script` (busybox `sh`) in a container of `engine` with volume `name` of `daemon` at
+/// `/data`; its stdout.
+fn run_with(engine: &HostEngine, daemon: &Daemon, name: &str, script: &str) -> String {
+    let volume = format!("{name}:/data");
+    engine.docker_ok(&[
+        "run",
+        "--rm",
+        "--volume-driver",
+        &daemon.driver,
+        "-v",
+        &volume,
+        TEST_IMAGE,
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
+/// What a container of `engine` sees in volume `name`: every path with its type, mode, owner,
+/// mtime (ns), size and symlink target, and every file's hash, sorted.
+fn seen_by_container(engine: &HostEngine, daemon: &Daemon, name: &str) -> String {
+    let listing = run_with(
+        engine,
+        daemon,
+        name,
+        "cd /data && find . ! -type d -exec stat -c '%n|%F|%a|%u:%g|%y|%s|%N' {} + \
+         && find . -type d -exec stat -c '%n|%F|%a|%u:%g|%y' {} + \
+         && find . -type f -exec sha256sum {} +",
+    );
+    let mut lines: Vec<&str> = listing.lines().collect();
+    lines.sort_unstable();
+    assert!(lines.len() > 100, "the container saw the files: {listing}");
+    lines.join("\n")
+}
+
 #[test]
 fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_what_is_new() {
     let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
         return;
     };
+    // a and b are hosts with a Docker Engine each.
+    let (Some(engine_a), Some(engine_b)) = (HostEngine::for_test(), HostEngine::for_test()) else {
+        return;
+    };
     let certs = tempfile::tempdir().unwrap();
     let ca = TestCa::new("dvol test CA");
     let (ha, hb, hc) = (topology.host("a"), topology.host("b"), topology.host("c"));
-    let a = tls_daemon(ha, &ca, certs.path());
-    let b = tls_daemon(hb, &ca, certs.path());
+    let a = Daemon::start_in_tls(ha, Some(&engine_a), &ca, certs.path());
+    let b = Daemon::start_in_tls(hb, Some(&engine_b), &ca, certs.path());
     let c = tls_daemon(hc, &ca, certs.path());
     add_remote(&a, "b", &b, hb, ca.pem_path());
     add_remote(&c, "b", &b, hb, ca.pem_path());
@@ -192,6 +232,11 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
         volume_digest(&a, "orders"),
         "the same files"
     );
+    assert_eq!(
+        seen_by_container(&engine_b, &b, "orders"),
+        seen_by_container(&engine_a, &a, "orders"),
+        "a container on b sees what one on a sees"
+    );
     let full_objects = first["objects_sent"].as_u64().unwrap();
     assert!(full_objects > 90, "{first:#}");
 
@@ -216,6 +261,35 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     assert_eq!(third["outcome"], "up_to_date", "{third:#}");
     assert_eq!(third["objects_sent"], 0);
 
+    // A container on a writes once more; then the volume moves to b, where a container sees
+    // a's last state, and a's engine can no longer mount it.
+    let script = "echo last >> /data/db/base/table && sync";
+    run_with(&engine_a, &a, "orders", script);
+    let last_on_a = seen_by_container(&engine_a, &a, "orders");
+    let moved: Value =
+        serde_json::from_str(&dvol_ok(&a, &["move", "orders", "b", "--json"])).unwrap();
+    assert!(moved["stopped"].as_array().unwrap().is_empty(), "{moved:#}");
+    assert_eq!(seen_by_container(&engine_b, &b, "orders"), last_on_a);
+    let volume = "orders:/data";
+    let out = engine_a.docker(&[
+        "run",
+        "--rm",
+        "--volume-driver",
+        &a.driver,
+        "-v",
+        volume,
+        TEST_IMAGE,
+        "true",
+    ]);
+    assert!(!out.status.success(), "a refuses to mount a moved volume");
+    assert!(
+        stderr(&out).contains("moved to remote b"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(log_ids(&b, "orders"), log_ids(&a, "orders"));
+    assert!(log(&b, "orders").contains("move to b"));
+
     // A third host clones from b (a chain a -> b -> c) into another profile and name.
     let cloned: Value = serde_json::from_str(&dvol_ok(
         &c,
@@ -231,10 +305,10 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     ))
     .unwrap();
     assert_eq!(cloned["outcome"], "created", "{cloned:#}");
-    assert_eq!(log_ids(&c, "orders-test"), log_ids(&a, "orders"));
+    assert_eq!(log_ids(&c, "orders-test"), log_ids(&b, "orders"));
     assert_eq!(
         volume_digest(&c, "orders-test"),
-        volume_digest(&a, "orders")
+        volume_digest(&b, "orders")
     );
     // Any backend to any backend: a directory volume cloned into a loop-mounted ext4 one.
     let silver: Value = serde_json::from_str(&dvol_ok(
@@ -258,7 +332,7 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     assert_eq!(view["profile"], "silver");
     assert_eq!(
         volume_digest(&c, "orders-silver"),
-        volume_digest(&a, "orders")
+        volume_digest(&b, "orders")
     );
     let again = dvol_fails(&c, &["clone", "b", "orders", "orders-test"]);
     assert!(again.contains("exists on this host"), "{again}");
