@@ -264,6 +264,15 @@ fn status(service: &VolumeService, volume: &Volume) -> BTreeMap<String, String> 
     if let Some(problem) = &volume.problem {
         status.insert("problem".to_string(), problem.clone());
     }
+    if let Some(moved) = service.moved_to(volume) {
+        status.insert(
+            "moved_to".to_string(),
+            format!(
+                "remote {} at commit {} ({})",
+                moved.remote, moved.commit, moved.moved_at
+            ),
+        );
+    }
     status
 }
 

@@ -96,6 +96,9 @@ pub(super) fn cells(volume: &VolumeView) -> Vec<String> {
         volume.backend.to_string(),
         optional_bytes(volume.size_bytes),
         yes_no(volume.mounted).into(),
-        volume.state.to_string(),
+        match &volume.moved_to {
+            Some(moved) => format!("moved to {}", moved.remote),
+            None => volume.state.to_string(),
+        },
     ]
 }

@@ -41,4 +41,4 @@ pub use transfer::{
     ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest,
     RemoteView, TransferOutcome, TransferResult, UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
-pub use volume::{CreateVolume, ResizeVolume, VolumeState, VolumeView};
+pub use volume::{CreateVolume, MovedTo, ResizeVolume, VolumeState, VolumeView};

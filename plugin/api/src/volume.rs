@@ -39,6 +39,21 @@ pub struct VolumeView {
     /// Why the last remove failed, while the volume is `removing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Set once the volume was moved to a remote (`dvol move`): this host keeps its data and
+    /// history but refuses to mount it; a push back from that remote clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<MovedTo>,
+}
+
+/// Where a volume was moved to, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MovedTo {
+    /// The remote that owns the volume now.
+    pub remote: String,
+    /// The commit it was handed over at.
+    pub commit: String,
+    /// When, RFC 3339.
+    pub moved_at: String,
 }
 
 /// Where a volume is in its life.

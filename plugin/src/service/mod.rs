@@ -132,6 +132,7 @@ impl VolumeService {
 
     /// A volume as the API shows it.
     pub fn view(&self, volume: Volume) -> dvol_api::VolumeView {
+        let moved_to = self.moved_to(&volume);
         dvol_api::VolumeView {
             id: volume.id,
             name: volume.name.to_string(),
@@ -144,9 +145,21 @@ impl VolumeService {
             created_at: volume.created_rfc3339(),
             mounted: volume.in_use(),
             mounts: volume.mounts,
+            moved_to,
             state: volume.state,
             problem: volume.problem,
         }
+    }
+
+    /// Where `volume` was moved to, if it was (a metadata read that fails shows as not moved;
+    /// mounts still check it strictly).
+    pub fn moved_to(&self, volume: &Volume) -> Option<dvol_api::MovedTo> {
+        let moved = self.metadata.moved(volume.id).ok().flatten()?;
+        Some(dvol_api::MovedTo {
+            remote: moved.remote,
+            commit: moved.commit,
+            moved_at: moved.moved_at.to_rfc3339(),
+        })
     }
 
     /// The state layout.

@@ -289,6 +289,12 @@ fn push_then_clone_carry_a_volume_and_its_history_between_hosts_and_send_only_wh
     );
     assert_eq!(log_ids(&b, "orders"), log_ids(&a, "orders"));
     assert!(log(&b, "orders").contains("move to b"));
+    let view: Value = serde_json::from_str(&dvol_ok(&a, &["volume", "inspect", "orders"])).unwrap();
+    assert_eq!(view["moved_to"]["remote"], "b", "{view:#}");
+    assert_eq!(view["moved_to"]["commit"], log_ids(&a, "orders")[0]);
+    assert!(dvol_ok(&a, &["volume", "ls"]).contains("moved to b"));
+    let view: Value = serde_json::from_str(&dvol_ok(&b, &["volume", "inspect", "orders"])).unwrap();
+    assert!(view.get("moved_to").is_none(), "b owns it: {view:#}");
 
     // A third host clones from b (a chain a -> b -> c) into another profile and name.
     let cloned: Value = serde_json::from_str(&dvol_ok(
