@@ -10,7 +10,7 @@ use dvol_api::{
     ChangeKind, ChangeView, CheckoutView, CommitResult, CommitView, LeftBehind, LogView, RefView,
     ReflogEntryView,
 };
-use dvol_snapshot::{CommitInfo, Progress, VolumeKey};
+use dvol_snapshot::{CommitId, CommitInfo, Progress, VolumeKey};
 use std::path::Path;
 use tracing::{info, warn};
 
@@ -374,20 +374,27 @@ impl VolumeService {
         rev: &str,
         progress: &dyn Progress,
     ) -> Result<CheckoutView, ServiceError> {
-        self.reset_recorded(reference, rev, progress, None)
+        self.reset_recorded(reference, rev, progress, None, None)
     }
 
     /// [`VolumeService::reset_hard`], recorded in `entry` or in an entry of its own (see
     /// [`VolumeService::checkout_recorded`]).
+    /// With `precondition`, the reset happens only if it holds when the volume's lock is
+    /// held (and the containers stopped): a compare-and-swap for those who checked the volume
+    /// before.
     pub(super) fn reset_recorded(
         &self,
         reference: &str,
         rev: &str,
         progress: &dyn Progress,
         entry: Option<JournalEntry>,
+        precondition: Option<&ResetPrecondition>,
     ) -> Result<CheckoutView, ServiceError> {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
+            if let Some(expected) = precondition {
+                self.check_precondition(volume, data, expected)?;
+            }
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
             let fresh = || new_entry(volume, JournalOperation::Reset, rev, None, &[]);
             let recording = self.record_writing(volume, entry, fresh, commit, None)?;
@@ -398,4 +405,41 @@ impl VolumeService {
             Ok(checkout_view(head.branch, commit, &stats, &left))
         })
     }
+
+    /// Refuses unless `expected` holds for `volume` (its files at `data`).
+    fn check_precondition(
+        &self,
+        volume: &Volume,
+        data: &Path,
+        expected: &ResetPrecondition,
+    ) -> Result<(), ServiceError> {
+        let key = VolumeKey(volume.id);
+        let head = self.history.head(&key).for_volume(&volume.name)?;
+        let now = self
+            .history
+            .branches(&key)
+            .for_volume(&volume.name)?
+            .into_iter()
+            .find(|b| b.name == expected.branch)
+            .map(|b| b.commit);
+        if head.branch.as_deref() != Some(expected.branch.as_str()) || now != expected.at {
+            return Err(crate::error::TransferError::MovedMeanwhile {
+                volume: volume.name.clone(),
+                branch: expected.branch.clone(),
+                now: now.map_or("nothing (deleted)".into(), |c| c.to_string()),
+            }
+            .into());
+        }
+        self.refuse_uncommitted(volume, data)
+    }
+}
+
+/// What a reset for someone who checked the volume before requires still to hold: HEAD on
+/// `branch`, the branch at `at`, and no uncommitted changes.
+#[derive(Debug, Clone)]
+pub(crate) struct ResetPrecondition {
+    /// The branch HEAD must be on.
+    pub branch: String,
+    /// Where the branch must be.
+    pub at: Option<CommitId>,
 }

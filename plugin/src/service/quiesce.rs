@@ -9,6 +9,7 @@ use dvol_api::{
     CheckoutRequest, CheckoutView, CommitRequest, CommitResult, NotResumed, ResetRequest,
 };
 
+use super::history::ResetPrecondition;
 use super::journal::new_entry;
 use super::{Quiesced, Reporter, VolumeService};
 use crate::containers::{Around, ContainerRef, Quiesce};
@@ -143,6 +144,19 @@ impl VolumeService {
         request: ResetRequest,
         progress: Reporter,
     ) -> Result<CheckoutView, ServiceError> {
+        self.reset_with_containers_if(name, request, None, progress)
+            .await
+    }
+
+    /// [`VolumeService::reset_with_containers`], done only if `precondition` holds once the
+    /// containers are stopped and the volume is locked.
+    pub(crate) async fn reset_with_containers_if(
+        self: &Arc<Self>,
+        name: String,
+        request: ResetRequest,
+        precondition: Option<ResetPrecondition>,
+        progress: Reporter,
+    ) -> Result<CheckoutView, ServiceError> {
         let plan = Replacement {
             operation: JournalOperation::Reset,
             rev: request.rev.clone(),
@@ -151,7 +165,13 @@ impl VolumeService {
         };
         let target = name.clone();
         let work = move |service: &VolumeService, entry| {
-            service.reset_recorded(&target, &request.rev, &*progress, Some(entry))
+            service.reset_recorded(
+                &target,
+                &request.rev,
+                &*progress,
+                Some(entry),
+                precondition.as_ref(),
+            )
         };
         self.replace_around_containers(&name, plan, work).await
     }

@@ -333,3 +333,57 @@ fn the_root_history_and_database_are_owner_only_even_when_made_open_before() {
     assert_eq!(mode(&layout.database()), 0o600);
     assert_eq!(mode(&layout.mounts_dir()), 0o711);
 }
+
+#[test]
+fn a_reset_with_a_precondition_refuses_a_branch_moved_or_files_changed_since_and_loses_nothing() {
+    use super::history::ResetPrecondition;
+    use dvol_snapshot::{CommitId, NoProgress};
+    let Some(f) = Fixture::with_db("directory volumes need root") else {
+        return;
+    };
+    let data = f.data_dir("db");
+    let commit = |message: &str| -> CommitId {
+        let done = f
+            .service
+            .commit("db", message, "test", &NoProgress)
+            .unwrap();
+        done.commit.id.parse().unwrap()
+    };
+    std::fs::write(data.join("f"), "one").unwrap();
+    let first = commit("one");
+    // A local commit lands after a push checked the branch at `first`.
+    std::fs::write(data.join("f"), "two").unwrap();
+    let second = commit("two");
+    let stale = ResetPrecondition {
+        branch: "master".into(),
+        at: Some(first),
+    };
+    let refused = f
+        .service
+        .reset_recorded("db", &first.to_string(), &NoProgress, None, Some(&stale))
+        .unwrap_err();
+    assert_eq!(refused.code(), "moved_meanwhile", "{refused}");
+    assert_eq!(std::fs::read_to_string(data.join("f")).unwrap(), "two");
+
+    // A write after the check: refused, the write kept.
+    std::fs::write(data.join("g"), "uncommitted").unwrap();
+    let current = ResetPrecondition {
+        branch: "master".into(),
+        at: Some(second),
+    };
+    let refused = f
+        .service
+        .reset_recorded("db", &first.to_string(), &NoProgress, None, Some(&current))
+        .unwrap_err();
+    assert_eq!(refused.code(), "uncommitted_changes", "{refused}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("g")).unwrap(),
+        "uncommitted"
+    );
+
+    std::fs::remove_file(data.join("g")).unwrap();
+    f.service
+        .reset_recorded("db", &first.to_string(), &NoProgress, None, Some(&current))
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(data.join("f")).unwrap(), "one");
+}

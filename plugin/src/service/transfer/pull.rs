@@ -16,6 +16,7 @@ use tracing::info;
 use super::super::{Reporter, VolumeService};
 use super::push::parse_peer_commit;
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
+use crate::service::history::ResetPrecondition;
 use crate::volume::Volume;
 
 /// What a fetch brought.
@@ -188,6 +189,7 @@ impl VolumeService {
         result.branch = branch.clone();
         result.old_commit = local.map(|c| c.to_string());
         if checked_out && local != Some(tip) {
+            // Refused here before the work below; checked again under the volume's lock.
             let target = volume.name.to_string();
             self.blocking(move |service| service.check_committed(&target))
                 .await?;
@@ -248,13 +250,19 @@ impl VolumeService {
             }
         }
         if checked_out {
+            // A local commit or a write since the checks above makes the pull refuse, never
+            // lose them.
             let view = self
-                .reset_with_containers(
+                .reset_with_containers_if(
                     volume.name.to_string(),
                     ResetRequest {
                         rev: tip.to_string(),
                         stop_removable: false,
                     },
+                    Some(ResetPrecondition {
+                        branch: branch.clone(),
+                        at: local,
+                    }),
                     Arc::new(NoProgress),
                 )
                 .await?;

@@ -21,6 +21,7 @@ use super::super::{Reporter, VolumeService};
 use super::{out_of_space, parse_commit, session_id, Session};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
+use crate::service::history::ResetPrecondition;
 use crate::volume::{Volume, VolumeState};
 
 /// Free space kept beyond what an object stream declares, for the database and the batch's
@@ -567,19 +568,19 @@ impl VolumeService {
                 }
                 .into());
             }
-            // The offer found the files committed; only a volume in use can have changed since.
-            if volume.in_use() {
-                let target = name.to_string();
-                self.blocking(move |service| service.check_committed(&target))
-                    .await?;
-            }
+            // Checked again with the containers stopped and the volume locked: a local commit
+            // or a write since the checks above makes the push refuse, never lose them.
             let view = self
-                .reset_with_containers(
+                .reset_with_containers_if(
                     name.to_string(),
                     ResetRequest {
                         rev: new.to_string(),
                         stop_removable: false,
                     },
+                    Some(ResetPrecondition {
+                        branch: branch.clone(),
+                        at: current,
+                    }),
                     Arc::new(NoProgress),
                 )
                 .await?;
