@@ -28,6 +28,7 @@ use crate::body::MAX_BODY_BYTES;
 use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
+use crate::privileges::Privileges;
 use crate::profile::HostBackends;
 use crate::rest::ApiError;
 use crate::root_lock::{RootLock, RootLockError};
@@ -491,6 +492,9 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// refused before it touches any state or socket. A start that fails removes the sockets it
 /// bound, and only those.
 ///
+/// What the daemon cannot do with its privileges is logged at start, one warning each
+/// ([`Privileges::warn_limits`]); it starts all the same.
+///
 /// Under a service manager (`$NOTIFY_SOCKET`, systemd's `Type=notify`) it says where it is
 /// ([`readiness`]): `READY=1` once the plugin socket, the REST API socket and the TCP
 /// listener (if any) serve, `STOPPING=1` when it begins to shut down, and a `STATUS=` line
@@ -517,6 +521,7 @@ async fn serve(
         None => None,
     };
     let _root_lock = RootLock::take(&options.root)?;
+    Privileges::probe().warn_limits();
     readiness::status(&format!(
         "opening the state in {} and dropping stale mounts",
         options.root.display()
