@@ -28,13 +28,14 @@ use crate::body::MAX_BODY_BYTES;
 use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
+use crate::privileges::Privileges;
 use crate::profile::HostBackends;
 use crate::rest::ApiError;
 use crate::root_lock::{RootLock, RootLockError};
 use crate::service::VolumeService;
 use crate::tls::TlsError;
 use crate::volume::Layout;
-use crate::{docker, rest};
+use crate::{docker, readiness, rest};
 
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/var/lib/dvol";
@@ -480,13 +481,37 @@ impl Drop for BoundSockets {
     }
 }
 
+/// How long the daemon lets running calls finish at shutdown before it exits anyway (the
+/// unit's `TimeoutStopSec=` leaves room for it).
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// Runs the daemon until `shutdown` completes, then stops accepting calls, lets running ones
 /// finish and removes its sockets. Mounted volumes stay mounted: containers keep running.
 ///
 /// The state root is locked first ([`RootLock`]): a second daemon on the same root is
 /// refused before it touches any state or socket. A start that fails removes the sockets it
 /// bound, and only those.
+///
+/// What the daemon cannot do with its privileges is logged at start, one warning each
+/// ([`Privileges::warn_limits`]); it starts all the same.
+///
+/// Under a service manager (`$NOTIFY_SOCKET`, systemd's `Type=notify`) it says where it is
+/// ([`readiness`]): `READY=1` once the plugin socket, the REST API socket and the TCP
+/// listener (if any) serve, `STOPPING=1` when it begins to shut down, and a `STATUS=` line
+/// with each step and with the error that stopped it, if one did.
 pub async fn run(
+    options: DaemonOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let result = serve(options, shutdown).await;
+    if let Err(e) = &result {
+        readiness::status(&format!("failed: {e}"));
+    }
+    result
+}
+
+/// [`run`] but for the last status line.
+async fn serve(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
@@ -496,6 +521,11 @@ pub async fn run(
         None => None,
     };
     let _root_lock = RootLock::take(&options.root)?;
+    Privileges::probe().warn_limits();
+    readiness::status(&format!(
+        "opening the state in {} and dropping stale mounts",
+        options.root.display()
+    ));
     let opts = options.clone();
     let (service, config) = tokio::task::spawn_blocking(move || {
         let config = Config::load(&opts.config, opts.config_required)?;
@@ -557,6 +587,11 @@ pub async fn run(
             .with_graceful_shutdown(stop)
             .await
     });
+    let mut serving = format!(
+        "plugin socket {}, REST API socket {}",
+        options.plugin_socket.display(),
+        options.api_socket.display()
+    );
     if let (Some(listener), Some(token)) = (tcp, token) {
         let addr = listener
             .local_addr()
@@ -584,8 +619,15 @@ pub async fn run(
         let stop = stopped();
         let limits = config.tcp;
         servers.spawn(serve_tcp(listener, router, limits, tls, stop));
+        serving.push_str(&format!(", REST API on TCP {addr}"));
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
+    // Every listener is bound (connections queue until their server takes them) and served:
+    // units ordered after this one, the Docker Engine first, may start now.
+    readiness::ready(&format!(
+        "serving {} volumes: {serving}",
+        service.list().len()
+    ));
     // Starting a container asks this plugin to mount its volume: only once it serves.
     tokio::spawn({
         let service = service.clone();
@@ -601,13 +643,20 @@ pub async fn run(
             }
         }
     }
+    readiness::stopping(&match &result {
+        Ok(()) => format!(
+            "stopping: letting running calls finish (at most {} s)",
+            DRAIN_LIMIT.as_secs()
+        ),
+        Err(e) => format!("stopping after an error: {e}"),
+    });
     let _ = stop_tx.send(true);
     let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(std::time::Duration::from_secs(10), drain)
-        .await
-        .is_err()
-    {
-        tracing::warn!("calls still running after 10 s; exiting anyway");
+    if tokio::time::timeout(DRAIN_LIMIT, drain).await.is_err() {
+        tracing::warn!(
+            "calls still running after {} s; exiting anyway",
+            DRAIN_LIMIT.as_secs()
+        );
     }
     drop(sockets);
     result

@@ -8,7 +8,9 @@
 //!   types of the `dvol-api` crate. Both are thin: they parse a request, call the service,
 //!   and shape the answer.
 //! - [`containers`] finds, stops and starts the containers that use a volume.
-//! - [`daemon`] binds the sockets and serves both protocols until shutdown.
+//! - [`daemon`] binds the sockets and serves both protocols until shutdown; it logs what it
+//!   cannot do with its privileges ([`privileges`]) and tells a service manager when it is
+//!   ready and when it stops ([`readiness`]).
 //! - [`config`], [`profile`] and [`names`] turn user input into validated values.
 //!
 //! `dvol daemon` (the `dvol` crate) is a few lines over [`daemon::run`]; the table of locks
@@ -50,7 +52,9 @@ pub mod docker;
 pub mod error;
 pub mod metadata;
 pub mod names;
+pub mod privileges;
 pub mod profile;
+pub mod readiness;
 pub mod rest;
 pub mod root_lock;
 pub mod service;

@@ -20,6 +20,7 @@ mod history;
 mod history_safety;
 mod hosts;
 mod robustness;
+mod service_unit;
 mod space_safety;
 mod special_files;
 mod state_safety;
