@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use dvol_plugin::daemon::{
     DEFAULT_API_SOCKET, DEFAULT_CONFIG, DEFAULT_PLUGIN_SOCKET, DEFAULT_ROOT,
 };
@@ -389,9 +389,24 @@ pub struct DaemonArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Log filter, e.g. info or dvol_plugin=debug.
+    /// Log filter: a level (trace, debug, info, warn, error, off) and TARGET=LEVEL
+    /// directives, comma-separated, e.g. `info,dvol_plugin=debug`. A directive naming a target
+    /// nothing logs under is refused at start, with the list of targets.
     #[arg(long, env = "DVOL_LOG", default_value = "info")]
     pub log: String,
+    /// Log format: `text` (colour only on a terminal) or `json` (one JSON object per line,
+    /// with timestamp, level, target and fields).
+    #[arg(long, env = "DVOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the daemon writes its log (`dvol daemon --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl DaemonArgs {
