@@ -340,6 +340,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this host for what the daemon needs; exits non-zero when a check fails.
+    ///
+    /// The checks: privileges, loop devices, mkfs tools, the LVM volume groups of the profiles,
+    /// the daemon, the Docker Engine, the plugin directory and socket, the state root's lock
+    /// and free space. One line per check: `ok|warn|fail  CHECK  detail — what to do`. The
+    /// profiles come from the daemon (--host); a daemon that does not answer is itself a
+    /// failed check, and the checks of this host run all the same. Run it on the daemon's
+    /// host, as the daemon's user (root).
+    Doctor(DoctorArgs),
 }
 
 /// `dvol remote` subcommands.
@@ -407,6 +416,21 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// `dvol doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The daemon's state root (its --root): whose lock says whether a daemon runs on it, and
+    /// whose filesystem must have room.
+    #[arg(long, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// The daemon's Docker plugin socket (its --plugin-socket).
+    #[arg(long, default_value = DEFAULT_PLUGIN_SOCKET)]
+    pub plugin_socket: PathBuf,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl DaemonArgs {

@@ -6,6 +6,7 @@ mod checkout;
 mod commit;
 mod daemon;
 mod diff;
+mod doctor;
 mod fsck;
 mod gc;
 mod init;
@@ -162,6 +163,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => push::clone(&client()?, remote, &source, local, &opts, json).await,
         Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
         Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
+        Command::Doctor(args) => doctor::run(&cli.host, client(), args).await,
     }
 }
 
