@@ -349,6 +349,24 @@ pub enum Command {
     /// failed check, and the checks of this host run all the same. Run it on the daemon's
     /// host, as the daemon's user (root).
     Doctor(DoctorArgs),
+    /// Print the shell completion script for bash, zsh or fish to stdout.
+    ///
+    /// For example: `dvol completions bash > /etc/bash_completion.d/dvol`, or
+    /// `dvol completions zsh > "${fpath[1]}/_dvol"`, or
+    /// `dvol completions fish > ~/.config/fish/completions/dvol.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the manual pages into DIR: dvol.1 and one per subcommand (dvol-commit.1,
+    /// dvol-volume-create.1, ...).
+    Man {
+        /// The directory to write the pages into (created if missing), e.g.
+        /// /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `dvol remote` subcommands.
@@ -431,6 +449,17 @@ pub struct DoctorArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The shells `dvol completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// The Z shell.
+    Zsh,
+    /// The friendly interactive shell.
+    Fish,
 }
 
 impl DaemonArgs {

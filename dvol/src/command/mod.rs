@@ -4,6 +4,7 @@
 mod branch;
 mod checkout;
 mod commit;
+mod completions;
 mod daemon;
 mod diff;
 mod doctor;
@@ -12,6 +13,7 @@ mod gc;
 mod init;
 mod list;
 mod log;
+mod man;
 mod node;
 mod profile;
 mod push;
@@ -164,6 +166,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
         Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
         Command::Doctor(args) => doctor::run(&cli.host, client(), args).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { dir } => man::run(&dir),
     }
 }
 
