@@ -40,11 +40,28 @@ async fn ask(client: &Client) -> Result<(String, Vec<ProfileView>)> {
 /// is reached over a unix socket (and so runs here).
 pub async fn checks(host: &str, client: Result<Client>) -> DaemonChecks {
     const NAME: &str = "daemon";
-    let answer = match client {
-        Ok(client) => ask(&client).await,
-        Err(e) => Err(e),
+    let not_checked = Check::warn(
+        "lvm",
+        "the LVM profiles are not checked: the daemon, which knows the profiles, does not answer",
+        "start the daemon, then run `dvol doctor` again",
+    );
+    let client = match client {
+        Ok(client) => client,
+        Err(e) => {
+            return DaemonChecks {
+                checks: vec![
+                    Check::fail(
+                        NAME,
+                        format!("cannot call the daemon at {host}: {e:#}"),
+                        "fix --host, --token-file or --ca (or DVOL_HOST, DVOL_TOKEN_FILE, DVOL_CA)",
+                    ),
+                    not_checked,
+                ],
+                answered: false,
+            }
+        }
     };
-    let (version, profiles) = match answer {
+    let (version, profiles) = match ask(&client).await {
         Ok(answer) => answer,
         Err(e) => {
             let denied = e
@@ -63,11 +80,7 @@ pub async fn checks(host: &str, client: Result<Client>) -> DaemonChecks {
                         format!("not answering on {host} ({})", e.root_cause()),
                         fix,
                     ),
-                    Check::warn(
-                        "lvm",
-                        "the LVM profiles are not checked: the daemon, which knows the profiles, does not answer",
-                        "start the daemon, then run `dvol doctor` again",
-                    ),
+                    not_checked,
                 ],
                 answered: false,
             };
