@@ -93,7 +93,9 @@ pub fn mkfs() -> Vec<Check> {
                      block profile with that filesystem cannot be made",
                     SEARCH_DIRS.join(":")
                 ),
-                format!("install it: `apt-get install {package}` (Debian's package; {package} elsewhere too)"),
+                format!(
+                    "install it: `apt-get install {package}` (dnf and zypper call the package {package} too)"
+                ),
             ),
         })
         .collect()
