@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use dvol_plugin::daemon::{
     DEFAULT_API_SOCKET, DEFAULT_CONFIG, DEFAULT_PLUGIN_SOCKET, DEFAULT_ROOT,
 };
@@ -340,6 +340,33 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this host for what the daemon needs; exits non-zero when a check fails.
+    ///
+    /// The checks: privileges, loop devices, mkfs tools, the LVM volume groups of the profiles,
+    /// the daemon, the Docker Engine, the plugin directory and socket, the state root's lock
+    /// and free space. One line per check: `ok|warn|fail  CHECK  detail — what to do`. The
+    /// profiles come from the daemon (--host); a daemon that does not answer is itself a
+    /// failed check, and the checks of this host run all the same. Run it on the daemon's
+    /// host, as the daemon's user (root).
+    Doctor(DoctorArgs),
+    /// Print the shell completion script for bash, zsh or fish to stdout.
+    ///
+    /// For example: `dvol completions bash > /etc/bash_completion.d/dvol`, or
+    /// `dvol completions zsh > "${fpath[1]}/_dvol"`, or
+    /// `dvol completions fish > ~/.config/fish/completions/dvol.fish`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Write the manual pages into DIR: dvol.1 and one per subcommand (dvol-commit.1,
+    /// dvol-volume-create.1, ...).
+    Man {
+        /// The directory to write the pages into (created if missing), e.g.
+        /// /usr/local/share/man/man1.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `dvol remote` subcommands.
@@ -389,9 +416,50 @@ pub struct DaemonArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Log filter, e.g. info or dvol_plugin=debug.
+    /// Log filter: a level (trace, debug, info, warn, error, off) and TARGET=LEVEL
+    /// directives, comma-separated, e.g. `info,dvol_plugin=debug`. A directive naming a target
+    /// nothing logs under is refused at start, with the list of targets.
     #[arg(long, env = "DVOL_LOG", default_value = "info")]
     pub log: String,
+    /// Log format: `text` (colour only on a terminal) or `json` (one JSON object per line,
+    /// with timestamp, level, target and fields).
+    #[arg(long, env = "DVOL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How the daemon writes its log (`dvol daemon --log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `dvol doctor` options.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The daemon's state root (its --root): whose lock says whether a daemon runs on it, and
+    /// whose filesystem must have room.
+    #[arg(long, default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// The daemon's Docker plugin socket (its --plugin-socket).
+    #[arg(long, default_value = DEFAULT_PLUGIN_SOCKET)]
+    pub plugin_socket: PathBuf,
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The shells `dvol completions` writes a script for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// The Z shell.
+    Zsh,
+    /// The friendly interactive shell.
+    Fish,
 }
 
 impl DaemonArgs {

@@ -2,19 +2,25 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+mod log_filter;
+
+use anyhow::Result;
 use dvol_plugin::daemon::DaemonOptions;
 
-use crate::cli::DaemonArgs;
+use crate::cli::{DaemonArgs, LogFormat};
 
 /// Runs the daemon with `args`; `token_file` guards the TCP listener, if any.
 pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(log_filter::parse(&args.log)?)
+        .with_writer(std::io::stderr);
+    match args.log_format {
         // Colour only for a person watching a terminal, never into a log file or journal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log.with_ansi(false).json().init(),
+    }
     let (config, config_required) = args.config_file();
     let options = DaemonOptions {
         root: args.root,

@@ -4,13 +4,16 @@
 mod branch;
 mod checkout;
 mod commit;
+mod completions;
 mod daemon;
 mod diff;
+mod doctor;
 mod fsck;
 mod gc;
 mod init;
 mod list;
 mod log;
+mod man;
 mod node;
 mod profile;
 mod push;
@@ -162,6 +165,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => push::clone(&client()?, remote, &source, local, &opts, json).await,
         Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
         Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
+        Command::Doctor(args) => doctor::run(&cli.host, client(), args).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Man { dir } => man::run(&dir),
     }
 }
 
