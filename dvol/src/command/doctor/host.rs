@@ -1,11 +1,12 @@
 //! The checks of this host that need no daemon: privileges, loop devices, mkfs tools, the
 //! Docker Engine, the plugin directory and socket, the state root's lock and free space.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use dvol_backends::command::{Tool, SEARCH_DIRS};
+use dvol_plugin::privileges::{DeviceAccess, Privileges, LOOP_CONTROL};
 use rustix::fs::{flock, FlockOperation};
 
 use super::report::Check;
@@ -18,64 +19,55 @@ pub const PLUGIN_DIR: &str = "/run/docker/plugins";
 /// The Docker Engine's socket when `DOCKER_HOST` names none.
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-/// `CAP_SYS_ADMIN`, which mounting and attaching loop devices need.
-const CAP_SYS_ADMIN: u32 = 21;
-
 /// Free space below which the state root's filesystem is a warning: this much...
 const LOW_SPACE_BYTES: u64 = 1 << 30;
 /// ... or this share of it, in percent.
 const LOW_SPACE_PERCENT: u64 = 10;
 
-/// Whether this process runs as root, or has `CAP_SYS_ADMIN`.
+/// What a daemon with this process's privileges could not do: the probe and the words of
+/// the daemon's own start-up warnings ([`Privileges::limits`]), one line for all of them.
 pub fn privileges() -> Check {
     const NAME: &str = "privileges";
-    let uid = rustix::process::geteuid();
-    if uid.is_root() {
-        return Check::ok(NAME, "running as root");
+    let probed = Privileges::probe();
+    let limits = probed.limits();
+    if limits.is_empty() {
+        return Check::ok(
+            NAME,
+            format!(
+                "uid {} with the capabilities the daemon uses (CAP_SYS_ADMIN, CAP_CHOWN)",
+                probed.euid
+            ),
+        );
     }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    if has_capability(&status, CAP_SYS_ADMIN) {
-        return Check::ok(NAME, format!("uid {} with CAP_SYS_ADMIN", uid.as_raw()));
-    }
+    let detail = limits
+        .iter()
+        .map(|l| format!("cannot {} (missing {})", l.feature, l.missing.join(" and ")))
+        .collect::<Vec<_>>()
+        .join("; ");
     Check::fail(
         NAME,
-        format!("running as uid {} without CAP_SYS_ADMIN", uid.as_raw()),
+        format!("uid {}: {detail}", probed.euid),
         "the daemon mounts volumes and attaches loop devices, so it runs as root: start it with \
          `sudo dvol daemon`, and run `sudo dvol doctor` to check this host as the daemon sees it",
     )
 }
 
-/// Whether the `CapEff:` line of a `/proc/PID/status` text has capability `cap`.
-fn has_capability(status: &str, cap: u32) -> bool {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << cap) != 0)
-}
-
-/// Whether `/dev/loop-control` opens for reading and writing, as the loop backend opens it.
+/// Whether [`LOOP_CONTROL`] opens for reading and writing, as the loop backend opens it.
 pub fn loop_control() -> Check {
     const NAME: &str = "loop-control";
-    const PATH: &str = "/dev/loop-control";
-    match OpenOptions::new().read(true).write(true).open(PATH) {
-        Ok(_) => Check::ok(NAME, format!("{PATH} opens")),
-        Err(e) if e.kind() == ErrorKind::NotFound => Check::fail(
+    match DeviceAccess::probe(Path::new(LOOP_CONTROL)) {
+        DeviceAccess::Opens => Check::ok(NAME, format!("{LOOP_CONTROL} opens")),
+        DeviceAccess::Missing => Check::fail(
             NAME,
-            format!("{PATH} does not exist, so loop profiles are unavailable"),
+            format!("{LOOP_CONTROL} does not exist, so loop profiles are unavailable"),
             "load the loop module with `modprobe loop` (in a container, pass `--device \
              /dev/loop-control` and the /dev/loopN devices)",
         ),
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Check::fail(
+        DeviceAccess::Refused(why) => Check::fail(
             NAME,
-            format!("cannot open {PATH}: permission denied"),
+            format!("cannot open {LOOP_CONTROL}: {why}"),
             "run the daemon as root (`sudo dvol daemon`); in a container, also allow the loop \
              devices (`--privileged`, or `--device /dev/loop-control`)",
-        ),
-        Err(e) => Check::fail(
-            NAME,
-            format!("cannot open {PATH}: {e}"),
-            "load the loop module with `modprobe loop` and run the daemon as root",
         ),
     }
 }
@@ -347,18 +339,6 @@ fn space_check(name: &str, path: &Path, free: u64, total: u64) -> Check {
 mod tests {
     use super::super::report::Status;
     use super::*;
-
-    #[test]
-    fn the_effective_capabilities_are_read_from_proc_status() {
-        let status = "Name:\tdvol\nCapInh:\t0000000000000000\nCapEff:\t0000000000200000\n";
-        assert!(has_capability(status, CAP_SYS_ADMIN));
-        assert!(!has_capability(status, 0));
-        assert!(!has_capability(
-            "CapEff:\t0000000000000000\n",
-            CAP_SYS_ADMIN
-        ));
-        assert!(!has_capability("", CAP_SYS_ADMIN));
-    }
 
     #[test]
     fn little_room_warns_and_none_fails() {
