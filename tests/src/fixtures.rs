@@ -648,3 +648,29 @@ pub fn host_content(dir: &Path) -> String {
     );
     stdout(&out)
 }
+
+/// A daemon whose config has profile `bronze` (directory, the default) and profile `fast` on
+/// LVM volume group `VG` (a unique name from `prefix`) that does not exist; `VG`, and the
+/// config file (deleted when dropped; keep it while the daemon may restart).
+pub fn daemon_with_a_missing_volume_group(
+    prefix: &str,
+) -> (Daemon, String, tempfile::NamedTempFile) {
+    let vg = unique(prefix);
+    let config = tempfile::Builder::new()
+        .prefix("dvol-config-")
+        .suffix(".toml")
+        .tempfile()
+        .expect("config file");
+    std::fs::write(
+        config.path(),
+        format!(
+            "default_profile = \"bronze\"\n\
+             [profiles.bronze]\nbackend = \"directory\"\n\
+             [profiles.fast]\nbackend = \"lvm\"\nvolume_group = \"{vg}\"\nthin_pool = \"pool\"\n\
+             size = \"1G\"\nfilesystem = \"xfs\"\n"
+        ),
+    )
+    .expect("write config");
+    let daemon = Daemon::start_with(vec!["--config".into(), config.path().display().to_string()]);
+    (daemon, vg, config)
+}

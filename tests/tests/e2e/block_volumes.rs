@@ -784,20 +784,7 @@ fn an_lvm_profile_with_a_missing_volume_group_is_unavailable_with_the_reason() {
     if !require("root", is_root()) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let vg = unique("dvol-missing-vg");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "default_profile = \"bronze\"\n\
-             [profiles.bronze]\nbackend = \"directory\"\n\
-             [profiles.fast]\nbackend = \"lvm\"\nvolume_group = \"{vg}\"\nthin_pool = \"pool\"\n\
-             size = \"1G\"\nfilesystem = \"xfs\"\n"
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(vec!["--config".into(), config.display().to_string()]);
+    let (daemon, vg, _config) = daemon_with_a_missing_volume_group("dvol-missing-vg");
     assert_alive(&daemon);
 
     let table = cli_ok(&daemon, &["profile", "ls"]);

@@ -259,20 +259,7 @@ fn doctor_fails_a_profile_on_a_missing_volume_group_naming_it() {
     if !require("root", is_root()) {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let vg = unique("dvol-doctor-vg");
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "default_profile = \"bronze\"\n\
-             [profiles.bronze]\nbackend = \"directory\"\n\
-             [profiles.fast]\nbackend = \"lvm\"\nvolume_group = \"{vg}\"\nthin_pool = \"pool\"\n\
-             size = \"1G\"\nfilesystem = \"xfs\"\n"
-        ),
-    )
-    .unwrap();
-    let daemon = Daemon::start_with(vec!["--config".into(), config.display().to_string()]);
+    let (daemon, vg, _config) = daemon_with_a_missing_volume_group("dvol-doctor-vg");
     let out = doctor(&daemon, &[]);
     let text = stdout_as_printed(&out);
     assert!(!out.status.success(), "doctor passed:\n{text}");
