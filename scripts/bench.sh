@@ -20,8 +20,9 @@
 # bronze volume of --transfer-gib GiB (default: --history-gib) of the history data against
 # `rsync -a --delete` to an rsync daemon (rsync must be installed): the full transfer,
 # --transfer-rounds (default 3) 1%-change rounds, a push with nothing new and a 1% round over
-# a link shaped to 1 Gbit/s, and a move's final round with 20 MiB written since the last; it
-# wants about 5x the volume free under $TMPDIR.
+# a link shaped to 1 Gbit/s, a push to a third host cut at 50% and run again, and a move's
+# final round with 20 MiB written since the last; it wants about 7x the volume free under
+# $TMPDIR.
 # Needs root (the daemon bind-mounts volumes). Exits non-zero if a step fails; a missed aim is
 # reported as MISS but does not fail the run.
 set -euo pipefail

@@ -3,7 +3,8 @@
 //! of the `history` section's mixed data, committed. `dvol push` to `b` against `rsync -a
 //! --delete` to an rsync daemon in `b`, alternating in the same run: the first full transfer,
 //! `--transfer-rounds` rounds after a 1% change (each committed on `a` first, untimed), a push
-//! with nothing new, one 1% round with the link shaped to 1 Gbit/s, and a move's final round
+//! with nothing new, one 1% round with the link shaped to 1 Gbit/s, a push to a third host `c`
+//! cut at 50% by a relay and run again, and a move's final round
 //! with 20 MiB written since the last round, then a `dvol move`. Wall time, bytes on the wire
 //! (the counters of `a`'s veth) and the daemons' peak memory (VmHWM).
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use dvol_tests::certs::TestCa;
 use dvol_tests::netns::{Host, Topology};
+use dvol_tests::relay::Relay;
 use dvol_tests::{Daemon, HOST_PORT};
 use serde_json::{json, Value};
 
@@ -41,6 +43,8 @@ const AIM_HWM_GROWTH_MIB: f64 = 96.0;
 /// The final round of a move, with this much written since the round before it, takes at
 /// most this long (its downtime).
 const AIM_MOVE_DOWNTIME_S: f64 = 2.0;
+/// A push cut at 50% and run again forwards at most this much more than a full push.
+const AIM_RESUME_EXTRA_MIB: u64 = 72;
 /// Bytes written since the last pre-copy round of a move.
 const MOVE_DIRTY_MIB: u64 = 20;
 
@@ -55,8 +59,8 @@ const RSYNC_PORT: u16 = 8730;
 /// The rsync daemon's module.
 const RSYNC_MODULE: &str = "mod";
 /// Free space the section wants, in multiples of the volume: the volume on `a`, its store on
-/// `a` and `b`, the volume on `b` and rsync's copy.
-const TRANSFER_DISK_FACTOR: f64 = 5.0;
+/// `a`, `b` and `c`, the volume on `b` and `c`, and rsync's copy.
+const TRANSFER_DISK_FACTOR: f64 = 7.0;
 
 /// An rsync daemon running in a host; killed when dropped.
 struct RsyncDaemon {
@@ -429,7 +433,7 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
 
     // Declared in this order, they drop in reverse: the rsync daemon and the daemons before
     // the namespaces they run in.
-    let topology = Topology::new(&["a", "b"]);
+    let topology = Topology::new(&["a", "b", "c"]);
     let ca = TestCa::new("dvol bench CA");
     let certs = work.path().join("certs");
     std::fs::create_dir_all(&certs)?;
@@ -480,6 +484,54 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         full_rsync.seconds,
         mb(full_rsync.tx)
     );
+
+    // Resume after a cut at 50%: the same commit pushed to a third host c through a relay
+    // in c that cuts the connection once half of the stored bytes passed, then pushed again.
+    let resume = {
+        let hc = topology.host("c");
+        let c = Daemon::start_in_tls(hc, None, &ca, &certs);
+        let relay = Relay::start(hc, HOST_PORT + 1, (hc.addr(), HOST_PORT).into());
+        dvol_ok(
+            &a,
+            &[
+                "remote",
+                "add",
+                "c",
+                &format!("tcp://{}", relay.addr()),
+                "--token-file",
+                &c.token_file().display().to_string(),
+                "--ca",
+                &ca.pem_path().display().to_string(),
+            ],
+        )?;
+        let full_sent = u64_of(&full_dvol.answer, "bytes_sent");
+        relay.cut_after(Some(full_sent / 2));
+        let cut = a.cli(&["push", "-V", &name, "c", "--json"]);
+        ensure!(
+            !cut.status.success(),
+            "the push cut at 50% succeeded: {}",
+            String::from_utf8_lossy(&cut.stdout)
+        );
+        let at_cut = relay.forwarded();
+        relay.cut_after(None);
+        let out = a.cli(&["push", "-V", &name, "c", "--json"]);
+        ensure!(
+            out.status.success(),
+            "the push resumed after a cut failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let answer: Value = serde_json::from_slice(&out.stdout).context("push --json")?;
+        let total = relay.forwarded();
+        eprintln!(
+            "  transfer resume: cut after {:.1} MB, then {:.1} MB more ({} objects skipped); {:.1} MB in all for {:.1} MB stored",
+            mb(at_cut),
+            mb(total - at_cut),
+            u64_of(&answer, "objects_skipped"),
+            mb(total),
+            mb(full_sent)
+        );
+        (full_sent, at_cut, total, answer)
+    };
 
     let mut rounds = Vec::with_capacity(args.transfer_rounds);
     for _ in 0..args.transfer_rounds {
@@ -628,6 +680,19 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         mb(moved["transfer"]["bytes_sent"].as_u64().unwrap_or(0)),
     ));
 
+    let (full_sent, at_cut, resume_total, resume_answer) = resume;
+    let resume_extra = resume_total.saturating_sub(full_sent);
+    let resume_pass = resume_extra <= AIM_RESUME_EXTRA_MIB << 20;
+    let verdict = report.aim("transfer resume after a cut at 50%", resume_pass);
+    report.line(format!(
+        "transfer resume   cut at 50% (after {:.1} MB through a relay in host c), then pushed again: {:.1} MB forwarded in all for {:.1} MB stored = full + {:.1} MiB  aim <= full + {AIM_RESUME_EXTRA_MIB} MiB  {verdict}   (the rerun skipped {} objects)",
+        mb(at_cut),
+        mb(resume_total),
+        mb(full_sent),
+        mib(resume_extra >> 10),
+        u64_of(&resume_answer, "objects_skipped"),
+    ));
+
     let growth = [
         mib(hwm_end[0].saturating_sub(hwm_start[0])),
         mib(hwm_end[1].saturating_sub(hwm_start[1])),
@@ -696,6 +761,14 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
             "shaped": {
                 "rate": SHAPED_RATE,
                 "round": shaped.json(),
+            },
+            "resume": {
+                "full_bytes_sent": full_sent,
+                "forwarded_at_cut": at_cut,
+                "forwarded_total": resume_total,
+                "aim_extra_mib_max": AIM_RESUME_EXTRA_MIB,
+                "pass": resume_pass,
+                "rerun": resume_answer,
             },
             "move": {
                 "dirty_mib": MOVE_DIRTY_MIB,
