@@ -455,7 +455,9 @@ impl Checkout<'_> {
             let name = e.name.as_slice();
             let rel = join_rel(rel, name);
             let act = actual.get(name);
-            self.progress.advance(1);
+            if matches!(e.kind, EntryKind::File | EntryKind::ChunkedFile) {
+                self.progress.advance(e.size);
+            }
             match e.kind {
                 EntryKind::Dir => {
                     match act {
@@ -635,7 +637,7 @@ impl Repository {
         };
         let old = self.load_index(volume)?;
         let tree = self.read_tree(&tree_id)?;
-        progress.start(Phase::CHECKOUT, None);
+        progress.start(Phase::CHECKOUT, Some(self.content_bytes(&tree)?));
         let mut co = Checkout {
             repo: self,
             root: target,
@@ -663,6 +665,27 @@ impl Repository {
         rustix::fs::syncfs(&root_fd).map_err(|e| io_err("sync", target)(e.into()))?;
         co.new.save(&self.index_path(volume))?;
         Ok(co.stats)
+    }
+
+    /// The content bytes of every file under `tree` (hard links count once): the total of a
+    /// checkout's progress. Reads the tree objects only.
+    fn content_bytes(&self, tree: &Tree) -> Result<u64> {
+        let mut total = 0u64;
+        let mut dirs: Vec<ObjectId> = Vec::new();
+        let mut add = |tree: &Tree, dirs: &mut Vec<ObjectId>| {
+            for e in &tree.entries {
+                match e.kind {
+                    EntryKind::File | EntryKind::ChunkedFile => total += e.size,
+                    EntryKind::Dir => dirs.push(e.id),
+                    _ => {}
+                }
+            }
+        };
+        add(tree, &mut dirs);
+        while let Some(id) = dirs.pop() {
+            add(&self.read_tree(&id)?, &mut dirs);
+        }
+        Ok(total)
     }
 
     /// Creates volume `to` from `commit` (normally a commit of `from`): checks the commit out

@@ -24,8 +24,9 @@ impl Phase {
     pub const SCAN: Phase = Phase::items("scan");
     /// A commit reads the files that changed.
     pub const READ: Phase = Phase::bytes("read");
-    /// A checkout writes files and removes paths.
-    pub const CHECKOUT: Phase = Phase::items("checkout");
+    /// A checkout goes through the commit's files: bytes of file content, whether a file is
+    /// written or already right (its total is the content of every file in the commit).
+    pub const CHECKOUT: Phase = Phase::bytes("checkout");
     /// A block-device commit reads the device.
     pub const READ_DEVICE: Phase = Phase::bytes("read device");
     /// A block-device checkout writes the device.

@@ -1245,6 +1245,17 @@ fn progress_is_reported() {
     // 3 entries scanned + 30000 bytes read.
     assert_eq!(p.advanced.load(Ordering::Relaxed), 30_003);
     assert_eq!(p.finished.load(Ordering::Relaxed), 2);
+    // A checkout counts the commit's file bytes, written or already right, against their sum.
+    std::fs::remove_file(dir.join("x")).unwrap();
+    let c = Recorder::default();
+    let head = repo.resolve(&vol, "HEAD").unwrap();
+    repo.checkout(&vol, head, &dir, &c).unwrap();
+    assert_eq!(
+        c.phases.lock().unwrap().clone(),
+        vec![("checkout".to_string(), Some(30_000))]
+    );
+    assert_eq!(c.advanced.load(Ordering::Relaxed), 30_000);
+    assert_eq!(c.finished.load(Ordering::Relaxed), 1);
     let f = Recorder::default();
     repo.fsck(&f).unwrap();
     assert_eq!(
