@@ -1,8 +1,8 @@
 //! The REST API against a property-based fuzzer: schemathesis reads the OpenAPI document a
 //! real `dvol daemon` serves on TCP (`--listen`, with the bearer token), generates requests for
 //! every operation (valid and invalid bodies, paths and queries) and checks that no answer is a
-//! 5xx, that every answer's status is documented for its operation and that every JSON body
-//! matches its documented schema.
+//! 5xx, that every answer's status and content type are documented for its operation and that
+//! every JSON body matches its documented schema.
 //!
 //! schemathesis comes from PyPI, pinned to [`SCHEMATHESIS_VERSION`]; `scripts/install-deps.sh`
 //! installs it in [`VENV`]. The test finds it there, at `DVOL_SCHEMATHESIS`, or on `PATH`; without
@@ -256,7 +256,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         .args(["--header", &format!("Authorization: Bearer {TOKEN}")])
         .args([
             "--checks",
-            "not_a_server_error,status_code_conformance,response_schema_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
         ])
         .args(["--max-examples", &MAX_EXAMPLES.to_string()])
         .args(["--workers", "2"])
