@@ -8,9 +8,10 @@
 //! installs it in [`VENV`]. The test finds it there, at `DVOL_SCHEMATHESIS`, or on `PATH`; without
 //! it the test skips, and under `DVOL_REQUIRE_ALL=1` it fails.
 //!
-//! Some operations are left out, each for the reason [`EXCLUDED`] gives; the volume operations
-//! work on a seeded volume (commits, a tag and a branch) so they reach more than "no such
-//! volume".
+//! Some operations are left out, each for the reason [`EXCLUDED`] gives. The volume operations
+//! work on a seeded volume (commits, a tag and a branch), and the transfer operations on a
+//! remote that is the daemon itself, so they reach more than "no such volume" or "no such
+//! remote".
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -60,6 +61,34 @@ const TIME_LIMIT: Duration = Duration::from_secs(240);
 /// The volume the volume operations work on, and the one `DELETE /v1/volumes/{name}` may remove.
 const SEEDED: &str = "fuzz-seeded";
 const DOOMED: &str = "fuzz-doomed";
+
+/// The remote the transfer operations use: the fuzzed daemon itself.
+const REMOTE: &str = "self";
+
+/// schemathesis' configuration: the volume operations work on [`SEEDED`] (the transfer ones
+/// with [`REMOTE`]), clone clones it from [`REMOTE`], and the delete removes [`DOOMED`];
+/// every other field and parameter is the fuzzer's.
+fn fuzz_config_toml() -> String {
+    format!(
+        r#"[[operations]]
+include-path-regex = '^/v1/volumes/\{{name\}}/'
+exclude-operation-id = ["push", "pull", "fetch", "move"]
+parameters = {{ "path.name" = "{SEEDED}" }}
+
+[[operations]]
+include-operation-id = ["push", "pull", "fetch", "move"]
+parameters = {{ "path.name" = "{SEEDED}", "body.remote" = "{REMOTE}" }}
+
+[[operations]]
+include-operation-id = "clone"
+parameters = {{ "body.remote" = "{REMOTE}", "body.volume" = "{SEEDED}" }}
+
+[[operations]]
+include-operation-id = "deleteVolume"
+parameters = {{ "path.name" = "{DOOMED}" }}
+"#
+    )
+}
 
 /// schemathesis' command: `DVOL_SCHEMATHESIS`, the venv of `scripts/install-deps.sh`, or `PATH`.
 fn schemathesis() -> Option<PathBuf> {
@@ -236,14 +265,7 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
     let selected = total - EXCLUDED.len();
 
     let fuzz_config = dir.path().join("schemathesis.toml");
-    std::fs::write(
-        &fuzz_config,
-        format!(
-            "[[operations]]\ninclude-path-regex = '^/v1/volumes/\\{{name\\}}/'\nparameters = {{ \"path.name\" = \"{SEEDED}\" }}\n\n\
-             [[operations]]\ninclude-operation-id = \"deleteVolume\"\nparameters = {{ \"path.name\" = \"{DOOMED}\" }}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&fuzz_config, fuzz_config_toml()).unwrap();
 
     let mut command = Command::new(&schemathesis);
     command
