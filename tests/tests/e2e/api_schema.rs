@@ -6,7 +6,8 @@
 //!
 //! schemathesis comes from PyPI, pinned to [`SCHEMATHESIS_VERSION`]; `scripts/install-deps.sh`
 //! installs it in [`VENV`]. The test finds it there, at `DVOL_SCHEMATHESIS`, or on `PATH`; without
-//! it the test skips, and under `DVOL_REQUIRE_ALL=1` it fails.
+//! it the test skips, and under `DVOL_REQUIRE_ALL=1` it fails. Each run draws a new seed and
+//! prints it with the output; `DVOL_SCHEMATHESIS_SEED=N` runs that seed again.
 //!
 //! Some operations are left out, each for the reason [`EXCLUDED`] gives. The volume operations
 //! work on a seeded volume (commits, a tag and a branch), and the transfer operations on a
@@ -285,6 +286,10 @@ fn schemathesis_finds_no_server_error_and_no_answer_off_its_schema() {
         .args(["--request-timeout", "30"])
         .args(["--wait-for-schema", "30"])
         .arg("--no-color");
+    // Each run draws a new seed and prints it; DVOL_SCHEMATHESIS_SEED replays one.
+    if let Some(seed) = std::env::var_os("DVOL_SCHEMATHESIS_SEED") {
+        command.arg("--seed").arg(seed);
+    }
     for (operation, _why) in EXCLUDED {
         command.args(["--exclude-operation-id", operation]);
     }
