@@ -1263,3 +1263,155 @@ fn the_schema_check_catches_drift() {
         assert!(caught.is_err(), "{status} {body} passed the check");
     }
 }
+
+/// The errors of `value` against the document's component schema `name`.
+fn component_errors(name: &str, value: &Value) -> Vec<String> {
+    let schema = json!({
+        "$ref": format!("#/components/schemas/{name}"),
+        "components": document()["components"].clone(),
+    });
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    validator
+        .iter_errors(value)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Optional fields are serialised as `null` when absent (an `Option` of an enum, of a
+/// struct, of a number or of a string), and the document says they may be: such answers
+/// validate, with the field absent and with it present; a value outside the enum does not.
+#[test]
+fn optional_fields_validate_as_null_and_as_values() {
+    use dvol_api::{ChangeKind, ChangeView, MovedTo, ProfileConfigView, ProfileView, VolumeView};
+    use dvol_backends::Filesystem;
+
+    let bare = VolumeView {
+        name: "db".into(),
+        id: uuid::Uuid::nil(),
+        profile: "bronze".into(),
+        backend: BackendKind::Directory,
+        size_bytes: None,
+        size_enforced: false,
+        filesystem: None,
+        mountpoint: "/var/lib/dvol/mounts/x".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        mounted: false,
+        mounts: Default::default(),
+        state: Default::default(),
+        problem: None,
+        moved_to: None,
+    };
+    let full = VolumeView {
+        size_bytes: Some(1 << 30),
+        filesystem: Some(Filesystem::Xfs),
+        problem: Some("busy".into()),
+        moved_to: Some(MovedTo {
+            remote: "b".into(),
+            commit: "abcd".into(),
+            moved_at: "2026-01-01T00:00:00Z".into(),
+        }),
+        ..bare.clone()
+    };
+    let bare_json = serde_json::to_value(&bare).unwrap();
+    assert_eq!(bare_json["filesystem"], Value::Null, "{bare_json}");
+    assert_eq!(bare_json["size_bytes"], Value::Null, "{bare_json}");
+
+    let config = ProfileConfigView {
+        backend: BackendKind::Loop,
+        volume_group: None,
+        thin_pool: None,
+        size: None,
+        filesystem: None,
+        max_overprovision: None,
+    };
+    let profile = ProfileView {
+        name: "gold".into(),
+        config: config.clone(),
+        available: false,
+        backend: None,
+        location: None,
+        preallocate: false,
+        reason: "no loop devices".into(),
+        default: false,
+    };
+    let configured = ProfileView {
+        config: ProfileConfigView {
+            volume_group: Some("vg".into()),
+            thin_pool: Some("pool".into()),
+            size: Some(1 << 30),
+            filesystem: Some(Filesystem::Ext4),
+            max_overprovision: Some(2.5),
+            ..config
+        },
+        backend: Some(BackendKind::Lvm),
+        location: Some("vg/pool".into()),
+        available: true,
+        ..profile.clone()
+    };
+    let change = |old_size, new_size| ChangeView {
+        path: "a".into(),
+        kind: ChangeKind::Modified,
+        is_dir: false,
+        old_size,
+        new_size,
+    };
+    let cases = [
+        ("VolumeView", serde_json::to_value(&bare).unwrap()),
+        ("VolumeView", serde_json::to_value(&full).unwrap()),
+        ("ProfileView", serde_json::to_value(&profile).unwrap()),
+        ("ProfileView", serde_json::to_value(&configured).unwrap()),
+        (
+            "ChangeView",
+            serde_json::to_value(change(None, None)).unwrap(),
+        ),
+        (
+            "ChangeView",
+            serde_json::to_value(change(Some(1), Some(2))).unwrap(),
+        ),
+    ];
+    for (name, value) in &cases {
+        let errors = component_errors(name, value);
+        assert!(errors.is_empty(), "{name} {value}: {errors:?}");
+    }
+
+    let mut wrong = bare_json.clone();
+    wrong["filesystem"] = json!("zfs");
+    assert!(
+        !component_errors("VolumeView", &wrong).is_empty(),
+        "{wrong}"
+    );
+    wrong["filesystem"] = json!("xfs");
+    wrong["size_bytes"] = json!("big");
+    assert!(
+        !component_errors("VolumeView", &wrong).is_empty(),
+        "{wrong}"
+    );
+}
+
+/// The bearer token is declared as an HTTP bearer scheme that says where it is needed (TCP)
+/// and where not (the unix socket), and every operation takes it or nothing: no operation
+/// overrides that with a scheme of its own.
+#[test]
+fn the_bearer_scheme_is_declared_for_every_operation() {
+    let spec = document();
+    let scheme = &spec["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    let description = scheme["description"].as_str().unwrap_or("");
+    for needle in ["TCP", "--listen", "--token-file", "unix socket", "401"] {
+        assert!(
+            description.contains(needle),
+            "{needle} not in {description}"
+        );
+    }
+    assert_eq!(spec["security"], json!([{}, {"bearer": []}]));
+    for (path, operations) in spec["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            assert!(
+                operation.get("security").is_none(),
+                "{method} {path} overrides the document's security: {}",
+                operation["security"]
+            );
+        }
+    }
+}

@@ -9,6 +9,7 @@
 //!
 //! Run one feature with `cargo test -p dvol-tests --test e2e -- docker::`.
 
+mod api_schema;
 mod block_volumes;
 mod checkout_journal;
 mod cli;
