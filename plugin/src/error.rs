@@ -414,6 +414,12 @@ pub enum TransferError {
         /// The session.
         session: String,
     },
+    /// The remote is this host, and the receiving volume the sending one.
+    #[error("volume {volume}: the remote is this host and the volume itself; name another host's daemon as the remote (or push with --as NAME for a copy here)")]
+    IntoItself {
+        /// The volume.
+        volume: VolumeName,
+    },
     /// The peer speaks another protocol version.
     #[error("this daemon speaks transfer protocol {TRANSFER_PROTOCOL}, the peer {offered}; run the same dvol version on both")]
     Version {
@@ -433,6 +439,7 @@ impl TransferError {
             }
             TransferError::BadRemote { .. }
             | TransferError::BadStream { .. }
+            | TransferError::IntoItself { .. }
             | TransferError::Version { .. } => ErrorClass::Invalid,
             TransferError::RemoteExists { .. }
             | TransferError::Diverged { .. }
@@ -476,6 +483,7 @@ impl TransferError {
             TransferError::Moved { .. } => "moved",
             TransferError::DowntimeTooLong { .. } => "downtime_too_long",
             TransferError::Version { .. } => "protocol_version",
+            TransferError::IntoItself { .. } => "into_itself",
         }
     }
 }

@@ -5,12 +5,14 @@
 //! target address there, byte for byte, so TLS passes through untouched. [`Relay::cut_after`]
 //! arms a cut: once that many bytes went from clients to the target (counted from the arming,
 //! across connections), the connection carrying that byte is shut in both directions, as a
-//! dropped link would be. [`Relay::forwarded`] tells how many bytes went to the target in all.
+//! dropped link would be; [`Relay::stall_after`] arms a stall instead: the client's side is
+//! shut, but the target's stays open and silent, as after a partition the target has not
+//! noticed. [`Relay::forwarded`] tells how many bytes went to the target in all.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -27,6 +29,10 @@ struct Counters {
     forwarded: AtomicU64,
     /// Cuts made.
     cuts: AtomicU64,
+    /// Whether the armed cut leaves the target's side open (a stall).
+    stall: AtomicBool,
+    /// The target's side of stalled connections, kept open until the relay is dropped.
+    stalled: Mutex<Vec<TcpStream>>,
     stop: AtomicBool,
 }
 
@@ -55,6 +61,8 @@ impl Relay {
             until_cut: AtomicU64::new(DISARMED),
             forwarded: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
+            stall: AtomicBool::new(false),
+            stalled: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -92,9 +100,17 @@ impl Relay {
 
     /// Cuts the connection that carries the `bytes`-th byte from now (`None`: no cut).
     pub fn cut_after(&self, bytes: Option<u64>) {
+        self.counters.stall.store(false, Ordering::SeqCst);
         self.counters
             .until_cut
             .store(bytes.unwrap_or(DISARMED), Ordering::SeqCst);
+    }
+
+    /// Like [`Relay::cut_after`], but only the client's side is shut: the target's side of
+    /// that connection stays open and gets nothing more.
+    pub fn stall_after(&self, bytes: u64) {
+        self.counters.stall.store(true, Ordering::SeqCst);
+        self.counters.until_cut.store(bytes, Ordering::SeqCst);
     }
 
     /// Bytes forwarded from clients to the target so far.
@@ -149,6 +165,12 @@ fn pipe(client: TcpStream, server: TcpStream, counters: &Counters) {
         if cut {
             counters.cuts.fetch_add(1, Ordering::SeqCst);
             let _ = client.shutdown(Shutdown::Both);
+            if counters.stall.load(Ordering::SeqCst) {
+                // The target's side stays open and silent; the thread copying its answers
+                // back ends on the client's shut side.
+                counters.stalled.lock().unwrap().push(server);
+                return;
+            }
             let _ = server.shutdown(Shutdown::Both);
             break;
         }

@@ -639,6 +639,72 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
 }
 
 #[test]
+fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_after_the_sender_lost_it() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let certs = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("dvol test CA");
+    let (ha, hb) = (topology.host("a"), topology.host("b"));
+    let a = tls_daemon(ha, &ca, certs.path());
+    let b = tls_daemon(hb, &ca, certs.path());
+    let relay = Relay::start(hb, HOST_PORT + 1, (hb.addr(), HOST_PORT).into());
+    dvol_ok(
+        &a,
+        &[
+            "remote",
+            "add",
+            "b",
+            &format!("tcp://{}", relay.addr()),
+            "--token-file",
+            &b.token_file().display().to_string(),
+            "--ca",
+            &ca.pem_path().display().to_string(),
+        ],
+    );
+    dvol_ok(&a, &["init", "stalled@bronze"]);
+    write_random_files(&volume_data(&a, "stalled"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "stalled", "-m", "30 MiB"]);
+
+    // The sender loses its connection 20 MiB into the stream; the receiver's side stays open
+    // and silent, as after a partition it has not noticed (it would wait 60 s for a byte).
+    relay.stall_after(20 << 20);
+    let lost = dvol_fails(&a, &["push", "-V", "stalled", "b"]);
+    assert!(lost.contains("remote b"), "{lost}");
+    assert!(receiving(&b), "b still receives the stalled stream");
+    let started = std::time::Instant::now();
+    let resumed = push_json(&a, &["-V", "stalled", "b"]);
+    assert_eq!(resumed["outcome"], "created", "{resumed:#}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the rerun did not wait for the stalled stream's idle time-out: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        resumed["objects_skipped"].as_u64().unwrap() > 0,
+        "what arrived before the stall was kept: {resumed:#}"
+    );
+    assert!(
+        b.log().contains("superseded by a newer attempt"),
+        "b says it stopped the old stream"
+    );
+    assert_eq!(log_ids(&b, "stalled"), log_ids(&a, "stalled"));
+    assert_eq!(volume_digest(&b, "stalled"), volume_digest(&a, "stalled"));
+    assert_fsck_clean(&b, "after a superseded stream");
+
+    // A remote that is this host itself: moving a volume into itself is refused, and the
+    // volume stays this host's.
+    add_remote(&a, "me", &a, ha, ca.pem_path());
+    let refused = dvol_fails(&a, &["move", "stalled", "me"]);
+    assert!(refused.contains("the remote is this host"), "{refused}");
+    let view: Value =
+        serde_json::from_str(&dvol_ok(&a, &["volume", "inspect", "stalled"])).unwrap();
+    assert!(view.get("moved_to").is_none(), "{view:#}");
+    dvol_ok(&a, &["push", "-V", "stalled", "me", "--as", "stalled-copy"]);
+    assert_eq!(log_ids(&a, "stalled-copy"), log_ids(&a, "stalled"));
+}
+
+#[test]
 fn of_two_concurrent_pushes_one_wins_and_a_receiver_without_room_refuses_before_the_data() {
     let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
         return;

@@ -136,6 +136,7 @@ impl VolumeService {
                 Body::new(response.into_body()),
                 plan.bytes,
                 progress,
+                None,
             )
             .await?;
         if received.objects_stored + received.duplicates != plan.objects {

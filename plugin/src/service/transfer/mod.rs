@@ -40,6 +40,9 @@ use dvol_snapshot::CommitId;
 use crate::error::TransferError;
 use crate::names::VolumeName;
 
+/// How long a new offer waits for the stream of the attempt it supersedes to stop.
+const SUPERSEDE_PATIENCE: Duration = Duration::from_secs(30);
+
 /// A receive session without a call for this long is forgotten (its objects stay; a rerun
 /// starts a new session and finds them).
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
@@ -55,6 +58,8 @@ pub(crate) struct Session {
     pub touched: Instant,
     /// Whether an object stream is being received.
     pub receiving: bool,
+    /// Told when a newer offer of the same session supersedes the stream being received.
+    pub stop: Arc<tokio::sync::Notify>,
 }
 
 /// The receive sessions of this daemon.
@@ -74,21 +79,42 @@ impl Sessions {
         map.entry(volume.to_string()).or_default().clone()
     }
 
-    /// Starts (or restarts) session `id`; refused while it receives objects.
+    /// Starts (or restarts) session `id`. A stream the session still receives belongs to an
+    /// earlier attempt of the same sender (its connection cut, say, before this host noticed):
+    /// it is told to stop, and waited for (at most [`SUPERSEDE_PATIENCE`]; blocking) while it
+    /// keeps what arrived whole.
     pub fn start(&self, id: &str, session: Session) -> Result<(), TransferError> {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, s| s.receiving || s.touched.elapsed() < SESSION_IDLE);
-        if map.get(id).is_some_and(|s| s.receiving) {
-            return Err(TransferError::BadStream {
-                volume: session.volume.clone(),
-                problem: format!(
-                    "a push of branch {} from the same host is receiving objects right now; wait for it to finish",
-                    session.offer.branch
-                ),
-            });
+        let deadline = Instant::now() + SUPERSEDE_PATIENCE;
+        let mut told = false;
+        loop {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, s| s.receiving || s.touched.elapsed() < SESSION_IDLE);
+            match map.get(id) {
+                Some(old) if old.receiving => {
+                    if !told {
+                        tracing::warn!(session = id, volume = %old.volume, "a newer offer of this push supersedes the object stream still being received; stopping it");
+                        old.stop.notify_one();
+                        told = true;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(TransferError::BadStream {
+                            volume: session.volume.clone(),
+                            problem: format!(
+                                "a push of branch {} from the same host is still receiving objects after {} s; wait for it to finish",
+                                session.offer.branch,
+                                SUPERSEDE_PATIENCE.as_secs()
+                            ),
+                        });
+                    }
+                }
+                _ => {
+                    map.insert(id.to_string(), session);
+                    return Ok(());
+                }
+            }
+            drop(map);
+            std::thread::sleep(Duration::from_millis(50));
         }
-        map.insert(id.to_string(), session);
-        Ok(())
     }
 
     /// The session `id`, touched.

@@ -107,6 +107,7 @@ impl VolumeService {
                     axum::body::Body::new(response.into_body()),
                     plan.bytes,
                     progress,
+                    None,
                 )
                 .await?;
         }

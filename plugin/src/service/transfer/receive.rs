@@ -65,6 +65,14 @@ impl VolumeService {
             roots: Vec::new(),
         };
         match &existing {
+            Some(volume) if volume.id == offer.like.id => {
+                // The remote is this host and the volume itself: a push would change nothing,
+                // and a move would mark the only copy as moved away.
+                return Err(TransferError::IntoItself {
+                    volume: name.clone(),
+                }
+                .into());
+            }
             Some(volume) => {
                 if volume.state != VolumeState::Ready {
                     return Err(ServiceError::Busy {
@@ -142,6 +150,7 @@ impl VolumeService {
                 volume: name,
                 touched: Instant::now(),
                 receiving: false,
+                stop: Arc::default(),
             },
         )?;
         Ok(answer)
@@ -193,7 +202,14 @@ impl VolumeService {
         }
         self.sessions.set_receiving(&session, true)?;
         let result = self
-            .receive_stream(&session, &s.volume, body, declared, Arc::new(NoProgress))
+            .receive_stream(
+                &session,
+                &s.volume,
+                body,
+                declared,
+                Arc::new(NoProgress),
+                Some(&s.stop),
+            )
             .await;
         let _ = self.sessions.set_receiving(&session, false);
         result
@@ -234,7 +250,7 @@ impl VolumeService {
     }
 
     /// Stores the object stream `body` (of about `total` stored bytes) under receive marker
-    /// `session`.
+    /// `session`, until its end or until `stop` is told.
     pub(super) async fn receive_stream(
         self: &Arc<Self>,
         session: &str,
@@ -242,6 +258,7 @@ impl VolumeService {
         mut body: Body,
         total: u64,
         progress: Reporter,
+        stop: Option<&tokio::sync::Notify>,
     ) -> Result<ObjectsReceived, ServiceError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
         let marker = session.to_string();
@@ -312,8 +329,22 @@ impl VolumeService {
             // is read and dropped, so that the sender, still writing it, gets the answer
             // instead of a connection closed under it.
             let mut tx = Some(tx);
+            let stopped = async {
+                match stop {
+                    Some(stop) => stop.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::pin!(stopped);
             loop {
-                let frame = match tokio::time::timeout(STREAM_IDLE, body.frame()).await {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(STREAM_IDLE, body.frame()) => next,
+                    () = &mut stopped => {
+                        warn!(volume = %volume, session, "object stream superseded by a newer attempt of the same push; stopped");
+                        break;
+                    }
+                };
+                let frame = match next {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(_) => {
