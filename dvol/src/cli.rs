@@ -500,6 +500,22 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// `dvol volume ls` flags.
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with_all = ["quiet", "format"])]
+    pub json: bool,
+    /// Print only the names, one a line.
+    #[arg(short, long, conflicts_with = "format")]
+    pub quiet: bool,
+    /// Print a line per volume from TEMPLATE: `{{.FIELD}}` is a field of `dvol volume ls
+    /// --json` (name, profile, backend, size_bytes, state, ...; Docker's `{{.Name}}` works
+    /// too), `\t` a tab. E.g. --format '{{.Name}} {{.Profile}}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
 /// `dvol volume ...`
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -516,7 +532,7 @@ pub enum VolumeCommand {
     },
     /// List volumes.
     #[command(alias = "list")]
-    Ls(JsonFlag),
+    Ls(VolumeLsArgs),
     /// Show one volume as JSON.
     Inspect {
         /// The volume.

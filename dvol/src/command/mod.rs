@@ -44,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Volume(VolumeCommand::Create { name, opts, json }) => {
             volume::create(&client()?, &name, &opts, json).await
         }
-        Command::Volume(VolumeCommand::Ls(flag)) => volume::ls(&client()?, flag.json).await,
+        Command::Volume(VolumeCommand::Ls(args)) => volume::ls(&client()?, args).await,
         Command::Volume(VolumeCommand::Inspect { name }) => {
             volume::inspect(&client()?, &name).await
         }

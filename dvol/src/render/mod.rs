@@ -12,3 +12,4 @@ pub mod quote;
 pub mod show;
 pub mod stat;
 pub mod table;
+pub mod template;
