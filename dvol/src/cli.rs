@@ -102,6 +102,10 @@ pub enum Command {
         /// Draw the commit graph, one line per commit.
         #[arg(long)]
         graph: bool,
+        /// One line per commit: the short id, the refs pointing at it and the first line of
+        /// its message (the lines --graph draws beside the graph).
+        #[arg(long, conflicts_with = "json")]
+        oneline: bool,
         /// Show at most N commits.
         #[arg(short = 'n', long = "max-count", value_name = "N")]
         max_count: Option<usize>,
@@ -202,15 +206,31 @@ pub enum Command {
         #[arg(long)]
         stop_removable: bool,
     },
-    /// Show the files that differ from REF to the second REF (default HEAD).
+    /// Show the files that differ from REF to the second REF (default HEAD); without REF, the
+    /// changes in the volume not committed yet (as `dvol status` lists them).
     Diff {
-        /// The older revision.
+        /// The older revision [default: the uncommitted changes against HEAD].
         #[arg(value_name = "REF")]
-        from: String,
+        from: Option<String>,
         /// The newer revision [default: HEAD].
-        #[arg(value_name = "REF")]
+        #[arg(value_name = "REF", requires = "from")]
         to: Option<String>,
+        /// Per path the change and its bytes, then the paths changed and the bytes added and
+        /// removed.
+        #[arg(long, conflicts_with = "json")]
+        stat: bool,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a commit (id, parents, author, date, message, refs) and the paths it changed
+    /// against its first parent, with their sizes.
+    Show {
+        /// The commit: a branch, tag, commit id prefix, HEAD^, HEAD~N.
+        #[arg(value_name = "REF", default_value = "HEAD")]
+        rev: String,
+        /// Print JSON: `commit` as `dvol log --json` shows commits, `changes` as `dvol diff
+        /// --json` shows paths.
         #[arg(long)]
         json: bool,
     },
@@ -480,6 +500,22 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// `dvol volume ls` flags.
+#[derive(Debug, Args)]
+pub struct VolumeLsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with_all = ["quiet", "format"])]
+    pub json: bool,
+    /// Print only the names, one a line.
+    #[arg(short, long, conflicts_with = "format")]
+    pub quiet: bool,
+    /// Print a line per volume from TEMPLATE: `{{.FIELD}}` is a field of `dvol volume ls
+    /// --json` (name, profile, backend, size_bytes, state, ...; Docker's `{{.Name}}` works
+    /// too), `\t` a tab. E.g. --format '{{.Name}} {{.Profile}}'.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
 /// `dvol volume ...`
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
@@ -496,7 +532,7 @@ pub enum VolumeCommand {
     },
     /// List volumes.
     #[command(alias = "list")]
-    Ls(JsonFlag),
+    Ls(VolumeLsArgs),
     /// Show one volume as JSON.
     Inspect {
         /// The volume.

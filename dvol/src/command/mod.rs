@@ -21,6 +21,7 @@ mod reflog;
 mod remote;
 mod resumed;
 mod rm;
+mod show;
 mod status;
 mod switch;
 mod tag;
@@ -43,7 +44,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Volume(VolumeCommand::Create { name, opts, json }) => {
             volume::create(&client()?, &name, &opts, json).await
         }
-        Command::Volume(VolumeCommand::Ls(flag)) => volume::ls(&client()?, flag.json).await,
+        Command::Volume(VolumeCommand::Ls(args)) => volume::ls(&client()?, args).await,
         Command::Volume(VolumeCommand::Inspect { name }) => {
             volume::inspect(&client()?, &name).await
         }
@@ -65,9 +66,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => commit::run(&client()?, volume, message, author, pause).await,
         Command::Log {
             graph,
+            oneline,
             max_count,
             json,
-        } => log::run(&client()?, volume, graph, max_count, json).await,
+        } => {
+            let style = log::Style::new(graph, oneline, json);
+            log::run(&client()?, volume, style, max_count).await
+        }
         Command::Status { json } => status::run(&client()?, volume, json).await,
         Command::Branch {
             name,
@@ -102,7 +107,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             let how = checkout::Stopping { stop_removable };
             checkout::reset(&client()?, volume, hard, rev, how).await
         }
-        Command::Diff { from, to, json } => diff::run(&client()?, volume, from, to, json).await,
+        Command::Diff {
+            from,
+            to,
+            stat,
+            json,
+        } => {
+            let style = diff::Style::new(stat, json);
+            diff::run(&client()?, volume, from, to, style).await
+        }
+        Command::Show { rev, json } => show::run(&client()?, volume, &rev, json).await,
         Command::Remote(RemoteCommand::Add { name, url }) => {
             // --token-file and --ca name the remote's credentials here, not this host's.
             let own = connect(&cli.host, None, None)?;

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use dvol_api::{CreateVolume, ResizeVolume, VolumeView};
 
+use crate::cli::VolumeLsArgs;
 use crate::client::Client;
 use crate::render::format::{optional_bytes, yes_no};
 use crate::render::json::print_json;
 use crate::render::table;
+use crate::render::template::Template;
 
 /// `dvol volume create NAME[@PROFILE] [-o KEY=VALUE]... [--json]`
 pub async fn create(client: &Client, name: &str, opts: &[String], as_json: bool) -> Result<()> {
@@ -20,11 +22,25 @@ pub async fn create(client: &Client, name: &str, opts: &[String], as_json: bool)
     Ok(())
 }
 
-/// `dvol volume ls [--json]`
-pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
+/// `dvol volume ls [--json | -q | --format TEMPLATE]`
+pub async fn ls(client: &Client, args: VolumeLsArgs) -> Result<()> {
+    // A bad template fails before the daemon is asked.
+    let template = args.format.as_deref().map(Template::parse).transpose()?;
     let volumes = client.volumes().await?;
-    if as_json {
+    if args.json {
         return print_json(&volumes);
+    }
+    if args.quiet {
+        for v in &volumes {
+            println!("{}", v.name);
+        }
+        return Ok(());
+    }
+    if let Some(template) = template {
+        for v in &volumes {
+            println!("{}", template.render(v)?);
+        }
+        return Ok(());
     }
     let rows: Vec<Vec<String>> = volumes
         .iter()

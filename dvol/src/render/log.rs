@@ -24,6 +24,24 @@ pub fn print_commits(log: &LogView) {
     }
 }
 
+/// Prints every commit of `log` on one line: [`oneline`].
+pub fn print_oneline(log: &LogView) {
+    for c in &log.commits {
+        println!("{}", oneline(log, c));
+    }
+}
+
+/// A commit as `dvol log --oneline` shows it: `SHORTID (HEAD -> master, tag: v1) message`
+/// (the first line of the message, control characters escaped).
+pub fn oneline(log: &LogView, commit: &CommitView) -> String {
+    format!(
+        "{}{} {}",
+        short_id(&commit.id),
+        decoration(log, commit),
+        first_line(&commit.message)
+    )
+}
+
 /// Prints the commit graph of `log`, a line per commit (short id, refs, first line of the
 /// message) and the lines where lanes fork and join.
 pub fn print_graph(log: &LogView) {
@@ -36,20 +54,15 @@ pub fn print_graph(log: &LogView) {
         match line {
             GraphLine::Edges(edges) => println!("{edges}"),
             GraphLine::Commit(prefix, i) => {
-                let c = &log.commits[i];
-                println!(
-                    "{prefix} {}{} {}",
-                    short_id(&c.id),
-                    decoration(log, c),
-                    first_line(&c.message)
-                );
+                println!("{prefix} {}", oneline(log, &log.commits[i]));
             }
         }
     }
 }
 
-/// The refs shown beside a commit, as git does: `HEAD -> master, exp, tag: v1`.
-fn decoration(log: &LogView, commit: &CommitView) -> String {
+/// The refs shown beside a commit, as git does: ` (HEAD -> master, exp, tag: v1)`; empty when
+/// none points at it.
+pub fn decoration(log: &LogView, commit: &CommitView) -> String {
     let mut refs = commit.refs.clone();
     if log.head.as_deref() == Some(commit.id.as_str()) {
         match &log.branch {
@@ -102,5 +115,19 @@ mod tests {
         assert_eq!(decoration(&detached, &c1), " (HEAD, exp, master, tag: v1)");
         let other = commit("c0", &[]);
         assert_eq!(decoration(&log_view, &other), "");
+    }
+
+    #[test]
+    fn oneline_is_short_id_refs_and_first_line() {
+        let log_view = log(Some("master"), "0123456789abcdef0123");
+        let mut head = commit("0123456789abcdef0123", &["master", "tag: v1"]);
+        head.message = "fix schema\n\nlong text".into();
+        assert_eq!(
+            oneline(&log_view, &head),
+            "0123456789ab (HEAD -> master, tag: v1) fix schema"
+        );
+        let mut plain = commit("fedcba9876543210", &[]);
+        plain.message = "first\rforged".into();
+        assert_eq!(oneline(&log_view, &plain), r"fedcba987654 first\rforged");
     }
 }

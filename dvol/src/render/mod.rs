@@ -9,4 +9,7 @@ pub mod json;
 pub mod log;
 pub mod progress;
 pub mod quote;
+pub mod show;
+pub mod stat;
 pub mod table;
+pub mod template;

@@ -14,6 +14,7 @@ mod block_volumes;
 mod checkout_journal;
 mod cli;
 mod cli_history;
+mod cli_inspect;
 mod cli_tools;
 mod copy_on_write;
 mod docker;
