@@ -283,7 +283,7 @@ async fn history_calls(client: &Client, data: &Path) {
     );
 
     let query = DiffQuery {
-        from: first.commit.id.clone(),
+        from: Some(first.commit.id.clone()),
         to: Some("v1".into()),
     };
     let diff = client.diff("typed", &query).await.expect("diff");

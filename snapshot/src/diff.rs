@@ -177,6 +177,17 @@ impl Repository {
         diff_trees(&|id| self.read_tree(id), Some(ta), Some(tb))
     }
 
+    /// The changes commit `c` made: from its first parent, or from nothing for a root commit.
+    pub fn changes_of(&self, c: CommitId) -> Result<Vec<Change>> {
+        let commit = self.read_commit(c)?;
+        let tb = commit.tree().ok_or(Error::NotATree(c))?;
+        let ta = match commit.parents.first() {
+            Some(parent) => Some(self.commit_tree(*parent)?),
+            None => None,
+        };
+        diff_trees(&|id| self.read_tree(id), ta, Some(tb))
+    }
+
     /// The uncommitted changes in `dir` (the volume's directory) relative to HEAD. Reads only
     /// files whose stat differs from the index, and stores nothing.
     pub fn status(&self, volume: &VolumeKey, dir: &Path) -> Result<Vec<Change>> {

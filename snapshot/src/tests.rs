@@ -536,9 +536,10 @@ fn racy_files_are_reread() {
     let c = repo.commit(&vol, &src, info("2"), &NoProgress).unwrap();
     assert_eq!(c.stats.files_reread, 1);
     settle();
-    // Read once more now that its change time is safely in the past, then trusted.
+    // Read once more now that its change time is safely in the past (unless commit 2 itself
+    // ran late enough to see it so: on a loaded machine), then trusted.
     let c = repo.commit(&vol, &src, info("3"), &NoProgress).unwrap();
-    assert_eq!(c.stats.files_reread, 1);
+    assert!(c.stats.files_reread <= 1, "{:?}", c.stats);
     let c = repo.commit(&vol, &src, info("4"), &NoProgress).unwrap();
     assert_eq!(c.stats.files_reread, 0);
 }
@@ -917,6 +918,13 @@ fn diff_and_status() {
         .iter()
         .any(|c| c.path == Path::new("newdir/y") && c.kind == ChangeKind::Removed));
     assert_eq!(repo.diff(a, a).unwrap(), vec![]);
+    // What a commit made: against its first parent, or everything for a root commit.
+    assert_eq!(repo.changes_of(b).unwrap(), expected);
+    let made = repo.changes_of(a).unwrap();
+    assert!(made.iter().all(|c| c.kind == ChangeKind::Added), "{made:?}");
+    assert!(made
+        .iter()
+        .any(|c| c.path == Path::new("sub/x") && c.new_size == Some(1)));
     // Touching mtime alone is not a change.
     fs::File::options()
         .write(true)

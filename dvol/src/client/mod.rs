@@ -238,13 +238,17 @@ impl Client {
 
     /// `GET /v1/volumes/{name}/diff?from=REV[&to=REV]`: the paths that differ.
     pub async fn diff(&self, volume: &str, query: &DiffQuery) -> Result<Vec<ChangeView>> {
-        let mut path = format!(
-            "{}?from={}",
-            volume_resource(volume, "diff"),
-            segment(&query.from)
-        );
+        let mut params = Vec::new();
+        if let Some(from) = &query.from {
+            params.push(format!("from={}", segment(from)));
+        }
         if let Some(to) = &query.to {
-            path.push_str(&format!("&to={}", segment(to)));
+            params.push(format!("to={}", segment(to)));
+        }
+        let mut path = volume_resource(volume, "diff");
+        if !params.is_empty() {
+            path.push('?');
+            path.push_str(&params.join("&"));
         }
         self.get(&path).await
     }

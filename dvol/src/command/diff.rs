@@ -44,9 +44,12 @@ pub async fn run(
     let volume = current::resolve(volume)?;
     let (changes, none, what) = match from {
         Some(from) => {
-            let query = DiffQuery { from, to };
+            let query = DiffQuery {
+                from: Some(from.clone()),
+                to,
+            };
             let changes = client.diff(&volume, &query).await?;
-            let (from, to) = (&query.from, query.to.as_deref().unwrap_or("HEAD"));
+            let (from, to) = (&from, query.to.as_deref().unwrap_or("HEAD"));
             let none = format!("no differences from {from} to {to}");
             (changes, none, format!("path(s) differ from {from} to {to}"))
         }

@@ -12,11 +12,11 @@ use crate::render::show::{show_lines, ShowView};
 pub async fn run(client: &Client, volume: Option<&str>, rev: &str, as_json: bool) -> Result<()> {
     let volume = current::resolve(volume)?;
     // The daemon's own answer for a revision it cannot resolve (with the refs it has).
-    let same = DiffQuery {
-        from: rev.to_string(),
+    let made = DiffQuery {
+        from: None,
         to: Some(rev.to_string()),
     };
-    client.diff(&volume, &same).await?;
+    let changes = client.diff(&volume, &made).await?;
     let log = client.log(&volume).await?;
     let Some(commit) = find_in_log(&log, rev) else {
         bail!(
@@ -24,19 +24,9 @@ pub async fn run(client: &Client, volume: Option<&str>, rev: &str, as_json: bool
              give a branch, tag or commit id from it"
         );
     };
-    let changes = match commit.parents.first() {
-        Some(parent) => {
-            let query = DiffQuery {
-                from: parent.clone(),
-                to: Some(commit.id.clone()),
-            };
-            Some(client.diff(&volume, &query).await?)
-        }
-        None => None,
-    };
     let shown = ShowView {
         commit,
-        changes: changes.as_deref(),
+        changes: &changes,
     };
     if as_json {
         return print_json(&shown);

@@ -11,18 +11,18 @@ use super::stat::stat_lines;
 
 /// `dvol show --json`: the commit with the field names of `GET /v1/volumes/{name}/commits`,
 /// and the paths it changed against its first parent with those of `GET
-/// /v1/volumes/{name}/diff`; `changes` is null for a root commit (see [`show_lines`]).
+/// /v1/volumes/{name}/diff` (everything it holds, for a root commit).
 #[derive(Debug, Serialize)]
 pub struct ShowView<'a> {
     /// The commit.
     pub commit: &'a CommitView,
-    /// The paths it changed against its first parent; `None` for a root commit.
-    pub changes: Option<&'a [ChangeView]>,
+    /// The paths it changed against its first parent (a root commit: all its paths).
+    pub changes: &'a [ChangeView],
 }
 
 /// The lines of `dvol show`: `commit ID (refs)`, `Parents:`, `Author:`, `Date:`, the indented
-/// message, a blank line and the changed paths with their bytes. A root commit has no parent
-/// to compare with, and the daemon's diff compares two commits: its paths are not listed.
+/// message, a blank line and the changed paths with their bytes (a root commit's: every path,
+/// added).
 pub fn show_lines(log: &LogView, shown: &ShowView<'_>) -> Vec<String> {
     let c = shown.commit;
     let parents = if c.parents.is_empty() {
@@ -44,11 +44,8 @@ pub fn show_lines(log: &LogView, shown: &ShowView<'_>) -> Vec<String> {
     lines.extend(c.message.lines().map(|l| format!("    {}", escape_text(l))));
     lines.push(String::new());
     match shown.changes {
-        None => lines.push(
-            "root commit: its paths are not listed (the daemon's diff compares two commits)".into(),
-        ),
-        Some([]) => lines.push("no paths changed against the first parent".into()),
-        Some(changes) => lines.extend(stat_lines(changes)),
+        [] => lines.push("no paths changed against the first parent".into()),
+        changes => lines.extend(stat_lines(changes)),
     }
     lines
 }
@@ -87,7 +84,7 @@ mod tests {
         }];
         let shown = ShowView {
             commit: &c,
-            changes: Some(&changes),
+            changes: &changes,
         };
         assert_eq!(
             show_lines(&log, &shown),
@@ -108,26 +105,5 @@ mod tests {
         let json = serde_json::to_value(&shown).unwrap();
         assert_eq!(json["commit"]["id"], "aaaa1111bbbb2222");
         assert_eq!(json["changes"][0]["new_size"], 2048);
-    }
-
-    #[test]
-    fn a_root_commit_says_why_no_paths_are_listed() {
-        let c = commit("aaaa1111", &[], &[]);
-        let log = LogView {
-            branch: None,
-            head: None,
-            commits: vec![],
-        };
-        let shown = ShowView {
-            commit: &c,
-            changes: None,
-        };
-        let lines = show_lines(&log, &shown);
-        assert_eq!(lines[1], "Parents: none (root commit)");
-        assert!(
-            lines.last().unwrap().starts_with("root commit:"),
-            "{lines:?}"
-        );
-        assert!(serde_json::to_value(&shown).unwrap()["changes"].is_null());
     }
 }

@@ -67,8 +67,9 @@ pub struct ResetRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DiffQuery {
-    /// The older revision.
-    pub from: String,
+    /// The older revision; without it, the first parent of `to` (nothing, for a root
+    /// commit): the changes `to` made.
+    pub from: Option<String>,
     /// The newer revision (default `HEAD`).
     pub to: Option<String>,
 }

@@ -153,7 +153,7 @@ pub async fn diff(
 ) -> Result<Json<Vec<ChangeView>>, ApiError> {
     let query = parse_query(query, "?from=REV[&to=REV]")?;
     let changes = service
-        .blocking(move |s| s.diff(&name, &query.from, query.to.as_deref()))
+        .blocking(move |s| s.diff(&name, query.from.as_deref(), query.to.as_deref()))
         .await?;
     Ok(Json(changes))
 }

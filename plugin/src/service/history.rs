@@ -273,14 +273,18 @@ impl VolumeService {
     pub fn diff(
         &self,
         reference: &str,
-        from: &str,
+        from: Option<&str>,
         to: Option<&str>,
     ) -> Result<Vec<ChangeView>, ServiceError> {
         let volume = self.get(reference)?;
         let key = VolumeKey(volume.id);
         let resolve = |rev| self.history.resolve(&key, rev).for_volume(&volume.name);
-        let (a, b) = (resolve(from)?, resolve(to.unwrap_or("HEAD"))?);
-        let changes = self.history.diff(a, b).for_volume(&volume.name)?;
+        let b = resolve(to.unwrap_or("HEAD"))?;
+        let changes = match from {
+            Some(from) => self.history.diff(resolve(from)?, b),
+            None => self.history.changes_of(b),
+        }
+        .for_volume(&volume.name)?;
         Ok(changes.iter().map(change_view).collect())
     }
 

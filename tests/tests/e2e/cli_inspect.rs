@@ -248,13 +248,32 @@ fn log_oneline_diff_stat_and_show_report_commits_and_real_sizes() {
     assert_eq!(json["changes"][2]["kind"], "removed");
     assert_eq!(json["changes"][2]["old_size"].as_u64(), Some(big));
 
-    // A root commit has no first parent to compare with.
+    // A root commit: every path it holds, added.
     let root = user.ok(&["show", "HEAD~1"]);
     assert!(root.starts_with(&format!("commit {first}\n")), "{root}");
     assert!(root.contains("Parents: none (root commit)"), "{root}");
     let json = user.json(&["show", &first[..8], "--json"]);
     assert_eq!(json["commit"]["id"], first.as_str());
-    assert!(json["changes"].is_null(), "{json}");
+    let files: Vec<(String, Option<u64>)> = paths_and_new_sizes(&json["changes"])
+        .into_iter()
+        .filter(|(path, _)| path != "sub")
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("a.txt".to_string(), Some(a_first)),
+            ("sub/big.bin".to_string(), Some(big)),
+        ],
+        "{json}"
+    );
+    assert!(
+        json["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["kind"] == "added"),
+        "{json}"
+    );
 
     // A revision the daemon cannot resolve: its one-line error.
     let out = user.run(&["show", "nosuch"]);
