@@ -674,3 +674,78 @@ pub fn daemon_with_a_missing_volume_group(
     let daemon = Daemon::start_with(vec!["--config".into(), config.path().display().to_string()]);
     (daemon, vg, config)
 }
+
+/// A daemon and a CLI user with their own config directory.
+pub struct CliUser {
+    /// The daemon it talks to.
+    pub daemon: Daemon,
+    /// Its config directory (`DVOL_CONFIG_DIR`: the current volume).
+    pub config: tempfile::TempDir,
+}
+
+impl CliUser {
+    /// A user of a daemon of its own ([`Daemon::for_root_test`]); `None` when the test skips.
+    pub fn for_root_test() -> Option<CliUser> {
+        Some(CliUser {
+            daemon: Daemon::for_root_test()?,
+            config: tempfile::tempdir().expect("config dir"),
+        })
+    }
+
+    /// Runs `dvol --host <daemon> args` as this user.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.daemon
+            .cli_command(args)
+            .env("DVOL_CONFIG_DIR", self.config.path())
+            .env("USER", "tester")
+            .output()
+            .expect("run dvol")
+    }
+
+    /// Runs `dvol args`, which must succeed; returns its stdout as printed.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
+        stdout_as_printed(&out)
+    }
+
+    /// Runs `dvol args`, which must succeed, and parses its stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).expect("valid JSON")
+    }
+
+    /// Asserts `dvol args` fails with one error line `dvol: ...` containing `expected`. Long
+    /// operations may print one progress line (`... volume X...`) before it.
+    pub fn fails(&self, args: &[&str], expected: &str) -> String {
+        let out = self.run(args);
+        assert_failed(&self.daemon, &format!("dvol {args:?}"), &out);
+        let err = stderr_as_printed(&out);
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.starts_with("dvol: ") || !l.ends_with("..."))
+            .collect();
+        assert_eq!(lines.len(), 1, "one-line error expected: {err:?}");
+        assert!(
+            lines[0].starts_with("dvol: ") && lines[0].contains(expected),
+            "{err:?} lacks {expected:?}"
+        );
+        lines[0].to_string()
+    }
+
+    /// The file that names the current volume.
+    pub fn current_file(&self) -> PathBuf {
+        self.config.path().join("current")
+    }
+
+    /// The backend directory holding a bronze volume's files.
+    pub fn data_dir(&self, volume: &str) -> PathBuf {
+        let inspected = self.json(&["volume", "inspect", volume]);
+        assert_eq!(inspected["backend"], "directory", "{inspected}");
+        let uuid = inspected["id"].as_str().expect("uuid");
+        self.daemon
+            .root
+            .join("backends")
+            .join("directory")
+            .join(uuid)
+    }
+}

@@ -4,82 +4,11 @@
 //! Each test keeps its current-volume file in its own `DVOL_CONFIG_DIR`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
+use dvol_tests::dvol_bin;
 use dvol_tests::fixtures::*;
-use dvol_tests::{dvol_bin, Daemon};
 use serde_json::Value;
-
-/// A daemon and a CLI user with their own config directory.
-struct User {
-    daemon: Daemon,
-    config: tempfile::TempDir,
-}
-
-impl User {
-    /// A user of a daemon of its own ([`Daemon::for_root_test`]); `None` when the test skips.
-    fn for_root_test() -> Option<User> {
-        Some(User {
-            daemon: Daemon::for_root_test()?,
-            config: tempfile::tempdir().expect("config dir"),
-        })
-    }
-
-    /// Runs `dvol --host <daemon> args` as this user.
-    fn run(&self, args: &[&str]) -> Output {
-        self.daemon
-            .cli_command(args)
-            .env("DVOL_CONFIG_DIR", self.config.path())
-            .env("USER", "tester")
-            .output()
-            .expect("run dvol")
-    }
-
-    /// Runs `dvol args`, which must succeed; returns its stdout as printed.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
-        stdout_as_printed(&out)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).expect("valid JSON")
-    }
-
-    /// Asserts `dvol args` fails with one error line `dvol: ...` containing `expected`. Long
-    /// operations may print one progress line (`... volume X...`) before it.
-    fn fails(&self, args: &[&str], expected: &str) -> String {
-        let out = self.run(args);
-        assert_failed(&self.daemon, &format!("dvol {args:?}"), &out);
-        let err = stderr_as_printed(&out);
-        let lines: Vec<&str> = err
-            .lines()
-            .filter(|l| l.starts_with("dvol: ") || !l.ends_with("..."))
-            .collect();
-        assert_eq!(lines.len(), 1, "one-line error expected: {err:?}");
-        assert!(
-            lines[0].starts_with("dvol: ") && lines[0].contains(expected),
-            "{err:?} lacks {expected:?}"
-        );
-        lines[0].to_string()
-    }
-
-    fn current_file(&self) -> PathBuf {
-        self.config.path().join("current")
-    }
-
-    /// The backend directory holding a bronze volume's files.
-    fn data_dir(&self, volume: &str) -> PathBuf {
-        let inspected = self.json(&["volume", "inspect", volume]);
-        assert_eq!(inspected["backend"], "directory", "{inspected}");
-        let uuid = inspected["id"].as_str().expect("uuid");
-        self.daemon
-            .root
-            .join("backends")
-            .join("directory")
-            .join(uuid)
-    }
-}
 
 /// `(name, current)` of each entry of a `--json` list of volumes or branches.
 fn names_and_current(listed: &Value) -> Vec<(&str, bool)> {
@@ -134,7 +63,7 @@ fn largest_object(dir: &Path) -> PathBuf {
 }
 
 /// The full id of HEAD, from `dvol log --json`.
-fn head(user: &User) -> String {
+fn head(user: &CliUser) -> String {
     user.json(&["log", "--json"])["head"]
         .as_str()
         .expect("head")
@@ -143,7 +72,7 @@ fn head(user: &User) -> String {
 
 #[test]
 fn init_switch_list_and_rm_keep_the_current_volume() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.fails(&["log"], "no current volume");
@@ -223,7 +152,7 @@ fn init_switch_list_and_rm_keep_the_current_volume() {
 
 #[test]
 fn commit_status_checkout_and_reset_restore_exact_content() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "work"]);
@@ -347,7 +276,7 @@ fn commit_status_checkout_and_reset_restore_exact_content() {
 
 #[test]
 fn branches_tags_diff_and_graph() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "tree"]);
@@ -459,7 +388,7 @@ fn lines_starting<'a>(err: &'a str, prefix: &str) -> Vec<&'a str> {
 
 #[test]
 fn long_operations_print_plain_progress_lines_without_a_terminal() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "bulk"]);
@@ -535,7 +464,7 @@ fn long_operations_print_plain_progress_lines_without_a_terminal() {
 
 #[test]
 fn fsck_gc_and_one_line_errors() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "store"]);

@@ -1,58 +1,10 @@
 //! dvol's inspection verbs against a real daemon: `log --oneline`, `diff --stat` (between
 //! commits and of the uncommitted changes), `diff` without REF, and `show REF`.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::Daemon;
 use serde_json::Value;
-
-/// A daemon and a CLI user with their own config directory.
-struct User {
-    daemon: Daemon,
-    config: tempfile::TempDir,
-}
-
-impl User {
-    fn for_root_test() -> Option<User> {
-        Some(User {
-            daemon: Daemon::for_root_test()?,
-            config: tempfile::tempdir().expect("config dir"),
-        })
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.daemon
-            .cli_command(args)
-            .env("DVOL_CONFIG_DIR", self.config.path())
-            .env("USER", "tester")
-            .output()
-            .expect("run dvol")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_succeeded(&self.daemon, &format!("dvol {args:?}"), &out);
-        stdout_as_printed(&out)
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.ok(args)).expect("valid JSON")
-    }
-
-    /// The backend directory holding a bronze volume's files.
-    fn data_dir(&self, volume: &str) -> PathBuf {
-        let inspected = self.json(&["volume", "inspect", volume]);
-        assert_eq!(inspected["backend"], "directory", "{inspected}");
-        let uuid = inspected["id"].as_str().expect("uuid");
-        self.daemon
-            .root
-            .join("backends")
-            .join("directory")
-            .join(uuid)
-    }
-}
 
 fn write(dir: &Path, rel: &str, len: usize) -> u64 {
     let path = dir.join(rel);
@@ -79,7 +31,7 @@ fn paths_and_new_sizes(changes: &Value) -> Vec<(String, Option<u64>)> {
 
 #[test]
 fn log_oneline_diff_stat_and_show_report_commits_and_real_sizes() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "insp"]);
@@ -285,7 +237,7 @@ fn log_oneline_diff_stat_and_show_report_commits_and_real_sizes() {
 
 #[test]
 fn inspection_of_a_volume_without_commits_says_so() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["init", "fresh"]);
@@ -312,7 +264,7 @@ fn inspection_of_a_volume_without_commits_says_so() {
 
 #[test]
 fn volume_ls_prints_names_or_a_template_per_volume() {
-    let Some(user) = User::for_root_test() else {
+    let Some(user) = CliUser::for_root_test() else {
         return;
     };
     user.ok(&["volume", "create", "inspq-b"]);
