@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::render::output::Output;
 use dvol_plugin::daemon::{
     DEFAULT_API_SOCKET, DEFAULT_CONFIG, DEFAULT_PLUGIN_SOCKET, DEFAULT_ROOT,
 };
@@ -72,11 +74,17 @@ pub enum Command {
         /// Options: size=10G, profile=gold, fs=xfs, from=REF.
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Make an existing volume the current volume.
     Switch {
         /// The volume.
         name: String,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List volumes; the current one is marked with `*`.
     List(JsonFlag),
@@ -84,6 +92,9 @@ pub enum Command {
     Rm {
         /// The volume.
         name: String,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Record the volume's files as a commit on the checked-out branch.
     Commit {
@@ -96,6 +107,9 @@ pub enum Command {
         /// Pause the containers using the volume while committing, for a consistent point.
         #[arg(long)]
         pause: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Show the commits, newest first, with the branches and tags pointing at them.
     Log {
@@ -132,9 +146,9 @@ pub enum Command {
         /// Delete the branch NAME (not the checked-out one).
         #[arg(short = 'd', long, requires = "name", conflicts_with = "at")]
         delete: bool,
-        /// Print the list as JSON.
-        #[arg(long, conflicts_with_all = ["name", "delete"])]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List tags, create one, or delete one with -d.
     Tag {
@@ -146,9 +160,9 @@ pub enum Command {
         /// Delete the tag NAME.
         #[arg(short = 'd', long, requires = "name", conflicts_with = "at")]
         delete: bool,
-        /// Print the list as JSON.
-        #[arg(long, conflicts_with = "name")]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Show every move of HEAD and the branches, newest first: commits, checkouts, resets,
     /// branches created and deleted.
@@ -188,6 +202,9 @@ pub enum Command {
         /// engine deletes them when they stop, so they are gone afterwards.
         #[arg(long)]
         stop_removable: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Move the current branch to REF and put REF's files into the volume (--hard).
     ///
@@ -205,6 +222,9 @@ pub enum Command {
         /// engine deletes them when they stop, so they are gone afterwards.
         #[arg(long)]
         stop_removable: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Show the files that differ from REF to the second REF (default HEAD); without REF, the
     /// changes in the volume not committed yet (as `dvol status` lists them).
@@ -262,9 +282,9 @@ pub enum Command {
         /// containers, check the new commit out and start them again.
         #[arg(long)]
         checkout: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Bring a remote volume's branch here: its commits and the remote-tracking ref
     /// REMOTE/BRANCH, which log, diff, checkout and NAME@snapshot-REF accept. No local branch
@@ -276,9 +296,9 @@ pub enum Command {
         /// remote's checked-out branch].
         #[arg(value_name = "VOLUME[:BRANCH]")]
         source: Option<String>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Fetch a remote volume's branch and move the local branch of the same name to it,
     /// checking it out where it is checked out (stopping and starting the containers that use
@@ -297,9 +317,9 @@ pub enum Command {
         /// Move the local branch whatever it holds (its old commits stay in the reflog).
         #[arg(long)]
         force: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Hand a volume over to a remote with its containers stopped only for the last delta.
     ///
@@ -324,9 +344,9 @@ pub enum Command {
         /// containers (for orchestrators that stop them).
         #[arg(long)]
         wait_unmount: bool,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Make a local volume from a remote's volume, with its whole history.
     Clone {
@@ -341,12 +361,12 @@ pub enum Command {
         /// volume's].
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Verify every stored object of every volume; exits non-zero unless all is well.
-    Fsck(JsonFlag),
+    Fsck(OutputArgs),
     /// Delete stored objects that no branch, tag or volume refers to any more.
     ///
     /// Kept for a grace period (two weeks unless --prune says otherwise): commits a reflog entry
@@ -356,9 +376,9 @@ pub enum Command {
         /// duration such as 90m, 1h, 14d, 2w.
         #[arg(long, value_name = "WHEN")]
         prune: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Check this host for what the daemon needs; exits non-zero when a check fails.
     ///
@@ -400,6 +420,9 @@ pub enum RemoteCommand {
         name: String,
         /// Where its daemon listens (its --listen): tcp://HOST:PORT.
         url: String,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List the remotes.
     Ls(JsonFlag),
@@ -407,6 +430,9 @@ pub enum RemoteCommand {
     Rm {
         /// The remote.
         name: String,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -492,6 +518,29 @@ impl DaemonArgs {
     }
 }
 
+/// `--json` and `--quiet` for a command that does something and reports what it did.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// Print the result as JSON, with the field names of the REST API's answer.
+    #[arg(long)]
+    pub json: bool,
+    /// Print only what a script needs: the id of a commit made, the name of a volume created
+    /// (nothing else); no progress. Warnings and errors still go to stderr.
+    #[arg(short, long, conflicts_with = "json")]
+    pub quiet: bool,
+}
+
+impl OutputArgs {
+    /// The output these flags ask for.
+    pub fn output(self) -> Output {
+        match (self.json, self.quiet) {
+            (true, _) => Output::Json,
+            (_, true) => Output::Quiet,
+            _ => Output::Text,
+        }
+    }
+}
+
 /// `--json` for listings.
 #[derive(Debug, Args)]
 pub struct JsonFlag {
@@ -526,9 +575,9 @@ pub enum VolumeCommand {
         /// Options: size=10G, profile=gold, fs=xfs, from=REF.
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
-        /// Print the volume as JSON.
-        #[arg(long)]
-        json: bool,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// List volumes.
     #[command(alias = "list")]
@@ -544,6 +593,9 @@ pub enum VolumeCommand {
         name: String,
         /// The new size, e.g. 20G.
         size: String,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Remove volumes and their data.
     #[command(alias = "remove")]
@@ -551,6 +603,9 @@ pub enum VolumeCommand {
         /// The volumes.
         #[arg(required = true)]
         names: Vec<String>,
+        /// How the result is printed (--json, --quiet).
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -569,6 +624,64 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The full names (`remote add`) of every leaf command.
+    fn leaves(command: &clap::Command, prefix: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in command.get_subcommands() {
+            let name = format!("{prefix}{}", sub.get_name()).trim().to_string();
+            if sub.has_subcommands() {
+                leaves(sub, &format!("{name} "), out);
+            } else {
+                out.push((name, sub.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_that_prints_a_result_has_json_and_those_that_act_have_quiet() {
+        // What prints no result of its own (a server, generated files) or only JSON.
+        const NO_JSON: &[&str] = &["daemon", "completions", "man", "volume inspect"];
+        const ACTS: &[&str] = &[
+            "init",
+            "switch",
+            "rm",
+            "commit",
+            "checkout",
+            "reset",
+            "branch",
+            "tag",
+            "push",
+            "fetch",
+            "pull",
+            "move",
+            "clone",
+            "fsck",
+            "gc",
+            "remote add",
+            "remote rm",
+            "volume create",
+            "volume resize",
+            "volume rm",
+            "volume ls",
+        ];
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "", &mut all);
+        assert!(all.len() > 30, "{}", all.len());
+        let has =
+            |command: &clap::Command, id: &str| command.get_arguments().any(|a| a.get_id() == id);
+        for (name, command) in &all {
+            assert_eq!(
+                has(command, "json"),
+                !NO_JSON.contains(&name.as_str()),
+                "`dvol {name}` and --json"
+            );
+            assert_eq!(
+                has(command, "quiet"),
+                ACTS.contains(&name.as_str()),
+                "`dvol {name}` and --quiet"
+            );
+        }
     }
 
     #[test]

@@ -6,37 +6,46 @@ use dvol_api::RefRequest;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{ref_lines, short_id};
-use crate::render::json::print_json;
+use crate::render::output::Output;
 
-/// `dvol branch [NAME [--at REV] | -d NAME] [--json]`
+/// `dvol branch [NAME [--at REV] | -d NAME] [--json|-q]`: `--json` prints the list, the
+/// branch created, or the branch deleted as it was; `-q` prints the list's names only.
 pub async fn run(
     client: &Client,
     volume: Option<&str>,
     name: Option<String>,
     at: Option<String>,
     delete: bool,
-    as_json: bool,
+    output: Output,
 ) -> Result<()> {
     let volume = current::resolve(volume)?;
     match (name, delete) {
         (Some(name), true) => {
+            let before = client.branches(&volume).await?;
             client.delete_branch(&volume, &name).await?;
-            println!("deleted branch {name}");
+            let deleted = before.into_iter().find(|b| b.name == name);
+            output.result(&deleted, None, || println!("deleted branch {name}"))
         }
         (Some(name), false) => {
             let created = client
                 .create_branch(&volume, &RefRequest { name, at })
                 .await?;
-            println!(
-                "created branch {} at {}",
-                created.name,
-                short_id(&created.commit)
-            );
+            output.result(&created, None, || {
+                println!(
+                    "created branch {} at {}",
+                    created.name,
+                    short_id(&created.commit)
+                )
+            })
         }
         (None, _) => {
             let branches = client.branches(&volume).await?;
-            if as_json {
-                return print_json(&branches);
+            if output.json(&branches)? {
+                return Ok(());
+            }
+            if output == Output::Quiet {
+                branches.iter().for_each(|b| println!("{}", b.name));
+                return Ok(());
             }
             if !branches.iter().any(|b| b.current) {
                 let log = client.log(&volume).await?;
@@ -47,7 +56,7 @@ pub async fn run(
             for line in ref_lines(&branches, true) {
                 println!("{line}");
             }
+            Ok(())
         }
     }
-    Ok(())
 }

@@ -8,6 +8,7 @@ use super::resumed::check_resumed;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{first_line, human_bytes, short_id};
+use crate::render::output::Output;
 use crate::render::progress::with_progress;
 
 /// Which containers a checkout or reset may stop.
@@ -17,7 +18,8 @@ pub struct Stopping {
     pub stop_removable: bool,
 }
 
-/// `dvol checkout REF [--force] [--stop-removable]`, `dvol checkout -b NAME [REV]`
+/// `dvol checkout REF [--force] [--stop-removable] [--json|-q]`, `dvol checkout -b NAME
+/// [REV]`
 pub async fn run(
     client: &Client,
     volume: Option<&str>,
@@ -25,6 +27,7 @@ pub async fn run(
     new_branch: Option<String>,
     force: bool,
     how: Stopping,
+    output: Output,
 ) -> Result<()> {
     let volume = current::resolve(volume)?;
     let Some(rev) = rev.or(new_branch.as_ref().map(|_| "HEAD".to_string())) else {
@@ -41,28 +44,32 @@ pub async fn run(
         force,
         stop_removable: how.stop_removable,
     };
-    let checked_out = with_progress(format!("checkout {volume}"), &what, async |p| {
+    let checked_out = with_progress(output, format!("checkout {volume}"), &what, async |p| {
         client.checkout(&volume, &request, p).await
     })
     .await?;
-    let commit = short_id(&checked_out.commit);
-    match (&checked_out.branch, created) {
-        (Some(branch), true) => println!("switched to a new branch {branch} at {commit}"),
-        (Some(branch), false) => println!("switched to branch {branch} at {commit}"),
-        (None, _) => println!(
-            "HEAD is now at {commit} (detached; `dvol checkout -b NAME` starts a branch here)"
-        ),
-    }
-    print_files_changed(&checked_out)
+    output.result(&checked_out, None, || {
+        let commit = short_id(&checked_out.commit);
+        match (&checked_out.branch, created) {
+            (Some(branch), true) => println!("switched to a new branch {branch} at {commit}"),
+            (Some(branch), false) => println!("switched to branch {branch} at {commit}"),
+            (None, _) => println!(
+                "HEAD is now at {commit} (detached; `dvol checkout -b NAME` starts a branch here)"
+            ),
+        }
+        print_files_changed(&checked_out);
+    })?;
+    warn_and_check(&checked_out)
 }
 
-/// `dvol reset --hard REF [--stop-removable]`
+/// `dvol reset --hard REF [--stop-removable] [--json|-q]`
 pub async fn reset(
     client: &Client,
     volume: Option<&str>,
     hard: bool,
     rev: String,
     how: Stopping,
+    output: Output,
 ) -> Result<()> {
     if !hard {
         bail!("only hard resets exist: `dvol reset --hard {rev}` moves the branch to {rev} and discards the volume's uncommitted changes");
@@ -73,24 +80,26 @@ pub async fn reset(
         rev,
         stop_removable: how.stop_removable,
     };
-    let reset = with_progress(format!("reset {volume}"), &what, async |p| {
+    let reset = with_progress(output, format!("reset {volume}"), &what, async |p| {
         client.reset(&volume, &request, p).await
     })
     .await?;
-    let commit = short_id(&reset.commit);
-    match &reset.branch {
-        Some(branch) => println!("HEAD is now at {commit} (branch {branch})"),
-        None => println!("HEAD is now at {commit} (detached)"),
-    }
-    print_files_changed(&reset)
+    output.result(&reset, None, || {
+        let commit = short_id(&reset.commit);
+        match &reset.branch {
+            Some(branch) => println!("HEAD is now at {commit} (branch {branch})"),
+            None => println!("HEAD is now at {commit} (detached)"),
+        }
+        print_files_changed(&reset);
+    })?;
+    warn_and_check(&reset)
 }
 
 /// How many of the commits left behind the warning names.
 const LEFT_BEHIND_SHOWN: usize = 5;
 
-/// The files a checkout or reset wrote, kept and removed; then, on stderr, the commits it left
-/// behind and the containers it could not start again.
-fn print_files_changed(view: &CheckoutView) -> Result<()> {
+/// The files a checkout or reset wrote, kept and removed.
+fn print_files_changed(view: &CheckoutView) {
     println!(
         " {} file(s) written ({}), {} unchanged, {} removed",
         view.files_written,
@@ -98,6 +107,11 @@ fn print_files_changed(view: &CheckoutView) -> Result<()> {
         view.files_unchanged,
         view.removed,
     );
+}
+
+/// On stderr, whatever the output: the commits a checkout or reset left behind and the
+/// containers it could not start again (an error).
+fn warn_and_check(view: &CheckoutView) -> Result<()> {
     warn_left_behind(view);
     check_resumed(&view.containers_not_resumed, false)
 }

@@ -1,22 +1,38 @@
 //! `dvol commit -m MSG`: records the volume's files as a commit on the checked-out branch.
 
 use anyhow::Result;
-use dvol_api::CommitRequest;
+use dvol_api::{CommitRequest, CommitResult};
 
 use super::resumed::check_resumed;
 use crate::author::default_author;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{first_line, human_bytes, short_id};
+use crate::render::output::Output;
 use crate::render::progress::with_progress;
 
-/// `dvol commit -m MSG [--pause] [--author A]`
+/// What `dvol commit` was asked.
+#[derive(Debug)]
+pub struct Commit {
+    /// The commit message.
+    pub message: String,
+    /// Who commits, if not `$USER@hostname`.
+    pub author: Option<String>,
+    /// Pause the containers while committing.
+    pub pause: bool,
+}
+
+/// `dvol commit -m MSG [--pause] [--author A] [--json|-q]`: under `-q` only the new commit's
+/// id is printed.
 pub async fn run(
     client: &Client,
     volume: Option<&str>,
-    message: String,
-    author: Option<String>,
-    pause: bool,
+    Commit {
+        message,
+        author,
+        pause,
+    }: Commit,
+    output: Output,
 ) -> Result<()> {
     let volume = current::resolve(volume)?;
     let request = CommitRequest {
@@ -25,10 +41,18 @@ pub async fn run(
         pause,
     };
     let what = format!("committing volume {volume}");
-    let result = with_progress(format!("commit {volume}"), &what, async |p| {
+    let result = with_progress(output, format!("commit {volume}"), &what, async |p| {
         client.commit(&volume, &request, p).await
     })
     .await?;
+    output.result(&result, Some(&result.commit.id), || {
+        print_commit(&volume, &result)
+    })?;
+    check_resumed(&result.containers_not_resumed, pause)
+}
+
+/// The text of a commit's result.
+fn print_commit(volume: &str, result: &CommitResult) {
     let branch = result.branch.as_deref().unwrap_or("detached HEAD");
     let id = short_id(&result.commit.id);
     if result.changed {
@@ -44,5 +68,4 @@ pub async fn run(
         result.new_objects,
         human_bytes(result.new_bytes_stored),
     );
-    check_resumed(&result.containers_not_resumed, pause)
 }

@@ -3,16 +3,14 @@
 use anyhow::{bail, Result};
 
 use crate::client::Client;
-use crate::render::json::print_json;
+use crate::render::output::Output;
 use crate::render::progress::with_progress;
 
-/// `dvol fsck [--json]`: fails (non-zero exit) unless the store is clean.
-pub async fn run(client: &Client, as_json: bool) -> Result<()> {
+/// `dvol fsck [--json|-q]`: fails (non-zero exit) unless the store is clean.
+pub async fn run(client: &Client, output: Output) -> Result<()> {
     let what = "checking every stored object";
-    let report = with_progress("fsck".into(), what, async |p| client.fsck(p).await).await?;
-    if as_json {
-        print_json(&report)?;
-    } else {
+    let report = with_progress(output, "fsck".into(), what, async |p| client.fsck(p).await).await?;
+    output.result(&report, None, || {
         for id in &report.corrupt {
             println!("corrupt object {id}");
         }
@@ -28,7 +26,7 @@ pub async fn run(client: &Client, as_json: bool) -> Result<()> {
             report.objects_checked,
             report.unreachable,
         );
-    }
+    })?;
     if !report.clean {
         bail!(
             "the object store is not clean: {} corrupt, {} missing, {} bad ref(s)",

@@ -1,23 +1,26 @@
 //! `dvol gc`: deletes the stored objects no branch, tag or volume refers to any more.
 
 use anyhow::Result;
-use dvol_api::GcRequest;
+use dvol_api::{GcRequest, GcView};
 
 use crate::client::Client;
 use crate::render::format::human_bytes;
-use crate::render::json::print_json;
+use crate::render::output::Output;
 use crate::render::progress::with_progress;
 
-/// `dvol gc [--prune WHEN] [--json]`
-pub async fn run(client: &Client, prune: Option<String>, as_json: bool) -> Result<()> {
+/// `dvol gc [--prune WHEN] [--json|-q]`
+pub async fn run(client: &Client, prune: Option<String>, output: Output) -> Result<()> {
     let request = GcRequest { prune };
-    let report = with_progress("gc".into(), "collecting unreferenced objects", async |p| {
+    let what = "collecting unreferenced objects";
+    let report = with_progress(output, "gc".into(), what, async |p| {
         client.gc(&request, p).await
     })
     .await?;
-    if as_json {
-        return print_json(&report);
-    }
+    output.result(&report, None, || print_gc(&report))
+}
+
+/// The text of gc's report.
+fn print_gc(report: &GcView) {
     println!(
         "removed {} objects ({}), kept {}",
         report.objects_removed,
@@ -37,5 +40,4 @@ pub async fn run(client: &Client, prune: Option<String>, as_json: bool) -> Resul
             report.reflog_entries_expired, report.grace
         );
     }
-    Ok(())
 }

@@ -41,29 +41,41 @@ pub async fn run(cli: Cli) -> Result<()> {
     let volume = volume.as_deref();
     match cli.command {
         Command::Daemon(args) => daemon::run(args, cli.token_file).await,
-        Command::Volume(VolumeCommand::Create { name, opts, json }) => {
-            volume::create(&client()?, &name, &opts, json).await
+        Command::Volume(VolumeCommand::Create { name, opts, output }) => {
+            volume::create(&client()?, &name, &opts, output.output()).await
         }
         Command::Volume(VolumeCommand::Ls(args)) => volume::ls(&client()?, args).await,
         Command::Volume(VolumeCommand::Inspect { name }) => {
             volume::inspect(&client()?, &name).await
         }
-        Command::Volume(VolumeCommand::Resize { name, size }) => {
-            volume::resize(&client()?, &name, size).await
+        Command::Volume(VolumeCommand::Resize { name, size, output }) => {
+            volume::resize(&client()?, &name, size, output.output()).await
         }
-        Command::Volume(VolumeCommand::Rm { names }) => volume::rm(&client()?, &names).await,
+        Command::Volume(VolumeCommand::Rm { names, output }) => {
+            volume::rm(&client()?, &names, output.output()).await
+        }
         Command::Profile(ProfileCommand::Ls(flag)) => profile::ls(&client()?, flag.json).await,
         Command::Node(flag) => node::run(&client()?, flag.json).await,
         Command::Version(flag) => version::run(client(), flag.json).await,
-        Command::Init { name, opts } => init::run(&client()?, &name, &opts).await,
-        Command::Switch { name } => switch::run(&client()?, &name).await,
+        Command::Init { name, opts, output } => {
+            init::run(&client()?, &name, &opts, output.output()).await
+        }
+        Command::Switch { name, output } => switch::run(&client()?, &name, output.output()).await,
         Command::List(flag) => list::run(&client()?, flag.json).await,
-        Command::Rm { name } => rm::run(&client()?, &name).await,
+        Command::Rm { name, output } => rm::run(&client()?, &name, output.output()).await,
         Command::Commit {
             message,
             author,
             pause,
-        } => commit::run(&client()?, volume, message, author, pause).await,
+            output,
+        } => {
+            let commit = commit::Commit {
+                message,
+                author,
+                pause,
+            };
+            commit::run(&client()?, volume, commit, output.output()).await
+        }
         Command::Log {
             graph,
             oneline,
@@ -79,14 +91,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             start,
             at,
             delete,
-            json,
-        } => branch::run(&client()?, volume, name, at.or(start), delete, json).await,
+            output,
+        } => {
+            let at = at.or(start);
+            branch::run(&client()?, volume, name, at, delete, output.output()).await
+        }
         Command::Tag {
             name,
             at,
             delete,
-            json,
-        } => tag::run(&client()?, volume, name, at, delete, json).await,
+            output,
+        } => tag::run(&client()?, volume, name, at, delete, output.output()).await,
         Command::Reflog { max_count, json } => {
             reflog::run(&client()?, volume, max_count, json).await
         }
@@ -95,17 +110,20 @@ pub async fn run(cli: Cli) -> Result<()> {
             new_branch,
             force,
             stop_removable,
+            output,
         } => {
             let how = checkout::Stopping { stop_removable };
-            checkout::run(&client()?, volume, rev, new_branch, force, how).await
+            let output = output.output();
+            checkout::run(&client()?, volume, rev, new_branch, force, how, output).await
         }
         Command::Reset {
             hard,
             rev,
             stop_removable,
+            output,
         } => {
             let how = checkout::Stopping { stop_removable };
-            checkout::reset(&client()?, volume, hard, rev, how).await
+            checkout::reset(&client()?, volume, hard, rev, how, output.output()).await
         }
         Command::Diff {
             from,
@@ -117,14 +135,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             diff::run(&client()?, volume, from, to, style).await
         }
         Command::Show { rev, json } => show::run(&client()?, volume, &rev, json).await,
-        Command::Remote(RemoteCommand::Add { name, url }) => {
+        Command::Remote(RemoteCommand::Add { name, url, output }) => {
             // --token-file and --ca name the remote's credentials here, not this host's.
             let own = connect(&cli.host, None, None)?;
-            let (token, ca) = (cli.token_file.as_deref(), cli.ca.as_deref());
-            remote::add(&own, name, url, token, ca).await
+            let credentials = (cli.token_file.as_deref(), cli.ca.as_deref());
+            remote::add(&own, name, url, credentials, output.output()).await
         }
         Command::Remote(RemoteCommand::Ls(flag)) => remote::ls(&client()?, flag.json).await,
-        Command::Remote(RemoteCommand::Rm { name }) => remote::rm(&client()?, &name).await,
+        Command::Remote(RemoteCommand::Rm { name, output }) => {
+            remote::rm(&client()?, &name, output.output()).await
+        }
         Command::Push {
             remote,
             branch,
@@ -132,7 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             stash,
             force,
             checkout,
-            json,
+            output,
         } => {
             let mode = push::mode(stash, force);
             let push = push::Push {
@@ -142,25 +162,25 @@ pub async fn run(cli: Cli) -> Result<()> {
                 mode,
                 checkout,
             };
-            push::push(&client()?, volume, push, json).await
+            push::push(&client()?, volume, push, output.output()).await
         }
         Command::Fetch {
             remote,
             source,
-            json,
+            output,
         } => {
             let how = push::Pull::new(remote, source.as_deref(), volume, false, false)?;
-            push::pull(&client()?, "fetch", how, json).await
+            push::pull(&client()?, "fetch", how, output.output()).await
         }
         Command::Pull {
             remote,
             source,
             stash,
             force,
-            json,
+            output,
         } => {
             let how = push::Pull::new(remote, source.as_deref(), volume, stash, force)?;
-            push::pull(&client()?, "pull", how, json).await
+            push::pull(&client()?, "pull", how, output.output()).await
         }
         Command::Move {
             name,
@@ -168,17 +188,28 @@ pub async fn run(cli: Cli) -> Result<()> {
             max_downtime,
             stop: _,
             wait_unmount,
-            json,
-        } => push::move_volume(&client()?, name, remote, &max_downtime, wait_unmount, json).await,
+            output,
+        } => {
+            let output = output.output();
+            push::move_volume(
+                &client()?,
+                name,
+                remote,
+                &max_downtime,
+                wait_unmount,
+                output,
+            )
+            .await
+        }
         Command::Clone {
             remote,
             source,
             local,
             opts,
-            json,
-        } => push::clone(&client()?, remote, &source, local, &opts, json).await,
-        Command::Fsck(flag) => fsck::run(&client()?, flag.json).await,
-        Command::Gc { prune, json } => gc::run(&client()?, prune, json).await,
+            output,
+        } => push::clone(&client()?, remote, &source, local, &opts, output.output()).await,
+        Command::Fsck(output) => fsck::run(&client()?, output.output()).await,
+        Command::Gc { prune, output } => gc::run(&client()?, prune, output.output()).await,
         Command::Doctor(args) => doctor::run(&cli.host, client(), args).await,
         Command::Completions { shell } => completions::run(shell),
         Command::Man { dir } => man::run(&dir),

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use dvol_api::{
-    CloneRequest, MoveRequest, PullRequest, PushRequest, TransferOutcome, TransferResult,
-    UpdateMode,
+    CloneRequest, MoveRequest, MoveResult, PullRequest, PushRequest, TransferOutcome,
+    TransferResult, UpdateMode,
 };
 
 use super::resumed::check_resumed;
 use crate::client::Client;
 use crate::current;
 use crate::render::format::{human_bytes, short_id};
-use crate::render::json::print_json;
+use crate::render::output::Output;
 use crate::render::progress::with_progress;
 
 /// What `dvol push` was asked.
@@ -32,7 +32,7 @@ pub struct Push {
 }
 
 /// `dvol push REMOTE [BRANCH] [--as NAME] [--stash|--force] [--checkout] [--json]`
-pub async fn push(client: &Client, volume: Option<&str>, push: Push, as_json: bool) -> Result<()> {
+pub async fn push(client: &Client, volume: Option<&str>, push: Push, output: Output) -> Result<()> {
     let volume = current::resolve(volume)?;
     let request = PushRequest {
         remote: push.remote.clone(),
@@ -42,11 +42,11 @@ pub async fn push(client: &Client, volume: Option<&str>, push: Push, as_json: bo
         checkout: push.checkout,
     };
     let what = format!("pushing volume {volume} to {}", push.remote);
-    let result = with_progress(format!("push {volume}"), &what, async |p| {
+    let result = with_progress(output, format!("push {volume}"), &what, async |p| {
         client.push(&volume, &request, p).await
     })
     .await?;
-    report(&result, as_json)
+    report(&result, output, None)
 }
 
 /// How a remote's branch (or the local one, for a pull) may move: `--stash`, `--force`.
@@ -97,14 +97,14 @@ impl Pull {
 
 /// `dvol fetch|pull REMOTE [VOLUME][:BRANCH] [--stash|--force] [--json]` (`what`: `fetch`
 /// or `pull`).
-pub async fn pull(client: &Client, what: &str, pull: Pull, as_json: bool) -> Result<()> {
+pub async fn pull(client: &Client, what: &str, pull: Pull, output: Output) -> Result<()> {
     let volume = current::resolve(pull.volume.as_deref())?;
     let doing = format!("{what}ing volume {volume} from {}", pull.request.remote);
-    let result = with_progress(format!("{what} {volume}"), &doing, async |p| {
+    let result = with_progress(output, format!("{what} {volume}"), &doing, async |p| {
         client.pull(&volume, what, &pull.request, p).await
     })
     .await?;
-    report(&result, as_json)
+    report(&result, output, None)
 }
 
 /// `dvol clone REMOTE VOLUME[:BRANCH] [LOCAL] [-o KEY=VALUE]... [--json]`
@@ -114,7 +114,7 @@ pub async fn clone(
     source: &str,
     local: Option<String>,
     opts: &[String],
-    as_json: bool,
+    output: Output,
 ) -> Result<()> {
     let (volume, branch) = match source.split_once(':') {
         Some((v, b)) if !b.is_empty() => (v.to_string(), Some(b.to_string())),
@@ -136,11 +136,11 @@ pub async fn clone(
         options,
     };
     let what = format!("cloning volume {volume} from {remote}");
-    let result = with_progress(format!("clone {volume}"), &what, async |p| {
+    let result = with_progress(output, format!("clone {volume}"), &what, async |p| {
         client.clone_remote(&request, p).await
     })
     .await?;
-    report(&result, as_json)
+    report(&result, output, Some(&result.volume))
 }
 
 /// `800ms`, `5s`, `2m` as milliseconds.
@@ -169,7 +169,7 @@ pub async fn move_volume(
     remote: String,
     max_downtime: &str,
     wait_unmount: bool,
-    as_json: bool,
+    output: Output,
 ) -> Result<()> {
     let request = MoveRequest {
         remote: remote.clone(),
@@ -177,13 +177,15 @@ pub async fn move_volume(
         wait_unmount,
     };
     let what = format!("moving volume {volume} to {remote}");
-    let result = with_progress(format!("move {volume}"), &what, async |p| {
+    let result = with_progress(output, format!("move {volume}"), &what, async |p| {
         client.move_volume(&volume, &request, p).await
     })
     .await?;
-    if as_json {
-        return print_json(&result);
-    }
+    output.result(&result, None, || print_move(&volume, &remote, &result))
+}
+
+/// The text of a move's result: its rounds, its downtime, the containers it stopped.
+fn print_move(volume: &str, remote: &str, result: &MoveResult) {
     for (i, round) in result.rounds.iter().enumerate() {
         println!(
             " pre-copy round {}: {} object(s), {} in {} ms",
@@ -206,14 +208,17 @@ pub async fn move_volume(
             result.stopped.join(", ")
         );
     }
-    Ok(())
 }
 
-fn report(result: &TransferResult, as_json: bool) -> Result<()> {
-    if as_json {
-        print_json(result)?;
-        return check_resumed(&result.not_resumed, false);
-    }
+/// Prints a push's, pull's, fetch's or clone's result (under `--quiet` only `quiet_id`, if
+/// any), then fails if containers could not be started again.
+fn report(result: &TransferResult, output: Output, quiet_id: Option<&str>) -> Result<()> {
+    output.result(result, quiet_id, || print_transfer(result))?;
+    check_resumed(&result.not_resumed, false)
+}
+
+/// The text of a push's, pull's, fetch's or clone's result.
+fn print_transfer(result: &TransferResult) {
     let at = short_id(&result.commit);
     let target = format!("{} {}:{}", result.remote, result.volume, result.branch);
     match result.outcome {
@@ -254,7 +259,6 @@ fn report(result: &TransferResult, as_json: bool) -> Result<()> {
             result.objects_skipped
         );
     }
-    check_resumed(&result.not_resumed, false)
 }
 
 #[cfg(test)]

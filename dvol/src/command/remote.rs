@@ -9,15 +9,16 @@ use dvol_api::AddRemote;
 use crate::client::Client;
 use crate::render::format::{readable_time, yes_no};
 use crate::render::json::print_json;
+use crate::render::output::Output;
 use crate::render::table;
 
-/// `dvol remote add NAME tcp://HOST:PORT --token-file F [--ca F]`
+/// `dvol remote add NAME tcp://HOST:PORT --token-file F [--ca F] [--json|-q]`
 pub async fn add(
     client: &Client,
     name: String,
     url: String,
-    token_file: Option<&Path>,
-    ca: Option<&Path>,
+    (token_file, ca): (Option<&Path>, Option<&Path>),
+    output: Output,
 ) -> Result<()> {
     let Some(token_file) = token_file else {
         bail!("remote {name}: give --token-file F, a file holding the remote daemon's bearer token (its own --token-file)");
@@ -38,9 +39,10 @@ pub async fn add(
             ca_pem,
         })
         .await?;
-    let how = if view.tls { "TLS" } else { "plain TCP, no TLS" };
-    println!("remote {} is {} ({how})", view.name, view.url);
-    Ok(())
+    output.result(&view, None, || {
+        let how = if view.tls { "TLS" } else { "plain TCP, no TLS" };
+        println!("remote {} is {} ({how})", view.name, view.url);
+    })
 }
 
 /// `dvol remote ls [--json]`
@@ -64,9 +66,10 @@ pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `dvol remote rm NAME`
-pub async fn rm(client: &Client, name: &str) -> Result<()> {
+/// `dvol remote rm NAME [--json|-q]`: `--json` prints the remote as it was.
+pub async fn rm(client: &Client, name: &str, output: Output) -> Result<()> {
+    let before = client.remotes().await?;
     client.remove_remote(name).await?;
-    println!("remote {name} removed");
-    Ok(())
+    let removed = before.into_iter().find(|r| r.name == name);
+    output.result(&removed, None, || println!("remote {name} removed"))
 }

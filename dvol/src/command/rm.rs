@@ -4,15 +4,21 @@ use anyhow::Result;
 
 use crate::client::Client;
 use crate::current;
+use crate::render::output::Output;
 
-/// `dvol rm NAME`
-pub async fn run(client: &Client, name: &str) -> Result<()> {
-    let name = client.volume(name).await?.name;
-    client.remove_volume(&name).await?;
-    if current::clear_if(&name)? {
-        println!("removed volume {name}; there is no current volume now (`dvol switch NAME`)");
-    } else {
-        println!("removed volume {name}");
-    }
-    Ok(())
+/// `dvol rm NAME [--json|-q]`: `--json` prints the volume as it was just before.
+pub async fn run(client: &Client, name: &str, output: Output) -> Result<()> {
+    let volume = client.volume(name).await?;
+    client.remove_volume(&volume.name).await?;
+    let was_current = current::clear_if(&volume.name)?;
+    output.result(&volume, None, || {
+        if was_current {
+            println!(
+                "removed volume {}; there is no current volume now (`dvol switch NAME`)",
+                volume.name
+            );
+        } else {
+            println!("removed volume {}", volume.name);
+        }
+    })
 }

@@ -4,11 +4,13 @@ use anyhow::Result;
 
 use crate::client::Client;
 use crate::current;
+use crate::render::output::Output;
 
-/// `dvol switch NAME`
-pub async fn run(client: &Client, name: &str) -> Result<()> {
+/// `dvol switch NAME [--json|-q]`
+pub async fn run(client: &Client, name: &str, output: Output) -> Result<()> {
     let volume = client.volume(name).await?;
     current::write(&volume.name)?;
-    println!("switched to volume {}", volume.name);
-    Ok(())
+    output.result(&volume, None, || {
+        println!("switched to volume {}", volume.name)
+    })
 }

@@ -9,17 +9,15 @@ use crate::cli::VolumeLsArgs;
 use crate::client::Client;
 use crate::render::format::{optional_bytes, yes_no};
 use crate::render::json::print_json;
+use crate::render::output::Output;
 use crate::render::table;
 use crate::render::template::Template;
 
-/// `dvol volume create NAME[@PROFILE] [-o KEY=VALUE]... [--json]`
-pub async fn create(client: &Client, name: &str, opts: &[String], as_json: bool) -> Result<()> {
+/// `dvol volume create NAME[@PROFILE] [-o KEY=VALUE]... [--json|-q]`: prints the volume's
+/// name (as `docker volume create` does), or the volume as JSON.
+pub async fn create(client: &Client, name: &str, opts: &[String], output: Output) -> Result<()> {
     let volume = client.create_volume(&create_request(name, opts)?).await?;
-    if as_json {
-        return print_json(&volume);
-    }
-    println!("{}", volume.name);
-    Ok(())
+    output.result(&volume, Some(&volume.name), || println!("{}", volume.name))
 }
 
 /// `dvol volume ls [--json | -q | --format TEMPLATE]`
@@ -64,25 +62,39 @@ pub async fn inspect(client: &Client, name: &str) -> Result<()> {
     print_json(&client.volume(name).await?)
 }
 
-/// `dvol volume resize NAME SIZE`
-pub async fn resize(client: &Client, name: &str, size: String) -> Result<()> {
+/// `dvol volume resize NAME SIZE [--json|-q]`
+pub async fn resize(client: &Client, name: &str, size: String, output: Output) -> Result<()> {
     let volume = client.resize_volume(name, &ResizeVolume { size }).await?;
-    println!("{} {}", volume.name, optional_bytes(volume.size_bytes));
-    Ok(())
+    output.result(&volume, None, || {
+        println!("{} {}", volume.name, optional_bytes(volume.size_bytes))
+    })
 }
 
-/// `dvol volume rm NAME...`: removes each, then fails if any could not be removed.
-pub async fn rm(client: &Client, names: &[String]) -> Result<()> {
+/// `dvol volume rm NAME... [--json|-q]`: removes each, printing its name (or, with `--json`,
+/// the list of the volumes removed as they were just before), then fails if any could not be
+/// removed.
+pub async fn rm(client: &Client, names: &[String], output: Output) -> Result<()> {
     let mut failed = Vec::new();
+    let mut removed = Vec::new();
     for name in names {
-        match client.remove_volume(name).await {
-            Ok(()) => println!("{name}"),
+        let outcome = match client.volume(name).await {
+            Ok(volume) => client.remove_volume(&volume.name).await.map(|()| volume),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(volume) => {
+                if output == Output::Text {
+                    println!("{}", volume.name);
+                }
+                removed.push(volume);
+            }
             Err(e) => {
                 eprintln!("dvol: {e:#}");
                 failed.push(name.as_str());
             }
         }
     }
+    output.json(&removed)?;
     if !failed.is_empty() {
         bail!("could not remove {}", failed.join(", "));
     }

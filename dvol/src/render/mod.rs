@@ -7,6 +7,7 @@ pub mod format;
 pub mod graph;
 pub mod json;
 pub mod log;
+pub mod output;
 pub mod progress;
 pub mod quote;
 pub mod show;

@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
+use super::output::Output;
 use super::quote::escape_text;
 use crate::client::OnProgress;
 use dvol_api::{ProgressEvent, Unit};
@@ -161,12 +162,17 @@ impl ProgressMeter {
 }
 
 /// Runs `call` with its progress shown by a [`ProgressMeter`] labelled `label` (a spinner
-/// or one plain line saying `what` until the first event), and answers its outcome.
+/// or one plain line saying `what` until the first event), and answers its outcome. Under
+/// `--quiet` nothing is shown.
 pub async fn with_progress<T>(
+    output: Output,
     label: String,
     what: &str,
     call: impl AsyncFnOnce(OnProgress<'_>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
+    if !output.shows_progress() {
+        return call(None).await;
+    }
     let mut meter = ProgressMeter::new(label, what);
     let answer = call(Some(&mut |event| meter.show(event))).await;
     meter.end(answer)

@@ -15,6 +15,7 @@ mod checkout_journal;
 mod cli;
 mod cli_history;
 mod cli_inspect;
+mod cli_output;
 mod cli_tools;
 mod copy_on_write;
 mod docker;
