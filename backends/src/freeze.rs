@@ -2,8 +2,8 @@
 //! instant: the kernel flushes it to a consistent state and makes writers wait until the thaw.
 //! Reads go on while it is frozen.
 //!
-//! The only `unsafe` in the crate: rustix has no wrapper for these two ioctls, nor for `fork`,
-//! which [`BoundedFreeze`] needs for a watchdog that thaws the filesystem if the daemon dies.
+//! With `loop_device/configure.rs`, the only `unsafe` in the crate: rustix has no wrapper for
+//! these two ioctls, nor for `fork`, which [`BoundedFreeze`] needs for a watchdog that thaws the filesystem if the daemon dies.
 
 #![allow(unsafe_code)]
 

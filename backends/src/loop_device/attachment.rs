@@ -13,6 +13,7 @@ use loopdev::{LoopControl, LoopDevice};
 use rustix::io::Errno;
 use uuid::Uuid;
 
+use super::configure;
 use crate::mount_table::MountTable;
 use crate::BackendError;
 
@@ -131,7 +132,7 @@ impl Attached {
                     ))
                 }
             };
-            match device.with().autoclear(true).attach_fd(file.as_fd()) {
+            match attach(&device, file, image) {
                 Ok(()) => {}
                 // Someone else attached that device between our asking and our attaching.
                 Err(e) if e.raw_os_error() == Some(Errno::BUSY.raw_os_error()) => {
@@ -145,12 +146,6 @@ impl Attached {
                         e,
                     ))
                 }
-            }
-            // Direct I/O: the volume's filesystem already caches its data; without this flag
-            // every write would also sit in the host's page cache for the image file, halving
-            // write throughput. A host filesystem without O_DIRECT (tmpfs) keeps buffered I/O.
-            if let Err(e) = device.set_direct_io(true) {
-                tracing::debug!(image = %image.display(), error = %e, "loop device stays on buffered I/O");
             }
             return match device.path() {
                 Some(path) => Ok(Attached { device, path }),
@@ -180,6 +175,44 @@ impl Attached {
             Err(e) => Err(BackendError::io("detach loop device", &self.path, e)),
         }
     }
+}
+
+/// Attaches `file` to `device` with autoclear and, where the image's filesystem allows it,
+/// direct I/O: the volume's filesystem already caches its data, and without direct I/O every
+/// write would also sit in the host's page cache for the image file, halving write
+/// throughput (a host filesystem without `O_DIRECT`, tmpfs, keeps buffered I/O).
+///
+/// One `LOOP_CONFIGURE` call (Linux 5.8) does it all; a kernel without it gets `LOOP_SET_FD`,
+/// `LOOP_SET_STATUS64` and `LOOP_SET_DIRECT_IO`, where the status call alone took about
+/// 15 ms here (it freezes the device's queue) against 0.4 ms for the one call.
+fn attach(device: &LoopDevice, file: &File, image: &Path) -> std::io::Result<()> {
+    use linux_raw_sys::loop_device::{LO_FLAGS_AUTOCLEAR, LO_FLAGS_DIRECT_IO};
+    let autoclear = LO_FLAGS_AUTOCLEAR as u32;
+    let direct = configure::configure(device, file, autoclear | LO_FLAGS_DIRECT_IO as u32);
+    let configured = match direct {
+        // Another attacher took the device (EBUSY), or it failed in a way buffered I/O
+        // would not change.
+        Ok(()) => return Ok(()),
+        Err(e @ (Errno::BUSY | Errno::BADF | Errno::PERM | Errno::ACCESS)) => Err(e),
+        // No LOOP_CONFIGURE in this kernel.
+        Err(Errno::NOTTY) => Err(Errno::NOTTY),
+        // Direct I/O refused: the image's filesystem has no O_DIRECT (tmpfs: EINVAL) or a
+        // block size the device cannot match (a nested loop: ENOSYS seen here).
+        Err(e) => {
+            tracing::debug!(image = %image.display(), error = %e, "loop device stays on buffered I/O");
+            configure::configure(device, file, autoclear)
+        }
+    };
+    match configured {
+        Ok(()) => return Ok(()),
+        Err(Errno::NOTTY) => {}
+        Err(e) => return Err(e.into()),
+    }
+    device.with().autoclear(true).attach_fd(file.as_fd())?;
+    if let Err(e) = device.set_direct_io(true) {
+        tracing::debug!(image = %image.display(), error = %e, "loop device stays on buffered I/O");
+    }
+    Ok(())
 }
 
 /// Detaches the loop device at `device`. A device that is already gone is not an error.

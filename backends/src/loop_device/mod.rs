@@ -32,6 +32,7 @@
 mod attachment;
 mod backend;
 mod clone;
+mod configure;
 mod grow;
 mod image;
 mod read_point;

@@ -1158,3 +1158,29 @@ fn freeze_holder() {
     std::thread::sleep(Duration::from_secs(3600));
     drop(frozen);
 }
+
+/// `autoclear` and `dio` of the loop device serving the fixture's one image.
+fn loop_flags(fx: &Fixture) -> (String, String) {
+    let attached = fx.attachments();
+    assert_eq!(attached.len(), 1, "{attached:?}");
+    let name = attached[0].device.file_name().unwrap().to_owned();
+    let flag = |f: &str| {
+        let path = Path::new("/sys/block").join(&name).join("loop").join(f);
+        fs::read_to_string(path).unwrap().trim().to_string()
+    };
+    (flag("autoclear"), flag("dio"))
+}
+
+#[test]
+fn a_mounted_image_is_served_with_autoclear_and_direct_io() {
+    let Some(fx) = Fixture::new() else { return };
+    let spec = spec(Filesystem::Ext4, "64M");
+    let target = fx.target("mnt");
+    fx.backend.create(&spec).unwrap();
+    fx.backend.mount(&spec, &target).unwrap();
+    assert_eq!(loop_flags(&fx), ("1".into(), "1".into()), "on /tmp's disk");
+    fs::write(target.join("f"), b"direct").unwrap();
+    fx.backend.unmount(spec.id, &target).unwrap();
+    assert!(fx.attachments().is_empty(), "autoclear detached it");
+    fx.backend.remove(spec.id).unwrap();
+}
