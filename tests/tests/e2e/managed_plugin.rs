@@ -166,7 +166,7 @@ impl ManagedPlugin {
         self.succeeded(&format!("dvol {args:?}"), &out)
     }
 
-    /// `dvol volume inspect NAME --json` through the host's CLI.
+    /// `dvol volume inspect NAME` (JSON) through the host's CLI.
     fn cli_volume(&self, name: &str) -> Value {
         serde_json::from_str(&self.cli(&["volume", "inspect", name])).expect("JSON")
     }
