@@ -452,6 +452,12 @@ pub struct DaemonArgs {
     /// The REST API unix socket.
     #[arg(long, default_value = DEFAULT_API_SOCKET)]
     pub api_socket: PathBuf,
+    /// The volume driver name the Docker Engine knows this daemon by, which finds the
+    /// containers using a volume (checkout and reset stop them) [default: the plugin socket's
+    /// name without `.sock`]. A managed plugin sets it to the plugin's name and tag, e.g.
+    /// `dvol:latest`.
+    #[arg(long, env = "DVOL_DOCKER_DRIVER", value_name = "NAME")]
+    pub docker_driver: Option<String>,
     /// Also serve the REST API on this TCP address; needs --token-file.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,

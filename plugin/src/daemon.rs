@@ -503,7 +503,21 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    let result = serve(options, shutdown).await;
+    run_as_driver(options, None, shutdown).await
+}
+
+/// [`run`] for a daemon that the Docker Engine knows by the volume driver name `driver`
+/// rather than by its plugin socket's name (`None`: by the socket's name, as [`run`] does).
+/// A managed (v2) plugin needs it: its socket is named by its `config.json`, while the
+/// engine knows it by the plugin's name and tag (e.g. `dvol:latest`). The name picks out
+/// the containers that use a volume, which checkout and reset stop and a commit with
+/// `pause` pauses.
+pub async fn run_as_driver(
+    options: DaemonOptions,
+    driver: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let result = serve(options, driver, shutdown).await;
     if let Err(e) = &result {
         readiness::status(&format!("failed: {e}"));
     }
@@ -513,6 +527,7 @@ pub async fn run(
 /// [`run`] but for the last status line.
 async fn serve(
     options: DaemonOptions,
+    driver: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let tls = tls_config(&options)?;
@@ -535,7 +550,12 @@ async fn serve(
     .await
     .expect("service open task")?;
     let mut service = service;
-    if let Some(driver) = options.plugin_socket.file_stem().and_then(|s| s.to_str()) {
+    let driver = driver.or_else(|| {
+        let stem = options.plugin_socket.file_stem()?;
+        stem.to_str().map(str::to_string)
+    });
+    if let Some(driver) = driver {
+        info!(driver = %driver, "the Docker Engine knows this daemon as volume driver {driver}");
         service.set_containers(Containers::new(driver, Arc::new(DockerEngine::default())));
     }
     let service = Arc::new(service);

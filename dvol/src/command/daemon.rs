@@ -41,6 +41,6 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    dvol_plugin::daemon::run(options, shutdown).await?;
+    dvol_plugin::daemon::run_as_driver(options, args.docker_driver, shutdown).await?;
     Ok(())
 }

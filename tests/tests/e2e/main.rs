@@ -23,6 +23,7 @@ mod engine_restart;
 mod history;
 mod history_safety;
 mod hosts;
+mod managed_plugin;
 mod robustness;
 mod service_unit;
 mod space_safety;
