@@ -48,6 +48,7 @@ impl Daemon {
             token_file: None,
             tls_cert: None,
             tls_key: None,
+            docker_driver: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (root, api_socket) = (options.root.clone(), options.api_socket.clone());

@@ -67,6 +67,12 @@ pub struct DaemonOptions {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// The volume driver name the Docker Engine knows this daemon by (`None`: the plugin
+    /// socket's name without `.sock`). It picks out the containers using a volume, which
+    /// checkout and reset stop and a commit with `pause` pauses. A managed (v2) plugin needs
+    /// it: its socket is named by its `config.json`, while the engine knows it by the
+    /// plugin's name and tag (e.g. `dvol:latest`).
+    pub docker_driver: Option<String>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -503,21 +509,7 @@ pub async fn run(
     options: DaemonOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    run_as_driver(options, None, shutdown).await
-}
-
-/// [`run`] for a daemon that the Docker Engine knows by the volume driver name `driver`
-/// rather than by its plugin socket's name (`None`: by the socket's name, as [`run`] does).
-/// A managed (v2) plugin needs it: its socket is named by its `config.json`, while the
-/// engine knows it by the plugin's name and tag (e.g. `dvol:latest`). The name picks out
-/// the containers that use a volume, which checkout and reset stop and a commit with
-/// `pause` pauses.
-pub async fn run_as_driver(
-    options: DaemonOptions,
-    driver: Option<String>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), DaemonError> {
-    let result = serve(options, driver, shutdown).await;
+    let result = serve(options, shutdown).await;
     if let Err(e) = &result {
         readiness::status(&format!("failed: {e}"));
     }
@@ -527,7 +519,6 @@ pub async fn run_as_driver(
 /// [`run`] but for the last status line.
 async fn serve(
     options: DaemonOptions,
-    driver: Option<String>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let tls = tls_config(&options)?;
@@ -550,7 +541,7 @@ async fn serve(
     .await
     .expect("service open task")?;
     let mut service = service;
-    let driver = driver.or_else(|| {
+    let driver = options.docker_driver.clone().or_else(|| {
         let stem = options.plugin_socket.file_stem()?;
         stem.to_str().map(str::to_string)
     });
@@ -818,6 +809,7 @@ mod tests {
             token_file: None,
             tls_cert: cert.then(|| pki.cert.clone()),
             tls_key: key.then(|| pki.key.clone()),
+            docker_driver: None,
         };
         let refused = |o: DaemonOptions| match tls_config(&o) {
             Err(DaemonError::TlsOptions(message)) => message,

@@ -32,6 +32,7 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
         token_file,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        docker_driver: args.docker_driver,
     };
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -41,6 +42,6 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    dvol_plugin::daemon::run_as_driver(options, args.docker_driver, shutdown).await?;
+    dvol_plugin::daemon::run(options, shutdown).await?;
     Ok(())
 }
