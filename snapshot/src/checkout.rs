@@ -144,9 +144,35 @@ struct Checkout<'a> {
     new: Index,
     stats: CheckoutStats,
     progress: &'a dyn Progress,
+    /// Whether the target is known to hold the base tree, so that a directory whose tree is
+    /// the same in both is left alone ([`Repository::checkout_from`]).
+    from_base: bool,
+    /// The directories left alone: their old index entries are kept.
+    kept_dirs: HashSet<Vec<u8>>,
+    /// Set when a hard link turns up in a checkout from a base: its group may span a
+    /// directory left alone, so the checkout is done again in full.
+    needs_full: bool,
 }
 
 impl Checkout<'_> {
+    /// Copies the old index's entries below the directories left alone into the new index:
+    /// their files are as the old index saw them.
+    fn keep_entries_of_kept_dirs(&mut self) {
+        if self.kept_dirs.is_empty() {
+            return;
+        }
+        for (rel, entry) in &self.old.entries {
+            let below_kept = rel
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'/')
+                .any(|(i, _)| self.kept_dirs.contains(&rel[..i]));
+            if below_kept {
+                self.new.entries.insert(rel.clone(), entry.clone());
+            }
+        }
+    }
+
     fn record_stat(&mut self, rel: Vec<u8>, stat: StatKey, kind: EntryKind, id: ObjectId) {
         self.new.entries.insert(
             rel,
@@ -433,8 +459,15 @@ impl Checkout<'_> {
         Ok(c.kind == e.kind && c.id == e.id)
     }
 
-    /// Makes the open directory `dir` (`rel` below the target) equal to `tree`.
-    fn dir(&mut self, dir: BorrowedFd<'_>, rel: &[u8], tree: &Tree) -> Result<()> {
+    /// Makes the open directory `dir` (`rel` below the target) equal to `tree`; `base` is
+    /// the base tree of the same directory in a checkout from a base, if it has one there.
+    fn dir(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        rel: &[u8],
+        tree: &Tree,
+        base: Option<&Tree>,
+    ) -> Result<()> {
         let mut actual: HashMap<Vec<u8>, Lstat> = HashMap::new();
         for name in list_names(dir).map_err(errno_err("list", self.root, rel))? {
             match lstat_at(dir, &name) {
@@ -460,6 +493,11 @@ impl Checkout<'_> {
             }
             match e.kind {
                 EntryKind::Dir => {
+                    let base_entry = base
+                        .and_then(|b| b.get(name))
+                        .filter(|b| b.kind == EntryKind::Dir);
+                    let unchanged = act.is_some_and(|st| st.is_dir())
+                        && base_entry.is_some_and(|b| b.id == e.id);
                     match act {
                         Some(st) if st.is_dir() => {}
                         other => {
@@ -471,7 +509,6 @@ impl Checkout<'_> {
                             self.stats.dirs_created += 1;
                         }
                     }
-                    let sub_tree = self.repo.read_tree(&e.id)?;
                     #[cfg(test)]
                     BEFORE_ENTER.with(|h| h.borrow().as_ref().map(|f| f(&rel)));
                     // O_NOFOLLOW | O_DIRECTORY: a symlink swapped in meanwhile is refused.
@@ -480,7 +517,20 @@ impl Checkout<'_> {
                         self.root,
                         &rel,
                     ))?;
-                    self.dir(sub.as_fd(), &rel, &sub_tree)?;
+                    if unchanged {
+                        // It holds the base's tree, which is the wanted one.
+                        self.kept_dirs.insert(rel.clone());
+                    } else {
+                        let sub_tree = self.repo.read_tree(&e.id)?;
+                        let sub_base = match base_entry {
+                            Some(b) => Some(self.repo.read_tree(&b.id)?),
+                            None => None,
+                        };
+                        self.dir(sub.as_fd(), &rel, &sub_tree, sub_base.as_ref())?;
+                        if self.needs_full {
+                            return Ok(());
+                        }
+                    }
                     let stat_sub =
                         || fstat(sub.as_fd()).map_err(errno_err("stat", self.root, &rel));
                     let mut st = stat_sub()?;
@@ -490,6 +540,10 @@ impl Checkout<'_> {
                     self.record_stat(rel, st.key, EntryKind::Dir, e.id);
                 }
                 EntryKind::File | EntryKind::ChunkedFile => {
+                    if self.from_base && act.is_some_and(|st| st.is_file() && st.nlink > 1) {
+                        self.needs_full = true;
+                        return Ok(());
+                    }
                     let same = match act {
                         Some(st) if st.nlink > 1 && self.claimed.contains(&st.key.ino) => false,
                         Some(st) => self.same_file_content(dir, name, &rel, st, e)?,
@@ -573,6 +627,10 @@ impl Checkout<'_> {
                     }
                     self.record(rel, dir, name, kind, e.id)?;
                 }
+                EntryKind::HardLink if self.from_base => {
+                    self.needs_full = true;
+                    return Ok(());
+                }
                 EntryKind::HardLink => self.hard_link(dir, name, rel, act, e)?,
                 _ => {
                     return Err(Error::Store(crate::store::StoreError::Corrupt {
@@ -602,7 +660,26 @@ impl Repository {
     ) -> Result<CheckoutStats> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        self.checkout_locked(volume, commit, target, progress)
+        self.checkout_locked(volume, commit, target, None, progress)
+    }
+
+    /// [`Repository::checkout`] of a target known to hold exactly `base`'s tree: the caller
+    /// found no change against `base` ([`Repository::status`] with `base` at HEAD) and nothing
+    /// has written to `target` since. Directories whose tree is the same in `base` and
+    /// `commit` are then left alone, unread, so the cost follows what differs, not the size of
+    /// the volume. Where a hard link turns up in what differs (its group could span a
+    /// directory left alone), it checks out in full instead.
+    pub fn checkout_from(
+        &self,
+        volume: &VolumeKey,
+        base: CommitId,
+        commit: CommitId,
+        target: &Path,
+        progress: &dyn Progress,
+    ) -> Result<CheckoutStats> {
+        let _repo = self.lock_shared()?;
+        let _vol = self.lock_volume(volume)?;
+        self.checkout_locked(volume, commit, target, Some(base), progress)
     }
 
     fn checkout_locked(
@@ -610,6 +687,7 @@ impl Repository {
         volume: &VolumeKey,
         commit: CommitId,
         target: &Path,
+        base: Option<CommitId>,
         progress: &dyn Progress,
     ) -> Result<CheckoutStats> {
         let c = self.read_commit(commit)?;
@@ -637,7 +715,17 @@ impl Repository {
         };
         let old = self.load_index(volume)?;
         let tree = self.read_tree(&tree_id)?;
-        progress.start(Phase::CHECKOUT, Some(self.content_bytes(&tree)?));
+        let base_tree = match base {
+            Some(base) => {
+                let base = self.read_commit(base)?;
+                Some(self.read_tree(&base.tree().ok_or(Error::NotATree(base.id))?)?)
+            }
+            None => None,
+        };
+        progress.start(
+            Phase::CHECKOUT,
+            Some(self.content_bytes(&tree, base_tree.as_ref())?),
+        );
         let mut co = Checkout {
             repo: self,
             root: target,
@@ -647,8 +735,15 @@ impl Repository {
             new: Index::default(),
             stats: CheckoutStats::default(),
             progress,
+            from_base: base_tree.is_some(),
+            kept_dirs: HashSet::new(),
+            needs_full: false,
         };
-        co.dir(root_fd.as_fd(), b"", &tree)?;
+        co.dir(root_fd.as_fd(), b"", &tree, base_tree.as_ref())?;
+        if co.needs_full {
+            return self.checkout_locked(volume, commit, target, None, progress);
+        }
+        co.keep_entries_of_kept_dirs();
         let root = Meta {
             mode: c.root.mode,
             uid: c.root.uid,
@@ -667,23 +762,29 @@ impl Repository {
         Ok(co.stats)
     }
 
-    /// The content bytes of every file under `tree` (hard links count once): the total of a
-    /// checkout's progress. Reads the tree objects only.
-    fn content_bytes(&self, tree: &Tree) -> Result<u64> {
+    /// The content bytes of every file under `tree` (hard links count once) but in the
+    /// directories whose tree is the same in `base`: the total of a checkout's progress.
+    /// Reads the tree objects only.
+    fn content_bytes(&self, tree: &Tree, base: Option<&Tree>) -> Result<u64> {
         let mut total = 0u64;
-        let mut dirs: Vec<ObjectId> = Vec::new();
-        let mut add = |tree: &Tree, dirs: &mut Vec<ObjectId>| {
-            for e in &tree.entries {
-                match e.kind {
-                    EntryKind::File | EntryKind::ChunkedFile => total += e.size,
-                    EntryKind::Dir => dirs.push(e.id),
-                    _ => {}
+        for e in &tree.entries {
+            match e.kind {
+                EntryKind::File | EntryKind::ChunkedFile => total += e.size,
+                EntryKind::Dir => {
+                    let base_entry = base
+                        .and_then(|b| b.get(&e.name))
+                        .filter(|b| b.kind == EntryKind::Dir);
+                    if base_entry.is_some_and(|b| b.id == e.id) {
+                        continue;
+                    }
+                    let base_tree = match base_entry {
+                        Some(b) => Some(self.read_tree(&b.id)?),
+                        None => None,
+                    };
+                    total += self.content_bytes(&self.read_tree(&e.id)?, base_tree.as_ref())?;
                 }
+                _ => {}
             }
-        };
-        add(tree, &mut dirs);
-        while let Some(id) = dirs.pop() {
-            add(&self.read_tree(&id)?, &mut dirs);
         }
         Ok(total)
     }
@@ -725,7 +826,7 @@ impl Repository {
         }
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(to)?;
-        let stats = self.checkout_locked(to, commit, target, progress)?;
+        let stats = self.checkout_locked(to, commit, target, None, progress)?;
         self.refs.set(to, RefKind::Branch, branch, commit)?;
         self.refs
             .set_head(to, &HeadRef::Branch(branch.to_string()))?;

@@ -2052,3 +2052,115 @@ fn remote_tracking_refs_resolve_list_and_keep_their_commits_from_gc() {
     );
     assert!(repo.fsck(&NoProgress).unwrap().is_clean());
 }
+
+/// Inode groups of the regular files under `root`: each file's path and the paths sharing
+/// its inode, so two checkouts can be compared for hard links too.
+fn link_groups(root: &Path) -> Vec<Vec<String>> {
+    let mut by_inode: std::collections::HashMap<u64, Vec<String>> = Default::default();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let md = fs::symlink_metadata(&path).unwrap();
+            if md.is_dir() {
+                dirs.push(path);
+            } else if md.is_file() {
+                let rel = path.strip_prefix(root).unwrap().display().to_string();
+                by_inode.entry(md.ino()).or_default().push(rel);
+            }
+        }
+    }
+    let mut groups: Vec<Vec<String>> = by_inode
+        .into_values()
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+#[test]
+fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_as_a_full_one() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    for i in 0..120 {
+        write(
+            &dir.join(format!("top{}/mid{}/f{i}", i % 6, i % 3)),
+            &noise(i, 500 + i as usize),
+        );
+    }
+    write(&dir.join("solo"), b"at the root");
+    std::os::unix::fs::symlink("top0/mid0/f0", dir.join("link")).unwrap();
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    // B: one file changed deep in top1, top2 removed, top6 added, a file turned into a dir.
+    write(&dir.join("top1/mid1/f1"), b"changed in B");
+    fs::remove_dir_all(dir.join("top2")).unwrap();
+    write(&dir.join("top6/new"), b"new in B");
+    fs::remove_file(dir.join("solo")).unwrap();
+    write(&dir.join("solo/inside"), b"solo is a dir in B");
+    settle();
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap().id;
+    let digest_b = digest(&dir);
+
+    // From B (what the directory holds) to A, and back: the same files as a full checkout,
+    // with the directories unchanged between the two never entered.
+    let st = repo.checkout_from(&vol, b, a, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!(st.files_written, 1 + 20 + 1, "{st:?}"); // f1, top2's 20 files, solo
+    // Only top1/mid1 was entered (top1 holds nothing else): top0, top3-5 were left alone.
+    assert_eq!(st.files_unchanged, 19, "{st:?}");
+    let again = repo.commit(&vol, &dir, info("A?"), &NoProgress).unwrap();
+    assert_eq!(
+        again.stats.files_reread, 0,
+        "the index covers the skipped directories too"
+    );
+    assert_eq!(
+        repo.read_commit(again.id).unwrap().tree(),
+        repo.read_commit(a).unwrap().tree()
+    );
+    let st = repo.checkout_from(&vol, a, b, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_b);
+    assert_eq!(st.files_written, 3, "{st:?}"); // f1, top6/new, solo/inside
+    let again = repo.commit(&vol, &dir, info("B?"), &NoProgress).unwrap();
+    assert_eq!(again.stats.files_reread, 0);
+    assert_eq!(
+        repo.read_commit(again.id).unwrap().tree(),
+        repo.read_commit(b).unwrap().tree()
+    );
+
+    // A hard link group across directories: the checkout falls back to a full one, and the
+    // links come out as the commit has them.
+    fs::hard_link(dir.join("top0/mid0/f0"), dir.join("top3/mid0/linked")).unwrap();
+    settle();
+    let c = repo.commit(&vol, &dir, info("C"), &NoProgress).unwrap().id;
+    let (digest_c, links_c) = (digest(&dir), link_groups(&dir));
+    fs::remove_file(dir.join("top3/mid0/linked")).unwrap();
+    write(
+        &dir.join("top3/mid0/linked"),
+        &fs::read(dir.join("top0/mid0/f0")).unwrap(),
+    );
+    settle();
+    let e = repo
+        .commit(&vol, &dir, info("E: separate"), &NoProgress)
+        .unwrap()
+        .id;
+    let links_e = link_groups(&dir);
+    assert_ne!(links_c, links_e);
+    repo.checkout_from(&vol, e, c, &dir, &NoProgress).unwrap();
+    assert_eq!(
+        (digest(&dir), link_groups(&dir)),
+        (digest_c.clone(), links_c)
+    );
+    repo.checkout_from(&vol, c, e, &dir, &NoProgress).unwrap();
+    assert_eq!(link_groups(&dir), links_e, "the names are apart again");
+    let again = repo.commit(&vol, &dir, info("E?"), &NoProgress).unwrap();
+    assert_eq!(
+        repo.read_commit(again.id).unwrap().tree(),
+        repo.read_commit(e).unwrap().tree()
+    );
+}

@@ -291,19 +291,25 @@ impl VolumeService {
     /// Refuses when the volume has uncommitted changes, before anything is stopped or written.
     pub fn check_committed(&self, reference: &str) -> Result<(), ServiceError> {
         self.with_data(reference, |volume, data| {
-            self.refuse_uncommitted(volume, data)
+            self.refuse_uncommitted(volume, data).map(|_| ())
         })
     }
 
-    fn refuse_uncommitted(&self, volume: &Volume, data: &Path) -> Result<(), ServiceError> {
+    /// Refuses when the volume's files at `data` differ from its HEAD commit; answers that
+    /// commit (`None` when HEAD has none yet), which the files then hold exactly.
+    fn refuse_uncommitted(
+        &self,
+        volume: &Volume,
+        data: &Path,
+    ) -> Result<Option<CommitId>, ServiceError> {
         let key = VolumeKey(volume.id);
         let head = self.history.head(&key).for_volume(&volume.name)?;
-        if head.commit.is_none() {
-            return Ok(());
-        }
+        let Some(commit) = head.commit else {
+            return Ok(None);
+        };
         let changes = self.history.status(&key, data).for_volume(&volume.name)?;
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Some(commit));
         }
         Err(ServiceError::Uncommitted {
             volume: volume.name.clone(),
@@ -345,9 +351,10 @@ impl VolumeService {
     ) -> Result<CheckoutView, ServiceError> {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
-            if !force {
-                self.refuse_uncommitted(volume, data)?;
-            }
+            let verified = match force {
+                false => self.refuse_uncommitted(volume, data)?,
+                true => None,
+            };
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
             let branch = match new_branch {
                 Some(name) => Some(name.to_string()),
@@ -362,7 +369,8 @@ impl VolumeService {
             let fresh = || new_entry(volume, JournalOperation::Checkout, rev, new_branch, &[]);
             let recording =
                 self.record_writing(volume, entry, fresh, commit, branch.as_deref())?;
-            let (stats, left) = self.write_recorded(volume, data, commit, recording, progress)?;
+            let (stats, left) =
+                self.write_recorded(volume, data, (verified, commit), recording, progress)?;
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
             warn_left_behind(volume, &left);
             Ok(checkout_view(branch, commit, &stats, &left))
@@ -396,13 +404,15 @@ impl VolumeService {
     ) -> Result<CheckoutView, ServiceError> {
         self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
-            if let Some(expected) = precondition {
-                self.check_precondition(volume, data, expected)?;
-            }
+            let verified = match precondition {
+                Some(expected) => self.check_precondition(volume, data, expected)?,
+                None => None,
+            };
             let commit = self.history.resolve(&key, rev).for_volume(&volume.name)?;
             let fresh = || new_entry(volume, JournalOperation::Reset, rev, None, &[]);
             let recording = self.record_writing(volume, entry, fresh, commit, None)?;
-            let (stats, left) = self.write_recorded(volume, data, commit, recording, progress)?;
+            let (stats, left) =
+                self.write_recorded(volume, data, (verified, commit), recording, progress)?;
             let head = self.history.head(&key).for_volume(&volume.name)?;
             info!(volume = %volume.name, %commit, "reset");
             warn_left_behind(volume, &left);
@@ -410,13 +420,14 @@ impl VolumeService {
         })
     }
 
-    /// Refuses unless `expected` holds for `volume` (its files at `data`).
+    /// Refuses unless `expected` holds for `volume` (its files at `data`); answers the HEAD
+    /// commit the files then hold exactly, as [`VolumeService::refuse_uncommitted`] does.
     fn check_precondition(
         &self,
         volume: &Volume,
         data: &Path,
         expected: &ResetPrecondition,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Option<CommitId>, ServiceError> {
         let key = VolumeKey(volume.id);
         let head = self.history.head(&key).for_volume(&volume.name)?;
         let now = self

@@ -133,18 +133,23 @@ impl VolumeService {
 
     /// Checks `target` out into `data` and moves HEAD as `recording`'s operation means to,
     /// then records that the data and HEAD are done with, whether they succeeded or not.
+    /// `verified` is the commit `data` was just found to hold exactly, with nothing writing
+    /// since (the checkout then touches only the directories that differ), if it was checked.
     /// Returns what the checkout did and the commits the move left behind.
     pub(super) fn write_recorded(
         &self,
         volume: &Volume,
         data: &Path,
-        target: CommitId,
+        (verified, target): (Option<CommitId>, CommitId),
         recording: Recording,
         progress: &dyn Progress,
     ) -> Result<(CheckoutStats, Vec<dvol_snapshot::Commit>), ServiceError> {
-        let done = self
-            .history
-            .checkout(&VolumeKey(volume.id), target, data, progress)
+        let key = VolumeKey(volume.id);
+        let checked_out = match verified {
+            Some(base) => self.history.checkout_from(&key, base, target, data, progress),
+            None => self.history.checkout(&key, target, data, progress),
+        };
+        let done = checked_out
             .for_volume(&volume.name)
             .and_then(|stats| {
                 let left = self.move_head_as_recorded(volume, recording.entry(), target, false)?;
