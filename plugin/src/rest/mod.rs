@@ -12,6 +12,7 @@
 mod error;
 mod history;
 mod maintenance;
+mod metrics;
 mod node;
 mod path;
 mod refs;
@@ -113,6 +114,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(transfer::fetch_plan))
         .routes(routes!(transfer::fetch_objects))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document of this API, generated from [`routes`].
@@ -155,13 +157,18 @@ async fn wrong_method() -> ApiError {
 
 /// The REST API router. Every refusal, the router's and the extractors' too, is the JSON
 /// error envelope ([`error::json_errors`]); every answer carries [`dvol_api::API_HEADER`].
+///
+/// Every call is timed for `GET /metrics` by the route template it matched
+/// ([`metrics::track`], around the JSON envelope so that it sees the final status).
 pub fn router(service: Arc<VolumeService>) -> Router {
     let (router, _) = routes().split_for_parts();
+    let timed = service.metrics().clone();
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(timed, metrics::track))
         .with_state(service);
     with_api_header(router)
 }

@@ -127,8 +127,10 @@ impl VolumeService {
         // Released whatever happened: a frozen filesystem must not outlive the operation.
         match backend.release_read_point(volume.id, mountpoint, &scratch) {
             Ok(_) => {
+                let held = started.elapsed();
+                self.metrics.read_point_held(held);
                 remove_scratch(volume, &scratch);
-                info!(volume = %volume.name, held_ms = started.elapsed().as_millis() as u64, "read point released");
+                info!(volume = %volume.name, held_ms = held.as_millis() as u64, "read point released");
                 result
             }
             Err(e) => {
