@@ -18,7 +18,7 @@
 //! | `dvol_commit_stored_bytes_total` | counter | | bytes commits added to the history store (new objects, as stored) |
 //! | `dvol_checkout_duration_seconds` | histogram | `operation` (`checkout`, `reset`) | successful checkouts and hard resets, the whole call |
 //! | `dvol_checkout_written_bytes_total` | counter | `operation` | bytes of file content checkouts and resets wrote |
-//! | `dvol_read_point_hold_seconds` | histogram | | how long a read point (snapshot or frozen filesystem) was held, from taking it to releasing it |
+//! | `dvol_read_point_hold_seconds` | histogram | `point` (`snapshot`, `frozen`, `live`) | how long a read point was held, from taking it to releasing it: a commit or clone of a volume containers use; `frozen` is the time writers waited, `live` a backend (directory) that fixes nothing |
 //! | `dvol_transfer_bytes_total` | counter | `direction` (`sent`, `received`) | object bytes (as stored) streamed to and received from other daemons: push, pull, clone, move |
 //!
 //! Label values come from fixed sets (methods, route templates, profiles, states), never from
@@ -31,6 +31,8 @@ use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use dvol_api::ReadFrom;
 
 use crate::volume::VolumeState;
 
@@ -95,6 +97,15 @@ impl CheckoutKind {
     }
 }
 
+/// The `point` label of a read point.
+fn read_from_label(point: ReadFrom) -> &'static str {
+    match point {
+        ReadFrom::Snapshot => "snapshot",
+        ReadFrom::Frozen => "frozen",
+        ReadFrom::Live => "live",
+    }
+}
+
 /// The space behind one profile, as scraped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProfileSpace {
@@ -130,7 +141,7 @@ pub struct Metrics {
     commit_stored: IntCounter,
     checkout_duration: HistogramVec,
     checkout_written: IntCounterVec,
-    read_point_hold: Histogram,
+    read_point_hold: HistogramVec,
     transfer_bytes: IntCounterVec,
     /// Scrapes one at a time: each resets and sets the scrape-time gauges, then encodes.
     scrape: std::sync::Mutex<()>,
@@ -239,11 +250,14 @@ impl Metrics {
             )?,
             read_point_hold: registered(
                 r,
-                Histogram::with_opts(histogram_opts(
-                    "dvol_read_point_hold_seconds",
-                    "How long read points (snapshots or frozen filesystems) were held.",
-                    OPERATION_BUCKETS,
-                ))?,
+                HistogramVec::new(
+                    histogram_opts(
+                        "dvol_read_point_hold_seconds",
+                        "How long read points were held, by kind: snapshot, frozen (writers waited) or live (nothing to hold).",
+                        OPERATION_BUCKETS,
+                    ),
+                    &["point"],
+                )?,
             )?,
             transfer_bytes: registered(
                 r,
@@ -265,6 +279,11 @@ impl Metrics {
         for kind in [CheckoutKind::Checkout, CheckoutKind::Reset] {
             metrics.checkout_duration.with_label_values(&[kind.label()]);
             metrics.checkout_written.with_label_values(&[kind.label()]);
+        }
+        for point in [ReadFrom::Snapshot, ReadFrom::Frozen, ReadFrom::Live] {
+            metrics
+                .read_point_hold
+                .with_label_values(&[read_from_label(point)]);
         }
         for direction in ["sent", "received"] {
             metrics.transfer_bytes.with_label_values(&[direction]);
@@ -308,9 +327,11 @@ impl Metrics {
             .inc_by(written);
     }
 
-    /// A read point was held for `held`.
-    pub fn read_point_held(&self, held: Duration) {
-        self.read_point_hold.observe(held.as_secs_f64());
+    /// A read point of kind `point` was held for `held`.
+    pub fn read_point_held(&self, point: ReadFrom, held: Duration) {
+        self.read_point_hold
+            .with_label_values(&[read_from_label(point)])
+            .observe(held.as_secs_f64());
     }
 
     /// `bytes` of objects went into a stream to another daemon.
@@ -473,7 +494,7 @@ mod tests {
         metrics.commit(Duration::from_secs(1), 100, 40);
         metrics.commit(Duration::from_secs(2), 50, 0);
         metrics.checkout(CheckoutKind::Reset, Duration::from_millis(10), 7);
-        metrics.read_point_held(Duration::from_millis(500));
+        metrics.read_point_held(ReadFrom::Frozen, Duration::from_millis(500));
         metrics.transfer_sent(11);
         metrics.transfer_sent(2);
         let text = metrics.render(&Snapshot::default()).unwrap();
@@ -498,8 +519,18 @@ mod tests {
             Some(0.0)
         );
         assert_eq!(
-            sample(&text, "dvol_read_point_hold_seconds_count"),
+            sample(
+                &text,
+                r#"dvol_read_point_hold_seconds_count{point="frozen"}"#
+            ),
             Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"dvol_read_point_hold_seconds_count{point="snapshot"}"#
+            ),
+            Some(0.0)
         );
         assert_eq!(
             sample(&text, r#"dvol_transfer_bytes_total{direction="sent"}"#),

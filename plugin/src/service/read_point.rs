@@ -108,11 +108,17 @@ impl VolumeService {
                 source,
             })?;
         let started = Instant::now();
+        let mut taken = None;
         let result = backend
             .read_point(&Self::spec(volume), mountpoint, &scratch)
             .for_volume(&volume.name)
             .and_then(|point| {
                 info!(volume = %volume.name, point = ?point, "reading at a fixed point");
+                taken = Some(match point {
+                    ReadPoint::Snapshot(_) => ReadFrom::Snapshot,
+                    ReadPoint::Frozen => ReadFrom::Frozen,
+                    ReadPoint::Live => ReadFrom::Live,
+                });
                 let done = match point {
                     ReadPoint::Snapshot(path) => work(&path, ReadFrom::Snapshot),
                     ReadPoint::Frozen => work(mountpoint, ReadFrom::Frozen),
@@ -128,7 +134,9 @@ impl VolumeService {
         match backend.release_read_point(volume.id, mountpoint, &scratch) {
             Ok(_) => {
                 let held = started.elapsed();
-                self.metrics.read_point_held(held);
+                if let Some(point) = taken {
+                    self.metrics.read_point_held(point, held);
+                }
                 remove_scratch(volume, &scratch);
                 info!(volume = %volume.name, held_ms = held.as_millis() as u64, "read point released");
                 result

@@ -22,6 +22,7 @@ mod engine_restart;
 mod history;
 mod history_safety;
 mod hosts;
+mod metrics;
 mod robustness;
 mod service_unit;
 mod space_safety;
