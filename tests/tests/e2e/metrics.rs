@@ -4,16 +4,24 @@
 //! each of those, in text that parses strictly as the Prometheus text format 0.0.4 and that
 //! `promtool check metrics` (Debian's `prometheus` package, from `scripts/metrics/packages.txt`)
 //! accepts. Without promtool that check skips, and under `DVOL_REQUIRE_ALL=1` it fails.
+//!
+//! A push between two daemons on loopback TCP must count the same bytes sent on one side and
+//! received on the other, and a scrape over TCP needs the bearer token like every route.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{parse_response, require, Daemon};
+use dvol_tests::{is_root, parse_response, require, Daemon};
 use serde_json::json;
+
+/// How long a scrape may take to answer.
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The bytes the test's container writes.
 const WRITTEN: usize = 3 << 20;
@@ -42,12 +50,18 @@ impl Scrape {
 /// `GET /metrics` on the daemon's REST socket: asserts 200 and the content type, parses the
 /// text strictly.
 fn scrape(daemon: &Daemon) -> Scrape {
-    let mut stream = UnixStream::connect(&daemon.api_socket).expect("connect to the API socket");
+    let stream = UnixStream::connect(&daemon.api_socket).expect("connect to the API socket");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    scrape_from(daemon, stream, "")
+}
+
+/// `GET /metrics` with the `extra` header lines on `stream`, as [`scrape`].
+fn scrape_from(daemon: &Daemon, mut stream: impl Read + Write, extra: &str) -> Scrape {
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
         .unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
@@ -396,6 +410,124 @@ fn metrics_count_what_docker_and_the_api_did() {
             &after,
             r#"dvol_api_request_duration_seconds_count{method="GET",route="/metrics",status="200"}"#
         ),
+        1.0
+    );
+}
+
+/// The token the pushing test's receiver requires on TCP.
+const TOKEN: &str = "metrics-transfer-token-0123456789abcdef";
+
+/// A bronze-only daemon (`--config` in `dir`), with `extra` arguments.
+fn bronze_daemon(dir: &std::path::Path, extra: &[String]) -> Daemon {
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        "default_profile = \"bronze\"\n[profiles.bronze]\nbackend = \"directory\"\n",
+    )
+    .unwrap();
+    let mut args = vec!["--config".to_string(), config.display().to_string()];
+    args.extend_from_slice(extra);
+    Daemon::start_with(args)
+}
+
+#[test]
+fn a_push_counts_bytes_sent_and_received_and_tcp_scrapes_need_the_token() {
+    if !require("root", is_root()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let receiver = bronze_daemon(
+        dir.path(),
+        &[
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--token-file".into(),
+            token_file.display().to_string(),
+        ],
+    );
+    let sender = bronze_daemon(dir.path(), &[]);
+
+    // Over TCP a scrape needs the token, as every route.
+    let tcp = || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the TCP listener");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    };
+    let mut refused = tcp();
+    refused
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    refused.read_to_end(&mut raw).unwrap();
+    assert_eq!(parse_response(&raw).expect("an answer").status, 401);
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let received_before = scrape_from(&receiver, tcp(), &bearer);
+    let sent_before = scrape(&sender);
+
+    let name = unique("metrics-push");
+    api_expect(
+        &sender,
+        "POST",
+        "/v1/volumes",
+        &json!({ "name": name }),
+        201,
+    );
+    let id = volume_id(&sender, &name);
+    write_random_files(&data_dir(&sender, &id), 2, 16);
+    commit(&sender, &name, "to push");
+    api_expect(
+        &sender,
+        "POST",
+        "/v1/remotes",
+        &json!({ "name": "receiver", "url": format!("tcp://127.0.0.1:{port}"), "token": TOKEN }),
+        201,
+    );
+    let pushed = api_expect(
+        &sender,
+        "POST",
+        &format!("/v1/volumes/{name}/push"),
+        &json!({ "remote": "receiver" }),
+        200,
+    );
+    let bytes = pushed["bytes_sent"].as_f64().expect("bytes_sent");
+    assert!(bytes > 0.0, "{pushed}");
+
+    let sent_after = scrape(&sender);
+    let received_after = scrape_from(&receiver, tcp(), &bearer);
+    let sent = r#"dvol_transfer_bytes_total{direction="sent"}"#;
+    let received = r#"dvol_transfer_bytes_total{direction="received"}"#;
+    assert_eq!(
+        sent_after.grew(&sent_before, sent),
+        bytes,
+        "{}",
+        sent_after.text
+    );
+    assert_eq!(sent_after.grew(&sent_before, received), 0.0);
+    assert_eq!(
+        received_after.grew(&received_before, received),
+        bytes,
+        "{}",
+        received_after.text
+    );
+    assert_eq!(
+        received_after.grew(
+            &received_before,
+            r#"dvol_api_request_duration_seconds_count{method="POST",route="/v1/transfer/sessions/{session}/objects",status="200"}"#
+        ),
+        1.0,
+        "{}",
+        received_after.text
+    );
+    assert_eq!(
+        received_after.get(r#"dvol_volumes{profile="bronze",state="ready"}"#),
         1.0
     );
 }
