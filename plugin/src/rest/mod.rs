@@ -8,6 +8,9 @@
 //! the document served at `/v1/openapi.json` ([`openapi`]) is generated from the same
 //! registration and the wire types' schemas, so routes and document cannot drift. Errors are
 //! JSON `{"error": {"code", "message"}}` ([`dvol_api::ErrorBody`]).
+//!
+//! `GET /metrics` ([`metrics`]) serves [`crate::metrics`] in the Prometheus text format; a
+//! middleware there times every call by the route template it matched.
 
 mod error;
 mod history;
@@ -69,7 +72,7 @@ impl utoipa::Modify for BearerToken {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "Required over TCP (--listen): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body. Over TCP a client has the header time-out (10 s unless tcp_header_timeout_seconds says otherwise) to send a request's header, and again its body: a connection whose header does not come in time (a new one, or a kept-alive one left idle) is closed; a body that does not come in time is answered 408 with code body_timeout and the connection closed.",
+                "Required over TCP (--listen), on every route (GET /metrics too): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body. Over TCP a client has the header time-out (10 s unless tcp_header_timeout_seconds says otherwise) to send a request's header, and again its body: a connection whose header does not come in time (a new one, or a kept-alive one left idle) is closed; a body that does not come in time is answered 408 with code body_timeout and the connection closed.",
             ))
             .build();
         openapi
