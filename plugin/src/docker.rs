@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -124,6 +125,22 @@ struct MountBody {
 }
 
 impl DockerRequest {
+    /// The protocol method of the call, as the engine names it (one of
+    /// [`crate::metrics::PLUGIN_METHODS`]).
+    pub fn method(&self) -> &'static str {
+        match self {
+            DockerRequest::Activate => "Plugin.Activate",
+            DockerRequest::Capabilities => "VolumeDriver.Capabilities",
+            DockerRequest::Create { .. } => "VolumeDriver.Create",
+            DockerRequest::Remove { .. } => "VolumeDriver.Remove",
+            DockerRequest::Mount { .. } => "VolumeDriver.Mount",
+            DockerRequest::Unmount { .. } => "VolumeDriver.Unmount",
+            DockerRequest::Path { .. } => "VolumeDriver.Path",
+            DockerRequest::Get { .. } => "VolumeDriver.Get",
+            DockerRequest::List => "VolumeDriver.List",
+        }
+    }
+
     /// Parses a call to `method` with raw `body`.
     pub fn parse(method: &str, body: &[u8]) -> Result<Self, ProtocolError> {
         fn json<T: serde::de::DeserializeOwned>(
@@ -382,6 +399,7 @@ async fn handle(
         }
     };
     debug!(?request, "plugin call");
+    let (method, started) = (request.method(), Instant::now());
     let response = if needs_blocking_thread(&request) {
         let service = service.clone();
         match tokio::task::spawn_blocking(move || execute(&service, request)).await {
@@ -393,6 +411,7 @@ async fn handle(
     } else {
         execute(&service, request)
     };
+    service.metrics().plugin_call(method, started.elapsed());
     Json(response).into_response()
 }
 

@@ -12,6 +12,7 @@
 //!   cannot do with its privileges ([`privileges`]) and tells a service manager when it is
 //!   ready and when it stops ([`readiness`]).
 //! - [`config`], [`profile`] and [`names`] turn user input into validated values.
+//! - [`metrics`] counts calls and history work for `GET /metrics` (Prometheus text format).
 //!
 //! `dvol daemon` (the `dvol` crate) is a few lines over [`daemon::run`]; the table of locks
 //! below says what may run together.
@@ -51,6 +52,7 @@ pub mod daemon;
 pub mod docker;
 pub mod error;
 pub mod metadata;
+pub mod metrics;
 pub mod names;
 pub mod privileges;
 pub mod profile;

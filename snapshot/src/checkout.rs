@@ -168,7 +168,7 @@ impl Checkout<'_> {
                 .filter(|(_, b)| **b == b'/')
                 .any(|(i, _)| self.kept_dirs.contains(&rel[..i]));
             if below_kept {
-                self.new.entries.insert(rel.clone(), entry.clone());
+                self.new.entries.insert(rel.clone(), *entry);
             }
         }
     }

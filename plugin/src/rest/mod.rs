@@ -8,10 +8,14 @@
 //! the document served at `/v1/openapi.json` ([`openapi`]) is generated from the same
 //! registration and the wire types' schemas, so routes and document cannot drift. Errors are
 //! JSON `{"error": {"code", "message"}}` ([`dvol_api::ErrorBody`]).
+//!
+//! `GET /metrics` ([`metrics`]) serves [`crate::metrics`] in the Prometheus text format; a
+//! middleware there times every call by the route template it matched.
 
 mod error;
 mod history;
 mod maintenance;
+mod metrics;
 mod node;
 mod path;
 mod refs;
@@ -68,7 +72,7 @@ impl utoipa::Modify for BearerToken {
         let scheme = HttpBuilder::new()
             .scheme(HttpAuthScheme::Bearer)
             .description(Some(
-                "Required over TCP (--listen): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body. Over TCP a client has the header time-out (10 s unless tcp_header_timeout_seconds says otherwise) to send a request's header, and again its body: a connection whose header does not come in time (a new one, or a kept-alive one left idle) is closed; a body that does not come in time is answered 408 with code body_timeout and the connection closed.",
+                "Required over TCP (--listen), on every route (GET /metrics too): the token in the daemon's --token-file; not on the unix socket. Without it a TCP call answers 401 with the error body. Over TCP a client has the header time-out (10 s unless tcp_header_timeout_seconds says otherwise) to send a request's header, and again its body: a connection whose header does not come in time (a new one, or a kept-alive one left idle) is closed; a body that does not come in time is answered 408 with code body_timeout and the connection closed.",
             ))
             .build();
         openapi
@@ -113,6 +117,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(transfer::fetch_plan))
         .routes(routes!(transfer::fetch_objects))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::metrics))
 }
 
 /// The OpenAPI document of this API, generated from [`routes`].
@@ -155,13 +160,18 @@ async fn wrong_method() -> ApiError {
 
 /// The REST API router. Every refusal, the router's and the extractors' too, is the JSON
 /// error envelope ([`error::json_errors`]); every answer carries [`dvol_api::API_HEADER`].
+///
+/// Every call is timed for `GET /metrics` by the route template it matched
+/// ([`metrics::track`], around the JSON envelope so that it sees the final status).
 pub fn router(service: Arc<VolumeService>) -> Router {
     let (router, _) = routes().split_for_parts();
+    let timed = service.metrics().clone();
     let router = router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(error::json_errors))
+        .layer(middleware::from_fn_with_state(timed, metrics::track))
         .with_state(service);
     with_api_header(router)
 }

@@ -12,12 +12,14 @@ use dvol_api::{
 };
 use dvol_snapshot::{CommitId, CommitInfo, Progress, VolumeKey};
 use std::path::Path;
+use std::time::Instant;
 use tracing::{info, warn};
 
 use super::journal::new_entry;
 use super::VolumeService;
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::{JournalEntry, JournalOperation};
+use crate::metrics::CheckoutKind;
 use crate::volume::Volume;
 
 /// How many changed paths an "uncommitted changes" refusal names.
@@ -109,7 +111,8 @@ impl VolumeService {
         author: &str,
         progress: &dyn Progress,
     ) -> Result<CommitResult, ServiceError> {
-        self.with_fixed_data(reference, |volume, data, read_from| {
+        let started = Instant::now();
+        let result = self.with_fixed_data(reference, |volume, data, read_from| {
             let key = VolumeKey(volume.id);
             let info = CommitInfo::now(message, author);
             // Recorded only if the read point held until everything was read.
@@ -137,7 +140,13 @@ impl VolumeService {
                 new_bytes_stored: committed.stats.new_bytes_stored,
                 containers_not_resumed: Vec::new(),
             })
-        })
+        })?;
+        self.metrics.commit(
+            started.elapsed(),
+            result.bytes_read,
+            result.new_bytes_stored,
+        );
+        Ok(result)
     }
 
     /// The volume's commits and HEAD.
@@ -349,7 +358,8 @@ impl VolumeService {
         progress: &dyn Progress,
         entry: Option<JournalEntry>,
     ) -> Result<CheckoutView, ServiceError> {
-        self.with_data(reference, |volume, data| {
+        let started = Instant::now();
+        let view = self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
             let verified = match force {
                 false => self.refuse_uncommitted(volume, data)?,
@@ -374,7 +384,13 @@ impl VolumeService {
             info!(volume = %volume.name, %commit, branch = ?branch, files_written = stats.files_written, "checked out");
             warn_left_behind(volume, &left);
             Ok(checkout_view(branch, commit, &stats, &left))
-        })
+        })?;
+        self.metrics.checkout(
+            CheckoutKind::Checkout,
+            started.elapsed(),
+            view.bytes_written,
+        );
+        Ok(view)
     }
 
     /// `reset --hard REV`: the volume's files and its current branch (or detached HEAD) go to
@@ -402,7 +418,8 @@ impl VolumeService {
         entry: Option<JournalEntry>,
         precondition: Option<&ResetPrecondition>,
     ) -> Result<CheckoutView, ServiceError> {
-        self.with_data(reference, |volume, data| {
+        let started = Instant::now();
+        let view = self.with_data(reference, |volume, data| {
             let key = VolumeKey(volume.id);
             let verified = match precondition {
                 Some(expected) => self.check_precondition(volume, data, expected)?,
@@ -417,7 +434,10 @@ impl VolumeService {
             info!(volume = %volume.name, %commit, "reset");
             warn_left_behind(volume, &left);
             Ok(checkout_view(head.branch, commit, &stats, &left))
-        })
+        })?;
+        self.metrics
+            .checkout(CheckoutKind::Reset, started.elapsed(), view.bytes_written);
+        Ok(view)
     }
 
     /// Refuses unless `expected` holds for `volume` (its files at `data`); answers the HEAD

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::containers::{Containers, DockerEngine};
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::Metadata;
+use crate::metrics::Metrics;
 use crate::names::{ProfileName, Suffix, VolumeName, VolumeRef};
 use crate::profile::{resolve, HostBackends, Profile};
 use crate::volume::{Layout, Volume, VolumeState};
@@ -88,6 +89,8 @@ impl VolumeService {
             history,
             containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
             sessions: super::transfer::Sessions::default(),
+            // Its families are fixed names and labels, checked by its tests.
+            metrics: Arc::new(Metrics::new().expect("the metric families are valid")),
         };
         service.recover()?;
         service.finish_interrupted_operations();

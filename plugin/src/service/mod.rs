@@ -66,6 +66,7 @@ use uuid::Uuid;
 use crate::containers::Containers;
 use crate::error::{ForVolume, ServiceError};
 use crate::metadata::Metadata;
+use crate::metrics::Metrics;
 use crate::names::{ProfileName, VolumeName, VolumeRef};
 use crate::profile::Profile;
 use crate::volume::{Layout, Volume, VolumeState};
@@ -100,6 +101,7 @@ pub struct VolumeService {
     history: dvol_snapshot::Repository,
     containers: Containers,
     sessions: transfer::Sessions,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for VolumeService {
@@ -160,6 +162,11 @@ impl VolumeService {
             commit: moved.commit,
             moved_at: moved.moved_at.to_rfc3339(),
         })
+    }
+
+    /// The daemon's metrics, counted by every surface and by the service itself.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The state layout.

@@ -108,11 +108,17 @@ impl VolumeService {
                 source,
             })?;
         let started = Instant::now();
+        let mut taken = None;
         let result = backend
             .read_point(&Self::spec(volume), mountpoint, &scratch)
             .for_volume(&volume.name)
             .and_then(|point| {
                 info!(volume = %volume.name, point = ?point, "reading at a fixed point");
+                taken = Some(match point {
+                    ReadPoint::Snapshot(_) => ReadFrom::Snapshot,
+                    ReadPoint::Frozen => ReadFrom::Frozen,
+                    ReadPoint::Live => ReadFrom::Live,
+                });
                 let done = match point {
                     ReadPoint::Snapshot(path) => work(&path, ReadFrom::Snapshot),
                     ReadPoint::Frozen => work(mountpoint, ReadFrom::Frozen),
@@ -127,8 +133,12 @@ impl VolumeService {
         // Released whatever happened: a frozen filesystem must not outlive the operation.
         match backend.release_read_point(volume.id, mountpoint, &scratch) {
             Ok(_) => {
+                let held = started.elapsed();
+                if let Some(point) = taken {
+                    self.metrics.read_point_held(point, held);
+                }
                 remove_scratch(volume, &scratch);
-                info!(volume = %volume.name, held_ms = started.elapsed().as_millis() as u64, "read point released");
+                info!(volume = %volume.name, held_ms = held.as_millis() as u64, "read point released");
                 result
             }
             Err(e) => {

@@ -24,6 +24,7 @@ mod history;
 mod history_safety;
 mod hosts;
 mod managed_plugin;
+mod metrics;
 mod robustness;
 mod service_unit;
 mod space_safety;

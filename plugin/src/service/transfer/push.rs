@@ -381,6 +381,7 @@ impl VolumeService {
                     }
                 };
                 pack::object(&mut piece, object.id.as_bytes(), &stored);
+                service.metrics.transfer_sent(stored.len() as u64);
                 progress.advance(object.stored_len);
                 if piece.len() >= SEND_PIECE
                     && tx

@@ -309,6 +309,7 @@ impl VolumeService {
             // What arrived whole is kept, also when the stream failed or was cut.
             let kept = receiver.checkpoint().map_err(refused);
             let stats = receiver.stats();
+            service.metrics.transfer_received(stats.bytes_received);
             outcome?;
             kept?;
             progress.finish();
