@@ -12,7 +12,7 @@
 //! | `dvol_volumes` | gauge | `profile`, `state` (`creating`, `ready`, `removing`) | volumes, at scrape time; every configured profile has all three states (0 when none) |
 //! | `dvol_profile_capacity_bytes` | gauge | `profile`, `kind` (`total`, `free`, `promised`) | the space behind each available profile's backend, at scrape time ([`dvol_backends::Capacity`]); absent for a profile whose space cannot be measured |
 //! | `dvol_plugin_request_duration_seconds` | histogram | `method` (`Plugin.Activate`, `VolumeDriver.Mount`, ...) | Docker plugin protocol calls, from the parsed request to the answer (an `Err` answer included); a call that does not parse is not counted |
-//! | `dvol_api_request_duration_seconds` | histogram | `method` (HTTP method), `route` (the path template, e.g. `/v1/volumes/{name}/commit`; `unmatched` for no route), `status` | REST calls, to the answer's head (a streamed answer's body goes on after it) |
+//! | `dvol_api_request_duration_seconds` | histogram | `method` (HTTP method), `route` (the path template, e.g. `/v1/volumes/{name}/commits`; `unmatched` for no route), `status` | REST calls, to the answer's head (a streamed answer's body goes on after it) |
 //! | `dvol_commit_duration_seconds` | histogram | | successful commits, the whole call (lock, read point, reading, storing) |
 //! | `dvol_commit_read_bytes_total` | counter | | bytes of file content commits read |
 //! | `dvol_commit_stored_bytes_total` | counter | | bytes commits added to the history store (new objects, as stored) |
