@@ -2111,7 +2111,8 @@ fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_a
     // with the directories unchanged between the two never entered.
     let st = repo.checkout_from(&vol, b, a, &dir, &NoProgress).unwrap();
     assert_eq!(digest(&dir), digest_a);
-    assert_eq!(st.files_written, 1 + 20 + 1, "{st:?}"); // f1, top2's 20 files, solo
+    // Written: f1, top2's 20 files, solo.
+    assert_eq!(st.files_written, 1 + 20 + 1, "{st:?}");
     // Only top1/mid1 was entered (top1 holds nothing else): top0, top3-5 were left alone.
     assert_eq!(st.files_unchanged, 19, "{st:?}");
     let again = repo.commit(&vol, &dir, info("A?"), &NoProgress).unwrap();

@@ -146,15 +146,15 @@ impl VolumeService {
     ) -> Result<(CheckoutStats, Vec<dvol_snapshot::Commit>), ServiceError> {
         let key = VolumeKey(volume.id);
         let checked_out = match verified {
-            Some(base) => self.history.checkout_from(&key, base, target, data, progress),
+            Some(base) => self
+                .history
+                .checkout_from(&key, base, target, data, progress),
             None => self.history.checkout(&key, target, data, progress),
         };
-        let done = checked_out
-            .for_volume(&volume.name)
-            .and_then(|stats| {
-                let left = self.move_head_as_recorded(volume, recording.entry(), target, false)?;
-                Ok((stats, left))
-            });
+        let done = checked_out.for_volume(&volume.name).and_then(|stats| {
+            let left = self.move_head_as_recorded(volume, recording.entry(), target, false)?;
+            Ok((stats, left))
+        });
         self.record_written(volume, recording);
         done
     }
