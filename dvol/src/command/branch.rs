@@ -21,7 +21,11 @@ pub async fn run(
     let volume = current::resolve(volume)?;
     match (name, delete) {
         (Some(name), true) => {
-            let before = client.branches(&volume).await?;
+            // Only --json shows the branch as it was: read it first then.
+            let before = match output {
+                Output::Json => client.branches(&volume).await?,
+                _ => Vec::new(),
+            };
             client.delete_branch(&volume, &name).await?;
             let deleted = before.into_iter().find(|b| b.name == name);
             output.result(&deleted, None, || println!("deleted branch {name}"))

@@ -68,7 +68,11 @@ pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
 
 /// `dvol remote rm NAME [--json|-q]`: `--json` prints the remote as it was.
 pub async fn rm(client: &Client, name: &str, output: Output) -> Result<()> {
-    let before = client.remotes().await?;
+    // Only --json shows the remote as it was: read it first then.
+    let before = match output {
+        Output::Json => client.remotes().await?,
+        _ => Vec::new(),
+    };
     client.remove_remote(name).await?;
     let removed = before.into_iter().find(|r| r.name == name);
     output.result(&removed, None, || println!("remote {name} removed"))

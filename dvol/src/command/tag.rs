@@ -20,7 +20,11 @@ pub async fn run(
 ) -> Result<()> {
     let volume = current::resolve(volume)?;
     if let (Some(name), true) = (&name, delete) {
-        let before = client.tags(&volume).await?;
+        // Only --json shows the tag as it was: read it first then.
+        let before = match output {
+            Output::Json => client.tags(&volume).await?,
+            _ => Vec::new(),
+        };
         client.delete_tag(&volume, name).await?;
         let deleted = before.into_iter().find(|t| &t.name == name);
         return output.result(&deleted, None, || println!("deleted tag {name}"));

@@ -77,16 +77,23 @@ pub async fn rm(client: &Client, names: &[String], output: Output) -> Result<()>
     let mut failed = Vec::new();
     let mut removed = Vec::new();
     for name in names {
-        let outcome = match client.volume(name).await {
-            Ok(volume) => client.remove_volume(&volume.name).await.map(|()| volume),
-            Err(e) => Err(e),
+        // Only --json shows the volume as it was: read it first then.
+        let outcome = match output {
+            Output::Json => match client.volume(name).await {
+                Ok(volume) => client
+                    .remove_volume(&volume.name)
+                    .await
+                    .map(|()| Some(volume)),
+                Err(e) => Err(e),
+            },
+            _ => client.remove_volume(name).await.map(|()| None),
         };
         match outcome {
             Ok(volume) => {
                 if output == Output::Text {
-                    println!("{}", volume.name);
+                    println!("{name}");
                 }
-                removed.push(volume);
+                removed.extend(volume);
             }
             Err(e) => {
                 eprintln!("dvol: {e:#}");
