@@ -11,9 +11,11 @@
 # the host's page cache between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other
 # work on the host a little.
 # `history` writes --history-gib GiB (default 2) of mixed data into a bronze volume and times
-# `dvol commit` against `cp -a` + `sync -f` and `restic backup` (restic must be installed); it
-# wants about 5x that much free space under $TMPDIR (default /tmp) and takes several minutes
-# (8-11 at 2 GiB on a 2-CPU host, depending on what else runs there).
+# `dvol commit` against `cp -a` + `sync -f` and `restic backup` (restic must be installed), a
+# full checkout against `cp -a` + `sync -f`, and ends with the physical limits (disk read and
+# durable write, blake3/zstd/FastCDC per core; it drops the page cache once); it wants about
+# 5x that much free space under $TMPDIR (default /tmp) and takes several minutes (10-16 at
+# 2 GiB on a 2-CPU host, depending on the disk and on what else runs there).
 # `readpoint` times 1%-change commits of a loop volume a container keeps writing, dvol's read
 # point against `--pause`, and how long the writer is held up by each.
 # `transfer` makes two hosts in network namespaces with TLS daemons and times `dvol push` of a

@@ -37,6 +37,7 @@ use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::store::WriteBatch;
 
 use crate::chunker::{FileContent, Sink};
+use crate::sparse::ReadBuffer;
 
 /// A file whose inode changed less than this long before it was read is re-read next time.
 pub const RACY_WINDOW_NS: i64 = 50_000_000;
@@ -359,6 +360,7 @@ fn read_one(
     dir: BorrowedFd<'_>,
     name: &[u8],
     shown: &Path,
+    buffer: &mut ReadBuffer,
     sink: &Sink<'_>,
     progress: &dyn Progress,
 ) -> Result<Option<FileOutcome>> {
@@ -366,7 +368,7 @@ fn read_one(
     let Some((f, pre)) = opened else {
         return Ok(None);
     };
-    let (content, read) = crate::sparse::store_file(&f, shown, sink, progress)?;
+    let (content, read) = crate::sparse::store_file(&f, shown, buffer, sink, progress)?;
     let post = fstat(f.as_fd()).map_err(|e| io_err("stat", shown)(e.into()))?;
     let (pre, post) = (pre.key, post.key);
     let mut stat = post;
@@ -402,7 +404,9 @@ impl Repository {
             Mutex::new(HashMap::with_capacity(jobs.len()));
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let workers = self.threads.min(jobs.len()).max(1);
-        let read_job = |job: &ReadJob, reopened: &mut Option<(Vec<u8>, Arc<OwnedFd>)>| {
+        let read_job = |job: &ReadJob,
+                        reopened: &mut Option<(Vec<u8>, Arc<OwnedFd>)>,
+                        buffer: &mut ReadBuffer| {
             let dir = match &job.dir {
                 Some(fd) => fd.clone(),
                 None => match reopened {
@@ -419,12 +423,13 @@ impl Repository {
                 },
             };
             let shown = short_path(root, &job.rel);
-            read_one(dir.as_fd(), job.name(), &shown, sink, progress)
+            read_one(dir.as_fd(), job.name(), &shown, buffer, sink, progress)
         };
         std::thread::scope(|s| {
             for _ in 0..workers {
                 s.spawn(|| {
                     let mut reopened = None;
+                    let mut buffer = ReadBuffer::default();
                     loop {
                         if failed.load(Ordering::Relaxed) {
                             break;
@@ -433,7 +438,7 @@ impl Repository {
                         let Some(job) = jobs.get(i) else {
                             break;
                         };
-                        match read_job(job, &mut reopened) {
+                        match read_job(job, &mut reopened, &mut buffer) {
                             Ok(r) => {
                                 results
                                     .lock()

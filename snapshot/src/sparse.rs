@@ -185,21 +185,28 @@ impl<'a> SparseReader<'a> {
 pub(crate) fn store_file(
     file: &File,
     path: &Path,
+    buffer: &mut ReadBuffer,
     sink: &Sink<'_>,
     progress: &dyn Progress,
 ) -> Result<(FileContent, u64)> {
     let mut reader = SparseReader::new(file, path);
-    let mut buf = vec![0u8; MAX_CHUNK];
-    // `buf[..len]` holds the bytes from the current chunk's start on.
-    let mut len = reader.fill(&mut buf).map_err(io_err("read", path))?;
-    if len <= MIN_CHUNK {
-        let id = ObjectId::hash(&buf[..len]);
-        sink.put(&id, &buf[..len])?;
-        progress.advance(len as u64);
+    let buf = buffer.get();
+    // `buf[start..end]` holds the bytes from the current chunk's start on: at most a window
+    // (`MAX_CHUNK`), as the streaming chunker sees them.
+    let (mut start, mut end) = (
+        0,
+        reader
+            .fill(&mut buf[..MAX_CHUNK])
+            .map_err(io_err("read", path))?,
+    );
+    if end <= MIN_CHUNK {
+        let id = ObjectId::hash(&buf[..end]);
+        sink.put(&id, &buf[..end])?;
+        progress.advance(end as u64);
         let content = FileContent {
             kind: EntryKind::File,
             id,
-            size: len as u64,
+            size: end as u64,
         };
         return Ok((content, reader.read));
     }
@@ -208,7 +215,7 @@ pub(crate) fn store_file(
     let mut size = 0u64;
     loop {
         // A chunk that starts in a hole spanning a whole window is cut where zeros are cut.
-        if len == 0
+        if start == end
             && reader
                 .hole_ahead(MAX_CHUNK as u64)
                 .map_err(io_err("read", path))?
@@ -223,14 +230,20 @@ pub(crate) fn store_file(
             });
             continue;
         }
-        len += reader
-            .fill(&mut buf[len..])
+        // The rest moves to the buffer's start only when a whole window no longer fits
+        // after it: once every few chunks, not after each.
+        if start + MAX_CHUNK > buf.len() {
+            buf.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        end += reader
+            .fill(&mut buf[end..start + MAX_CHUNK])
             .map_err(io_err("read", reader.path))?;
-        if len == 0 {
+        if start == end {
             break;
         }
-        let count = cut_point(&buf[..len]);
-        let data = &buf[..count];
+        let count = cut_point(&buf[start..end]);
+        let data = &buf[start..start + count];
         let id = ObjectId::hash(data);
         sink.put(&id, data)?;
         progress.advance(count as u64);
@@ -239,8 +252,7 @@ pub(crate) fn store_file(
             id,
             len: count as u32,
         });
-        buf.copy_within(count..len, 0);
-        len -= count;
+        start += count;
     }
     let content = if chunks.len() == 1 {
         FileContent {
@@ -260,6 +272,23 @@ pub(crate) fn store_file(
         }
     };
     Ok((content, reader.read))
+}
+
+/// The buffer a reading thread reuses from file to file (allocated on first use).
+#[derive(Default)]
+pub(crate) struct ReadBuffer(Vec<u8>);
+
+impl ReadBuffer {
+    /// Four windows of the chunker: the unchunked rest of a window moves to the start only
+    /// when less than a window is left after it.
+    const LEN: usize = 4 * MAX_CHUNK;
+
+    fn get(&mut self) -> &mut [u8] {
+        if self.0.len() != Self::LEN {
+            self.0 = vec![0u8; Self::LEN];
+        }
+        &mut self.0
+    }
 }
 
 /// [`MAX_CHUNK`] zeros, shared.

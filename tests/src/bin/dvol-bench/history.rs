@@ -1,7 +1,9 @@
 //! Section `history`: a bronze volume of `--history-gib` GiB (default 2) of mixed data; `dvol
 //! commit` (REST) against `cp -a` + `sync -f` (what ClusterHQ dvol did per commit) and `restic
 //! backup` after changing 0.1%, 1%, 10% and 100% of the bytes; the history store's size after
-//! ten 1%-change commits; checkout time against the size of the difference.
+//! ten 1%-change commits; checkout time against the size of the difference, and a checkout that
+//! rewrites every file against `cp -a`; the first commit and that checkout against the
+//! physical limits measured at the end (see `limits`).
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +27,14 @@ const AIM_STORE_RATIO: f64 = 1.3;
 /// threshold for "grows with the difference, not the volume": the difference is ~100x smaller;
 /// the walk over every path is a fixed cost).
 const AIM_CHECKOUT_SCALING: f64 = 0.10;
+/// The first (full) commit takes at most this much of `cp -a` + `sync -f`'s time...
+const AIM_FIRST_COMMIT_VS_CP: f64 = 0.7;
+/// ... and of `restic backup`'s.
+const AIM_FIRST_COMMIT_VS_RESTIC: f64 = 0.4;
+/// A checkout that rewrites every file takes at most this much of `cp -a` + `sync -f`'s time.
+const AIM_FULL_CHECKOUT_VS_CP: f64 = 1.0;
+/// The physical limits are measured on this much of the volume's data.
+const LIMITS_SAMPLE_BYTES: u64 = 512 * MIB;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -615,6 +625,8 @@ impl Trial {
 /// One checkout, timed.
 struct CheckoutSample {
     seconds: f64,
+    /// `cp -a` + `sync -f` of the volume timed right after, when asked for.
+    copy_s: Option<f64>,
     bytes_written: u64,
     files_written: u64,
     removed: u64,
@@ -747,16 +759,7 @@ impl HistoryBench<'_> {
                     (trial.dvol_cpu_s, trial.dvol_sys_s) = cpu;
                     trial.commit = result;
                 }
-                Peer::CpA => {
-                    let copy = self.work.join(format!("copy{n}"));
-                    let start = Instant::now();
-                    run_ok(Command::new("cp").arg("-a").arg(&self.data).arg(&copy))?;
-                    run_ok(Command::new("sync").arg("-f").arg(&copy))?;
-                    trial.cp_s = start.elapsed().as_secs_f64();
-                    self.sample_disk()?;
-                    std::fs::remove_dir_all(&copy)
-                        .with_context(|| format!("remove {}", copy.display()))?;
-                }
+                Peer::CpA => trial.cp_s = self.copy_timed()?,
                 Peer::Restic => {
                     let start = Instant::now();
                     trial.restic = self.restic_backup()?;
@@ -780,6 +783,18 @@ impl HistoryBench<'_> {
         Ok(trial)
     }
 
+    /// `cp -a DATA COPY && sync -f COPY`, timed; the copy is removed after (untimed).
+    fn copy_timed(&mut self) -> Result<f64> {
+        let copy = self.work.join("copy");
+        let start = Instant::now();
+        run_ok(Command::new("cp").arg("-a").arg(&self.data).arg(&copy))?;
+        run_ok(Command::new("sync").arg("-f").arg(&copy))?;
+        let took = start.elapsed().as_secs_f64();
+        self.sample_disk()?;
+        std::fs::remove_dir_all(&copy).with_context(|| format!("remove {}", copy.display()))?;
+        Ok(took)
+    }
+
     fn checkout(&self, rev: &str) -> Result<CheckoutSample> {
         sync_host()?;
         let (took, v) = api_timed(
@@ -791,6 +806,7 @@ impl HistoryBench<'_> {
         )?;
         Ok(CheckoutSample {
             seconds: took.as_secs_f64(),
+            copy_s: None,
             bytes_written: u64_of(&v, "bytes_written"),
             files_written: u64_of(&v, "files_written"),
             removed: u64_of(&v, "removed"),
@@ -798,17 +814,26 @@ impl HistoryBench<'_> {
     }
 
     /// Checks out `target` and `branch` again, [`CHECKOUT_ROUNDS`] times; every checkout is a
-    /// sample (both directions cross the same difference). Ends on `branch` at `head`.
+    /// sample (both directions cross the same difference), and with `copy` each is followed
+    /// by a timed `cp -a` of the volume (the peer of a checkout that rewrites everything).
+    /// Ends on `branch` at `head`.
     fn checkout_trips(
-        &self,
+        &mut self,
         target: &str,
         branch: &str,
         head: &str,
+        copy: bool,
     ) -> Result<Vec<CheckoutSample>> {
         let mut samples = Vec::new();
         for _ in 0..CHECKOUT_ROUNDS {
-            samples.push(self.checkout(target)?);
-            samples.push(self.checkout(branch)?);
+            for rev in [target, branch] {
+                let mut sample = self.checkout(rev)?;
+                if copy {
+                    sync_host()?;
+                    sample.copy_s = Some(self.copy_timed()?);
+                }
+                samples.push(sample);
+            }
         }
         let log = api_get(self.daemon, &format!("/v1/volumes/{}/commits", self.name))?;
         ensure!(
@@ -986,8 +1011,8 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
 
     // Checkouts from HEAD: HEAD~1 (one 1% change) and the first commit (ten of them).
     let head = ids[ids.len() - 1].clone();
-    let co_one = bench.checkout_trips(&ids[ids.len() - 2], &branch, &head)?;
-    let co_ten = bench.checkout_trips(&ids[0], &branch, &head)?;
+    let co_one = bench.checkout_trips(&ids[ids.len() - 2], &branch, &head, false)?;
+    let co_ten = bench.checkout_trips(&ids[0], &branch, &head, false)?;
     // Untimed: files the checkouts rewrote have new inodes and times, which restic (and dvol,
     // for what its index does not know) would read again at the next commit.
     let (_, _, settle) = bench.dvol_commit("bench settle after checkouts")?;
@@ -1015,7 +1040,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
     }
     // The first commit from a HEAD that differs from it everywhere.
     let last = ids[ids.len() - 1].clone();
-    let co_full = bench.checkout_trips(&ids[0], &branch, &last)?;
+    let co_full = bench.checkout_trips(&ids[0], &branch, &last, true)?;
     sync_host()?;
     let commits_end = api_get(daemon, &format!("/v1/volumes/{name}/commits"))?["commits"]
         .as_array()
@@ -1023,6 +1048,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
     let end_volume = du_bytes(&data, true)?;
     let end_store = du_bytes(&history_dir, true)?;
     let end_restic = du_bytes(&restic_repo, true)?;
+    let limits = crate::limits::measure(&data, &bench.work, LIMITS_SAMPLE_BYTES)?;
     api_timed(
         daemon,
         "DELETE",
@@ -1155,6 +1181,53 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         "history 1%-change commit restic/dvol of medians {one_restic:>5.1}x  aim >= {AIM_COMMIT_VS_RESTIC:.0}x  {verdict}"
     ));
 
+    // The first (full) commit against its peers and its limits.
+    let first_vs_cp = round3(first.dvol_s / first.cp_s);
+    let first_vs_restic = round3(first.dvol_s / first.restic_s);
+    let (first_cp_pass, first_restic_pass) = (
+        first_vs_cp <= AIM_FIRST_COMMIT_VS_CP,
+        first_vs_restic <= AIM_FIRST_COMMIT_VS_RESTIC,
+    );
+    let verdict = report.aim("history first commit vs cp -a", first_cp_pass);
+    report.line(format!(
+        "history first full commit dvol/cp-a {first_vs_cp:.3}x ({:.2} s / {:.2} s)  aim <= {AIM_FIRST_COMMIT_VS_CP}x  {verdict}",
+        first.dvol_s, first.cp_s,
+    ));
+    let verdict = report.aim("history first commit vs restic", first_restic_pass);
+    report.line(format!(
+        "history first full commit dvol/restic {first_vs_restic:.3}x ({:.2} s / {:.2} s)  aim <= {AIM_FIRST_COMMIT_VS_RESTIC}x  {verdict}",
+        first.dvol_s, first.restic_s,
+    ));
+    let cpu_bound = mb(first_read) * limits.commit_s_per_mb() / cpus.max(1) as f64;
+    let write_bound = mb(first_stored) / limits.disk_write;
+    let copy_bound = mb(first_read) / limits.disk_write;
+    report.line(format!(
+        "history limits (same run, at the end of the section, on {} files, {:.0} MB of the volume): disk cold read {:.0} MB/s, durable write {:.0} MB/s; one core: blake3 {:.0} MB/s, zstd -{} {:.0} MB/s (decompress {:.0} MB/s), FastCDC {:.0} MB/s",
+        limits.files,
+        mb(limits.bytes),
+        limits.disk_read,
+        limits.disk_write,
+        limits.blake3,
+        1,
+        limits.zstd,
+        limits.unzstd,
+        limits.fastcdc,
+    ));
+    report.line(format!(
+        "history first full commit against its limits: cutting+hashing+compressing {:.0} MB on {cpus} cores {cpu_bound:.2} s; making {:.0} MB stored durable {write_bound:.2} s; dvol {:.2} s = {:.2}x the larger; dvol CPU {:.2} s (system {:.2} s) = {:.2}x the CPU bound's {:.2} s; cp -a+sync {:.2} s = {:.2}x its bound, writing {:.0} MB durably ({copy_bound:.2} s)",
+        mb(first_read),
+        mb(first_stored),
+        first.dvol_s,
+        first.dvol_s / cpu_bound.max(write_bound),
+        first.dvol_cpu_s,
+        first.dvol_sys_s,
+        first.dvol_cpu_s / (cpu_bound * cpus.max(1) as f64),
+        cpu_bound * cpus.max(1) as f64,
+        first.cp_s,
+        first.cp_s / copy_bound,
+        mb(first_read),
+    ));
+
     // Store size.
     let store_ratio = round3(store_apparent as f64 / store_volume as f64);
     let store_pass = store_ratio <= AIM_STORE_RATIO;
@@ -1208,6 +1281,18 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         );
         medians.push((s, bytes));
     }
+    let full_copy = median(&co_full.iter().filter_map(|s| s.copy_s).collect::<Vec<_>>());
+    let full_checkout = medians[2].0;
+    let full_vs_cp = round3(full_checkout / full_copy);
+    let full_pass = full_vs_cp <= AIM_FULL_CHECKOUT_VS_CP;
+    let verdict = report.aim("history full checkout vs cp -a", full_pass);
+    let checkout_cpu = mb(medians[2].1 as u64) * limits.checkout_s_per_mb() / cpus.max(1) as f64;
+    let checkout_write = mb(medians[2].1 as u64) / limits.disk_write;
+    report.line(format!(
+        "history full checkout / cp -a+sync of the volume (alternating, n={}) {full_vs_cp:.3}x ({full_checkout:.2} s / {full_copy:.2} s, medians)  aim <= {AIM_FULL_CHECKOUT_VS_CP}x  {verdict}; its limits: decompressing+verifying {:.0} MB on {cpus} cores {checkout_cpu:.2} s, writing it durably {checkout_write:.2} s",
+        co_full.len(),
+        mb(medians[2].1 as u64),
+    ));
     let scaling = round3(medians[0].0 / medians[2].0);
     let diff_ratio = medians[0].1 / medians[2].1.max(1.0);
     let scaling_pass = scaling <= AIM_CHECKOUT_SCALING;
@@ -1285,6 +1370,17 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
             },
             "checkout": Value::Object(checkout_json),
             "checkout_scaling": scaling,
+            "full_checkout_over_cp_a": full_vs_cp,
+            "full_checkout_cp_a_median_s": round3(full_copy),
+            "aim_full_checkout_over_cp_a_max": AIM_FULL_CHECKOUT_VS_CP,
+            "full_checkout_pass": full_pass,
+            "first_commit_over_cp_a": first_vs_cp,
+            "first_commit_over_restic": first_vs_restic,
+            "aim_first_commit_over_cp_a_max": AIM_FIRST_COMMIT_VS_CP,
+            "aim_first_commit_over_restic_max": AIM_FIRST_COMMIT_VS_RESTIC,
+            "first_commit_cp_a_pass": first_cp_pass,
+            "first_commit_restic_pass": first_restic_pass,
+            "limits": limits.json(),
             "aim_checkout_scaling_max": AIM_CHECKOUT_SCALING,
             "checkout_scaling_pass": scaling_pass,
             "settle_commit_files_reread": settle["files_reread"],

@@ -14,7 +14,9 @@
 //! - `history`: a bronze volume of `--history-gib` GiB (default 2) of mixed data; `dvol commit`
 //!   (REST) against `cp -a` + `sync -f` (what ClusterHQ dvol did per commit) and `restic backup`
 //!   after changing 0.1%, 1%, 10% and 100% of the bytes; the history store's size after ten
-//!   1%-change commits; checkout time against the size of the difference.
+//!   1%-change commits; checkout time against the size of the difference; the first commit
+//!   and a checkout that rewrites everything against `cp -a` and the physical limits (disk
+//!   read and durable write, blake3, zstd and FastCDC per core) measured in the same run.
 //! - `transfer`: two hosts in network namespaces with TLS daemons; a bronze volume of
 //!   `--transfer-gib` GiB (default: `--history-gib`) of the history section's data; `dvol push`
 //!   against `rsync -a --delete` to an rsync daemon, alternating in one run: the first full
@@ -31,6 +33,7 @@
 mod backends;
 mod docker;
 mod history;
+mod limits;
 mod memory;
 mod plugin;
 mod readpoint;
