@@ -17,6 +17,8 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, UTIME_OMIT};
@@ -287,8 +289,10 @@ impl Checkout<'_> {
         result
     }
 
+    /// Writes file entry `e` as `name` in `dir` (a temporary file renamed over it). Touches
+    /// nothing of the checkout's own state, so several run at once ([`Checkout::write_files`]).
     fn write_file(
-        &mut self,
+        &self,
         dir: BorrowedFd<'_>,
         name: &[u8],
         rel: &[u8],
@@ -335,9 +339,61 @@ impl Checkout<'_> {
                 .map_err(io_err("chmod", &shown))?;
             f.set_times(FileTimes::new().set_modified(system_time(e.mtime_ns)))
                 .map_err(io_err("set mtime of", &shown))
-        })?;
-        self.stats.files_written += 1;
-        self.stats.bytes_written += e.size;
+        })
+    }
+
+    /// Writes the file entries of `pending` (in `dir`, at their paths below the root), on up to
+    /// the repository's threads at once, then records each in the index, in order. The files
+    /// of one directory do not depend on each other; a hard link or a subdirectory that could
+    /// name one of them is only handled after this returns. On an error, the files not yet
+    /// written are left as they were and the first error is returned.
+    fn write_files(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        pending: &mut Vec<(Vec<u8>, &TreeEntry)>,
+    ) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let jobs = std::mem::take(pending);
+        let workers = self.repo.threads.min(jobs.len());
+        if workers <= 1 {
+            for (rel, e) in &jobs {
+                self.write_file(dir, &e.name, rel, e)?;
+            }
+        } else {
+            let next = AtomicUsize::new(0);
+            let failed = AtomicBool::new(false);
+            let error: Mutex<Option<Error>> = Mutex::new(None);
+            let this = &*self;
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(|| {
+                        while !failed.load(Ordering::Relaxed) {
+                            let Some((rel, e)) = jobs.get(next.fetch_add(1, Ordering::Relaxed))
+                            else {
+                                break;
+                            };
+                            if let Err(err) = this.write_file(dir, &e.name, rel, e) {
+                                failed.store(true, Ordering::Relaxed);
+                                error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(err);
+                            }
+                        }
+                    });
+                }
+            });
+            if let Some(err) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                return Err(err);
+            }
+        }
+        for (rel, e) in jobs {
+            self.stats.files_written += 1;
+            self.stats.bytes_written += e.size;
+            self.record(rel, dir, &e.name, e.kind, e.id)?;
+        }
         Ok(())
     }
 
@@ -484,12 +540,18 @@ impl Checkout<'_> {
                 self.stats.removed += 1;
             }
         }
+        // Files to write, written together before the next entry that could depend on them
+        // (a subdirectory or a hard link) and at the end.
+        let mut pending: Vec<(Vec<u8>, &TreeEntry)> = Vec::new();
         for e in &tree.entries {
             let name = e.name.as_slice();
             let rel = join_rel(rel, name);
             let act = actual.get(name);
             if matches!(e.kind, EntryKind::File | EntryKind::ChunkedFile) {
                 self.progress.advance(e.size);
+            }
+            if matches!(e.kind, EntryKind::Dir | EntryKind::HardLink) {
+                self.write_files(dir, &mut pending)?;
             }
             match e.kind {
                 EntryKind::Dir => {
@@ -552,27 +614,23 @@ impl Checkout<'_> {
                     if let Some(st) = act.filter(|st| same && st.nlink > 1) {
                         self.claimed.insert(st.key.ino);
                     }
-                    let mut untouched = None;
                     match act {
                         Some(st) if same => {
                             self.stats.files_unchanged += 1;
                             if self.apply_meta_at(dir, name, &rel, st, Meta::from(e), false)? {
                                 self.stats.metadata_updated += 1;
+                                self.record(rel, dir, name, e.kind, e.id)?;
                             } else {
-                                untouched = Some(st.key);
+                                // Nothing was done to it: its stat is the one just read.
+                                self.record_stat(rel, st.key, e.kind, e.id);
                             }
                         }
                         _ => {
                             if let Some(st) = act.filter(|st| st.is_dir()) {
                                 self.remove(dir, name, &rel, st)?;
                             }
-                            self.write_file(dir, name, &rel, e)?;
+                            pending.push((rel, e));
                         }
-                    }
-                    match untouched {
-                        // Nothing was done to it: its stat is the one just read.
-                        Some(stat) => self.record_stat(rel, stat, e.kind, e.id),
-                        None => self.record(rel, dir, name, e.kind, e.id)?,
                     }
                 }
                 EntryKind::Symlink => {
@@ -640,7 +698,7 @@ impl Checkout<'_> {
                 }
             }
         }
-        Ok(())
+        self.write_files(dir, &mut pending)
     }
 }
 

@@ -2165,3 +2165,64 @@ fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_a
         repo.read_commit(e).unwrap().tree()
     );
 }
+
+#[test]
+fn files_of_a_directory_are_written_together_and_a_failure_leaves_no_temporary_file() {
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let src = d.path().join("v");
+    // Files before, between and after a subdirectory and a hard link to one of them, so the
+    // batches of files written together are cut by both.
+    for i in 0..40u64 {
+        write(
+            &src.join(format!("f{i:02}")),
+            &noise(i, 1000 + 3000 * i as usize),
+        );
+    }
+    write(&src.join("f20-sub/inner"), &noise(99, 5000));
+    fs::hard_link(src.join("f05"), src.join("f05-link")).unwrap();
+    fs::hard_link(src.join("f10"), src.join("f20-sub/link")).unwrap();
+    write(&src.join("big"), &noise(7, 3 * 1024 * 1024));
+    let c = repo
+        .commit(&vol, &src, info("many"), &NoProgress)
+        .unwrap()
+        .id;
+
+    let out = d.path().join("out");
+    let stats = repo.checkout(&vol, c, &out, &NoProgress).unwrap();
+    assert_eq!(digest(&out), digest(&src));
+    assert_eq!(stats.files_written, 42, "{stats:?}");
+    assert_eq!(stats.hard_links_written, 2, "{stats:?}");
+    use std::os::unix::fs::MetadataExt;
+    for (first, link) in [("f05", "f05-link"), ("f10", "f20-sub/link")] {
+        assert_eq!(
+            fs::metadata(out.join(first)).unwrap().ino(),
+            fs::metadata(out.join(link)).unwrap().ino()
+        );
+    }
+    // The index is right: a commit of the result reads nothing again.
+    settle();
+    let again = repo.commit(&vol, &out, info("same"), &NoProgress).unwrap();
+    assert_eq!(again.stats.files_reread, 0, "{:?}", again.stats);
+
+    // One object missing in the middle of the directory: the checkout fails naming it, and
+    // neither this file nor any other leaves a temporary file behind.
+    let root = repo
+        .read_tree(&repo.read_commit(c).unwrap().tree().unwrap())
+        .unwrap();
+    let lost = root.get(b"f12").unwrap().id;
+    fs::remove_file(repo.store.path(&lost)).unwrap();
+    let fresh = d.path().join("fresh");
+    let err = repo.checkout(&vol, c, &fresh, &NoProgress).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(store::StoreError::Missing(id)) if id == lost),
+        "{err}"
+    );
+    let temps: Vec<_> = fs::read_dir(&fresh)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| crate::fsutil::is_temp_name(n.as_encoded_bytes()))
+        .collect();
+    assert!(temps.is_empty(), "temporary files left: {temps:?}");
+    assert!(!fresh.join("f12").exists());
+}

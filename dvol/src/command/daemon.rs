@@ -34,12 +34,16 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
         tls_key: args.tls_key,
         docker_driver: args.docker_driver,
     };
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    // The handlers are installed now, before any socket is bound: a SIGTERM that arrives as
+    // soon as the sockets answer (a service manager stopping it right after start) must
+    // still stop the daemon cleanly, not kill it with the signal's default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = interrupt.recv() => {}
         }
     };
     dvol_plugin::daemon::run(options, shutdown).await?;

@@ -410,6 +410,55 @@ fn with_a_tcp_listener_ready_comes_once_it_serves_too() {
     ready_only_once_serving(true);
 }
 
+/// A SIGTERM sent the moment the API socket appears (a service manager stopping a daemon it
+/// has just started) stops the daemon cleanly: exit 0, sockets removed. The signal handlers
+/// used to be installed only once the daemon served, so such a signal killed it instead
+/// (28 of 30 rounds before the fix).
+#[test]
+fn a_sigterm_right_after_start_stops_the_daemon_cleanly() {
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin_socket = dir.path().join("plugin.sock");
+        let api_socket = dir.path().join("api.sock");
+        let mut command = Command::new(dvol_bin());
+        command
+            .arg("daemon")
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--plugin-socket")
+            .arg(&plugin_socket)
+            .arg("--api-socket")
+            .arg(&api_socket);
+        let mut daemon = Process::spawn(command, dir.path().join("daemon.log"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !api_socket.exists() {
+            if let Some(status) = daemon.exited() {
+                panic!(
+                    "round {round}: exited with {status}; log:
+{}",
+                    daemon.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no API socket in 30 s"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        daemon.terminate();
+        let status = daemon.wait(Duration::from_secs(20));
+        assert!(
+            status.success(),
+            "round {round}: {status}; log:\n{}",
+            daemon.log()
+        );
+        assert!(
+            !plugin_socket.exists() && !api_socket.exists(),
+            "round {round}: a socket was left behind"
+        );
+    }
+}
+
 #[test]
 fn a_start_that_fails_says_why_and_never_ready() {
     let dir = tempfile::tempdir().unwrap();
