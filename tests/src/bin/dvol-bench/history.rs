@@ -1208,7 +1208,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
         limits.disk_read,
         limits.disk_write,
         limits.blake3,
-        1,
+        dvol_snapshot::store::ZSTD_LEVEL,
         limits.zstd,
         limits.unzstd,
         limits.fastcdc,

@@ -11,16 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use dvol_snapshot::chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use dvol_snapshot::store::ZSTD_LEVEL;
 use serde_json::{json, Value};
 
 use crate::{median, round1};
 
-/// dvol's zstd level (`dvol_snapshot::store::ZSTD_LEVEL`).
-const ZSTD_LEVEL: i32 = 1;
-/// dvol's chunk sizes (`dvol_snapshot::chunker`).
-const MIN_CHUNK: usize = 256 * 1024;
-const AVG_CHUNK: usize = 1024 * 1024;
-const MAX_CHUNK: usize = 4 * 1024 * 1024;
 /// Each per-core speed is the median of this many passes over the sample.
 const PASSES: usize = 3;
 /// The durable write is timed on a file of this size.
@@ -120,8 +116,7 @@ pub(crate) fn measure(data: &Path, work: &Path, sample_cap: u64) -> Result<Limit
     }
     ensure!(!picked.is_empty(), "no files below {}", data.display());
 
-    crate::history::sync_host()?;
-    std::fs::write("/proc/sys/vm/drop_caches", "3").context("write /proc/sys/vm/drop_caches")?;
+    crate::throughput::drop_caches()?;
     let start = Instant::now();
     let mut sample = Vec::with_capacity(bytes as usize);
     for path in &picked {

@@ -46,7 +46,7 @@ const THROUGHPUT_CASES: [ThroughputCase; 3] = [
 
 /// Writes dirty pages back and drops the host's page cache (all of it: the loop image's pages
 /// and the pages of the filesystem inside), so the next read comes from the disk.
-fn drop_caches() -> Result<()> {
+pub(crate) fn drop_caches() -> Result<()> {
     let status = Command::new("sync").status().context("run sync")?;
     ensure!(status.success(), "sync failed: {status}");
     std::fs::write("/proc/sys/vm/drop_caches", "3").context("write /proc/sys/vm/drop_caches")
