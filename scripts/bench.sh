@@ -7,7 +7,7 @@
 #   bash scripts/bench.sh --only history --history-gib 1
 #   bash scripts/bench.sh --only transfer --transfer-gib 0.25 --transfer-rounds 2
 # Sections (default all): plugin, docker, memory, backends, throughput, history, readpoint,
-# transfer. `backends` and `throughput` make loop devices and 1 GiB images; `throughput` drops
+# scale, transfer. `backends` and `throughput` make loop devices and 1 GiB images; `throughput` drops
 # the host's page cache between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other
 # work on the host a little.
 # `history` writes --history-gib GiB (default 2) of mixed data into a bronze volume and times
@@ -18,6 +18,9 @@
 # 2 GiB on a 2-CPU host, depending on the disk and on what else runs there).
 # `readpoint` times 1%-change commits of a loop volume a container keeps writing, dvol's read
 # point against `--pause`, and how long the writer is held up by each.
+# `scale` commits bronze volumes of --scale-gib sizes (default 2,20) of the history data and
+# judges the daemon's peak resident memory during each commit; it wants twice the largest size
+# free under $TMPDIR and takes about 4 minutes at 20 GiB.
 # `transfer` makes two hosts in network namespaces with TLS daemons and times `dvol push` of a
 # bronze volume of --transfer-gib GiB (default: --history-gib) of the history data against
 # `rsync -a --delete` to an rsync daemon (rsync must be installed): the full transfer,

@@ -150,12 +150,19 @@ enum NodeKind {
 }
 
 struct Node {
-    name: Vec<u8>,
+    /// The path below the root; the name is its last `name_len` bytes.
     rel: Vec<u8>,
+    name_len: usize,
     stat: StatKey,
     /// Hard link count (regular files).
     nlink: u32,
     kind: NodeKind,
+}
+
+impl Node {
+    fn name(&self) -> &[u8] {
+        &self.rel[self.rel.len() - self.name_len..]
+    }
 }
 
 /// Turns every regular file that shares its inode with an earlier one (in path order:
@@ -192,16 +199,17 @@ struct FileOutcome {
     racy: bool,
 }
 
-/// A file to read: its directory (open, or to be opened again from the root) and name.
-struct ReadJob {
-    rel: Vec<u8>,
+/// A file to read: its directory (open, or to be opened again from the root) and name,
+/// borrowed from the walk's nodes.
+struct ReadJob<'a> {
+    rel: &'a [u8],
     name_at: usize,
-    dir: Option<Arc<OwnedFd>>,
-    dir_rel: Vec<u8>,
+    dir: Option<&'a Arc<OwnedFd>>,
+    dir_rel: &'a [u8],
     size: u64,
 }
 
-impl ReadJob {
+impl ReadJob<'_> {
     fn name(&self) -> &[u8] {
         &self.rel[self.name_at..]
     }
@@ -323,31 +331,33 @@ impl Walker<'_> {
                 }
             };
             nodes.push(Node {
-                name,
+                name_len: name.len(),
                 rel,
                 stat,
                 nlink: st.nlink,
                 kind,
             });
         }
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes.sort_by(|a, b| a.name().cmp(b.name()));
         Ok((nodes, unread_files))
     }
 }
 
-fn collect_jobs(
-    nodes: &[Node],
-    dir: Option<&Arc<OwnedFd>>,
-    dir_rel: &[u8],
-    out: &mut Vec<ReadJob>,
+/// The files of `nodes` to read, in path order (the order [`Repository::build_tree`] takes
+/// their outcomes in).
+fn collect_jobs<'a>(
+    nodes: &'a [Node],
+    dir: Option<&'a Arc<OwnedFd>>,
+    dir_rel: &'a [u8],
+    out: &mut Vec<ReadJob<'a>>,
 ) {
     for n in nodes {
         match &n.kind {
             NodeKind::File { known: None, .. } => out.push(ReadJob {
-                rel: n.rel.clone(),
-                name_at: n.rel.len() - n.name.len(),
-                dir: dir.cloned(),
-                dir_rel: dir_rel.to_vec(),
+                rel: &n.rel,
+                name_at: n.rel.len() - n.name_len,
+                dir,
+                dir_rel,
                 size: n.stat.size,
             }),
             NodeKind::Dir { children, fd } => collect_jobs(children, fd.as_ref(), &n.rel, out),
@@ -389,40 +399,41 @@ fn mode_bits(stat: &StatKey) -> u32 {
 
 impl Repository {
     /// Reads the files of `jobs` in parallel; a file's directory is the descriptor the walk
-    /// kept, or is opened again from `root_fd` one name at a time.
+    /// kept, or is opened again from `root_fd` one name at a time. Returns each job's outcome
+    /// in the order of `jobs` (`None`: the file vanished).
     fn read_changed(
         &self,
         root: &Path,
         root_fd: &Arc<OwnedFd>,
-        jobs: &[ReadJob],
+        jobs: &[ReadJob<'_>],
         sink: &Sink<'_>,
         progress: &dyn Progress,
-    ) -> Result<HashMap<Vec<u8>, Option<FileOutcome>>> {
+    ) -> Result<Vec<Option<FileOutcome>>> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let results: Mutex<HashMap<Vec<u8>, Option<FileOutcome>>> =
-            Mutex::new(HashMap::with_capacity(jobs.len()));
+        let results: Mutex<Vec<Option<FileOutcome>>> =
+            Mutex::new(std::iter::repeat_with(|| None).take(jobs.len()).collect());
         let error: Mutex<Option<Error>> = Mutex::new(None);
         let workers = self.threads.min(jobs.len()).max(1);
-        let read_job = |job: &ReadJob,
+        let read_job = |job: &ReadJob<'_>,
                         reopened: &mut Option<(Vec<u8>, Arc<OwnedFd>)>,
                         buffer: &mut ReadBuffer| {
-            let dir = match &job.dir {
+            let dir = match job.dir {
                 Some(fd) => fd.clone(),
                 None => match reopened {
-                    Some((rel, fd)) if *rel == job.dir_rel => fd.clone(),
-                    _ => match open_below(root_fd.as_fd(), &job.dir_rel) {
+                    Some((rel, fd)) if rel.as_slice() == job.dir_rel => fd.clone(),
+                    _ => match open_below(root_fd.as_fd(), job.dir_rel) {
                         Ok(fd) => {
                             let fd = Arc::new(fd);
-                            *reopened = Some((job.dir_rel.clone(), fd.clone()));
+                            *reopened = Some((job.dir_rel.to_vec(), fd.clone()));
                             fd
                         }
                         Err(e) if vanished(e) => return Ok(None),
-                        Err(e) => return Err(errno_err("open", root, &job.dir_rel)(e)),
+                        Err(e) => return Err(errno_err("open", root, job.dir_rel)(e)),
                     },
                 },
             };
-            let shown = short_path(root, &job.rel);
+            let shown = short_path(root, job.rel);
             read_one(dir.as_fd(), job.name(), &shown, buffer, sink, progress)
         };
         std::thread::scope(|s| {
@@ -440,10 +451,7 @@ impl Repository {
                         };
                         match read_job(job, &mut reopened, &mut buffer) {
                             Ok(r) => {
-                                results
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .insert(job.rel.clone(), r);
+                                results.lock().unwrap_or_else(|e| e.into_inner())[i] = r;
                             }
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
@@ -463,12 +471,15 @@ impl Repository {
         }
         Ok(results.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
+    /// The tree of `nodes` (the directory `rel_dir`), its subtrees first; records every path
+    /// in `new`. `outcomes` gives the files that were read, in the order
+    /// [`collect_jobs`] listed them (path order, which this walk follows too).
     #[allow(clippy::too_many_arguments)]
     fn build_tree(
         &self,
         nodes: Vec<Node>,
         rel_dir: &[u8],
-        results: &mut HashMap<Vec<u8>, Option<FileOutcome>>,
+        outcomes: &mut std::vec::IntoIter<Option<FileOutcome>>,
         groups: &mut HashMap<Vec<u8>, (u64, StatKey)>,
         old: &Index,
         new: &mut Index,
@@ -478,45 +489,52 @@ impl Repository {
         let mut tree = Tree {
             entries: Vec::with_capacity(nodes.len()),
         };
-        for n in nodes {
+        for node in nodes {
+            let Node {
+                rel,
+                name_len,
+                stat: node_stat,
+                kind: node_kind,
+                ..
+            } = node;
             let first_of_group = matches!(
-                n.kind,
+                node_kind,
                 NodeKind::File {
                     first_of_group: true,
                     ..
                 }
             );
-            let (kind, id, size, stat) = match n.kind {
+            let entry = |kind, id, racy| IndexEntry {
+                kind,
+                stat: node_stat,
+                id,
+                racy,
+            };
+            let (kind, id, size, stat, indexed) = match node_kind {
                 NodeKind::File { known: Some(c), .. } => {
-                    new.entries.insert(
-                        n.rel.clone(),
-                        IndexEntry {
-                            kind: c.kind,
-                            stat: n.stat,
-                            id: c.id,
-                            racy: false,
-                        },
-                    );
-                    (c.kind, c.id, c.size, n.stat)
+                    (c.kind, c.id, c.size, node_stat, entry(c.kind, c.id, false))
                 }
-                NodeKind::File { known: None, .. } => match results.remove(&n.rel).flatten() {
+                NodeKind::File { known: None, .. } => match outcomes.next().flatten() {
                     Some(o) => {
                         stats.files_reread += 1;
                         stats.bytes_read += o.read;
-                        new.entries.insert(
-                            n.rel.clone(),
-                            IndexEntry {
-                                kind: o.content.kind,
-                                stat: o.index_stat,
-                                id: o.content.id,
-                                racy: o.racy,
-                            },
-                        );
-                        (o.content.kind, o.content.id, o.content.size, o.stat)
+                        let indexed = IndexEntry {
+                            kind: o.content.kind,
+                            stat: o.index_stat,
+                            id: o.content.id,
+                            racy: o.racy,
+                        };
+                        (
+                            o.content.kind,
+                            o.content.id,
+                            o.content.size,
+                            o.stat,
+                            indexed,
+                        )
                     }
                     None => {
                         stats.skipped.push(Skipped {
-                            path: rel_path(&n.rel),
+                            path: rel_path(&rel),
                             reason: SkipReason::Vanished,
                         });
                         continue;
@@ -524,62 +542,48 @@ impl Repository {
                 },
                 NodeKind::Dir { children, .. } => {
                     let id =
-                        self.build_tree(children, &n.rel, results, groups, old, new, sink, stats)?;
-                    new.entries.insert(
-                        n.rel.clone(),
-                        IndexEntry {
-                            kind: EntryKind::Dir,
-                            stat: n.stat,
-                            id,
-                            racy: false,
-                        },
-                    );
-                    (EntryKind::Dir, id, 0, n.stat)
+                        self.build_tree(children, &rel, outcomes, groups, old, new, sink, stats)?;
+                    (
+                        EntryKind::Dir,
+                        id,
+                        0,
+                        node_stat,
+                        entry(EntryKind::Dir, id, false),
+                    )
                 }
                 NodeKind::Symlink(target) => {
                     let id = ObjectId::hash(&target);
                     let known = old
-                        .get(&n.rel)
+                        .get(&rel)
                         .is_some_and(|e| e.kind == EntryKind::Symlink && e.id == id);
                     if !known {
                         sink.put(&id, &target)?;
                     }
-                    new.entries.insert(
-                        n.rel.clone(),
-                        IndexEntry {
-                            kind: EntryKind::Symlink,
-                            stat: n.stat,
-                            id,
-                            racy: false,
-                        },
-                    );
-                    (EntryKind::Symlink, id, target.len() as u64, n.stat)
+                    let size = target.len() as u64;
+                    (
+                        EntryKind::Symlink,
+                        id,
+                        size,
+                        node_stat,
+                        entry(EntryKind::Symlink, id, false),
+                    )
                 }
                 NodeKind::Special(node) => {
                     let description = node.encode();
                     let id = ObjectId::hash(&description);
                     let known = old
-                        .get(&n.rel)
+                        .get(&rel)
                         .is_some_and(|e| e.kind == node.kind && e.id == id);
                     if !known {
                         sink.put(&id, &description)?;
                     }
-                    new.entries.insert(
-                        n.rel.clone(),
-                        IndexEntry {
-                            kind: node.kind,
-                            stat: n.stat,
-                            id,
-                            racy: false,
-                        },
-                    );
-                    (node.kind, id, 0, n.stat)
+                    (node.kind, id, 0, node_stat, entry(node.kind, id, false))
                 }
                 NodeKind::Link { first } => {
                     // The first name was recorded before (path order), unless it vanished.
                     let Some(&(size, stat)) = groups.get(&first) else {
                         stats.skipped.push(Skipped {
-                            path: rel_path(&n.rel),
+                            path: rel_path(&rel),
                             reason: SkipReason::Vanished,
                         });
                         continue;
@@ -587,28 +591,25 @@ impl Repository {
                     stats.hard_links += 1;
                     let id = ObjectId::hash(&first);
                     let known = old
-                        .get(&n.rel)
+                        .get(&rel)
                         .is_some_and(|e| e.kind == EntryKind::HardLink && e.id == id);
                     if !known {
                         sink.put(&id, &first)?;
                     }
-                    new.entries.insert(
-                        n.rel.clone(),
-                        IndexEntry {
-                            kind: EntryKind::HardLink,
-                            stat: n.stat,
-                            id,
-                            racy: false,
-                        },
-                    );
-                    (EntryKind::HardLink, id, size, stat)
+                    (
+                        EntryKind::HardLink,
+                        id,
+                        size,
+                        stat,
+                        entry(EntryKind::HardLink, id, false),
+                    )
                 }
             };
             if first_of_group {
-                groups.insert(n.rel.clone(), (size, stat));
+                groups.insert(rel.clone(), (size, stat));
             }
             tree.entries.push(TreeEntry {
-                name: n.name,
+                name: rel[rel.len() - name_len..].to_vec(),
                 kind,
                 mode: mode_bits(&stat),
                 uid: stat.uid,
@@ -617,6 +618,7 @@ impl Repository {
                 size,
                 id,
             });
+            new.entries.insert(rel, indexed);
         }
         let enc = tree.encode();
         let id = ObjectId::hash(&enc);
@@ -666,14 +668,19 @@ impl Repository {
         collect_jobs(&nodes, Some(&root_fd), b"", &mut jobs);
         let total: u64 = jobs.iter().map(|j| j.size).sum();
         progress.start(Phase::READ, Some(total));
-        let mut results = self.read_changed(source, &root_fd, &jobs, sink, progress)?;
+        let outcomes = self.read_changed(source, &root_fd, &jobs, sink, progress)?;
+        drop(jobs);
         progress.finish();
-        let mut index = Index::default();
+        // Every node and the root: the index never grows (and rehashes) while it is built.
+        let paths = stats.files_scanned + stats.dirs_scanned + stats.symlinks + stats.special_files;
+        let mut index = Index {
+            entries: HashMap::with_capacity(usize::try_from(paths).unwrap_or(0) + 1),
+        };
         let mut groups = HashMap::new();
         let tree = self.build_tree(
             nodes,
             b"",
-            &mut results,
+            &mut outcomes.into_iter(),
             &mut groups,
             old,
             &mut index,

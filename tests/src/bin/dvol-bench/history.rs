@@ -325,6 +325,11 @@ impl Dataset {
         self.files.iter().map(|f| f.size).sum()
     }
 
+    /// How many files the data set holds.
+    pub(crate) fn files(&self) -> usize {
+        self.files.len()
+    }
+
     fn path(&self, file: &DataFile) -> PathBuf {
         self.dir.join(&file.rel)
     }
@@ -900,6 +905,18 @@ pub(crate) fn create_bronze(section: &str, daemon: &Daemon, name: &str) -> Resul
     bronze_data(section, daemon, &volume)
 }
 
+/// Removes volume `name` from `daemon` (REST).
+pub(crate) fn remove_volume(daemon: &Daemon, name: &str) -> Result<()> {
+    api_timed(
+        daemon,
+        "DELETE",
+        &format!("/v1/volumes/{name}"),
+        &Value::Null,
+        204,
+    )
+    .map(drop)
+}
+
 /// The data directory of a bronze volume on `daemon`, from its REST view `volume`.
 pub(crate) fn bronze_data(section: &str, daemon: &Daemon, volume: &Value) -> Result<PathBuf> {
     ensure!(
@@ -1049,13 +1066,7 @@ pub fn run(args: &Args, report: &mut Report, daemon: &Daemon, run_id: &str) -> R
     let end_store = du_bytes(&history_dir, true)?;
     let end_restic = du_bytes(&restic_repo, true)?;
     let limits = crate::limits::measure(&data, &bench.work, LIMITS_SAMPLE_BYTES)?;
-    api_timed(
-        daemon,
-        "DELETE",
-        &format!("/v1/volumes/{name}"),
-        &Value::Null,
-        204,
-    )?;
+    remove_volume(daemon, &name)?;
     let elapsed = started.elapsed().as_secs_f64();
 
     // --- Report.

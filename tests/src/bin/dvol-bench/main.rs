@@ -17,6 +17,9 @@
 //!   1%-change commits; checkout time against the size of the difference; the first commit
 //!   and a checkout that rewrites everything against `cp -a` and the physical limits (disk
 //!   read and durable write, blake3, zstd and FastCDC per core) measured in the same run.
+//! - `scale`: the first commit of a bronze volume of each `--scale-gib` size (default 2,20) of
+//!   the history section's data; the daemon's peak resident memory while it runs (VmRSS every
+//!   10 ms) against a fixed bound at every size.
 //! - `transfer`: two hosts in network namespaces with TLS daemons; a bronze volume of
 //!   `--transfer-gib` GiB (default: `--history-gib`) of the history section's data; `dvol push`
 //!   against `rsync -a --delete` to an rsync daemon, alternating in one run: the first full
@@ -37,6 +40,7 @@ mod limits;
 mod memory;
 mod plugin;
 mod readpoint;
+mod scale;
 mod throughput;
 mod transfer;
 
@@ -51,8 +55,9 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage: dvol-bench [--only SECTION,...] [--volumes N] [--rounds N] \
 [--warmups N] [--samples N] [--mount-samples N] [--list-samples N] [--backend-samples N] \
 [--throughput-rounds N] [--throughput-mib N] [--history-gib X] [--transfer-gib X] \
-[--transfer-rounds N] [--json PATH]
-sections: plugin, docker, memory, backends, throughput, history, readpoint, transfer (default: all)";
+[--transfer-rounds N] [--scale-gib X,...] [--json PATH]
+sections: plugin, docker, memory, backends, throughput, history, readpoint, scale, transfer \
+(default: all)";
 
 /// Size of the block volumes of the `backends`, `throughput` and `readpoint` sections.
 const BLOCK_VOLUME_SIZE: &str = "1G";
@@ -68,11 +73,12 @@ enum Section {
     Throughput,
     History,
     ReadPoint,
+    Scale,
     Transfer,
 }
 
 impl Section {
-    const ALL: [Section; 8] = [
+    const ALL: [Section; 9] = [
         Section::Plugin,
         Section::Docker,
         Section::Memory,
@@ -80,6 +86,7 @@ impl Section {
         Section::Throughput,
         Section::History,
         Section::ReadPoint,
+        Section::Scale,
         Section::Transfer,
     ];
 
@@ -92,6 +99,7 @@ impl Section {
             Section::Throughput => "throughput",
             Section::History => "history",
             Section::ReadPoint => "readpoint",
+            Section::Scale => "scale",
             Section::Transfer => "transfer",
         }
     }
@@ -133,6 +141,8 @@ struct Args {
     /// The `transfer` section's volume size; `history_gib` unless given.
     transfer_gib: Option<f64>,
     transfer_rounds: usize,
+    /// The `scale` section's volume sizes, in GiB.
+    scale_gib: Vec<f64>,
     json: Option<PathBuf>,
 }
 
@@ -152,6 +162,7 @@ impl Args {
             history_gib: 2.0,
             transfer_gib: None,
             transfer_rounds: 3,
+            scale_gib: vec![2.0, 20.0],
             json: None,
         };
         let mut it = std::env::args().skip(1);
@@ -195,6 +206,12 @@ impl Args {
                 "--history-gib" => args.history_gib = gib_value(&flag, &value)?,
                 "--transfer-gib" => args.transfer_gib = Some(gib_value(&flag, &value)?),
                 "--transfer-rounds" => args.transfer_rounds = number()?,
+                "--scale-gib" => {
+                    args.scale_gib = value
+                        .split(',')
+                        .map(|gib| gib_value(&flag, gib.trim()))
+                        .collect::<Result<_>>()?
+                }
                 "--json" => args.json = Some(PathBuf::from(&value)),
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
@@ -607,6 +624,7 @@ fn run() -> Result<()> {
             "history_gib": args.history_gib,
             "transfer_gib": args.transfer_gib.unwrap_or(args.history_gib),
             "transfer_rounds": args.transfer_rounds,
+            "scale_gib": args.scale_gib,
             "docker_version": docker_version,
             "cpus": cpus,
             "daemon_binary": bin.display().to_string(),
@@ -773,6 +791,9 @@ fn measure(
     }
     if args.runs(Section::ReadPoint) {
         readpoint::run(args, report, daemon, cleanup, run_id)?;
+    }
+    if args.runs(Section::Scale) {
+        scale::run(args, report, daemon, run_id)?;
     }
     if args.runs(Section::Transfer) {
         transfer::run(args, report, run_id)?;

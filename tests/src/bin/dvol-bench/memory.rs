@@ -1,5 +1,10 @@
-//! Section `memory`: the daemon's resident memory (VmRSS) idle and with the N volumes.
+//! Section `memory`: the daemon's resident memory (VmRSS) idle and with the N volumes; and
+//! [`RssSampler`], which the `history` and `scale` sections use to find the daemon's peak
+//! resident memory during one call.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -30,7 +35,46 @@ pub fn settled_rss_kib(pid: u32) -> Result<u64> {
     Ok(rss_kib(pid)?.0)
 }
 
-fn mib(kib: u64) -> f64 {
+/// How often [`RssSampler`] reads VmRSS.
+const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Reads a process's VmRSS every 10 ms on a thread of its own until stopped: the largest value
+/// seen is the process's peak resident memory during what ran meanwhile (VmHWM could not say
+/// it: it is the peak since the process started).
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Result<(u64, usize)>>,
+}
+
+impl RssSampler {
+    /// Starts sampling `pid`.
+    pub fn start(pid: u32) -> Result<RssSampler> {
+        let first = rss_kib(pid)?.0;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let (mut peak, mut samples) = (first, 1);
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(RSS_SAMPLE_INTERVAL);
+                peak = peak.max(rss_kib(pid)?.0);
+                samples += 1;
+            }
+            Ok((peak, samples))
+        });
+        Ok(RssSampler { stop, thread })
+    }
+
+    /// Stops sampling: the largest VmRSS seen, in KiB, and how many samples it is the largest of.
+    pub fn stop(self) -> Result<(u64, usize)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow!("the VmRSS sampling thread panicked"))?
+    }
+}
+
+/// KiB as MiB.
+pub fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
