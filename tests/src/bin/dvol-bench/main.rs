@@ -157,7 +157,7 @@ impl Args {
             mount_samples: 500,
             list_samples: 200,
             backend_samples: 15,
-            throughput_rounds: 5,
+            throughput_rounds: 9,
             throughput_mib: 512,
             history_gib: 2.0,
             transfer_gib: None,
