@@ -18,9 +18,9 @@ use serde_json::{json, Value};
 use crate::{api_get, api_timed, median, round1, round3, rounded, Args, Report};
 
 /// A 1%-change commit is at least this many times faster than `cp -a` + `sync -f`...
-const AIM_COMMIT_VS_CP: f64 = 20.0;
+const AIM_COMMIT_VS_CP: f64 = 60.0;
 /// ... and than `restic backup`.
-const AIM_COMMIT_VS_RESTIC: f64 = 2.0;
+const AIM_COMMIT_VS_RESTIC: f64 = 10.0;
 /// The history store after a full and ten 1%-change commits, over the volume's size.
 const AIM_STORE_RATIO: f64 = 1.3;
 /// Checkout time of the 1% difference over that of the full difference (this benchmark's own
