@@ -17,8 +17,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, UTIME_OMIT};
@@ -32,6 +30,7 @@ use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
 use crate::object::{EntryKind, SpecialNode, Tree, TreeEntry};
+use crate::parallel::map_parallel;
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{validate_ref_name, HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
@@ -356,39 +355,13 @@ impl Checkout<'_> {
             return Ok(());
         }
         let jobs = std::mem::take(pending);
-        let workers = self.repo.threads.min(jobs.len());
-        if workers <= 1 {
-            for (rel, e) in &jobs {
-                self.write_file(dir, &e.name, rel, e)?;
-            }
-        } else {
-            let next = AtomicUsize::new(0);
-            let failed = AtomicBool::new(false);
-            let error: Mutex<Option<Error>> = Mutex::new(None);
-            let this = &*self;
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(|| {
-                        while !failed.load(Ordering::Relaxed) {
-                            let Some((rel, e)) = jobs.get(next.fetch_add(1, Ordering::Relaxed))
-                            else {
-                                break;
-                            };
-                            if let Err(err) = this.write_file(dir, &e.name, rel, e) {
-                                failed.store(true, Ordering::Relaxed);
-                                error
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(err);
-                            }
-                        }
-                    });
-                }
-            });
-            if let Some(err) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                return Err(err);
-            }
-        }
+        let this = &*self;
+        map_parallel(
+            &jobs,
+            self.repo.threads,
+            || (),
+            |_, (rel, e)| this.write_file(dir, &e.name, rel, e),
+        )?;
         for (rel, e) in jobs {
             self.stats.files_written += 1;
             self.stats.bytes_written += e.size;

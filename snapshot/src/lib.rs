@@ -75,6 +75,7 @@ pub mod id;
 pub mod index;
 pub mod maint;
 pub mod object;
+mod parallel;
 pub mod progress;
 pub mod receive;
 pub mod reflog;

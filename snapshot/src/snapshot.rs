@@ -14,8 +14,7 @@ use std::ffi::OsStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::FileType;
@@ -30,6 +29,7 @@ use crate::index::{Index, IndexEntry, StatKey};
 use crate::object::{
     Commit, CommitInfo, Content, DirMeta, EntryKind, SpecialNode, Tree, TreeEntry,
 };
+use crate::parallel::map_parallel;
 use crate::progress::{Phase, Progress};
 use crate::reflog;
 use crate::refs::{HeadRef, RefKind};
@@ -197,6 +197,14 @@ struct FileOutcome {
     index_stat: StatKey,
     stat: StatKey,
     racy: bool,
+}
+
+/// What one reading thread keeps from file to file.
+#[derive(Default)]
+struct Reader {
+    /// The directory it opened last (for jobs whose directory the walk did not keep open).
+    reopened: Option<(Vec<u8>, Arc<OwnedFd>)>,
+    buffer: ReadBuffer,
 }
 
 /// A file to read: its directory (open, or to be opened again from the root) and name,
@@ -409,23 +417,15 @@ impl Repository {
         sink: &Sink<'_>,
         progress: &dyn Progress,
     ) -> Result<Vec<Option<FileOutcome>>> {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let results: Mutex<Vec<Option<FileOutcome>>> =
-            Mutex::new(std::iter::repeat_with(|| None).take(jobs.len()).collect());
-        let error: Mutex<Option<Error>> = Mutex::new(None);
-        let workers = self.threads.min(jobs.len()).max(1);
-        let read_job = |job: &ReadJob<'_>,
-                        reopened: &mut Option<(Vec<u8>, Arc<OwnedFd>)>,
-                        buffer: &mut ReadBuffer| {
+        let read_job = |reader: &mut Reader, job: &ReadJob<'_>| {
             let dir = match job.dir {
                 Some(fd) => fd.clone(),
-                None => match reopened {
+                None => match &reader.reopened {
                     Some((rel, fd)) if rel.as_slice() == job.dir_rel => fd.clone(),
                     _ => match open_below(root_fd.as_fd(), job.dir_rel) {
                         Ok(fd) => {
                             let fd = Arc::new(fd);
-                            *reopened = Some((job.dir_rel.to_vec(), fd.clone()));
+                            reader.reopened = Some((job.dir_rel.to_vec(), fd.clone()));
                             fd
                         }
                         Err(e) if vanished(e) => return Ok(None),
@@ -434,43 +434,18 @@ impl Repository {
                 },
             };
             let shown = short_path(root, job.rel);
-            read_one(dir.as_fd(), job.name(), &shown, buffer, sink, progress)
+            read_one(
+                dir.as_fd(),
+                job.name(),
+                &shown,
+                &mut reader.buffer,
+                sink,
+                progress,
+            )
         };
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    let mut reopened = None;
-                    let mut buffer = ReadBuffer::default();
-                    loop {
-                        if failed.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else {
-                            break;
-                        };
-                        match read_job(job, &mut reopened, &mut buffer) {
-                            Ok(r) => {
-                                results.lock().unwrap_or_else(|e| e.into_inner())[i] = r;
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                error
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .get_or_insert(e);
-                                break;
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = error.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
-        Ok(results.into_inner().unwrap_or_else(|e| e.into_inner()))
+        map_parallel(jobs, self.threads, Reader::default, read_job)
     }
+
     /// The tree of `nodes` (the directory `rel_dir`), its subtrees first; records every path
     /// in `new`. `outcomes` gives the files that were read, in the order
     /// [`collect_jobs`] listed them (path order, which this walk follows too).
