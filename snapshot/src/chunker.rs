@@ -110,15 +110,24 @@ pub(crate) fn store_content<R: Read>(
             len: chunk.length as u32,
         });
     }
-    if chunks.len() == 1 {
+    file_content(chunks, size, sink)
+}
+
+/// The content of a file of `size` bytes cut into `chunks`: the chunk itself if there is
+/// one, else the chunk list (sent to `sink`).
+pub(crate) fn file_content(
+    chunks: Vec<ChunkRef>,
+    size: u64,
+    sink: &Sink<'_>,
+) -> Result<FileContent> {
+    if let [only] = chunks[..] {
         return Ok(FileContent {
             kind: EntryKind::File,
-            id: chunks[0].id,
+            id: only.id,
             size,
         });
     }
-    let fo = FileObject { size, chunks };
-    let enc = fo.encode();
+    let enc = FileObject { size, chunks }.encode();
     let id = ObjectId::hash(&enc);
     sink.put(&id, &enc)?;
     Ok(FileContent {

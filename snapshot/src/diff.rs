@@ -200,6 +200,7 @@ impl Repository {
         let scanned = self.scan(
             dir,
             &old,
+            None,
             &Sink::Hash {
                 trees: Some(&trees),
             },

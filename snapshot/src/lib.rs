@@ -44,7 +44,9 @@
 //! ([`GcOptions`], two weeks by default).
 //!
 //! Cost: a commit `lstat`s every path but reads only files whose stat changed since the last
-//! commit or checkout (the per-volume index); a checkout writes only entries that differ.
+//! commit or checkout (the per-volume index), and of those, where the storage can tell which
+//! byte ranges changed ([`ChangedRanges`]), only those ranges; a checkout writes only entries
+//! that differ.
 //!
 //! Typical daemon use:
 //!
@@ -65,6 +67,7 @@
 #![warn(missing_docs)]
 
 pub mod block;
+pub mod changes;
 pub mod checkout;
 pub mod chunker;
 pub mod codec;
@@ -90,6 +93,7 @@ pub mod store;
 mod tests;
 
 pub use block::{BlockCommitted, BlockStats};
+pub use changes::ChangedRanges;
 pub use checkout::CheckoutStats;
 pub use diff::{Change, ChangeKind};
 pub use id::{CommitId, IdError, ObjectId, VolumeKey};

@@ -36,8 +36,11 @@ use crate::refs::{HeadRef, RefKind};
 use crate::repo::{io_err, Error, Repository, Result, DEFAULT_BRANCH};
 use crate::store::WriteBatch;
 
-use crate::chunker::{FileContent, Sink};
+use crate::changes::{store_changed, ChangedRanges};
+use crate::chunker::{FileContent, Sink, MAX_CHUNK};
+use crate::object::FileObject;
 use crate::sparse::ReadBuffer;
+use std::ops::Range;
 
 /// A file whose inode changed less than this long before it was read is re-read next time.
 pub const RACY_WINDOW_NS: i64 = 50_000_000;
@@ -78,6 +81,9 @@ pub struct CommitStats {
     pub files_reread: u64,
     /// Bytes read from those files: their data, not their holes (which read as zeros).
     pub bytes_read: u64,
+    /// Of the re-read files, those read only around their changed ranges (see
+    /// [`ChangedRanges`]), not whole.
+    pub files_read_by_ranges: u64,
     /// Objects added to the store (chunks, chunk lists, trees and the commit).
     pub new_objects: u64,
     /// Bytes added to the store (compressed).
@@ -197,6 +203,8 @@ struct FileOutcome {
     index_stat: StatKey,
     stat: StatKey,
     racy: bool,
+    /// Read only around its changed ranges.
+    by_ranges: bool,
 }
 
 /// What one reading thread keeps from file to file.
@@ -374,10 +382,18 @@ fn collect_jobs<'a>(
     }
 }
 
+/// What a file's changed ranges are counted against: the chunk list the index recorded for
+/// its path, and the ranges that may differ from it.
+struct RangeBase {
+    base: FileObject,
+    changed: Vec<Range<u64>>,
+}
+
 fn read_one(
     dir: BorrowedFd<'_>,
     name: &[u8],
     shown: &Path,
+    range_base: Option<RangeBase>,
     buffer: &mut ReadBuffer,
     sink: &Sink<'_>,
     progress: &dyn Progress,
@@ -386,7 +402,20 @@ fn read_one(
     let Some((f, pre)) = opened else {
         return Ok(None);
     };
-    let (content, read) = crate::sparse::store_file(&f, shown, buffer, sink, progress)?;
+    let by_ranges = range_base.is_some() && pre.key.size > MAX_CHUNK as u64;
+    let (content, read) = match range_base {
+        Some(RangeBase { base, changed }) if by_ranges => store_changed(
+            &f,
+            shown,
+            pre.key.size,
+            &base,
+            changed,
+            buffer,
+            sink,
+            progress,
+        )?,
+        _ => crate::sparse::store_file(&f, shown, buffer, sink, progress)?,
+    };
     let post = fstat(f.as_fd()).map_err(|e| io_err("stat", shown)(e.into()))?;
     let (pre, post) = (pre.key, post.key);
     let mut stat = post;
@@ -398,6 +427,7 @@ fn read_one(
         index_stat: pre,
         stat,
         racy,
+        by_ranges,
     }))
 }
 
@@ -406,14 +436,38 @@ fn mode_bits(stat: &StatKey) -> u32 {
 }
 
 impl Repository {
+    /// What the file `rel` (`size` bytes at the walk) can be read against, if `changes` know
+    /// its changed ranges and the index recorded a chunk list for it; files of one window
+    /// or less are read whole.
+    fn range_base(
+        &self,
+        old: &Index,
+        rel: &[u8],
+        size: u64,
+        changes: Option<&dyn ChangedRanges>,
+    ) -> Option<RangeBase> {
+        let changes = changes?;
+        if size <= MAX_CHUNK as u64 {
+            return None;
+        }
+        let entry = old.get(rel).filter(|e| e.kind == EntryKind::ChunkedFile)?;
+        let changed = changes.changed_ranges(rel)?;
+        let base = self.read_file_object(&entry.id).ok()?;
+        Some(RangeBase { base, changed })
+    }
+
     /// Reads the files of `jobs` in parallel; a file's directory is the descriptor the walk
     /// kept, or is opened again from `root_fd` one name at a time. Returns each job's outcome
-    /// in the order of `jobs` (`None`: the file vanished).
+    /// in the order of `jobs` (`None`: the file vanished). Files whose changed ranges
+    /// `changes` know are read only around them.
+    #[allow(clippy::too_many_arguments)]
     fn read_changed(
         &self,
         root: &Path,
         root_fd: &Arc<OwnedFd>,
         jobs: &[ReadJob<'_>],
+        old: &Index,
+        changes: Option<&dyn ChangedRanges>,
         sink: &Sink<'_>,
         progress: &dyn Progress,
     ) -> Result<Vec<Option<FileOutcome>>> {
@@ -438,6 +492,7 @@ impl Repository {
                 dir.as_fd(),
                 job.name(),
                 &shown,
+                self.range_base(old, job.rel, job.size, changes),
                 &mut reader.buffer,
                 sink,
                 progress,
@@ -493,6 +548,7 @@ impl Repository {
                     Some(o) => {
                         stats.files_reread += 1;
                         stats.bytes_read += o.read;
+                        stats.files_read_by_ranges += u64::from(o.by_ranges);
                         let indexed = IndexEntry {
                             kind: o.content.kind,
                             stat: o.index_stat,
@@ -606,11 +662,13 @@ impl Repository {
         Ok(id)
     }
 
-    /// Scans `source` against `old`, sending new objects to `sink`.
+    /// Scans `source` against `old`, sending new objects to `sink`; files whose changed
+    /// ranges `changes` know are read only around them.
     pub(crate) fn scan(
         &self,
         source: &Path,
         old: &Index,
+        changes: Option<&dyn ChangedRanges>,
         sink: &Sink<'_>,
         progress: &dyn Progress,
     ) -> Result<Scanned> {
@@ -643,7 +701,7 @@ impl Repository {
         collect_jobs(&nodes, Some(&root_fd), b"", &mut jobs);
         let total: u64 = jobs.iter().map(|j| j.size).sum();
         progress.start(Phase::READ, Some(total));
-        let outcomes = self.read_changed(source, &root_fd, &jobs, sink, progress)?;
+        let outcomes = self.read_changed(source, &root_fd, &jobs, old, changes, sink, progress)?;
         drop(jobs);
         progress.finish();
         // Every node and the root: the index never grows (and rehashes) while it is built.
@@ -700,7 +758,7 @@ impl Repository {
     ) -> Result<Committed> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        let prepared = self.prepare_commit(volume, source, None, info, progress)?;
         self.publish_commit(volume, &prepared)?;
         Ok(Committed {
             id: prepared.id,
@@ -711,18 +769,20 @@ impl Repository {
     /// Like [`Repository::commit`], but asks `verify` after everything was read and written
     /// and before any ref moves: an `Err(reason)` (the data read cannot be trusted, e.g. a
     /// freeze was lifted while reading) records nothing and fails with
-    /// [`Error::NotRecorded`]. The objects written stay for gc to collect.
+    /// [`Error::NotRecorded`]. The objects written stay for gc to collect. Files whose
+    /// changed ranges `changes` know are read only around them.
     pub fn commit_verified(
         &self,
         volume: &VolumeKey,
         source: &Path,
+        changes: Option<&dyn ChangedRanges>,
         info: CommitInfo,
         progress: &dyn Progress,
         verify: &dyn Fn() -> std::result::Result<(), String>,
     ) -> Result<Committed> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        let prepared = self.prepare_verified(volume, source, info, progress, verify)?;
+        let prepared = self.prepare_verified(volume, source, changes, info, progress, verify)?;
         self.publish_commit(volume, &prepared)?;
         Ok(Committed {
             id: prepared.id,
@@ -735,18 +795,19 @@ impl Repository {
     /// index (a stat cache) is saved, so the next commit reads only what changed since. The
     /// commit is reachable from no ref: gc may collect it once older than its grace period
     /// (or once a receiver holds it, which keeps its own copy). `verify` is asked as for
-    /// [`Repository::commit_verified`].
+    /// [`Repository::commit_verified`], and so are `changes`.
     pub fn snapshot_detached(
         &self,
         volume: &VolumeKey,
         source: &Path,
+        changes: Option<&dyn ChangedRanges>,
         info: CommitInfo,
         progress: &dyn Progress,
         verify: &dyn Fn() -> std::result::Result<(), String>,
     ) -> Result<Committed> {
         let _repo = self.lock_shared()?;
         let _vol = self.lock_volume(volume)?;
-        let prepared = self.prepare_verified(volume, source, info, progress, verify)?;
+        let prepared = self.prepare_verified(volume, source, changes, info, progress, verify)?;
         prepared.index.save(&self.index_path(volume))?;
         Ok(Committed {
             id: prepared.id,
@@ -760,11 +821,12 @@ impl Repository {
         &self,
         volume: &VolumeKey,
         source: &Path,
+        changes: Option<&dyn ChangedRanges>,
         info: CommitInfo,
         progress: &dyn Progress,
         verify: &dyn Fn() -> std::result::Result<(), String>,
     ) -> Result<PreparedCommit> {
-        let prepared = self.prepare_commit(volume, source, info, progress)?;
+        let prepared = self.prepare_commit(volume, source, changes, info, progress)?;
         verify().map_err(|reason| Error::NotRecorded { reason })?;
         Ok(prepared)
     }
@@ -776,6 +838,7 @@ impl Repository {
         &self,
         volume: &VolumeKey,
         source: &Path,
+        changes: Option<&dyn ChangedRanges>,
         info: CommitInfo,
         progress: &dyn Progress,
     ) -> Result<PreparedCommit> {
@@ -787,7 +850,7 @@ impl Repository {
             store: &self.store,
             batch: &batch,
         };
-        let scanned = self.scan(source, &old, &sink, progress)?;
+        let scanned = self.scan(source, &old, changes, &sink, progress)?;
         let mut stats = scanned.stats;
         if let Some(p) = parent {
             let pc = self.read_commit(p)?;
@@ -925,7 +988,7 @@ mod tests {
         let repo = Repository::open(&tmp.path().join("repo")).unwrap();
         let volume = VolumeKey::new_random();
         let info = || CommitInfo::now("m", "t");
-        let refused = repo.commit_verified(&volume, &source, info(), &NoProgress, &|| {
+        let refused = repo.commit_verified(&volume, &source, None, info(), &NoProgress, &|| {
             Err("the freeze was lifted".into())
         });
         match refused {
@@ -936,7 +999,7 @@ mod tests {
         }
         assert!(repo.commits(&volume).unwrap().is_empty());
         let kept = repo
-            .commit_verified(&volume, &source, info(), &NoProgress, &|| Ok(()))
+            .commit_verified(&volume, &source, None, info(), &NoProgress, &|| Ok(()))
             .unwrap();
         assert_eq!(repo.commits(&volume).unwrap()[0].id, kept.id);
     }

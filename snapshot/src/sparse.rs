@@ -19,9 +19,9 @@ use fastcdc::v2020::{cut, select_masks, Normalization};
 use rustix::fs::SeekFrom;
 use rustix::io::Errno;
 
-use crate::chunker::{FileContent, Sink, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use crate::chunker::{file_content, FileContent, Sink, AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use crate::id::ObjectId;
-use crate::object::{ChunkRef, EntryKind, FileObject};
+use crate::object::{ChunkRef, EntryKind};
 use crate::progress::Progress;
 use crate::repo::{io_err, Result};
 
@@ -32,7 +32,7 @@ fn masks() -> (u64, u64) {
 }
 
 /// Where the chunker cuts `window`, the bytes from a chunk's start on (at most [`MAX_CHUNK`]).
-fn cut_point(window: &[u8]) -> usize {
+pub(crate) fn cut_point(window: &[u8]) -> usize {
     let (mask_s, mask_l) = masks();
     cut(
         window,
@@ -67,7 +67,7 @@ fn zero_cut() -> &'static ZeroChunk {
 }
 
 /// A file read by position, data extents only: holes read as zeros without a read.
-struct SparseReader<'a> {
+pub(crate) struct SparseReader<'a> {
     file: &'a File,
     path: &'a Path,
     /// The next byte to hand out.
@@ -78,11 +78,11 @@ struct SparseReader<'a> {
     /// No byte at or after `end` exists (the last extent).
     last: bool,
     /// Bytes really read from the file.
-    read: u64,
+    pub(crate) read: u64,
 }
 
 impl<'a> SparseReader<'a> {
-    fn new(file: &'a File, path: &'a Path) -> Self {
+    pub(crate) fn new(file: &'a File, path: &'a Path) -> Self {
         SparseReader {
             file,
             path,
@@ -127,8 +127,16 @@ impl<'a> SparseReader<'a> {
         Ok(())
     }
 
+    /// Moves to byte `pos`: the next [`SparseReader::fill`] starts there.
+    pub(crate) fn seek(&mut self, pos: u64) {
+        self.pos = pos;
+        self.end = pos;
+        self.data = true;
+        self.last = false;
+    }
+
     /// Fills `buf` from `pos` on; fewer bytes only at the end of the file.
-    fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut done = 0;
         while done < buf.len() {
             if self.pos >= self.end {
@@ -254,24 +262,7 @@ pub(crate) fn store_file(
         });
         start += count;
     }
-    let content = if chunks.len() == 1 {
-        FileContent {
-            kind: EntryKind::File,
-            id: chunks[0].id,
-            size,
-        }
-    } else {
-        let fo = FileObject { size, chunks };
-        let enc = fo.encode();
-        let id = ObjectId::hash(&enc);
-        sink.put(&id, &enc)?;
-        FileContent {
-            kind: EntryKind::ChunkedFile,
-            id,
-            size,
-        }
-    };
-    Ok((content, reader.read))
+    Ok((file_content(chunks, size, sink)?, reader.read))
 }
 
 /// The buffer a reading thread reuses from file to file (allocated on first use).
@@ -283,7 +274,7 @@ impl ReadBuffer {
     /// when less than a window is left after it.
     const LEN: usize = 4 * MAX_CHUNK;
 
-    fn get(&mut self) -> &mut [u8] {
+    pub(crate) fn get(&mut self) -> &mut [u8] {
         if self.0.len() != Self::LEN {
             self.0 = vec![0u8; Self::LEN];
         }

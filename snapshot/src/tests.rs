@@ -946,7 +946,7 @@ fn crash_between_objects_and_ref_is_harmless() {
     write(&dir.join("b"), &noise(2, 600_000));
     // The "crash": all objects of the next commit are written, the ref is never moved.
     let prepared = repo
-        .prepare_commit(&vol, &dir, info("B"), &NoProgress)
+        .prepare_commit(&vol, &dir, None, info("B"), &NoProgress)
         .unwrap();
     drop(prepared);
     // And an interrupted object write left a temporary file.
@@ -1002,7 +1002,7 @@ fn crash_before_batch_sync_leaves_no_object() {
         store: &repo.store,
         batch: &batch,
     };
-    let scanned = repo.scan(&dir, &old, &sink, &NoProgress).unwrap();
+    let scanned = repo.scan(&dir, &old, None, &sink, &NoProgress).unwrap();
     let pending = batch.pending();
     assert!(pending >= 25, "{pending}");
     std::mem::forget(batch);

@@ -120,7 +120,7 @@ impl VolumeService {
             let intact = || backend.read_point_intact(volume.id).map_err(|e| e.to_string());
             let committed = self
                 .history
-                .commit_verified(&key, data, info, progress, &intact)
+                .commit_verified(&key, data, None, info, progress, &intact)
                 .for_volume(&volume.name)?;
             let commit = self
                 .history

@@ -191,7 +191,14 @@ impl VolumeService {
             let info = CommitInfo::now(format!("move: pre-copy round {round}"), "dvol");
             Ok(self
                 .history
-                .snapshot_detached(&VolumeKey(volume.id), data, info, &NoProgress, &intact)
+                .snapshot_detached(
+                    &VolumeKey(volume.id),
+                    data,
+                    None,
+                    info,
+                    &NoProgress,
+                    &intact,
+                )
                 .for_volume(&volume.name)?
                 .id)
         })
