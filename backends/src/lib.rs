@@ -14,9 +14,12 @@
 //!   line, exit code and stderr. [`filesystem`] makes and grows filesystems with them.
 //! - [`freeze`]: freezing a mounted filesystem for a consistent read point, for at most a time
 //!   limit (the crate's only `unsafe`).
+//! - [`extent_map`]: where files' bytes lie (FIEMAP), compared between copy-on-write copies
+//!   to tell a commit which byte ranges changed ([`Backend::changes_since_base`]).
 
 pub mod command;
 pub mod directory;
+pub mod extent_map;
 pub mod filesystem;
 pub mod freeze;
 pub mod loop_device;
@@ -26,6 +29,7 @@ pub mod mount_table;
 pub mod size;
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -148,6 +152,46 @@ pub enum ReadPoint {
     /// Nothing fixes the data (a directory volume): the data at the mountpoint is live, and
     /// consistent only if the caller has paused the writers.
     Live,
+}
+
+/// Which byte ranges of the files at a read point may differ from the same paths at its
+/// base (the read point of an earlier recorded commit).
+pub trait FileChanges: Send + Sync {
+    /// The ranges (offsets in the file as it is at the read point) of the regular file `rel`,
+    /// a path below the read point, outside which its bytes equal those of `rel` at the base.
+    /// `None`: not known (a new file, a map that cannot be compared): read it whole.
+    fn changed_ranges(&self, rel: &Path) -> Option<Vec<Range<u64>>>;
+}
+
+/// What a backend can say about the changes at a read point since its base.
+pub enum ChangesSinceBase {
+    /// Per file, the ranges that may have changed.
+    Ranges(Box<dyn FileChanges>),
+    /// Nothing: changed files are read whole.
+    Unknown(NoChanges),
+}
+
+/// Why a read point's changed ranges are not known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoChanges {
+    /// The storage cannot tell them (no copy-on-write copies here: an ext4 root, a directory
+    /// volume, or a frozen read point).
+    NotSupported,
+    /// No base yet: the volume's first commit at a copy-on-write read point (or the first
+    /// since its base was discarded).
+    NoBase,
+    /// Counting them failed (the reason): the commit reads changed files whole.
+    Failed(String),
+}
+
+impl fmt::Display for NoChanges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoChanges::NotSupported => f.write_str("this storage cannot tell changed ranges"),
+            NoChanges::NoBase => f.write_str("no base read point yet (the first commit here)"),
+            NoChanges::Failed(reason) => write!(f, "counting the changed ranges failed: {reason}"),
+        }
+    }
 }
 
 /// Space a backend can offer, in bytes.
@@ -305,6 +349,28 @@ pub trait Backend: Send + Sync {
     ) -> Result<Effect, BackendError> {
         let _ = (id, mountpoint, scratch);
         Ok(Effect::Unchanged)
+    }
+
+    /// Which byte ranges of the files at volume `spec`'s read point, taken by
+    /// [`Backend::read_point`] and mounted at `scratch`, may differ from its base: the read
+    /// point an earlier [`Backend::keep_read_point`] kept. Drop the answer before releasing
+    /// the point.
+    fn changes_since_base(&self, spec: &VolumeSpec, scratch: &Path) -> ChangesSinceBase {
+        let _ = (spec, scratch);
+        ChangesSinceBase::Unknown(NoChanges::NotSupported)
+    }
+
+    /// Whether this backend's read points can count changed ranges: then a commit of a volume
+    /// no container uses reads at a read point too, so that the next commit has a base.
+    fn counts_changes(&self) -> bool {
+        false
+    }
+
+    /// Keeps volume `id`'s current read point, once released, as the base the next one's
+    /// changes are counted from. Call only after what was read from it is recorded (the
+    /// volume's index saved): a base must never be newer than the record.
+    fn keep_read_point(&self, id: Uuid) {
+        let _ = id;
     }
 
     /// Whether volume `id`'s read point still fixes its data: `Err` when it stopped doing so

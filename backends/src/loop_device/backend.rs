@@ -15,8 +15,8 @@ use crate::filesystem::minimum_size;
 use crate::mount::{self, WhenBusy};
 use crate::mount_table::is_mount_point;
 use crate::{
-    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, Filesystem, ReadPoint,
-    VolumeSpec,
+    Backend, BackendError, BackendKind, ByteSize, Capacity, ChangesSinceBase, Effect, Filesystem,
+    ReadPoint, VolumeSpec,
 };
 
 impl Backend for LoopBackend {
@@ -93,7 +93,11 @@ impl Backend for LoopBackend {
             )));
         }
         let mut effect = self.discard_temp(id)?;
+        self.kept().remove(&id);
         if self.discard_point(id)? == Effect::Changed {
+            effect = Effect::Changed;
+        }
+        if self.discard_base(id)? == Effect::Changed {
             effect = Effect::Changed;
         }
         match fs::remove_file(&image) {
@@ -193,6 +197,21 @@ impl Backend for LoopBackend {
         scratch: &Path,
     ) -> Result<Effect, BackendError> {
         self.end_read_point(id, mountpoint, scratch)
+    }
+
+    /// At a reflinked read point, the files' changed ranges since the copy the last recorded
+    /// commit read.
+    fn changes_since_base(&self, spec: &VolumeSpec, scratch: &Path) -> ChangesSinceBase {
+        LoopBackend::changes_since_base(self, spec, scratch)
+    }
+
+    /// Where the root's filesystem shares blocks.
+    fn counts_changes(&self) -> bool {
+        self.shares_blocks()
+    }
+
+    fn keep_read_point(&self, id: Uuid) {
+        self.kept().insert(id);
     }
 
     /// A frozen read point whose time limit passed was thawed: what was read may be torn.

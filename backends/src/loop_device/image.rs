@@ -230,7 +230,7 @@ impl LoopBackend {
 
     /// Removes a side image (a temporary image left by an interrupted create, a read point's
     /// copy) with the loop devices a crash left serving it.
-    fn discard(&self, image: &Path, what: &'static str) -> Result<Effect, BackendError> {
+    pub(super) fn discard(&self, image: &Path, what: &'static str) -> Result<Effect, BackendError> {
         release(image)?;
         match fs::remove_file(image) {
             Ok(()) => Ok(Effect::Changed),
@@ -259,7 +259,7 @@ impl LoopBackend {
 
     /// Makes the new file `copy` share the blocks of `image` (FICLONE). `false`, with no copy
     /// left, when the root's filesystem cannot share blocks (ext4, tmpfs).
-    fn reflink(&self, image: &Path, copy: &Path) -> Result<bool, BackendError> {
+    pub(super) fn reflink(&self, image: &Path, copy: &Path) -> Result<bool, BackendError> {
         let source =
             File::open(image).map_err(|e| BackendError::io("open volume image", image, e))?;
         let target = OpenOptions::new()

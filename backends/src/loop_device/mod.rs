@@ -25,12 +25,15 @@
 //! - `read_point` and `clone`: copy-on-write copies of an image, for a commit and for a new
 //!   volume; where blocks cannot be shared, a commit reads the volume frozen, for at most a
 //!   time limit ([`BoundedFreeze`](crate::freeze::BoundedFreeze));
+//! - `base`: the copy a recorded commit read, kept to count the next commit's changed ranges
+//!   from;
 //! - `space`: what sparse images promise, against the free space of the root's filesystem
 //!   less a reserve;
 //! - `backend`: the [`Backend`](crate::Backend) implementation, which puts them together.
 
 mod attachment;
 mod backend;
+mod base;
 mod clone;
 mod configure;
 mod grow;
@@ -40,11 +43,11 @@ mod space;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use loopdev::LoopControl;
@@ -73,6 +76,10 @@ pub struct LoopBackend {
     space: Arc<Mutex<()>>,
     /// The frozen read points, by volume, until released.
     freezes: Arc<Mutex<HashMap<Uuid, BoundedFreeze>>>,
+    /// The volumes whose read point becomes their base when released (see `base`).
+    kept: Arc<Mutex<HashSet<Uuid>>>,
+    /// Whether the root's filesystem shares blocks (found on first use).
+    shares_blocks: Arc<OnceLock<bool>>,
 }
 
 impl LoopBackend {
@@ -109,6 +116,8 @@ impl LoopBackend {
             freeze_limit: DEFAULT_FREEZE_LIMIT,
             space: Arc::default(),
             freezes: Arc::default(),
+            kept: Arc::default(),
+            shares_blocks: Arc::default(),
         })
     }
 

@@ -47,7 +47,8 @@ impl LoopBackend {
     }
 
     /// Ends volume `id`'s read point, whichever kind it is and whatever step a crash stopped
-    /// at: thaws the filesystem at `mountpoint`, unmounts the copy from `scratch`, removes it.
+    /// at: thaws the filesystem at `mountpoint`, unmounts the base and the copy from
+    /// `scratch`, and removes the copy or, if it was kept, makes it the base.
     pub(super) fn end_read_point(
         &self,
         id: Uuid,
@@ -67,10 +68,13 @@ impl LoopBackend {
             None if is_mount_point(mountpoint)? => thaw(mountpoint)?,
             None => Effect::Unchanged,
         };
+        if self.end_base_mount(id)? == Effect::Changed {
+            effect = Effect::Changed;
+        }
         if mount::unmount(scratch, "unmount read point", WhenBusy::Fail)? == Effect::Changed {
             effect = Effect::Changed;
         }
-        if self.discard_point(id)? == Effect::Changed {
+        if self.settle_point(id)? == Effect::Changed {
             effect = Effect::Changed;
         }
         Ok(effect)

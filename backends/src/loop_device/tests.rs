@@ -1184,3 +1184,160 @@ fn a_mounted_image_is_served_with_autoclear_and_direct_io() {
     assert!(fx.attachments().is_empty(), "autoclear detached it");
     fx.backend.remove(spec.id).unwrap();
 }
+
+/// The history library's view of a backend's changed ranges.
+struct Ranges<'a>(&'a dyn crate::FileChanges);
+
+impl dvol_snapshot::ChangedRanges for Ranges<'_> {
+    fn changed_ranges(&self, rel: &[u8]) -> Option<Vec<std::ops::Range<u64>>> {
+        use std::os::unix::ffi::OsStrExt;
+        self.0
+            .changed_ranges(Path::new(std::ffi::OsStr::from_bytes(rel)))
+    }
+}
+
+/// Writes `data` at `at` in the file at `path`, durably.
+fn write_at(path: &Path, data: &[u8], at: u64) {
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(data, at).unwrap();
+    file.sync_all().unwrap();
+}
+
+fn covered(ranges: &[std::ops::Range<u64>]) -> u64 {
+    ranges.iter().map(|r| r.end - r.start).sum()
+}
+
+#[test]
+fn on_an_xfs_root_a_commit_reads_only_the_ranges_written_since_the_last_one() {
+    use crate::{ChangesSinceBase, NoChanges};
+    use dvol_snapshot::{ChangedRanges, CommitInfo, NoProgress, Repository, VolumeKey};
+    let Some(fx) = Fixture::new() else { return };
+    let (backend, _) = backend_on_xfs(&fx);
+    let spec = spec(Filesystem::Ext4, "256M");
+    let target = fx.target("mnt");
+    let scratch = fx.target("scratch");
+    backend.create(&spec).unwrap();
+    backend.mount(&spec, &target).unwrap();
+    assert!(backend.counts_changes());
+    for (name, seed, mib) in [
+        ("table", 1, 48),
+        ("other", 2, 8),
+        ("b", 3, 8),
+        ("same", 4, 8),
+    ] {
+        fs::write(target.join(name), noise(seed, mib << 20)).unwrap();
+    }
+    rustix::fs::sync();
+    let repo = Repository::open(&fx.dir.path().join("history")).unwrap();
+    let whole = Repository::open(&fx.dir.path().join("whole")).unwrap();
+    let volume = VolumeKey(spec.id);
+    let commit = |changes: Option<&dyn ChangedRanges>| {
+        let info = CommitInfo::now("m", "t");
+        repo.commit_verified(&volume, &scratch, changes, info, &NoProgress, &|| Ok(()))
+            .unwrap()
+    };
+
+    // The first commit at a read point has no base; keeping its point makes one.
+    backend.read_point(&spec, &target, &scratch).unwrap();
+    match backend.changes_since_base(&spec, &scratch) {
+        ChangesSinceBase::Unknown(NoChanges::NoBase) => {}
+        ChangesSinceBase::Unknown(other) => panic!("{other}"),
+        ChangesSinceBase::Ranges(_) => panic!("changes without a base"),
+    }
+    commit(None);
+    backend.keep_read_point(spec.id);
+    backend
+        .release_read_point(spec.id, &target, &scratch)
+        .unwrap();
+    assert!(backend.base_path(spec.id).is_file());
+    assert!(!backend.point_path(spec.id).exists());
+
+    // Three database pages written; "b" renamed over "other" (same size, same mtime).
+    for at in [3u64 << 20, 20 << 20, 47 << 20] {
+        write_at(&target.join("table"), &[0x5a; 8192], at);
+    }
+    let mtime = fs::metadata(target.join("other"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    File::options()
+        .write(true)
+        .open(target.join("b"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    fs::rename(target.join("b"), target.join("other")).unwrap();
+    rustix::fs::sync();
+
+    backend.read_point(&spec, &target, &scratch).unwrap();
+    let ChangesSinceBase::Ranges(files) = backend.changes_since_base(&spec, &scratch) else {
+        panic!("no changed ranges at the second read point")
+    };
+    let table = files.changed_ranges(Path::new("table")).unwrap();
+    assert!(
+        (3 * 8192..=3 << 20).contains(&covered(&table)),
+        "three 8 KiB writes gave {table:?}"
+    );
+    for at in [3u64 << 20, 20 << 20, 47 << 20] {
+        assert!(
+            table.iter().any(|r| r.start <= at && at + 8192 <= r.end),
+            "{at}: {table:?}"
+        );
+    }
+    assert_eq!(
+        files.changed_ranges(Path::new("other")).unwrap(),
+        vec![0..8 << 20],
+        "a file renamed over another is new throughout"
+    );
+    assert_eq!(files.changed_ranges(Path::new("same")), Some(Vec::new()));
+    assert_eq!(files.changed_ranges(Path::new("b")), None, "gone");
+    let ranged = commit(Some(&Ranges(files.as_ref())));
+    drop(files);
+    assert_eq!(ranged.stats.files_read_by_ranges, 2, "{:?}", ranged.stats);
+    let table_read = ranged.stats.bytes_read - (8 << 20);
+    assert!(
+        table_read <= 3 * (4 << 20) + (1 << 20),
+        "read {table_read} bytes of table for three pages"
+    );
+    let full = whole
+        .commit(
+            &VolumeKey::new_random(),
+            &scratch,
+            CommitInfo::now("m", "t"),
+            &NoProgress,
+        )
+        .unwrap();
+    assert_eq!(
+        repo.read_commit(ranged.id).unwrap().tree(),
+        whole.read_commit(full.id).unwrap().tree(),
+        "the tree read by changed ranges differs from a whole read"
+    );
+
+    // A daemon killed while the base is mounted: the release at start unmounts it and keeps
+    // the older base (this point was not kept).
+    let ChangesSinceBase::Ranges(files) = backend.changes_since_base(&spec, &scratch) else {
+        panic!("no changed ranges")
+    };
+    drop(files);
+    let base_mount = backend.root().join(format!("{}.img.base.mnt", spec.id));
+    assert!(is_mount_point(&base_mount).unwrap());
+    backend
+        .release_read_point(spec.id, &target, &scratch)
+        .unwrap();
+    assert!(!base_mount.exists());
+    assert!(!is_mount_point(&scratch).unwrap());
+    assert!(backend.base_path(spec.id).is_file());
+    assert!(!backend.point_path(spec.id).exists());
+
+    backend.unmount(spec.id, &target).unwrap();
+    backend.remove(spec.id).unwrap();
+    assert!(!backend.base_path(spec.id).exists());
+    let id = spec.id.to_string();
+    let left: Vec<_> = fx
+        .attachments()
+        .into_iter()
+        .filter(|a| a.backing_file.to_string_lossy().contains(&id))
+        .collect();
+    assert!(left.is_empty(), "loop devices left: {left:?}");
+}

@@ -60,8 +60,12 @@ fn print_commit(volume: &str, result: &CommitResult) {
     } else {
         println!("nothing to commit: volume {volume} is as in {id} on {branch}; nothing recorded");
     }
+    let by_ranges = match result.files_read_by_ranges {
+        0 => String::new(),
+        n => format!(", {n} of them by changed ranges"),
+    };
     println!(
-        " {} of {} files read ({}), {} new object(s) stored ({})",
+        " {} of {} files read ({}{by_ranges}), {} new object(s) stored ({})",
         result.files_reread,
         result.files_scanned,
         human_bytes(result.bytes_read),

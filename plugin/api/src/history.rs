@@ -123,6 +123,15 @@ pub struct CommitResult {
     pub files_reread: u64,
     /// Bytes read.
     pub bytes_read: u64,
+    /// Of the files read, those read only around their changed ranges: the storage told
+    /// which byte ranges changed since the read point of the previous commit.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub files_read_by_ranges: u64,
+    /// Why changed files were read whole rather than by their changed ranges: null when the
+    /// storage told the ranges.
+    #[serde(default)]
+    pub full_read_reason: Option<String>,
     /// Objects that were not in the store yet.
     pub new_objects: u64,
     /// Bytes those objects take on disk.

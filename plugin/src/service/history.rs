@@ -118,10 +118,15 @@ impl VolumeService {
             // Recorded only if the read point held until everything was read.
             let backend = self.backend(volume)?;
             let intact = || backend.read_point_intact(volume.id).map_err(|e| e.to_string());
+            let changes = self.point_changes(volume, backend.as_ref(), read_from);
             let committed = self
                 .history
-                .commit_verified(&key, data, None, info, progress, &intact)
+                .commit_verified(&key, data, changes.ranges(), info, progress, &intact)
                 .for_volume(&volume.name)?;
+            let full_read_reason = changes.full_read_reason();
+            drop(changes);
+            // Recorded (the index saved): this point is what the next one's changes count from.
+            backend.keep_read_point(volume.id);
             let commit = self
                 .history
                 .read_commit(committed.id)
@@ -136,6 +141,8 @@ impl VolumeService {
                 files_scanned: committed.stats.files_scanned,
                 files_reread: committed.stats.files_reread,
                 bytes_read: committed.stats.bytes_read,
+                files_read_by_ranges: committed.stats.files_read_by_ranges,
+                full_read_reason,
                 new_objects: committed.stats.new_objects,
                 new_bytes_stored: committed.stats.new_bytes_stored,
                 containers_not_resumed: Vec::new(),

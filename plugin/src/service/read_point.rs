@@ -1,17 +1,21 @@
 //! Reaching a volume's data for a history operation: live at its mountpoint, or fixed at one
 //! instant (a read point) while containers go on using it.
 //!
-//! A volume no container uses is mounted for the operation and unmounted after. A read point
-//! is marked by its scratch directory `<root>/read-points/<uuid>` for as long as it may exist,
+//! A volume no container uses is mounted for the operation and unmounted after (and read at a
+//! read point only where read points count changed ranges). A read point is marked by its scratch directory `<root>/read-points/<uuid>` for as long as it may exist,
 //! so one a crash left behind is released at the next start, before anything else touches
 //! the volumes.
 
+use std::ffi::OsStr;
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::Instant;
 
 use dvol_api::ReadFrom;
-use dvol_backends::{Backend, Effect, ReadPoint};
+use dvol_backends::{Backend, ChangesSinceBase, Effect, FileChanges, NoChanges, ReadPoint};
+use dvol_snapshot::ChangedRanges;
 use tracing::{info, warn};
 
 use super::locks::BUSY_PATIENCE;
@@ -72,7 +76,10 @@ impl VolumeService {
             .mount(&Self::spec(&volume), &mountpoint)
             .for_volume(&volume.name)?
             == Effect::Changed;
-        let result = if mounted_here || access == Access::Live {
+        // A volume no container uses needs no fixing, unless its read points count changed
+        // ranges: then reading one leaves the base the next commit counts from.
+        let fixed = access == Access::PointInTime && (!mounted_here || backend.counts_changes());
+        let result = if !fixed {
             work(&volume, &mountpoint, ReadFrom::Live)
         } else {
             self.at_read_point(&volume, backend.as_ref(), &mountpoint, |data, read_from| {
@@ -148,6 +155,22 @@ impl VolumeService {
         }
     }
 
+    /// What a commit reading volume `volume` at its read point (`read_from`) can learn of its
+    /// files' changed ranges since the base (see [`Backend::changes_since_base`]). Drop it
+    /// before the point is released.
+    pub(super) fn point_changes(
+        &self,
+        volume: &Volume,
+        backend: &dyn Backend,
+        read_from: ReadFrom,
+    ) -> PointChanges {
+        if read_from != ReadFrom::Snapshot {
+            return PointChanges(ChangesSinceBase::Unknown(NoChanges::NotSupported));
+        }
+        let scratch = self.layout.read_point(volume.id);
+        PointChanges(backend.changes_since_base(&Self::spec(volume), &scratch))
+    }
+
     /// Releases the read points a crash left behind (their scratch directories remain), so
     /// no volume stays frozen and no snapshot lingers. Called at start, before anything else
     /// touches the volumes.
@@ -180,6 +203,38 @@ impl VolumeService {
                     warn!(volume = %volume.name, error = %e, "could not release a read point left by a crash")
                 }
             }
+        }
+    }
+}
+
+/// The changed ranges of a read point's files, as the history library asks for them.
+pub(super) struct PointChanges(ChangesSinceBase);
+
+impl PointChanges {
+    /// The ranges to read by, if the storage told them.
+    pub(super) fn ranges(&self) -> Option<&dyn ChangedRanges> {
+        match &self.0 {
+            ChangesSinceBase::Ranges(_) => Some(self),
+            ChangesSinceBase::Unknown(_) => None,
+        }
+    }
+
+    /// Why changed files are read whole, if they are.
+    pub(super) fn full_read_reason(&self) -> Option<String> {
+        match &self.0 {
+            ChangesSinceBase::Ranges(_) => None,
+            ChangesSinceBase::Unknown(why) => Some(why.to_string()),
+        }
+    }
+}
+
+impl ChangedRanges for PointChanges {
+    fn changed_ranges(&self, rel: &[u8]) -> Option<Vec<Range<u64>>> {
+        match &self.0 {
+            ChangesSinceBase::Ranges(files) => {
+                FileChanges::changed_ranges(files.as_ref(), Path::new(OsStr::from_bytes(rel)))
+            }
+            ChangesSinceBase::Unknown(_) => None,
         }
     }
 }

@@ -181,7 +181,7 @@ impl VolumeService {
         name: &str,
         round: usize,
     ) -> Result<dvol_snapshot::CommitId, ServiceError> {
-        self.with_fixed_data(name, |volume, data, _| {
+        self.with_fixed_data(name, |volume, data, read_from| {
             let backend = self.backend(volume)?;
             let intact = || {
                 backend
@@ -189,18 +189,23 @@ impl VolumeService {
                     .map_err(|e| e.to_string())
             };
             let info = CommitInfo::now(format!("move: pre-copy round {round}"), "dvol");
-            Ok(self
+            let changes = self.point_changes(volume, backend.as_ref(), read_from);
+            let id = self
                 .history
                 .snapshot_detached(
                     &VolumeKey(volume.id),
                     data,
-                    None,
+                    changes.ranges(),
                     info,
                     &NoProgress,
                     &intact,
                 )
                 .for_volume(&volume.name)?
-                .id)
+                .id;
+            drop(changes);
+            // The index is saved: the next round counts its changes from this point.
+            backend.keep_read_point(volume.id);
+            Ok(id)
         })
     }
 

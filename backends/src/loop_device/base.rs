@@ -1,0 +1,218 @@
+//! The base of a loop volume's read points, where the root's filesystem shares blocks: the
+//! reflinked copy a recorded commit read (`<id>.img.base`), kept so the next read point's
+//! changes can be counted from it ([`LoopBackend::changes_since_base`]).
+//!
+//! Life of a base:
+//! - a read point's copy (`<id>.img.point`) becomes the base when it is released, if the
+//!   caller asked for that ([`LoopBackend::keep_read_point`]) after recording what it read;
+//!   the rename replaces the older base in one step. Otherwise the copy is deleted and the
+//!   older base stays: the volume's record (its index) is then newer than the base, which
+//!   is what the changes need (every write after the base is a change).
+//! - while a commit reads, the base is mounted read-only at `<id>.img.base.mnt`, and
+//!   unmounted when the read point is released (also by the release at start after a crash);
+//! - it is deleted with its volume. It holds only the blocks the volume has rewritten since.
+//!
+//! The changes: the extent maps of the point and the base (both copies of the image) show
+//! which image offsets changed; a file's changed ranges are where its maps in the two mounted
+//! copies disagree, or agree on image offsets that changed (see [`crate::extent_map`]).
+
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::ops::Range;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use uuid::Uuid;
+
+use super::attachment::Attached;
+use super::LoopBackend;
+use crate::extent_map::{disagreements, extents_of, file_changes, Extent, ExtentMapError};
+use crate::mount::{self, mount_snapshot, WhenBusy};
+use crate::{
+    BackendError, ChangesSinceBase, Effect, FileChanges, Filesystem, NoChanges, VolumeSpec,
+};
+
+impl LoopBackend {
+    /// Where volume `id`'s base copy lives.
+    pub(super) fn base_path(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.base"))
+    }
+
+    /// Where volume `id`'s base copy is mounted while a read point's changes are counted.
+    fn base_mount(&self, id: Uuid) -> PathBuf {
+        self.root.join(format!("{id}.img.base.mnt"))
+    }
+
+    /// The changed ranges of the files at volume `spec`'s read point (mounted at `scratch`)
+    /// since its base.
+    pub(super) fn changes_since_base(&self, spec: &VolumeSpec, scratch: &Path) -> ChangesSinceBase {
+        let point = self.point_path(spec.id);
+        if !point.is_file() {
+            return ChangesSinceBase::Unknown(NoChanges::NotSupported);
+        }
+        let base = self.base_path(spec.id);
+        if !base.is_file() {
+            return ChangesSinceBase::Unknown(NoChanges::NoBase);
+        }
+        match self.count_changes(spec, &point, &base, scratch) {
+            Ok(changes) => ChangesSinceBase::Ranges(Box::new(changes)),
+            Err(e) => {
+                tracing::warn!(volume = %spec.id, error = %e, "cannot count the changes since the base; the commit reads changed files whole");
+                ChangesSinceBase::Unknown(NoChanges::Failed(e.to_string()))
+            }
+        }
+    }
+
+    fn count_changes(
+        &self,
+        spec: &VolumeSpec,
+        point: &Path,
+        base: &Path,
+        scratch: &Path,
+    ) -> Result<ImageChanges, BackendError> {
+        let map = |path: &Path| {
+            let file =
+                File::open(path).map_err(|e| BackendError::io("open image copy", path, e))?;
+            extents_of(&file, path).map_err(unusable)
+        };
+        let len = fs::metadata(point)
+            .map_err(|e| BackendError::io("stat read point image", point, e))?
+            .len();
+        let image_changed = disagreements(&map(point)?, &map(base)?, len);
+        let mounted = self.base_mount(spec.id);
+        self.end_base_mount(spec.id)?;
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&mounted)
+            .map_err(|e| BackendError::io("create base mountpoint", &mounted, e))?;
+        let file = File::open(base).map_err(|e| BackendError::io("open base image", base, e))?;
+        let attached = Attached::new(&file, base)?;
+        let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
+        if let Err(e) = mount_snapshot(fs, &attached.path, &mounted, "mount base image") {
+            let _ = attached.detach();
+            return Err(e);
+        }
+        let open = |root: &Path| {
+            rustix::fs::open(
+                root,
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| BackendError::io("open read point root", root, e.into()))
+        };
+        Ok(ImageChanges {
+            point: open(scratch)?,
+            point_path: scratch.to_path_buf(),
+            base: open(&mounted)?,
+            base_path: mounted,
+            image_changed,
+        })
+    }
+
+    /// Unmounts volume `id`'s base copy, if it is mounted, and removes its mountpoint.
+    pub(super) fn end_base_mount(&self, id: Uuid) -> Result<Effect, BackendError> {
+        let mounted = self.base_mount(id);
+        let mut effect = mount::unmount(&mounted, "unmount base image", WhenBusy::Fail)?;
+        match fs::remove_dir(&mounted) {
+            Ok(()) => effect = Effect::Changed,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(BackendError::io("remove base mountpoint", &mounted, e)),
+        }
+        Ok(effect)
+    }
+
+    /// Makes volume `id`'s read point copy its base (replacing the older one), if the caller
+    /// kept it; else removes the copy. The copy is unmounted.
+    pub(super) fn settle_point(&self, id: Uuid) -> Result<Effect, BackendError> {
+        let kept = self.kept().remove(&id);
+        let point = self.point_path(id);
+        if !kept || !point.is_file() {
+            return self.discard_point(id);
+        }
+        super::attachment::release(&point)?;
+        let base = self.base_path(id);
+        fs::rename(&point, &base)
+            .map_err(|e| BackendError::io("keep read point as base", &base, e))?;
+        self.sync_root()?;
+        Ok(Effect::Changed)
+    }
+
+    /// Removes volume `id`'s base, unmounted first.
+    pub(super) fn discard_base(&self, id: Uuid) -> Result<Effect, BackendError> {
+        let mut effect = self.end_base_mount(id)?;
+        if self.discard(&self.base_path(id), "remove base image")? == Effect::Changed {
+            effect = Effect::Changed;
+        }
+        Ok(effect)
+    }
+
+    /// Whether the root's filesystem shares blocks between files (FICLONE works there): tried
+    /// once, on two empty files.
+    pub(super) fn shares_blocks(&self) -> bool {
+        *self.shares_blocks.get_or_init(|| {
+            let probe = self.root.join(".reflink-probe");
+            let copy = self.root.join(".reflink-probe.copy");
+            let _ = fs::remove_file(&copy);
+            let shared =
+                fs::write(&probe, b"probe").is_ok() && self.reflink(&probe, &copy).unwrap_or(false);
+            let _ = fs::remove_file(&copy);
+            let _ = fs::remove_file(&probe);
+            shared
+        })
+    }
+
+    /// The volumes whose read point becomes their base when released.
+    pub(super) fn kept(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<Uuid>> {
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An extent map that cannot be compared is a failure to count changes, not of the commit.
+fn unusable(e: ExtentMapError) -> BackendError {
+    BackendError::Unavailable(e.to_string())
+}
+
+/// The changes between a read point's copy and its base, both mounted.
+struct ImageChanges {
+    /// The read point's root, and its path (for messages).
+    point: OwnedFd,
+    point_path: PathBuf,
+    /// The base's root, and its path.
+    base: OwnedFd,
+    base_path: PathBuf,
+    /// The image offsets whose bytes changed between the copies.
+    image_changed: Vec<Range<u64>>,
+}
+
+impl ImageChanges {
+    /// The extent map of the regular file `rel` below `root`, opened without following any
+    /// symlink or leaving the mount (a base may hold a symlink where the point holds a
+    /// directory); with its size.
+    fn map_below(root: &OwnedFd, shown: &Path, rel: &Path) -> Option<(Vec<Extent>, u64)> {
+        let fd = rustix::fs::openat2(
+            root,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        )
+        .ok()?;
+        let file = File::from(fd);
+        let meta = file.metadata().ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        let map = extents_of(&file, &shown.join(rel)).ok()?;
+        Some((map, meta.len()))
+    }
+}
+
+impl FileChanges for ImageChanges {
+    fn changed_ranges(&self, rel: &Path) -> Option<Vec<Range<u64>>> {
+        let (new, len) = Self::map_below(&self.point, &self.point_path, rel)?;
+        let (old, _) = Self::map_below(&self.base, &self.base_path, rel)?;
+        Some(file_changes(&new, &old, len, &self.image_changed))
+    }
+}
