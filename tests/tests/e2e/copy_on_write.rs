@@ -10,6 +10,10 @@
 //! - On a daemon root on XFS (an image the test mounts), images share blocks: a commit reads a
 //!   reflinked copy (`read_from: snapshot`), and `docker run -v COPY@snapshot-UUID` makes the
 //!   clone by reflink, like its source (profile, size), while the source's container runs.
+//! - There, a commit after a few pages of a large file were written reads about a chunk per
+//!   page, not the file (`files_read_by_ranges`), also once no container uses the volume; a
+//!   clone of that commit holds exactly the file as it was. On ext4 every commit says why it
+//!   read changed files whole (`full_read_reason`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -85,6 +89,12 @@ fn commit_rows_read_from(
     let result = commit(daemon, &volume.name, "while running");
     assert_eq!(result["read_from"], read_from, "{result:#}");
     assert_eq!(result["changed"], true, "{result:#}");
+    if read_from == "frozen" {
+        assert_eq!(
+            result["full_read_reason"], "this storage cannot tell changed ranges",
+            "{result:#}"
+        );
+    }
     before
 }
 
@@ -348,4 +358,87 @@ fn on_a_reflink_root_commits_read_a_copy_and_clones_share_blocks() {
     run_ok(&daemon, &alias, "echo changed > /data/db/t1");
     assert_eq!(container.exec(&daemon, "cat /data/db/t1"), "row 1");
     assert_fsck_clean(&daemon, "after a reflinked commit and clone");
+}
+
+/// Writes 8 KiB of random bytes at each of `pages` (8 KiB page numbers) of `/data/table`,
+/// in place and durably, through `container`.
+fn write_pages(daemon: &Daemon, container: &Container, pages: &[u64]) {
+    for page in pages {
+        container.exec(
+            daemon,
+            &format!(
+                "dd if=/dev/urandom of=/data/table bs=8k count=1 seek={page} conv=notrunc,fsync 2>/dev/null"
+            ),
+        );
+    }
+}
+
+fn u64_of(result: &Value, key: &str) -> u64 {
+    result[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key}: {result:#}"))
+}
+
+#[test]
+fn on_a_reflink_root_a_commit_reads_only_around_the_pages_written_since_the_last() {
+    if !ready() {
+        return;
+    }
+    let pool = XfsPool::mount();
+    let daemon = Daemon::start_for_docker_under(&pool.path(), Vec::new());
+    let volume = docker_volume_create(
+        &daemon,
+        &unique("dvol-e2e-ranges"),
+        &["profile=silver", "size=512M"],
+    );
+    let container = Container::start(&daemon, &volume.name, "sleep 600");
+    container.exec(
+        &daemon,
+        "dd if=/dev/urandom of=/data/table bs=1M count=96 conv=fsync 2>/dev/null",
+    );
+    let first = commit(&daemon, &volume.name, "loaded");
+    assert_eq!(first["read_from"], "snapshot", "{first:#}");
+    assert_eq!(u64_of(&first, "files_read_by_ranges"), 0, "{first:#}");
+    assert!(
+        first["full_read_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no base")),
+        "{first:#}"
+    );
+
+    write_pages(&daemon, &container, &[100, 4000, 11000]);
+    let digest = container.exec(&daemon, "sha256sum < /data/table");
+    let second = commit(&daemon, &volume.name, "three pages");
+    assert_eq!(u64_of(&second, "files_read_by_ranges"), 1, "{second:#}");
+    assert_eq!(second["full_read_reason"], Value::Null, "{second:#}");
+    let read = u64_of(&second, "bytes_read");
+    assert!(
+        read <= 3 * (5 << 20),
+        "read {read} bytes of a 96 MiB file for three 8 KiB pages: {second:#}"
+    );
+    eprintln!("a commit after three pages written read {read} bytes of 96 MiB");
+
+    // No container uses the volume now: the commit still reads at a read point, by ranges.
+    drop(container);
+    run_ok(
+        &daemon,
+        &volume.name,
+        "dd if=/dev/urandom of=/data/table bs=8k count=1 seek=7000 conv=notrunc,fsync 2>/dev/null",
+    );
+    let idle = commit(&daemon, &volume.name, "one page, unused volume");
+    assert_eq!(u64_of(&idle, "files_read_by_ranges"), 1, "{idle:#}");
+    assert!(u64_of(&idle, "bytes_read") <= 5 << 20, "{idle:#}");
+
+    // The second commit, cloned, holds the file exactly as it was then.
+    let id = second["commit"]["id"].as_str().unwrap();
+    let copy = docker_volume_create(
+        &daemon,
+        &unique("dvol-e2e-ranges-copy"),
+        &[&format!("from={}", &id[..12])],
+    );
+    assert_eq!(
+        run_ok(&daemon, &copy.name, "sha256sum < /data/table"),
+        digest
+    );
+    assert_fsck_clean(&daemon, "after commits read by changed ranges");
 }
