@@ -1332,6 +1332,7 @@ fn optional_fields_validate_as_null_and_as_values() {
         location: None,
         preallocate: false,
         reason: "no loop devices".into(),
+        changed_ranges: false,
         default: false,
     };
     let configured = ProfileView {

@@ -1,4 +1,5 @@
-//! `dvol profile ls`: the configured profiles and the backend each resolves to here.
+//! `dvol profile ls`: the configured profiles, the backend each resolves to here, and whether
+//! commits of its volumes read only the changed ranges of changed files or whole files.
 
 use anyhow::Result;
 
@@ -28,10 +29,19 @@ pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
                     (Some(backend), false) => backend.to_string(),
                 },
                 optional_bytes(p.config.size),
+                if p.changed_ranges {
+                    "changed ranges"
+                } else {
+                    "whole files"
+                }
+                .to_string(),
                 p.reason.clone(),
             ]
         })
         .collect();
-    table::print(&["PROFILE", "BACKEND", "SIZE", "WHY"], &rows);
+    table::print(
+        &["PROFILE", "BACKEND", "SIZE", "COMMITS READ", "WHY"],
+        &rows,
+    );
     Ok(())
 }

@@ -66,6 +66,12 @@ pub struct ProfileView {
     pub preallocate: bool,
     /// Why this backend, or why none, in a sentence.
     pub reason: String,
+    /// Whether commits of its volumes read only the changed byte ranges of changed files, as
+    /// the storage tells them (loop images on a root filesystem that shares blocks, such as
+    /// XFS with reflink); else changed files are read whole.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub changed_ranges: bool,
     /// Whether volumes without a profile get this one.
     pub default: bool,
 }

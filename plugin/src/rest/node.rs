@@ -36,11 +36,18 @@ pub async fn node(State(service): State<Arc<VolumeService>>) -> Result<Json<Node
 #[utoipa::path(get, path = "/v1/profiles", tag = "node", operation_id = "listProfiles",
     responses((status = 200, description = "The profiles", body = Vec<ProfileView>)))]
 pub async fn profiles(State(service): State<Arc<VolumeService>>) -> Json<Vec<ProfileView>> {
-    Json(service.profiles().iter().map(view).collect())
+    let changed_ranges = |p: &Profile| service.counts_changes(p);
+    Json(
+        service
+            .profiles()
+            .iter()
+            .map(|p| view(p, changed_ranges(p)))
+            .collect(),
+    )
 }
 
-/// A profile as the API shows it.
-fn view(profile: &Profile) -> ProfileView {
+/// A profile as the API shows it; `changed_ranges`: whether its commits read by them.
+fn view(profile: &Profile, changed_ranges: bool) -> ProfileView {
     let config = &profile.config;
     ProfileView {
         name: profile.name.to_string(),
@@ -57,6 +64,7 @@ fn view(profile: &Profile) -> ProfileView {
         location: profile.location.clone(),
         preallocate: profile.preallocate,
         reason: profile.reason.clone(),
+        changed_ranges,
         default: profile.default,
     }
 }

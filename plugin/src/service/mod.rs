@@ -179,6 +179,16 @@ impl VolumeService {
         &self.profiles
     }
 
+    /// Whether commits of `profile`'s volumes read only the changed ranges of changed files
+    /// (its backend's read points count them here: loop images on a root that shares blocks).
+    pub fn counts_changes(&self, profile: &Profile) -> bool {
+        self.backends.iter().any(|b| {
+            Some(b.kind()) == profile.backend
+                && b.location() == profile.location
+                && b.counts_changes()
+        })
+    }
+
     /// A volume's mountpoint, whether or not it is mounted.
     pub fn mountpoint(&self, volume: &Volume) -> PathBuf {
         self.layout.mountpoint(volume.id)

@@ -105,6 +105,7 @@ fn a_commit_of_a_loop_volume_in_use_reads_it_frozen_and_leaves_the_container_run
     };
     let (volume, container) = loop_volume_in_use(&daemon, "128M");
     let before = commit_rows_read_from(&daemon, &volume, &container, "frozen");
+    assert!(!silver_counts_changes(&daemon), "on ext4");
     let diff = volume_status(&daemon, &volume.name);
     // Everything but the counter (rewritten since) is exactly what was committed.
     for change in diff.as_array().expect("status") {
@@ -373,6 +374,18 @@ fn write_pages(daemon: &Daemon, container: &Container, pages: &[u64]) {
     }
 }
 
+/// Whether `GET /v1/profiles` says commits of silver volumes read by changed ranges.
+fn silver_counts_changes(daemon: &Daemon) -> bool {
+    let profiles = api_expect(daemon, "GET", "/v1/profiles", &Value::Null, 200);
+    let silver = profiles
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["name"] == "silver"))
+        .unwrap_or_else(|| panic!("no silver profile: {profiles:#}"));
+    silver["changed_ranges"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("{silver:#}"))
+}
+
 fn u64_of(result: &Value, key: &str) -> u64 {
     result[key]
         .as_u64()
@@ -391,6 +404,7 @@ fn on_a_reflink_root_a_commit_reads_only_around_the_pages_written_since_the_last
         &unique("dvol-e2e-ranges"),
         &["profile=silver", "size=512M"],
     );
+    assert!(silver_counts_changes(&daemon), "on XFS");
     let container = Container::start(&daemon, &volume.name, "sleep 600");
     container.exec(
         &daemon,
