@@ -53,6 +53,8 @@ thread_local! {
 pub struct CheckoutStats {
     /// Regular files (re)written.
     pub files_written: u64,
+    /// Of those, files whose differing chunks alone were rewritten, in place.
+    pub files_patched: u64,
     /// Bytes of file content written.
     pub bytes_written: u64,
     /// Regular files already holding the right content.
@@ -288,15 +290,24 @@ impl Checkout<'_> {
         result
     }
 
-    /// Writes file entry `e` as `name` in `dir` (a temporary file renamed over it). Touches
-    /// nothing of the checkout's own state, so several run at once ([`Checkout::write_files`]).
+    /// Writes file entry `e` as `name` in `dir`: only the chunks that differ from `patch`
+    /// (the chunk list the file is known to hold, see [`FileWrite::Patch`]) in place, else
+    /// all of it to a temporary file renamed over it. Returns the bytes written. Touches
+    /// nothing of the checkout's own state, so several run at once
+    /// ([`Checkout::write_files`]).
     fn write_file(
         &self,
         dir: BorrowedFd<'_>,
         name: &[u8],
         rel: &[u8],
         e: &TreeEntry,
-    ) -> Result<()> {
+        how: FileWrite,
+    ) -> Result<u64> {
+        if let FileWrite::Patch(held) = how {
+            if let Some(written) = self.patch_file(dir, name, rel, e, &held)? {
+                return Ok(written);
+            }
+        }
         let shown = short_path(self.root, rel);
         self.replace_with(dir, name, rel, |tmp| {
             let fd = rustix::fs::openat(
@@ -330,15 +341,82 @@ impl Checkout<'_> {
                 }));
             }
             f.set_len(written).map_err(io_err("truncate", &shown))?;
-            if self.repo.as_root {
-                std::os::unix::fs::fchown(&f, Some(e.uid), Some(e.gid))
-                    .map_err(io_err("chown", &shown))?;
+            self.finish_file(&f, e, &shown)
+        })?;
+        Ok(e.size)
+    }
+
+    /// Gives the written file `f` entry `e`'s owner (when root), mode and mtime.
+    fn finish_file(&self, f: &File, e: &TreeEntry, shown: &Path) -> Result<()> {
+        if self.repo.as_root {
+            std::os::unix::fs::fchown(f, Some(e.uid), Some(e.gid))
+                .map_err(io_err("chown", shown))?;
+        }
+        f.set_permissions(Permissions::from_mode(e.mode))
+            .map_err(io_err("chmod", shown))?;
+        f.set_times(FileTimes::new().set_modified(system_time(e.mtime_ns)))
+            .map_err(io_err("set mtime of", shown))
+    }
+
+    /// Rewrites, in place, the chunks of the file `name` in `dir` that differ between the
+    /// chunk list `held` it is known to hold and entry `e`'s; returns the bytes written, or
+    /// `None` (nothing touched) if the file is no longer the one the index vouched for (not
+    /// a regular file with one name, or another size). A crash midway leaves the file torn
+    /// but its stat changed, so the checkout done again at restart rewrites it.
+    fn patch_file(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &[u8],
+        rel: &[u8],
+        e: &TreeEntry,
+        held: &ObjectId,
+    ) -> Result<Option<u64>> {
+        let shown = short_path(self.root, rel);
+        let held = self.repo.read_file_object(held)?;
+        let wanted = self.repo.read_file_object(&e.id)?;
+        let fd = match rustix::fs::openat(
+            dir,
+            name,
+            OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOENT) => return Ok(None),
+            Err(err) => return Err(errno_err("open", self.root, rel)(err)),
+        };
+        let st = fstat(fd.as_fd()).map_err(errno_err("stat", self.root, rel))?;
+        if !st.is_file() || st.nlink != 1 || st.key.size != held.size {
+            return Ok(None);
+        }
+        let f = File::from(fd);
+        let mut kept = held.chunks.iter().scan(0u64, |at, c| {
+            let start = *at;
+            *at += u64::from(c.len);
+            Some((start, c))
+        });
+        let mut next_kept = kept.next();
+        let (mut at, mut written) = (0u64, 0u64);
+        for c in &wanted.chunks {
+            while next_kept.is_some_and(|(start, _)| start < at) {
+                next_kept = kept.next();
             }
-            f.set_permissions(Permissions::from_mode(e.mode))
-                .map_err(io_err("chmod", &shown))?;
-            f.set_times(FileTimes::new().set_modified(system_time(e.mtime_ns)))
-                .map_err(io_err("set mtime of", &shown))
-        })
+            let same = next_kept.is_some_and(|(start, k)| start == at && k == c);
+            if !same {
+                let data = self.repo.store.read(&c.id)?;
+                write_in_place(&f, at, &data).map_err(io_err("write", &shown))?;
+                written += data.len() as u64;
+            }
+            at += u64::from(c.len);
+        }
+        if at != e.size {
+            return Err(Error::Store(crate::store::StoreError::Corrupt {
+                id: e.id,
+                why: format!("content is {at} bytes, tree says {}", e.size),
+            }));
+        }
+        f.set_len(at).map_err(io_err("truncate", &shown))?;
+        self.finish_file(&f, e, &shown)?;
+        Ok(Some(written))
     }
 
     /// Writes the file entries of `pending` (in `dir`, at their paths below the root), on up to
@@ -349,22 +427,25 @@ impl Checkout<'_> {
     fn write_files(
         &mut self,
         dir: BorrowedFd<'_>,
-        pending: &mut Vec<(Vec<u8>, &TreeEntry)>,
+        pending: &mut Vec<(Vec<u8>, &TreeEntry, FileWrite)>,
     ) -> Result<()> {
         if pending.is_empty() {
             return Ok(());
         }
         let jobs = std::mem::take(pending);
         let this = &*self;
-        map_parallel(
+        let written = map_parallel(
             &jobs,
             self.repo.threads,
             || (),
-            |_, (rel, e)| this.write_file(dir, &e.name, rel, e),
+            |_, (rel, e, how)| this.write_file(dir, &e.name, rel, e, *how),
         )?;
-        for (rel, e) in jobs {
+        for ((rel, e, how), written) in jobs.into_iter().zip(written) {
             self.stats.files_written += 1;
-            self.stats.bytes_written += e.size;
+            self.stats.bytes_written += written;
+            if matches!(how, FileWrite::Patch(_)) && written < e.size {
+                self.stats.files_patched += 1;
+            }
             self.record(rel, dir, &e.name, e.kind, e.id)?;
         }
         Ok(())
@@ -460,6 +541,23 @@ impl Checkout<'_> {
         Ok(())
     }
 
+    /// How to write entry `e` over the file at `rel` (stat `st`): in place, only the chunks
+    /// that differ, where the index vouches for the chunk list the file holds and it has one
+    /// name; else whole.
+    fn how_to_write(&self, rel: &[u8], st: &Lstat, e: &TreeEntry) -> FileWrite {
+        let held = self.old.get(rel).filter(|ie| {
+            ie.kind == EntryKind::ChunkedFile
+                && e.kind == EntryKind::ChunkedFile
+                && st.is_file()
+                && st.nlink == 1
+                && ie.matches(&st.key)
+        });
+        match held {
+            Some(ie) => FileWrite::Patch(ie.id),
+            None => FileWrite::Whole,
+        }
+    }
+
     fn same_file_content(
         &mut self,
         dir: BorrowedFd<'_>,
@@ -515,7 +613,7 @@ impl Checkout<'_> {
         }
         // Files to write, written together before the next entry that could depend on them
         // (a subdirectory or a hard link) and at the end.
-        let mut pending: Vec<(Vec<u8>, &TreeEntry)> = Vec::new();
+        let mut pending: Vec<(Vec<u8>, &TreeEntry, FileWrite)> = Vec::new();
         for e in &tree.entries {
             let name = e.name.as_slice();
             let rel = join_rel(rel, name);
@@ -602,7 +700,9 @@ impl Checkout<'_> {
                             if let Some(st) = act.filter(|st| st.is_dir()) {
                                 self.remove(dir, name, &rel, st)?;
                             }
-                            pending.push((rel, e));
+                            let how =
+                                act.map_or(FileWrite::Whole, |st| self.how_to_write(&rel, st, e));
+                            pending.push((rel, e, how));
                         }
                     }
                 }
@@ -869,6 +969,56 @@ impl Repository {
 /// The block size holes are kept at: a block of zeros in a file is not written, so the
 /// filesystem leaves a hole there (a sparse file checks out sparse).
 const HOLE_BLOCK: u64 = 4096;
+
+/// How a file of the checkout is written.
+#[derive(Debug, Clone, Copy)]
+enum FileWrite {
+    /// Whole, to a temporary file renamed over the old one.
+    Whole,
+    /// In place, the chunks that differ from this chunk list, which the index vouches the
+    /// file holds (whole if the file turns out to have changed meanwhile).
+    Patch(ObjectId),
+}
+
+/// Writes `data` at `offset` in the existing `file`, in place: pieces that are all zeros
+/// within one [`HOLE_BLOCK`]-aligned block become holes (punched, or written as zeros where
+/// the filesystem cannot punch), as [`write_sparse`] leaves them in a new file.
+fn write_in_place(file: &fs::File, offset: u64, data: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut at = 0usize;
+    while at < data.len() {
+        // A run of blocks of one kind: data, or zeros.
+        let zeros = block_is_zero(data, offset, at);
+        let mut end = at;
+        while end < data.len() && block_is_zero(data, offset, end) == zeros {
+            end += (HOLE_BLOCK - (offset + end as u64) % HOLE_BLOCK) as usize;
+            end = end.min(data.len());
+        }
+        let (start, len) = (offset + at as u64, (end - at) as u64);
+        let punched = zeros
+            && rustix::fs::fallocate(
+                file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                start,
+                len,
+            )
+            .is_ok();
+        if !punched {
+            file.write_all_at(&data[at..end], start)?;
+        }
+        at = end;
+    }
+    Ok(())
+}
+
+/// Whether the piece of `data` from `at` to the next [`HOLE_BLOCK`] boundary of the file
+/// (`data` starts at file offset `offset`) is all zeros.
+fn block_is_zero(data: &[u8], offset: u64, at: usize) -> bool {
+    let to_boundary = (HOLE_BLOCK - (offset + at as u64) % HOLE_BLOCK) as usize;
+    data[at..(at + to_boundary).min(data.len())]
+        .iter()
+        .all(|b| *b == 0)
+}
 
 /// Writes `data` at `offset` in `file`, skipping every piece of it that is all zeros within
 /// one [`HOLE_BLOCK`]-aligned block of the file; runs of other pieces are written at once.

@@ -2226,3 +2226,101 @@ fn files_of_a_directory_are_written_together_and_a_failure_leaves_no_temporary_f
     assert!(temps.is_empty(), "temporary files left: {temps:?}");
     assert!(!fresh.join("f12").exists());
 }
+
+#[test]
+fn a_checkout_rewrites_in_place_only_the_chunks_that_differ() {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let table = dir.join("table");
+    write(&table, &noise(1, 48 << 20));
+    write(&dir.join("linked"), &noise(2, 12 << 20));
+    fs::hard_link(dir.join("linked"), dir.join("second-name")).unwrap();
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    let ino = fs::metadata(&table).unwrap().ino();
+    // B: three pages written, a stretch zeroed (a hole once checked out), the file grown;
+    // the file with two names gets a page too.
+    let file = fs::OpenOptions::new().write(true).open(&table).unwrap();
+    for at in [1u64 << 20, 17 << 20, 40 << 20] {
+        file.write_all_at(&noise(at, 8192), at).unwrap();
+    }
+    file.write_all_at(&vec![0u8; 2 << 20], 30 << 20).unwrap();
+    file.write_all_at(&noise(3, 1 << 20), 48 << 20).unwrap();
+    drop(file);
+    let linked = fs::OpenOptions::new()
+        .write(true)
+        .open(dir.join("linked"))
+        .unwrap();
+    linked.write_all_at(&noise(4, 8192), 4 << 20).unwrap();
+    drop(linked);
+    settle();
+    let b = repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap().id;
+    let digest_b = digest(&dir);
+
+    let st = repo.checkout(&vol, a, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!(st.files_patched, 1, "{st:?}");
+    // The table's differing chunks (about 1 MiB each, at most 4 MiB) and the whole file
+    // with two names (never patched: its other name would change too).
+    let bound = (5 * 4 + 12) << 20;
+    assert!(st.bytes_written <= bound, "{st:?}");
+    assert_eq!(
+        fs::metadata(&table).unwrap().ino(),
+        ino,
+        "rewritten in place"
+    );
+    assert_eq!(
+        fs::read(dir.join("second-name")).unwrap(),
+        noise(2, 12 << 20),
+        "the second name kept its content"
+    );
+    // The commit after sees nothing to read, and the store is sound.
+    let again = repo
+        .commit(&vol, &dir, info("A again"), &NoProgress)
+        .unwrap();
+    assert_eq!(again.stats.files_reread, 0, "{:?}", again.stats);
+    let st = repo.checkout(&vol, b, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_b);
+    assert!(st.files_patched >= 1 && st.bytes_written <= bound, "{st:?}");
+    // The zeroed stretch is a hole: the data read by a commit does not include it.
+    let full = Repository::open(&d.path().join("whole")).unwrap();
+    let read = full
+        .commit(&VolumeKey::new_random(), &dir, info("whole"), &NoProgress)
+        .unwrap()
+        .stats
+        .bytes_read;
+    assert!(read <= (49 + 12 - 2) << 20, "read {read}");
+    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+}
+
+#[test]
+fn a_file_changed_since_the_index_vouched_for_it_is_written_whole() {
+    use std::os::unix::fs::FileExt;
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    let table = dir.join("table");
+    write(&table, &noise(5, 16 << 20));
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    let file = fs::OpenOptions::new().write(true).open(&table).unwrap();
+    file.write_all_at(&noise(6, 8192), 2 << 20).unwrap();
+    settle();
+    repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap();
+    // As a crash midway through a patch leaves it: other bytes, same size, the mtime put
+    // back; only the change time tells.
+    let mtime = fs::metadata(&table).unwrap().modified().unwrap();
+    file.write_all_at(&noise(7, 8192), 9 << 20).unwrap();
+    file.set_times(fs::FileTimes::new().set_modified(mtime))
+        .unwrap();
+    drop(file);
+    settle();
+    let st = repo.checkout(&vol, a, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!((st.files_written, st.files_patched), (1, 0), "{st:?}");
+    assert_eq!(st.bytes_written, 16 << 20, "{st:?}");
+}

@@ -100,8 +100,12 @@ const LEFT_BEHIND_SHOWN: usize = 5;
 
 /// The files a checkout or reset wrote, kept and removed.
 fn print_files_changed(view: &CheckoutView) {
+    let patched = match view.files_patched {
+        0 => String::new(),
+        n => format!(", {n} of them only where chunks differ"),
+    };
     println!(
-        " {} file(s) written ({}), {} unchanged, {} removed",
+        " {} file(s) written ({}{patched}), {} unchanged, {} removed",
         view.files_written,
         human_bytes(view.bytes_written),
         view.files_unchanged,

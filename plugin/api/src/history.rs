@@ -201,6 +201,10 @@ pub struct CheckoutView {
     pub commit: String,
     /// Files written.
     pub files_written: u64,
+    /// Of those, files whose differing chunks alone were rewritten, in place (large files
+    /// the index vouched for); the others were written whole.
+    #[serde(default)]
+    pub files_patched: u64,
     /// Files already right.
     pub files_unchanged: u64,
     /// Paths removed.

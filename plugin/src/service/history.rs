@@ -56,6 +56,7 @@ fn checkout_view(
         branch,
         commit: commit.to_string(),
         files_written: stats.files_written,
+        files_patched: stats.files_patched,
         files_unchanged: stats.files_unchanged,
         removed: stats.removed,
         bytes_written: stats.bytes_written,
