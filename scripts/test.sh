@@ -13,6 +13,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 bash scripts/start-dockerd.sh
 bash scripts/build-test-image.sh
+bash scripts/build-database-image.sh
 cargo build --locked --workspace --bins
 status=0
 cargo test --locked --workspace || status=$?

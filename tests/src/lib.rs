@@ -38,6 +38,10 @@ pub const HOST_PORT: u16 = 7411;
 /// The image the tests run containers from; built by `scripts/build-test-image.sh`.
 pub const TEST_IMAGE: &str = "dvol-test/busybox:latest";
 
+/// The PostgreSQL 15 image of the database tests; built by `scripts/build-database-image.sh`
+/// from the host's Debian packages.
+pub const DATABASE_IMAGE: &str = "dvol-test/postgres:15";
+
 /// Whether `DVOL_REQUIRE_ALL=1` is set.
 pub fn require_all() -> bool {
     std::env::var("DVOL_REQUIRE_ALL").is_ok_and(|v| v == "1")
@@ -77,6 +81,16 @@ pub fn docker_ready() -> bool {
         .arg(script)
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// Whether the Docker Engine answers and the database image exists (building it if needed,
+/// which needs PostgreSQL 15 installed on the host).
+pub fn database_image_ready() -> bool {
+    docker_ready()
+        && Command::new("bash")
+            .arg(repo_root().join("scripts/build-database-image.sh"))
+            .status()
+            .is_ok_and(|s| s.success())
 }
 
 /// The repository root.

@@ -274,12 +274,12 @@ fn a_freeze_a_crash_left_marked_is_thawed_at_restart() {
 
 /// An XFS filesystem with reflink on a sparse image, mounted under /tmp; unmounted (lazily, in
 /// case a failed test left something open) when dropped.
-struct XfsPool {
+pub(crate) struct XfsPool {
     dir: tempfile::TempDir,
 }
 
 impl XfsPool {
-    fn mount() -> XfsPool {
+    pub(crate) fn mount() -> XfsPool {
         let dir = tempfile::Builder::new()
             .prefix("dvol-e2e-xfs-")
             .tempdir()
@@ -306,7 +306,7 @@ impl XfsPool {
         XfsPool { dir }
     }
 
-    fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.path().join("pool")
     }
 }

@@ -18,6 +18,7 @@ mod cli_inspect;
 mod cli_output;
 mod cli_tools;
 mod copy_on_write;
+mod database;
 mod docker;
 mod engine_restart;
 mod history;
