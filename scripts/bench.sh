@@ -7,7 +7,7 @@
 #   bash scripts/bench.sh --only history --history-gib 1
 #   bash scripts/bench.sh --only transfer --transfer-gib 0.25 --transfer-rounds 2
 # Sections (default all): plugin, docker, memory, backends, throughput, history, readpoint,
-# scale, transfer. `backends` and `throughput` make loop devices and 1 GiB images; `throughput` drops
+# scale, transfer, database. `backends` and `throughput` make loop devices and 1 GiB images; `throughput` drops
 # the host's page cache between runs (echo 3 > /proc/sys/vm/drop_caches), which slows other
 # work on the host a little.
 # `history` writes --history-gib GiB (default 2) of mixed data into a bronze volume and times
@@ -28,6 +28,12 @@
 # a link shaped to 1 Gbit/s, a push to a third host cut at 50% and run again, and a move's
 # final round with 20 MiB written since the last; it wants about 7x the volume free under
 # $TMPDIR.
+# `database` runs PostgreSQL 15 (the image scripts/build-database-image.sh builds; needs
+# postgresql-15 and postgresql-client-15 installed) with pgbench at --database-scale (default
+# 100, about 1.5 GiB) on a silver volume, on an XFS root it makes (a 24 GiB sparse image under
+# $TMPDIR) and on the host's root: --database-rounds rounds (default 5) of --database-seconds
+# of pgbench (default 30), each followed by a commit, restic backup and a checkout; about 12
+# minutes with the defaults.
 # Needs root (the daemon bind-mounts volumes). Exits non-zero if a step fails; a missed aim is
 # reported as MISS but does not fail the run.
 set -euo pipefail

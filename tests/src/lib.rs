@@ -26,6 +26,7 @@ pub mod engine;
 pub mod fixtures;
 pub mod host_engine;
 pub mod netns;
+pub mod postgres;
 pub mod relay;
 
 use engine::EngineShare;

@@ -12,11 +12,11 @@
 //! - On this host's ext4 root a gold volume (a loop XFS image here: the host has no volume
 //!   group) is read frozen.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dvol_tests::fixtures::*;
-use dvol_tests::{database_image_ready, is_root, require, Daemon, DATABASE_IMAGE};
+use dvol_tests::postgres::Postgres;
+use dvol_tests::{database_image_ready, is_root, require, Daemon};
 use serde_json::Value;
 
 use crate::copy_on_write::XfsPool;
@@ -30,91 +30,6 @@ fn ready() -> bool {
     require("root", is_root()) && require("PostgreSQL test image", database_image_ready())
 }
 
-/// A PostgreSQL server in a container, on a dvol volume at /data (its cluster in /data/pg,
-/// made by `initdb` if the volume holds none); removed when dropped.
-struct Postgres(Container);
-
-impl Postgres {
-    /// Starts the server on `volume` and waits until it accepts connections.
-    fn start(daemon: &Daemon, volume: &str) -> Postgres {
-        let mount = format!("{volume}:/data");
-        let prepare = "mkdir -p /data/pg && chown 999:999 /data/pg && chmod 700 /data/pg";
-        must(daemon, &database_run(daemon, &mount, &["--rm"], prepare));
-        let name = unique("dvol-e2e-pg");
-        let server = "[ -s /data/pg/PG_VERSION ] || initdb -D /data/pg -E UTF8 --locale=C \
-             -A trust -U postgres >/dev/null; exec postgres -D /data/pg -k /tmp \
-             -c listen_addresses= -c max_wal_size=256MB";
-        must(
-            daemon,
-            &database_run(
-                daemon,
-                &mount,
-                &["-d", "--name", &name, "--user", "999:999"],
-                server,
-            ),
-        );
-        let pg = Postgres(Container(name));
-        wait_until(daemon, "PostgreSQL accepts connections", 120, || {
-            dvol_tests::docker(&["exec", &pg.0 .0, "pg_isready", "-q", "-h", "/tmp"])
-                .status
-                .success()
-        });
-        pg
-    }
-
-    /// Runs `args` (a PostgreSQL client) in the server's container; returns stdout.
-    fn exec(&self, daemon: &Daemon, args: &[&str]) -> String {
-        let mut all = vec!["exec", self.0 .0.as_str()];
-        all.extend_from_slice(args);
-        must(daemon, &all)
-    }
-
-    /// The value of the query `sql` (one row, one column).
-    fn query(&self, daemon: &Daemon, sql: &str) -> String {
-        self.exec(
-            daemon,
-            &[
-                "psql", "-h", "/tmp", "-U", "postgres", "-XAtc", sql, "postgres",
-            ],
-        )
-    }
-
-    /// Rows in pgbench's history table: one per transaction committed.
-    fn history_rows(&self, daemon: &Daemon) -> u64 {
-        let rows = self.query(daemon, "select count(*) from pgbench_history");
-        rows.parse()
-            .unwrap_or_else(|_| panic!("history rows: {rows:?}"))
-    }
-
-    /// Starts pgbench (2 clients, `seconds` long) against the server, in the background.
-    fn pgbench(&self, seconds: u64) -> Child {
-        Command::new("docker")
-            .args([
-                "exec", &self.0 .0, "pgbench", "-h", "/tmp", "-U", "postgres", "-n",
-            ])
-            .args(["-c", "2", "-T", &seconds.to_string(), "postgres"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run pgbench")
-    }
-}
-
-/// `docker run` arguments for `script` in the database image, without network, with the
-/// volume argument `mount` served by `daemon`'s driver and the options `extra`.
-fn database_run<'a>(
-    daemon: &'a Daemon,
-    mount: &'a str,
-    extra: &[&'a str],
-    script: &'a str,
-) -> Vec<&'a str> {
-    let mut args = vec!["run", "--network", "none", "--volume-driver"];
-    args.extend_from_slice(&[&daemon.driver, "-v", mount]);
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&[DATABASE_IMAGE, "sh", "-c", script]);
-    args
-}
-
 /// A commit made while pgbench ran, with the history rows counted just before and after it.
 struct Taken {
     result: Value,
@@ -126,21 +41,7 @@ struct Taken {
 /// second server; returns the commit results.
 fn commits_while_pgbench_runs_recover_consistent(daemon: &Daemon, volume: &str) -> Vec<Value> {
     let pg = Postgres::start(daemon, volume);
-    pg.exec(
-        daemon,
-        &[
-            "pgbench",
-            "-h",
-            "/tmp",
-            "-U",
-            "postgres",
-            "-i",
-            "-q",
-            "-s",
-            &SCALE.to_string(),
-            "postgres",
-        ],
-    );
+    pg.init_pgbench(daemon, SCALE);
     let bench = pg.pgbench(40);
     let mut taken = Vec::new();
     let started = Instant::now();

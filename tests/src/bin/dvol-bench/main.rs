@@ -26,6 +26,12 @@
 //!   transfer, `--transfer-rounds` rounds (default 3) after a 1% change, a push with nothing
 //!   new and a 1% round over a link shaped to 1 Gbit/s; wall time, bytes on the wire (veth
 //!   counters) and the daemons' peak memory.
+//! - `database`: PostgreSQL 15 on a silver volume, pgbench at `--database-scale` (default 100,
+//!   about 1.5 GiB), on an XFS root (commits by changed ranges) and on the host's root;
+//!   `--database-rounds` rounds (default 5) of `--database-seconds` of pgbench (default 30),
+//!   each followed by a commit and `restic backup` of the same data and a checkout of the
+//!   previous commit: bytes read per byte stored, commit time against restic and the disk,
+//!   bytes a checkout wrote per byte that differs.
 //!
 //! The machine is shared and noisy, so only percentiles, medians and ratios are reported. A
 //! missed aim is reported as MISS and does not change the exit status; a step that fails does
@@ -34,6 +40,7 @@
 //! Usage: see [`USAGE`]. `DVOL_BIN` names the daemon binary.
 
 mod backends;
+mod database;
 mod docker;
 mod history;
 mod limits;
@@ -55,8 +62,10 @@ use serde_json::{json, Value};
 const USAGE: &str = "usage: dvol-bench [--only SECTION,...] [--volumes N] [--rounds N] \
 [--warmups N] [--samples N] [--mount-samples N] [--list-samples N] [--backend-samples N] \
 [--throughput-rounds N] [--throughput-mib N] [--history-gib X] [--transfer-gib X] \
-[--transfer-rounds N] [--scale-gib X,...] [--json PATH]
-sections: plugin, docker, memory, backends, throughput, history, readpoint, scale, transfer \
+[--transfer-rounds N] [--scale-gib X,...] [--database-scale N] [--database-rounds N] \
+[--database-seconds N] [--json PATH]
+sections: plugin, docker, memory, backends, throughput, history, readpoint, scale, transfer, \
+database \
 (default: all)";
 
 /// Size of the block volumes of the `backends`, `throughput` and `readpoint` sections.
@@ -75,10 +84,11 @@ enum Section {
     ReadPoint,
     Scale,
     Transfer,
+    Database,
 }
 
 impl Section {
-    const ALL: [Section; 9] = [
+    const ALL: [Section; 10] = [
         Section::Plugin,
         Section::Docker,
         Section::Memory,
@@ -88,6 +98,7 @@ impl Section {
         Section::ReadPoint,
         Section::Scale,
         Section::Transfer,
+        Section::Database,
     ];
 
     fn name(self) -> &'static str {
@@ -101,6 +112,7 @@ impl Section {
             Section::ReadPoint => "readpoint",
             Section::Scale => "scale",
             Section::Transfer => "transfer",
+            Section::Database => "database",
         }
     }
 
@@ -143,6 +155,10 @@ struct Args {
     transfer_rounds: usize,
     /// The `scale` section's volume sizes, in GiB.
     scale_gib: Vec<f64>,
+    /// The `database` section's pgbench scale, rounds and seconds of pgbench per round.
+    database_scale: u64,
+    database_rounds: usize,
+    database_seconds: u64,
     json: Option<PathBuf>,
 }
 
@@ -163,6 +179,9 @@ impl Args {
             transfer_gib: None,
             transfer_rounds: 3,
             scale_gib: vec![2.0, 20.0],
+            database_scale: 100,
+            database_rounds: 5,
+            database_seconds: 30,
             json: None,
         };
         let mut it = std::env::args().skip(1);
@@ -212,6 +231,9 @@ impl Args {
                         .map(|gib| gib_value(&flag, gib.trim()))
                         .collect::<Result<_>>()?
                 }
+                "--database-scale" => args.database_scale = number()? as u64,
+                "--database-rounds" => args.database_rounds = number()?,
+                "--database-seconds" => args.database_seconds = number()? as u64,
                 "--json" => args.json = Some(PathBuf::from(&value)),
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
@@ -797,6 +819,9 @@ fn measure(
     }
     if args.runs(Section::Transfer) {
         transfer::run(args, report, run_id)?;
+    }
+    if args.runs(Section::Database) {
+        database::run(args, report, run_id)?;
     }
 
     // --- Cleanup: containers and Docker volumes, then the daemon.
