@@ -54,7 +54,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: the Docker volume plugin and the REST API.
-    Daemon(DaemonArgs),
+    Daemon(Box<DaemonArgs>),
     /// Create, list, inspect and remove volumes.
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -63,6 +63,10 @@ pub enum Command {
     Profile(ProfileCommand),
     /// Show this host: id, backends, capacity per profile.
     Node(JsonFlag),
+    /// The cluster's registry (a daemon in cluster mode, `dvol daemon --cluster URL`): its
+    /// nodes and its volumes.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Show the versions of this CLI, of the REST API it speaks and of the daemon it talks to;
     /// exits non-zero (after printing the CLI's) when the daemon does not answer.
     Version(JsonFlag),
@@ -409,6 +413,15 @@ pub enum Command {
     },
 }
 
+/// `dvol cluster` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// The nodes whose lease is alive: name, address, free capacity per profile.
+    Nodes(JsonFlag),
+    /// Every volume of the cluster: its owner, epoch, profile, size, state and mounts.
+    Volumes(JsonFlag),
+}
+
 /// `dvol remote` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RemoteCommand {
@@ -468,6 +481,18 @@ pub struct DaemonArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Cluster mode: the etcd endpoints (comma-separated `http://HOST:PORT`) of the registry
+    /// this daemon shares with the other nodes. Needs --listen (the address other nodes reach
+    /// this one at) and --token-file (a token every node of the cluster shares).
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+    /// This node's name in the cluster [default: the host name].
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    pub node_name: Option<String>,
+    /// The PEM CA that signs the other nodes' TLS certificates (their --tls-cert); without
+    /// it the nodes call each other over plain TCP.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    pub cluster_ca: Option<PathBuf>,
     /// Log filter: a level (trace, debug, info, warn, error, off) and TARGET=LEVEL
     /// directives, comma-separated, e.g. `info,dvol_plugin=debug`. A directive naming a target
     /// nothing logs under is refused at start, with the list of targets.

@@ -49,6 +49,7 @@ impl Daemon {
             tls_cert: None,
             tls_key: None,
             docker_driver: None,
+            cluster: None,
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (root, api_socket) = (options.root.clone(), options.api_socket.clone());

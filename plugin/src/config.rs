@@ -97,6 +97,10 @@ pub struct ProfileConfig {
     /// a thin pool's volumes against the pool (lvm), what sparse images have not written yet
     /// against the free space less the reserve (loop). Default 1.0: no overcommit.
     pub max_overprovision: Option<f64>,
+    /// In cluster mode: whether a volume of this profile follows its container, moving to
+    /// the node whose Docker Engine mounts it when no container uses it on its owner.
+    /// Default true; false makes such a mount fail, naming the owner.
+    pub follow: Option<bool>,
 }
 
 /// The limits of the REST API's TCP listener (`--listen`).

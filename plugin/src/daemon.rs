@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::body::MAX_BODY_BYTES;
+use crate::cluster::{Cluster, JoinAs};
 use crate::config::{Config, ConfigError, TcpLimits};
 use crate::containers::{Containers, DockerEngine};
 use crate::error::ServiceError;
@@ -32,6 +33,7 @@ use crate::privileges::Privileges;
 use crate::profile::HostBackends;
 use crate::rest::ApiError;
 use crate::root_lock::{RootLock, RootLockError};
+use crate::service::cluster::ClusterLink;
 use crate::service::VolumeService;
 use crate::tls::TlsError;
 use crate::volume::Layout;
@@ -73,6 +75,19 @@ pub struct DaemonOptions {
     /// it: its socket is named by its `config.json`, while the engine knows it by the
     /// plugin's name and tag (e.g. `dvol:latest`).
     pub docker_driver: Option<String>,
+    /// Cluster mode: the registry in etcd and this node's place in it.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// How the daemon joins a cluster (`--cluster URL`).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The etcd endpoints (`http://HOST:PORT`).
+    pub endpoints: Vec<String>,
+    /// This node's name in the cluster (`None`: the host name).
+    pub node_name: Option<String>,
+    /// The CA that signs the other nodes' TLS certificates (`None`: they speak plain TCP).
+    pub peer_ca: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -96,6 +111,9 @@ pub enum DaemonError {
     /// Another daemon answers on the socket.
     #[error("socket {0} is in use by a running process (another dvol daemon?); stop it or choose another socket")]
     SocketBusy(PathBuf),
+    /// Cluster mode was asked for without what it needs.
+    #[error("--cluster: {0}")]
+    ClusterOptions(String),
     /// TCP was asked for without a usable token.
     #[error("--listen needs --token-file naming a file with a non-empty bearer token: {0}")]
     Token(String),
@@ -180,6 +198,89 @@ pub async fn bind_unix(path: &Path) -> Result<UnixListener, DaemonError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
     Ok(listener)
 }
+
+/// Joins the cluster `cluster` names: this node's record, its lease and watch, capacity
+/// reports every [`CAPACITY_EVERY`], and reconciling its volumes after each (re)connection.
+/// Returns the node's name.
+async fn join_cluster(
+    service: &Arc<VolumeService>,
+    cluster: &ClusterOptions,
+    options: &DaemonOptions,
+    tls: bool,
+) -> Result<String, DaemonError> {
+    let bad = |m: String| DaemonError::ClusterOptions(m);
+    let listen = options.listen.ok_or_else(|| {
+        bad("cluster mode needs --listen ADDR (and --token-file): the other nodes move volumes through it".into())
+    })?;
+    if listen.ip().is_unspecified() {
+        return Err(bad(format!(
+            "--listen {listen} is every address: give the one the other nodes reach this node at"
+        )));
+    }
+    let token = read_token(options.token_file.as_deref())?;
+    let ca_pem = match &cluster.peer_ca {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("cannot read --cluster-ca {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let info = service.blocking(|s| Ok(s.node_info())).await?;
+    let name = cluster.node_name.clone().unwrap_or(info.hostname.clone());
+    crate::names::VolumeName::parse(&name).map_err(|e| {
+        bad(format!(
+            "node name {name:?} is not a valid name ({e}); give --node-name"
+        ))
+    })?;
+    let node = dvol_api::ClusterNode {
+        name: name.clone(),
+        id: info.id,
+        address: Some(format!("tcp://{listen}")),
+        tls,
+        version: info.version,
+        started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        profiles: info.profiles,
+    };
+    let registry = Cluster::join(JoinAs {
+        endpoints: cluster.endpoints.clone(),
+        node,
+    })
+    .await
+    .map_err(|e| bad(e.to_string()))?;
+    let weak = Arc::downgrade(service);
+    registry.on_resync(Box::new(move || {
+        if let Some(service) = weak.upgrade() {
+            tokio::task::spawn_blocking(move || service.reconcile_cluster());
+        }
+    }));
+    service.join_cluster(ClusterLink {
+        registry: registry.clone(),
+        token,
+        ca_pem,
+    });
+    let weak = Arc::downgrade(service);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CAPACITY_EVERY).await;
+            let Some(service) = weak.upgrade() else {
+                return;
+            };
+            let _ = service
+                .blocking(|s| {
+                    if let Some(cluster) = s.cluster() {
+                        cluster.report_capacity(s.node_info().profiles);
+                    }
+                    Ok(())
+                })
+                .await;
+        }
+    });
+    info!(node = %name, endpoints = %registry.endpoints(), "cluster mode");
+    Ok(name)
+}
+
+/// How often a node of a cluster publishes its free capacity.
+const CAPACITY_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Reads the bearer token from `path`, warning when group or others may read the file.
 fn read_token(path: Option<&Path>) -> Result<String, DaemonError> {
@@ -557,6 +658,11 @@ async fn serve(
         })
         .await?;
     info!(root = %options.root.display(), volumes = service.list().len(), "state opened");
+    // Before any socket serves: no mount may come in before ownership can be checked.
+    let cluster_node = match &options.cluster {
+        Some(cluster) => Some(join_cluster(&service, cluster, &options, tls.is_some()).await?),
+        None => None,
+    };
 
     let mut sockets = BoundSockets::default();
     let plugin = sockets.bind(&options.plugin_socket).await?;
@@ -631,6 +737,9 @@ async fn serve(
         let limits = config.tcp;
         servers.spawn(serve_tcp(listener, router, limits, tls, stop));
         serving.push_str(&format!(", REST API on TCP {addr}"));
+    }
+    if let Some(node) = &cluster_node {
+        serving.push_str(&format!(", cluster node {node}"));
     }
     info!(plugin = %options.plugin_socket.display(), api = %options.api_socket.display(), "serving");
     // Every listener is bound (connections queue until their server takes them) and served:
@@ -810,6 +919,7 @@ mod tests {
             tls_cert: cert.then(|| pki.cert.clone()),
             tls_key: key.then(|| pki.key.clone()),
             docker_driver: None,
+            cluster: None,
         };
         let refused = |o: DaemonOptions| match tls_config(&o) {
             Err(DaemonError::TlsOptions(message)) => message,

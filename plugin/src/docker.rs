@@ -27,7 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use tracing::debug;
 
 use crate::body::{parse_json, MAX_BODY_BYTES};
-use crate::error::{ErrorClass, ServiceError};
+use crate::error::{ClusterError, ErrorClass, ServiceError};
 use crate::service::VolumeService;
 use crate::volume::Volume;
 
@@ -293,6 +293,38 @@ fn status(service: &VolumeService, volume: &Volume) -> BTreeMap<String, String> 
     status
 }
 
+/// A volume this node does not have, as the cluster's registry last said it (lookups answer
+/// from what the node knows, even while etcd is unreachable); else `e`.
+fn elsewhere(
+    service: &VolumeService,
+    e: ServiceError,
+) -> Result<dvol_api::ClusterVolume, ServiceError> {
+    match (&e, service.cluster()) {
+        (ServiceError::NotFound { volume }, Some(cluster)) => {
+            cluster.known_volume(volume.as_str()).ok_or(e)
+        }
+        _ => Err(e),
+    }
+}
+
+/// What `docker volume inspect` shows under `Status` for a volume another node owns.
+fn cluster_status(record: &dvol_api::ClusterVolume) -> BTreeMap<String, String> {
+    let mut status = BTreeMap::from([
+        ("owner".to_string(), record.owner.clone()),
+        ("epoch".to_string(), record.epoch.to_string()),
+        ("profile".to_string(), record.profile.clone()),
+        ("owner_alive".to_string(), record.owner_alive.to_string()),
+        ("created".to_string(), record.created_at.clone()),
+    ]);
+    if let Some(size) = record.size_bytes {
+        status.insert("size".to_string(), size.to_string());
+    }
+    if !record.mounted_on.is_empty() {
+        status.insert("mounted_on".to_string(), record.mounted_on.join(","));
+    }
+    status
+}
+
 /// Runs a parsed call. Blocking work (create, remove, mount, unmount) happens on the caller's
 /// thread; call it from a blocking context.
 pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerResponse {
@@ -306,10 +338,19 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             capabilities: Some(BTreeMap::from([("Scope".into(), "local".into())])),
             ..Default::default()
         }),
-        DockerRequest::Create { name, opts } => service.create(&name, &opts).map(|(volume, _)| {
-            service.remember_alias(&name, &volume);
-            DockerResponse::default()
-        }),
+        DockerRequest::Create { name, opts } => match service.create(&name, &opts) {
+            Ok((volume, _)) => {
+                service.remember_alias(&name, &volume);
+                Ok(DockerResponse::default())
+            }
+            // The name exists in the cluster, on another node: the volume exists, as the
+            // engine asked; Get and List show it, and a Mount here says where it lives.
+            Err(ServiceError::Cluster(e)) if matches!(*e, ClusterError::OwnedElsewhere { .. }) => {
+                tracing::info!(volume = %name, error = %e, "create of a volume another node of the cluster owns: answered as existing");
+                Ok(DockerResponse::default())
+            }
+            Err(e) => Err(e),
+        },
         DockerRequest::Remove { name } => match service.remove(&name) {
             Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(DockerResponse::default()),
             Err(e) => Err(e),
@@ -323,34 +364,69 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
         DockerRequest::Unmount { name, id } => service
             .unmount(&name, &id)
             .map(|_| DockerResponse::default()),
-        DockerRequest::Path { name } => service.get(&name).map(|volume| DockerResponse {
-            mountpoint: Some(mountpoint(&volume)),
-            ..Default::default()
-        }),
-        DockerRequest::Get { name } => service.get(&name).map(|volume| DockerResponse {
-            volume: Some(DockerVolume {
-                mountpoint: mountpoint(&volume),
-                created_at: Some(volume.created_rfc3339()),
-                status: Some(status(service, &volume)),
-                name,
+        DockerRequest::Path { name } => match service.get(&name) {
+            Ok(volume) => Ok(DockerResponse {
+                mountpoint: Some(mountpoint(&volume)),
+                ..Default::default()
             }),
-            ..Default::default()
-        }),
-        DockerRequest::List => Ok(DockerResponse {
-            volumes: Some(
-                service
-                    .list()
-                    .iter()
-                    .map(|volume| DockerVolume {
-                        name: volume.name.to_string(),
-                        mountpoint: mountpoint(volume),
-                        created_at: Some(volume.created_rfc3339()),
-                        status: None,
-                    })
-                    .collect(),
-            ),
-            ..Default::default()
-        }),
+            Err(e) => elsewhere(service, e).map(|_| DockerResponse {
+                mountpoint: Some(String::new()),
+                ..Default::default()
+            }),
+        },
+        DockerRequest::Get { name } => match service.get(&name) {
+            Ok(volume) => Ok(DockerResponse {
+                volume: Some(DockerVolume {
+                    mountpoint: mountpoint(&volume),
+                    created_at: Some(volume.created_rfc3339()),
+                    status: Some(status(service, &volume)),
+                    name,
+                }),
+                ..Default::default()
+            }),
+            Err(e) => elsewhere(service, e).map(|record| DockerResponse {
+                volume: Some(DockerVolume {
+                    mountpoint: String::new(),
+                    created_at: Some(record.created_at.clone()),
+                    status: Some(cluster_status(&record)),
+                    name,
+                }),
+                ..Default::default()
+            }),
+        },
+        DockerRequest::List => {
+            let local = service.list();
+            let mut volumes: Vec<DockerVolume> = local
+                .iter()
+                .map(|volume| DockerVolume {
+                    name: volume.name.to_string(),
+                    mountpoint: mountpoint(volume),
+                    created_at: Some(volume.created_rfc3339()),
+                    status: None,
+                })
+                .collect();
+            if let Some(cluster) = service.cluster() {
+                let here: std::collections::BTreeSet<&str> =
+                    local.iter().map(|v| v.name.as_str()).collect();
+                volumes.extend(
+                    cluster
+                        .known_volumes()
+                        .volumes
+                        .into_iter()
+                        .filter(|r| !here.contains(r.name.as_str()))
+                        .map(|r| DockerVolume {
+                            name: r.name,
+                            mountpoint: String::new(),
+                            created_at: Some(r.created_at),
+                            status: None,
+                        }),
+                );
+            }
+            Ok(DockerResponse {
+                volumes: Some(volumes),
+                ..Default::default()
+            })
+        }
     };
     result.unwrap_or_else(|e| {
         if e.class() == ErrorClass::Internal {
@@ -400,7 +476,20 @@ async fn handle(
     };
     debug!(?request, "plugin call");
     let (method, started) = (request.method(), Instant::now());
-    let response = if needs_blocking_thread(&request) {
+    let response = if let DockerRequest::Mount { name, id } = request {
+        match service.mount_following(name, id).await {
+            Ok((_, path)) => DockerResponse {
+                mountpoint: Some(path.display().to_string()),
+                ..Default::default()
+            },
+            Err(e) => {
+                if e.class() == ErrorClass::Internal {
+                    tracing::error!(error = %e, "plugin call failed");
+                }
+                DockerResponse::error(e)
+            }
+        }
+    } else if needs_blocking_thread(&request) {
         let service = service.clone();
         match tokio::task::spawn_blocking(move || execute(&service, request)).await {
             Ok(response) => response,

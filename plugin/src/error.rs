@@ -245,6 +245,9 @@ pub enum ServiceError {
     /// A push, clone or remote failed ([`TransferError`]).
     #[error(transparent)]
     Transfer(#[from] Box<TransferError>),
+    /// The cluster's registry refused or could not be reached ([`ClusterError`]).
+    #[error(transparent)]
+    Cluster(#[from] Box<ClusterError>),
     /// A worker thread running the operation died.
     #[error(
         "internal error: the operation's worker failed: {message}; the daemon's log has details"
@@ -390,6 +393,14 @@ pub enum TransferError {
         /// When, RFC 3339.
         at: String,
     },
+    /// In cluster mode a volume moves only to another node of the cluster.
+    #[error("volume {volume} is in a cluster: it moves only to another node of it, and {remote} is none (`dvol cluster nodes` lists them)")]
+    NotANode {
+        /// The volume.
+        volume: VolumeName,
+        /// The remote asked for.
+        remote: String,
+    },
     /// The final round of a move would take longer than allowed.
     #[error("volume {volume}: the last pre-copy round took {predicted_ms} ms ({bytes} bytes), more than --max-downtime {max_ms} ms allows for the final round; nothing was stopped. Retry when the volume changes less, or allow more downtime")]
     DowntimeTooLong {
@@ -449,6 +460,7 @@ impl TransferError {
             | TransferError::LocalExists { .. }
             | TransferError::Moved { .. }
             | TransferError::DowntimeTooLong { .. }
+            | TransferError::NotANode { .. }
             | TransferError::Detached { .. }
             | TransferError::NoSpace { .. } => ErrorClass::Conflict,
             TransferError::Unreachable { .. } => ErrorClass::Unavailable,
@@ -482,9 +494,100 @@ impl TransferError {
             TransferError::LocalExists { .. } => "volume_exists",
             TransferError::Moved { .. } => "moved",
             TransferError::DowntimeTooLong { .. } => "downtime_too_long",
+            TransferError::NotANode { .. } => "not_a_cluster_node",
             TransferError::Version { .. } => "protocol_version",
             TransferError::IntoItself { .. } => "into_itself",
         }
+    }
+}
+
+/// Why the cluster's registry (etcd) refused an operation or could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The node cannot prove its lease, or etcd did not answer in time.
+    #[error("cluster unreachable: {what} for volume {volume} needs the registry at {endpoints}, which {reason}; running containers keep their volumes; retry once etcd answers (`dvol cluster nodes` shows what this node last knew)")]
+    Unreachable {
+        /// The operation refused.
+        what: &'static str,
+        /// The volume.
+        volume: String,
+        /// The etcd endpoints.
+        endpoints: String,
+        /// What failed.
+        reason: String,
+    },
+    /// Another node owns the volume.
+    #[error("volume {volume} belongs to node {owner} (epoch {epoch}){how}")]
+    OwnedElsewhere {
+        /// The volume.
+        volume: String,
+        /// Its owner.
+        owner: String,
+        /// Its fencing epoch.
+        epoch: u64,
+        /// What to do, as a clause.
+        how: String,
+    },
+    /// The volume is mounted on its owner, so it cannot follow a container elsewhere.
+    #[error("volume {volume} is in use on node {owner} ({mounts} mount(s)): stop its containers there, or run `dvol move {volume} {here}` on {owner}")]
+    InUseElsewhere {
+        /// The volume.
+        volume: String,
+        /// Its owner.
+        owner: String,
+        /// This node.
+        here: String,
+        /// The owner's mounts.
+        mounts: u32,
+    },
+    /// The volume's record changed between reading it and changing it.
+    #[error("volume {volume} changed in the cluster's registry meanwhile (another node moved, created or removed it); retry")]
+    ChangedMeanwhile {
+        /// The volume.
+        volume: String,
+    },
+    /// A cluster call reached a daemon that is not in cluster mode.
+    #[error("this daemon is not in cluster mode; start it with `dvol daemon --cluster http://ETCD:2379`")]
+    NotClustered,
+    /// The registry holds a record this daemon cannot read.
+    #[error("the cluster's registry holds an unreadable record at {key}: {problem}")]
+    BadRecord {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl ClusterError {
+    /// The class of the error, for the HTTP status.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ClusterError::Unreachable { .. } => ErrorClass::Unavailable,
+            ClusterError::OwnedElsewhere { .. }
+            | ClusterError::InUseElsewhere { .. }
+            | ClusterError::ChangedMeanwhile { .. } => ErrorClass::Conflict,
+            ClusterError::NotClustered => ErrorClass::Invalid,
+            ClusterError::BadRecord { .. } => ErrorClass::Internal,
+        }
+    }
+
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ClusterError::Unreachable { .. } => "cluster_unreachable",
+            ClusterError::OwnedElsewhere { .. } => "owned_elsewhere",
+            ClusterError::InUseElsewhere { .. } => "in_use_elsewhere",
+            ClusterError::ChangedMeanwhile { .. } => "cluster_changed_meanwhile",
+            ClusterError::NotClustered => "not_clustered",
+            ClusterError::BadRecord { .. } => "cluster_bad_record",
+        }
+    }
+}
+
+impl From<ClusterError> for ServiceError {
+    fn from(e: ClusterError) -> Self {
+        ServiceError::Cluster(Box::new(e))
     }
 }
 
@@ -571,6 +674,7 @@ impl ServiceError {
                 source.class()
             }
             ServiceError::Transfer(e) => e.class(),
+            ServiceError::Cluster(e) => e.class(),
             ServiceError::Metadata(_)
             | ServiceError::Journal { .. }
             | ServiceError::Root { .. }
@@ -626,6 +730,7 @@ impl ServiceError {
             ServiceError::Journal { .. } => "journal_failed",
             ServiceError::Root { .. } => "state_root_failed",
             ServiceError::Transfer(e) => e.code(),
+            ServiceError::Cluster(e) => e.code(),
             ServiceError::Worker { .. } => "internal",
         }
     }

@@ -46,6 +46,7 @@
 //!   on their way out.
 
 pub mod body;
+pub mod cluster;
 pub mod config;
 pub mod containers;
 pub mod daemon;

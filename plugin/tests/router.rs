@@ -1323,6 +1323,7 @@ fn optional_fields_validate_as_null_and_as_values() {
         size: None,
         filesystem: None,
         max_overprovision: None,
+        follow: None,
     };
     let profile = ProfileView {
         name: "gold".into(),

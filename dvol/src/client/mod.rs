@@ -118,6 +118,16 @@ impl Client {
         self.get("/v1/node").await
     }
 
+    /// `GET /v1/cluster/nodes`: the cluster's live nodes.
+    pub async fn cluster_nodes(&self) -> Result<dvol_api::ClusterNodes> {
+        self.get("/v1/cluster/nodes").await
+    }
+
+    /// `GET /v1/cluster/volumes`: the cluster's volumes.
+    pub async fn cluster_volumes(&self) -> Result<dvol_api::ClusterVolumes> {
+        self.get("/v1/cluster/volumes").await
+    }
+
     /// `GET /v1/profiles`: the configured profiles as they resolve on this host.
     pub async fn profiles(&self) -> Result<Vec<ProfileView>> {
         self.get("/v1/profiles").await

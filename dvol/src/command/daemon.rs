@@ -33,6 +33,13 @@ pub async fn run(args: DaemonArgs, token_file: Option<PathBuf>) -> Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         docker_driver: args.docker_driver,
+        cluster: args
+            .cluster
+            .map(|endpoints| dvol_plugin::daemon::ClusterOptions {
+                endpoints: endpoints.split(',').map(str::to_string).collect(),
+                node_name: args.node_name,
+                peer_ca: args.cluster_ca,
+            }),
     };
     // The handlers are installed now, before any socket is bound: a SIGTERM that arrives as
     // soon as the sockets answer (a service manager stopping it right after start) must

@@ -3,6 +3,7 @@
 
 mod branch;
 mod checkout;
+mod cluster;
 mod commit;
 mod completions;
 mod daemon;
@@ -31,7 +32,7 @@ mod volume;
 use anyhow::{bail, Context, Result};
 use dvol_plugin::tls::TlsClient;
 
-use crate::cli::{Cli, Command, ProfileCommand, RemoteCommand, VolumeCommand};
+use crate::cli::{Cli, ClusterCommand, Command, ProfileCommand, RemoteCommand, VolumeCommand};
 use crate::client::{Client, Host};
 
 /// Runs a parsed command line.
@@ -40,7 +41,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let volume = cli.volume.clone();
     let volume = volume.as_deref();
     match cli.command {
-        Command::Daemon(args) => daemon::run(args, cli.token_file).await,
+        Command::Daemon(args) => daemon::run(*args, cli.token_file).await,
         Command::Volume(VolumeCommand::Create { name, opts, output }) => {
             volume::create(&client()?, &name, &opts, output.output()).await
         }
@@ -56,6 +57,12 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Profile(ProfileCommand::Ls(flag)) => profile::ls(&client()?, flag.json).await,
         Command::Node(flag) => node::run(&client()?, flag.json).await,
+        Command::Cluster(ClusterCommand::Nodes(flag)) => {
+            cluster::nodes(&client()?, flag.json).await
+        }
+        Command::Cluster(ClusterCommand::Volumes(flag)) => {
+            cluster::volumes(&client()?, flag.json).await
+        }
         Command::Version(flag) => version::run(client(), flag.json).await,
         Command::Init { name, opts, output } => {
             init::run(&client()?, &name, &opts, output.output()).await

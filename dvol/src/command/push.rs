@@ -175,6 +175,7 @@ pub async fn move_volume(
         remote: remote.clone(),
         max_downtime_ms: Some(parse_duration_ms(max_downtime)?),
         wait_unmount,
+        only_if_unused: false,
     };
     let what = format!("moving volume {volume} to {remote}");
     let result = with_progress(output, format!("move {volume}"), &what, async |p| {

@@ -11,6 +11,7 @@
 //! - [`maintenance`]: fsck and gc of the history repository.
 //! - [`progress`]: the progress stream of long calls (`Accept: application/x-ndjson`).
 //! - [`transfer`]: remotes, push and clone, and the protocol between daemons.
+//! - [`cluster`]: the nodes and volumes of a cluster's shared registry.
 //!
 //! The types hold plain data only; validation (names, sizes, revisions) is the daemon's.
 
@@ -19,6 +20,7 @@
 /// plugin socket) and says so.
 pub const API_HEADER: &str = "dvol-api";
 
+pub mod cluster;
 pub mod error;
 pub mod history;
 pub mod maintenance;
@@ -27,6 +29,9 @@ pub mod progress;
 pub mod transfer;
 pub mod volume;
 
+pub use cluster::{
+    ClusterMount, ClusterNode, ClusterNodes, ClusterVolume, ClusterVolumeState, ClusterVolumes,
+};
 pub use error::{ErrorBody, ErrorDetail};
 pub use history::{
     ChangeKind, ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CommitView,

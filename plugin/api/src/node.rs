@@ -91,4 +91,8 @@ pub struct ProfileConfigView {
     pub filesystem: Option<Filesystem>,
     /// How far what volumes are promised may exceed the room for them (lvm and loop).
     pub max_overprovision: Option<f64>,
+    /// In cluster mode, whether its volumes follow their container to the node that mounts
+    /// them (absent: yes).
+    #[serde(default)]
+    pub follow: Option<bool>,
 }

@@ -155,6 +155,10 @@ pub struct MoveRequest {
     /// (for orchestrators that stop them).
     #[serde(default)]
     pub wait_unmount: bool,
+    /// Refuse (409 `in_use`) instead of stopping containers or waiting when the volume is in
+    /// use: what a node of a cluster asks when a container there needs the volume.
+    #[serde(default)]
+    pub only_if_unused: bool,
 }
 
 /// One pre-copy round of a move.

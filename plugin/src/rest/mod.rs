@@ -12,6 +12,7 @@
 //! `GET /metrics` ([`metrics`]) serves [`crate::metrics`] in the Prometheus text format; a
 //! middleware there times every call by the route template it matched.
 
+mod cluster;
 mod error;
 mod history;
 mod maintenance;
@@ -57,6 +58,7 @@ pub use transfer::is_object_stream;
         (name = "volumes", description = "Volumes: create, inspect, resize, remove"),
         (name = "history", description = "A volume's commits, branches, tags, checkout and reset"),
         (name = "maintenance", description = "The history repository every volume shares"),
+        (name = "cluster", description = "The registry a cluster of daemons shares (cluster mode: `dvol daemon --cluster URL`)"),
         (name = "transfer", description = "Remotes, push and clone between hosts, and the protocol between daemons (calls marked \"between daemons\")"),
     )
 )]
@@ -103,6 +105,8 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(history::diff))
         .routes(routes!(maintenance::fsck))
         .routes(routes!(maintenance::gc))
+        .routes(routes!(cluster::nodes))
+        .routes(routes!(cluster::volumes))
         .routes(routes!(remotes::list, remotes::add))
         .routes(routes!(remotes::remove))
         .routes(routes!(transfer::push))

@@ -58,6 +58,7 @@ fn view(profile: &Profile, changed_ranges: bool) -> ProfileView {
             size: config.size.map(ByteSize::bytes),
             filesystem: config.filesystem,
             max_overprovision: config.max_overprovision,
+            follow: config.follow,
         },
         available: profile.available,
         backend: profile.backend,

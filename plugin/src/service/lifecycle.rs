@@ -89,6 +89,7 @@ impl VolumeService {
             history,
             containers: Containers::new("dvol", Arc::new(DockerEngine::default())),
             sessions: super::transfer::Sessions::default(),
+            cluster: std::sync::OnceLock::new(),
             // Its families are fixed names and labels, checked by its tests.
             metrics: Arc::new(Metrics::new().expect("the metric families are valid")),
         };
@@ -331,6 +332,12 @@ impl VolumeService {
         let backend = self.backend(&volume)?;
         backend.validate(&spec).for_volume(&name)?;
         self.metadata.insert(&volume)?;
+        // Claimed after the record (a crash in between leaves a `creating` record that the
+        // next start rolls back, and a claim that reconciling drops) and before the storage.
+        if let Err(e) = self.claim_in_cluster(&volume) {
+            self.destroy_after_failure(&volume, "create");
+            return Err(e);
+        }
         let mut fill = clone_source.clone();
         let made = self
             .make_storage(backend.as_ref(), &spec, &volume, &mut fill)
@@ -338,6 +345,9 @@ impl VolumeService {
             .and_then(|_| Ok(self.metadata.set_state(volume.id, VolumeState::Ready)?));
         if let Err(e) = made {
             self.destroy_after_failure(&volume, "create");
+            if let Err(release) = self.release_in_cluster(&volume) {
+                warn!(volume = %name, error = %release, "could not release the name in the cluster after a failed create; reconciling drops it");
+            }
             return Err(e);
         }
         let volume = Volume {
@@ -413,6 +423,7 @@ impl VolumeService {
                     mounts: volume.mounts.len(),
                 });
             }
+            self.release_in_cluster(&volume)?;
             match self.metadata.set_state(volume.id, VolumeState::Removing) {
                 Ok(()) => {}
                 Err(e) if e.is_storage_full() => {
@@ -453,12 +464,37 @@ impl VolumeService {
         let reference = VolumeRef::parse(reference)?;
         let lock = self.locks.get(&reference.name);
         let _guard = lock.hold();
-        let mut volume = self.lookup(&reference)?;
-        self.refuse_moved(&volume)?;
-        let mountpoint = self.ensure_mountpoint(&volume)?;
-        let backend = self.backend(&volume)?;
+        let mut volume = match self.lookup(&reference) {
+            Err(ServiceError::NotFound { volume }) => {
+                return Err(self
+                    .refuse_elsewhere(volume.as_str())
+                    .unwrap_or(ServiceError::NotFound { volume }))
+            }
+            found => found?,
+        };
+        // In cluster mode the registry says who owns it (a volume moved away and back is
+        // this node's again); without one, the local record of a move is the last word.
+        let held: u32 = volume.mounts.values().sum();
+        if self.cluster().is_some() {
+            self.prove_mount_in_cluster(&volume, held + 1)?;
+            self.owned_again(&volume);
+        } else {
+            self.refuse_moved(&volume)?;
+        }
+        let mounted = self.mount_proven(&mut volume, mount_id);
+        if mounted.is_err() {
+            // The mount record written when proving ownership counts one mount too many.
+            self.unmounted_in_cluster(&volume);
+        }
+        mounted.map(|mountpoint| (volume, mountpoint))
+    }
+
+    /// [`VolumeService::mount`] once the volume may be mounted here.
+    fn mount_proven(&self, volume: &mut Volume, mount_id: &str) -> Result<PathBuf, ServiceError> {
+        let mountpoint = self.ensure_mountpoint(volume)?;
+        let backend = self.backend(volume)?;
         let effect = backend
-            .mount(&Self::spec(&volume), &mountpoint)
+            .mount(&Self::spec(volume), &mountpoint)
             .for_volume(&volume.name)?;
         *volume.mounts.entry(mount_id.to_string()).or_insert(0) += 1;
         if let Err(e) = self.metadata.set_mounts(volume.id, &volume.mounts) {
@@ -472,7 +508,7 @@ impl VolumeService {
             return Err(e.into());
         }
         self.publish(volume.clone());
-        Ok((volume, mountpoint))
+        Ok(mountpoint)
     }
 
     /// Releases one mount by `mount_id`; the last release unmounts. An id that is not
@@ -511,6 +547,7 @@ impl VolumeService {
                 return Err(e);
             }
         }
+        self.unmounted_in_cluster(&volume);
         self.publish(volume);
         Ok(Effect::Changed)
     }

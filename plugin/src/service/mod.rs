@@ -20,7 +20,8 @@
 //! - [`node`]: what this host offers;
 //! - [`full`]: what the daemon cannot do while its state root is full;
 //! - [`stale`]: dropping the mount ids of containers that are gone;
-//! - [`transfer`]: remotes, push and clone between hosts.
+//! - [`transfer`]: remotes, push and clone between hosts;
+//! - [`cluster`]: what create, remove, mount and move record in a cluster's registry.
 //!
 //! Consistency rules:
 //! - Operations on one volume name are serialised by its name lock; different names run in
@@ -41,6 +42,7 @@
 //!   ([`journal`]).
 
 mod clone;
+pub mod cluster;
 mod full;
 mod history;
 mod journal;
@@ -58,7 +60,7 @@ pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use dvol_backends::{Backend, BackendError, VolumeSpec};
 use uuid::Uuid;
@@ -102,6 +104,7 @@ pub struct VolumeService {
     containers: Containers,
     sessions: transfer::Sessions,
     metrics: Arc<Metrics>,
+    cluster: OnceLock<cluster::ClusterLink>,
 }
 
 impl std::fmt::Debug for VolumeService {

@@ -69,11 +69,27 @@ impl VolumeService {
             .max_downtime_ms
             .map_or(DEFAULT_MAX_DOWNTIME, Duration::from_millis);
         let remote = request.remote.clone();
+        let only_if_unused = request.only_if_unused;
         let (peer, volume, branch) = self
             .blocking(move |service| {
                 let peer = service.peer(&remote)?;
                 let volume = service.get(&name)?;
                 service.refuse_moved(&volume)?;
+                if only_if_unused && volume.in_use() {
+                    return Err(ServiceError::InUse {
+                        volume: volume.name.clone(),
+                        mounts: volume.mounts.values().map(|n| *n as usize).sum(),
+                    });
+                }
+                if let Some(cluster) = service.cluster() {
+                    if cluster.known_node(&peer.name).is_none() {
+                        return Err(TransferError::NotANode {
+                            volume: volume.name.clone(),
+                            remote: peer.name.clone(),
+                        }
+                        .into());
+                    }
+                }
                 let head = service
                     .history
                     .head(&VolumeKey(volume.id))
@@ -140,6 +156,12 @@ impl VolumeService {
                 let n = volume.name.to_string();
                 self.blocking(move |service| service.get(&n)).await?
             };
+            if request.only_if_unused && current.in_use() {
+                return Err(ServiceError::InUse {
+                    volume: volume.name.clone(),
+                    mounts: current.mounts.values().map(|n| *n as usize).sum(),
+                });
+            }
             let users = if current.in_use() {
                 self.containers.running_users(&volume.name, &names).await?
             } else {
@@ -226,7 +248,35 @@ impl VolumeService {
             })
             .await?;
         let commit = super::parse_commit(&volume.name, &commit)?;
-        let transfer = self.send_commit(sending, commit, true, progress).await?;
+        let (name, target) = (volume.name.to_string(), sending.peer.name.clone());
+        let clustered = self.cluster().is_some();
+        if clustered {
+            // The target may create its copy only while the record says it is moving there.
+            let (name, target) = (name.clone(), target.clone());
+            self.blocking(move |service| {
+                service.require_cluster()?.begin_move(&name, &target)?;
+                Ok(())
+            })
+            .await?;
+        }
+        let sent = self.send_commit(sending, commit, true, progress).await;
+        let transfer = match sent {
+            Ok(transfer) => transfer,
+            Err(e) => {
+                if clustered {
+                    let name = name.clone();
+                    let undone = self
+                        .blocking(move |service| {
+                            Ok(service.require_cluster()?.abort_move(&name)?)
+                        })
+                        .await;
+                    if let Err(undo) = undone {
+                        warn!(volume = %volume.name, error = %undo, "could not mark the volume ready again in the cluster after a failed move");
+                    }
+                }
+                return Err(e);
+            }
+        };
         let (id, remote) = (volume.id, sending.peer.name.clone());
         self.blocking(move |service| {
             service.metadata.mark_moved(
@@ -237,6 +287,10 @@ impl VolumeService {
                     moved_at: Utc::now(),
                 },
             )?;
+            if let Some(cluster) = service.cluster() {
+                // The target has the volume whole: it owns it from the next epoch on.
+                cluster.finish_move(&name, &target)?;
+            }
             Ok(())
         })
         .await?;

@@ -350,8 +350,19 @@ impl VolumeService {
     }
 
     /// The remote `name`, ready to call.
+    /// In cluster mode a node of the cluster is a remote too, by its node name, unless a
+    /// remote of that name was added.
     pub(crate) fn peer(&self, name: &str) -> Result<Peer, ServiceError> {
-        Ok(Peer::from_record(&self.remote_record(name)?)?)
+        let record = match self.remote_record(name) {
+            Err(ServiceError::Transfer(e)) if matches!(*e, TransferError::UnknownRemote { .. }) => {
+                match self.cluster_node_remote(name) {
+                    Some(node) => node,
+                    None => return Err(ServiceError::Transfer(e)),
+                }
+            }
+            found => found?,
+        };
+        Ok(Peer::from_record(&record)?)
     }
 }
 
