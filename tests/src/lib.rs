@@ -23,6 +23,7 @@ use serde_json::Value;
 
 pub mod certs;
 pub mod engine;
+pub mod etcd;
 pub mod fixtures;
 pub mod host_engine;
 pub mod netns;
@@ -310,6 +311,34 @@ impl Daemon {
         listen: bool,
         extra_args: Vec<String>,
     ) -> Daemon {
+        Self::start_in_with(host, engine, listen.then_some(None), extra_args)
+    }
+
+    /// [`Daemon::start_in`] as node `host.name()` of the cluster whose registry is at
+    /// `etcd_url`, listening on TCP with `token`, which every node of the cluster shares.
+    pub fn start_in_cluster(
+        host: &Host,
+        engine: Option<&HostEngine>,
+        etcd_url: &str,
+        token: &str,
+        mut extra_args: Vec<String>,
+    ) -> Daemon {
+        extra_args.extend([
+            "--cluster".to_string(),
+            etcd_url.to_string(),
+            "--node-name".to_string(),
+            host.name().to_string(),
+        ]);
+        Self::start_in_with(host, engine, Some(Some(token.to_string())), extra_args)
+    }
+
+    /// [`Daemon::start_in`]; `listen`: `Some(token)` listens, with `token` or a fresh one.
+    fn start_in_with(
+        host: &Host,
+        engine: Option<&HostEngine>,
+        listen: Option<Option<String>>,
+        extra_args: Vec<String>,
+    ) -> Daemon {
         let parent = engine.map_or_else(std::env::temp_dir, |e| e.dir().to_path_buf());
         let mut daemon = Self::prepare(&parent, extra_args, false);
         daemon.netns = Some(host.netns());
@@ -319,9 +348,9 @@ impl Daemon {
                 .env
                 .push(("DOCKER_HOST".to_string(), engine.docker_host()));
         }
-        if listen {
+        if let Some(token) = listen {
             let token_file = daemon._tmp.path().join("token");
-            let token = uuid::Uuid::new_v4().simple().to_string();
+            let token = token.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
             std::fs::write(&token_file, format!("{token}\n")).expect("write token file");
             std::fs::set_permissions(
                 &token_file,

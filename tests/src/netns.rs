@@ -216,6 +216,29 @@ impl Topology {
             .collect()
     }
 
+    /// A command that runs `program` in the hub's network namespace, which holds the bridge
+    /// at [`Topology::HUB_ADDR`] (for a service every host reaches, such as etcd).
+    pub fn hub_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("nsenter");
+        command
+            .arg(format!("--net=/run/netns/{}", self.hub))
+            .arg("--")
+            .arg(program);
+        command
+    }
+
+    /// Cuts `host` off the bridge (its veth down): it reaches no other host, nor the hub.
+    pub fn cut(&self, host: &str) {
+        let host = self.host(host);
+        run("ip", &["-n", &host.netns, "link", "set", "eth0", "down"]);
+    }
+
+    /// Joins `host` to the bridge again after [`Topology::cut`].
+    pub fn mend(&self, host: &str) {
+        let host = self.host(host);
+        run("ip", &["-n", &host.netns, "link", "set", "eth0", "up"]);
+    }
+
     /// Limits the traffic to and from `host` to `rate` (a `tc` rate such as `100mbit`) with a
     /// token bucket (`tc qdisc ... tbf`) on both ends of its veth pair.
     pub fn shape(&self, host: &str, rate: &str) {

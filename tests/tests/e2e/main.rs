@@ -17,6 +17,7 @@ mod cli_history;
 mod cli_inspect;
 mod cli_output;
 mod cli_tools;
+mod cluster;
 mod copy_on_write;
 mod database;
 mod docker;

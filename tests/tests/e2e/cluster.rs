@@ -1,0 +1,580 @@
+//! Cluster mode: daemons in network namespaces of their own (a host with a Docker Engine of
+//! its own where containers matter) share one registry in a real etcd, started by the test on
+//! the hub of the topology with a data directory of its own.
+//!
+//! After each scenario, [`assert_one_writer_per_epoch`] reads etcd's whole history (a watch
+//! from revision 1) and checks that every epoch of every volume had one owner, that epochs
+//! only grow, and that every mount record was written by the owner of the epoch it names.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use dvol_tests::etcd::Etcd;
+use dvol_tests::fixtures::*;
+use dvol_tests::host_engine::HostEngine;
+use dvol_tests::netns::Topology;
+use dvol_tests::{Daemon, TEST_IMAGE};
+
+/// The registry's prefix in etcd.
+const PREFIX: &str = "/dvol/v1/";
+
+/// How long a node's lease lives without renewal (the daemon's `LEASE_TTL`), plus a margin.
+const LEASE_GONE: Duration = Duration::from_secs(12);
+
+/// A token every node of a test cluster shares.
+fn cluster_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// `GET /v1/cluster/volumes` of `daemon`.
+fn cluster_volumes(daemon: &Daemon) -> Value {
+    let answer = daemon.api("GET", "/v1/cluster/volumes", "");
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()
+}
+
+/// The registry's record of volume `name` as `daemon` knows it.
+fn record(daemon: &Daemon, name: &str) -> Option<Value> {
+    cluster_volumes(daemon)["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == name)
+        .cloned()
+}
+
+/// The names of the nodes `daemon` knows.
+fn node_names(daemon: &Daemon) -> Vec<String> {
+    let answer = daemon.api("GET", "/v1/cluster/nodes", "");
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json()["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until every daemon knows all `names` as nodes.
+fn wait_for_nodes(daemons: &[&Daemon], names: &[&str]) {
+    for daemon in daemons {
+        wait_until(daemon, "every node joined", 30, || {
+            let known = node_names(daemon);
+            names.iter().all(|n| known.iter().any(|k| k == n))
+        });
+    }
+}
+
+/// Whether `daemon` holds volume `name` itself.
+fn holds(daemon: &Daemon, name: &str) -> bool {
+    daemon.api("GET", &format!("/v1/volumes/{name}"), "").status == 200
+}
+
+/// The error a plugin call answered, or an empty string.
+fn plugin_error(daemon: &Daemon, method: &str, body: &str) -> String {
+    plugin_err(&daemon.plugin(method, body)).unwrap_or_default()
+}
+
+/// Checks etcd's history: each epoch of each volume had one owner, epochs only grew while the
+/// volume lived, and every mount record was written at the epoch current then, by its owner.
+/// Returns how many volume and mount records it checked.
+fn assert_one_writer_per_epoch(etcd: &Etcd) -> (usize, usize) {
+    let history = etcd.history(PREFIX);
+    assert!(!history.is_empty(), "etcd's history is empty");
+    // Per volume: the current (epoch, owner), and every epoch's owner.
+    let mut current: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut owners: BTreeMap<(String, u64), String> = BTreeMap::new();
+    let (mut volumes, mut mounts) = (0, 0);
+    for (revision, key, value) in &history {
+        let rest = key.strip_prefix(PREFIX).unwrap_or(key);
+        if let Some(name) = rest.strip_prefix("vols/") {
+            let Some(value) = value else {
+                current.remove(name);
+                continue;
+            };
+            volumes += 1;
+            let record: Value = serde_json::from_str(value).expect("a volume record");
+            let epoch = record["epoch"].as_u64().expect("epoch");
+            let owner = record["owner"].as_str().expect("owner").to_string();
+            if let Some((before, _)) = current.get(name) {
+                assert!(
+                    epoch >= *before,
+                    "revision {revision}: volume {name}'s epoch went back from {before} to {epoch}"
+                );
+            }
+            let known = owners
+                .entry((name.to_string(), epoch))
+                .or_insert(owner.clone());
+            assert_eq!(
+                *known, owner,
+                "revision {revision}: epoch {epoch} of volume {name} had two owners"
+            );
+            current.insert(name.to_string(), (epoch, owner));
+        } else if let Some(path) = rest.strip_prefix("mounts/") {
+            let Some(value) = value else { continue };
+            mounts += 1;
+            let (name, node) = path.split_once('/').expect("mounts/<name>/<node>");
+            let mount: Value = serde_json::from_str(value).expect("a mount record");
+            let epoch = mount["epoch"].as_u64().expect("epoch");
+            let (now, owner) = current.get(name).unwrap_or_else(|| {
+                panic!("revision {revision}: {node} mounted {name}, which has no record")
+            });
+            // A lease renewal after a reconnect rewrites the mount at its epoch; that must
+            // still be the owner's.
+            assert_eq!(
+                owners.get(&(name.to_string(), epoch)),
+                Some(&node.to_string()),
+                "revision {revision}: {node} recorded a mount of {name} at epoch {epoch}, whose owner is {:?} (now epoch {now}, owner {owner})",
+                owners.get(&(name.to_string(), epoch))
+            );
+        }
+    }
+    (volumes, mounts)
+}
+
+/// A writer that appends numbered lines to a file and makes each durable (fsync) before
+/// counting it as acknowledged; stops when told, and reports how many it acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Writer {
+    fn start(path: PathBuf) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let (s, a) = (stop.clone(), acked.clone());
+        let thread = std::thread::spawn(move || {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("open {}: {e}", path.display()))?;
+            let mut n = 0u64;
+            while !s.load(Ordering::SeqCst) {
+                n += 1;
+                writeln!(file, "{n}").map_err(|e| format!("write line {n}: {e}"))?;
+                file.sync_data()
+                    .map_err(|e| format!("fsync line {n}: {e}"))?;
+                a.store(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        });
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Stops it; panics if a write failed. Returns how many lines it acknowledged.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        let result = self.thread.take().unwrap().join().expect("writer thread");
+        result.expect("the writer failed");
+        self.acked()
+    }
+}
+
+#[test]
+fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
+    let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
+        return;
+    };
+    let Some(etcd) = Etcd::for_test(&topology) else {
+        return;
+    };
+    let token = cluster_token();
+    let daemons: Vec<Daemon> = topology
+        .hosts()
+        .iter()
+        .map(|host| Daemon::start_in_cluster(host, None, &etcd.url(), &token, Vec::new()))
+        .collect();
+    let all: Vec<&Daemon> = daemons.iter().collect();
+    wait_for_nodes(&all, &["a", "b", "c"]);
+
+    let prefix = unique("race");
+    let mut winners = BTreeMap::<String, usize>::new();
+    for round in 0..20 {
+        let name = format!("{prefix}-{round}");
+        let body = serde_json::json!({ "Name": format!("{name}@bronze") }).to_string();
+        let answers: Vec<String> = std::thread::scope(|scope| {
+            let calls: Vec<_> = daemons
+                .iter()
+                .map(|d| {
+                    let body = body.clone();
+                    scope.spawn(move || plugin_error(d, "VolumeDriver.Create", &body))
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        // Every engine was told the volume exists: it does, once, in the cluster.
+        assert!(
+            answers.iter().all(String::is_empty),
+            "round {round}: a create failed: {answers:?}"
+        );
+        let holders: Vec<&str> = daemons
+            .iter()
+            .zip(["a", "b", "c"])
+            .filter(|(d, _)| holds(d, &name))
+            .map(|(_, n)| n)
+            .collect();
+        assert_eq!(
+            holders.len(),
+            1,
+            "round {round}: {name} is held by {holders:?}"
+        );
+        for daemon in &daemons {
+            wait_until(daemon, "the registry lists the volume", 10, || {
+                record(daemon, &name).is_some()
+            });
+            let owner = record(daemon, &name).unwrap()["owner"].clone();
+            assert_eq!(
+                owner, holders[0],
+                "round {round}: the registry names another owner"
+            );
+            // Docker's Get on any node finds it.
+            let got = daemon.plugin(
+                "VolumeDriver.Get",
+                &serde_json::json!({ "Name": name }).to_string(),
+            );
+            assert_eq!(plugin_err(&got), None, "round {round}: Get of {name}");
+        }
+        *winners.entry(holders[0].to_string()).or_default() += 1;
+    }
+    eprintln!("winners of the 20 rounds: {winners:?}");
+
+    // etcd's history: each name's record was created once, at epoch 1.
+    let history = etcd.history(PREFIX);
+    for round in 0..20 {
+        let key = format!("{PREFIX}vols/{prefix}-{round}");
+        let puts: Vec<_> = history
+            .iter()
+            .filter(|(_, k, v)| *k == key && v.is_some())
+            .collect();
+        assert_eq!(puts.len(), 1, "{key} was written {} times", puts.len());
+    }
+    assert_one_writer_per_epoch(&etcd);
+
+    // Removing on a node that does not hold it forgets nothing; on the owner, it goes.
+    let name = format!("{prefix}-0");
+    let owner = daemons.iter().find(|d| holds(d, &name)).expect("an owner");
+    plugin_ok(
+        owner,
+        "VolumeDriver.Remove",
+        &serde_json::json!({ "Name": name }).to_string(),
+    );
+    for daemon in &daemons {
+        wait_until(daemon, "the registry drops the removed volume", 10, || {
+            record(daemon, &name).is_none()
+        });
+    }
+}
+
+#[test]
+fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_two_writers() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(mut etcd) = Etcd::for_test(&topology) else {
+        return;
+    };
+    let token = cluster_token();
+    let a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
+    let b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
+    wait_for_nodes(&[&a, &b], &["a", "b"]);
+    let name = unique("held");
+    plugin_ok(
+        &a,
+        "VolumeDriver.Create",
+        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
+    );
+    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "w"));
+    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
+    let writer = Writer::start(path.join("log"));
+    wait_until(&b, "b knows the volume is mounted on a", 10, || {
+        record(&b, &name).is_some_and(|r| r["mounted_on"] == serde_json::json!(["a"]))
+    });
+    let refused = plugin_error(&b, "VolumeDriver.Mount", &mount_body(&name, "x"));
+    assert_contains_all(&refused, &["in use on node a"]);
+
+    // 1. etcd stops.
+    etcd.stop();
+    let at_stop = writer.acked();
+    std::thread::sleep(LEASE_GONE);
+    // Lookups answer from what each node knows.
+    for daemon in [&a, &b] {
+        let got = daemon.plugin(
+            "VolumeDriver.Get",
+            &serde_json::json!({ "Name": name }).to_string(),
+        );
+        assert_eq!(plugin_err(&got), None, "Get without etcd");
+        let listed = plugin_ok(daemon, "VolumeDriver.List", "{}");
+        assert!(
+            listed.to_string().contains(&name),
+            "List without etcd: {listed}"
+        );
+    }
+    assert_eq!(cluster_volumes(&a)["lease_alive"], false);
+    // New read-write mounts and creates are refused, naming the cause.
+    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "w2"));
+    assert_contains_all(&refused, &["cluster unreachable", "lease"]);
+    let refused = plugin_error(&a, "VolumeDriver.Create", r#"{"Name":"another-one"}"#);
+    assert_contains_all(&refused, &["cluster unreachable"]);
+    // The running mount keeps working.
+    assert!(writer.acked() > at_stop, "the writer stalled without etcd");
+
+    // 2. etcd is back: the node proves its lease again and mounts.
+    etcd.start();
+    wait_until(&a, "a mounts again once etcd is back", 30, || {
+        plugin_err(&a.plugin("VolumeDriver.Mount", &mount_body(&name, "w2"))).is_none()
+    });
+    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "w2"));
+
+    // 3. a is cut off from etcd and from b while its writer writes.
+    topology.cut("a");
+    let at_cut = writer.acked();
+    std::thread::sleep(LEASE_GONE);
+    wait_until(&b, "b sees a's lease end", 20, || {
+        record(&b, &name).is_some_and(|r| r["owner_alive"] == false)
+    });
+    let refused = plugin_error(&b, "VolumeDriver.Mount", &mount_body(&name, "x"));
+    assert_contains_all(&refused, &["belongs to node a", "unavailable"]);
+    assert!(!holds(&b, &name), "b made a copy of a volume a owns");
+    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "w3"));
+    assert_contains_all(&refused, &["cluster unreachable"]);
+    assert!(
+        writer.acked() > at_cut,
+        "the writer stalled while a was cut off"
+    );
+
+    // 4. a is back: it rejoins with a new lease and holds its mount again.
+    topology.mend("a");
+    wait_until(&b, "b sees a again, with its mount", 30, || {
+        record(&b, &name).is_some_and(|r| {
+            r["owner_alive"] == true && r["mounted_on"] == serde_json::json!(["a"])
+        })
+    });
+    let acked = writer.finish();
+    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "w"));
+
+    // Every acknowledged write is in the volume.
+    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "check"));
+    let log =
+        std::fs::read_to_string(PathBuf::from(mounted["Mountpoint"].as_str().unwrap()).join("log"))
+            .expect("read the log");
+    let last: u64 = log.lines().last().and_then(|l| l.parse().ok()).unwrap_or(0);
+    assert!(
+        last >= acked,
+        "the volume holds {last} lines, {acked} were acknowledged"
+    );
+    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "check"));
+    let (volumes, mounts) = assert_one_writer_per_epoch(&etcd);
+    assert!(
+        mounts >= 3,
+        "only {mounts} mount records in etcd's history ({volumes} volume records)"
+    );
+}
+
+/// The output of `docker` on `engine`, and whether it succeeded.
+fn docker_on(engine: &HostEngine, args: &[&str]) -> (bool, String) {
+    let out = engine.docker(args);
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+/// `docker run --rm --volume-driver DRIVER -v MOUNT IMAGE COMMAND...` on `engine`, with
+/// `daemon`'s driver: whether it succeeded, and its output.
+fn run_on(engine: &HostEngine, daemon: &Daemon, mount: &str, command: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "run",
+        "--rm",
+        "--volume-driver",
+        &daemon.driver,
+        "-v",
+        mount,
+        TEST_IMAGE,
+    ];
+    args.extend_from_slice(command);
+    docker_on(engine, &args)
+}
+
+/// [`run_on`], which must succeed: its output.
+fn run_ok(engine: &HostEngine, daemon: &Daemon, mount: &str, command: &[&str]) -> String {
+    let (ok, text) = run_on(engine, daemon, mount, command);
+    assert!(
+        ok,
+        "docker run {command:?} on {}: {text}\n{}",
+        daemon.driver,
+        daemon.log()
+    );
+    text
+}
+
+#[test]
+fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container() {
+    let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
+        return;
+    };
+    let Some(etcd) = Etcd::for_test(&topology) else {
+        return;
+    };
+    let engines: Vec<HostEngine> = (0..3)
+        .map(|_| HostEngine::for_test())
+        .collect::<Option<Vec<_>>>()
+        .unwrap_or_default();
+    if engines.len() < 3 {
+        return;
+    }
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "default_profile = \"silver\"\n\
+         [profiles.silver]\nbackend = \"loop\"\nsize = \"256M\"\n\
+         [profiles.pinned]\nbackend = \"directory\"\nfollow = false\n",
+    )
+    .unwrap();
+    let args = vec!["--config".to_string(), config.display().to_string()];
+    let token = cluster_token();
+    let daemons: Vec<Daemon> = topology
+        .hosts()
+        .iter()
+        .zip(&engines)
+        .map(|(host, engine)| {
+            Daemon::start_in_cluster(host, Some(engine), &etcd.url(), &token, args.clone())
+        })
+        .collect();
+    let (a, b, c) = (&daemons[0], &daemons[1], &daemons[2]);
+    let (ea, eb, ec) = (&engines[0], &engines[1], &engines[2]);
+    wait_for_nodes(&[a, b, c], &["a", "b", "c"]);
+
+    // Created on a; every node's engine lists it.
+    let name = unique("orders");
+    ea.docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &a.driver,
+        &format!("{name}@silver"),
+    ]);
+    for (daemon, engine) in [(b, eb), (c, ec)] {
+        wait_until(daemon, "the registry lists the volume", 10, || {
+            record(daemon, &name).is_some()
+        });
+        let listed = engine.docker_ok(&["volume", "ls", "-q"]);
+        assert!(
+            listed.lines().any(|v| v == name),
+            "{} does not list {name}: {listed}",
+            daemon.driver
+        );
+    }
+
+    // A writer on a: every line it reports was made durable first.
+    let mount = format!("{name}:/data");
+    let writer = ea.docker_ok(&[
+        "run", "-d", "--volume-driver", &a.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
+        "i=0; while true; do i=$((i+1)); echo $i >> /data/log; sync /data/log; echo $i; sleep 0.05; done",
+    ]);
+    wait_until(a, "the writer writes", 30, || {
+        !ea.docker_ok(&["logs", &writer]).is_empty()
+    });
+    // On b, a container fails at once, naming the node and what to do.
+    let started = Instant::now();
+    let (ok, text) = run_on(eb, b, &mount, &["true"]);
+    assert!(!ok, "a container on b got a volume in use on a: {text}");
+    assert_contains_all(&text, &["in use on node a", &format!("dvol move {name} b")]);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+
+    // The writer stops; a container on b gets the volume, with every acknowledged line.
+    ea.docker_ok(&["stop", "-t", "1", &writer]);
+    let acked: u64 = ea
+        .docker_ok(&["logs", &writer])
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("the writer's last line");
+    ea.docker_ok(&["rm", &writer]);
+    let started = Instant::now();
+    let seen = run_ok(eb, b, &mount, &["tail", "-n", "1", "/data/log"]);
+    let followed_in = started.elapsed();
+    let last: u64 = seen.trim().parse().expect("a line number");
+    assert!(last >= acked, "b sees line {last}, a acknowledged {acked}");
+    let moved = record(c, &name).expect("the record");
+    assert_eq!(moved["owner"], "b", "{moved}");
+    assert_eq!(moved["epoch"], 2, "{moved}");
+    assert!(holds(b, &name));
+    eprintln!("the volume followed its container to b in {followed_in:?} (container run included)");
+
+    // a refuses it now without the registry's word... and with it, it follows back.
+    let back = run_ok(ea, a, &mount, &["tail", "-n", "1", "/data/log"]);
+    assert_eq!(back.trim(), seen.trim());
+    assert_eq!(record(c, &name).unwrap()["epoch"], 3);
+
+    // A profile that does not follow: b's container fails, naming the owner.
+    let pinned = unique("pinned");
+    ea.docker_ok(&[
+        "volume",
+        "create",
+        "-d",
+        &a.driver,
+        &format!("{pinned}@pinned"),
+    ]);
+    wait_until(b, "b knows the pinned volume", 10, || {
+        record(b, &pinned).is_some()
+    });
+    let (ok, text) = run_on(eb, b, &format!("{pinned}:/d"), &["true"]);
+    assert!(!ok, "a pinned volume followed its container: {text}");
+    assert_contains_all(&text, &["belongs to node a"]);
+
+    // From any node, the scheduler's view: the nodes with their addresses, the volumes with
+    // their owners.
+    let nodes: Value =
+        serde_json::from_str(&stdout(&c.cli(&["cluster", "nodes", "--json"]))).unwrap();
+    let addresses: Vec<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["address"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (1..=3)
+        .map(|i| format!("tcp://10.77.0.{i}:{}", dvol_tests::HOST_PORT))
+        .collect();
+    assert_eq!(addresses, expected);
+    let table = stdout(&c.cli(&["cluster", "volumes"]));
+    assert_contains_all(&table, &[&name, &pinned, "OWNER", "EPOCH"]);
+
+    for engine in [ea, eb, ec] {
+        let _ = docker_on(engine, &["volume", "rm", &name]);
+        let _ = docker_on(engine, &["volume", "rm", &pinned]);
+    }
+    assert_one_writer_per_epoch(&etcd);
+}
