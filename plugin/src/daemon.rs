@@ -248,9 +248,9 @@ async fn join_cluster(
     .await
     .map_err(|e| bad(e.to_string()))?;
     let weak = Arc::downgrade(service);
-    registry.on_resync(Box::new(move || {
+    registry.on_resync(Box::new(move |first| {
         if let Some(service) = weak.upgrade() {
-            tokio::task::spawn_blocking(move || service.reconcile_cluster());
+            tokio::task::spawn_blocking(move || service.reconcile_cluster(first));
         }
     }));
     service.join_cluster(ClusterLink {

@@ -109,8 +109,11 @@ pub struct Cluster {
     known: RwLock<Known>,
     /// Mount records this node holds: re-written under a new lease after a lost one.
     mounts: Mutex<BTreeMap<String, ClusterMount>>,
-    /// Called after each (re)start of the watch, to reconcile this node's volumes.
-    on_resync: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// Called after each (re)start of the watch, to reconcile this node's volumes; told
+    /// whether it is the first since the daemon started.
+    on_resync: Mutex<Option<Box<dyn Fn(bool) + Send + Sync>>>,
+    /// Whether the watch started once already.
+    resynced_once: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -148,6 +151,7 @@ impl Cluster {
             known: RwLock::new(Known::default()),
             mounts: Mutex::new(BTreeMap::new()),
             on_resync: Mutex::new(None),
+            resynced_once: std::sync::atomic::AtomicBool::new(false),
         });
         let lease = cluster.clone();
         tokio::spawn(async move { lease.hold_lease_forever().await });
@@ -166,8 +170,9 @@ impl Cluster {
         &self.endpoints
     }
 
-    /// Sets what runs after each (re)start of the watch.
-    pub fn on_resync(&self, work: Box<dyn Fn() + Send + Sync>) {
+    /// Sets what runs after each (re)start of the watch (told whether it is the first since
+    /// the daemon started).
+    pub fn on_resync(&self, work: Box<dyn Fn(bool) + Send + Sync>) {
         *self.on_resync.lock().expect("resync lock") = Some(work);
     }
 
@@ -178,6 +183,18 @@ impl Cluster {
         lease
             .acked_sent_at
             .is_some_and(|sent| sent.elapsed() + LEASE_MARGIN < LEASE_TTL)
+    }
+
+    /// Waits (blocking, at most `patience`) until the lease is provably alive; whether it is.
+    pub fn wait_for_lease(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        while !self.lease_alive() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 
     /// The refusal of `what` for `volume` when the lease cannot be proven.
@@ -721,8 +738,11 @@ impl Cluster {
     }
 
     fn resynced(&self) {
+        let first = !self
+            .resynced_once
+            .swap(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(work) = self.on_resync.lock().expect("resync lock").as_ref() {
-            work();
+            work(first);
         }
     }
 }

@@ -290,11 +290,21 @@ impl VolumeService {
 
     /// Brings this node's volumes and the registry in line, saying what it changed: a
     /// volume here that the registry lacks is registered; a record of this node's for which
-    /// no volume exists here (a create a crash interrupted) is dropped.
-    pub fn reconcile_cluster(&self) {
+    /// no volume exists here (a create a crash interrupted) is dropped; and, at the `first`
+    /// reconciling since the daemon started, a move of this node's that a crash cut short
+    /// (its record still `moving`, ownership not handed over) is called off: the volume is
+    /// this node's, ready, and the target's copy, if one was made, waits for the next move.
+    pub fn reconcile_cluster(&self, first: bool) {
         let Some(cluster) = self.cluster() else {
             return;
         };
+        // The watch may list the registry before the lease is granted: changes need it.
+        if !cluster.wait_for_lease(crate::cluster::LEASE_TTL) {
+            warn!(
+                "reconciling with the cluster: no lease yet; trying again at the next reconnection"
+            );
+            return;
+        }
         let local = self.list();
         for volume in &local {
             if volume.state != VolumeState::Ready
@@ -319,6 +329,17 @@ impl VolumeService {
         }
         for record in cluster.known_owned() {
             let here = local.iter().any(|v| v.name.as_str() == record.name);
+            if first && here && record.state == ClusterVolumeState::Moving {
+                match cluster.abort_move(&record.name) {
+                    Ok(()) => {
+                        info!(volume = %record.name, target = ?record.target, "reconciled: called off a move a crash interrupted; the volume is this node's")
+                    }
+                    Err(e) => {
+                        warn!(volume = %record.name, error = %e, "reconciling: could not call off an interrupted move")
+                    }
+                }
+                continue;
+            }
             if here || record.state != ClusterVolumeState::Ready {
                 continue;
             }

@@ -578,3 +578,93 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     }
     assert_one_writer_per_epoch(&etcd);
 }
+
+#[test]
+fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(etcd) = Etcd::for_test(&topology) else {
+        return;
+    };
+    let token = cluster_token();
+    let mut a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
+    let b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
+    wait_for_nodes(&[&a, &b], &["a", "b"]);
+    let name = unique("moving");
+    plugin_ok(
+        &a,
+        "VolumeDriver.Create",
+        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
+    );
+    // Enough data that the target's checkout of it takes a while.
+    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "fill"));
+    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("head -c 48M /dev/urandom > big && echo small > small && sync")
+        .current_dir(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum big small")
+        .current_dir(&path)
+        .output()
+        .unwrap();
+    let digest = stdout(&digest);
+    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "fill"));
+
+    // The move runs; a dies once the registry says the volume is moving to b.
+    let mut mover = a
+        .cli_command(&["move", &name, "b", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let state = loop {
+        let state = record(&b, &name)
+            .map(|r| (r["state"].clone(), r["owner"].clone()))
+            .unwrap_or_default();
+        if state.0 == "moving" || state.1 == "b" || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    a.kill9();
+    let _ = mover.wait();
+    assert_eq!(
+        state.0, "moving",
+        "the move was not caught while moving: {state:?}"
+    );
+
+    // At restart a calls the move off: the volume is a's, ready, at its epoch.
+    a.spawn();
+    wait_until(&a, "the interrupted move is called off", 30, || {
+        record(&b, &name).is_some_and(|r| r["state"] == "ready" && r["owner"] == "a")
+    });
+    assert_eq!(record(&b, &name).unwrap()["epoch"], 1);
+    // b's copy, if the move made one, is not b's to mount: mounting there moves it again.
+    let mounted = plugin_ok(&b, "VolumeDriver.Mount", &mount_body(&name, "after"));
+    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
+    let seen = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum big small")
+        .current_dir(&path)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&seen), digest, "b's data after the second move");
+    let now = record(&b, &name).unwrap();
+    assert_eq!(
+        (now["owner"].clone(), now["epoch"].clone()),
+        ("b".into(), 2.into()),
+        "{now}"
+    );
+    // While b has it mounted, a cannot take it.
+    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "old"));
+    assert_contains_all(&refused, &["in use on node b"]);
+    plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "after"));
+    assert_one_writer_per_epoch(&etcd);
+}
