@@ -90,6 +90,9 @@ struct Lease {
     problem: Option<String>,
 }
 
+/// What runs after each (re)start of the watch; told whether it is the first.
+pub type Resync = Box<dyn Fn(bool) + Send + Sync>;
+
 /// What a claim of a name found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -111,7 +114,7 @@ pub struct Cluster {
     mounts: Mutex<BTreeMap<String, ClusterMount>>,
     /// Called after each (re)start of the watch, to reconcile this node's volumes; told
     /// whether it is the first since the daemon started.
-    on_resync: Mutex<Option<Box<dyn Fn(bool) + Send + Sync>>>,
+    on_resync: Mutex<Option<Resync>>,
     /// Whether the watch started once already.
     resynced_once: std::sync::atomic::AtomicBool,
 }
@@ -172,7 +175,7 @@ impl Cluster {
 
     /// Sets what runs after each (re)start of the watch (told whether it is the first since
     /// the daemon started).
-    pub fn on_resync(&self, work: Box<dyn Fn(bool) + Send + Sync>) {
+    pub fn on_resync(&self, work: Resync) {
         *self.on_resync.lock().expect("resync lock") = Some(work);
     }
 
