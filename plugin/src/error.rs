@@ -546,6 +546,14 @@ pub enum ClusterError {
         /// The volume.
         volume: String,
     },
+    /// The change feed was asked for from a revision etcd no longer keeps.
+    #[error("the registry's changes before revision {compacted} were compacted away (asked from {since}): list again with GET /v1/cluster/volumes and follow from its revision + 1")]
+    Compacted {
+        /// The revision asked for.
+        since: i64,
+        /// The oldest revision etcd keeps.
+        compacted: i64,
+    },
     /// A cluster call reached a daemon that is not in cluster mode.
     #[error("this daemon is not in cluster mode; start it with `dvol daemon --cluster http://ETCD:2379`")]
     NotClustered,
@@ -567,7 +575,7 @@ impl ClusterError {
             ClusterError::OwnedElsewhere { .. }
             | ClusterError::InUseElsewhere { .. }
             | ClusterError::ChangedMeanwhile { .. } => ErrorClass::Conflict,
-            ClusterError::NotClustered => ErrorClass::Invalid,
+            ClusterError::NotClustered | ClusterError::Compacted { .. } => ErrorClass::Invalid,
             ClusterError::BadRecord { .. } => ErrorClass::Internal,
         }
     }
@@ -580,6 +588,7 @@ impl ClusterError {
             ClusterError::InUseElsewhere { .. } => "in_use_elsewhere",
             ClusterError::ChangedMeanwhile { .. } => "cluster_changed_meanwhile",
             ClusterError::NotClustered => "not_clustered",
+            ClusterError::Compacted { .. } => "revision_compacted",
             ClusterError::BadRecord { .. } => "cluster_bad_record",
         }
     }

@@ -98,3 +98,34 @@ pub struct ClusterMount {
     /// How many mounts the node holds.
     pub mounts: u32,
 }
+
+/// What kind of record a [`ClusterEvent`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterEventKind {
+    /// A node record ([`ClusterNode`]): a node joined, reported capacity, or its lease ended.
+    Node,
+    /// A volume record ([`ClusterVolume`]): created, moved, removed.
+    Volume,
+    /// A mount record ([`ClusterMount`]) of volume `name` by node `node`.
+    Mount,
+}
+
+/// One change of the registry: a line of `GET /v1/cluster/events` (`application/x-ndjson`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ClusterEvent {
+    /// The registry's revision of the change: resume with `?since=` one more.
+    pub revision: i64,
+    /// What kind of record changed.
+    pub kind: ClusterEventKind,
+    /// The node's or the volume's name.
+    pub name: String,
+    /// For a mount, the node that holds it.
+    pub node: Option<String>,
+    /// Whether the record was deleted (a node's lease ended, a volume was removed, a mount
+    /// released).
+    pub deleted: bool,
+    /// The record as it is now, unless deleted.
+    #[schema(value_type = Option<Object>)]
+    pub record: Option<serde_json::Value>,
+}

@@ -30,7 +30,8 @@ pub mod transfer;
 pub mod volume;
 
 pub use cluster::{
-    ClusterMount, ClusterNode, ClusterNodes, ClusterVolume, ClusterVolumeState, ClusterVolumes,
+    ClusterEvent, ClusterEventKind, ClusterMount, ClusterNode, ClusterNodes, ClusterVolume,
+    ClusterVolumeState, ClusterVolumes,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use history::{

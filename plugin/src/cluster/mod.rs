@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use dvol_api::{ClusterMount, ClusterNode, ClusterVolume, ClusterVolumeState};
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    TxnOpResponse, WatchOptions, WatchResponse, WatchStream,
 };
 use tracing::{info, warn};
 
@@ -590,6 +590,69 @@ impl Cluster {
         self.known.read().expect("known lock").following
     }
 
+    /// The registry's revision this node last knew.
+    pub fn known_revision(&self) -> i64 {
+        self.known.read().expect("known lock").revision
+    }
+
+    /// A watch of every change of the registry from revision `since` on; refused when etcd
+    /// compacted that revision away.
+    pub async fn changes_since(&self, since: i64) -> Result<WatchStream, ClusterError> {
+        let unreachable = |e: etcd_client::Error| self.unreachable("following changes", "-", e);
+        let mut client = self.client.clone();
+        // A read at that revision fails if etcd compacted it away (a watch would say so
+        // only after it was made).
+        if since <= self.known_revision() {
+            let read = within(
+                client.get(
+                    keys::PREFIX,
+                    Some(
+                        GetOptions::new()
+                            .with_revision(since.max(1))
+                            .with_count_only(),
+                    ),
+                ),
+            )
+            .await;
+            if let Err(e) = read {
+                if e.to_string().contains("compacted") {
+                    let compacted =
+                        within(client.get(keys::PREFIX, Some(GetOptions::new().with_count_only())))
+                            .await
+                            .ok()
+                            .and_then(|r| r.header().map(|h| h.revision()))
+                            .unwrap_or(since);
+                    return Err(ClusterError::Compacted { since, compacted });
+                }
+                return Err(unreachable(e));
+            }
+        }
+        let mut watch = within(
+            client.watch(
+                keys::PREFIX,
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(since.max(1)),
+                ),
+            ),
+        )
+        .await
+        .map_err(unreachable)?;
+        // The first answer says whether the watch was made, or cancelled for a compacted
+        // revision.
+        let first = within(watch.message()).await.map_err(unreachable)?;
+        if let Some(answer) = first {
+            if answer.canceled() {
+                return Err(ClusterError::Compacted {
+                    since,
+                    compacted: answer.compact_revision(),
+                });
+            }
+        }
+        Ok(watch)
+    }
+
     /// Publishes new capacity figures in the node record.
     pub fn report_capacity(&self, profiles: Vec<dvol_api::ProfileCapacity>) {
         self.node.lock().expect("node lock").profiles = profiles;
@@ -748,6 +811,38 @@ impl Cluster {
             work(first);
         }
     }
+}
+
+/// The changes one watch answer reports, as the API shows them.
+pub fn events_of(answer: &WatchResponse) -> Vec<dvol_api::ClusterEvent> {
+    use dvol_api::{ClusterEvent, ClusterEventKind};
+    answer
+        .events()
+        .iter()
+        .filter_map(|event| {
+            let kv = event.kv()?;
+            let key = std::str::from_utf8(kv.key()).ok()?;
+            let (kind, name, node) = match keys::parse(key)? {
+                keys::Key::Node(name) => (ClusterEventKind::Node, name, None),
+                keys::Key::Volume(name) => (ClusterEventKind::Volume, name, None),
+                keys::Key::Mount { name, node } => {
+                    (ClusterEventKind::Mount, name, Some(node.to_string()))
+                }
+                keys::Key::Owned => return None,
+            };
+            let deleted = event.event_type() == EventType::Delete;
+            Some(ClusterEvent {
+                revision: kv.mod_revision(),
+                kind,
+                name: name.to_string(),
+                node,
+                deleted,
+                record: (!deleted)
+                    .then(|| serde_json::from_slice(kv.value()).ok())
+                    .flatten(),
+            })
+        })
+        .collect()
 }
 
 /// `work`, within the call time-out.

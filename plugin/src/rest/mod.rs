@@ -107,6 +107,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(maintenance::gc))
         .routes(routes!(cluster::nodes))
         .routes(routes!(cluster::volumes))
+        .routes(routes!(cluster::events))
         .routes(routes!(remotes::list, remotes::add))
         .routes(routes!(remotes::remove))
         .routes(routes!(transfer::push))

@@ -91,6 +91,42 @@ fn plugin_error(daemon: &Daemon, method: &str, body: &str) -> String {
     plugin_err(&daemon.plugin(method, body)).unwrap_or_default()
 }
 
+/// Follows `GET /v1/cluster/events?since=SINCE` of `daemon` on a thread until `done` says
+/// the lines read so far suffice, or 60 s pass; returns the lines.
+fn follow_events(
+    daemon: &Daemon,
+    since: i64,
+    done: impl Fn(&[Value]) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<Vec<Value>> {
+    use std::io::{BufRead, BufReader};
+    let socket = daemon.api_socket.clone();
+    std::thread::spawn(move || {
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        write!(
+            stream,
+            "GET /v1/cluster/events?since={since} HTTP/1.1\r\nHost: dvol\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            // Chunk sizes and headers are not JSON objects.
+            if let Ok(event) = serde_json::from_str::<Value>(line.trim()) {
+                if event.is_object() {
+                    lines.push(event);
+                }
+            }
+            if done(&lines) {
+                break;
+            }
+        }
+        lines
+    })
+}
+
 /// Checks etcd's history: each epoch of each volume had one owner, epochs only grew while the
 /// volume lived, and every mount record was written at the epoch current then, by its owner.
 /// Returns how many volume and mount records it checked.
@@ -216,6 +252,17 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
     wait_for_nodes(&all, &["a", "b", "c"]);
 
     let prefix = unique("race");
+    let since = cluster_volumes(&daemons[2])["revision"].as_i64().unwrap() + 1;
+    let watched = prefix.clone();
+    let events = follow_events(&daemons[2], since, move |lines| {
+        lines
+            .iter()
+            .filter(|e| {
+                e["kind"] == "volume" && e["name"].as_str().is_some_and(|n| n.starts_with(&watched))
+            })
+            .count()
+            >= 20
+    });
     let mut winners = BTreeMap::<String, usize>::new();
     for round in 0..20 {
         let name = format!("{prefix}-{round}");
@@ -265,6 +312,24 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
         *winners.entry(holders[0].to_string()).or_default() += 1;
     }
     eprintln!("winners of the 20 rounds: {winners:?}");
+    // The change feed reported each create once, with the record's owner.
+    let waited = Instant::now();
+    let events = events.join().unwrap();
+    eprintln!(
+        "the change feed's last create came {:?} after the rounds",
+        waited.elapsed()
+    );
+    for round in 0..20 {
+        let name = format!("{prefix}-{round}");
+        let created: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["kind"] == "volume" && e["name"] == name.as_str())
+            .collect();
+        assert_eq!(created.len(), 1, "{name}: {created:?}");
+        assert_eq!(created[0]["deleted"], false);
+        assert!(created[0]["record"]["owner"].is_string(), "{}", created[0]);
+        assert!(created[0]["revision"].as_i64().unwrap() >= since);
+    }
 
     // etcd's history: each name's record was created once, at epoch 1.
     let history = etcd.history(PREFIX);
@@ -291,6 +356,18 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
             record(daemon, &name).is_none()
         });
     }
+    // A revision etcd compacted away is refused; the scheduler lists again.
+    let now = cluster_volumes(&daemons[0])["revision"].as_i64().unwrap();
+    let (ok, text) = etcd.etcdctl(&["compact", &now.to_string()]);
+    assert!(ok, "etcdctl compact: {text}");
+    let answer = daemons[0].api("GET", "/v1/cluster/events?since=1", "");
+    assert_eq!(
+        answer.status,
+        410,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    assert_eq!(answer.json()["error"]["code"], "revision_compacted");
 }
 
 #[test]
