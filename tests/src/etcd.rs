@@ -18,10 +18,15 @@ pub fn available() -> bool {
     runs("etcd", "--version") && runs("etcdctl", "version")
 }
 
-/// An etcd server in a topology's hub namespace; stopped (and its data removed) when dropped.
+/// An etcd server in a topology's hub namespace (or on loopback); stopped (and its data
+/// removed) when dropped.
 pub struct Etcd {
     dir: tempfile::TempDir,
-    hub: PathBuf,
+    /// The network namespace it runs in; `None`: this process's.
+    netns: Option<PathBuf>,
+    /// Its client address.
+    host: std::net::Ipv4Addr,
+    port: u16,
     child: Option<Child>,
 }
 
@@ -32,23 +37,53 @@ impl Etcd {
         if !require("etcd (etcd-server, etcd-client)", available()) {
             return None;
         }
+        Some(Etcd::launch(
+            Some(hub_netns(topology)),
+            Topology::HUB_ADDR,
+            CLIENT_PORT,
+        ))
+    }
+
+    /// etcd on 127.0.0.1:`port` in this process's network namespace (for a benchmark whose
+    /// own process plays the nodes).
+    pub fn on_loopback(port: u16) -> Etcd {
+        Etcd::launch(None, std::net::Ipv4Addr::LOCALHOST, port)
+    }
+
+    fn launch(netns: Option<PathBuf>, host: std::net::Ipv4Addr, port: u16) -> Etcd {
         let dir = tempfile::Builder::new()
             .prefix("dvol-etcd-")
             .tempdir()
             .expect("tempdir");
-        let hub = hub_netns(topology);
         let mut etcd = Etcd {
             dir,
-            hub,
+            netns,
+            host,
+            port,
             child: None,
         };
         etcd.start();
-        Some(etcd)
+        etcd
     }
 
     /// The URL the daemons give to `--cluster`.
     pub fn url(&self) -> String {
-        format!("http://{}:{CLIENT_PORT}", Topology::HUB_ADDR)
+        format!("http://{}:{}", self.host, self.port)
+    }
+
+    /// `program` in etcd's network namespace.
+    fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(netns) => {
+                let mut command = Command::new("nsenter");
+                command
+                    .arg(format!("--net={}", netns.display()))
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
     }
 
     /// Starts the server (again, on the same data) and waits until it answers (30 s at most).
@@ -60,10 +95,9 @@ impl Etcd {
             .open(self.dir.path().join("etcd.log"))
             .expect("etcd log");
         let url = self.url();
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", self.hub.display()))
-            .arg("--")
-            .arg("etcd")
+        let peer = format!("http://127.0.0.1:{}", self.port + 1);
+        let child = self
+            .command("etcd")
             .arg("--name")
             .arg("dvol-test")
             .arg("--data-dir")
@@ -73,11 +107,11 @@ impl Etcd {
             .arg("--advertise-client-urls")
             .arg(&url)
             .arg("--listen-peer-urls")
-            .arg("http://127.0.0.1:2380")
+            .arg(&peer)
             .arg("--initial-advertise-peer-urls")
-            .arg("http://127.0.0.1:2380")
+            .arg(&peer)
             .arg("--initial-cluster")
-            .arg("dvol-test=http://127.0.0.1:2380")
+            .arg(format!("dvol-test={peer}"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -108,13 +142,11 @@ impl Etcd {
     /// Runs `etcdctl ARGS` against the server; whether it succeeded, and its stdout and
     /// stderr.
     pub fn etcdctl(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new("nsenter")
-            .arg(format!("--net={}", self.hub.display()))
-            .arg("--")
-            .arg("etcdctl")
+        let out = self
+            .command("etcdctl")
             .arg("--endpoints")
             .arg(self.url())
-            .arg("--command-timeout=3s")
+            .arg("--command-timeout=10s")
             .args(args)
             .env("ETCDCTL_API", "3")
             .output()
@@ -132,12 +164,12 @@ impl Etcd {
     /// Every change under `prefix` since revision 1, in order: (revision, key, value; `None`
     /// for a delete), read with a watch from revision 1 (`etcdctl watch --rev 1 -w json`).
     pub fn history(&self, prefix: &str) -> Vec<(i64, String, Option<String>)> {
+        // `timeout 5` ends the watch once it has replayed the history.
+        let command = self.command("etcdctl");
         let out = Command::new("timeout")
             .arg("5")
-            .arg("nsenter")
-            .arg(format!("--net={}", self.hub.display()))
-            .arg("--")
-            .arg("etcdctl")
+            .arg(command.get_program())
+            .args(command.get_args())
             .arg("--endpoints")
             .arg(self.url())
             .args(["watch", "--rev", "1", "--prefix", prefix, "-w", "json"])

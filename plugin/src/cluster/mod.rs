@@ -93,6 +93,14 @@ struct Lease {
 /// What runs after each (re)start of the watch; told whether it is the first.
 pub type Resync = Box<dyn Fn(bool) + Send + Sync>;
 
+/// A mount record to write: put (guarded by a revision of the volume's record, if not 0) or
+/// delete.
+#[derive(Debug)]
+struct MountWrite {
+    name: String,
+    write: Option<(ClusterMount, i64)>,
+}
+
 /// What a claim of a name found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -112,6 +120,8 @@ pub struct Cluster {
     known: RwLock<Known>,
     /// Mount records this node holds: re-written under a new lease after a lost one.
     mounts: Mutex<BTreeMap<String, ClusterMount>>,
+    /// The mount records to write, in order.
+    mount_writes: tokio::sync::mpsc::UnboundedSender<MountWrite>,
     /// Called after each (re)start of the watch, to reconcile this node's volumes; told
     /// whether it is the first since the daemon started.
     on_resync: Mutex<Option<Resync>>,
@@ -130,26 +140,37 @@ impl std::fmt::Debug for Cluster {
 
 impl Cluster {
     /// Connects to etcd (lazily: a cluster that is down now is reached once it answers) and
-    /// starts the lease and the watch on `runtime`.
+    /// starts the lease and the watch on the current runtime.
     pub async fn join(join: JoinAs) -> Result<Arc<Cluster>, ClusterError> {
-        let endpoints = join.endpoints.join(",");
-        let options = ConnectOptions::new()
-            .with_connect_timeout(CALL_TIMEOUT)
-            .with_timeout(CALL_TIMEOUT)
-            .with_keep_alive(KEEPALIVE_EVERY, CALL_TIMEOUT);
-        let client = Client::connect(&join.endpoints, Some(options))
-            .await
-            .map_err(|e| ClusterError::Unreachable {
-                what: "joining",
-                volume: "-".into(),
-                endpoints: endpoints.clone(),
-                reason: e.to_string(),
-            })?;
+        let client = connect(&join.endpoints).await?;
+        let cluster = Cluster::start(client, join.endpoints.join(","), join.node);
+        let watch = cluster.clone();
+        tokio::spawn(async move { watch.follow_forever().await });
+        Ok(cluster)
+    }
+
+    /// Many nodes over one connection, each with its lease and record but no watch (their
+    /// lookups know nothing): what a load run uses to stand for a large cluster.
+    pub async fn join_many(
+        endpoints: &[String],
+        nodes: Vec<ClusterNode>,
+    ) -> Result<Vec<Arc<Cluster>>, ClusterError> {
+        let client = connect(endpoints).await?;
+        Ok(nodes
+            .into_iter()
+            .map(|node| Cluster::start(client.clone(), endpoints.join(","), node))
+            .collect())
+    }
+
+    /// A node's handle over `client`, its lease held by a task of the current runtime.
+    fn start(client: Client, endpoints: String, node: ClusterNode) -> Arc<Cluster> {
+        let (mount_writes, queue) = tokio::sync::mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
+            mount_writes,
             client,
             runtime: tokio::runtime::Handle::current(),
             endpoints,
-            node: Mutex::new(join.node),
+            node: Mutex::new(node),
             lease: Mutex::new(Lease::default()),
             known: RwLock::new(Known::default()),
             mounts: Mutex::new(BTreeMap::new()),
@@ -158,9 +179,9 @@ impl Cluster {
         });
         let lease = cluster.clone();
         tokio::spawn(async move { lease.hold_lease_forever().await });
-        let watch = cluster.clone();
-        tokio::spawn(async move { watch.follow_forever().await });
-        Ok(cluster)
+        let writer = cluster.clone();
+        tokio::spawn(async move { writer.write_mount_records(queue).await });
+        cluster
     }
 
     /// This node's name.
@@ -391,61 +412,72 @@ impl Cluster {
         Ok(())
     }
 
-    /// Proves that this node may mount volume `name` read-write now and records the mount
-    /// under its lease; `mounts` is how many mounts the node will hold. Returns the epoch.
+    /// Proves that this node may mount volume `name` read-write now: its lease is alive and
+    /// a linearizable read-only transaction finds the volume's record still naming this node
+    /// as owner (guarded by the revision this node knows, read again if that is stale).
+    /// Returns the epoch. The mount record (`mounts` is how many mounts the node will hold)
+    /// is written after, in order with the other mount records, guarded by the same revision:
+    /// it tells other nodes the volume is in use, and is not needed to fence.
     pub fn prove_mount(&self, name: &str, mounts: u32) -> Result<u64, ClusterError> {
-        let lease = self.need_lease("mounting", name)?;
+        self.need_lease("mounting", name)?;
         let me = self.name();
-        let Some((record, revision)) = self.volume("mounting", name)? else {
-            return Err(ClusterError::ChangedMeanwhile {
-                volume: name.to_string(),
-            });
+        let known = {
+            let known = self.known.read().expect("known lock");
+            known.volumes.get(name).cloned()
         };
-        if record.owner != me {
-            return Err(ClusterError::OwnedElsewhere {
-                volume: name.to_string(),
-                owner: record.owner.clone(),
-                epoch: record.epoch,
-                how: format!(
-                    "; only its owner mounts it: stop its containers there and run `dvol move {name} {me}` on {}",
-                    record.owner
-                ),
-            });
-        }
-        let mount = ClusterMount {
-            epoch: record.epoch,
-            mounts,
-        };
-        let txn = Txn::new()
-            .when([Compare::mod_revision(
+        let mut found = known.filter(|(record, _)| record.owner == me);
+        for attempt in 0..2 {
+            let (record, revision) = match found.take() {
+                Some(found) => found,
+                None => self.volume("mounting", name)?.ok_or_else(|| {
+                    ClusterError::ChangedMeanwhile {
+                        volume: name.to_string(),
+                    }
+                })?,
+            };
+            if record.owner != me {
+                return Err(ClusterError::OwnedElsewhere {
+                    volume: name.to_string(),
+                    owner: record.owner.clone(),
+                    epoch: record.epoch,
+                    how: format!(
+                        "; only its owner mounts it: stop its containers there and run `dvol move {name} {me}` on {}",
+                        record.owner
+                    ),
+                });
+            }
+            let txn = Txn::new().when([Compare::mod_revision(
                 keys::volume(name),
                 CompareOp::Equal,
                 revision,
-            )])
-            .and_then([TxnOp::put(
-                keys::mount(name, &me),
-                encode(&mount),
-                Some(PutOptions::new().with_lease(lease)),
             )]);
-        let mut client = self.client.clone();
-        let answer = self.call("mounting", name, async move { client.txn(txn).await })?;
-        if !answer.succeeded() {
-            return Err(ClusterError::ChangedMeanwhile {
-                volume: name.to_string(),
-            });
+            let mut client = self.client.clone();
+            let answer = self.call("mounting", name, async move { client.txn(txn).await })?;
+            if !answer.succeeded() {
+                if attempt == 0 {
+                    continue;
+                }
+                return Err(ClusterError::ChangedMeanwhile {
+                    volume: name.to_string(),
+                });
+            }
+            let mount = ClusterMount {
+                epoch: record.epoch,
+                mounts,
+            };
+            self.mounts
+                .lock()
+                .expect("mounts lock")
+                .insert(name.to_string(), mount);
+            self.queue_mount_record(name, Some((mount, revision)));
+            return Ok(record.epoch);
         }
-        self.mounts
-            .lock()
-            .expect("mounts lock")
-            .insert(name.to_string(), mount);
-        Ok(record.epoch)
+        unreachable!("the loop returns")
     }
 
-    /// Records that this node holds `mounts` mounts of volume `name` (none: drops the record).
-    /// Best effort: the record dies with the lease anyway.
+    /// Records that this node holds `mounts` mounts of volume `name` (none: drops the record),
+    /// after the mount records queued before. Best effort: the record dies with the lease.
     pub fn record_unmount(&self, name: &str, mounts: u32) {
-        let me = self.name();
-        let key = keys::mount(name, &me);
         let kept = {
             let mut held = self.mounts.lock().expect("mounts lock");
             if mounts == 0 {
@@ -458,30 +490,58 @@ impl Cluster {
                 })
             }
         };
-        let lease = self.lease.lock().expect("lease lock").id;
-        let mut client = self.client.clone();
-        let result = match (kept, lease) {
-            (Some(mount), Some(lease)) => self
-                .call("unmounting", name, async move {
-                    client
-                        .put(
-                            key,
-                            encode(&mount),
-                            Some(PutOptions::new().with_lease(lease)),
-                        )
-                        .await
-                })
-                .map(drop),
-            _ => self
-                .call(
-                    "unmounting",
-                    name,
-                    async move { client.delete(key, None).await },
-                )
-                .map(drop),
+        self.queue_mount_record(name, kept.map(|m| (m, 0)));
+    }
+
+    /// Queues the write of this node's mount record of `name`: `Some((mount, revision))`
+    /// puts it (only while the volume's record is at `revision`, if not 0), `None` deletes it.
+    fn queue_mount_record(&self, name: &str, write: Option<(ClusterMount, i64)>) {
+        let write = MountWrite {
+            name: name.to_string(),
+            write,
         };
-        if let Err(e) = result {
-            warn!(volume = %name, error = %e, "could not update the mount record; it ends with the lease");
+        if self.mount_writes.send(write).is_err() {
+            warn!(volume = %name, "the mount record writer stopped; the record ends with the lease");
+        }
+    }
+
+    /// Writes the queued mount records, in order, for as long as the daemon runs.
+    async fn write_mount_records(
+        self: Arc<Self>,
+        mut queue: tokio::sync::mpsc::UnboundedReceiver<MountWrite>,
+    ) {
+        while let Some(MountWrite { name, write }) = queue.recv().await {
+            let me = self.name();
+            let key = keys::mount(&name, &me);
+            let lease = self.lease.lock().expect("lease lock").id;
+            let mut client = self.client.clone();
+            let result = match (write, lease) {
+                (Some((mount, revision)), Some(lease)) => {
+                    let put = TxnOp::put(
+                        key,
+                        encode(&mount),
+                        Some(PutOptions::new().with_lease(lease)),
+                    );
+                    let txn = if revision > 0 {
+                        Txn::new()
+                            .when([Compare::mod_revision(
+                                keys::volume(&name),
+                                CompareOp::Equal,
+                                revision,
+                            )])
+                            .and_then([put])
+                    } else {
+                        Txn::new().and_then([put])
+                    };
+                    within(client.txn(txn)).await.map(drop)
+                }
+                // Without a lease the record is written when the lease is granted again.
+                (Some(_), None) => Ok(()),
+                (None, _) => within(client.delete(key, None)).await.map(drop),
+            };
+            if let Err(e) = result {
+                warn!(volume = %name, error = %e, "could not write this node's mount record; it is written again with the next lease");
+            }
         }
     }
 
@@ -843,6 +903,22 @@ pub fn events_of(answer: &WatchResponse) -> Vec<dvol_api::ClusterEvent> {
             })
         })
         .collect()
+}
+
+/// An etcd client for `endpoints`.
+async fn connect(endpoints: &[String]) -> Result<Client, ClusterError> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(CALL_TIMEOUT)
+        .with_timeout(CALL_TIMEOUT)
+        .with_keep_alive(KEEPALIVE_EVERY, CALL_TIMEOUT);
+    Client::connect(endpoints, Some(options))
+        .await
+        .map_err(|e| ClusterError::Unreachable {
+            what: "joining",
+            volume: "-".into(),
+            endpoints: endpoints.join(","),
+            reason: e.to_string(),
+        })
 }
 
 /// `work`, within the call time-out.

@@ -32,6 +32,10 @@
 //!   each followed by a commit and `restic backup` of the same data and a checkout of the
 //!   previous commit: bytes read per byte stored, commit time against restic and the disk,
 //!   bytes a checkout wrote per byte that differs.
+//! - `cluster`: Mount p99 of a daemon in a cluster (a real etcd) against one alone, and a load
+//!   run of `--cluster-nodes` simulated nodes (default 1,000) and `--cluster-volumes` volumes
+//!   (default 10,000) on one etcd: create and owner-change p99, writes per second at steady
+//!   state, etcd's database size, and the projection to 10^6 volumes.
 //!
 //! The machine is shared and noisy, so only percentiles, medians and ratios are reported. A
 //! missed aim is reported as MISS and does not change the exit status; a step that fails does
@@ -40,6 +44,7 @@
 //! Usage: see [`USAGE`]. `DVOL_BIN` names the daemon binary.
 
 mod backends;
+mod cluster;
 mod database;
 mod docker;
 mod history;
@@ -63,9 +68,10 @@ const USAGE: &str = "usage: dvol-bench [--only SECTION,...] [--volumes N] [--rou
 [--warmups N] [--samples N] [--mount-samples N] [--list-samples N] [--backend-samples N] \
 [--throughput-rounds N] [--throughput-mib N] [--history-gib X] [--transfer-gib X] \
 [--transfer-rounds N] [--scale-gib X,...] [--database-scale N] [--database-rounds N] \
-[--database-seconds N] [--json PATH]
+[--database-seconds N] [--cluster-mounts N] [--cluster-nodes N] [--cluster-volumes N] \
+[--cluster-seconds N] [--json PATH]
 sections: plugin, docker, memory, backends, throughput, history, readpoint, scale, transfer, \
-database \
+database, cluster \
 (default: all)";
 
 /// Size of the block volumes of the `backends`, `throughput` and `readpoint` sections.
@@ -85,10 +91,11 @@ enum Section {
     Scale,
     Transfer,
     Database,
+    Cluster,
 }
 
 impl Section {
-    const ALL: [Section; 10] = [
+    const ALL: [Section; 11] = [
         Section::Plugin,
         Section::Docker,
         Section::Memory,
@@ -99,6 +106,7 @@ impl Section {
         Section::Scale,
         Section::Transfer,
         Section::Database,
+        Section::Cluster,
     ];
 
     fn name(self) -> &'static str {
@@ -113,6 +121,7 @@ impl Section {
             Section::Scale => "scale",
             Section::Transfer => "transfer",
             Section::Database => "database",
+            Section::Cluster => "cluster",
         }
     }
 
@@ -159,6 +168,12 @@ struct Args {
     database_scale: u64,
     database_rounds: usize,
     database_seconds: u64,
+    /// The `cluster` section's Mount calls per daemon, simulated nodes and volumes, and the
+    /// steady-state window in seconds.
+    cluster_mounts: usize,
+    cluster_nodes: usize,
+    cluster_volumes: usize,
+    cluster_seconds: u64,
     json: Option<PathBuf>,
 }
 
@@ -182,6 +197,10 @@ impl Args {
             database_scale: 100,
             database_rounds: 5,
             database_seconds: 30,
+            cluster_mounts: 300,
+            cluster_nodes: 1_000,
+            cluster_volumes: 10_000,
+            cluster_seconds: 30,
             json: None,
         };
         let mut it = std::env::args().skip(1);
@@ -234,6 +253,10 @@ impl Args {
                 "--database-scale" => args.database_scale = number()? as u64,
                 "--database-rounds" => args.database_rounds = number()?,
                 "--database-seconds" => args.database_seconds = number()? as u64,
+                "--cluster-mounts" => args.cluster_mounts = number()?,
+                "--cluster-nodes" => args.cluster_nodes = number()?,
+                "--cluster-volumes" => args.cluster_volumes = number()?,
+                "--cluster-seconds" => args.cluster_seconds = number()? as u64,
                 "--json" => args.json = Some(PathBuf::from(&value)),
                 other => bail!("unknown argument {other:?}\n{USAGE}"),
             }
@@ -822,6 +845,9 @@ fn measure(
     }
     if args.runs(Section::Database) {
         database::run(args, report, run_id)?;
+    }
+    if args.runs(Section::Cluster) {
+        cluster::run(args, report)?;
     }
 
     // --- Cleanup: containers and Docker volumes, then the daemon.

@@ -18,13 +18,13 @@ const AIM_PATH_P99_US: f64 = 1_000.0;
 const AIM_LIST_P99_US: f64 = 20_000.0;
 
 /// A kept-alive HTTP/1.1 connection to the plugin socket, as the engine's Go client keeps one.
-struct KeepAlive {
+pub(crate) struct KeepAlive {
     writer: UnixStream,
     reader: BufReader<UnixStream>,
 }
 
 impl KeepAlive {
-    fn connect(socket: &Path) -> Result<KeepAlive> {
+    pub(crate) fn connect(socket: &Path) -> Result<KeepAlive> {
         let writer = UnixStream::connect(socket)
             .with_context(|| format!("connect to {}", socket.display()))?;
         writer.set_read_timeout(Some(Duration::from_secs(150)))?;
@@ -32,7 +32,7 @@ impl KeepAlive {
         Ok(KeepAlive { writer, reader })
     }
 
-    fn call(&mut self, path: &str, body: &[u8]) -> Result<(Duration, Value)> {
+    pub(crate) fn call(&mut self, path: &str, body: &[u8]) -> Result<(Duration, Value)> {
         let start = Instant::now();
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: localhost\r\nAccept: application/vnd.docker.plugins.v1.2+json\r\nContent-Length: {}\r\n\r\n",
