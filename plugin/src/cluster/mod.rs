@@ -545,16 +545,26 @@ impl Cluster {
         }
     }
 
-    /// Starts handing volume `name` to node `target`: its record says `moving` to it, so the
-    /// target may create its copy. Returns the record as it now is.
-    pub fn begin_move(&self, name: &str, target: &str) -> Result<ClusterVolume, ClusterError> {
+    /// Changes this node's volume `name` with `change` ([`Cluster::rewrite`]); refused when
+    /// another node owns it or its record is gone.
+    fn rewrite_owned(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut ClusterVolume),
+    ) -> Result<ClusterVolume, ClusterError> {
         let found =
             self.owned_record("moving", name)?
                 .ok_or_else(|| ClusterError::ChangedMeanwhile {
                     volume: name.to_string(),
                 })?;
+        self.rewrite("moving", found, change)
+    }
+
+    /// Starts handing volume `name` to node `target`: its record says `moving` to it, so the
+    /// target may create its copy. Returns the record as it now is.
+    pub fn begin_move(&self, name: &str, target: &str) -> Result<ClusterVolume, ClusterError> {
         let target = target.to_string();
-        self.rewrite("moving", found, |r| {
+        self.rewrite_owned(name, |r| {
             r.state = ClusterVolumeState::Moving;
             r.target = Some(target);
         })
@@ -562,13 +572,8 @@ impl Cluster {
 
     /// Ends a move: the target owns the volume now, at the next epoch.
     pub fn finish_move(&self, name: &str, target: &str) -> Result<ClusterVolume, ClusterError> {
-        let found =
-            self.owned_record("moving", name)?
-                .ok_or_else(|| ClusterError::ChangedMeanwhile {
-                    volume: name.to_string(),
-                })?;
         let target = target.to_string();
-        let done = self.rewrite("moving", found, |r| {
+        let done = self.rewrite_owned(name, |r| {
             r.owner = target;
             r.epoch += 1;
             r.state = ClusterVolumeState::Ready;
