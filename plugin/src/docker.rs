@@ -26,6 +26,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Deserializer, Serialize};
 use tracing::debug;
 
+use dvol_backends::Effect;
+
 use crate::body::{parse_json, MAX_BODY_BYTES};
 use crate::error::{ClusterError, ErrorClass, ServiceError};
 use crate::service::VolumeService;
@@ -338,19 +340,10 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             capabilities: Some(BTreeMap::from([("Scope".into(), "local".into())])),
             ..Default::default()
         }),
-        DockerRequest::Create { name, opts } => match service.create(&name, &opts) {
-            Ok((volume, _)) => {
-                service.remember_alias(&name, &volume);
-                Ok(DockerResponse::default())
-            }
-            // The name exists in the cluster, on another node: the volume exists, as the
-            // engine asked; Get and List show it, and a Mount here says where it lives.
-            Err(ServiceError::Cluster(e)) if matches!(*e, ClusterError::OwnedElsewhere { .. }) => {
-                tracing::info!(volume = %name, error = %e, "create of a volume another node of the cluster owns: answered as existing");
-                Ok(DockerResponse::default())
-            }
-            Err(e) => Err(e),
-        },
+        DockerRequest::Create { name, opts } => {
+            let created = service.create(&name, &opts);
+            created_answer(service, &name, created)
+        }
         DockerRequest::Remove { name } => match service.remove(&name) {
             Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(DockerResponse::default()),
             Err(e) => Err(e),
@@ -428,12 +421,36 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             })
         }
     };
-    result.unwrap_or_else(|e| {
-        if e.class() == ErrorClass::Internal {
-            tracing::error!(error = %e, "plugin call failed");
+    result.unwrap_or_else(failed)
+}
+
+/// The answer to a Create of `name`.
+fn created_answer(
+    service: &VolumeService,
+    name: &str,
+    created: Result<(Volume, Effect), ServiceError>,
+) -> Result<DockerResponse, ServiceError> {
+    match created {
+        Ok((volume, _)) => {
+            service.remember_alias(name, &volume);
+            Ok(DockerResponse::default())
         }
-        DockerResponse::error(e)
-    })
+        // The name exists in the cluster, on another node: the volume exists, as the
+        // engine asked; Get and List show it, and a Mount here says where it lives.
+        Err(ServiceError::Cluster(e)) if matches!(*e, ClusterError::OwnedElsewhere { .. }) => {
+            tracing::info!(volume = %name, error = %e, "create of a volume another node of the cluster owns: answered as existing");
+            Ok(DockerResponse::default())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A failed call's answer, logged where dvol or the host failed.
+fn failed(e: ServiceError) -> DockerResponse {
+    if e.class() == ErrorClass::Internal {
+        tracing::error!(error = %e, "plugin call failed");
+    }
+    DockerResponse::error(e)
 }
 
 fn needs_blocking_thread(request: &DockerRequest) -> bool {
@@ -476,19 +493,28 @@ async fn handle(
     };
     debug!(?request, "plugin call");
     let (method, started) = (request.method(), Instant::now());
+    // Mount and Create may call other nodes of the cluster: they run here, their blocking
+    // parts on blocking threads.
     let response = if let DockerRequest::Mount { name, id } = request {
         match service.mount_following(name, id).await {
             Ok((_, path)) => DockerResponse {
                 mountpoint: Some(path.display().to_string()),
                 ..Default::default()
             },
-            Err(e) => {
-                if e.class() == ErrorClass::Internal {
-                    tracing::error!(error = %e, "plugin call failed");
-                }
-                DockerResponse::error(e)
-            }
+            Err(e) => failed(e),
         }
+    } else if let DockerRequest::Create { name, opts } = request {
+        let created = service.create_anywhere(name.clone(), opts).await;
+        let service = service.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            created_answer(&service, &name, created).unwrap_or_else(failed)
+        })
+        .await;
+        answered.unwrap_or_else(|e| {
+            DockerResponse::error(ServiceError::Worker {
+                message: e.to_string(),
+            })
+        })
     } else if needs_blocking_thread(&request) {
         let service = service.clone();
         match tokio::task::spawn_blocking(move || execute(&service, request)).await {

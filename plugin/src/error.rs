@@ -35,6 +35,13 @@ pub enum CloneSourceProblem {
     NotHex,
     /// No volume UUID and no commit id starts with it.
     NoMatch,
+    /// In cluster mode: nothing starts with it on this node, nor on the nodes asked.
+    NoMatchInCluster {
+        /// The nodes that answered.
+        asked: Vec<String>,
+        /// The nodes that did not.
+        unanswered: Vec<String>,
+    },
     /// Several volumes or commits start with it.
     Ambiguous {
         /// What it matches, e.g. `volume db (3f2c...)`, `commit 9a1b...`.
@@ -51,6 +58,25 @@ impl std::fmt::Display for CloneSourceProblem {
             CloneSourceProblem::NoMatch => f.write_str(
                 "matches no volume UUID and no commit; `docker volume inspect` shows volume UUIDs, `dvol log` commit ids",
             ),
+            CloneSourceProblem::NoMatchInCluster { asked, unanswered } => {
+                write!(
+                    f,
+                    "matches no volume UUID and no commit on this node{}",
+                    if asked.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" nor on node(s) {}", asked.join(", "))
+                    }
+                )?;
+                if !unanswered.is_empty() {
+                    write!(
+                        f,
+                        "; node(s) {} did not answer: retry once they do",
+                        unanswered.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
             CloneSourceProblem::Ambiguous { candidates } => write!(
                 f,
                 "is ambiguous: it matches {}; give more digits",
@@ -113,12 +139,14 @@ pub enum ServiceError {
         message: String,
     },
     /// The volume is mounted.
-    #[error("volume {volume} is in use ({mounts} active mount(s)); stop the containers using it, then retry")]
+    #[error("volume {volume} is in use {}; stop the containers using it, then retry", users_text(*mounts, containers))]
     InUse {
         /// The volume.
         volume: VolumeName,
         /// How many mount ids are active.
         mounts: usize,
+        /// The running containers that use it, by name, where the engine was asked.
+        containers: Vec<String>,
     },
     /// The volume is being removed, or a remove of it failed halfway.
     #[error("volume {volume} is being removed ({}); retry `dvol volume rm {volume}`", problem.as_deref().unwrap_or("a remove is running"))]
@@ -306,6 +334,8 @@ pub enum TransferError {
         code: Option<String>,
         /// Its message.
         message: String,
+        /// The containers its error named (for `in_use`).
+        containers: Vec<String>,
     },
     /// The remote answered something that is not the protocol.
     #[error("remote {remote}: {problem}; is it a dvol daemon of a compatible version?")]
@@ -529,7 +559,7 @@ pub enum ClusterError {
         how: String,
     },
     /// The volume is mounted on its owner, so it cannot follow a container elsewhere.
-    #[error("volume {volume} is in use on node {owner} ({mounts} mount(s)): stop its containers there, or run `dvol move {volume} {here}` on {owner}")]
+    #[error("volume {volume} is in use on node {owner} {}: stop {} there, or run `dvol move {volume} {here}` on {owner}", users_text(*mounts as usize, containers), if containers.len() == 1 { "it" } else { "them" })]
     InUseElsewhere {
         /// The volume.
         volume: String,
@@ -537,8 +567,10 @@ pub enum ClusterError {
         owner: String,
         /// This node.
         here: String,
-        /// The owner's mounts.
+        /// The owner's mounts, as far as this node knows.
         mounts: u32,
+        /// The running containers that use it on the owner, by name, where the owner said.
+        containers: Vec<String>,
     },
     /// The volume's record changed between reading it and changing it.
     #[error("volume {volume} changed in the cluster's registry meanwhile (another node moved, created or removed it); retry")]
@@ -646,6 +678,16 @@ fn removable_text(containers: &[(String, String)]) -> String {
         .join(", ")
 }
 
+/// `by container web` or `by containers web, db` where the names are known, else
+/// `(2 active mount(s))`.
+fn users_text(mounts: usize, containers: &[String]) -> String {
+    match containers {
+        [] => format!("({mounts} active mount(s))"),
+        [one] => format!("by container {one}"),
+        many => format!("by containers {}", many.join(", ")),
+    }
+}
+
 /// `3 path(s): a, b, c, ...`
 fn uncommitted_summary(changed: usize, examples: &[String]) -> String {
     let mut summary = format!("{changed} path(s): {}", examples.join(", "));
@@ -656,6 +698,18 @@ fn uncommitted_summary(changed: usize, examples: &[String]) -> String {
 }
 
 impl ServiceError {
+    /// The running containers the error names, by name: those that use a volume in use.
+    pub fn containers(&self) -> &[String] {
+        match self {
+            ServiceError::InUse { containers, .. } => containers,
+            ServiceError::Cluster(e) => match e.as_ref() {
+                ClusterError::InUseElsewhere { containers, .. } => containers,
+                _ => &[],
+            },
+            _ => &[],
+        }
+    }
+
     /// The broad kind of failure.
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -821,6 +875,58 @@ mod tests {
         assert_eq!(
             (e.class(), e.code()),
             (ErrorClass::NotFound, "unknown_revision")
+        );
+    }
+
+    #[test]
+    fn in_use_errors_name_the_containers_where_known() {
+        let in_use = |containers: &[&str]| ServiceError::InUse {
+            volume: name("db"),
+            mounts: 2,
+            containers: containers.iter().map(|c| c.to_string()).collect(),
+        };
+        assert_eq!(
+            in_use(&[]).to_string(),
+            "volume db is in use (2 active mount(s)); stop the containers using it, then retry"
+        );
+        assert_eq!(
+            in_use(&["web"]).to_string(),
+            "volume db is in use by container web; stop the containers using it, then retry"
+        );
+        assert_eq!(in_use(&["web", "job"]).containers(), ["web", "job"]);
+        let elsewhere: ServiceError = ClusterError::InUseElsewhere {
+            volume: "db".into(),
+            owner: "a".into(),
+            here: "b".into(),
+            mounts: 1,
+            containers: vec!["web".into(), "job".into()],
+        }
+        .into();
+        assert_eq!(
+            elsewhere.to_string(),
+            "volume db is in use on node a by containers web, job: stop them there, or run `dvol move db b` on a"
+        );
+        assert_eq!(elsewhere.containers(), ["web", "job"]);
+        assert_eq!(elsewhere.code(), "in_use_elsewhere");
+    }
+
+    #[test]
+    fn a_reference_found_nowhere_in_the_cluster_names_who_was_asked() {
+        let problem = CloneSourceProblem::NoMatchInCluster {
+            asked: vec!["a".into(), "b".into()],
+            unanswered: vec!["c".into()],
+        };
+        assert_eq!(
+            problem.to_string(),
+            "matches no volume UUID and no commit on this node nor on node(s) a, b; node(s) c did not answer: retry once they do"
+        );
+        let alone = CloneSourceProblem::NoMatchInCluster {
+            asked: Vec::new(),
+            unanswered: Vec::new(),
+        };
+        assert_eq!(
+            alone.to_string(),
+            "matches no volume UUID and no commit on this node"
         );
     }
 

@@ -20,4 +20,20 @@ pub struct ErrorDetail {
     pub code: String,
     /// What failed, for which volume, and what to do.
     pub message: String,
+    /// For `in_use` and `in_use_elsewhere`: the running containers that use the volume, by
+    /// name, as the Docker Engine of the node that has it listed them (absent when it was not
+    /// asked or did not answer).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+}
+
+impl ErrorDetail {
+    /// An error with this code and message, naming no containers.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            containers: Vec::new(),
+        }
+    }
 }

@@ -45,6 +45,7 @@ pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
 pub use transfer::{
     AddRemote, CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, MoveRound,
     ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest,
-    RemoteView, TransferOutcome, TransferResult, UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    RemoteView, ResolveAnswer, ResolveRequest, ResolvedSource, TransferOutcome, TransferResult,
+    UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 pub use volume::{CreateVolume, MovedTo, ResizeVolume, VolumeState, VolumeView};

@@ -74,10 +74,7 @@ mod tests {
     fn lines_are_externally_tagged() {
         let line = StreamLine::<u32>::Result(7).to_line();
         assert_eq!(line, b"{\"result\":7}\n");
-        let error = StreamLine::<u32>::Error(ErrorDetail {
-            code: "busy".into(),
-            message: "m".into(),
-        });
+        let error = StreamLine::<u32>::Error(ErrorDetail::new("busy", "m"));
         assert_eq!(
             String::from_utf8(error.to_line()).unwrap(),
             "{\"error\":{\"code\":\"busy\",\"message\":\"m\"}}\n"

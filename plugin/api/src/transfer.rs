@@ -351,6 +351,39 @@ pub struct FetchPlan {
     pub bytes: u64,
 }
 
+/// `POST /v1/transfer/resolve` (daemon to daemon, cluster mode): what a snapshot reference
+/// (`NAME@snapshot-REF`) the caller could not resolve names on the sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    /// The protocol version the caller speaks.
+    pub protocol: u32,
+    /// The volume the caller is creating (for messages).
+    pub volume: String,
+    /// The reference: 6 or more hex digits of a volume UUID or commit id.
+    pub reference: String,
+}
+
+/// What a [`ResolveRequest`]'s reference names on the sender: nothing, or one source the
+/// caller fetches with [`FetchRequest`] (`volume`, `tip` = `commit`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResolvedSource {
+    /// The sender's volume whose history holds the commit.
+    pub volume: String,
+    /// The commit (full id). For a volume's UUID, a commit of its files now, made for the
+    /// caller (no branch of the sender's moves).
+    pub commit: String,
+    /// Whether the reference named a volume (its current state) rather than a commit.
+    pub of_volume: bool,
+}
+
+/// The sender's answer to a [`ResolveRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResolveAnswer {
+    /// What the reference names there; absent if nothing.
+    pub found: Option<ResolvedSource>,
+}
+
 /// The object stream between daemons: `DVOLPK\x01`, then frames `type: u8, length: u32
 /// (little endian), body`.
 ///

@@ -21,6 +21,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    containers: Vec<String>,
 }
 
 impl ApiError {
@@ -30,6 +31,7 @@ impl ApiError {
             status,
             code,
             message: message.to_string(),
+            containers: Vec::new(),
         }
     }
 
@@ -38,6 +40,7 @@ impl ApiError {
         ErrorDetail {
             code: self.code.to_string(),
             message: self.message.clone(),
+            containers: self.containers.clone(),
         }
     }
 }
@@ -54,7 +57,11 @@ impl From<ServiceError> for ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };
-        ApiError::new(status, e.code(), e)
+        let containers = e.containers().to_vec();
+        ApiError {
+            containers,
+            ..ApiError::new(status, e.code(), e)
+        }
     }
 }
 

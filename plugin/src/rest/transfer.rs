@@ -13,7 +13,8 @@ use axum::Json;
 use dvol_api::transfer::pack;
 use dvol_api::{
     CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, ObjectsReceived, PullRequest,
-    PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, StreamLine, TransferResult,
+    PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, ResolveAnswer, ResolveRequest,
+    StreamLine, TransferResult,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -297,4 +298,26 @@ pub async fn fetch_objects(
             })??
     };
     Ok(([(header::CONTENT_TYPE, pack::MEDIA_TYPE)], stream).into_response())
+}
+
+/// (Between daemons, cluster mode) What a snapshot reference (`NAME@snapshot-REF`) that the
+/// caller could not resolve names here: a volume whose history holds the commit, or, for a
+/// volume's UUID, a commit of its files now made for the caller (no branch moves). The caller
+/// then fetches it with `/v1/transfer/fetch`.
+#[utoipa::path(post, path = "/v1/transfer/resolve", tag = "transfer", operation_id = "resolveReference",
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "What it names here (`found` absent: nothing)", body = ResolveAnswer),
+        VolumeErrors,
+    ))]
+pub async fn resolve(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<ResolveAnswer>, ApiError> {
+    let request: ResolveRequest = parse_body(body, "resolve")?;
+    Ok(Json(
+        service
+            .blocking(move |s| s.resolve_for_peer(request))
+            .await?,
+    ))
 }

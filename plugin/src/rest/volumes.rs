@@ -40,7 +40,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let request: CreateVolume = parse_body(body, "volume")?;
     let (volume, effect) = service
-        .blocking(move |s| s.create(&request.name, &request.options))
+        .create_anywhere(request.name, request.options)
         .await?;
     let status = match effect {
         Effect::Changed => StatusCode::CREATED,

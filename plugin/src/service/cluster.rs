@@ -2,15 +2,17 @@
 //! the cluster's registry ([`crate::cluster`]), and how a node's own volumes are reconciled
 //! with it after each (re)connection.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
 use dvol_api::{ClusterVolume, ClusterVolumeState};
+use dvol_backends::Effect;
 use tracing::{info, warn};
 
 use super::VolumeService;
 use crate::cluster::{Claim, Cluster};
-use crate::error::{ClusterError, ServiceError, TransferError};
+use crate::error::{CloneSourceProblem, ClusterError, ServiceError, TransferError};
 use crate::metadata::RemoteRecord;
 use crate::names::VolumeName;
 use crate::volume::{Volume, VolumeState};
@@ -140,12 +142,23 @@ impl VolumeService {
         volume: &Volume,
         mounts: u32,
     ) -> Result<(), ServiceError> {
-        match self.cluster() {
-            Some(cluster) => {
-                cluster.prove_mount(volume.name.as_str(), mounts)?;
-                Ok(())
-            }
-            None => Ok(()),
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        let epoch = cluster.prove_mount(volume.name.as_str(), mounts)?;
+        if mounts == 1 {
+            // The node's mount log: from here until the matching release, this node may
+            // write the volume. A checker compares the logs of all nodes with etcd's history.
+            info!(volume = %volume.name, epoch, "mount log: writable here");
+        }
+        Ok(())
+    }
+
+    /// The node's mount log: the volume's last mount here was released (its kernel mount is
+    /// gone), or its first one failed.
+    pub(super) fn log_released(&self, volume: &Volume) {
+        if self.cluster().is_some() {
+            info!(volume = %volume.name, "mount log: released here");
         }
     }
 
@@ -185,6 +198,7 @@ impl VolumeService {
                     owner: record.owner.clone(),
                     here: me,
                     mounts: record.mounted_on.len() as u32,
+                    containers: Vec::new(),
                 }
                 .into(),
             );
@@ -208,6 +222,28 @@ impl VolumeService {
         )
     }
 
+    /// Creates `reference` with `options` ([`VolumeService::create`]); in cluster mode, a
+    /// clone whose snapshot reference names nothing here is made from the node where it
+    /// names a volume or commit ([`VolumeService::clone_from_cluster`]).
+    pub async fn create_anywhere(
+        self: &Arc<Self>,
+        reference: String,
+        options: BTreeMap<String, String>,
+    ) -> Result<(Volume, Effect), ServiceError> {
+        let (r, o) = (reference, options.clone());
+        let first = self.blocking(move |s| s.create(&r, &o)).await;
+        match first {
+            Err(ServiceError::CloneSource {
+                volume,
+                reference,
+                problem: CloneSourceProblem::NoMatch,
+            }) if self.cluster().is_some() => {
+                self.clone_from_cluster(volume, reference, options).await
+            }
+            other => other,
+        }
+    }
+
     /// Mounts volume `name` for `mount_id` ([`VolumeService::mount`]); in cluster mode, a
     /// volume another node owns, that no container uses there and whose profile lets it
     /// follow, is first moved here by its owner (the final round runs while this Mount
@@ -219,9 +255,12 @@ impl VolumeService {
     ) -> Result<(Volume, std::path::PathBuf), ServiceError> {
         let (n, id) = (name.clone(), mount_id.clone());
         let first = self.blocking(move |s| s.mount(&n, &id)).await;
+        // Whether a container uses it there is the owner's to say: this node's cache may be
+        // behind, and only the owner can name the containers.
         let owner = match &first {
             Err(ServiceError::Cluster(e)) => match e.as_ref() {
-                ClusterError::OwnedElsewhere { owner, .. } => owner.clone(),
+                ClusterError::OwnedElsewhere { owner, .. }
+                | ClusterError::InUseElsewhere { owner, .. } => owner.clone(),
                 _ => return first,
             },
             _ => return first,
@@ -236,15 +275,6 @@ impl VolumeService {
             return first;
         }
         let me = self.require_cluster()?.name();
-        if !record.mounted_on.is_empty() {
-            return Err(ClusterError::InUseElsewhere {
-                volume: record.name.clone(),
-                owner: owner.clone(),
-                here: me,
-                mounts: record.mounted_on.len() as u32,
-            }
-            .into());
-        }
         let peer = match self.peer(&owner) {
             Ok(peer) => peer,
             Err(_) => return first,
@@ -262,15 +292,17 @@ impl VolumeService {
         let path = format!("/v1/volumes/{}/move", record.name);
         match peer.bytes(&path, "application/json", body).await {
             Ok(_) => {}
-            // A container started there meanwhile.
             Err(TransferError::Refused {
-                code: Some(code), ..
+                code: Some(code),
+                containers,
+                ..
             }) if code == "in_use" => {
                 return Err(ClusterError::InUseElsewhere {
                     volume: record.name.clone(),
                     owner,
                     here: request.remote,
-                    mounts: 1,
+                    mounts: (record.mounted_on.len() as u32).max(1),
+                    containers,
                 }
                 .into())
             }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::clone::CloneSource;
 use super::locks::NameLocks;
 use super::options::CreateOptions;
+use super::stale::Asked;
 use super::VolumeService;
 use crate::config::Config;
 use crate::containers::{Containers, DockerEngine};
@@ -414,13 +415,19 @@ impl VolumeService {
         let _guard = lock.hold();
         let mut volume = self.find(&reference)?;
         if volume.state != VolumeState::Removing {
+            let mut containers = Vec::new();
             if volume.in_use() {
-                volume = self.drop_stale_mounts(volume).0;
+                let asked;
+                (volume, asked) = self.drop_stale_mounts(volume);
+                if let Asked::Answered(users) = asked {
+                    containers = users;
+                }
             }
             if volume.in_use() {
                 return Err(ServiceError::InUse {
                     volume: volume.name,
                     mounts: volume.mounts.len(),
+                    containers,
                 });
             }
             self.release_in_cluster(&volume)?;
@@ -485,6 +492,9 @@ impl VolumeService {
         if mounted.is_err() {
             // The mount record written when proving ownership counts one mount too many.
             self.unmounted_in_cluster(&volume);
+            if held == 0 {
+                self.log_released(&volume);
+            }
         }
         mounted.map(|mountpoint| (volume, mountpoint))
     }
@@ -546,6 +556,7 @@ impl VolumeService {
                 self.publish(volume);
                 return Err(e);
             }
+            self.log_released(&volume);
         }
         self.unmounted_in_cluster(&volume);
         self.publish(volume);

@@ -59,10 +59,13 @@ impl VolumeService {
                 info!(volume = %volume.name, error = %e, "cannot ask the container engine which containers use the volume; keeping its mount ids");
                 return (volume, Asked::Unreachable);
             }
-            Ok(users) if !users.is_empty() => return (volume, Asked::Answered),
+            Ok(users) if !users.is_empty() => {
+                let names = users.into_iter().map(|c| c.name).collect();
+                return (volume, Asked::Answered(names));
+            }
             Ok(_) => {}
         }
-        (self.drop_unused_mounts(volume), Asked::Answered)
+        (self.drop_unused_mounts(volume), Asked::Answered(Vec::new()))
     }
 
     /// Drops the engine's mount ids of `volume`, which no container uses, unless the kernel
@@ -98,8 +101,11 @@ impl VolumeService {
             let unmounted = self
                 .backend(&volume)
                 .and_then(|b| b.unmount(volume.id, &mountpoint).for_volume(&volume.name));
-            if let Err(e) = unmounted {
-                warn!(volume = %volume.name, error = %e, "could not unmount after dropping stale mount ids; the next start unmounts it");
+            match unmounted {
+                Ok(_) => self.log_released(&volume),
+                Err(e) => {
+                    warn!(volume = %volume.name, error = %e, "could not unmount after dropping stale mount ids; the next start unmounts it")
+                }
             }
         }
         self.publish(volume.clone());
@@ -114,12 +120,12 @@ fn engine_made(id: &str) -> bool {
 }
 
 /// Whether [`VolumeService::drop_stale_mounts`] reached the container engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Asked {
     /// The volume holds no id the engine made: nothing to ask.
     NotNeeded,
-    /// The engine answered.
-    Answered,
+    /// The engine answered: the running containers that use the volume, by name.
+    Answered(Vec<String>),
     /// The engine could not be reached.
     Unreachable,
 }

@@ -2,9 +2,11 @@
 //! its own where containers matter) share one registry in a real etcd, started by the test on
 //! the hub of the topology with a data directory of its own.
 //!
-//! After each scenario, [`assert_one_writer_per_epoch`] reads etcd's whole history (a watch
-//! from revision 1) and checks that every epoch of every volume had one owner, that epochs
-//! only grow, and that every mount record was written by the owner of the epoch it names.
+//! After each scenario, [`assert_one_writer`] reads etcd's whole history (a watch from
+//! revision 1) and checks that every epoch of every volume had one owner, that epochs only
+//! grow, and that every mount record was written by the owner of the epoch it names; then it
+//! reads every node's mount log (the daemon's `mount log:` lines) and checks that no two nodes
+//! could write one volume at the same moment.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -127,10 +129,153 @@ fn follow_events(
     })
 }
 
+/// What [`assert_one_writer`] checked.
+struct Checked {
+    /// Volume records in etcd's history.
+    volumes: usize,
+    /// Mount records in etcd's history.
+    mounts: usize,
+    /// Spans of the nodes' mount logs during which a node could write a volume.
+    writable_spans: usize,
+}
+
+/// Checks etcd's history and the nodes' mount logs (each `(node name, daemon)` of `nodes`):
+/// - each epoch of each volume had one owner, epochs only grew while the volume lived, and
+///   every mount record was written at an epoch its node owned;
+/// - every span during which a node's log says it could write a volume (from `mount log:
+///   writable here`, logged once its ownership was proven and before the kernel mount, to
+///   `mount log: released here`, logged after the kernel unmount; or to the end of the log)
+///   began at an epoch that node owned, and no two spans of one volume overlap in time: the
+///   nodes run on one machine and share its clock.
+fn assert_one_writer(etcd: &Etcd, nodes: &[(&str, &Daemon)]) -> Checked {
+    let (volumes, mounts, owners) = epochs_and_owners(etcd);
+    let logs: Vec<(&str, String)> = nodes.iter().map(|(n, d)| (*n, d.log())).collect();
+    let writable_spans = writable_spans(&logs, &owners).unwrap_or_else(|e| panic!("{e}"));
+    Checked {
+        volumes,
+        mounts,
+        writable_spans,
+    }
+}
+
+/// The spans of `logs` (each node's daemon log) during which a node could write a volume,
+/// checked against each epoch's owner (`owners`): how many there are, or the first breach.
+fn writable_spans(
+    logs: &[(&str, String)],
+    owners: &BTreeMap<(String, u64), String>,
+) -> Result<usize, String> {
+    let mut spans: BTreeMap<String, Vec<Span>> = BTreeMap::new();
+    for (node, log) in logs {
+        let mut open: BTreeMap<String, (String, u64)> = BTreeMap::new();
+        for line in log.lines() {
+            let writable = line.contains("mount log: writable here");
+            if !writable && !line.contains("mount log: released here") {
+                continue;
+            }
+            let time = line
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let volume = log_field(line, "volume")
+                .ok_or_else(|| format!("a mount log line without a volume: {line}"))?;
+            if writable {
+                let epoch: u64 = log_field(line, "epoch")
+                    .and_then(|e| e.parse().ok())
+                    .ok_or_else(|| format!("a mount log line without an epoch: {line}"))?;
+                let owner = owners.get(&(volume.to_string(), epoch));
+                if owner.map(String::as_str) != Some(*node) {
+                    return Err(format!(
+                        "{node} logged {volume} writable at epoch {epoch}, which etcd's history gives {owner:?}"
+                    ));
+                }
+                // A span already open goes on (a mount that outlived a daemon's restart).
+                open.entry(volume.to_string()).or_insert((time, epoch));
+            } else if let Some((from, epoch)) = open.remove(volume) {
+                spans.entry(volume.to_string()).or_default().push(Span {
+                    from,
+                    to: Some(time),
+                    node: node.to_string(),
+                    epoch,
+                });
+            }
+        }
+        for (volume, (from, epoch)) in open {
+            spans.entry(volume).or_default().push(Span {
+                from,
+                to: None,
+                node: node.to_string(),
+                epoch,
+            });
+        }
+    }
+    let mut count = 0;
+    for (volume, mut list) in spans {
+        list.sort();
+        count += list.len();
+        for pair in list.windows(2) {
+            let (one, next) = (&pair[0], &pair[1]);
+            if one.to.as_ref().is_none_or(|to| *to > next.from) {
+                return Err(format!("two writers of {volume}: {one:?} and {next:?}"));
+            }
+        }
+    }
+    Ok(count)
+}
+
+#[test]
+fn the_mount_log_checker_finds_two_writers_and_a_writer_without_the_epoch() {
+    let line = |time: &str, what: &str, volume: &str, epoch: Option<u64>| {
+        let epoch = epoch.map_or(String::new(), |e| format!(" epoch={e}"));
+        format!("{time}  INFO dvol_plugin::service::cluster: mount log: {what} volume={volume}{epoch}\n")
+    };
+    let owners = BTreeMap::from([
+        (("v".to_string(), 1), "a".to_string()),
+        (("v".to_string(), 2), "b".to_string()),
+    ]);
+    let a = line("2026-01-01T00:00:01.000000Z", "writable here", "v", Some(1))
+        + &line("2026-01-01T00:00:02.000000Z", "released here", "v", None);
+    let b_after = line("2026-01-01T00:00:03.000000Z", "writable here", "v", Some(2));
+    assert_eq!(
+        writable_spans(&[("a", a.clone()), ("b", b_after)], &owners),
+        Ok(2)
+    );
+    let b_during = line("2026-01-01T00:00:01.500000Z", "writable here", "v", Some(2));
+    let e = writable_spans(&[("a", a.clone()), ("b", b_during)], &owners).unwrap_err();
+    assert!(e.contains("two writers of v"), "{e}");
+    // A span that never ended overlaps every later one.
+    let a_open = line("2026-01-01T00:00:01.000000Z", "writable here", "v", Some(1));
+    let b_later = line("2026-01-01T00:00:09.000000Z", "writable here", "v", Some(2));
+    assert!(writable_spans(&[("a", a_open), ("b", b_later)], &owners).is_err());
+    // b writing at a's epoch.
+    let b_at_1 = line("2026-01-01T00:00:03.000000Z", "writable here", "v", Some(1));
+    let e = writable_spans(&[("a", a), ("b", b_at_1)], &owners).unwrap_err();
+    assert!(e.contains("epoch 1"), "{e}");
+}
+
+/// A span of a node's mount log during which it could write a volume.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Span {
+    /// When it began (RFC 3339, as the log prints it).
+    from: String,
+    /// When it ended; `None`: not before the log's end.
+    to: Option<String>,
+    /// The node.
+    node: String,
+    /// The epoch it began at.
+    epoch: u64,
+}
+
+/// The value of `key=VALUE` in a text log line.
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!(" {key}="))? + key.len() + 2;
+    line[at..].split_whitespace().next()
+}
+
 /// Checks etcd's history: each epoch of each volume had one owner, epochs only grew while the
-/// volume lived, and every mount record was written at the epoch current then, by its owner.
-/// Returns how many volume and mount records it checked.
-fn assert_one_writer_per_epoch(etcd: &Etcd) -> (usize, usize) {
+/// volume lived, and every mount record was written at an epoch its node owned. Returns how
+/// many volume and mount records it checked, and each epoch's owner.
+fn epochs_and_owners(etcd: &Etcd) -> (usize, usize, BTreeMap<(String, u64), String>) {
     let history = etcd.history(PREFIX);
     assert!(!history.is_empty(), "etcd's history is empty");
     // Per volume: the current (epoch, owner), and every epoch's owner.
@@ -181,7 +326,7 @@ fn assert_one_writer_per_epoch(etcd: &Etcd) -> (usize, usize) {
             );
         }
     }
-    (volumes, mounts)
+    (volumes, mounts, owners)
 }
 
 /// A writer that appends numbered lines to a file and makes each durable (fsync) before
@@ -341,7 +486,8 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
             .collect();
         assert_eq!(puts.len(), 1, "{key} was written {} times", puts.len());
     }
-    assert_one_writer_per_epoch(&etcd);
+    let nodes: Vec<(&str, &Daemon)> = ["a", "b", "c"].into_iter().zip(&daemons).collect();
+    assert_one_writer(&etcd, &nodes);
 
     // Removing on a node that does not hold it forgets nothing; on the owner, it goes.
     let name = format!("{prefix}-0");
@@ -468,10 +614,13 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
         "the volume holds {last} lines, {acked} were acknowledged"
     );
     plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "check"));
-    let (volumes, mounts) = assert_one_writer_per_epoch(&etcd);
+    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
     assert!(
-        mounts >= 3,
-        "only {mounts} mount records in etcd's history ({volumes} volume records)"
+        checked.mounts >= 3 && checked.writable_spans >= 2,
+        "only {} mount records in etcd's history ({} volume records) and {} writable spans in the mount logs",
+        checked.mounts,
+        checked.volumes,
+        checked.writable_spans
     );
 }
 
@@ -573,18 +722,25 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
 
     // A writer on a: every line it reports was made durable first.
     let mount = format!("{name}:/data");
+    let writer_name = format!("writer-{name}");
     let writer = ea.docker_ok(&[
-        "run", "-d", "--volume-driver", &a.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
+        "run", "-d", "--name", &writer_name, "--volume-driver", &a.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
         "i=0; while true; do i=$((i+1)); echo $i >> /data/log; sync /data/log; echo $i; sleep 0.05; done",
     ]);
     wait_until(a, "the writer writes", 30, || {
         !ea.docker_ok(&["logs", &writer]).is_empty()
     });
-    // On b, a container fails at once, naming the node and what to do.
+    // On b, a container fails at once, naming the node, the container there and what to do.
     let started = Instant::now();
     let (ok, text) = run_on(eb, b, &mount, &["true"]);
     assert!(!ok, "a container on b got a volume in use on a: {text}");
-    assert_contains_all(&text, &["in use on node a", &format!("dvol move {name} b")]);
+    assert_contains_all(
+        &text,
+        &[
+            &format!("in use on node a by container {writer_name}"),
+            &format!("dvol move {name} b"),
+        ],
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "the refusal took {:?}",
@@ -615,6 +771,60 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     let back = run_ok(ea, a, &mount, &["tail", "-n", "1", "/data/log"]);
     assert_eq!(back.trim(), seen.trim());
     assert_eq!(record(c, &name).unwrap()["epoch"], 3);
+
+    // On c, which has neither, copies from a's volume: of a commit (by id prefix), with its
+    // history, and of the volume's files now (by UUID prefix), uncommitted line included.
+    let committed = commit(a, &name, "for copies");
+    let commit_id = committed["commit"]["id"]
+        .as_str()
+        .expect("commit id")
+        .to_string();
+    run_ok(
+        ea,
+        a,
+        &mount,
+        &["sh", "-c", "echo uncommitted >> /data/log"],
+    );
+    let of_commit = unique("copy");
+    let seen_in_copy = run_ok(
+        ec,
+        c,
+        &format!("{of_commit}@snapshot-{}:/d", &commit_id[..12]),
+        &["tail", "-n", "1", "/d/log"],
+    );
+    assert_eq!(seen_in_copy.trim(), seen.trim(), "the copy of the commit");
+    assert!(holds(c, &of_commit), "c has no copy {of_commit}");
+    let log = commit_log(c, &of_commit);
+    assert!(
+        log.to_string().contains(&commit_id),
+        "the copy's history lacks the commit it was made from: {log}"
+    );
+    let uuid = volume_id(a, &name).replace('-', "");
+    let of_volume = unique("copy");
+    let now = run_ok(
+        ec,
+        c,
+        &format!("{of_volume}@snapshot-{}:/d", &uuid[..10]),
+        &["tail", "-n", "1", "/d/log"],
+    );
+    assert_eq!(
+        now.trim(),
+        "uncommitted",
+        "the copy of the volume's files now"
+    );
+    for copy in [&of_commit, &of_volume] {
+        wait_until(a, "the registry names c the copy's owner", 10, || {
+            record(a, copy).is_some_and(|r| r["owner"] == "c")
+        });
+    }
+    // A reference that names nothing anywhere: refused, naming the nodes asked.
+    let (ok, text) = run_on(ec, c, "nothing@snapshot-0123456789ab:/d", &["true"]);
+    assert!(!ok, "a copy of nothing was made: {text}");
+    assert_contains_all(
+        &text,
+        &["matches no volume UUID and no commit", "node(s) a, b"],
+    );
+    assert!(!holds(c, "nothing"));
 
     // A profile that does not follow: b's container fails, naming the owner.
     let pinned = unique("pinned");
@@ -650,10 +860,17 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     assert_contains_all(&table, &[&name, &pinned, "OWNER", "EPOCH"]);
 
     for engine in [ea, eb, ec] {
-        let _ = docker_on(engine, &["volume", "rm", &name]);
-        let _ = docker_on(engine, &["volume", "rm", &pinned]);
+        for volume in [&name, &pinned, &of_commit, &of_volume] {
+            let _ = docker_on(engine, &["volume", "rm", volume]);
+        }
     }
-    assert_one_writer_per_epoch(&etcd);
+    let checked = assert_one_writer(&etcd, &[("a", a), ("b", b), ("c", c)]);
+    // a's writer, b's reader, a's two containers after it, c's two copies.
+    assert!(
+        checked.writable_spans >= 5,
+        "{} writable spans in the mount logs",
+        checked.writable_spans
+    );
 }
 
 #[test]
@@ -743,5 +960,6 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
     let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "old"));
     assert_contains_all(&refused, &["in use on node b"]);
     plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "after"));
-    assert_one_writer_per_epoch(&etcd);
+    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
+    assert!(checked.writable_spans >= 1, "no writable span in the logs");
 }

@@ -12,16 +12,21 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use dvol_api::{
-    CloneRequest, FetchPlan, FetchRequest, TransferOutcome, TransferResult, TRANSFER_PROTOCOL,
+    CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, ResolveAnswer, ResolveRequest,
+    ResolvedSource, TransferOutcome, TransferResult, TRANSFER_PROTOCOL,
 };
+use dvol_backends::Effect;
 use dvol_snapshot::{CommitId, VolumeKey};
-use tracing::info;
+use tracing::{info, warn};
 
+use super::super::clone::CloneSource;
 use super::super::{Reporter, VolumeService};
 use super::parse_commit;
 use super::push::parse_peer_commit;
-use crate::error::{ForVolume, ServiceError, TransferError};
+use super::remote::Peer;
+use crate::error::{CloneSourceProblem, ForVolume, ServiceError, TransferError};
 use crate::names::{ProfileName, VolumeName};
+use crate::volume::Volume;
 
 impl VolumeService {
     /// The volume, branch and tip a [`FetchRequest`] names, and its plan.
@@ -110,15 +115,7 @@ impl VolumeService {
         let plan: FetchPlan = peer.json("/v1/transfer/fetch", &fetch).await?;
         let tip = parse_peer_commit(&peer, &plan.tip)?;
         let mut options: BTreeMap<String, String> = request.options.clone();
-        options
-            .entry("profile".into())
-            .or_insert_with(|| plan.volume.profile.clone());
-        if let Some(size) = plan.volume.size_bytes {
-            options.entry("size".into()).or_insert(size.to_string());
-        }
-        if let Some(fs) = plan.volume.filesystem {
-            options.entry("fs".into()).or_insert(fs.to_string());
-        }
+        like_sender(&mut options, &plan);
         let (name, profile, bytes) = (local.clone(), options["profile"].clone(), plan.bytes);
         self.blocking(move |service| {
             let profile = ProfileName::parse(&profile)?;
@@ -127,27 +124,10 @@ impl VolumeService {
         })
         .await?;
         fetch.tip = Some(plan.tip.clone());
-        let response = peer.fetch_objects(&fetch).await?;
         let marker = receive_marker("clone", &peer.name, &request.volume, &tip);
         let received = self
-            .receive_stream(
-                &marker,
-                &local,
-                Body::new(response.into_body()),
-                plan.bytes,
-                progress,
-                None,
-            )
+            .receive_planned(&peer, &fetch, &plan, &marker, &local, progress)
             .await?;
-        if received.objects_stored + received.duplicates != plan.objects {
-            return Err(peer
-                .protocol(format!(
-                    "it sent {} objects of the {} it planned",
-                    received.objects_stored + received.duplicates,
-                    plan.objects
-                ))
-                .into());
-        }
         let (name, branch, remote_name) = (local.clone(), plan.branch.clone(), peer.name.clone());
         let from = format!("{}:{}", peer.name, request.volume);
         self.blocking(move |service| {
@@ -181,6 +161,212 @@ impl VolumeService {
             objects_skipped: 0,
             not_resumed: Vec::new(),
         })
+    }
+}
+
+impl VolumeService {
+    /// `POST /v1/transfer/resolve` (cluster mode): what `request`'s snapshot reference names
+    /// here, for a node that could not resolve it. A commit is answered with a volume whose
+    /// history holds it; a volume's UUID with a commit of its files now (made at a read point
+    /// while its containers run, as a move's pre-copy round is: no branch moves). Nothing
+    /// here is `found: None`; several things here are refused as ambiguous.
+    pub fn resolve_for_peer(&self, request: ResolveRequest) -> Result<ResolveAnswer, ServiceError> {
+        self.require_cluster()?;
+        if request.protocol != TRANSFER_PROTOCOL {
+            return Err(TransferError::Version {
+                offered: request.protocol,
+            }
+            .into());
+        }
+        let name = VolumeName::parse(&request.volume)?;
+        let found = match self.resolve_clone_source(&name, &request.reference) {
+            Err(ServiceError::CloneSource {
+                problem: CloneSourceProblem::NoMatch,
+                ..
+            }) => None,
+            Err(e) => return Err(e),
+            // Its volume was removed here: there is no history to send it from.
+            Ok(CloneSource::Commit { owner: None, .. }) => None,
+            Ok(CloneSource::Commit {
+                commit,
+                owner: Some(owner),
+            }) => Some(ResolvedSource {
+                volume: owner.name.to_string(),
+                commit: commit.to_string(),
+                of_volume: false,
+            }),
+            Ok(CloneSource::Volume(from)) => {
+                self.refuse_moved(&from)?;
+                let message = format!("clone of volume {} ({}) as {name}", from.name, from.id);
+                let commit = self.snapshot_now(from.name.as_str(), message)?;
+                info!(volume = %from.name, %commit, clone = %name, "a commit of the volume's files now, for a clone on another node");
+                Some(ResolvedSource {
+                    volume: from.name.to_string(),
+                    commit: commit.to_string(),
+                    of_volume: true,
+                })
+            }
+        };
+        Ok(ResolveAnswer { found })
+    }
+
+    /// Creates volume `name` from what snapshot reference `prefix` names on another node of
+    /// the cluster, since it names nothing here (`docker run -v copy@snapshot-REF` on any
+    /// node): every other live node is asked ([`VolumeService::resolve_for_peer`]); the one
+    /// match's history is fetched from its node and the volume made here as a clone of that
+    /// commit, like the source's volume (profile, size, filesystem) unless `options` say
+    /// otherwise.
+    pub(crate) async fn clone_from_cluster(
+        self: &Arc<Self>,
+        name: VolumeName,
+        prefix: String,
+        mut options: BTreeMap<String, String>,
+    ) -> Result<(Volume, Effect), ServiceError> {
+        let cluster = self.require_cluster()?.clone();
+        let me = cluster.name();
+        let request = ResolveRequest {
+            protocol: TRANSFER_PROTOCOL,
+            volume: name.to_string(),
+            reference: prefix.clone(),
+        };
+        let mut found: Vec<(Peer, ResolvedSource)> = Vec::new();
+        let (mut asked, mut unanswered) = (Vec::new(), Vec::new());
+        for node in cluster.known_nodes().nodes {
+            if node.name == me {
+                continue;
+            }
+            let peer = match self.peer(&node.name) {
+                Ok(peer) => peer,
+                Err(e) => {
+                    warn!(node = %node.name, error = %e, "cannot call the node to resolve a snapshot reference");
+                    unanswered.push(node.name);
+                    continue;
+                }
+            };
+            match peer
+                .json::<_, ResolveAnswer>("/v1/transfer/resolve", &request)
+                .await
+            {
+                Ok(answer) => {
+                    asked.push(node.name);
+                    if let Some(source) = answer.found {
+                        // A commit several nodes hold (one pushed or moved it) is one source.
+                        if !found.iter().any(|(_, s)| s.commit == source.commit) {
+                            found.push((peer, source));
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(node = %node.name, error = %e, "the node did not resolve a snapshot reference");
+                    unanswered.push(node.name);
+                }
+            }
+        }
+        let problem = |problem| ServiceError::CloneSource {
+            volume: name.clone(),
+            reference: prefix.clone(),
+            problem,
+        };
+        let (peer, source) = match found.len() {
+            0 => {
+                return Err(problem(CloneSourceProblem::NoMatchInCluster {
+                    asked,
+                    unanswered,
+                }))
+            }
+            1 => found.remove(0),
+            _ => {
+                let candidates = found
+                    .iter()
+                    .map(|(peer, s)| {
+                        let what = if s.of_volume { "volume" } else { "commit" };
+                        format!("{what} {} on node {}", s.volume, peer.name)
+                    })
+                    .collect();
+                return Err(problem(CloneSourceProblem::Ambiguous { candidates }));
+            }
+        };
+        let fetch = FetchRequest {
+            protocol: TRANSFER_PROTOCOL,
+            volume: source.volume.clone(),
+            branch: None,
+            tip: Some(source.commit.clone()),
+            known: Vec::new(),
+        };
+        let plan: FetchPlan = peer.json("/v1/transfer/fetch", &fetch).await?;
+        let tip = parse_peer_commit(&peer, &plan.tip)?;
+        if tip.to_string() != source.commit {
+            return Err(peer
+                .protocol(format!(
+                    "it planned commit {} for commit {}",
+                    plan.tip, source.commit
+                ))
+                .into());
+        }
+        like_sender(&mut options, &plan);
+        options.insert("from".into(), tip.to_string());
+        let (n, profile, bytes) = (name.clone(), options["profile"].clone(), plan.bytes);
+        self.blocking(move |service| {
+            service.profile(&n, &ProfileName::parse(&profile)?)?;
+            service.check_room(&n, bytes)
+        })
+        .await?;
+        info!(volume = %name, node = %peer.name, source = %source.volume, commit = %tip, objects = plan.objects, bytes = plan.bytes, "cloning from another node of the cluster");
+        let marker = receive_marker("clone", &peer.name, &source.volume, &tip);
+        let progress = Arc::new(dvol_snapshot::NoProgress);
+        self.receive_planned(&peer, &fetch, &plan, &marker, &name, progress)
+            .await?;
+        self.blocking(move |service| {
+            let made = service.create(name.as_str(), &options)?;
+            let _ = service.history.end_receive(&marker);
+            Ok(made)
+        })
+        .await
+    }
+}
+
+impl VolumeService {
+    /// Fetches `fetch`'s objects from `peer` and stores them under receive marker `marker`
+    /// (for volume `local`, in messages); a sender that sends other than the `plan`ned
+    /// number of objects is refused.
+    pub(super) async fn receive_planned(
+        self: &Arc<Self>,
+        peer: &Peer,
+        fetch: &FetchRequest,
+        plan: &FetchPlan,
+        marker: &str,
+        local: &VolumeName,
+        progress: Reporter,
+    ) -> Result<ObjectsReceived, ServiceError> {
+        let response = peer.fetch_objects(fetch).await?;
+        let body = Body::new(response.into_body());
+        let received = self
+            .receive_stream(marker, local, body, plan.bytes, progress, None)
+            .await?;
+        let sent = received.objects_stored + received.duplicates;
+        if sent != plan.objects {
+            return Err(peer
+                .protocol(format!(
+                    "it sent {sent} objects of the {} it planned",
+                    plan.objects
+                ))
+                .into());
+        }
+        Ok(received)
+    }
+}
+
+/// Fills in the options a clone from `plan`'s sender leaves unsaid: its profile, size and
+/// filesystem.
+fn like_sender(options: &mut BTreeMap<String, String>, plan: &FetchPlan) {
+    options
+        .entry("profile".into())
+        .or_insert_with(|| plan.volume.profile.clone());
+    if let Some(size) = plan.volume.size_bytes {
+        options.entry("size".into()).or_insert(size.to_string());
+    }
+    if let Some(fs) = plan.volume.filesystem {
+        options.entry("fs".into()).or_insert(fs.to_string());
     }
 }
 

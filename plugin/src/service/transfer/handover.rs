@@ -75,12 +75,6 @@ impl VolumeService {
                 let peer = service.peer(&remote)?;
                 let volume = service.get(&name)?;
                 service.refuse_moved(&volume)?;
-                if only_if_unused && volume.in_use() {
-                    return Err(ServiceError::InUse {
-                        volume: volume.name.clone(),
-                        mounts: volume.mounts.values().map(|n| *n as usize).sum(),
-                    });
-                }
                 if let Some(cluster) = service.cluster() {
                     if cluster.known_node(&peer.name).is_none() {
                         return Err(TransferError::NotANode {
@@ -100,6 +94,9 @@ impl VolumeService {
                 Ok((peer, volume, branch))
             })
             .await?;
+        if only_if_unused && volume.in_use() {
+            return Err(self.in_use(&volume).await);
+        }
         let sending = Sending {
             peer: &peer,
             volume: &volume,
@@ -115,7 +112,9 @@ impl VolumeService {
             let started = Instant::now();
             let target = volume.name.to_string();
             let commit = self
-                .blocking(move |service| service.snapshot_for_move(&target, round))
+                .blocking(move |service| {
+                    service.snapshot_now(&target, format!("move: pre-copy round {round}"))
+                })
                 .await?;
             let sent = self.send_commit(&sending, commit, false, &progress).await?;
             let done = MoveRound {
@@ -157,10 +156,7 @@ impl VolumeService {
                 self.blocking(move |service| service.get(&n)).await?
             };
             if request.only_if_unused && current.in_use() {
-                return Err(ServiceError::InUse {
-                    volume: volume.name.clone(),
-                    mounts: current.mounts.values().map(|n| *n as usize).sum(),
-                });
+                return Err(self.in_use(&current).await);
             }
             let users = if current.in_use() {
                 self.containers.running_users(&volume.name, &names).await?
@@ -197,11 +193,12 @@ impl VolumeService {
         })
     }
 
-    /// A pre-copy round's commit: the volume's files now, at a read point, moving no ref.
-    fn snapshot_for_move(
+    /// A commit of the volume's files now, at a read point, moving no ref: a pre-copy
+    /// round's, or the one a node of the cluster clones a volume of this node's from.
+    pub(super) fn snapshot_now(
         &self,
         name: &str,
-        round: usize,
+        message: String,
     ) -> Result<dvol_snapshot::CommitId, ServiceError> {
         self.with_fixed_data(name, |volume, data, read_from| {
             let backend = self.backend(volume)?;
@@ -210,7 +207,7 @@ impl VolumeService {
                     .read_point_intact(volume.id)
                     .map_err(|e| e.to_string())
             };
-            let info = CommitInfo::now(format!("move: pre-copy round {round}"), "dvol");
+            let info = CommitInfo::now(message, "dvol");
             let changes = self.point_changes(volume, backend.as_ref(), read_from);
             let id = self
                 .history
@@ -297,6 +294,22 @@ impl VolumeService {
         Ok(transfer)
     }
 
+    /// The refusal of a volume that is mounted, naming the running containers that use it
+    /// where the engine answers.
+    async fn in_use(&self, volume: &Volume) -> ServiceError {
+        let containers = self
+            .containers
+            .running_users(&volume.name, &self.docker_names(volume))
+            .await
+            .map(|users| users.into_iter().map(|c| c.name).collect())
+            .unwrap_or_default();
+        ServiceError::InUse {
+            volume: volume.name.clone(),
+            mounts: volume.mounts.values().map(|n| *n as usize).sum(),
+            containers,
+        }
+    }
+
     /// Waits for the volume's last unmount.
     async fn wait_unmounted(self: &Arc<Self>, volume: &Volume) -> Result<(), ServiceError> {
         let deadline = Instant::now() + UNMOUNT_PATIENCE;
@@ -307,10 +320,7 @@ impl VolumeService {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(ServiceError::InUse {
-                    volume: volume.name.clone(),
-                    mounts: current.mounts.values().map(|n| *n as usize).sum(),
-                });
+                return Err(self.in_use(&current).await);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -99,16 +99,8 @@ impl VolumeService {
             self.blocking(move |service| service.check_room(&n, bytes))
                 .await?;
             fetch.tip = Some(plan.tip.clone());
-            let response = peer.fetch_objects(&fetch).await?;
             received = self
-                .receive_stream(
-                    &marker,
-                    &volume.name,
-                    axum::body::Body::new(response.into_body()),
-                    plan.bytes,
-                    progress,
-                    None,
-                )
+                .receive_planned(&peer, &fetch, &plan, &marker, &volume.name, progress)
                 .await?;
         }
         let (n, remote_name, branch) =

@@ -210,15 +210,20 @@ impl Peer {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(ErrorBody { error }) => (Some(error.code), error.message),
-            Err(_) => (None, String::from_utf8_lossy(&body).trim().to_string()),
+        let (code, message, containers) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(ErrorBody { error }) => (Some(error.code), error.message, error.containers),
+            Err(_) => (
+                None,
+                String::from_utf8_lossy(&body).trim().to_string(),
+                Vec::new(),
+            ),
         };
         Err(TransferError::Refused {
             remote: self.name.clone(),
             status,
             code,
             message,
+            containers,
         })
     }
 
