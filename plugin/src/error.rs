@@ -572,6 +572,19 @@ pub enum ClusterError {
         /// The running containers that use it on the owner, by name, where the owner said.
         containers: Vec<String>,
     },
+    /// A push carries an epoch lower than the registry's: its sender no longer owns the
+    /// volume.
+    #[error("fenced: the push of volume {volume} carries epoch {offered}, but the cluster's registry is at epoch {current} (owner {owner}): the sender no longer owns it; nothing was changed here")]
+    Fenced {
+        /// The volume.
+        volume: String,
+        /// The epoch the push carries.
+        offered: u64,
+        /// The registry's.
+        current: u64,
+        /// The owner at that epoch.
+        owner: String,
+    },
     /// The volume's record changed between reading it and changing it.
     #[error("volume {volume} changed in the cluster's registry meanwhile (another node moved, created or removed it); retry")]
     ChangedMeanwhile {
@@ -606,6 +619,7 @@ impl ClusterError {
             ClusterError::Unreachable { .. } => ErrorClass::Unavailable,
             ClusterError::OwnedElsewhere { .. }
             | ClusterError::InUseElsewhere { .. }
+            | ClusterError::Fenced { .. }
             | ClusterError::ChangedMeanwhile { .. } => ErrorClass::Conflict,
             ClusterError::NotClustered | ClusterError::Compacted { .. } => ErrorClass::Invalid,
             ClusterError::BadRecord { .. } => ErrorClass::Internal,
@@ -618,6 +632,7 @@ impl ClusterError {
             ClusterError::Unreachable { .. } => "cluster_unreachable",
             ClusterError::OwnedElsewhere { .. } => "owned_elsewhere",
             ClusterError::InUseElsewhere { .. } => "in_use_elsewhere",
+            ClusterError::Fenced { .. } => "fenced",
             ClusterError::ChangedMeanwhile { .. } => "cluster_changed_meanwhile",
             ClusterError::NotClustered => "not_clustered",
             ClusterError::Compacted { .. } => "revision_compacted",

@@ -255,6 +255,12 @@ pub struct PushOffer {
     pub mode: UpdateMode,
     /// Stop, check out and restart a receiving volume in use.
     pub checkout: bool,
+    /// In cluster mode, where the sender owns the volume (of the same name): the fencing
+    /// epoch it owns it at. A receiver of the same cluster refuses the push (409 `fenced`),
+    /// at the offer and again before its branch moves, once the registry holds a higher
+    /// epoch for the volume: the sender no longer owns it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
 }
 
 /// The receiver's answer to a [`PushOffer`].

@@ -162,6 +162,36 @@ impl VolumeService {
         }
     }
 
+    /// The epoch at which this node owns `volume`, when sent as `target` (the same name) in
+    /// cluster mode: what a push of it carries ([`dvol_api::PushOffer::epoch`]).
+    pub(super) fn owned_epoch(&self, volume: &Volume, target: &VolumeName) -> Option<u64> {
+        let cluster = self.cluster()?;
+        let record = cluster.known_volume(volume.name.as_str())?;
+        (volume.name == *target && record.owner == cluster.name()).then_some(record.epoch)
+    }
+
+    /// Refuses a push into `name` that carries `epoch` (the sender's) once the registry holds
+    /// a higher one: the sender no longer owns the volume. Read from etcd, not the cache.
+    pub(super) fn refuse_fenced(
+        &self,
+        name: &VolumeName,
+        epoch: Option<u64>,
+    ) -> Result<(), ServiceError> {
+        let (Some(cluster), Some(offered)) = (self.cluster(), epoch) else {
+            return Ok(());
+        };
+        match cluster.volume("receiving a push", name.as_str())? {
+            Some((record, _)) if record.epoch > offered => Err(ClusterError::Fenced {
+                volume: name.to_string(),
+                offered,
+                current: record.epoch,
+                owner: record.owner,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Drops the local record that `volume` moved away, once the registry proved that this
     /// node owns it again (a move back that found nothing to send leaves it).
     pub(super) fn owned_again(&self, volume: &Volume) {

@@ -9,8 +9,10 @@
 //! could write one volume at the same moment.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +22,8 @@ use serde_json::Value;
 use dvol_tests::etcd::Etcd;
 use dvol_tests::fixtures::*;
 use dvol_tests::host_engine::HostEngine;
-use dvol_tests::netns::Topology;
-use dvol_tests::{Daemon, TEST_IMAGE};
+use dvol_tests::netns::{Host, Topology};
+use dvol_tests::{parse_response, Daemon, HttpResponse, TEST_IMAGE};
 
 /// The registry's prefix in etcd.
 const PREFIX: &str = "/dvol/v1/";
@@ -624,6 +626,43 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
     );
 }
 
+/// `POST path` with `body` and the bearer `token` to the daemon at `to`, sent from inside
+/// `host`'s network namespace (busybox's nc over real TCP), as another node would.
+fn post_from(host: &Host, to: SocketAddr, token: &str, path: &str, body: &str) -> HttpResponse {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {to}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut child = host
+        .command("busybox")
+        .args(["nc", &to.ip().to_string(), &to.port().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("busybox nc");
+    // nc stops at the end of its input: the input stays open until the answer has come
+    // (the daemon closes the connection after it).
+    let mut input = child.stdin.take().unwrap();
+    input
+        .write_all(request.as_bytes())
+        .expect("send the request");
+    let mut answer = Vec::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut answer)
+        .expect("read the answer");
+    drop(input);
+    let _ = child.wait();
+    parse_response(&answer).unwrap_or_else(|| {
+        panic!(
+            "unreadable HTTP answer from {to}: {:?}",
+            String::from_utf8_lossy(&answer)
+        )
+    })
+}
+
 /// The output of `docker` on `engine`, and whether it succeeded.
 fn docker_on(engine: &HostEngine, args: &[&str]) -> (bool, String) {
     let out = engine.docker(args);
@@ -960,6 +999,50 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
     let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "old"));
     assert_contains_all(&refused, &["in use on node b"]);
     plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "after"));
+
+    // A push that carries a's old epoch (a stale owner, or a peer that lies) is refused by
+    // b, which reads the registry: fenced, nothing changed.
+    let tip = commit_log(&a, &name)["commits"][0]["id"]
+        .as_str()
+        .expect("a's last commit")
+        .to_string();
+    let before = commit_log(&b, &name);
+    let offer = |epoch: u64| {
+        serde_json::json!({
+            "protocol": 1,
+            "sender": uuid::Uuid::new_v4(),
+            "volume": name,
+            "branch": "master",
+            "tip": tip,
+            "like": api_volume(&a, &name),
+            "mode": "fast_forward",
+            "checkout": false,
+            "epoch": epoch,
+        })
+        .to_string()
+    };
+    let push = |body: String| {
+        let to = b.listen_addr().expect("b listens");
+        post_from(topology.host("a"), to, &token, "/v1/transfer/push", &body)
+    };
+    let fenced = push(offer(1));
+    let text = String::from_utf8_lossy(&fenced.body).into_owned();
+    assert_eq!(fenced.status, 409, "{text}");
+    assert_contains_all(&text, &["\"fenced\"", "epoch 1", "epoch 2 (owner b)"]);
+    assert_eq!(
+        commit_log(&b, &name),
+        before,
+        "a fenced push changed b's history"
+    );
+    // At the registry's epoch the offer gets past the fence (and on to the usual answer).
+    let current = push(offer(2));
+    assert_eq!(
+        current.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&current.body)
+    );
+
     let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
     assert!(checked.writable_spans >= 1, "no writable span in the logs");
 }

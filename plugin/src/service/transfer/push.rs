@@ -118,6 +118,7 @@ impl VolumeService {
             like: sending.like.clone(),
             mode: sending.mode,
             checkout: sending.checkout,
+            epoch: self.owned_epoch(sending.volume, target),
         };
         let answer: PushAnswer = peer.json("/v1/transfer/push", &offer).await?;
         let their_tip = answer

@@ -51,6 +51,7 @@ impl VolumeService {
             .map_err(dvol_snapshot::Error::from)
             .for_volume(&name)?;
         parse_commit(&name, &offer.tip)?;
+        self.refuse_fenced(&name, offer.epoch)?;
         let existing = match self.get(name.as_str()) {
             Ok(v) => Some(v),
             Err(ServiceError::NotFound { .. }) => None,
@@ -393,7 +394,7 @@ impl VolumeService {
             .as_deref()
             .map(|o| parse_commit(&name, o))
             .transpose()?;
-        let check = name.clone();
+        let (check, epoch) = (name.clone(), s.offer.epoch);
         self.blocking(move |service| {
             if service.history.read_commit(new).is_err() {
                 return Err(TransferError::BadStream {
@@ -402,7 +403,8 @@ impl VolumeService {
                 }
                 .into());
             }
-            Ok(())
+            // The branch moves only while the sender still owns the volume.
+            service.refuse_fenced(&check, epoch)
         })
         .await?;
         let offer = s.offer.clone();
