@@ -13,8 +13,6 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -331,53 +329,44 @@ fn epochs_and_owners(etcd: &Etcd) -> (usize, usize, BTreeMap<(String, u64), Stri
     (volumes, mounts, owners)
 }
 
-/// A writer that appends numbered lines to a file and makes each durable (fsync) before
-/// counting it as acknowledged; stops when told, and reports how many it acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<AtomicU64>,
-    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+/// A container that appends numbered lines to `/data/log` of its volume and makes each
+/// durable (`sync`) before printing its number: what it printed is acknowledged.
+struct ContainerWriter<'a> {
+    engine: &'a HostEngine,
+    id: String,
 }
 
-impl Writer {
-    fn start(path: PathBuf) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(AtomicU64::new(0));
-        let (s, a) = (stop.clone(), acked.clone());
-        let thread = std::thread::spawn(move || {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("open {}: {e}", path.display()))?;
-            let mut n = 0u64;
-            while !s.load(Ordering::SeqCst) {
-                n += 1;
-                writeln!(file, "{n}").map_err(|e| format!("write line {n}: {e}"))?;
-                file.sync_data()
-                    .map_err(|e| format!("fsync line {n}: {e}"))?;
-                a.store(n, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            Ok(())
-        });
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
+impl<'a> ContainerWriter<'a> {
+    /// Starts it on `engine`, with `daemon`'s volume `volume` at `/data`.
+    fn start(engine: &'a HostEngine, daemon: &Daemon, volume: &str) -> ContainerWriter<'a> {
+        let mount = format!("{volume}:/data");
+        let id = engine.docker_ok(&[
+            "run", "-d", "--volume-driver", &daemon.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
+            "i=0; while true; do i=$((i+1)); echo $i >> /data/log; sync /data/log; echo $i; sleep 0.05; done",
+        ]);
+        ContainerWriter {
+            engine,
+            id: id.trim().to_string(),
         }
     }
 
+    /// The last line it acknowledged (0 before the first).
     fn acked(&self) -> u64 {
-        self.acked.load(Ordering::SeqCst)
+        self.engine
+            .docker_ok(&["logs", &self.id])
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse().ok())
+            .unwrap_or(0)
     }
 
-    /// Stops it; panics if a write failed. Returns how many lines it acknowledged.
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::SeqCst);
-        let result = self.thread.take().unwrap().join().expect("writer thread");
-        result.expect("the writer failed");
-        self.acked()
+    /// Stops and removes it (the engine unmounts its volume). Returns the last line it
+    /// acknowledged.
+    fn finish(self) -> u64 {
+        self.engine.docker_ok(&["stop", "-t", "1", &self.id]);
+        let acked = self.acked();
+        self.engine.docker_ok(&["rm", &self.id]);
+        acked
     }
 }
 
@@ -526,8 +515,17 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
     let Some(mut etcd) = Etcd::for_test(&topology) else {
         return;
     };
+    let Some(engine) = HostEngine::for_test() else {
+        return;
+    };
     let token = cluster_token();
-    let a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
+    let a = Daemon::start_in_cluster(
+        topology.host("a"),
+        Some(&engine),
+        &etcd.url(),
+        &token,
+        Vec::new(),
+    );
     let b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
     wait_for_nodes(&[&a, &b], &["a", "b"]);
     let name = unique("held");
@@ -536,9 +534,9 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
         "VolumeDriver.Create",
         &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
     );
-    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "w"));
-    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
-    let writer = Writer::start(path.join("log"));
+    // A container on a writes, each line made durable before it is acknowledged.
+    let writer = ContainerWriter::start(&engine, &a, &name);
+    wait_until(&a, "the container writes", 30, || writer.acked() > 0);
     wait_until(&b, "b knows the volume is mounted on a", 10, || {
         record(&b, &name).is_some_and(|r| r["mounted_on"] == serde_json::json!(["a"]))
     });
@@ -603,7 +601,6 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
         })
     });
     let acked = writer.finish();
-    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "w"));
 
     // Every acknowledged write is in the volume.
     let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "check"));
