@@ -39,8 +39,8 @@ pub enum CloneSourceProblem {
     NoMatchInCluster {
         /// The nodes that answered.
         asked: Vec<String>,
-        /// The nodes that did not.
-        unanswered: Vec<String>,
+        /// The nodes that could not, each as `node: why`.
+        failed: Vec<String>,
     },
     /// Several volumes or commits start with it.
     Ambiguous {
@@ -58,7 +58,7 @@ impl std::fmt::Display for CloneSourceProblem {
             CloneSourceProblem::NoMatch => f.write_str(
                 "matches no volume UUID and no commit; `docker volume inspect` shows volume UUIDs, `dvol log` commit ids",
             ),
-            CloneSourceProblem::NoMatchInCluster { asked, unanswered } => {
+            CloneSourceProblem::NoMatchInCluster { asked, failed } => {
                 write!(
                     f,
                     "matches no volume UUID and no commit on this node{}",
@@ -68,11 +68,11 @@ impl std::fmt::Display for CloneSourceProblem {
                         format!(" nor on node(s) {}", asked.join(", "))
                     }
                 )?;
-                if !unanswered.is_empty() {
+                if !failed.is_empty() {
                     write!(
                         f,
-                        "; node(s) {} did not answer: retry once they do",
-                        unanswered.join(", ")
+                        "; not asked or not answered: {}; retry once they answer",
+                        failed.join("; ")
                     )?;
                 }
                 Ok(())
@@ -929,15 +929,15 @@ mod tests {
     fn a_reference_found_nowhere_in_the_cluster_names_who_was_asked() {
         let problem = CloneSourceProblem::NoMatchInCluster {
             asked: vec!["a".into(), "b".into()],
-            unanswered: vec!["c".into()],
+            failed: vec!["c: remote c is unreachable".into()],
         };
         assert_eq!(
             problem.to_string(),
-            "matches no volume UUID and no commit on this node nor on node(s) a, b; node(s) c did not answer: retry once they do"
+            "matches no volume UUID and no commit on this node nor on node(s) a, b; not asked or not answered: c: remote c is unreachable; retry once they answer"
         );
         let alone = CloneSourceProblem::NoMatchInCluster {
             asked: Vec::new(),
-            unanswered: Vec::new(),
+            failed: Vec::new(),
         };
         assert_eq!(
             alone.to_string(),

@@ -170,6 +170,28 @@ impl VolumeService {
         (volume.name == *target && record.owner == cluster.name()).then_some(record.epoch)
     }
 
+    /// Refuses to take this node's copy of `volume` for the volume when the registry names
+    /// another owner: its files here are not current.
+    pub(super) fn refuse_not_owner(&self, volume: &Volume) -> Result<(), ServiceError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        match cluster.known_volume(volume.name.as_str()) {
+            Some(record) if record.owner != cluster.name() => Err(ClusterError::OwnedElsewhere {
+                volume: volume.name.to_string(),
+                how: format!(
+                    "; the copy on node {} is not current: use a commit id or the UUID of the volume on {}",
+                    cluster.name(),
+                    record.owner
+                ),
+                owner: record.owner,
+                epoch: record.epoch,
+            }
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses a push into `name` that carries `epoch` (the sender's) once the registry holds
     /// a higher one: the sender no longer owns the volume. Read from etcd, not the cache.
     pub(super) fn refuse_fenced(

@@ -909,6 +909,138 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     );
 }
 
+/// Fills `daemon`'s volume `name` with enough data (48 MiB) that a target's checkout of it
+/// takes a while; returns its digest ([`mounted_digest`]).
+fn fill_for_a_move(daemon: &Daemon, name: &str) -> String {
+    let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, "fill"));
+    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("head -c 48M /dev/urandom > big && echo small > small && sync")
+        .current_dir(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let digest = digest_of(&path);
+    plugin_ok(daemon, "VolumeDriver.Unmount", &mount_body(name, "fill"));
+    digest
+}
+
+/// The digest of [`fill_for_a_move`]'s files, read through a Mount with `mount_id` on
+/// `daemon`, which stays mounted.
+fn mounted_digest(daemon: &Daemon, name: &str, mount_id: &str) -> String {
+    let mounted = plugin_ok(daemon, "VolumeDriver.Mount", &mount_body(name, mount_id));
+    digest_of(&PathBuf::from(mounted["Mountpoint"].as_str().unwrap()))
+}
+
+/// The digest of [`fill_for_a_move`]'s files in `path`.
+fn digest_of(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("sha256sum big small")
+        .current_dir(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// Runs `dvol move NAME TARGET` on `source` in the background and waits until the registry
+/// (as `watcher` knows it) says the volume is moving; returns the move's process and the
+/// `(state, owner)` seen last.
+fn move_until_moving(
+    source: &Daemon,
+    watcher: &Daemon,
+    name: &str,
+    target: &str,
+) -> (std::process::Child, (Value, Value)) {
+    let mover = source
+        .cli_command(&["move", name, target, "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let state = loop {
+        let state = record(watcher, name)
+            .map(|r| (r["state"].clone(), r["owner"].clone()))
+            .unwrap_or_default();
+        if state.0 == "moving" || state.1 == target || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    (mover, state)
+}
+
+#[test]
+fn a_target_killed_during_a_move_leaves_the_volume_with_its_source() {
+    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+        return;
+    };
+    let Some(etcd) = Etcd::for_test(&topology) else {
+        return;
+    };
+    let token = cluster_token();
+    let a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
+    let mut b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
+    wait_for_nodes(&[&a, &b], &["a", "b"]);
+    let name = unique("target");
+    plugin_ok(
+        &a,
+        "VolumeDriver.Create",
+        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
+    );
+    let digest = fill_for_a_move(&a, &name);
+
+    // b dies while the registry says the volume is moving to it.
+    let (mut mover, state) = move_until_moving(&a, &a, &name, "b");
+    b.kill9();
+    let moved = mover.wait().unwrap();
+    assert_eq!(
+        state.0, "moving",
+        "the move was not caught while moving: {state:?}"
+    );
+    assert!(!moved.success(), "the move to a killed target succeeded");
+
+    // a called the move off: the volume is a's, ready, at its epoch, and mounts there with
+    // its data.
+    wait_until(&a, "the failed move is called off", 10, || {
+        record(&a, &name).is_some_and(|r| r["state"] == "ready")
+    });
+    let now = record(&a, &name).expect("the record");
+    assert_eq!(
+        (now["owner"].clone(), now["epoch"].clone()),
+        ("a".into(), 1.into()),
+        "{now}"
+    );
+    assert_eq!(mounted_digest(&a, &name, "after"), digest, "a's data");
+    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "after"));
+
+    // b restarts: whatever it received, it claims nothing; the volume stays a's.
+    b.spawn();
+    wait_until(&b, "b is a node again", 30, || {
+        record(&b, &name).is_some_and(|r| r["owner"] == "a")
+            && node_names(&a).contains(&"b".to_string())
+    });
+    assert_eq!(record(&a, &name).unwrap()["epoch"], 1);
+    // A Mount on b moves it there whole.
+    assert_eq!(
+        mounted_digest(&b, &name, "follow"),
+        digest,
+        "b's data after the move"
+    );
+    let now = record(&a, &name).unwrap();
+    assert_eq!(
+        (now["owner"].clone(), now["epoch"].clone()),
+        ("b".into(), 2.into()),
+        "{now}"
+    );
+    plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "follow"));
+    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
+    assert!(checked.writable_spans >= 3, "too few writable spans");
+}
+
 #[test]
 fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
     let Some(topology) = Topology::for_test(&["a", "b"]) else {
@@ -927,42 +1059,10 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
         "VolumeDriver.Create",
         &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
     );
-    // Enough data that the target's checkout of it takes a while.
-    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "fill"));
-    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("head -c 48M /dev/urandom > big && echo small > small && sync")
-        .current_dir(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let digest = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("sha256sum big small")
-        .current_dir(&path)
-        .output()
-        .unwrap();
-    let digest = stdout(&digest);
-    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "fill"));
+    let digest = fill_for_a_move(&a, &name);
 
     // The move runs; a dies once the registry says the volume is moving to b.
-    let mut mover = a
-        .cli_command(&["move", &name, "b", "--json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let state = loop {
-        let state = record(&b, &name)
-            .map(|r| (r["state"].clone(), r["owner"].clone()))
-            .unwrap_or_default();
-        if state.0 == "moving" || state.1 == "b" || Instant::now() > deadline {
-            break state;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let (mut mover, state) = move_until_moving(&a, &b, &name, "b");
     a.kill9();
     let _ = mover.wait();
     assert_eq!(
@@ -977,15 +1077,11 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
     });
     assert_eq!(record(&b, &name).unwrap()["epoch"], 1);
     // b's copy, if the move made one, is not b's to mount: mounting there moves it again.
-    let mounted = plugin_ok(&b, "VolumeDriver.Mount", &mount_body(&name, "after"));
-    let path = PathBuf::from(mounted["Mountpoint"].as_str().unwrap());
-    let seen = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("sha256sum big small")
-        .current_dir(&path)
-        .output()
-        .unwrap();
-    assert_eq!(stdout(&seen), digest, "b's data after the second move");
+    assert_eq!(
+        mounted_digest(&b, &name, "after"),
+        digest,
+        "b's data after the second move"
+    );
     let now = record(&b, &name).unwrap();
     assert_eq!(
         (now["owner"].clone(), now["epoch"].clone()),

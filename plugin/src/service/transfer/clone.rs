@@ -196,6 +196,7 @@ impl VolumeService {
                 of_volume: false,
             }),
             Ok(CloneSource::Volume(from)) => {
+                self.refuse_not_owner(&from)?;
                 self.refuse_moved(&from)?;
                 let message = format!("clone of volume {} ({}) as {name}", from.name, from.id);
                 let commit = self.snapshot_now(from.name.as_str(), message)?;
@@ -230,7 +231,7 @@ impl VolumeService {
             reference: prefix.clone(),
         };
         let mut found: Vec<(Peer, ResolvedSource)> = Vec::new();
-        let (mut asked, mut unanswered) = (Vec::new(), Vec::new());
+        let (mut asked, mut failed) = (Vec::new(), Vec::new());
         for node in cluster.known_nodes().nodes {
             if node.name == me {
                 continue;
@@ -239,7 +240,7 @@ impl VolumeService {
                 Ok(peer) => peer,
                 Err(e) => {
                     warn!(node = %node.name, error = %e, "cannot call the node to resolve a snapshot reference");
-                    unanswered.push(node.name);
+                    failed.push(format!("{}: {e}", node.name));
                     continue;
                 }
             };
@@ -258,7 +259,7 @@ impl VolumeService {
                 }
                 Err(e) => {
                     warn!(node = %node.name, error = %e, "the node did not resolve a snapshot reference");
-                    unanswered.push(node.name);
+                    failed.push(format!("{}: {e}", node.name));
                 }
             }
         }
@@ -271,7 +272,7 @@ impl VolumeService {
             0 => {
                 return Err(problem(CloneSourceProblem::NoMatchInCluster {
                     asked,
-                    unanswered,
+                    failed,
                 }))
             }
             1 => found.remove(0),
