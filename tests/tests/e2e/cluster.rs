@@ -29,6 +29,63 @@ const PREFIX: &str = "/dvol/v1/";
 /// How long a node's lease lives without renewal (the daemon's `LEASE_TTL`), plus a margin.
 const LEASE_GONE: Duration = Duration::from_secs(12);
 
+/// A test cluster: hosts in network namespaces, etcd on their hub, and a daemon in cluster
+/// mode on each host (with the Docker Engine given for it, if any), every one a live node.
+struct TestCluster {
+    /// The daemons, in the order of the hosts (dropped first).
+    daemons: Vec<Daemon>,
+    /// The token they share.
+    token: String,
+    etcd: Etcd,
+    topology: Topology,
+}
+
+impl TestCluster {
+    /// Starts hosts `names`, etcd and a daemon per host (`engines[i]` for host `i`, where
+    /// given) with `args`; `None` where namespaces, etcd or the engines are missing (skipped,
+    /// or failed under `DVOL_REQUIRE_ALL=1`).
+    fn start(
+        names: &[&str],
+        engines: &[Option<&HostEngine>],
+        args: Vec<String>,
+    ) -> Option<TestCluster> {
+        let topology = Topology::for_test(names)?;
+        let etcd = Etcd::for_test(&topology)?;
+        let token = cluster_token();
+        let daemons: Vec<Daemon> = topology
+            .hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let engine = engines.get(i).copied().flatten();
+                Daemon::start_in_cluster(host, engine, &etcd.url(), &token, args.clone())
+            })
+            .collect();
+        wait_for_nodes(&daemons.iter().collect::<Vec<_>>(), names);
+        Some(TestCluster {
+            daemons,
+            token,
+            etcd,
+            topology,
+        })
+    }
+
+    /// Each host's name with its daemon, for [`assert_one_writer`].
+    fn nodes(&self) -> Vec<(&str, &Daemon)> {
+        let names = self.topology.hosts().iter().map(|h| h.name());
+        names.zip(&self.daemons).collect()
+    }
+}
+
+/// Creates volume `name` (`NAME` or `NAME@PROFILE`) through `daemon`'s plugin socket.
+fn create_on(daemon: &Daemon, name: &str) {
+    plugin_ok(
+        daemon,
+        "VolumeDriver.Create",
+        &serde_json::json!({ "Name": name }).to_string(),
+    );
+}
+
 /// A token every node of a test cluster shares.
 fn cluster_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -372,20 +429,10 @@ impl<'a> ContainerWriter<'a> {
 
 #[test]
 fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
-    let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
+    let Some(cluster) = TestCluster::start(&["a", "b", "c"], &[], Vec::new()) else {
         return;
     };
-    let Some(etcd) = Etcd::for_test(&topology) else {
-        return;
-    };
-    let token = cluster_token();
-    let daemons: Vec<Daemon> = topology
-        .hosts()
-        .iter()
-        .map(|host| Daemon::start_in_cluster(host, None, &etcd.url(), &token, Vec::new()))
-        .collect();
-    let all: Vec<&Daemon> = daemons.iter().collect();
-    wait_for_nodes(&all, &["a", "b", "c"]);
+    let (daemons, etcd) = (&cluster.daemons, &cluster.etcd);
 
     let prefix = unique("race");
     let since = cluster_volumes(&daemons[2])["revision"].as_i64().unwrap() + 1;
@@ -429,7 +476,7 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
             1,
             "round {round}: {name} is held by {holders:?}"
         );
-        for daemon in &daemons {
+        for daemon in daemons {
             wait_until(daemon, "the registry lists the volume", 10, || {
                 record(daemon, &name).is_some()
             });
@@ -477,8 +524,7 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
             .collect();
         assert_eq!(puts.len(), 1, "{key} was written {} times", puts.len());
     }
-    let nodes: Vec<(&str, &Daemon)> = ["a", "b", "c"].into_iter().zip(&daemons).collect();
-    assert_one_writer(&etcd, &nodes);
+    assert_one_writer(etcd, &cluster.nodes());
 
     // Removing on a node that does not hold it forgets nothing; on the owner, it goes.
     let name = format!("{prefix}-0");
@@ -488,7 +534,7 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
         "VolumeDriver.Remove",
         &serde_json::json!({ "Name": name }).to_string(),
     );
-    for daemon in &daemons {
+    for daemon in daemons {
         wait_until(daemon, "the registry drops the removed volume", 10, || {
             record(daemon, &name).is_none()
         });
@@ -509,38 +555,23 @@ fn a_create_race_on_one_name_from_three_nodes_makes_one_volume_each_round() {
 
 #[test]
 fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_two_writers() {
-    let Some(topology) = Topology::for_test(&["a", "b"]) else {
-        return;
-    };
-    let Some(mut etcd) = Etcd::for_test(&topology) else {
-        return;
-    };
     let Some(engine) = HostEngine::for_test() else {
         return;
     };
-    let token = cluster_token();
-    let a = Daemon::start_in_cluster(
-        topology.host("a"),
-        Some(&engine),
-        &etcd.url(),
-        &token,
-        Vec::new(),
-    );
-    let b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
-    wait_for_nodes(&[&a, &b], &["a", "b"]);
+    let Some(mut cluster) = TestCluster::start(&["a", "b"], &[Some(&engine)], Vec::new()) else {
+        return;
+    };
+    let (a, b) = (&cluster.daemons[0], &cluster.daemons[1]);
+    let (etcd, topology) = (&mut cluster.etcd, &cluster.topology);
     let name = unique("held");
-    plugin_ok(
-        &a,
-        "VolumeDriver.Create",
-        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
-    );
+    create_on(a, &format!("{name}@silver"));
     // A container on a writes, each line made durable before it is acknowledged.
-    let writer = ContainerWriter::start(&engine, &a, &name);
-    wait_until(&a, "the container writes", 30, || writer.acked() > 0);
-    wait_until(&b, "b knows the volume is mounted on a", 10, || {
-        record(&b, &name).is_some_and(|r| r["mounted_on"] == serde_json::json!(["a"]))
+    let writer = ContainerWriter::start(&engine, a, &name);
+    wait_until(a, "the container writes", 30, || writer.acked() > 0);
+    wait_until(b, "b knows the volume is mounted on a", 10, || {
+        record(b, &name).is_some_and(|r| r["mounted_on"] == serde_json::json!(["a"]))
     });
-    let refused = plugin_error(&b, "VolumeDriver.Mount", &mount_body(&name, "x"));
+    let refused = plugin_error(b, "VolumeDriver.Mount", &mount_body(&name, "x"));
     assert_contains_all(&refused, &["in use on node a"]);
 
     // 1. etcd stops.
@@ -560,33 +591,33 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
             "List without etcd: {listed}"
         );
     }
-    assert_eq!(cluster_volumes(&a)["lease_alive"], false);
+    assert_eq!(cluster_volumes(a)["lease_alive"], false);
     // New read-write mounts and creates are refused, naming the cause.
-    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "w2"));
+    let refused = plugin_error(a, "VolumeDriver.Mount", &mount_body(&name, "w2"));
     assert_contains_all(&refused, &["cluster unreachable", "lease"]);
-    let refused = plugin_error(&a, "VolumeDriver.Create", r#"{"Name":"another-one"}"#);
+    let refused = plugin_error(a, "VolumeDriver.Create", r#"{"Name":"another-one"}"#);
     assert_contains_all(&refused, &["cluster unreachable"]);
     // The running mount keeps working.
     assert!(writer.acked() > at_stop, "the writer stalled without etcd");
 
     // 2. etcd is back: the node proves its lease again and mounts.
     etcd.start();
-    wait_until(&a, "a mounts again once etcd is back", 30, || {
+    wait_until(a, "a mounts again once etcd is back", 30, || {
         plugin_err(&a.plugin("VolumeDriver.Mount", &mount_body(&name, "w2"))).is_none()
     });
-    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "w2"));
+    plugin_ok(a, "VolumeDriver.Unmount", &mount_body(&name, "w2"));
 
     // 3. a is cut off from etcd and from b while its writer writes.
     topology.cut("a");
     let at_cut = writer.acked();
     std::thread::sleep(LEASE_GONE);
-    wait_until(&b, "b sees a's lease end", 20, || {
-        record(&b, &name).is_some_and(|r| r["owner_alive"] == false)
+    wait_until(b, "b sees a's lease end", 20, || {
+        record(b, &name).is_some_and(|r| r["owner_alive"] == false)
     });
-    let refused = plugin_error(&b, "VolumeDriver.Mount", &mount_body(&name, "x"));
+    let refused = plugin_error(b, "VolumeDriver.Mount", &mount_body(&name, "x"));
     assert_contains_all(&refused, &["belongs to node a", "unavailable"]);
-    assert!(!holds(&b, &name), "b made a copy of a volume a owns");
-    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "w3"));
+    assert!(!holds(b, &name), "b made a copy of a volume a owns");
+    let refused = plugin_error(a, "VolumeDriver.Mount", &mount_body(&name, "w3"));
     assert_contains_all(&refused, &["cluster unreachable"]);
     assert!(
         writer.acked() > at_cut,
@@ -595,15 +626,15 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
 
     // 4. a is back: it rejoins with a new lease and holds its mount again.
     topology.mend("a");
-    wait_until(&b, "b sees a again, with its mount", 30, || {
-        record(&b, &name).is_some_and(|r| {
+    wait_until(b, "b sees a again, with its mount", 30, || {
+        record(b, &name).is_some_and(|r| {
             r["owner_alive"] == true && r["mounted_on"] == serde_json::json!(["a"])
         })
     });
     let acked = writer.finish();
 
     // Every acknowledged write is in the volume.
-    let mounted = plugin_ok(&a, "VolumeDriver.Mount", &mount_body(&name, "check"));
+    let mounted = plugin_ok(a, "VolumeDriver.Mount", &mount_body(&name, "check"));
     let log =
         std::fs::read_to_string(PathBuf::from(mounted["Mountpoint"].as_str().unwrap()).join("log"))
             .expect("read the log");
@@ -612,8 +643,8 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
         last >= acked,
         "the volume holds {last} lines, {acked} were acknowledged"
     );
-    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "check"));
-    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
+    plugin_ok(a, "VolumeDriver.Unmount", &mount_body(&name, "check"));
+    let checked = assert_one_writer(&cluster.etcd, &cluster.nodes());
     assert!(
         checked.mounts >= 3 && checked.writable_spans >= 2,
         "only {} mount records in etcd's history ({} volume records) and {} writable spans in the mount logs",
@@ -699,12 +730,6 @@ fn run_ok(engine: &HostEngine, daemon: &Daemon, mount: &str, command: &[&str]) -
 
 #[test]
 fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container() {
-    let Some(topology) = Topology::for_test(&["a", "b", "c"]) else {
-        return;
-    };
-    let Some(etcd) = Etcd::for_test(&topology) else {
-        return;
-    };
     let engines: Vec<HostEngine> = (0..3)
         .map(|_| HostEngine::for_test())
         .collect::<Option<Vec<_>>>()
@@ -722,18 +747,16 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     )
     .unwrap();
     let args = vec!["--config".to_string(), config.display().to_string()];
-    let token = cluster_token();
-    let daemons: Vec<Daemon> = topology
-        .hosts()
-        .iter()
-        .zip(&engines)
-        .map(|(host, engine)| {
-            Daemon::start_in_cluster(host, Some(engine), &etcd.url(), &token, args.clone())
-        })
-        .collect();
-    let (a, b, c) = (&daemons[0], &daemons[1], &daemons[2]);
+    let with_engines: Vec<Option<&HostEngine>> = engines.iter().map(Some).collect();
+    let Some(cluster) = TestCluster::start(&["a", "b", "c"], &with_engines, args) else {
+        return;
+    };
+    let (a, b, c) = (
+        &cluster.daemons[0],
+        &cluster.daemons[1],
+        &cluster.daemons[2],
+    );
     let (ea, eb, ec) = (&engines[0], &engines[1], &engines[2]);
-    wait_for_nodes(&[a, b, c], &["a", "b", "c"]);
 
     // Created on a; every node's engine lists it.
     let name = unique("orders");
@@ -900,7 +923,7 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
             let _ = docker_on(engine, &["volume", "rm", volume]);
         }
     }
-    let checked = assert_one_writer(&etcd, &[("a", a), ("b", b), ("c", c)]);
+    let checked = assert_one_writer(&cluster.etcd, &cluster.nodes());
     // a's writer, b's reader, a's two containers after it, c's two copies.
     assert!(
         checked.writable_spans >= 5,
@@ -975,26 +998,18 @@ fn move_until_moving(
 
 #[test]
 fn a_target_killed_during_a_move_leaves_the_volume_with_its_source() {
-    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+    let Some(mut cluster) = TestCluster::start(&["a", "b"], &[], Vec::new()) else {
         return;
     };
-    let Some(etcd) = Etcd::for_test(&topology) else {
-        return;
+    let [a, b] = &mut cluster.daemons[..] else {
+        unreachable!("two daemons")
     };
-    let token = cluster_token();
-    let a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
-    let mut b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
-    wait_for_nodes(&[&a, &b], &["a", "b"]);
     let name = unique("target");
-    plugin_ok(
-        &a,
-        "VolumeDriver.Create",
-        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
-    );
-    let digest = fill_for_a_move(&a, &name);
+    create_on(a, &format!("{name}@silver"));
+    let digest = fill_for_a_move(a, &name);
 
     // b dies while the registry says the volume is moving to it.
-    let (mut mover, state) = move_until_moving(&a, &a, &name, "b");
+    let (mut mover, state) = move_until_moving(a, a, &name, "b");
     b.kill9();
     let moved = mover.wait().unwrap();
     assert_eq!(
@@ -1005,64 +1020,56 @@ fn a_target_killed_during_a_move_leaves_the_volume_with_its_source() {
 
     // a called the move off: the volume is a's, ready, at its epoch, and mounts there with
     // its data.
-    wait_until(&a, "the failed move is called off", 10, || {
-        record(&a, &name).is_some_and(|r| r["state"] == "ready")
+    wait_until(a, "the failed move is called off", 10, || {
+        record(a, &name).is_some_and(|r| r["state"] == "ready")
     });
-    let now = record(&a, &name).expect("the record");
+    let now = record(a, &name).expect("the record");
     assert_eq!(
         (now["owner"].clone(), now["epoch"].clone()),
         ("a".into(), 1.into()),
         "{now}"
     );
-    assert_eq!(mounted_digest(&a, &name, "after"), digest, "a's data");
-    plugin_ok(&a, "VolumeDriver.Unmount", &mount_body(&name, "after"));
+    assert_eq!(mounted_digest(a, &name, "after"), digest, "a's data");
+    plugin_ok(a, "VolumeDriver.Unmount", &mount_body(&name, "after"));
 
     // b restarts: whatever it received, it claims nothing; the volume stays a's.
     b.spawn();
-    wait_until(&b, "b is a node again", 30, || {
-        record(&b, &name).is_some_and(|r| r["owner"] == "a")
-            && node_names(&a).contains(&"b".to_string())
+    wait_until(b, "b is a node again", 30, || {
+        record(b, &name).is_some_and(|r| r["owner"] == "a")
+            && node_names(a).contains(&"b".to_string())
     });
-    assert_eq!(record(&a, &name).unwrap()["epoch"], 1);
+    assert_eq!(record(a, &name).unwrap()["epoch"], 1);
     // A Mount on b moves it there whole.
     assert_eq!(
-        mounted_digest(&b, &name, "follow"),
+        mounted_digest(b, &name, "follow"),
         digest,
         "b's data after the move"
     );
-    let now = record(&a, &name).unwrap();
+    let now = record(a, &name).unwrap();
     assert_eq!(
         (now["owner"].clone(), now["epoch"].clone()),
         ("b".into(), 2.into()),
         "{now}"
     );
-    plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "follow"));
-    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
+    plugin_ok(b, "VolumeDriver.Unmount", &mount_body(&name, "follow"));
+    let checked = assert_one_writer(&cluster.etcd, &cluster.nodes());
     assert!(checked.writable_spans >= 3, "too few writable spans");
 }
 
 #[test]
 fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
-    let Some(topology) = Topology::for_test(&["a", "b"]) else {
+    let Some(mut cluster) = TestCluster::start(&["a", "b"], &[], Vec::new()) else {
         return;
     };
-    let Some(etcd) = Etcd::for_test(&topology) else {
-        return;
+    let [a, b] = &mut cluster.daemons[..] else {
+        unreachable!("two daemons")
     };
-    let token = cluster_token();
-    let mut a = Daemon::start_in_cluster(topology.host("a"), None, &etcd.url(), &token, Vec::new());
-    let b = Daemon::start_in_cluster(topology.host("b"), None, &etcd.url(), &token, Vec::new());
-    wait_for_nodes(&[&a, &b], &["a", "b"]);
     let name = unique("moving");
-    plugin_ok(
-        &a,
-        "VolumeDriver.Create",
-        &serde_json::json!({ "Name": format!("{name}@silver") }).to_string(),
-    );
-    let digest = fill_for_a_move(&a, &name);
+    create_on(a, &format!("{name}@silver"));
+    let digest = fill_for_a_move(a, &name);
 
     // The move runs; a dies once the registry says the volume is moving to b.
-    let (mut mover, state) = move_until_moving(&a, &b, &name, "b");
+    let (mut mover, state) = move_until_moving(a, b, &name, "b");
     a.kill9();
     let _ = mover.wait();
     assert_eq!(
@@ -1072,34 +1079,34 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
 
     // At restart a calls the move off: the volume is a's, ready, at its epoch.
     a.spawn();
-    wait_until(&a, "the interrupted move is called off", 30, || {
-        record(&b, &name).is_some_and(|r| r["state"] == "ready" && r["owner"] == "a")
+    wait_until(a, "the interrupted move is called off", 30, || {
+        record(b, &name).is_some_and(|r| r["state"] == "ready" && r["owner"] == "a")
     });
-    assert_eq!(record(&b, &name).unwrap()["epoch"], 1);
+    assert_eq!(record(b, &name).unwrap()["epoch"], 1);
     // b's copy, if the move made one, is not b's to mount: mounting there moves it again.
     assert_eq!(
-        mounted_digest(&b, &name, "after"),
+        mounted_digest(b, &name, "after"),
         digest,
         "b's data after the second move"
     );
-    let now = record(&b, &name).unwrap();
+    let now = record(b, &name).unwrap();
     assert_eq!(
         (now["owner"].clone(), now["epoch"].clone()),
         ("b".into(), 2.into()),
         "{now}"
     );
     // While b has it mounted, a cannot take it.
-    let refused = plugin_error(&a, "VolumeDriver.Mount", &mount_body(&name, "old"));
+    let refused = plugin_error(a, "VolumeDriver.Mount", &mount_body(&name, "old"));
     assert_contains_all(&refused, &["in use on node b"]);
-    plugin_ok(&b, "VolumeDriver.Unmount", &mount_body(&name, "after"));
+    plugin_ok(b, "VolumeDriver.Unmount", &mount_body(&name, "after"));
 
     // A push that carries a's old epoch (a stale owner, or a peer that lies) is refused by
     // b, which reads the registry: fenced, nothing changed.
-    let tip = commit_log(&a, &name)["commits"][0]["id"]
+    let tip = commit_log(a, &name)["commits"][0]["id"]
         .as_str()
         .expect("a's last commit")
         .to_string();
-    let before = commit_log(&b, &name);
+    let before = commit_log(b, &name);
     let offer = |epoch: u64| {
         serde_json::json!({
             "protocol": 1,
@@ -1107,7 +1114,7 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
             "volume": name,
             "branch": "master",
             "tip": tip,
-            "like": api_volume(&a, &name),
+            "like": api_volume(a, &name),
             "mode": "fast_forward",
             "checkout": false,
             "epoch": epoch,
@@ -1116,14 +1123,15 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
     };
     let push = |body: String| {
         let to = b.listen_addr().expect("b listens");
-        post_from(topology.host("a"), to, &token, "/v1/transfer/push", &body)
+        let from = cluster.topology.host("a");
+        post_from(from, to, &cluster.token, "/v1/transfer/push", &body)
     };
     let fenced = push(offer(1));
     let text = String::from_utf8_lossy(&fenced.body).into_owned();
     assert_eq!(fenced.status, 409, "{text}");
     assert_contains_all(&text, &["\"fenced\"", "epoch 1", "epoch 2 (owner b)"]);
     assert_eq!(
-        commit_log(&b, &name),
+        commit_log(b, &name),
         before,
         "a fenced push changed b's history"
     );
@@ -1136,6 +1144,6 @@ fn a_source_killed_during_a_move_keeps_the_volume_and_moves_it_again_whole() {
         String::from_utf8_lossy(&current.body)
     );
 
-    let checked = assert_one_writer(&etcd, &[("a", &a), ("b", &b)]);
+    let checked = assert_one_writer(&cluster.etcd, &cluster.nodes());
     assert!(checked.writable_spans >= 1, "no writable span in the logs");
 }
