@@ -1290,15 +1290,28 @@ fn on_an_xfs_root_a_commit_reads_only_the_ranges_written_since_the_last_one() {
         vec![0..8 << 20],
         "a file renamed over another is new throughout"
     );
-    assert_eq!(files.changed_ranges(Path::new("same")), Some(Vec::new()));
+    // The root shares blocks in its own block size (4 KiB), the image's filesystem allocates
+    // in 1 KiB: an unchanged file may be given the rest of a root block something else
+    // changed in, no more.
+    let same = files.changed_ranges(Path::new("same")).unwrap();
+    assert!(
+        covered(&same) <= 4096,
+        "an unchanged file is given {same:?}"
+    );
     assert_eq!(files.changed_ranges(Path::new("b")), None, "gone");
     let ranged = commit(Some(&Ranges(files.as_ref())));
     drop(files);
-    assert_eq!(ranged.stats.files_read_by_ranges, 2, "{:?}", ranged.stats);
+    let sliver = u64::from(!same.is_empty());
+    assert_eq!(
+        ranged.stats.files_read_by_ranges,
+        2 + sliver,
+        "{:?}",
+        ranged.stats
+    );
     let table_read = ranged.stats.bytes_read - (8 << 20);
     assert!(
-        table_read <= 3 * (4 << 20) + (1 << 20),
-        "read {table_read} bytes of table for three pages"
+        table_read <= (3 + sliver) * (4 << 20) + (1 << 20),
+        "read {table_read} bytes of table (and of same: {same:?}) for three pages"
     );
     let full = whole
         .commit(
