@@ -327,9 +327,10 @@ fn cluster_status(record: &dvol_api::ClusterVolume) -> BTreeMap<String, String> 
     status
 }
 
-/// Runs a parsed call. Blocking work (create, remove, mount, unmount) happens on the caller's
-/// thread; call it from a blocking context.
-pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerResponse {
+/// Runs a parsed call. Create, Remove, Mount and Unmount touch disk on blocking threads; in
+/// cluster mode Create and Mount may call other nodes ([`VolumeService::create_anywhere`],
+/// [`VolumeService::mount_following`]).
+pub async fn execute(service: &Arc<VolumeService>, request: DockerRequest) -> DockerResponse {
     let mountpoint = |v: &Volume| service.mountpoint(v).display().to_string();
     let result: Result<DockerResponse, ServiceError> = match request {
         DockerRequest::Activate => Ok(DockerResponse {
@@ -341,22 +342,33 @@ pub fn execute(service: &VolumeService, request: DockerRequest) -> DockerRespons
             ..Default::default()
         }),
         DockerRequest::Create { name, opts } => {
-            let created = service.create(&name, &opts);
-            created_answer(service, &name, created)
+            let created = service.create_anywhere(name.clone(), opts).await;
+            service
+                .blocking(move |s| created_answer(s, &name, created))
+                .await
         }
-        DockerRequest::Remove { name } => match service.remove(&name) {
-            Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(DockerResponse::default()),
-            Err(e) => Err(e),
-        },
+        DockerRequest::Remove { name } => {
+            service
+                .blocking(move |s| match s.remove(&name) {
+                    Ok(_) | Err(ServiceError::NotFound { .. }) => Ok(DockerResponse::default()),
+                    Err(e) => Err(e),
+                })
+                .await
+        }
         DockerRequest::Mount { name, id } => {
-            service.mount(&name, &id).map(|(_, path)| DockerResponse {
-                mountpoint: Some(path.display().to_string()),
-                ..Default::default()
-            })
+            service
+                .mount_following(name, id)
+                .await
+                .map(|(_, path)| DockerResponse {
+                    mountpoint: Some(path.display().to_string()),
+                    ..Default::default()
+                })
         }
-        DockerRequest::Unmount { name, id } => service
-            .unmount(&name, &id)
-            .map(|_| DockerResponse::default()),
+        DockerRequest::Unmount { name, id } => {
+            service
+                .blocking(move |s| s.unmount(&name, &id).map(|_| DockerResponse::default()))
+                .await
+        }
         DockerRequest::Path { name } => match service.get(&name) {
             Ok(volume) => Ok(DockerResponse {
                 mountpoint: Some(mountpoint(&volume)),
@@ -453,16 +465,6 @@ fn failed(e: ServiceError) -> DockerResponse {
     DockerResponse::error(e)
 }
 
-fn needs_blocking_thread(request: &DockerRequest) -> bool {
-    matches!(
-        request,
-        DockerRequest::Create { .. }
-            | DockerRequest::Remove { .. }
-            | DockerRequest::Mount { .. }
-            | DockerRequest::Unmount { .. }
-    )
-}
-
 async fn handle(
     State(service): State<Arc<VolumeService>>,
     Path(method): Path<String>,
@@ -493,39 +495,7 @@ async fn handle(
     };
     debug!(?request, "plugin call");
     let (method, started) = (request.method(), Instant::now());
-    // Mount and Create may call other nodes of the cluster: they run here, their blocking
-    // parts on blocking threads.
-    let response = if let DockerRequest::Mount { name, id } = request {
-        match service.mount_following(name, id).await {
-            Ok((_, path)) => DockerResponse {
-                mountpoint: Some(path.display().to_string()),
-                ..Default::default()
-            },
-            Err(e) => failed(e),
-        }
-    } else if let DockerRequest::Create { name, opts } = request {
-        let created = service.create_anywhere(name.clone(), opts).await;
-        let service = service.clone();
-        let answered = tokio::task::spawn_blocking(move || {
-            created_answer(&service, &name, created).unwrap_or_else(failed)
-        })
-        .await;
-        answered.unwrap_or_else(|e| {
-            DockerResponse::error(ServiceError::Worker {
-                message: e.to_string(),
-            })
-        })
-    } else if needs_blocking_thread(&request) {
-        let service = service.clone();
-        match tokio::task::spawn_blocking(move || execute(&service, request)).await {
-            Ok(response) => response,
-            Err(e) => DockerResponse::error(ServiceError::Worker {
-                message: e.to_string(),
-            }),
-        }
-    } else {
-        execute(&service, request)
-    };
+    let response = execute(&service, request).await;
     service.metrics().plugin_call(method, started.elapsed());
     Json(response).into_response()
 }
