@@ -116,13 +116,7 @@ impl VolumeService {
         let tip = parse_peer_commit(&peer, &plan.tip)?;
         let mut options: BTreeMap<String, String> = request.options.clone();
         like_sender(&mut options, &plan);
-        let (name, profile, bytes) = (local.clone(), options["profile"].clone(), plan.bytes);
-        self.blocking(move |service| {
-            let profile = ProfileName::parse(&profile)?;
-            service.profile(&name, &profile)?;
-            service.check_room(&name, bytes)
-        })
-        .await?;
+        self.check_can_take(&local, &options, &plan).await?;
         fetch.tip = Some(plan.tip.clone());
         let marker = receive_marker("clone", &peer.name, &request.volume, &tip);
         let received = self
@@ -162,9 +156,7 @@ impl VolumeService {
             not_resumed: Vec::new(),
         })
     }
-}
 
-impl VolumeService {
     /// `POST /v1/transfer/resolve` (cluster mode): what `request`'s snapshot reference names
     /// here, for a node that could not resolve it. A commit is answered with a volume whose
     /// history holds it; a volume's UUID with a commit of its files now (made at a read point
@@ -306,12 +298,7 @@ impl VolumeService {
         }
         like_sender(&mut options, &plan);
         options.insert("from".into(), tip.to_string());
-        let (n, profile, bytes) = (name.clone(), options["profile"].clone(), plan.bytes);
-        self.blocking(move |service| {
-            service.profile(&n, &ProfileName::parse(&profile)?)?;
-            service.check_room(&n, bytes)
-        })
-        .await?;
+        self.check_can_take(&name, &options, &plan).await?;
         info!(volume = %name, node = %peer.name, source = %source.volume, commit = %tip, objects = plan.objects, bytes = plan.bytes, "cloning from another node of the cluster");
         let marker = receive_marker("clone", &peer.name, &source.volume, &tip);
         let progress = Arc::new(dvol_snapshot::NoProgress);
@@ -324,9 +311,23 @@ impl VolumeService {
         })
         .await
     }
-}
 
-impl VolumeService {
+    /// Refuses, before any data moves, a clone this host cannot take: no profile
+    /// `options["profile"]` here, or no room for the `plan`'s bytes.
+    async fn check_can_take(
+        self: &Arc<Self>,
+        name: &VolumeName,
+        options: &BTreeMap<String, String>,
+        plan: &FetchPlan,
+    ) -> Result<(), ServiceError> {
+        let (name, profile, bytes) = (name.clone(), options["profile"].clone(), plan.bytes);
+        self.blocking(move |service| {
+            service.profile(&name, &ProfileName::parse(&profile)?)?;
+            service.check_room(&name, bytes)
+        })
+        .await
+    }
+
     /// Fetches `fetch`'s objects from `peer` and stores them under receive marker `marker`
     /// (for volume `local`, in messages); a sender that sends other than the `plan`ned
     /// number of objects is refused.
