@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::netns::{runs, Topology};
+use crate::netns::{command_in, runs, Topology};
 use crate::require;
 
 /// The client port etcd listens on, at [`Topology::HUB_ADDR`].
@@ -73,17 +73,7 @@ impl Etcd {
 
     /// `program` in etcd's network namespace.
     fn command(&self, program: &str) -> Command {
-        match &self.netns {
-            Some(netns) => {
-                let mut command = Command::new("nsenter");
-                command
-                    .arg(format!("--net={}", netns.display()))
-                    .arg("--")
-                    .arg(program);
-                command
-            }
-            None => Command::new(program),
-        }
+        command_in(self.netns.as_deref(), program)
     }
 
     /// Starts the server (again, on the same data) and waits until it answers (30 s at most).

@@ -436,17 +436,7 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("daemon log");
-        let mut command = match &self.netns {
-            Some(netns) => {
-                let mut command = Command::new("nsenter");
-                command
-                    .arg(format!("--net={}", netns.display()))
-                    .arg("--")
-                    .arg(dvol_bin());
-                command
-            }
-            None => Command::new(dvol_bin()),
-        };
+        let mut command = netns::command_in(self.netns.as_deref(), dvol_bin());
         if let Some((addr, token_file)) = &self.listen {
             command
                 .arg("--token-file")

@@ -15,11 +15,29 @@
 //! there stay visible to the rest of the machine.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::{is_root, require};
+
+/// A command that runs `program` in network namespace `netns` (its `/run/netns/NAME` file),
+/// through `nsenter --net=NETNS --`, which execs it (the child's pid is the program's; its
+/// mounts stay in the engine's mount namespace, unlike under `ip netns exec`); in this
+/// process's namespace where `netns` is `None`.
+pub fn command_in(netns: Option<&Path>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match netns {
+        Some(netns) => {
+            let mut command = Command::new("nsenter");
+            command
+                .arg(format!("--net={}", netns.display()))
+                .arg("--")
+                .arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
 
 /// Topologies this process made, for unique namespace names.
 static MADE: AtomicUsize = AtomicUsize::new(0);
@@ -114,15 +132,9 @@ impl Host {
         PathBuf::from("/run/netns").join(&self.netns)
     }
 
-    /// A command that runs `program` in the host's network namespace (through
-    /// `nsenter --net=<netns> --`, which execs it: the child's pid is the program's).
+    /// A command that runs `program` in the host's network namespace ([`command_in`]).
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net={}", self.netns().display()))
-            .arg("--")
-            .arg(program);
-        command
+        command_in(Some(&self.netns()), program)
     }
 }
 
@@ -219,12 +231,7 @@ impl Topology {
     /// A command that runs `program` in the hub's network namespace, which holds the bridge
     /// at [`Topology::HUB_ADDR`] (for a service every host reaches, such as etcd).
     pub fn hub_command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut command = Command::new("nsenter");
-        command
-            .arg(format!("--net=/run/netns/{}", self.hub))
-            .arg("--")
-            .arg(program);
-        command
+        command_in(Some(&Path::new("/run/netns").join(&self.hub)), program)
     }
 
     /// Cuts `host` off the bridge (its veth down): it reaches no other host, nor the hub.

@@ -394,11 +394,17 @@ struct ContainerWriter<'a> {
 }
 
 impl<'a> ContainerWriter<'a> {
-    /// Starts it on `engine`, with `daemon`'s volume `volume` at `/data`.
-    fn start(engine: &'a HostEngine, daemon: &Daemon, volume: &str) -> ContainerWriter<'a> {
+    /// Starts it on `engine` as container `name`, with `daemon`'s volume `volume` at
+    /// `/data`.
+    fn start(
+        engine: &'a HostEngine,
+        daemon: &Daemon,
+        volume: &str,
+        name: &str,
+    ) -> ContainerWriter<'a> {
         let mount = format!("{volume}:/data");
         let id = engine.docker_ok(&[
-            "run", "-d", "--volume-driver", &daemon.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
+            "run", "-d", "--name", name, "--volume-driver", &daemon.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
             "i=0; while true; do i=$((i+1)); echo $i >> /data/log; sync /data/log; echo $i; sleep 0.05; done",
         ]);
         ContainerWriter {
@@ -566,7 +572,7 @@ fn without_etcd_or_cut_off_a_node_keeps_its_mounts_makes_no_new_ones_and_never_t
     let name = unique("held");
     create_on(a, &format!("{name}@silver"));
     // A container on a writes, each line made durable before it is acknowledged.
-    let writer = ContainerWriter::start(&engine, a, &name);
+    let writer = ContainerWriter::start(&engine, a, &name, &format!("writer-{name}"));
     wait_until(a, "the container writes", 30, || writer.acked() > 0);
     wait_until(b, "b knows the volume is mounted on a", 10, || {
         record(b, &name).is_some_and(|r| r["mounted_on"] == serde_json::json!(["a"]))
@@ -782,13 +788,8 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     // A writer on a: every line it reports was made durable first.
     let mount = format!("{name}:/data");
     let writer_name = format!("writer-{name}");
-    let writer = ea.docker_ok(&[
-        "run", "-d", "--name", &writer_name, "--volume-driver", &a.driver, "-v", &mount, TEST_IMAGE, "sh", "-c",
-        "i=0; while true; do i=$((i+1)); echo $i >> /data/log; sync /data/log; echo $i; sleep 0.05; done",
-    ]);
-    wait_until(a, "the writer writes", 30, || {
-        !ea.docker_ok(&["logs", &writer]).is_empty()
-    });
+    let writer = ContainerWriter::start(ea, a, &name, &writer_name);
+    wait_until(a, "the writer writes", 30, || writer.acked() > 0);
     // On b, a container fails at once, naming the node, the container there and what to do.
     let started = Instant::now();
     let (ok, text) = run_on(eb, b, &mount, &["true"]);
@@ -807,14 +808,8 @@ fn through_docker_a_volume_is_one_across_the_cluster_and_follows_its_container()
     );
 
     // The writer stops; a container on b gets the volume, with every acknowledged line.
-    ea.docker_ok(&["stop", "-t", "1", &writer]);
-    let acked: u64 = ea
-        .docker_ok(&["logs", &writer])
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("the writer's last line");
-    ea.docker_ok(&["rm", &writer]);
+    let acked = writer.finish();
+    assert!(acked > 0, "the writer's last line");
     let started = Instant::now();
     let seen = run_ok(eb, b, &mount, &["tail", "-n", "1", "/data/log"]);
     let followed_in = started.elapsed();
