@@ -272,8 +272,10 @@ fn load(args: &Args, report: &mut Report, etcd: &Etcd) -> Result<()> {
     let per_volume = (in_use_volumes - size_nodes.min(in_use_volumes)).max(0.0) / n_volumes as f64;
     let per_volume_alloc = (size_volumes - size_nodes).max(0.0) / n_volumes as f64;
     let projected = per_volume.max(per_volume_alloc) * 1e6;
-    let list_bytes = record_bytes(etcd, "/dvol/v1/vols/")?;
-    let node_bytes = record_bytes(etcd, "/dvol/v1/nodes/")?;
+    let volume_record = mean_record_bytes(etcd, "/dvol/v1/vols/")?;
+    let node_record = mean_record_bytes(etcd, "/dvol/v1/nodes/")?;
+    // Every volume record, as a node lists them, at 10^6 volumes.
+    let full_list = volume_record * 1e6;
     let ms = |s: &Stats| (s.p50 / 1e3, s.p99 / 1e3);
     report.line(format!(
         "cluster load: {n_nodes} nodes joined in {:.1} s ({alive} leases alive after the steady window); steady state {:.1} writes/s ({reported} capacity reports in {:.0} s); etcd db {:.1} MB with the nodes (from {:.1} MB)",
@@ -292,19 +294,16 @@ fn load(args: &Args, report: &mut Report, etcd: &Etcd) -> Result<()> {
         "cluster load: etcd db {:.1} MB allocated, {:.1} MB in use after {n_volumes} volumes ({:.0} B per volume in use, {:.0} B allocated); records: volumes {:.0} B each, node records {:.0} B each",
         size_end / 1e6,
         in_use_end / 1e6,
-        per_volume,
-        per_volume_alloc,
-        list_bytes.0 / list_bytes.1.max(1) as f64,
-        node_bytes.0 / node_bytes.1.max(1) as f64,
+        per_volume, per_volume_alloc, volume_record, node_record,
     ));
     report.line(format!(
         "cluster projection to 10^6 volumes: db {:.2} GB against etcd's 2 GiB default quota ({:.0}%) and 8 GiB suggested maximum ({:.0}%); a full list of the volume records {:.0} MB (each node lists it at start and after a lost watch); the largest record {:.0} B against the 1.5 MiB request limit ({:.3}%)",
         projected / 1e9,
         100.0 * projected / QUOTA_DEFAULT,
         100.0 * projected / QUOTA_MAX_SUGGESTED,
-        list_bytes.0 / list_bytes.1.max(1) as f64,
-        node_bytes.0 / node_bytes.1.max(1) as f64,
-        100.0 * node_bytes.0 / node_bytes.1.max(1) as f64 / MAX_REQUEST,
+        full_list / 1e6,
+        node_record,
+        100.0 * node_record / MAX_REQUEST,
     ));
     report.json.insert(
         "cluster_load".into(),
@@ -322,8 +321,8 @@ fn load(args: &Args, report: &mut Report, etcd: &Etcd) -> Result<()> {
             "revisions": { "start": rev0, "end": rev_end },
             "bytes_per_volume_in_use": round1(per_volume),
             "projected_db_bytes_1e6": projected,
-            "volume_record_bytes": list_bytes.0 / list_bytes.1.max(1) as f64,
-            "node_record_bytes": node_bytes.0 / node_bytes.1.max(1) as f64,
+            "volume_record_bytes": volume_record,
+            "node_record_bytes": node_record,
         }),
     );
     drop(nodes);
@@ -331,12 +330,12 @@ fn load(args: &Args, report: &mut Report, etcd: &Etcd) -> Result<()> {
     Ok(())
 }
 
-/// The total size of the keys and values under `prefix`, and how many there are.
-fn record_bytes(etcd: &Etcd, prefix: &str) -> Result<(f64, usize)> {
+/// The mean size of a record under `prefix`: its key and value.
+fn mean_record_bytes(etcd: &Etcd, prefix: &str) -> Result<f64> {
     let (ok, text) = etcd.etcdctl(&["get", "--prefix", prefix]);
     ensure!(ok, "etcdctl get --prefix {prefix}: {text}");
     let lines: Vec<&str> = text.lines().collect();
     let count = lines.len() / 2;
     let bytes: usize = lines.iter().map(|l| l.len()).sum();
-    Ok((bytes as f64, count))
+    Ok(bytes as f64 / count.max(1) as f64)
 }
