@@ -94,6 +94,22 @@ pub fn extents_of(file: &File, path: &Path) -> Result<Vec<Extent>, ExtentMapErro
     Ok(out)
 }
 
+/// The bytes of `file` (at `path`, for messages) that lie in blocks no other file shares:
+/// what deleting it would give back on a filesystem that shares blocks between files.
+pub fn unshared_bytes(file: &File, path: &Path) -> Result<u64, ExtentMapError> {
+    let mut bytes = 0u64;
+    for extent in fiemap::Fiemap::new(file) {
+        let extent = extent.map_err(|source| ExtentMapError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if !extent.fe_flags.contains(FiemapExtentFlags::SHARED) {
+            bytes = bytes.saturating_add(extent.fe_length);
+        }
+    }
+    Ok(bytes)
+}
+
 /// Where one map places a byte: nowhere (a hole), or at a physical offset, written or not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {

@@ -210,6 +210,11 @@ pub struct Capacity {
     /// Free space kept back from promises, for dvol's database and history store.
     #[serde(default)]
     pub reserved_bytes: u64,
+    /// Held by the bases of changed-range commits (reflinked copies of loop images kept from
+    /// each volume's last commit): the blocks the volumes rewrote since, which only the bases
+    /// still hold. Given back by the next commit, or by removing the volume.
+    #[serde(default)]
+    pub base_bytes: u64,
 }
 
 impl Capacity {
@@ -222,6 +227,7 @@ impl Capacity {
             free_bytes: stat.f_bavail.saturating_mul(stat.f_frsize),
             promised_bytes: 0,
             reserved_bytes: 0,
+            base_bytes: 0,
         })
     }
 }

@@ -10,7 +10,7 @@
 //! | metric | type | labels | what |
 //! |---|---|---|---|
 //! | `dvol_volumes` | gauge | `profile`, `state` (`creating`, `ready`, `removing`) | volumes, at scrape time; every configured profile has all three states (0 when none) |
-//! | `dvol_profile_capacity_bytes` | gauge | `profile`, `kind` (`total`, `free`, `promised`) | the space behind each available profile's backend, at scrape time ([`dvol_backends::Capacity`]); absent for a profile whose space cannot be measured |
+//! | `dvol_profile_capacity_bytes` | gauge | `profile`, `kind` (`total`, `free`, `promised`, `reserved`, `base`) | the space behind each available profile's backend, at scrape time ([`dvol_backends::Capacity`]); absent for a profile whose space cannot be measured |
 //! | `dvol_plugin_request_duration_seconds` | histogram | `method` (`Plugin.Activate`, `VolumeDriver.Mount`, ...) | Docker plugin protocol calls, from the parsed request to the answer (an `Err` answer included); a call that does not parse is not counted |
 //! | `dvol_api_request_duration_seconds` | histogram | `method` (HTTP method), `route` (the path template, e.g. `/v1/volumes/{name}/commits`; `unmatched` for no route), `status` | REST calls, to the answer's head (a streamed answer's body goes on after it) |
 //! | `dvol_commit_duration_seconds` | histogram | | successful commits, the whole call (lock, read point, reading, storing) |
@@ -33,6 +33,7 @@ use prometheus::{
 };
 
 use dvol_api::ReadFrom;
+use dvol_backends::Capacity;
 
 use crate::volume::VolumeState;
 
@@ -106,17 +107,6 @@ fn read_from_label(point: ReadFrom) -> &'static str {
     }
 }
 
-/// The space behind one profile, as scraped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileSpace {
-    /// Total size of the storage.
-    pub total_bytes: u64,
-    /// Space free for new data.
-    pub free_bytes: u64,
-    /// What volumes are promised and have not written yet.
-    pub promised_bytes: u64,
-}
-
 /// What describes the present, read from the service at a scrape.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -125,7 +115,7 @@ pub struct Snapshot {
     /// Volumes, counted by profile and state ([`VolumeState::as_str`]).
     pub volumes: BTreeMap<(String, &'static str), u64>,
     /// The space of each profile that could be measured.
-    pub capacity: Vec<(String, ProfileSpace)>,
+    pub capacity: Vec<(String, Capacity)>,
 }
 
 /// The registry and every family of the daemon's metrics (see the module documentation).
@@ -178,7 +168,7 @@ impl Metrics {
                 GaugeVec::new(
                     Opts::new(
                         "dvol_profile_capacity_bytes",
-                        "Space behind each profile's backend: total, free, and promised to volumes but not yet written.",
+                        "Space behind each profile's backend: total, free, promised to volumes but not yet written, reserved from promises, and held by the bases of changed-range commits.",
                     ),
                     &["profile", "kind"],
                 )?,
@@ -374,6 +364,8 @@ impl Metrics {
                 ("total", space.total_bytes),
                 ("free", space.free_bytes),
                 ("promised", space.promised_bytes),
+                ("reserved", space.reserved_bytes),
+                ("base", space.base_bytes),
             ] {
                 self.capacity
                     .with_label_values(&[profile.as_str(), kind])
@@ -541,10 +533,12 @@ mod tests {
     #[test]
     fn scrape_time_gauges_show_the_present_only() {
         let metrics = Metrics::new().unwrap();
-        let space = ProfileSpace {
+        let space = Capacity {
             total_bytes: 1000,
             free_bytes: 600,
             promised_bytes: 0,
+            reserved_bytes: 0,
+            base_bytes: 0,
         };
         let first = Snapshot {
             profiles: vec!["bronze".into(), "gold".into()],

@@ -10,7 +10,8 @@
 //!   is what the changes need (every write after the base is a change).
 //! - while a commit reads, the base is mounted read-only at `<id>.img.base.mnt`, and
 //!   unmounted when the read point is released (also by the release at start after a crash);
-//! - it is deleted with its volume. It holds only the blocks the volume has rewritten since.
+//! - it is deleted with its volume. It holds only the blocks the volume has rewritten since,
+//!   reported as the backend's `base_bytes` ([`LoopBackend::held_by_bases`]).
 //!
 //! The changes: the extent maps of the point and the base (both copies of the image) show
 //! which image offsets changed; a file's changed ranges are where its maps in the two mounted
@@ -28,7 +29,9 @@ use uuid::Uuid;
 
 use super::attachment::Attached;
 use super::LoopBackend;
-use crate::extent_map::{disagreements, extents_of, file_changes, Extent, ExtentMapError};
+use crate::extent_map::{
+    disagreements, extents_of, file_changes, unshared_bytes, Extent, ExtentMapError,
+};
 use crate::mount::{self, mount_snapshot, WhenBusy};
 use crate::{
     BackendError, ChangesSinceBase, Effect, FileChanges, Filesystem, NoChanges, VolumeSpec,
@@ -146,6 +149,28 @@ impl LoopBackend {
             effect = Effect::Changed;
         }
         Ok(effect)
+    }
+
+    /// What the bases under the root hold alone: the blocks their volumes rewrote since they
+    /// were kept. A base whose map cannot be read (removed meanwhile) counts nothing.
+    pub(super) fn held_by_bases(&self) -> Result<u64, BackendError> {
+        let entries = fs::read_dir(&self.root)
+            .map_err(|e| BackendError::io("list base images", &self.root, e))?;
+        let mut held = 0u64;
+        for entry in entries.flatten() {
+            if !entry.file_name().as_encoded_bytes().ends_with(b".img.base") {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            match unshared_bytes(&file, &path) {
+                Ok(bytes) => held = held.saturating_add(bytes),
+                Err(e) => tracing::debug!(error = %e, "base image not counted"),
+            }
+        }
+        Ok(held)
     }
 
     /// Whether the root's filesystem shares blocks between files (FICLONE works there): tried

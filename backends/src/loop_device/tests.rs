@@ -1343,9 +1343,26 @@ fn on_an_xfs_root_a_commit_reads_only_the_ranges_written_since_the_last_one() {
     assert!(backend.base_path(spec.id).is_file());
     assert!(!backend.point_path(spec.id).exists());
 
+    // The base holds alone what the volume rewrote since it was kept: after 48 MiB of
+    // "table" are overwritten in place, at least those blocks (and the journal's), counted
+    // in the capacity, and given back when the volume goes.
+    let before = backend.capacity().unwrap().base_bytes;
+    assert!(
+        before < 8 << 20,
+        "a base just kept holds {before} bytes alone"
+    );
+    write_at(&target.join("table"), &noise(9, 48 << 20), 0);
+    rustix::fs::sync();
+    let held = backend.capacity().unwrap().base_bytes;
+    assert!(
+        (48 << 20..=72 << 20).contains(&held),
+        "48 MiB rewritten, the base holds {held} bytes alone"
+    );
+
     backend.unmount(spec.id, &target).unwrap();
     backend.remove(spec.id).unwrap();
     assert!(!backend.base_path(spec.id).exists());
+    assert_eq!(backend.capacity().unwrap().base_bytes, 0);
     let id = spec.id.to_string();
     let left: Vec<_> = fx
         .attachments()

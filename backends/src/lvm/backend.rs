@@ -198,6 +198,7 @@ impl Backend for LvmBackend {
             free_bytes: usage.free(),
             promised_bytes: usage.provisioned.saturating_sub(used),
             reserved_bytes: 0,
+            base_bytes: 0,
         })
     }
 

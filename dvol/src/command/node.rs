@@ -1,6 +1,7 @@
 //! `dvol node`: this host's id, version, backends and room per profile: the free space and
 //! size of what backs each profile, what its volumes are promised and have not written yet
-//! (sparse loop images, thin volumes), and the reserve kept from promises.
+//! (sparse loop images, thin volumes), the reserve kept from promises, and what the bases of
+//! changed-range commits hold.
 
 use anyhow::Result;
 
@@ -32,12 +33,13 @@ pub async fn run(client: &Client, as_json: bool) -> Result<()> {
                 optional_bytes(p.capacity.map(|c| c.total_bytes)),
                 optional_bytes(p.capacity.map(|c| c.promised_bytes)),
                 optional_bytes(p.capacity.map(|c| c.reserved_bytes)),
+                optional_bytes(p.capacity.map(|c| c.base_bytes)),
             ]
         })
         .collect();
     table::print(
         &[
-            "PROFILE", "BACKEND", "FREE", "TOTAL", "PROMISED", "RESERVED",
+            "PROFILE", "BACKEND", "FREE", "TOTAL", "PROMISED", "RESERVED", "BASES",
         ],
         &rows,
     );

@@ -13,7 +13,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType};
 use utoipa::openapi::RefOr;
 
 use super::error::{ApiError, InternalError};
-use crate::metrics::{Metrics, ProfileSpace, Snapshot, CONTENT_TYPE, UNMATCHED_ROUTE};
+use crate::metrics::{Metrics, Snapshot, CONTENT_TYPE, UNMATCHED_ROUTE};
 use crate::service::VolumeService;
 
 /// The exposition text's schema: any body, since JSON Schema cannot describe the format.
@@ -71,17 +71,7 @@ fn snapshot(service: &VolumeService) -> Snapshot {
         .node_info()
         .profiles
         .into_iter()
-        .filter_map(|p| {
-            let c = p.capacity?;
-            Some((
-                p.profile,
-                ProfileSpace {
-                    total_bytes: c.total_bytes,
-                    free_bytes: c.free_bytes,
-                    promised_bytes: c.promised_bytes,
-                },
-            ))
-        })
+        .filter_map(|p| Some((p.profile, p.capacity?)))
         .collect();
     Snapshot {
         profiles: service

@@ -131,6 +131,7 @@ fn node_record(i: usize) -> ClusterNode {
                 free_bytes: 1 << 39,
                 promised_bytes: 1 << 38,
                 reserved_bytes: 1 << 30,
+                base_bytes: 0,
             }),
         })
         .collect();
