@@ -29,7 +29,7 @@ use crate::dirfd::{
 use crate::fsutil::temp_name;
 use crate::id::{CommitId, ObjectId, VolumeKey};
 use crate::index::{Index, IndexEntry, StatKey};
-use crate::object::{EntryKind, SpecialNode, Tree, TreeEntry};
+use crate::object::{ChunkRef, EntryKind, SpecialNode, Tree, TreeEntry};
 use crate::parallel::map_parallel;
 use crate::progress::{NoProgress, Phase, Progress};
 use crate::refs::{validate_ref_name, HeadRef, RefKind};
@@ -46,6 +46,12 @@ thread_local! {
     /// can change the target at that moment.
     pub(crate) static BEFORE_ENTER: std::cell::RefCell<Option<EnterHook>> =
         const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many names the checkouts on this thread have stat'ed in the target's directories.
+    pub(crate) static NAMES_LOOKED_AT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// What a checkout did.
@@ -174,6 +180,40 @@ impl Checkout<'_> {
                 self.new.entries.insert(rel.clone(), *entry);
             }
         }
+    }
+
+    /// The names of directory `rel` to stat in a checkout from `base`, which the directory
+    /// holds: those whose entry `tree` removes or changes, every directory and hard link
+    /// (they are always entered or checked), and any the old index does not cover.
+    fn names_to_look_at(&self, rel: &[u8], tree: &Tree, base: &Tree) -> Vec<Vec<u8>> {
+        let removed = base
+            .entries
+            .iter()
+            .filter(|b| tree.get(&b.name).is_none())
+            .map(|b| b.name.clone());
+        let differing = tree
+            .entries
+            .iter()
+            .filter(|e| {
+                self.kept_as_in_base(&join_rel(rel, &e.name), e, base)
+                    .is_none()
+            })
+            .map(|e| e.name.clone());
+        removed.chain(differing).collect()
+    }
+
+    /// The old index entry of `rel`, if entry `e` of the wanted tree is the same as in
+    /// `base` (which the target holds) and needs nothing done: a file, symlink or special
+    /// file, not a directory or hard link.
+    fn kept_as_in_base(&self, rel: &[u8], e: &TreeEntry, base: &Tree) -> Option<IndexEntry> {
+        if matches!(e.kind, EntryKind::Dir | EntryKind::HardLink) || base.get(&e.name) != Some(e) {
+            return None;
+        }
+        self.old
+            .entries
+            .get(rel)
+            .filter(|old| old.kind == e.kind && old.id == e.id)
+            .copied()
     }
 
     fn record_stat(&mut self, rel: Vec<u8>, stat: StatKey, kind: EntryKind, id: ObjectId) {
@@ -359,21 +399,26 @@ impl Checkout<'_> {
     }
 
     /// Rewrites, in place, the chunks of the file `name` in `dir` that differ between the
-    /// chunk list `held` it is known to hold and entry `e`'s; returns the bytes written, or
-    /// `None` (nothing touched) if the file is no longer the one the index vouched for (not
-    /// a regular file with one name, or another size). A crash midway leaves the file torn
-    /// but its stat changed, so the checkout done again at restart rewrites it.
+    /// content `held` it is known to hold and entry `e`'s (all of a small file, which is one
+    /// chunk); returns the bytes written, or `None` (nothing touched) if the file is no
+    /// longer the one the index vouched for (not a regular file with one name, or another
+    /// size). A crash midway leaves the file torn but its stat changed, so the checkout done
+    /// again at restart rewrites it.
     fn patch_file(
         &self,
         dir: BorrowedFd<'_>,
         name: &[u8],
         rel: &[u8],
         e: &TreeEntry,
-        held: &ObjectId,
+        held: &Held,
     ) -> Result<Option<u64>> {
         let shown = short_path(self.root, rel);
-        let held = self.repo.read_file_object(held)?;
-        let wanted = self.repo.read_file_object(&e.id)?;
+        let (Some(held_chunks), Some(wanted)) = (
+            self.chunks_of(held.kind, &held.id, held.size)?,
+            self.chunks_of(e.kind, &e.id, e.size)?,
+        ) else {
+            return Ok(None);
+        };
         let fd = match rustix::fs::openat(
             dir,
             name,
@@ -389,14 +434,14 @@ impl Checkout<'_> {
             return Ok(None);
         }
         let f = File::from(fd);
-        let mut kept = held.chunks.iter().scan(0u64, |at, c| {
+        let mut kept = held_chunks.iter().scan(0u64, |at, c| {
             let start = *at;
             *at += u64::from(c.len);
             Some((start, c))
         });
         let mut next_kept = kept.next();
         let (mut at, mut written) = (0u64, 0u64);
-        for c in &wanted.chunks {
+        for c in &wanted {
             while next_kept.is_some_and(|(start, _)| start < at) {
                 next_kept = kept.next();
             }
@@ -546,16 +591,37 @@ impl Checkout<'_> {
     /// name; else whole.
     fn how_to_write(&self, rel: &[u8], st: &Lstat, e: &TreeEntry) -> FileWrite {
         let held = self.old.get(rel).filter(|ie| {
-            ie.kind == EntryKind::ChunkedFile
-                && e.kind == EntryKind::ChunkedFile
+            ie.kind.is_file()
+                && e.kind.is_file()
                 && st.is_file()
                 && st.nlink == 1
                 && ie.matches(&st.key)
         });
         match held {
-            Some(ie) => FileWrite::Patch(ie.id),
+            Some(ie) => FileWrite::Patch(Held {
+                kind: ie.kind,
+                id: ie.id,
+                size: ie.stat.size,
+            }),
             None => FileWrite::Whole,
         }
+    }
+
+    /// The chunks of file content `id` of `kind` and `size` bytes: a chunked file's list,
+    /// or a small file's one chunk (`None` if it is too large to be one).
+    fn chunks_of(
+        &self,
+        kind: EntryKind,
+        id: &ObjectId,
+        size: u64,
+    ) -> Result<Option<Vec<ChunkRef>>> {
+        Ok(match kind {
+            EntryKind::ChunkedFile => Some(self.repo.read_file_object(id)?.chunks),
+            _ if size == 0 => Some(Vec::new()),
+            _ => u32::try_from(size)
+                .ok()
+                .map(|len| vec![ChunkRef { id: *id, len }]),
+        })
     }
 
     fn same_file_content(
@@ -569,12 +635,10 @@ impl Checkout<'_> {
         if !st.is_file() || st.key.size != e.size {
             return Ok(false);
         }
-        if self
-            .old
-            .get(rel)
-            .is_some_and(|ie| ie.kind == e.kind && ie.id == e.id && ie.matches(&st.key))
-        {
-            return Ok(true);
+        // Where the index vouches for the file, it says what the file holds: the same
+        // content has the same kind and id, so a different one needs no reading.
+        if let Some(ie) = self.old.get(rel).filter(|ie| ie.matches(&st.key)) {
+            return Ok(ie.kind == e.kind && ie.id == e.id);
         }
         self.stats.files_verified += 1;
         let shown = short_path(self.root, rel);
@@ -596,7 +660,16 @@ impl Checkout<'_> {
         base: Option<&Tree>,
     ) -> Result<()> {
         let mut actual: HashMap<Vec<u8>, Lstat> = HashMap::new();
-        for name in list_names(dir).map_err(errno_err("list", self.root, rel))? {
+        let base = base.filter(|_| self.from_base);
+        let names = match base {
+            // The directory holds exactly `base` (the caller's status found no change), so
+            // only the names whose entry differs need a look, not the whole listing.
+            Some(base) => self.names_to_look_at(rel, tree, base),
+            None => list_names(dir).map_err(errno_err("list", self.root, rel))?,
+        };
+        #[cfg(test)]
+        NAMES_LOOKED_AT.with(|n| n.set(n.get() + names.len()));
+        for name in names {
             match lstat_at(dir, &name) {
                 Ok(st) => {
                     actual.insert(name, st);
@@ -620,6 +693,15 @@ impl Checkout<'_> {
             let act = actual.get(name);
             if matches!(e.kind, EntryKind::File | EntryKind::ChunkedFile) {
                 self.progress.advance(e.size);
+            }
+            if act.is_none() {
+                if let Some(kept) = base.and_then(|b| self.kept_as_in_base(&rel, e, b)) {
+                    self.new.entries.insert(rel, kept);
+                    if matches!(e.kind, EntryKind::File | EntryKind::ChunkedFile) {
+                        self.stats.files_unchanged += 1;
+                    }
+                    continue;
+                }
             }
             if matches!(e.kind, EntryKind::Dir | EntryKind::HardLink) {
                 self.write_files(dir, &mut pending)?;
@@ -975,9 +1057,17 @@ const HOLE_BLOCK: u64 = 4096;
 enum FileWrite {
     /// Whole, to a temporary file renamed over the old one.
     Whole,
-    /// In place, the chunks that differ from this chunk list, which the index vouches the
+    /// In place, the chunks that differ from this content, which the index vouches the
     /// file holds (whole if the file turns out to have changed meanwhile).
-    Patch(ObjectId),
+    Patch(Held),
+}
+
+/// The content the index vouches a file holds.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    kind: EntryKind,
+    id: ObjectId,
+    size: u64,
 }
 
 /// Writes `data` at `offset` in the existing `file`, in place: pieces that are all zeros

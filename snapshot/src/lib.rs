@@ -46,10 +46,12 @@
 //! Cost: a commit `lstat`s every path but reads only files whose stat changed since the last
 //! commit or checkout (the per-volume index), and of those, where the storage can tell which
 //! byte ranges changed ([`ChangedRanges`]), only those ranges; a checkout writes only entries
-//! that differ, and of a large file with one name that the index vouches for, only the chunks
-//! that differ, in place ([`CheckoutStats::files_patched`]). Such a file is torn if a crash
-//! cuts the patch, but its change time then no longer matches the index, so the checkout
-//! done again (the daemon's journal redoes it at start) writes it whole.
+//! that differ, and a file with one name that the index vouches for is written in place: of
+//! a large one only the chunks that differ ([`CheckoutStats::files_patched`]). Such a file
+//! is torn if a crash cuts the write, but its change time then no longer matches the index,
+//! so the checkout done again (the daemon's journal redoes it at start) writes it whole. A
+//! checkout from a verified base ([`Repository::checkout_from`]) looks only at the names
+//! whose entries differ.
 //!
 //! Typical daemon use:
 //!

@@ -2082,6 +2082,35 @@ fn link_groups(root: &Path) -> Vec<Vec<String>> {
 }
 
 #[test]
+fn a_checkout_reads_nothing_of_a_file_the_index_says_holds_other_content() {
+    use std::os::unix::fs::MetadataExt;
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    write(&dir.join("page"), &noise(1, 64 << 10));
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    // Rewritten in place: the same size, other bytes (a database page).
+    write(&dir.join("page"), &noise(2, 64 << 10));
+    settle();
+    repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap();
+    let inode = || fs::metadata(dir.join("page")).unwrap().ino();
+    let before = inode();
+    let st = repo.checkout(&vol, a, &dir, &NoProgress).unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!((st.files_written, st.files_verified), (1, 0), "{st:?}");
+    // A file with one name the index vouches for is rewritten in place, not replaced.
+    assert_eq!(inode(), before);
+    assert_eq!(st.bytes_written, 64 << 10, "{st:?}");
+    let again = repo.commit(&vol, &dir, info("A?"), &NoProgress).unwrap();
+    assert_eq!(
+        repo.read_commit(again.id).unwrap().tree(),
+        repo.read_commit(a).unwrap().tree()
+    );
+}
+
+#[test]
 fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_as_a_full_one() {
     let (d, repo) = setup();
     let vol = VolumeKey::new_random();
@@ -2109,8 +2138,15 @@ fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_a
 
     // From B (what the directory holds) to A, and back: the same files as a full checkout,
     // with the directories unchanged between the two never entered.
+    let looked_at = || crate::checkout::NAMES_LOOKED_AT.with(|n| n.replace(0));
+    looked_at();
     let st = repo.checkout_from(&vol, b, a, &dir, &NoProgress).unwrap();
     assert_eq!(digest(&dir), digest_a);
+    // The entered directories hold 31 names (the root 8, top1 3, top1/mid1 20). Only those
+    // whose entry differs, and the directories, were looked at: at most the root's 8 and
+    // top1's 3 and f1.
+    let looked = looked_at();
+    assert!(looked <= 8 + 3 + 1, "{looked} names stat'ed");
     // Written: f1, top2's 20 files, solo.
     assert_eq!(st.files_written, 1 + 20 + 1, "{st:?}");
     // Only top1/mid1 was entered (top1 holds nothing else): top0, top3-5 were left alone.
