@@ -587,8 +587,8 @@ impl Checkout<'_> {
     }
 
     /// How to write entry `e` over the file at `rel` (stat `st`): in place, only the chunks
-    /// that differ, where the index vouches for the chunk list the file holds and it has one
-    /// name; else whole.
+    /// that differ, where the index vouches for what the file holds and it has one name;
+    /// else whole, to a temporary file renamed over it.
     fn how_to_write(&self, rel: &[u8], st: &Lstat, e: &TreeEntry) -> FileWrite {
         let held = self.old.get(rel).filter(|ie| {
             ie.kind.is_file()
