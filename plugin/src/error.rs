@@ -721,6 +721,11 @@ impl ServiceError {
                 ClusterError::InUseElsewhere { containers, .. } => containers,
                 _ => &[],
             },
+            // A remote's refusal keeps the containers its own error named.
+            ServiceError::Transfer(e) => match e.as_ref() {
+                TransferError::Refused { containers, .. } => containers,
+                _ => &[],
+            },
             _ => &[],
         }
     }
@@ -923,6 +928,15 @@ mod tests {
         );
         assert_eq!(elsewhere.containers(), ["web", "job"]);
         assert_eq!(elsewhere.code(), "in_use_elsewhere");
+        let refused: ServiceError = TransferError::Refused {
+            remote: "b".into(),
+            status: 409,
+            code: Some("in_use".into()),
+            message: "volume db is in use by container web".into(),
+            containers: vec!["web".into()],
+        }
+        .into();
+        assert_eq!(refused.containers(), ["web"], "forwarded from the remote");
     }
 
     #[test]

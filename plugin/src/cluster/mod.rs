@@ -680,7 +680,7 @@ impl Cluster {
             )
             .await;
             if let Err(e) = read {
-                if e.to_string().contains("compacted") {
+                if is_compacted(&e) {
                     let compacted =
                         within(client.get(keys::PREFIX, Some(GetOptions::new().with_count_only())))
                             .await
@@ -940,6 +940,13 @@ async fn within<T>(
         })?
 }
 
+/// Whether etcd refused a read because the revision it asked for was compacted away: gRPC
+/// `OUT_OF_RANGE`. (A revision in the future gets the same code, but the callers ask only for
+/// revisions they have seen.)
+fn is_compacted(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status) if status.code() == tonic::Code::OutOfRange)
+}
+
 /// `record` with what the registry says of its owner and mounts.
 fn with_liveness(known: &Known, mut record: ClusterVolume) -> ClusterVolume {
     record.owner_alive = known.nodes.contains_key(&record.owner);
@@ -1015,4 +1022,23 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T,
         key: String::from_utf8_lossy(key).into_owned(),
         problem: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_compacted_revision_is_known_by_its_grpc_code_not_its_text() {
+        let status = |s: tonic::Status| etcd_client::Error::GRpcStatus(s);
+        assert!(is_compacted(&status(tonic::Status::out_of_range(
+            "etcdserver: mvcc: required revision has been compacted"
+        ))));
+        assert!(!is_compacted(&status(tonic::Status::unavailable(
+            "compacted: connection reset"
+        ))));
+        assert!(!is_compacted(&etcd_client::Error::IoError(
+            std::io::Error::other("revision compacted")
+        )));
+    }
 }
