@@ -147,17 +147,43 @@ fn children_of(
 impl<'r> Reachable<'r> {
     pub(crate) fn new(
         repo: &'r Repository,
+        roots: Vec<(ObjectId, Expect)>,
+        have: Box<dyn Fn(&ObjectId) -> bool + 'r>,
+    ) -> Self {
+        Self::walk(repo, roots, have, HashSet::new())
+    }
+
+    /// A walk that skips the objects of `seen` (and what is below them) as if it had been
+    /// there already; [`Reachable::into_seen`] gives the set back with what it went through.
+    /// What a mark needs, without a second copy of its set.
+    pub(crate) fn beyond(
+        repo: &'r Repository,
+        roots: Vec<(ObjectId, Expect)>,
+        seen: HashSet<ObjectId>,
+    ) -> Self {
+        Self::walk(repo, roots, Box::new(|_| false), seen)
+    }
+
+    fn walk(
+        repo: &'r Repository,
         mut roots: Vec<(ObjectId, Expect)>,
         have: Box<dyn Fn(&ObjectId) -> bool + 'r>,
+        seen: HashSet<ObjectId>,
     ) -> Self {
         roots.reverse();
         Reachable {
             repo,
             stack: Vec::new(),
             pending_roots: roots,
-            seen: HashSet::new(),
+            seen,
             have,
         }
+    }
+
+    /// Every object the walk went through (also those it could not read), with the set it
+    /// started from.
+    pub(crate) fn into_seen(self) -> HashSet<ObjectId> {
+        self.seen
     }
 }
 
@@ -350,18 +376,17 @@ impl Repository {
         marked: &mut HashSet<ObjectId>,
         progress: &dyn Progress,
     ) -> Result<u64> {
-        let before = marked.len();
-        let have = marked.clone();
-        for item in Reachable::new(self, roots, Box::new(move |id| have.contains(id))) {
-            match item {
-                Ok(id) => {
-                    marked.insert(id);
-                    progress.advance(1);
-                }
-                Err(e) => return Err(Error::GcAborted(e.to_string())),
-            }
-        }
-        Ok((marked.len() - before) as u64)
+        let mut walk = Reachable::beyond(self, roots, std::mem::take(marked));
+        let mut new = 0u64;
+        let outcome = walk.by_ref().try_for_each(|item| {
+            item?;
+            new += 1;
+            progress.advance(1);
+            Ok::<(), Error>(())
+        });
+        *marked = walk.into_seen();
+        outcome.map_err(|e| Error::GcAborted(e.to_string()))?;
+        Ok(new)
     }
 
     /// The kind of a stored object, for walking from it.
@@ -422,7 +447,8 @@ impl Repository {
         let roots = refs;
         rep.bad_refs = bad;
         let mut missing: HashSet<ObjectId> = HashSet::new();
-        let mut reachable: HashSet<ObjectId> = HashSet::new();
+        // Objects the walk met but could not read because they are absent: not reachable.
+        let mut absent_unread = 0u64;
         for (id, expect) in &roots {
             if *expect == Expect::Commit && present.contains(id) && !corrupt.contains(id) {
                 let ok = self
@@ -436,21 +462,23 @@ impl Repository {
                 }
             }
         }
-        for item in Reachable::new(self, roots, Box::new(|_| false)) {
+        // The walk's own set of what it went through is the reachable set (no second copy).
+        let mut walk = Reachable::new(self, roots, Box::new(|_| false));
+        for item in walk.by_ref() {
             progress.advance(1);
             match item {
                 Ok(id) => {
-                    reachable.insert(id);
                     if !present.contains(&id) {
                         missing.insert(id);
                     }
                 }
                 Err(e) => match error_object(&e) {
                     Some((id, true)) => {
-                        missing.insert(id);
+                        if missing.insert(id) {
+                            absent_unread += 1;
+                        }
                     }
                     Some((id, false)) => {
-                        reachable.insert(id);
                         corrupt.insert(id);
                     }
                     None => return Err(e),
@@ -458,7 +486,8 @@ impl Repository {
             }
         }
         progress.finish();
-        rep.reachable = reachable.len() as u64;
+        let reachable = walk.into_seen();
+        rep.reachable = reachable.len() as u64 - absent_unread;
         rep.unreachable = present.iter().filter(|id| !reachable.contains(id)).count() as u64;
         rep.corrupt = corrupt.into_iter().collect();
         rep.corrupt.sort();
@@ -529,13 +558,10 @@ impl Repository {
             .filter_map(|id| Some((*id, self.expect_of(id)?)))
             .collect();
         // What a young object refers to is kept with it; a child that is already missing
-        // or corrupt is nothing to keep.
-        let have = marked.clone();
-        for id in Reachable::new(self, young, Box::new(move |id| have.contains(id))).flatten() {
-            if marked.insert(id) {
-                rep.kept_recent += 1;
-            }
-        }
+        // or corrupt is kept as it is.
+        let mut walk = Reachable::beyond(self, young, std::mem::take(&mut marked));
+        rep.kept_recent = walk.by_ref().flatten().count() as u64;
+        marked = walk.into_seen();
         progress.finish();
         let mut garbage: Vec<ObjectId> = Vec::new();
         for f in files {

@@ -1057,7 +1057,10 @@ fn fsck_detects_corruption_and_missing_objects() {
     write(&dir.join("sub/file"), &noise(3, 50_000));
     write(&dir.join("other"), b"hello other");
     let c = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
-    assert!(repo.fsck(&NoProgress).unwrap().is_clean());
+    let clean = repo.fsck(&NoProgress).unwrap();
+    assert!(clean.is_clean());
+    // The commit, two trees, two file chunks.
+    assert_eq!((clean.reachable, clean.unreachable), (5, 0), "{clean:?}");
     let root = repo
         .read_tree(&repo.read_commit(c).unwrap().tree().unwrap())
         .unwrap();
@@ -1069,6 +1072,9 @@ fn fsck_detects_corruption_and_missing_objects() {
     assert!(!f.is_clean());
     assert_eq!(f.corrupt, vec![chunk]);
     assert_eq!(f.missing, vec![sub]);
+    // Reached: the commit, the root tree, the corrupt chunk, and the chunk below the absent
+    // tree (the index names it); not the absent tree itself.
+    assert_eq!((f.reachable, f.unreachable), (4, 0), "{f:?}");
     // Reading the corrupt object fails loudly; gc refuses to run with a hole in the graph.
     assert!(matches!(
         repo.read_object(&chunk),
