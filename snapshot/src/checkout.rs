@@ -426,7 +426,15 @@ impl Checkout<'_> {
             Mode::empty(),
         ) {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOENT) => return Ok(None),
+            // Gone or swapped for a symlink; or not writable in place (a read-only file when
+            // not root, a program running from it): written whole instead.
+            Err(
+                rustix::io::Errno::LOOP
+                | rustix::io::Errno::NOENT
+                | rustix::io::Errno::ACCESS
+                | rustix::io::Errno::PERM
+                | rustix::io::Errno::TXTBSY,
+            ) => return Ok(None),
             Err(err) => return Err(errno_err("open", self.root, rel)(err)),
         };
         let st = fstat(fd.as_fd()).map_err(errno_err("stat", self.root, rel))?;

@@ -2117,6 +2117,39 @@ fn a_checkout_reads_nothing_of_a_file_the_index_says_holds_other_content() {
 }
 
 #[test]
+fn a_program_running_from_the_volume_is_replaced_whole_not_written_in_place() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, repo) = setup();
+    let vol = VolumeKey::new_random();
+    let dir = d.path().join("v");
+    fs::create_dir_all(&dir).unwrap();
+    let program = dir.join("prog");
+    let sleep = fs::read("/bin/sleep").unwrap();
+    write(&program, &sleep);
+    fs::set_permissions(&program, fs::Permissions::from_mode(0o755)).unwrap();
+    settle();
+    let a = repo.commit(&vol, &dir, info("A"), &NoProgress).unwrap().id;
+    let digest_a = digest(&dir);
+    let mut longer = sleep.clone();
+    longer.extend_from_slice(b"trailing bytes of B");
+    write(&program, &longer);
+    settle();
+    repo.commit(&vol, &dir, info("B"), &NoProgress).unwrap();
+    // The kernel refuses to open a running program for writing (ETXTBSY).
+    let mut running = std::process::Command::new(&program)
+        .arg("30")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let st = repo.checkout(&vol, a, &dir, &NoProgress);
+    running.kill().unwrap();
+    running.wait().unwrap();
+    let st = st.unwrap();
+    assert_eq!(digest(&dir), digest_a);
+    assert_eq!(st.files_written, 1, "{st:?}");
+}
+
+#[test]
 fn a_checkout_from_a_verified_base_leaves_unchanged_directories_alone_and_ends_as_a_full_one() {
     let (d, repo) = setup();
     let vol = VolumeKey::new_random();
