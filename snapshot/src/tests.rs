@@ -2122,7 +2122,6 @@ fn a_program_running_from_the_volume_is_replaced_whole_not_written_in_place() {
     let (d, repo) = setup();
     let vol = VolumeKey::new_random();
     let dir = d.path().join("v");
-    fs::create_dir_all(&dir).unwrap();
     let program = dir.join("prog");
     let sleep = fs::read("/bin/sleep").unwrap();
     write(&program, &sleep);
