@@ -552,6 +552,23 @@ pub(crate) fn du_bytes(path: &Path, apparent: bool) -> Result<u64> {
         .ok_or_else(|| anyhow!("du {flag} {}: unreadable {text:?}", path.display()))
 }
 
+/// The sizes of the regular files below `path`, added up (`find -type f`): unlike `du -sb`,
+/// directory sizes (which depend on the order names were added and removed) do not count.
+pub(crate) fn file_bytes(path: &Path) -> Result<u64> {
+    let out = run_ok(
+        Command::new("find")
+            .arg(path)
+            .args(["-type", "f", "-printf", "%s\\n"]),
+    )?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|n| {
+            n.parse::<u64>()
+                .map_err(|e| anyhow!("find {}: size {n:?}: {e}", path.display()))
+        })
+        .sum()
+}
+
 /// Bytes free (`field` "avail") or used ("used") on the filesystem of `path`, from `df -B1`.
 pub(crate) fn df_bytes(path: &Path, field: &str) -> Result<u64> {
     let out = run_ok(

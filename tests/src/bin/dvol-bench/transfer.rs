@@ -22,7 +22,7 @@ use dvol_tests::{Daemon, HOST_PORT};
 use serde_json::{json, Value};
 
 use crate::history::{
-    bronze_data, create_bronze, du_bytes, ensure_room, mb, run_ok, sync_host, u64_of,
+    bronze_data, create_bronze, du_bytes, ensure_room, file_bytes, mb, run_ok, sync_host, u64_of,
     write_dataset, Dataset, Mutation,
 };
 use crate::memory::{rss_kib, RssSampler};
@@ -563,9 +563,9 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         &api_get(&b, &format!("/v1/volumes/{name}"))?,
     )?;
     let sizes = [
-        du_bytes(&data, true)?,
-        du_bytes(&b_data, true)?,
-        du_bytes(&rsync.dest, true)?,
+        file_bytes(&data)?,
+        file_bytes(&b_data)?,
+        file_bytes(&rsync.dest)?,
     ];
     // The move's final round with 20 MiB written since the last: what it does while the
     // containers are stopped is a commit on a and a push that b checks out, timed here as
@@ -722,7 +722,7 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     ));
     let same = sizes[0] == sizes[1] && sizes[1] == sizes[2];
     report.line(format!(
-        "transfer end: du -sb of the volume on a {:.1} MB, on b {:.1} MB, rsync's copy {:.1} MB ({}); section took {elapsed:.0} s",
+        "transfer end: bytes in regular files of the volume on a {:.1} MB, on b {:.1} MB, in rsync's copy {:.1} MB ({}); section took {elapsed:.0} s",
         mb(sizes[0]),
         mb(sizes[1]),
         mb(sizes[2]),
