@@ -34,7 +34,7 @@ use crate::extent_map::{
 };
 use crate::mount::{self, mount_snapshot, WhenBusy};
 use crate::{
-    BackendError, ChangesSinceBase, Effect, FileChanges, Filesystem, NoChanges, VolumeSpec,
+    Backend, BackendError, ChangesSinceBase, Effect, FileChanges, Filesystem, NoChanges, VolumeSpec,
 };
 
 impl LoopBackend {
@@ -151,17 +151,13 @@ impl LoopBackend {
         Ok(effect)
     }
 
-    /// What the bases under the root hold alone: the blocks their volumes rewrote since they
-    /// were kept. A base whose map cannot be read (removed meanwhile) counts nothing.
+    /// What the volumes' bases hold alone: the blocks their volumes rewrote since they were
+    /// kept. A volume without a base, or whose base's map cannot be read (removed meanwhile),
+    /// counts nothing.
     pub(super) fn held_by_bases(&self) -> Result<u64, BackendError> {
-        let entries = fs::read_dir(&self.root)
-            .map_err(|e| BackendError::io("list base images", &self.root, e))?;
         let mut held = 0u64;
-        for entry in entries.flatten() {
-            if !entry.file_name().as_encoded_bytes().ends_with(b".img.base") {
-                continue;
-            }
-            let path = entry.path();
+        for id in self.volumes()? {
+            let path = self.base_path(id);
             let Ok(file) = File::open(&path) else {
                 continue;
             };

@@ -183,7 +183,6 @@ impl LoopBackend {
             capacity: Capacity {
                 promised_bytes: self.promised()?,
                 reserved_bytes: self.reserve.of(fs.total_bytes),
-                base_bytes: self.held_by_bases()?,
                 ..fs
             },
         })
