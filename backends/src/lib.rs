@@ -15,8 +15,11 @@
 //! - [`freeze`]: freezing a mounted filesystem for a consistent read point, for at most a time
 //!   limit (the crate's only `unsafe`).
 //! - [`extent_map`]: where files' bytes lie (FIEMAP), compared between copy-on-write copies
-//!   to tell a commit which byte ranges changed ([`Backend::changes_since_base`]).
+//!   to tell a commit which byte ranges changed ([`Backend::changes_since_base`]); the
+//!   device offsets that changed come from the image copies' own maps (loop) or from
+//!   `thin_delta` (LVM).
 
+mod changed_files;
 pub mod command;
 pub mod directory;
 pub mod extent_map;
@@ -210,9 +213,10 @@ pub struct Capacity {
     /// Free space kept back from promises, for dvol's database and history store.
     #[serde(default)]
     pub reserved_bytes: u64,
-    /// Held by the bases of changed-range commits (reflinked copies of loop images kept from
-    /// each volume's last commit): the blocks the volumes rewrote since, which only the bases
-    /// still hold. Given back by the next commit, or by removing the volume.
+    /// Held by the bases of changed-range commits (reflinked copies of loop images, thin
+    /// snapshots of LVM volumes, kept from each volume's last commit): the blocks the volumes
+    /// rewrote since, which only the bases still hold. Given back by the next commit, or by
+    /// removing the volume.
     #[serde(default)]
     pub base_bytes: u64,
 }
@@ -332,7 +336,9 @@ pub trait Backend: Send + Sync {
     ) -> Result<Effect, BackendError>;
 
     /// Fixes the data of the volume mounted at `mountpoint` at this instant, for reading.
-    /// `scratch` is an empty directory the backend may mount a snapshot on. The caller reads,
+    /// `scratch` is an empty directory the backend may mount a snapshot on; the backend may
+    /// also make `<scratch>.base` beside it (where the base is mounted), and removes it when the
+    /// point is released. The caller reads,
     /// then calls [`Backend::release_read_point`] with the same paths, also when reading failed.
     fn read_point(
         &self,

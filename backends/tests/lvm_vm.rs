@@ -1329,3 +1329,294 @@ fn in_vm_clone_is_a_thin_snapshot_with_its_own_identity() {
     assert!(!lv_exists(&lvm::incomplete_lv_name(bigger.id)));
     b.remove(source.id).unwrap();
 }
+
+/// The files a changed-range story starts with: name and MiB.
+const STORY_FILES: [(&str, u64); 6] = [
+    ("table", 24),
+    ("wal", 2),
+    ("other", 2),
+    ("b", 2),
+    ("same", 2),
+    ("still", 2),
+];
+
+/// The bytes of `ranges`.
+fn covered(ranges: &[std::ops::Range<u64>]) -> u64 {
+    ranges.iter().map(|r| r.end - r.start).sum()
+}
+
+/// The read point's changed ranges as a commit asks for them.
+struct Ranges<'a>(&'a dyn dvol_backends::FileChanges);
+
+impl dvol_snapshot::ChangedRanges for Ranges<'_> {
+    fn changed_ranges(&self, rel: &[u8]) -> Option<Vec<std::ops::Range<u64>>> {
+        use std::os::unix::ffi::OsStrExt;
+        self.0
+            .changed_ranges(Path::new(std::ffi::OsStr::from_bytes(rel)))
+    }
+}
+
+/// One round of seeded changes of the kinds a database and its neighbours make: pages
+/// rewritten in place, an append, a truncate, a hole punched, a file renamed over another of
+/// the same size and mtime, a file replaced by another of the same size and mtime. "still"
+/// is never touched.
+fn mutate(root: &Path, seed: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut rng = seed;
+    let mut below = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let open = |name: &str| {
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(root.join(name))
+            .unwrap()
+    };
+    let table = open("table");
+    let table_len = table.metadata().unwrap().len();
+    for _ in 0..1 + below(4) {
+        let at = below(table_len / 8192) * 8192;
+        table.write_all_at(&noise(seed ^ at, 8192), at).unwrap();
+    }
+    match below(3) {
+        0 => {
+            let at = below(table_len / 65536) * 65536;
+            rustix::fs::fallocate(
+                &table,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                at,
+                65536,
+            )
+            .unwrap();
+        }
+        1 => table.set_len(table_len + 12288).unwrap(),
+        _ => {}
+    }
+    let wal = open("wal");
+    let wal_len = wal.metadata().unwrap().len();
+    if below(2) == 0 && wal_len > MIB {
+        wal.set_len(wal_len - below(MIB)).unwrap();
+    } else {
+        wal.write_all_at(&noise(seed + 1, 100 << 10), wal_len)
+            .unwrap();
+    }
+    // Renamed over another of the same size and mtime; then made again, new.
+    let mtime = fs::metadata(root.join("other"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let b = open("b");
+    b.set_len(fs::metadata(root.join("other")).unwrap().len())
+        .unwrap();
+    b.set_modified(mtime).unwrap();
+    drop(b);
+    fs::rename(root.join("b"), root.join("other")).unwrap();
+    fs::write(root.join("b"), noise(seed + 2, 2 << 20)).unwrap();
+    // Replaced by another file of the same size and mtime.
+    let same = fs::metadata(root.join("same")).unwrap();
+    let new = root.join("same.new");
+    fs::write(&new, noise(seed + 3, same.len() as usize)).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&new)
+        .unwrap()
+        .set_modified(same.modified().unwrap())
+        .unwrap();
+    fs::rename(&new, root.join("same")).unwrap();
+}
+
+/// Commits made from read points by the ranges `thin_delta` and the extent maps give equal
+/// commits that read every file whole, round after round of seeded changes (and a grow); the
+/// base is kept, replaced, left as it was when a point is not kept, reported in the capacity
+/// and removed with its volume.
+fn changed_ranges_story(fs_kind: Filesystem, mib: u64, rounds: u64) {
+    use dvol_backends::{ChangesSinceBase, NoChanges};
+    use dvol_snapshot::{ChangedRanges, CommitInfo, NoProgress, Repository, VolumeKey};
+
+    let b = backend();
+    assert!(
+        b.counts_changes(),
+        "dmsetup and thin_delta are in the VM image"
+    );
+    let mut s = spec(mib, fs_kind);
+    let mnt = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let (target, point) = (mnt.path(), scratch.path());
+    let base_mount = point.with_file_name(format!(
+        "{}.base",
+        point.file_name().unwrap().to_string_lossy()
+    ));
+    let base_lv = lvm::base_lv_name(s.id);
+    b.create(&s).unwrap();
+    b.mount(&s, target).unwrap();
+    for (seed, (name, mib)) in STORY_FILES.iter().enumerate() {
+        fs::write(
+            target.join(name),
+            noise(seed as u64 + 1, (*mib * MIB) as usize),
+        )
+        .unwrap();
+    }
+    let repo = Repository::open(&store.path().join("history")).unwrap();
+    let whole = Repository::open(&store.path().join("whole")).unwrap();
+    let volume = VolumeKey(s.id);
+    let started = Instant::now();
+    let mut by_ranges = 0;
+    for round in 0..=rounds {
+        if round == 2 {
+            // A grown volume: a larger device and a grown filesystem since the base.
+            let grown = size(mib + 32);
+            b.resize(&s, grown, target).unwrap();
+            s.size = Some(grown);
+        }
+        if round > 0 {
+            mutate(target, 0x5eed + round);
+        }
+        settle();
+        sync_fs(target);
+        b.read_point(&s, target, point).unwrap();
+        let changes = b.changes_since_base(&s, point);
+        let files = match (&changes, round) {
+            (ChangesSinceBase::Unknown(NoChanges::NoBase), 0) => None,
+            (ChangesSinceBase::Ranges(files), r) if r > 0 => Some(files.as_ref()),
+            (ChangesSinceBase::Unknown(why), _) => panic!("{fs_kind} round {round}: {why}"),
+            (ChangesSinceBase::Ranges(_), _) => panic!("changes without a base"),
+        };
+        if let Some(files) = files {
+            let still = files.changed_ranges(Path::new("still")).unwrap();
+            // An unchanged file may share a 64 KiB pool block with a change, no more.
+            assert!(
+                covered(&still) <= 64 << 10,
+                "{fs_kind} round {round}: still {still:?}"
+            );
+            assert_eq!(
+                covered(&files.changed_ranges(Path::new("other")).unwrap()),
+                2 << 20,
+                "{fs_kind} round {round}: a file renamed over another is new throughout"
+            );
+            let table = files.changed_ranges(Path::new("table")).unwrap();
+            assert!(
+                !table.is_empty() && covered(&table) <= 4 << 20,
+                "{fs_kind} round {round}: table {table:?}"
+            );
+        }
+        let ranges = files.map(Ranges);
+        let info = || CommitInfo::now("round", "vm@dvol");
+        let ranged = repo
+            .commit_verified(
+                &volume,
+                point,
+                ranges.as_ref().map(|r| r as &dyn ChangedRanges),
+                info(),
+                &NoProgress,
+                &|| Ok(()),
+            )
+            .unwrap();
+        let full = whole
+            .commit(&VolumeKey::new_random(), point, info(), &NoProgress)
+            .unwrap();
+        assert_eq!(
+            repo.read_commit(ranged.id).unwrap().tree(),
+            whole.read_commit(full.id).unwrap().tree(),
+            "{fs_kind} round {round}: the tree read by changed ranges differs from a whole read"
+        );
+        if round > 0 {
+            assert!(
+                ranged.stats.bytes_read < full.stats.bytes_read / 2,
+                "{fs_kind} round {round}: read {} of {} bytes",
+                ranged.stats.bytes_read,
+                full.stats.bytes_read
+            );
+            by_ranges += ranged.stats.files_read_by_ranges;
+        }
+        drop(changes);
+        b.keep_read_point(s.id);
+        assert_eq!(
+            b.release_read_point(s.id, target, point).unwrap(),
+            Effect::Changed
+        );
+        assert!(lv_exists(&base_lv), "{fs_kind} round {round}: no base kept");
+        assert!(read_point_lvs().is_empty() && !is_mounted(point) && !base_mount.exists());
+        eprintln!(
+            "TIMING {fs_kind} round {round}: read {} of {} bytes ({} files by ranges)",
+            ranged.stats.bytes_read, full.stats.bytes_read, ranged.stats.files_read_by_ranges
+        );
+    }
+    assert!(by_ranges >= rounds, "{by_ranges} files read by ranges");
+
+    // A point not kept (a commit that failed, or a daemon killed while the base was
+    // mounted): releasing it unmounts the base and leaves the older base as it was.
+    settle();
+    b.read_point(&s, target, point).unwrap();
+    let ChangesSinceBase::Ranges(files) = b.changes_since_base(&s, point) else {
+        panic!("no changed ranges")
+    };
+    drop(files);
+    assert!(is_mounted(&base_mount));
+    b.release_read_point(s.id, target, point).unwrap();
+    assert!(!base_mount.exists() && !is_mounted(point) && read_point_lvs().is_empty());
+    assert!(lv_exists(&base_lv));
+
+    // The base holds alone what the volume rewrote since it was kept.
+    let before = b.capacity().unwrap().base_bytes;
+    assert!(
+        before <= 2 << 20,
+        "{fs_kind}: a base just kept holds {before} bytes alone"
+    );
+    {
+        use std::os::unix::fs::FileExt;
+        let table = fs::OpenOptions::new()
+            .write(true)
+            .open(target.join("table"))
+            .unwrap();
+        table
+            .write_all_at(&noise(99, (16 * MIB) as usize), 0)
+            .unwrap();
+        table.sync_all().unwrap();
+    }
+    let held = b.capacity().unwrap().base_bytes;
+    assert!(
+        (16 * MIB..=24 * MIB).contains(&held),
+        "{fs_kind}: 16 MiB rewritten, the base holds {held} bytes alone"
+    );
+    assert!(
+        b.strays(&[s.id]).unwrap().is_empty(),
+        "a base is its volume's"
+    );
+    assert_eq!(
+        b.volumes()
+            .unwrap()
+            .iter()
+            .filter(|id| **id == s.id)
+            .count(),
+        1
+    );
+
+    b.unmount(s.id, target).unwrap();
+    assert_eq!(b.remove(s.id).unwrap(), Effect::Changed);
+    assert!(!lv_exists(&base_lv) && !lv_exists(&lvm::lv_name(s.id)));
+    eprintln!(
+        "TIMING {fs_kind} changed-range story ({rounds} rounds): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn in_vm_changed_ranges_from_thin_delta_equal_whole_reads_on_ext4() {
+    if !in_vm() {
+        return;
+    }
+    changed_ranges_story(Filesystem::Ext4, 128, 5);
+}
+
+#[test]
+fn in_vm_changed_ranges_from_thin_delta_equal_whole_reads_on_xfs() {
+    if !in_vm() {
+        return;
+    }
+    changed_ranges_story(Filesystem::Xfs, 300, 3);
+}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (once) the small VM the LVM tests run in: a Debian cloud kernel and a base initramfs
-# with busybox, lvm2, the thin-provisioning tools, the filesystem tools, the kernel modules
-# device-mapper thin needs, and an /init that makes a volume group "dvoltest" with a thin pool
+# with busybox, lvm2 and dmsetup, the thin-provisioning tools, the filesystem tools, the kernel
+# modules device-mapper thin needs, and an /init that makes a volume group "dvoltest" with a thin pool
 # "pool" on /dev/vda, runs the test payload and prints "DVOL-VM-RESULT: PASS|FAIL".
 #
 #   scripts/lvm-vm/build.sh [CACHE_DIR]     (default /var/cache/dvol-lvm-vm)
@@ -21,7 +21,7 @@ missing() { echo "build.sh: $*" >&2; exit 3; }
 for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip flock ldd; do
   command -v "$tool" >/dev/null || missing "$tool not found; run scripts/install-deps.sh"
 done
-for tool in /bin/busybox /usr/sbin/lvm /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mkfs.xfs \
+for tool in /bin/busybox /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mkfs.xfs \
   /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/xfs_admin /usr/sbin/xfs_db /usr/sbin/blkid; do
   [ -x "$tool" ] || missing "$tool not found; run scripts/install-deps.sh (scripts/lvm-vm/packages.txt)"
 done
@@ -93,14 +93,15 @@ cp /bin/busybox "$STAGE/usr/bin/busybox"
 for applet in $(/bin/busybox --list); do
   [ -e "$STAGE/usr/bin/$applet" ] || ln -s busybox "$STAGE/usr/bin/$applet"
 done
-for bin in /usr/sbin/lvm /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mke2fs /usr/sbin/mkfs.xfs \
+for bin in /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mke2fs /usr/sbin/mkfs.xfs \
   /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/xfs_db /usr/sbin/blkid /usr/sbin/dumpe2fs; do
   [ -e "$bin" ] && copy_binary "$bin"
 done
 # xfs_admin is a shell script over xfs_db.
 cp /usr/sbin/xfs_admin "$STAGE/usr/sbin/xfs_admin"
-# The thin tools lvm calls (global/thin_*_executable) are links to pdata_tools.
-for link in thin_check thin_dump thin_repair thin_restore thin_ls thin_trim thin_metadata_size; do
+# The thin tools lvm calls (global/thin_*_executable), and thin_delta, which the backend's
+# changed ranges use, are links to pdata_tools.
+for link in thin_check thin_delta thin_dump thin_repair thin_restore thin_ls thin_trim thin_metadata_size; do
   ln -sfn pdata_tools "$STAGE/usr/sbin/$link"
 done
 # mkfs.ext4 reads its defaults from here; without it the image would differ from the host's.

@@ -14,28 +14,20 @@
 //!   reported as the backend's `base_bytes` ([`LoopBackend::held_by_bases`]).
 //!
 //! The changes: the extent maps of the point and the base (both copies of the image) show
-//! which image offsets changed; a file's changed ranges are where its maps in the two mounted
-//! copies disagree, or agree on image offsets that changed (see [`crate::extent_map`]).
+//! which image offsets changed; a file's changed ranges follow from them and from its maps in
+//! the two mounted copies (see [`crate::changed_files`]).
 
 use std::fs::{self, File};
-use std::io::ErrorKind;
-use std::ops::Range;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
 use uuid::Uuid;
 
 use super::attachment::Attached;
 use super::LoopBackend;
-use crate::extent_map::{
-    disagreements, extents_of, file_changes, unshared_bytes, Extent, ExtentMapError,
-};
-use crate::mount::{self, mount_snapshot, WhenBusy};
-use crate::{
-    Backend, BackendError, ChangesSinceBase, Effect, FileChanges, Filesystem, NoChanges, VolumeSpec,
-};
+use crate::changed_files::{self, MountedCopies};
+use crate::extent_map::{disagreements, extents_of, unshared_bytes, ExtentMapError};
+use crate::mount::mount_snapshot;
+use crate::{Backend, BackendError, ChangesSinceBase, Effect, Filesystem, NoChanges, VolumeSpec};
 
 impl LoopBackend {
     /// Where volume `id`'s base copy lives.
@@ -59,13 +51,8 @@ impl LoopBackend {
         if !base.is_file() {
             return ChangesSinceBase::Unknown(NoChanges::NoBase);
         }
-        match self.count_changes(spec, &point, &base, scratch) {
-            Ok(changes) => ChangesSinceBase::Ranges(Box::new(changes)),
-            Err(e) => {
-                tracing::warn!(volume = %spec.id, error = %e, "cannot count the changes since the base; the commit reads changed files whole");
-                ChangesSinceBase::Unknown(NoChanges::Failed(e.to_string()))
-            }
-        }
+        let counted = self.count_changes(spec, &point, &base, scratch).map(Some);
+        changed_files::changes_since_base(spec.id, counted)
     }
 
     fn count_changes(
@@ -74,7 +61,7 @@ impl LoopBackend {
         point: &Path,
         base: &Path,
         scratch: &Path,
-    ) -> Result<ImageChanges, BackendError> {
+    ) -> Result<MountedCopies, BackendError> {
         let map = |path: &Path| {
             let file =
                 File::open(path).map_err(|e| BackendError::io("open image copy", path, e))?;
@@ -85,11 +72,7 @@ impl LoopBackend {
             .len();
         let image_changed = disagreements(&map(point)?, &map(base)?, len);
         let mounted = self.base_mount(spec.id);
-        self.end_base_mount(spec.id)?;
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&mounted)
-            .map_err(|e| BackendError::io("create base mountpoint", &mounted, e))?;
+        changed_files::new_base_mountpoint(&mounted)?;
         let file = File::open(base).map_err(|e| BackendError::io("open base image", base, e))?;
         let attached = Attached::new(&file, base)?;
         let fs = spec.filesystem.unwrap_or(Filesystem::Ext4);
@@ -97,33 +80,12 @@ impl LoopBackend {
             let _ = attached.detach();
             return Err(e);
         }
-        let open = |root: &Path| {
-            rustix::fs::open(
-                root,
-                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| BackendError::io("open read point root", root, e.into()))
-        };
-        Ok(ImageChanges {
-            point: open(scratch)?,
-            point_path: scratch.to_path_buf(),
-            base: open(&mounted)?,
-            base_path: mounted,
-            image_changed,
-        })
+        MountedCopies::open(scratch, &mounted, image_changed)
     }
 
     /// Unmounts volume `id`'s base copy, if it is mounted, and removes its mountpoint.
     pub(super) fn end_base_mount(&self, id: Uuid) -> Result<Effect, BackendError> {
-        let mounted = self.base_mount(id);
-        let mut effect = mount::unmount(&mounted, "unmount base image", WhenBusy::Fail)?;
-        match fs::remove_dir(&mounted) {
-            Ok(()) => effect = Effect::Changed,
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(BackendError::io("remove base mountpoint", &mounted, e)),
-        }
-        Ok(effect)
+        changed_files::end_base_mount(&self.base_mount(id))
     }
 
     /// Makes volume `id`'s read point copy its base (replacing the older one), if the caller
@@ -193,47 +155,4 @@ impl LoopBackend {
 /// An extent map that cannot be compared is a failure to count changes, not of the commit.
 fn unusable(e: ExtentMapError) -> BackendError {
     BackendError::Unavailable(e.to_string())
-}
-
-/// The changes between a read point's copy and its base, both mounted.
-struct ImageChanges {
-    /// The read point's root, and its path (for messages).
-    point: OwnedFd,
-    point_path: PathBuf,
-    /// The base's root, and its path.
-    base: OwnedFd,
-    base_path: PathBuf,
-    /// The image offsets whose bytes changed between the copies.
-    image_changed: Vec<Range<u64>>,
-}
-
-impl ImageChanges {
-    /// The extent map of the regular file `rel` below `root`, opened without following any
-    /// symlink or leaving the mount (a base may hold a symlink where the point holds a
-    /// directory); with its size.
-    fn map_below(root: &OwnedFd, shown: &Path, rel: &Path) -> Option<(Vec<Extent>, u64)> {
-        let fd = rustix::fs::openat2(
-            root,
-            rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
-        )
-        .ok()?;
-        let file = File::from(fd);
-        let meta = file.metadata().ok()?;
-        if !meta.is_file() {
-            return None;
-        }
-        let map = extents_of(&file, &shown.join(rel)).ok()?;
-        Some((map, meta.len()))
-    }
-}
-
-impl FileChanges for ImageChanges {
-    fn changed_ranges(&self, rel: &Path) -> Option<Vec<Range<u64>>> {
-        let (new, len) = Self::map_below(&self.point, &self.point_path, rel)?;
-        let (old, _) = Self::map_below(&self.base, &self.base_path, rel)?;
-        Some(file_changes(&new, &old, len, &self.image_changed))
-    }
 }

@@ -8,13 +8,16 @@ use std::path::Path;
 use uuid::Uuid;
 
 use super::inventory::volume_ids;
-use super::names::{id_tag, incomplete_lv_name, lv_name, read_point_lv_name, DVOL_TAG};
+use super::names::{
+    base_lv_name, id_tag, incomplete_lv_name, lv_name, read_point_lv_name, DVOL_TAG,
+};
 use super::{LvmBackend, DEFAULT_FILESYSTEM};
 use crate::filesystem::minimum_size;
 use crate::mount::{self, WhenBusy};
 use crate::mount_table::{is_mount_point, mount_points_of_device};
 use crate::{
-    Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, ReadPoint, VolumeSpec,
+    Backend, BackendError, BackendKind, ByteSize, Capacity, ChangesSinceBase, Effect, ReadPoint,
+    VolumeSpec,
 };
 
 /// The size of volume `spec`, which an LVM thin volume needs.
@@ -104,7 +107,13 @@ impl Backend for LvmBackend {
     fn remove(&self, id: Uuid) -> Result<Effect, BackendError> {
         let lvs = self.report_lvs()?;
         let mut effect = Effect::Unchanged;
-        for name in [read_point_lv_name(id), lv_name(id), incomplete_lv_name(id)] {
+        self.kept().remove(&id);
+        for name in [
+            read_point_lv_name(id),
+            base_lv_name(id),
+            lv_name(id),
+            incomplete_lv_name(id),
+        ] {
             if self.own_lv(&lvs, &name)?.is_some() {
                 self.lvremove(&name)?;
                 tracing::info!(lv = %self.qualified(&name), "removed thin volume");
@@ -166,8 +175,9 @@ impl Backend for LvmBackend {
         self.take_read_point(spec, scratch)
     }
 
-    /// Unmounts the snapshot from `scratch` if it is mounted there and removes the snapshot LV
-    /// if it exists, whatever step a crash stopped at.
+    /// Unmounts the base and the snapshot from next to and at `scratch` if they are mounted
+    /// there, and removes the snapshot LV if it exists (or makes it the base, if it was kept),
+    /// whatever step a crash stopped at.
     fn release_read_point(
         &self,
         id: Uuid,
@@ -175,6 +185,23 @@ impl Backend for LvmBackend {
         scratch: &Path,
     ) -> Result<Effect, BackendError> {
         self.end_read_point(id, scratch)
+    }
+
+    /// The blocks `thin_delta` finds differing between the read point's snapshot and the
+    /// base's, mapped to file ranges through both mounted snapshots' extent maps.
+    fn changes_since_base(&self, spec: &VolumeSpec, scratch: &Path) -> ChangesSinceBase {
+        LvmBackend::changes_since_base(self, spec, scratch)
+    }
+
+    /// Where `dmsetup` and `thin_delta` are installed.
+    fn counts_changes(&self) -> bool {
+        self.thin_tools.is_ok()
+    }
+
+    fn keep_read_point(&self, id: Uuid) {
+        if self.counts_changes() {
+            self.kept().insert(id);
+        }
     }
 
     /// A thin snapshot of the source's LV, made under the new volume's unfinished name and
@@ -198,7 +225,10 @@ impl Backend for LvmBackend {
             free_bytes: usage.free(),
             promised_bytes: usage.provisioned.saturating_sub(used),
             reserved_bytes: 0,
-            base_bytes: 0,
+            base_bytes: self.held_by_bases(&lvs).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "the bases' blocks are not counted");
+                0
+            }),
         })
     }
 

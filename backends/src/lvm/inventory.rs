@@ -1,6 +1,6 @@
 //! Sorting the LVs of the pool into dvol's volumes and strays: foreign LVs, orphans,
-//! unfinished creations and read point snapshots a crash left. Strays are reported, never
-//! touched.
+//! unfinished creations and read point snapshots a crash left. A volume's base (its kept read
+//! point) belongs to the volume. Strays are reported, never touched.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -70,8 +70,10 @@ pub(super) fn strays(
                 None => StrayKind::Foreign,
                 Some(NameKind::Incomplete(id)) => StrayKind::Incomplete(id),
                 Some(NameKind::ReadPoint(id)) => StrayKind::ReadPoint(id),
-                Some(NameKind::Complete(id)) if known.contains(&id) => return None,
-                Some(NameKind::Complete(id)) => StrayKind::Orphan(id),
+                Some(NameKind::Complete(id) | NameKind::Base(id)) if known.contains(&id) => {
+                    return None
+                }
+                Some(NameKind::Complete(id) | NameKind::Base(id)) => StrayKind::Orphan(id),
             };
             Some(StrayVolume {
                 name: format!("{vg}/{}", lv.lv_name),
@@ -88,7 +90,7 @@ pub(super) fn volume_ids(lvs: &[LogicalVolume], pool: &str) -> Vec<Uuid> {
         .filter(|lv| lv.pool_lv == pool)
         .filter_map(|lv| match lv.dvol_name()? {
             NameKind::Complete(id) => Some(id),
-            NameKind::Incomplete(_) | NameKind::ReadPoint(_) => None,
+            NameKind::Incomplete(_) | NameKind::ReadPoint(_) | NameKind::Base(_) => None,
         })
         .collect();
     ids.into_iter().collect()

@@ -16,6 +16,11 @@
 //! listed as a volume; a leftover one (a crash during a commit) is reported as such and removed
 //! by the next `release_read_point`, `read_point` or `remove` of its volume.
 //!
+//! A read point the caller keeps after recording what it read becomes the volume's base,
+//! `dvol-<hex>-base` (tagged as the read point was): the next read point's changed ranges are
+//! counted from it with `thin_delta` on the pool's metadata, where `dmsetup` and `thin_delta`
+//! are installed. Each volume has at most one base; it is removed with the volume.
+//!
 //! Every question about the pool is answered from `lvm lvs`/`lvm vgs` JSON reports
 //! (`--reportformat json`), parsed into typed rows, never by scraping text columns.
 //!
@@ -25,11 +30,14 @@
 //! - `tool`: running `lvm`: reports, finding dvol's own LVs, removing, renaming, activating;
 //! - `pool`: thin pool accounting: usage, overprovisioning, room for volumes and snapshots;
 //! - `inventory`: the pool's LVs sorted into volumes and strays;
+//! - `thin_delta`: which blocks differ between two thin devices, from the pool's metadata;
+//! - `base`: the kept read point changes are counted from, and what it holds alone;
 //! - `grow`: growing a volume's LV and filesystem;
 //! - `snapshot`: thin snapshots for read points and clones;
 //! - `backend`: the [`Backend`](crate::Backend) implementation, which puts them together.
 
 mod backend;
+mod base;
 mod grow;
 mod inventory;
 mod names;
@@ -38,9 +46,12 @@ mod report;
 mod snapshot;
 #[cfg(test)]
 mod tests;
+mod thin_delta;
 mod tool;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
@@ -50,12 +61,13 @@ use crate::{BackendError, Filesystem};
 
 pub use inventory::{StrayKind, StrayVolume};
 pub use names::{
-    id_tag, incomplete_lv_name, lv_name, read_point_lv_name, DVOL_TAG, READ_POINT_TAG,
+    base_lv_name, id_tag, incomplete_lv_name, lv_name, read_point_lv_name, DVOL_TAG, READ_POINT_TAG,
 };
 pub use report::{LogicalVolume, VolumeGroup};
 
 use inventory::strays;
 use names::valid_lvm_name;
+use thin_delta::ThinTools;
 
 /// Pool data or metadata usage, in percent, above which no new volume is made.
 pub const MAX_POOL_USAGE_PERCENT: f64 = 95.0;
@@ -71,6 +83,10 @@ pub struct LvmBackend {
     volume_group: String,
     thin_pool: String,
     max_overprovision: f64,
+    /// The tools that count changed ranges, or why they are missing.
+    thin_tools: Result<ThinTools, String>,
+    /// The volumes whose read point becomes their base when released.
+    kept: Arc<Mutex<HashSet<Uuid>>>,
 }
 
 impl LvmBackend {
@@ -104,6 +120,8 @@ impl LvmBackend {
             volume_group: volume_group.to_string(),
             thin_pool: thin_pool.to_string(),
             max_overprovision,
+            thin_tools: ThinTools::find(),
+            kept: Arc::default(),
         };
 
         let vgs = backend

@@ -2,7 +2,8 @@
 //!
 //! A volume `id` is the LV `dvol-<id as 32 hex digits>`, tagged `dvol` and `dvol_<hex>`;
 //! while it is being made, `dvol-<hex>-new`; the snapshot behind its read point,
-//! `dvol-<hex>-rp`, also tagged `dvol_read_point`.
+//! `dvol-<hex>-rp`, also tagged `dvol_read_point`; a read point kept as the base of the next
+//! commit's changed ranges, `dvol-<hex>-base`, tagged as the read point it was.
 
 use uuid::Uuid;
 
@@ -15,6 +16,7 @@ pub const READ_POINT_TAG: &str = "dvol_read_point";
 const NAME_PREFIX: &str = "dvol-";
 const INCOMPLETE_SUFFIX: &str = "-new";
 const READ_POINT_SUFFIX: &str = "-rp";
+const BASE_SUFFIX: &str = "-base";
 
 /// The LV name of volume `id`: `dvol-<32 hex digits>`.
 pub fn lv_name(id: Uuid) -> String {
@@ -31,6 +33,12 @@ pub fn read_point_lv_name(id: Uuid) -> String {
     format!("{}{READ_POINT_SUFFIX}", lv_name(id))
 }
 
+/// The LV name of volume `id`'s base, the read point of its last recorded commit, kept to
+/// count the next commit's changed ranges from: `dvol-<hex>-base`.
+pub fn base_lv_name(id: Uuid) -> String {
+    format!("{}{BASE_SUFFIX}", lv_name(id))
+}
+
 /// The tag naming volume `id` on its LV: `dvol_<32 hex digits>`.
 pub fn id_tag(id: Uuid) -> String {
     format!("{DVOL_TAG}_{}", id.simple())
@@ -45,6 +53,26 @@ pub(super) enum NameKind {
     Incomplete(Uuid),
     /// `dvol-<hex>-rp`: the snapshot behind a read point of a volume.
     ReadPoint(Uuid),
+    /// `dvol-<hex>-base`: a volume's read point, kept as the base of changed ranges.
+    Base(Uuid),
+}
+
+impl NameKind {
+    /// The volume the LV belongs to.
+    pub(super) fn id(self) -> Uuid {
+        match self {
+            NameKind::Complete(id)
+            | NameKind::Incomplete(id)
+            | NameKind::ReadPoint(id)
+            | NameKind::Base(id) => id,
+        }
+    }
+
+    /// Whether the LV is a snapshot of the volume rather than the volume: a read point or a
+    /// base. Snapshots share their origin's blocks and are not counted as volumes.
+    pub(super) fn is_snapshot(self) -> bool {
+        matches!(self, NameKind::ReadPoint(_) | NameKind::Base(_))
+    }
 }
 
 /// What kind of dvol LV `name` names, if it is one: only the forms the functions above write.
@@ -55,6 +83,8 @@ pub(super) fn parse_name(name: &str) -> Option<NameKind> {
         (hex, NameKind::Incomplete)
     } else if let Some(hex) = rest.strip_suffix(READ_POINT_SUFFIX) {
         (hex, NameKind::ReadPoint)
+    } else if let Some(hex) = rest.strip_suffix(BASE_SUFFIX) {
+        (hex, NameKind::Base)
     } else {
         (rest, NameKind::Complete)
     };

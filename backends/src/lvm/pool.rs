@@ -35,7 +35,8 @@ pub(super) struct PoolUsage {
 impl PoolUsage {
     /// The pool row and the thin LVs of `pool`, from one `lvs` report. LVs named in `exclude`
     /// are left out of `provisioned` (a volume being checked again must not count twice), and
-    /// so are read point snapshots: they share their origin's blocks and live for one commit.
+    /// so are read points and bases: snapshots sharing their origin's blocks (what a base
+    /// holds alone is in the pool's used space and reported as the bases' bytes).
     pub(super) fn from_report(
         lvs: &[LogicalVolume],
         vg: &str,
@@ -48,7 +49,7 @@ impl PoolUsage {
         let provisioned = lvs
             .iter()
             .filter(|lv| lv.pool_lv == pool && !exclude.contains(&lv.lv_name))
-            .filter(|lv| !matches!(lv.dvol_name(), Some(NameKind::ReadPoint(_))))
+            .filter(|lv| !lv.dvol_name().is_some_and(NameKind::is_snapshot))
             .map(|lv| lv.lv_size)
             .sum();
         Some(PoolUsage {

@@ -9,7 +9,7 @@ use crate::BackendError;
 
 /// The `lvs` fields [`LogicalVolume`] holds.
 pub(super) const LV_FIELDS: &str =
-    "lv_name,vg_name,lv_attr,lv_size,data_percent,metadata_percent,pool_lv,lv_tags";
+    "lv_name,vg_name,lv_attr,lv_size,data_percent,metadata_percent,pool_lv,lv_tags,thin_id";
 /// The `vgs` fields [`VolumeGroup`] holds.
 pub(super) const VG_FIELDS: &str = "vg_name,vg_size,vg_free";
 
@@ -37,6 +37,9 @@ pub struct LogicalVolume {
     /// The LV's tags.
     #[serde(default, deserialize_with = "tags_field")]
     pub lv_tags: Vec<String>,
+    /// The thin device's id in its pool's metadata (thin LVs only), which `thin_delta` takes.
+    #[serde(default, deserialize_with = "count_field")]
+    pub thin_id: Option<u64>,
 }
 
 impl LogicalVolume {
@@ -55,18 +58,17 @@ impl LogicalVolume {
         self.lv_tags.iter().any(|t| t == tag)
     }
 
-    /// The volume a dvol-made LV holds: its name and its id tag must agree (and a read point
-    /// must carry the read point tag).
+    /// The volume a dvol-made LV holds: its name and its id tag must agree (and a read point,
+    /// or a base, which was one, must carry the read point tag).
     pub(super) fn dvol_name(&self) -> Option<NameKind> {
         if !self.has_tag(DVOL_TAG) {
             return None;
         }
         let kind = parse_name(&self.lv_name)?;
-        let (NameKind::Complete(id) | NameKind::Incomplete(id) | NameKind::ReadPoint(id)) = kind;
-        if matches!(kind, NameKind::ReadPoint(_)) && !self.has_tag(READ_POINT_TAG) {
+        if kind.is_snapshot() && !self.has_tag(READ_POINT_TAG) {
             return None;
         }
-        self.has_tag(&id_tag(id)).then_some(kind)
+        self.has_tag(&id_tag(kind.id())).then_some(kind)
     }
 }
 
@@ -129,14 +131,31 @@ fn bytes_field<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 }
 
 fn percent_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    optional_number(d, "a percentage", Some)
+}
+
+fn count_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    optional_number(d, "a count", |n| {
+        (n >= 0.0 && n.fract() == 0.0).then_some(n as u64)
+    })
+}
+
+/// A number that may be missing (empty text, null): parsed from text, or taken from a JSON
+/// number by `from_number` (`None`: not `what`).
+fn optional_number<'de, D: Deserializer<'de>, T: std::str::FromStr>(
+    d: D,
+    what: &str,
+    from_number: fn(f64) -> Option<T>,
+) -> Result<Option<T>, D::Error> {
+    let not = |shown: String| serde::de::Error::custom(format!("not {what}: {shown}"));
     match RawValue::deserialize(d)? {
         RawValue::Text(s) if s.trim().is_empty() => Ok(None),
         RawValue::Text(s) => s
             .trim()
             .parse()
             .map(Some)
-            .map_err(|_| serde::de::Error::custom(format!("not a percentage: {s:?}"))),
-        RawValue::Number(n) => Ok(Some(n)),
+            .map_err(|_| not(format!("{s:?}"))),
+        RawValue::Number(n) => from_number(n).map(Some).ok_or_else(|| not(n.to_string())),
         RawValue::Null => Ok(None),
     }
 }

@@ -6,7 +6,8 @@
 //! - A read point is the snapshot `dvol-<hex>-rp`, tagged `dvol`, `dvol_<hex>` and
 //!   `dvol_read_point`, mounted read-only on the caller's scratch directory. A leftover one (a
 //!   crash during a commit) is removed by the next `release_read_point`, `read_point` or
-//!   `remove` of its volume.
+//!   `remove` of its volume. Released after the caller kept it, it becomes the volume's base
+//!   (see `base`).
 //! - A clone is a snapshot made under the new volume's unfinished name and tags, given a
 //!   filesystem identity of its own, and renamed into place like a new volume.
 
@@ -98,12 +99,13 @@ impl LvmBackend {
         Ok(ReadPoint::Snapshot(scratch.to_path_buf()))
     }
 
-    /// Ends volume `id`'s read point: unmounts the snapshot from `scratch` if it is mounted
-    /// there and removes the snapshot LV if it exists, whatever step a crash stopped at.
+    /// Ends volume `id`'s read point: unmounts the base mounted next to `scratch` and the
+    /// snapshot from `scratch`, if they are mounted there, and removes the snapshot LV if it
+    /// exists, or makes it the base if the caller kept it; whatever step a crash stopped at.
     pub(super) fn end_read_point(&self, id: Uuid, scratch: &Path) -> Result<Effect, BackendError> {
         let snapshot = read_point_lv_name(id);
         let device = self.device_of(&snapshot);
-        let mut effect = Effect::Unchanged;
+        let mut effect = self.end_base_mount(scratch)?;
         if is_mount_point(scratch)? {
             if !mount_points_of_device(&device)?
                 .iter()
@@ -121,9 +123,7 @@ impl LvmBackend {
             );
             effect = mount::unmount(scratch, "unmount read point", busy)?;
         }
-        let lvs = self.report_lvs()?;
-        if self.own_lv(&lvs, &snapshot)?.is_some() {
-            self.lvremove(&snapshot)?;
+        if self.settle_point(id, &self.report_lvs()?)? == Effect::Changed {
             effect = Effect::Changed;
         }
         Ok(effect)

@@ -9,7 +9,8 @@ use super::names::{parse_name, valid_lvm_name, NameKind};
 use super::pool::{human, PoolUsage};
 use super::report::{parse_lvs, parse_vgs};
 use super::{
-    id_tag, incomplete_lv_name, lv_name, read_point_lv_name, StrayKind, VolumeGroup, READ_POINT_TAG,
+    base_lv_name, id_tag, incomplete_lv_name, lv_name, read_point_lv_name, StrayKind, VolumeGroup,
+    READ_POINT_TAG,
 };
 
 /// `lvm lvs --reportformat json --units b --nosuffix -o <LV_FIELDS> dvoltest` as lvm2 2.03.16
@@ -242,6 +243,57 @@ fn reports_foreign_orphan_and_unfinished_lvs_of_this_pool() {
         found[3]
     );
     assert!(found[1].to_string().contains("not known"), "{}", found[1]);
+}
+
+/// A pool with a volume, its base (a kept read point, with the read point's tags), the base
+/// of a volume not known, and one named like a base without the read point tag; with the
+/// `thin_id` field `lvs` prints for thin LVs.
+const LVS_WITH_BASES: &str = r#"{"report": [{"lv": [
+        {"lv_name":"pool", "vg_name":"vg", "lv_attr":"twi-aotz--", "lv_size":"536870912", "data_percent":"10.00", "metadata_percent":"2.00", "pool_lv":"", "lv_tags":"", "thin_id":""},
+        {"lv_name":"dvol-67e5504410b1426f9247bb680e5fe0c8", "vg_name":"vg", "lv_attr":"Vwi-aotz--", "lv_size":"67108864", "data_percent":"7.42", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"dvol,dvol_67e5504410b1426f9247bb680e5fe0c8", "thin_id":"1"},
+        {"lv_name":"dvol-67e5504410b1426f9247bb680e5fe0c8-base", "vg_name":"vg", "lv_attr":"Vwi-a-tz-k", "lv_size":"67108864", "data_percent":"7.40", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"dvol,dvol_67e5504410b1426f9247bb680e5fe0c8,dvol_read_point", "thin_id":"4"},
+        {"lv_name":"dvol-33333333222233334444555555555555-base", "vg_name":"vg", "lv_attr":"Vwi-a-tz-k", "lv_size":"8388608", "data_percent":"1.00", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"dvol,dvol_33333333222233334444555555555555,dvol_read_point", "thin_id":"7"},
+        {"lv_name":"dvol-44444444222233334444555555555555-base", "vg_name":"vg", "lv_attr":"Vwi-a-tz-k", "lv_size":"8388608", "data_percent":"1.00", "metadata_percent":"", "pool_lv":"pool", "lv_tags":"dvol,dvol_44444444222233334444555555555555", "thin_id":"8"}
+    ]}]}"#;
+
+#[test]
+fn a_base_belongs_to_its_volume_and_is_neither_a_volume_nor_provisioned() {
+    let volume = id("67e5504410b1426f9247bb680e5fe0c8");
+    assert_eq!(
+        base_lv_name(volume),
+        "dvol-67e5504410b1426f9247bb680e5fe0c8-base"
+    );
+    assert_eq!(
+        parse_name(&base_lv_name(volume)),
+        Some(NameKind::Base(volume))
+    );
+    assert!(valid_lvm_name(&base_lv_name(volume)));
+    let lvs = parse_lvs(LVS_WITH_BASES).unwrap();
+    assert_eq!(lvs[0].thin_id, None);
+    assert_eq!(lvs[1].thin_id, Some(1));
+    assert_eq!(lvs[2].thin_id, Some(4));
+    assert_eq!(lvs[2].dvol_name(), Some(NameKind::Base(volume)));
+    // Without the read point tag it was never a read point of dvol's.
+    assert_eq!(lvs[4].dvol_name(), None);
+    assert_eq!(volume_ids(&lvs, "pool"), vec![volume]);
+    let found = strays(&lvs, "vg", "pool", &[volume]);
+    let kinds: Vec<_> = found.iter().map(|s| (s.name.as_str(), s.kind)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (
+                "vg/dvol-33333333222233334444555555555555-base",
+                StrayKind::Orphan(id("33333333222233334444555555555555"))
+            ),
+            (
+                "vg/dvol-44444444222233334444555555555555-base",
+                StrayKind::Foreign
+            ),
+        ]
+    );
+    // A base shares its origin's blocks: only the volume and the foreign LV are provisioned.
+    let usage = PoolUsage::from_report(&lvs, "vg", "pool", &[]).unwrap();
+    assert_eq!(usage.provisioned, (64 + 8) * MIB);
 }
 
 #[test]

@@ -180,6 +180,10 @@ impl VolumeService {
         };
         for entry in entries.flatten() {
             let scratch = entry.path();
+            if scratch.extension().is_some_and(|e| e == "base") {
+                // A base mounted beside a read point: released with the point.
+                continue;
+            }
             let volume = entry
                 .file_name()
                 .to_str()
