@@ -286,6 +286,10 @@ pub enum Command {
         /// containers, check the new commit out and start them again.
         #[arg(long)]
         checkout: bool,
+        /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
+        /// 4 s...); 0: never. Each try sends only what is still missing.
+        #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
+        retries: u32,
         /// How the result is printed (--json, --quiet).
         #[command(flatten)]
         output: OutputArgs,
@@ -300,6 +304,10 @@ pub enum Command {
         /// remote's checked-out branch].
         #[arg(value_name = "VOLUME[:BRANCH]")]
         source: Option<String>,
+        /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
+        /// 4 s...); 0: never. Each try sends only what is still missing.
+        #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
+        retries: u32,
         /// How the result is printed (--json, --quiet).
         #[command(flatten)]
         output: OutputArgs,
@@ -321,6 +329,10 @@ pub enum Command {
         /// Move the local branch whatever it holds (its old commits stay in the reflog).
         #[arg(long)]
         force: bool,
+        /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
+        /// 4 s...); 0: never. Each try sends only what is still missing.
+        #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
+        retries: u32,
         /// How the result is printed (--json, --quiet).
         #[command(flatten)]
         output: OutputArgs,

@@ -322,6 +322,9 @@ pub enum TransferError {
         url: String,
         /// What failed.
         reason: String,
+        /// Whether trying again may succeed: a lost or refused connection, a time-out; not a
+        /// certificate or TLS error.
+        transient: bool,
     },
     /// The remote's daemon refused the call.
     #[error("remote {remote} refused: {message}")]

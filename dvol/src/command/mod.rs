@@ -159,6 +159,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             stash,
             force,
             checkout,
+            retries,
             output,
         } => {
             let mode = push::mode(stash, force);
@@ -168,15 +169,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 as_name,
                 mode,
                 checkout,
+                retries,
             };
             push::push(&client()?, volume, push, output.output()).await
         }
         Command::Fetch {
             remote,
             source,
+            retries,
             output,
         } => {
-            let how = push::Pull::new(remote, source.as_deref(), volume, false, false)?;
+            let how = push::Pull::new(remote, source.as_deref(), volume, false, false, retries)?;
             push::pull(&client()?, "fetch", how, output.output()).await
         }
         Command::Pull {
@@ -184,9 +187,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             source,
             stash,
             force,
+            retries,
             output,
         } => {
-            let how = push::Pull::new(remote, source.as_deref(), volume, stash, force)?;
+            let how = push::Pull::new(remote, source.as_deref(), volume, stash, force, retries)?;
             push::pull(&client()?, "pull", how, output.output()).await
         }
         Command::Move {

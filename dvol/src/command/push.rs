@@ -29,9 +29,11 @@ pub struct Push {
     pub mode: UpdateMode,
     /// Stop, check out and restart on the remote.
     pub checkout: bool,
+    /// Tries after a lost connection.
+    pub retries: u32,
 }
 
-/// `dvol push REMOTE [BRANCH] [--as NAME] [--stash|--force] [--checkout] [--json]`
+/// `dvol push REMOTE [BRANCH] [--as NAME] [--stash|--force] [--checkout] [--retries N] [--json]`
 pub async fn push(client: &Client, volume: Option<&str>, push: Push, output: Output) -> Result<()> {
     let volume = current::resolve(volume)?;
     let request = PushRequest {
@@ -40,6 +42,7 @@ pub async fn push(client: &Client, volume: Option<&str>, push: Push, output: Out
         as_name: push.as_name,
         mode: push.mode,
         checkout: push.checkout,
+        retries: Some(push.retries),
     };
     let what = format!("pushing volume {volume} to {}", push.remote);
     let result = with_progress(output, format!("push {volume}"), &what, async |p| {
@@ -75,6 +78,7 @@ impl Pull {
         volume_arg: Option<&str>,
         stash: bool,
         force: bool,
+        retries: u32,
     ) -> Result<Pull> {
         let (volume, branch) = match source.map(|s| s.split_once(':').unwrap_or((s, ""))) {
             None => (None, None),
@@ -90,13 +94,14 @@ impl Pull {
                 volume: None,
                 branch,
                 mode: mode(stash, force),
+                retries: Some(retries),
             },
         })
     }
 }
 
-/// `dvol fetch|pull REMOTE [VOLUME][:BRANCH] [--stash|--force] [--json]` (`what`: `fetch`
-/// or `pull`).
+/// `dvol fetch|pull REMOTE [VOLUME][:BRANCH] [--stash|--force] [--retries N] [--json]`
+/// (`what`: `fetch` or `pull`).
 pub async fn pull(client: &Client, what: &str, pull: Pull, output: Output) -> Result<()> {
     let volume = current::resolve(pull.volume.as_deref())?;
     let doing = format!("{what}ing volume {volume} from {}", pull.request.remote);
@@ -258,6 +263,12 @@ fn print_transfer(result: &TransferResult) {
             result.objects_sent,
             human_bytes(result.bytes_sent),
             result.objects_skipped
+        );
+    }
+    if result.attempts > 1 {
+        println!(
+            " in {} tries: the connection was lost and tried again",
+            result.attempts
         );
     }
 }

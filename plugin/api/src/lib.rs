@@ -46,6 +46,6 @@ pub use transfer::{
     AddRemote, CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, MoveRound,
     ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest,
     RemoteView, ResolveAnswer, ResolveRequest, ResolvedSource, TransferOutcome, TransferResult,
-    UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    UpdateMode, DEFAULT_RETRIES, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 pub use volume::{CreateVolume, MovedTo, ResizeVolume, VolumeState, VolumeView};

@@ -102,7 +102,17 @@ pub struct PushRequest {
     /// them, check the new commit out and start them again (else such a push is refused).
     #[serde(default)]
     pub checkout: bool,
+    /// How many times the daemon tries again, waiting 1 s, 2 s, 4 s and so on (at most 30 s),
+    /// when the connection to the remote is lost or cannot be made ([`DEFAULT_RETRIES`] if
+    /// absent; 0: never). What arrived is kept, so each try sends only the rest. Refusals and
+    /// certificate errors are not tried again.
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
+
+/// How many times a push, fetch or pull is tried again after a lost connection, unless the
+/// request says otherwise.
+pub const DEFAULT_RETRIES: u32 = 3;
 
 /// `POST /v1/clone`: make a local volume from a remote's volume, with its whole history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -139,6 +149,10 @@ pub struct PullRequest {
     /// How the local branch may move (pull only; a fetch moves only the remote-tracking ref).
     #[serde(default)]
     pub mode: UpdateMode,
+    /// How many times the daemon tries the transfer again after a lost connection, as for a
+    /// push ([`DEFAULT_RETRIES`] if absent; 0: never).
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 /// `POST /v1/volumes/{name}/move`: hand the volume over to a remote.
@@ -233,6 +247,14 @@ pub struct TransferResult {
     /// Containers stopped for the checkout that could not be started again; empty normally.
     #[serde(default)]
     pub not_resumed: Vec<crate::history::NotResumed>,
+    /// How many tries it took: more than 1 when the daemon tried again after a lost
+    /// connection (a push or pull whose answer was lost may then say `up_to_date`).
+    #[serde(default = "one_attempt")]
+    pub attempts: u32,
+}
+
+fn one_attempt() -> u32 {
+    1
 }
 
 /// `POST /v1/transfer/push` (daemon to daemon): what a sender offers.

@@ -485,7 +485,8 @@ fn receiving(daemon: &Daemon) -> bool {
     std::fs::read_dir(daemon.root.join("history/incoming")).is_ok_and(|mut d| d.next().is_some())
 }
 
-/// Starts `dvol push -V VOLUME REMOTE --json` on `daemon`'s host, waits until `relay` has
+/// Starts `dvol push -V VOLUME REMOTE --retries 0 --json` on `daemon`'s host (the test
+/// decides what runs again), waits until `relay` has
 /// forwarded `bytes` more and the receiver `to` keeps a receive marker, and returns the
 /// running CLI.
 fn push_under_way(
@@ -498,7 +499,7 @@ fn push_under_way(
 ) -> std::process::Child {
     let before = relay.forwarded();
     let child = daemon
-        .cli_command(&["push", "-V", volume, remote, "--json"])
+        .cli_command(&["push", "-V", volume, remote, "--retries", "0", "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -541,7 +542,8 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
     let first_tip = log_ids(&a, "big")[0].clone();
 
     // Cuts at ten points, from the TLS handshake to deep into the object stream; each rerun
-    // continues where the last left off, so the later points may never be reached.
+    // (by hand: the daemon's own retries are off) continues where the last left off, so the
+    // later points may never be reached.
     let mut done = None;
     for offset in [
         1_500u64,
@@ -556,7 +558,7 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
         27 << 20,
     ] {
         relay.cut_after(Some(offset));
-        let out = a.cli(&["push", "-V", "big", "b", "--json"]);
+        let out = a.cli(&["push", "-V", "big", "b", "--retries", "0", "--json"]);
         if out.status.success() {
             done = Some(serde_json::from_str::<Value>(&stdout(&out)).unwrap());
             break;
@@ -591,6 +593,37 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
         "all attempts together sent {} bytes for {full} stored: each sent only what was missing",
         relay.forwarded()
     );
+
+    // By default the daemon tries again by itself after a cut: one call, two tries, and the
+    // second sends only what the first did not get across.
+    write_random_files(&volume_data(&a, "big"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "big", "-m", "30 MiB again"]);
+    let (cuts, before) = (relay.cuts(), relay.forwarded());
+    let added = stored_bytes(&a) - full;
+    // Past the receive's first durability point (16 MiB).
+    relay.cut_after(Some(22 << 20));
+    let retried = push_json(&a, &["-V", "big", "b"]);
+    relay.cut_after(None);
+    assert_eq!(relay.cuts(), cuts + 1, "one cut made");
+    assert_eq!(retried["outcome"], "fast_forward", "{retried:#}");
+    assert_eq!(retried["attempts"], 2, "{retried:#}");
+    assert!(
+        retried["objects_skipped"].as_u64().unwrap() > 0,
+        "the second try skipped what the first sent: {retried:#}"
+    );
+    assert!(
+        relay.forwarded() - before <= added + added / 10 + (4 << 20),
+        "both tries together sent {} bytes for {added} new stored bytes",
+        relay.forwarded() - before
+    );
+    assert!(
+        a.log().contains("trying again"),
+        "a's log says it tried again"
+    );
+    assert_eq!(log_ids(&b, "big"), log_ids(&a, "big"));
+    assert_eq!(volume_digest(&b, "big"), volume_digest(&a, "big"));
+    assert_fsck_clean(&b, "after a push the daemon tried again");
+    let first_tip = log_ids(&a, "big")[0].clone();
 
     // The receiver killed mid-stream, then the sender: each rerun sends only the rest.
     topology.shape("a", "100mbit");
@@ -669,7 +702,7 @@ fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_after_the_sender_lo
     // The sender loses its connection 20 MiB into the stream; the receiver's side stays open
     // and silent, as after a partition it has not noticed (it would wait 60 s for a byte).
     relay.stall_after(20 << 20);
-    let lost = dvol_fails(&a, &["push", "-V", "stalled", "b"]);
+    let lost = dvol_fails(&a, &["push", "-V", "stalled", "b", "--retries", "0"]);
     assert!(lost.contains("remote b"), "{lost}");
     assert!(receiving(&b), "b still receives the stalled stream");
     let started = std::time::Instant::now();

@@ -154,6 +154,7 @@ impl VolumeService {
             bytes_sent: received.bytes_received,
             objects_skipped: 0,
             not_resumed: Vec::new(),
+            attempts: 1,
         })
     }
 

@@ -10,7 +10,8 @@
 //! - [`handover`]: moving a volume to a remote with its containers stopped only for the
 //!   last delta;
 //! - [`pull`]: fetching a remote's branch (objects and a remote-tracking ref) and pulling it
-//!   into a local branch.
+//!   into a local branch;
+//! - [`retry`]: the daemon's own retry of a push, fetch or pull after a lost connection.
 //!
 //! What makes a transfer safe to cut at any moment:
 //! - the receiver stores objects children first and only after their children (the history
@@ -29,6 +30,7 @@ pub mod pull;
 pub mod push;
 pub mod receive;
 pub mod remote;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

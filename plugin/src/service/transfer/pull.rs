@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dvol_api::{
     FetchPlan, FetchRequest, PullRequest, ResetRequest, TransferOutcome, TransferResult,
-    UpdateMode, TRANSFER_PROTOCOL,
+    UpdateMode, DEFAULT_RETRIES, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::refs::RefKind;
 use dvol_snapshot::{CommitId, NoProgress, VolumeKey};
@@ -15,6 +15,7 @@ use tracing::info;
 
 use super::super::{Reporter, VolumeService};
 use super::push::parse_peer_commit;
+use super::retry::retrying;
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::service::history::ResetPrecondition;
 use crate::volume::Volume;
@@ -36,7 +37,24 @@ impl VolumeService {
         request: PullRequest,
         progress: Reporter,
     ) -> Result<TransferResult, ServiceError> {
-        Ok(self.fetch_into(name, &request, progress).await?.result)
+        Ok(self.fetch_retrying(name, &request, progress).await?.result)
+    }
+
+    /// [`Self::fetch_into`], tried again after lost connections as the request allows.
+    async fn fetch_retrying(
+        self: &Arc<Self>,
+        name: String,
+        request: &PullRequest,
+        progress: Reporter,
+    ) -> Result<Fetched, ServiceError> {
+        let what = format!("fetch of volume {name} from {}", request.remote);
+        let retries = request.retries.unwrap_or(DEFAULT_RETRIES);
+        let (mut fetched, attempts) = retrying(&what, retries, || {
+            self.fetch_into(name.clone(), request, progress.clone())
+        })
+        .await?;
+        fetched.result.attempts = attempts;
+        Ok(fetched)
     }
 
     async fn fetch_into(
@@ -137,6 +155,7 @@ impl VolumeService {
             bytes_sent: received.bytes_received,
             objects_skipped: 0,
             not_resumed: Vec::new(),
+            attempts: 1,
         };
         Ok(Fetched {
             volume,
@@ -156,7 +175,7 @@ impl VolumeService {
         request: PullRequest,
         progress: Reporter,
     ) -> Result<TransferResult, ServiceError> {
-        let fetched = self.fetch_into(name, &request, progress).await?;
+        let fetched = self.fetch_retrying(name, &request, progress).await?;
         let Fetched {
             volume,
             branch,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dvol_api::transfer::pack;
 use dvol_api::{
     PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, TransferOutcome, TransferResult,
-    UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    UpdateMode, DEFAULT_RETRIES, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::{CommitId, Phase, SendPlan, VolumeKey};
 use futures_util::StreamExt;
@@ -20,6 +20,7 @@ use tracing::info;
 
 use super::super::{Reporter, VolumeService};
 use super::remote::Peer;
+use super::retry::retrying;
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 
@@ -89,7 +90,14 @@ impl VolumeService {
             mode: request.mode,
             checkout: request.checkout,
         };
-        self.send_commit(&sending, tip, true, &progress).await
+        let what = format!("push of volume {} to {}", volume.name, peer.name);
+        let retries = request.retries.unwrap_or(DEFAULT_RETRIES);
+        let (mut result, attempts) = retrying(&what, retries, || {
+            self.send_commit(&sending, tip, true, &progress)
+        })
+        .await?;
+        result.attempts = attempts;
+        Ok(result)
     }
 
     /// Sends commit `tip` and what it needs; with `finish`, moves the receiver's branch to
@@ -140,6 +148,7 @@ impl VolumeService {
             bytes_sent: 0,
             objects_skipped: 0,
             not_resumed: Vec::new(),
+            attempts: 1,
         };
         if their_tip == Some(tip) {
             info!(volume = %volume.name, remote = %peer.name, %branch, "up to date");
@@ -340,7 +349,7 @@ impl VolumeService {
             .into_body()
             .collect()
             .await
-            .map_err(|e| peer.protocol(e))?
+            .map_err(|e| peer.unreachable(e))?
             .to_bytes();
         let received: dvol_api::ObjectsReceived =
             serde_json::from_slice(&answer).map_err(|e| peer.protocol(e))?;

@@ -23,7 +23,7 @@ use tracing::info;
 use super::super::VolumeService;
 use crate::error::{ServiceError, TransferError};
 use crate::metadata::RemoteRecord;
-use crate::tls::{connect, TlsClient};
+use crate::tls::{connect, ConnectError, TlsClient};
 
 /// How long connecting (and the TLS handshake) to a remote may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -142,11 +142,28 @@ impl Peer {
         })
     }
 
-    fn unreachable(&self, reason: impl ToString) -> TransferError {
+    pub(super) fn unreachable(&self, reason: impl ToString) -> TransferError {
         TransferError::Unreachable {
             remote: self.name.clone(),
             url: self.url.clone(),
             reason: reason.to_string(),
+            transient: true,
+        }
+    }
+
+    /// A connection that could not be made: worth trying again unless TLS refused it.
+    fn not_connected(&self, e: ConnectError) -> TransferError {
+        let transient = matches!(
+            e,
+            ConnectError::Resolve { .. }
+                | ConnectError::Connect { .. }
+                | ConnectError::TimedOut { .. }
+        );
+        TransferError::Unreachable {
+            remote: self.name.clone(),
+            url: self.url.clone(),
+            reason: e.to_string(),
+            transient,
         }
     }
 
@@ -170,7 +187,7 @@ impl Peer {
     ) -> Result<Response<Incoming>, TransferError> {
         let stream = connect(&self.host, self.port, self.tls.as_ref(), CONNECT_TIMEOUT)
             .await
-            .map_err(|e| self.unreachable(e))?;
+            .map_err(|e| self.not_connected(e))?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| self.unreachable(e))?;
