@@ -261,6 +261,8 @@ pub enum Command {
     /// Other daemons to push to and clone from: add, list, remove.
     #[command(subcommand)]
     Remote(RemoteCommand),
+    /// Show the pushes other hosts are sending here, and how much of each arrived so far.
+    Incoming(JsonFlag),
     /// Send the volume's branch (the checked-out one unless named) and its history to a remote.
     ///
     /// Creates the volume there, like this one (profile, size, filesystem), if it has none;
@@ -287,7 +289,7 @@ pub enum Command {
         #[arg(long)]
         checkout: bool,
         /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
-        /// 4 s...); 0: never. Each try sends only what is still missing.
+        /// 4 s... up to 30 s); 0: never, at most 20. Each try sends only what is still missing.
         #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
         retries: u32,
         /// How the result is printed (--json, --quiet).
@@ -305,7 +307,7 @@ pub enum Command {
         #[arg(value_name = "VOLUME[:BRANCH]")]
         source: Option<String>,
         /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
-        /// 4 s...); 0: never. Each try sends only what is still missing.
+        /// 4 s... up to 30 s); 0: never, at most 20. Each try sends only what is still missing.
         #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
         retries: u32,
         /// How the result is printed (--json, --quiet).
@@ -330,7 +332,7 @@ pub enum Command {
         #[arg(long)]
         force: bool,
         /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
-        /// 4 s...); 0: never. Each try sends only what is still missing.
+        /// 4 s... up to 30 s); 0: never, at most 20. Each try sends only what is still missing.
         #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
         retries: u32,
         /// How the result is printed (--json, --quiet).

@@ -305,6 +305,14 @@ pub enum TransferError {
         /// Where it points.
         url: String,
     },
+    /// A transfer asked for more retries than allowed.
+    #[error("{retries} retries asked; at most {max} are allowed (0: never try again)")]
+    TooManyRetries {
+        /// What was asked.
+        retries: u32,
+        /// The most allowed.
+        max: u32,
+    },
     /// A remote's name, address, token or CA is unusable.
     #[error("remote {remote}: {problem}")]
     BadRemote {
@@ -482,6 +490,7 @@ impl TransferError {
                 ErrorClass::NotFound
             }
             TransferError::BadRemote { .. }
+            | TransferError::TooManyRetries { .. }
             | TransferError::BadStream { .. }
             | TransferError::IntoItself { .. }
             | TransferError::Version { .. } => ErrorClass::Invalid,
@@ -513,6 +522,7 @@ impl TransferError {
             TransferError::UnknownRemote { .. } => "unknown_remote",
             TransferError::RemoteExists { .. } => "remote_exists",
             TransferError::BadRemote { .. } => "invalid_remote",
+            TransferError::TooManyRetries { .. } => "invalid_retries",
             TransferError::Unreachable { .. } => "remote_unreachable",
             TransferError::Refused { .. } => "remote_refused",
             TransferError::Protocol { .. } => "remote_protocol",

@@ -11,8 +11,8 @@ mod http;
 
 use anyhow::Result;
 use dvol_api::{
-    AddRemote, CloneRequest, MoveRequest, MoveResult, PullRequest, PushRequest, RemoteView,
-    TransferResult,
+    AddRemote, CloneRequest, IncomingPush, MoveRequest, MoveResult, PullRequest, PushRequest,
+    RemoteView, TransferResult,
 };
 use dvol_api::{
     ChangeView, CheckoutRequest, CheckoutView, CommitRequest, CommitResult, CreateVolume,
@@ -273,6 +273,11 @@ impl Client {
     pub async fn gc(&self, request: &GcRequest, progress: OnProgress<'_>) -> Result<GcView> {
         self.post_long("/v1/gc", Some(json(request)?), progress)
             .await
+    }
+
+    /// `GET /v1/incoming`: the pushes other hosts are sending to the daemon.
+    pub async fn incoming(&self) -> Result<Vec<IncomingPush>> {
+        self.get("/v1/incoming").await
     }
 
     /// `GET /v1/remotes`: the remotes the daemon keeps.

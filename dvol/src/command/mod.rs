@@ -149,6 +149,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             remote::add(&own, name, url, credentials, output.output()).await
         }
         Command::Remote(RemoteCommand::Ls(flag)) => remote::ls(&client()?, flag.json).await,
+        Command::Incoming(flag) => remote::incoming(&client()?, flag.json).await,
         Command::Remote(RemoteCommand::Rm { name, output }) => {
             remote::rm(&client()?, &name, output.output()).await
         }

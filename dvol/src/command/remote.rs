@@ -1,5 +1,6 @@
 //! `dvol remote add|ls|rm`: the other daemons this daemon pushes to and clones from. The
-//! token and CA are read here and handed to the daemon, which keeps them.
+//! token and CA are read here and handed to the daemon, which keeps them. `dvol incoming`:
+//! what other daemons are pushing here.
 
 use std::path::Path;
 
@@ -7,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use dvol_api::AddRemote;
 
 use crate::client::Client;
-use crate::render::format::{readable_time, yes_no};
+use crate::render::format::{human_bytes, readable_time, short_id, yes_no};
 use crate::render::json::print_json;
 use crate::render::output::Output;
 use crate::render::table;
@@ -63,6 +64,49 @@ pub async fn ls(client: &Client, as_json: bool) -> Result<()> {
         })
         .collect();
     table::print(&["NAME", "URL", "TLS", "ADDED"], &rows);
+    Ok(())
+}
+
+/// `dvol incoming [--json]`
+pub async fn incoming(client: &Client, as_json: bool) -> Result<()> {
+    let pushes = client.incoming().await?;
+    if as_json {
+        return print_json(&pushes);
+    }
+    let rows: Vec<Vec<String>> = pushes
+        .iter()
+        .map(|p| {
+            let received = match (p.receiving, p.bytes_declared) {
+                (false, 0) => "-".to_string(),
+                (_, 0) => human_bytes(p.bytes_received),
+                (_, of) => format!(
+                    "{} of {} ({}%)",
+                    human_bytes(p.bytes_received),
+                    human_bytes(of),
+                    p.bytes_received.saturating_mul(100) / of
+                ),
+            };
+            vec![
+                p.volume.clone(),
+                p.branch.clone(),
+                short_id(&p.commit),
+                p.sender.to_string(),
+                received,
+                readable_time(&p.offered_at),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "VOLUME",
+            "BRANCH",
+            "COMMIT",
+            "FROM HOST",
+            "RECEIVED",
+            "OFFERED",
+        ],
+        &rows,
+    );
     Ok(())
 }
 

@@ -43,9 +43,9 @@ pub use maintenance::{FsckView, GcRequest, GcView};
 pub use node::{Health, NodeInfo, ProfileCapacity, ProfileConfigView, ProfileView};
 pub use progress::{ProgressEvent, StreamLine, Unit, NDJSON};
 pub use transfer::{
-    AddRemote, CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, MoveRound,
-    ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest,
-    RemoteView, ResolveAnswer, ResolveRequest, ResolvedSource, TransferOutcome, TransferResult,
-    UpdateMode, DEFAULT_RETRIES, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    AddRemote, CloneRequest, FetchPlan, FetchRequest, IncomingPush, MoveRequest, MoveResult,
+    MoveRound, ObjectsReceived, PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer,
+    PushRequest, RemoteView, ResolveAnswer, ResolveRequest, ResolvedSource, TransferOutcome,
+    TransferResult, UpdateMode, DEFAULT_RETRIES, MAX_HAVE_IDS, MAX_RETRIES, TRANSFER_PROTOCOL,
 };
 pub use volume::{CreateVolume, MovedTo, ResizeVolume, VolumeState, VolumeView};

@@ -104,8 +104,8 @@ pub struct PushRequest {
     pub checkout: bool,
     /// How many times the daemon tries again, waiting 1 s, 2 s, 4 s and so on (at most 30 s),
     /// when the connection to the remote is lost or cannot be made ([`DEFAULT_RETRIES`] if
-    /// absent; 0: never). What arrived is kept, so each try sends only the rest. Refusals and
-    /// certificate errors are not tried again.
+    /// absent; 0: never; at most [`MAX_RETRIES`]). What arrived is kept, so each try sends
+    /// only the rest. Refusals and certificate errors are not tried again.
     #[serde(default)]
     pub retries: Option<u32>,
 }
@@ -113,6 +113,9 @@ pub struct PushRequest {
 /// How many times a push, fetch or pull is tried again after a lost connection, unless the
 /// request says otherwise.
 pub const DEFAULT_RETRIES: u32 = 3;
+
+/// The most retries a request may ask for (about 9 minutes of waiting in all).
+pub const MAX_RETRIES: u32 = 20;
 
 /// `POST /v1/clone`: make a local volume from a remote's volume, with its whole history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -255,6 +258,28 @@ pub struct TransferResult {
 
 fn one_attempt() -> u32 {
     1
+}
+
+/// `GET /v1/incoming`: a push another host is sending here, from its offer until its branch
+/// move (or, for one whose sender went away, until it has been idle an hour).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IncomingPush {
+    /// The volume on this host.
+    pub volume: String,
+    /// The branch the push moves.
+    pub branch: String,
+    /// The commit it brings (full id).
+    pub commit: String,
+    /// The sending host's id.
+    pub sender: Uuid,
+    /// When the offer came (RFC 3339).
+    pub offered_at: String,
+    /// Whether its object stream is arriving now.
+    pub receiving: bool,
+    /// The stored bytes its object stream declared (0 before the stream starts).
+    pub bytes_declared: u64,
+    /// The stored bytes that arrived so far.
+    pub bytes_received: u64,
 }
 
 /// `POST /v1/transfer/push` (daemon to daemon): what a sender offers.

@@ -111,6 +111,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(remotes::list, remotes::add))
         .routes(routes!(remotes::remove))
         .routes(routes!(transfer::push))
+        .routes(routes!(transfer::incoming))
         .routes(routes!(transfer::fetch))
         .routes(routes!(transfer::pull))
         .routes(routes!(transfer::move_volume))

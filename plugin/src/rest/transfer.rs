@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use dvol_api::transfer::pack;
 use dvol_api::{
-    CloneRequest, FetchPlan, FetchRequest, MoveRequest, MoveResult, ObjectsReceived, PullRequest,
-    PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, ResolveAnswer, ResolveRequest,
-    StreamLine, TransferResult,
+    CloneRequest, FetchPlan, FetchRequest, IncomingPush, MoveRequest, MoveResult, ObjectsReceived,
+    PullRequest, PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, ResolveAnswer,
+    ResolveRequest, StreamLine, TransferResult,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -36,6 +36,16 @@ pub fn is_object_stream(path: &str) -> bool {
 pub struct SessionPath {
     /// The session a push offer answered.
     pub session: String,
+}
+
+/// The pushes other hosts are sending here, oldest offer first: each from its offer to its
+/// branch move, with how many of its object stream's stored bytes arrived so far.
+#[utoipa::path(get, path = "/v1/incoming", tag = "transfer", operation_id = "incoming",
+    responses(
+        (status = 200, description = "The pushes being received", body = Vec<IncomingPush>),
+    ))]
+pub async fn incoming(State(service): State<Arc<VolumeService>>) -> Json<Vec<IncomingPush>> {
+    Json(service.incoming())
 }
 
 /// Push the volume's branch and the history it needs to a remote.

@@ -631,7 +631,31 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
     dvol_ok(&a, &["commit", "-V", "big", "-m", "30 MiB more"]);
     // Past the first durability point of the receive (16 MiB).
     let push = push_under_way(&a, "big", "b", &relay, &b, 22 << 20);
+    // The receiver shows the push arriving: which volume, from which host, how far.
+    let incoming = api_expect(&b, "GET", "/v1/incoming", &Value::Null, 200);
+    let table = dvol_ok(&b, &["incoming"]);
     b.kill9();
+    let a_id = api_expect(&a, "GET", "/v1/node", &Value::Null, 200)["id"].clone();
+    let arriving = incoming
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["volume"] == "big")
+        .unwrap_or_else(|| panic!("b lists no push of big: {incoming:#}"));
+    assert_eq!(arriving["sender"], a_id, "{arriving:#}");
+    assert_eq!(arriving["branch"], "master", "{arriving:#}");
+    let (got, of) = (
+        arriving["bytes_received"].as_u64().unwrap(),
+        arriving["bytes_declared"].as_u64().unwrap(),
+    );
+    assert!(
+        got > 0 && got <= of && of >= 20 << 20,
+        "{got} of {of} bytes: {arriving:#}"
+    );
+    assert!(
+        table.contains("big") && table.contains("FROM HOST"),
+        "{table}"
+    );
     let out = push.wait_with_output().unwrap();
     assert!(
         !out.status.success(),
@@ -668,6 +692,11 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
     assert!(
         !receiving(&b),
         "no receive marker is left once the pushes finished"
+    );
+    assert_eq!(
+        api_expect(&b, "GET", "/v1/incoming", &Value::Null, 200),
+        serde_json::json!([]),
+        "a finished push is no longer listed as incoming"
     );
 }
 

@@ -33,10 +33,11 @@ pub mod remote;
 pub mod retry;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dvol_api::PushOffer;
+use dvol_api::{IncomingPush, PushOffer};
 use dvol_snapshot::CommitId;
 
 use crate::error::TransferError;
@@ -62,6 +63,82 @@ pub(crate) struct Session {
     pub receiving: bool,
     /// Told when a newer offer of the same session supersedes the stream being received.
     pub stop: Arc<tokio::sync::Notify>,
+    /// When the offer came.
+    pub offered_at: chrono::DateTime<chrono::Utc>,
+    /// How far its object stream got.
+    pub stream: Arc<StreamCount>,
+}
+
+/// The stored bytes of a session's object stream: declared, and arrived so far.
+#[derive(Debug, Default)]
+pub(crate) struct StreamCount {
+    declared: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Session {
+    /// The session as `GET /v1/incoming` shows it.
+    pub fn view(&self) -> IncomingPush {
+        IncomingPush {
+            volume: self.volume.to_string(),
+            branch: self.offer.branch.clone(),
+            commit: self.offer.tip.clone(),
+            sender: self.offer.sender,
+            offered_at: self.offered_at.to_rfc3339(),
+            receiving: self.receiving,
+            bytes_declared: self.stream.declared.load(Ordering::Relaxed),
+            bytes_received: self.stream.received.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The progress of a receive session's object stream: counted in the session, and logged at
+/// most every [`PROGRESS_LOG_EVERY`].
+pub(crate) struct StreamProgress {
+    count: Arc<StreamCount>,
+    volume: VolumeName,
+    session: String,
+    started: Instant,
+    logged: Mutex<Instant>,
+}
+
+/// How often a receive logs how far it got.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl StreamProgress {
+    /// The progress of `session`'s stream into `volume`.
+    pub fn new(session: &Session, id: &str) -> Self {
+        let now = Instant::now();
+        StreamProgress {
+            count: session.stream.clone(),
+            volume: session.volume.clone(),
+            session: id.to_string(),
+            started: now,
+            logged: Mutex::new(now),
+        }
+    }
+}
+
+impl dvol_snapshot::Progress for StreamProgress {
+    fn start(&self, _phase: dvol_snapshot::Phase, total: Option<u64>) {
+        self.count
+            .declared
+            .store(total.unwrap_or(0), Ordering::Relaxed);
+        self.count.received.store(0, Ordering::Relaxed);
+    }
+
+    fn advance(&self, n: u64) {
+        let received = self.count.received.fetch_add(n, Ordering::Relaxed) + n;
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.elapsed() >= PROGRESS_LOG_EVERY {
+            *logged = Instant::now();
+            let declared = self.count.declared.load(Ordering::Relaxed);
+            let secs = self.started.elapsed().as_secs_f64().max(0.001);
+            tracing::info!(volume = %self.volume, session = %self.session, bytes = received, of = declared, mb_per_s = format!("{:.1}", received as f64 / secs / 1e6), "receiving objects");
+        }
+    }
+
+    fn finish(&self) {}
 }
 
 /// The receive sessions of this daemon.
@@ -144,6 +221,18 @@ impl Sessions {
         session.receiving = receiving;
         session.touched = Instant::now();
         Ok(())
+    }
+
+    /// The sessions, oldest offer first.
+    pub fn list(&self) -> Vec<Session> {
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions: Vec<Session> = map
+            .values()
+            .filter(|s| s.receiving || s.touched.elapsed() < SESSION_IDLE)
+            .cloned()
+            .collect();
+        sessions.sort_by_key(|s| s.offered_at);
+        sessions
     }
 
     /// Forgets session `id`.

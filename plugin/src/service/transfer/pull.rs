@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dvol_api::{
     FetchPlan, FetchRequest, PullRequest, ResetRequest, TransferOutcome, TransferResult,
-    UpdateMode, DEFAULT_RETRIES, TRANSFER_PROTOCOL,
+    UpdateMode, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::refs::RefKind;
 use dvol_snapshot::{CommitId, NoProgress, VolumeKey};
@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::super::{Reporter, VolumeService};
 use super::push::parse_peer_commit;
-use super::retry::retrying;
+use super::retry::{retries, retrying};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::service::history::ResetPrecondition;
 use crate::volume::Volume;
@@ -48,7 +48,7 @@ impl VolumeService {
         progress: Reporter,
     ) -> Result<Fetched, ServiceError> {
         let what = format!("fetch of volume {name} from {}", request.remote);
-        let retries = request.retries.unwrap_or(DEFAULT_RETRIES);
+        let retries = retries(request.retries)?;
         let (mut fetched, attempts) = retrying(&what, retries, || {
             self.fetch_into(name.clone(), request, progress.clone())
         })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dvol_api::transfer::pack;
 use dvol_api::{
     PushAnswer, PushFinish, PushFinished, PushOffer, PushRequest, TransferOutcome, TransferResult,
-    UpdateMode, DEFAULT_RETRIES, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
+    UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::{CommitId, Phase, SendPlan, VolumeKey};
 use futures_util::StreamExt;
@@ -20,7 +20,7 @@ use tracing::info;
 
 use super::super::{Reporter, VolumeService};
 use super::remote::Peer;
-use super::retry::retrying;
+use super::retry::{retries, retrying};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 
@@ -91,7 +91,7 @@ impl VolumeService {
             checkout: request.checkout,
         };
         let what = format!("push of volume {} to {}", volume.name, peer.name);
-        let retries = request.retries.unwrap_or(DEFAULT_RETRIES);
+        let retries = retries(request.retries)?;
         let (mut result, attempts) = retrying(&what, retries, || {
             self.send_commit(&sending, tip, true, &progress)
         })

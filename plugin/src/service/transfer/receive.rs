@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::body::Body;
 use dvol_api::transfer::pack::{self, Frame};
 use dvol_api::{
-    ObjectsReceived, PushAnswer, PushFinish, PushFinished, PushOffer, ResetRequest,
+    IncomingPush, ObjectsReceived, PushAnswer, PushFinish, PushFinished, PushOffer, ResetRequest,
     TransferOutcome, UpdateMode, MAX_HAVE_IDS, TRANSFER_PROTOCOL,
 };
 use dvol_snapshot::receive::ReceiveError;
@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use tracing::{info, warn};
 
 use super::super::{Reporter, VolumeService};
-use super::{out_of_space, parse_commit, session_id, Session};
+use super::{out_of_space, parse_commit, session_id, Session, StreamProgress};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
 use crate::names::VolumeName;
 use crate::service::history::ResetPrecondition;
@@ -152,6 +152,8 @@ impl VolumeService {
                 touched: Instant::now(),
                 receiving: false,
                 stop: Arc::default(),
+                offered_at: chrono::Utc::now(),
+                stream: Arc::default(),
             },
         )?;
         Ok(answer)
@@ -183,6 +185,11 @@ impl VolumeService {
         Ok(bits)
     }
 
+    /// `GET /v1/incoming`: the pushes other hosts are sending here.
+    pub fn incoming(&self) -> Vec<IncomingPush> {
+        self.sessions.list().iter().map(Session::view).collect()
+    }
+
     /// `POST /v1/transfer/sessions/{session}/objects`: receives an object stream of
     /// `declared` stored bytes. Refused before reading it when the state root lacks the room.
     /// Each object is re-hashed and admitted only after the objects it names; a stream cut
@@ -202,15 +209,9 @@ impl VolumeService {
             return Err(refused);
         }
         self.sessions.set_receiving(&session, true)?;
+        let progress = Arc::new(StreamProgress::new(&s, &session));
         let result = self
-            .receive_stream(
-                &session,
-                &s.volume,
-                body,
-                declared,
-                Arc::new(NoProgress),
-                Some(&s.stop),
-            )
+            .receive_stream(&session, &s.volume, body, declared, progress, Some(&s.stop))
             .await;
         let _ = self.sessions.set_receiving(&session, false);
         result

@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use dvol_api::{DEFAULT_RETRIES, MAX_RETRIES};
 use tracing::warn;
 
 use crate::error::{ServiceError, TransferError};
@@ -22,6 +23,17 @@ fn backoff(n: u32) -> Duration {
     FIRST_BACKOFF
         .saturating_mul(2u32.saturating_pow(n))
         .min(MAX_BACKOFF)
+}
+
+/// The retries `asked` (the default when absent), refused above [`MAX_RETRIES`].
+pub(super) fn retries(asked: Option<u32>) -> Result<u32, TransferError> {
+    match asked.unwrap_or(DEFAULT_RETRIES) {
+        n if n > MAX_RETRIES => Err(TransferError::TooManyRetries {
+            retries: n,
+            max: MAX_RETRIES,
+        }),
+        n => Ok(n),
+    }
 }
 
 /// Whether trying `e`'s work again may succeed.
@@ -70,6 +82,16 @@ mod tests {
             transient: true,
         }
         .into()
+    }
+
+    #[test]
+    fn retries_default_to_three_and_are_bounded() {
+        assert_eq!(retries(None).unwrap(), DEFAULT_RETRIES);
+        assert_eq!(retries(Some(0)).unwrap(), 0);
+        assert_eq!(retries(Some(MAX_RETRIES)).unwrap(), MAX_RETRIES);
+        let err = retries(Some(MAX_RETRIES + 1)).unwrap_err();
+        assert!(err.to_string().contains("at most 20"), "{err}");
+        assert_eq!(err.code(), "invalid_retries");
     }
 
     #[test]
