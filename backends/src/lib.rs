@@ -29,7 +29,10 @@ pub mod loop_device;
 pub mod lvm;
 pub mod mount;
 pub mod mount_table;
+mod reflink;
 pub mod size;
+#[cfg(test)]
+mod test_files;
 
 use std::fmt;
 use std::ops::Range;

@@ -134,16 +134,9 @@ impl LoopBackend {
     /// Whether the root's filesystem shares blocks between files (FICLONE works there): tried
     /// once, on two empty files.
     pub(super) fn shares_blocks(&self) -> bool {
-        *self.shares_blocks.get_or_init(|| {
-            let probe = self.root.join(".reflink-probe");
-            let copy = self.root.join(".reflink-probe.copy");
-            let _ = fs::remove_file(&copy);
-            let shared =
-                fs::write(&probe, b"probe").is_ok() && self.reflink(&probe, &copy).unwrap_or(false);
-            let _ = fs::remove_file(&copy);
-            let _ = fs::remove_file(&probe);
-            shared
-        })
+        *self
+            .shares_blocks
+            .get_or_init(|| crate::reflink::root_shares_blocks(&self.root))
     }
 
     /// The volumes whose read point becomes their base when released.

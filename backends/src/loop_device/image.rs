@@ -260,28 +260,7 @@ impl LoopBackend {
     /// Makes the new file `copy` share the blocks of `image` (FICLONE). `false`, with no copy
     /// left, when the root's filesystem cannot share blocks (ext4, tmpfs).
     pub(super) fn reflink(&self, image: &Path, copy: &Path) -> Result<bool, BackendError> {
-        let source =
-            File::open(image).map_err(|e| BackendError::io("open volume image", image, e))?;
-        let target = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(copy)
-            .map_err(|e| BackendError::io("create image copy", copy, e))?;
-        let cloned = rustix::fs::ioctl_ficlone(&target, &source)
-            .and_then(|()| rustix::fs::fdatasync(&target));
-        drop(target);
-        match cloned {
-            Ok(()) => Ok(true),
-            Err(Errno::OPNOTSUPP | Errno::XDEV | Errno::INVAL | Errno::NOTTY) => {
-                self.discard(copy, "remove image copy")?;
-                Ok(false)
-            }
-            Err(e) => {
-                let _ = self.discard(copy, "remove image copy");
-                Err(BackendError::io("reflink volume image", copy, e.into()))
-            }
-        }
+        crate::reflink::copy_file(image, copy)
     }
 
     /// Reflinks volume `source`'s image to `copy` with its filesystem (mounted at

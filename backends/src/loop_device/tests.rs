@@ -16,6 +16,7 @@ use super::grow::may_grow_mounted_ext4;
 use super::{loop_attachments, LoopAttachment, LoopBackend, Reserve, LOOP_CONTROL};
 use crate::freeze::BoundedFreeze;
 use crate::mount_table::{is_mount_point, MountTable};
+use crate::test_files::{noise, write_at, Ranges};
 use crate::{Backend, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec};
 
 /// The tests share the host's loop devices and count them: one at a time.
@@ -907,16 +908,6 @@ fn fill(target: &Path, seed: u64) -> u64 {
     }
 }
 
-/// `len` bytes that do not repeat, a function of `seed`.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut bytes);
-    bytes
-}
-
 /// A 64 MiB ext4 volume of `backend`, made and mounted at the fixture's `mnt`.
 fn mounted_volume(fx: &Fixture, backend: &LoopBackend) -> (VolumeSpec, PathBuf) {
     let spec = spec(Filesystem::Ext4, "64M");
@@ -1183,25 +1174,6 @@ fn a_mounted_image_is_served_with_autoclear_and_direct_io() {
     fx.backend.unmount(spec.id, &target).unwrap();
     assert!(fx.attachments().is_empty(), "autoclear detached it");
     fx.backend.remove(spec.id).unwrap();
-}
-
-/// The history library's view of a backend's changed ranges.
-struct Ranges<'a>(&'a dyn crate::FileChanges);
-
-impl dvol_snapshot::ChangedRanges for Ranges<'_> {
-    fn changed_ranges(&self, rel: &[u8]) -> Option<Vec<std::ops::Range<u64>>> {
-        use std::os::unix::ffi::OsStrExt;
-        self.0
-            .changed_ranges(Path::new(std::ffi::OsStr::from_bytes(rel)))
-    }
-}
-
-/// Writes `data` at `at` in the file at `path`, durably.
-fn write_at(path: &Path, data: &[u8], at: u64) {
-    use std::os::unix::fs::FileExt;
-    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
-    file.write_all_at(data, at).unwrap();
-    file.sync_all().unwrap();
 }
 
 fn covered(ranges: &[std::ops::Range<u64>]) -> u64 {

@@ -183,7 +183,8 @@ impl VolumeService {
     }
 
     /// Whether commits of `profile`'s volumes read only the changed ranges of changed files
-    /// (its backend's read points count them here: loop images on a root that shares blocks).
+    /// (its backend's read points count them here: LVM thin volumes with `thin_delta`, loop
+    /// images and directory volumes on a root that shares blocks).
     pub fn counts_changes(&self, profile: &Profile) -> bool {
         self.backends.iter().any(|b| {
             Some(b.kind()) == profile.backend

@@ -164,7 +164,14 @@ impl VolumeService {
         backend: &dyn Backend,
         read_from: ReadFrom,
     ) -> PointChanges {
-        if read_from != ReadFrom::Snapshot {
+        // A frozen filesystem has no copy to compare; a live read has one only where the
+        // backend made copies at its read point (directory volumes on a root sharing blocks).
+        let copies = match read_from {
+            ReadFrom::Snapshot => true,
+            ReadFrom::Frozen => false,
+            ReadFrom::Live => backend.counts_changes(),
+        };
+        if !copies {
             return PointChanges(ChangesSinceBase::Unknown(NoChanges::NotSupported));
         }
         let scratch = self.layout.read_point(volume.id);

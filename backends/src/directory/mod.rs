@@ -3,22 +3,40 @@
 //! Bind-mounting (rather than handing Docker the folder itself) keeps the kernel's mount table
 //! the single source of truth for which volumes are in use, for every backend alike. There is
 //! no size limit: a requested size is recorded but not enforced.
+//!
+//! On a root that shares blocks (XFS with reflink, btrfs), read points keep copy-on-write
+//! copies of the volume's larger files, so commits read only the changed ranges of changed
+//! files (see `read_point`).
+
+mod read_point;
+#[cfg(test)]
+mod tests;
+
+pub use read_point::SMALLEST_COPIED;
 
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use uuid::Uuid;
 
 use crate::mount::{self, WhenBusy};
 use crate::mount_table::is_mount_point;
-use crate::{Backend, BackendError, BackendKind, ByteSize, Capacity, Effect, VolumeSpec};
+use crate::{
+    Backend, BackendError, BackendKind, ByteSize, Capacity, ChangesSinceBase, Effect, ReadPoint,
+    VolumeSpec,
+};
 
 /// Volumes as folders under one root directory.
 #[derive(Debug, Clone)]
 pub struct DirectoryBackend {
     root: PathBuf,
+    /// Whether the root's filesystem shares blocks between files, once tried.
+    shares_blocks: Arc<OnceLock<bool>>,
+    /// The read points taken and not yet released.
+    points: Arc<Mutex<read_point::Points>>,
 }
 
 impl DirectoryBackend {
@@ -30,7 +48,11 @@ impl DirectoryBackend {
             .mode(0o700)
             .create(&root)
             .map_err(|e| BackendError::io("create directory backend root", &root, e))?;
-        Ok(DirectoryBackend { root })
+        Ok(DirectoryBackend {
+            root,
+            shares_blocks: Arc::default(),
+            points: Arc::default(),
+        })
     }
 
     /// Where a volume's data lives.
@@ -62,12 +84,15 @@ impl Backend for DirectoryBackend {
     }
 
     fn remove(&self, id: Uuid) -> Result<Effect, BackendError> {
+        // The copies first: while the folder remains, the volume is listed and its removal
+        // can be run again.
+        let copies = self.remove_copies(id)?;
         let dir = self.data_dir(id);
         // remove_dir_all does not follow symlinks, so a link planted inside a volume cannot
         // make dvol delete anything outside it.
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(Effect::Changed),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(Effect::Unchanged),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(copies),
             Err(e) => Err(BackendError::io("remove data directory", &dir, e)),
         }
     }
@@ -106,8 +131,45 @@ impl Backend for DirectoryBackend {
         ))
     }
 
+    /// The live folder; on a root that shares blocks, with copies of its larger files made
+    /// first, to count the next commit's changed ranges from.
+    fn read_point(
+        &self,
+        spec: &VolumeSpec,
+        _mountpoint: &Path,
+        _scratch: &Path,
+    ) -> Result<ReadPoint, BackendError> {
+        self.take_point(spec.id)?;
+        Ok(ReadPoint::Live)
+    }
+
+    fn release_read_point(
+        &self,
+        id: Uuid,
+        _mountpoint: &Path,
+        _scratch: &Path,
+    ) -> Result<Effect, BackendError> {
+        self.end_point(id)
+    }
+
+    fn changes_since_base(&self, spec: &VolumeSpec, _scratch: &Path) -> ChangesSinceBase {
+        self.point_changes(spec.id)
+    }
+
+    fn counts_changes(&self) -> bool {
+        self.shares_blocks()
+    }
+
+    fn keep_read_point(&self, id: Uuid) {
+        self.keep_point(id);
+    }
+
     fn capacity(&self) -> Result<Capacity, BackendError> {
-        Capacity::of_filesystem(&self.root)
+        let mut capacity = Capacity::of_filesystem(&self.root)?;
+        if self.shares_blocks() {
+            capacity.base_bytes = self.held_by_bases(&self.volumes()?);
+        }
+        Ok(capacity)
     }
 
     fn volumes(&self) -> Result<Vec<Uuid>, BackendError> {
@@ -117,76 +179,5 @@ impl Backend for DirectoryBackend {
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec() -> VolumeSpec {
-        VolumeSpec {
-            id: Uuid::new_v4(),
-            size: None,
-            filesystem: None,
-            preallocate: false,
-            max_overprovision: None,
-        }
-    }
-
-    #[test]
-    fn create_and_remove_are_idempotent() {
-        let tmp = tempfile::tempdir().unwrap();
-        let backend = DirectoryBackend::open(tmp.path().join("dir")).unwrap();
-        let spec = spec();
-        assert_eq!(backend.create(&spec).unwrap(), Effect::Changed);
-        assert_eq!(backend.create(&spec).unwrap(), Effect::Unchanged);
-        assert_eq!(backend.volumes().unwrap(), vec![spec.id]);
-        fs::write(backend.data_dir(spec.id).join("f"), b"x").unwrap();
-        assert_eq!(backend.remove(spec.id).unwrap(), Effect::Changed);
-        assert_eq!(backend.remove(spec.id).unwrap(), Effect::Unchanged);
-        assert!(backend.volumes().unwrap().is_empty());
-    }
-
-    #[test]
-    fn remove_does_not_follow_symlinks_out_of_the_volume() {
-        let tmp = tempfile::tempdir().unwrap();
-        let outside = tmp.path().join("outside");
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("keep"), b"precious").unwrap();
-        let backend = DirectoryBackend::open(tmp.path().join("dir")).unwrap();
-        let spec = spec();
-        backend.create(&spec).unwrap();
-        std::os::unix::fs::symlink(&outside, backend.data_dir(spec.id).join("link")).unwrap();
-        backend.remove(spec.id).unwrap();
-        assert_eq!(fs::read(outside.join("keep")).unwrap(), b"precious");
-    }
-
-    #[test]
-    fn mount_and_unmount_are_idempotent_and_visible_in_the_kernel_table() {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: bind mounts need root");
-            return;
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let backend = DirectoryBackend::open(tmp.path().join("dir")).unwrap();
-        let spec = spec();
-        backend.create(&spec).unwrap();
-        let target = tmp.path().join("mnt");
-        fs::create_dir(&target).unwrap();
-        assert_eq!(backend.mount(&spec, &target).unwrap(), Effect::Changed);
-        assert_eq!(backend.mount(&spec, &target).unwrap(), Effect::Unchanged);
-        assert!(is_mount_point(&target).unwrap());
-        fs::write(target.join("f"), b"through the mount").unwrap();
-        assert_eq!(
-            fs::read(backend.data_dir(spec.id).join("f")).unwrap(),
-            b"through the mount"
-        );
-        assert_eq!(backend.unmount(spec.id, &target).unwrap(), Effect::Changed);
-        assert_eq!(
-            backend.unmount(spec.id, &target).unwrap(),
-            Effect::Unchanged
-        );
-        assert!(!is_mount_point(&target).unwrap());
     }
 }
