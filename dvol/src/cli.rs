@@ -379,6 +379,11 @@ pub enum Command {
         /// volume's].
         #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE")]
         opts: Vec<String>,
+        /// How many times the daemon tries again after a lost connection (waiting 1 s, 2 s,
+        /// 4 s... up to 30 s); 0: never, at most 20. Each try fetches only what is still
+        /// missing.
+        #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
+        retries: u32,
         /// How the result is printed (--json, --quiet).
         #[command(flatten)]
         output: OutputArgs,

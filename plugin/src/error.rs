@@ -422,6 +422,14 @@ pub enum TransferError {
         /// What was wrong.
         problem: String,
     },
+    /// An object stream that ended before its end frame: its connection was lost.
+    #[error("volume {volume}: the object stream ended before its end frame, after {objects} object(s); the complete ones are kept, send the rest")]
+    StreamCut {
+        /// The volume.
+        volume: VolumeName,
+        /// Objects that arrived whole.
+        objects: u64,
+    },
     /// The volume moved to another host.
     #[error("volume {volume} moved to remote {remote} at {at} (commit {commit}); this host keeps its last data read-only: use it there, or bring it back with `dvol move {volume} HOST` there, or `dvol clone {remote} {volume} NEW-NAME` here")]
     Moved {
@@ -505,7 +513,9 @@ impl TransferError {
             | TransferError::NotANode { .. }
             | TransferError::Detached { .. }
             | TransferError::NoSpace { .. } => ErrorClass::Conflict,
-            TransferError::Unreachable { .. } => ErrorClass::Unavailable,
+            TransferError::Unreachable { .. } | TransferError::StreamCut { .. } => {
+                ErrorClass::Unavailable
+            }
             TransferError::Refused { status, .. } => match status {
                 404 => ErrorClass::NotFound,
                 409 | 507 => ErrorClass::Conflict,
@@ -533,6 +543,7 @@ impl TransferError {
             TransferError::Detached { .. } => "detached_head",
             TransferError::NoSpace { .. } => "no_space",
             TransferError::BadStream { .. } => "bad_object_stream",
+            TransferError::StreamCut { .. } => "object_stream_cut",
             TransferError::NoSession { .. } => "no_session",
             TransferError::LocalExists { .. } => "volume_exists",
             TransferError::Moved { .. } => "moved",

@@ -7,7 +7,9 @@
 //! across connections), the connection carrying that byte is shut in both directions, as a
 //! dropped link would be; [`Relay::stall_after`] arms a stall instead: the client's side is
 //! shut, but the target's stays open and silent, as after a partition the target has not
-//! noticed. [`Relay::forwarded`] tells how many bytes went to the target in all.
+//! noticed. [`Relay::forwarded`] tells how many bytes went to the target in all. The same on
+//! the way back: [`Relay::cut_back_after`] cuts once that many bytes went from the target to
+//! clients (a fetch or clone cut mid-stream), [`Relay::returned`] counts them.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -27,6 +29,10 @@ struct Counters {
     until_cut: AtomicU64,
     /// Bytes forwarded to the target since the relay started.
     forwarded: AtomicU64,
+    /// Bytes still to pass from the target before a cut, or [`DISARMED`].
+    back_until_cut: AtomicU64,
+    /// Bytes forwarded from the target to clients since the relay started.
+    returned: AtomicU64,
     /// Cuts made.
     cuts: AtomicU64,
     /// Whether the armed cut leaves the target's side open (a stall).
@@ -60,6 +66,8 @@ impl Relay {
         let counters = Arc::new(Counters {
             until_cut: AtomicU64::new(DISARMED),
             forwarded: AtomicU64::new(0),
+            back_until_cut: AtomicU64::new(DISARMED),
+            returned: AtomicU64::new(0),
             cuts: AtomicU64::new(0),
             stall: AtomicBool::new(false),
             stalled: Mutex::new(Vec::new()),
@@ -118,6 +126,19 @@ impl Relay {
         self.counters.forwarded.load(Ordering::SeqCst)
     }
 
+    /// Cuts the connection that carries the `bytes`-th byte from the target to a client,
+    /// from now (`None`: no cut).
+    pub fn cut_back_after(&self, bytes: Option<u64>) {
+        self.counters
+            .back_until_cut
+            .store(bytes.unwrap_or(DISARMED), Ordering::SeqCst);
+    }
+
+    /// Bytes forwarded from the target to clients so far.
+    pub fn returned(&self) -> u64 {
+        self.counters.returned.load(Ordering::SeqCst)
+    }
+
     /// Cuts made so far.
     pub fn cuts(&self) -> u64 {
         self.counters.cuts.load(Ordering::SeqCst)
@@ -132,49 +153,80 @@ impl Drop for Relay {
     }
 }
 
-/// Forwards client to server (counting, cutting) and server to client until either closes.
-fn pipe(client: TcpStream, server: TcpStream, counters: &Counters) {
-    let (mut client_read, mut server_write) =
-        (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let (mut server_read, mut client_write) =
-        (server.try_clone().unwrap(), client.try_clone().unwrap());
-    let back = thread::spawn(move || {
-        let _ = std::io::copy(&mut server_read, &mut client_write);
-        let _ = client_write.shutdown(Shutdown::Write);
-    });
+/// How many of `n` bytes may pass with `until_cut` bytes left before a cut, and whether the
+/// cut falls in them (then it is disarmed).
+fn take(until_cut: &AtomicU64, n: usize) -> (usize, bool) {
+    let left = until_cut.load(Ordering::SeqCst);
+    if left == DISARMED {
+        (n, false)
+    } else if (n as u64) < left {
+        until_cut.store(left - n as u64, Ordering::SeqCst);
+        (n, false)
+    } else {
+        until_cut.store(DISARMED, Ordering::SeqCst);
+        (left as usize, true)
+    }
+}
+
+/// Copies `from` to `to` until `from` closes, either fails, or the cut armed in `until_cut`
+/// falls (then counted in `cuts`); counts what passed in `count`. Returns whether it cut.
+fn forward(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    until_cut: &AtomicU64,
+    count: &AtomicU64,
+    cuts: &AtomicU64,
+) -> bool {
     let mut buf = vec![0u8; 16 << 10];
     loop {
-        let n = match client_read.read(&mut buf) {
-            Ok(0) | Err(_) => break,
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
             Ok(n) => n,
         };
-        let left = counters.until_cut.load(Ordering::SeqCst);
-        let (pass, cut) = if left == DISARMED {
-            (n, false)
-        } else if (n as u64) < left {
-            counters.until_cut.store(left - n as u64, Ordering::SeqCst);
-            (n, false)
-        } else {
-            counters.until_cut.store(DISARMED, Ordering::SeqCst);
-            (left as usize, true)
-        };
-        if server_write.write_all(&buf[..pass]).is_err() {
-            break;
+        let (pass, cut) = take(until_cut, n);
+        if to.write_all(&buf[..pass]).is_err() {
+            return false;
         }
-        counters.forwarded.fetch_add(pass as u64, Ordering::SeqCst);
+        count.fetch_add(pass as u64, Ordering::SeqCst);
         if cut {
-            counters.cuts.fetch_add(1, Ordering::SeqCst);
-            let _ = client.shutdown(Shutdown::Both);
-            if counters.stall.load(Ordering::SeqCst) {
-                // The target's side stays open and silent; the thread copying its answers
-                // back ends on the client's shut side.
-                counters.stalled.lock().unwrap().push(server);
-                return;
-            }
-            let _ = server.shutdown(Shutdown::Both);
-            break;
+            cuts.fetch_add(1, Ordering::SeqCst);
+            return true;
         }
     }
-    let _ = server_write.shutdown(Shutdown::Write);
+}
+
+/// Forwards client to server (counting, cutting) and server to client (the same) until
+/// either closes.
+fn pipe(client: TcpStream, server: TcpStream, counters: &Arc<Counters>) {
+    let back = {
+        let (server, client, c) = (
+            server.try_clone().unwrap(),
+            client.try_clone().unwrap(),
+            counters.clone(),
+        );
+        thread::spawn(move || {
+            let (from, to) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            if forward(from, to, &c.back_until_cut, &c.returned, &c.cuts) {
+                let _ = client.shutdown(Shutdown::Both);
+                let _ = server.shutdown(Shutdown::Both);
+            } else {
+                let _ = client.shutdown(Shutdown::Write);
+            }
+        })
+    };
+    let (from, to) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let c = counters;
+    if forward(from, to, &c.until_cut, &c.forwarded, &c.cuts) {
+        let _ = client.shutdown(Shutdown::Both);
+        if c.stall.load(Ordering::SeqCst) {
+            // The target's side stays open and silent; the thread copying its answers back
+            // ends on the client's shut side.
+            c.stalled.lock().unwrap().push(server);
+            return;
+        }
+        let _ = server.shutdown(Shutdown::Both);
+    } else {
+        let _ = server.shutdown(Shutdown::Write);
+    }
     let _ = back.join();
 }

@@ -218,8 +218,17 @@ pub async fn run(cli: Cli) -> Result<()> {
             source,
             local,
             opts,
+            retries,
             output,
-        } => push::clone(&client()?, remote, &source, local, &opts, output.output()).await,
+        } => {
+            let target = push::CloneTarget {
+                remote,
+                source,
+                local,
+                retries,
+            };
+            push::clone(&client()?, target, &opts, output.output()).await
+        }
         Command::Fsck(output) => fsck::run(&client()?, output.output()).await,
         Command::Gc { prune, output } => gc::run(&client()?, prune, output.output()).await,
         Command::Doctor(args) => doctor::run(&cli.host, client(), args).await,

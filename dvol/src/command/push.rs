@@ -112,15 +112,32 @@ pub async fn pull(client: &Client, what: &str, pull: Pull, output: Output) -> Re
     report(&result, output, None)
 }
 
-/// `dvol clone REMOTE VOLUME[:BRANCH] [LOCAL] [-o KEY=VALUE]... [--json]`
+/// What `dvol clone` copies from where, and how hard it tries.
+pub struct CloneTarget {
+    /// The remote.
+    pub remote: String,
+    /// VOLUME or VOLUME:BRANCH there.
+    pub source: String,
+    /// The local name, if not the remote volume's.
+    pub local: Option<String>,
+    /// Tries after a lost connection.
+    pub retries: u32,
+}
+
+/// `dvol clone REMOTE VOLUME[:BRANCH] [LOCAL] [-o KEY=VALUE]... [--retries N] [--json]`
 pub async fn clone(
     client: &Client,
-    remote: String,
-    source: &str,
-    local: Option<String>,
+    target: CloneTarget,
     opts: &[String],
     output: Output,
 ) -> Result<()> {
+    let CloneTarget {
+        remote,
+        source,
+        local,
+        retries,
+    } = target;
+    let source = source.as_str();
     let (volume, branch) = match source.split_once(':') {
         Some((v, b)) if !b.is_empty() => (v.to_string(), Some(b.to_string())),
         Some(_) => bail!("{source:?}: write VOLUME or VOLUME:BRANCH"),
@@ -139,6 +156,7 @@ pub async fn clone(
         branch,
         name: local,
         options,
+        retries: Some(retries),
     };
     let what = format!("cloning volume {volume} from {remote}");
     let result = with_progress(output, format!("clone {volume}"), &what, async |p| {

@@ -134,6 +134,10 @@ pub struct CloneRequest {
     /// Options of the new volume (`profile`, `size`, `fs`); the remote volume's if absent.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// How many times the daemon tries the transfer again after a lost connection, as for a
+    /// push ([`DEFAULT_RETRIES`] if absent; 0: never).
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 /// `POST /v1/volumes/{name}/fetch` and `/pull`: bring a remote volume's branch here.
@@ -385,7 +389,16 @@ pub struct FetchRequest {
     /// Commits the caller holds whole (the sender's base).
     #[serde(default)]
     pub known: Vec<String>,
+    /// For `fetch/objects`: which of the planned objects the caller holds already (left by
+    /// an interrupted try, or shared with another of its volumes), not to be sent: bit `i %
+    /// 8` of byte `i / 8` for the `i`th object `fetch/ids` listed. Empty: send them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<u8>,
 }
+
+/// The size of one record of a `fetch/ids` answer: a planned object's id (32 bytes) and its
+/// stored length (8 bytes, little-endian), in the order the objects would be sent.
+pub const FETCH_ID_RECORD: usize = 40;
 
 /// The sender's answer to a [`FetchRequest`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -121,6 +121,7 @@ fn routes() -> OpenApiRouter<Arc<VolumeService>> {
         .routes(routes!(transfer::objects))
         .routes(routes!(transfer::finish))
         .routes(routes!(transfer::fetch_plan))
+        .routes(routes!(transfer::fetch_ids))
         .routes(routes!(transfer::fetch_objects))
         .routes(routes!(transfer::resolve))
         .routes(routes!(openapi_json))

@@ -285,7 +285,29 @@ pub async fn fetch_plan(
     ))
 }
 
-/// (Between daemons) The objects of a fetch, as an object stream.
+/// (Between daemons) The objects a fetch would send, in order: for each, its id (32 bytes)
+/// and stored length (8 bytes, little-endian), so the caller can name those it holds.
+#[utoipa::path(post, path = "/v1/transfer/fetch/ids", tag = "transfer", operation_id = "fetchIds",
+    request_body = FetchRequest,
+    responses(
+        (status = 200, description = "40 bytes per planned object", content_type = "application/octet-stream", body = Vec<u8>),
+        VolumeErrors,
+    ))]
+pub async fn fetch_ids(
+    State(service): State<Arc<VolumeService>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: FetchRequest = parse_body(body, "fetch")?;
+    let records = service.blocking(move |s| s.fetch_ids(request)).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        records,
+    )
+        .into_response())
+}
+
+/// (Between daemons) The objects of a fetch, as an object stream, less those the caller
+/// says it holds (`held`).
 #[utoipa::path(post, path = "/v1/transfer/fetch/objects", tag = "transfer", operation_id = "fetchObjects",
     request_body = FetchRequest,
     responses(

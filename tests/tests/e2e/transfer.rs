@@ -701,7 +701,8 @@ fn a_push_cut_at_ten_points_or_killed_on_either_side_resumes_with_only_what_is_m
 }
 
 #[test]
-fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_after_the_sender_lost_it() {
+fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_and_a_cut_clone_fetches_only_the_rest()
+{
     let Some(topology) = Topology::for_test(&["a", "b"]) else {
         return;
     };
@@ -764,6 +765,56 @@ fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_after_the_sender_lo
     assert!(view.get("moved_to").is_none(), "{view:#}");
     dvol_ok(&a, &["push", "-V", "stalled", "me", "--as", "stalled-copy"]);
     assert_eq!(log_ids(&a, "stalled-copy"), log_ids(&a, "stalled"));
+
+    // A clone from b cut on the way back, past the first durability point of its receive
+    // (16 MiB): the daemon tries again by itself, and the second try fetches only what the
+    // first did not keep.
+    dvol_ok(&b, &["init", "fresh@bronze"]);
+    write_random_files(&volume_data(&b, "fresh"), 4, 256);
+    let stored_before = stored_bytes(&b);
+    dvol_ok(&b, &["commit", "-V", "fresh", "-m", "30 MiB on b"]);
+    let fresh = stored_bytes(&b) - stored_before;
+    let (cuts, back) = (relay.cuts(), relay.returned());
+    relay.cut_back_after(Some(22 << 20));
+    let cloned: Value = serde_json::from_str(&dvol_ok(&a, &["clone", "b", "fresh", "--json"]))
+        .expect("clone --json");
+    relay.cut_back_after(None);
+    assert_eq!(relay.cuts(), cuts + 1, "one cut made");
+    assert_eq!(cloned["outcome"], "created", "{cloned:#}");
+    assert_eq!(cloned["attempts"], 2, "{cloned:#}");
+    assert!(
+        cloned["objects_skipped"].as_u64().unwrap() > 0,
+        "the second try did not fetch what the first kept: {cloned:#}"
+    );
+    assert!(
+        relay.returned() - back <= fresh + fresh / 10 + (4 << 20),
+        "both tries together brought {} bytes for {fresh} stored",
+        relay.returned() - back
+    );
+    assert!(
+        a.log().contains("trying again"),
+        "a's log says it tried again"
+    );
+    assert_eq!(log_ids(&a, "fresh"), log_ids(&b, "fresh"));
+    assert_eq!(volume_digest(&a, "fresh"), volume_digest(&b, "fresh"));
+    assert_fsck_clean(&a, "after a clone the daemon tried again");
+
+    // Cloned again under another name: every object is here already, and none is sent.
+    let back = relay.returned();
+    let again: Value = serde_json::from_str(&dvol_ok(
+        &a,
+        &["clone", "b", "fresh", "fresh-again", "--json"],
+    ))
+    .expect("clone --json");
+    assert_eq!(again["objects_sent"], 0, "{again:#}");
+    assert_eq!(again["bytes_sent"], 0, "{again:#}");
+    assert!(again["objects_skipped"].as_u64().unwrap() > 0, "{again:#}");
+    assert!(
+        relay.returned() - back < 1 << 20,
+        "a clone of what is here brought {} bytes",
+        relay.returned() - back
+    );
+    assert_eq!(volume_digest(&a, "fresh-again"), volume_digest(&b, "fresh"));
 }
 
 #[test]

@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Body;
+use dvol_api::transfer::FETCH_ID_RECORD;
 use dvol_api::{
     CloneRequest, FetchPlan, FetchRequest, ObjectsReceived, ResolveAnswer, ResolveRequest,
     ResolvedSource, TransferOutcome, TransferResult, TRANSFER_PROTOCOL,
 };
 use dvol_backends::Effect;
-use dvol_snapshot::{CommitId, VolumeKey};
+use dvol_snapshot::{CommitId, ObjectId, VolumeKey};
 use tracing::{info, warn};
 
 use super::super::clone::CloneSource;
@@ -24,6 +25,7 @@ use super::super::{Reporter, VolumeService};
 use super::parse_commit;
 use super::push::parse_peer_commit;
 use super::remote::Peer;
+use super::retry::{retries, retrying};
 use crate::error::{CloneSourceProblem, ForVolume, ServiceError, TransferError};
 use crate::names::{ProfileName, VolumeName};
 use crate::volume::Volume;
@@ -78,18 +80,66 @@ impl VolumeService {
         })
     }
 
-    /// `POST /v1/transfer/fetch/objects`: the request's objects as a pack.
+    /// `POST /v1/transfer/fetch/ids`: the request's planned objects, in the order they would
+    /// be sent, as [`FETCH_ID_RECORD`]-byte records (id, stored length).
+    pub fn fetch_ids(&self, request: FetchRequest) -> Result<Vec<u8>, ServiceError> {
+        let (_, _, plan) = self.fetch_target(&request)?;
+        let mut records = Vec::with_capacity(plan.objects.len() * FETCH_ID_RECORD);
+        for object in &plan.objects {
+            records.extend_from_slice(object.id.as_bytes());
+            records.extend_from_slice(&object.stored_len.to_le_bytes());
+        }
+        Ok(records)
+    }
+
+    /// `POST /v1/transfer/fetch/objects`: the request's objects as a pack, less those the
+    /// caller says it holds.
     pub fn fetch_objects(self: &Arc<Self>, request: FetchRequest) -> Result<Body, ServiceError> {
-        let (volume, _, plan) = self.fetch_target(&request)?;
+        let (volume, _, mut plan) = self.fetch_target(&request)?;
+        if !request.held.is_empty() {
+            if request.held.len() != plan.objects.len().div_ceil(8) {
+                return Err(TransferError::BadStream {
+                    volume: volume.name.clone(),
+                    problem: format!(
+                        "its held bitmap has {} bytes for the {} planned objects",
+                        request.held.len(),
+                        plan.objects.len()
+                    ),
+                }
+                .into());
+            }
+            let mut index = 0usize;
+            plan.retain(|_| {
+                let held = request.held[index / 8] & (1 << (index % 8)) != 0;
+                index += 1;
+                !held
+            });
+        }
         info!(volume = %volume.name, commit = %plan.tip, objects = plan.objects.len(), bytes = plan.bytes(), "sending objects");
         let (pieces, _reader) = self.pack_stream(plan, Arc::new(dvol_snapshot::NoProgress));
         Ok(Body::from_stream(pieces))
     }
 
-    /// Makes a local volume from a remote's, with its whole history.
+    /// Makes a local volume from a remote's, with its whole history; tried again after lost
+    /// connections as the request allows, each try fetching only what is still missing.
     pub async fn clone_remote(
         self: &Arc<Self>,
         request: CloneRequest,
+        progress: Reporter,
+    ) -> Result<TransferResult, ServiceError> {
+        let what = format!("clone of volume {} from {}", request.volume, request.remote);
+        let retries = retries(request.retries)?;
+        let (mut result, attempts) = retrying(&what, retries, || {
+            self.clone_once(&request, progress.clone())
+        })
+        .await?;
+        result.attempts = attempts;
+        Ok(result)
+    }
+
+    async fn clone_once(
+        self: &Arc<Self>,
+        request: &CloneRequest,
         progress: Reporter,
     ) -> Result<TransferResult, ServiceError> {
         let local = VolumeName::parse(request.name.as_deref().unwrap_or(&request.volume))?;
@@ -111,6 +161,7 @@ impl VolumeService {
             branch: request.branch.clone(),
             tip: None,
             known: Vec::new(),
+            held: Vec::new(),
         };
         let plan: FetchPlan = peer.json("/v1/transfer/fetch", &fetch).await?;
         let tip = parse_peer_commit(&peer, &plan.tip)?;
@@ -139,7 +190,7 @@ impl VolumeService {
             Ok(())
         })
         .await?;
-        info!(volume = %local, remote = %peer.name, commit = %tip, objects = received.objects_stored, "cloned from a remote");
+        info!(volume = %local, remote = %peer.name, commit = %tip, objects = received.objects.objects_stored, skipped = received.skipped, "cloned from a remote");
         Ok(TransferResult {
             remote: peer.name.clone(),
             volume: local.to_string(),
@@ -150,9 +201,9 @@ impl VolumeService {
             stashed_as: None,
             checked_out: true,
             commits: plan.commits,
-            objects_sent: received.objects_stored + received.duplicates,
-            bytes_sent: received.bytes_received,
-            objects_skipped: 0,
+            objects_sent: received.objects.objects_stored + received.objects.duplicates,
+            bytes_sent: received.objects.bytes_received,
+            objects_skipped: received.skipped,
             not_resumed: Vec::new(),
             attempts: 1,
         })
@@ -286,6 +337,7 @@ impl VolumeService {
             branch: None,
             tip: Some(source.commit.clone()),
             known: Vec::new(),
+            held: Vec::new(),
         };
         let plan: FetchPlan = peer.json("/v1/transfer/fetch", &fetch).await?;
         let tip = parse_peer_commit(&peer, &plan.tip)?;
@@ -340,23 +392,116 @@ impl VolumeService {
         marker: &str,
         local: &VolumeName,
         progress: Reporter,
-    ) -> Result<ObjectsReceived, ServiceError> {
-        let response = peer.fetch_objects(fetch).await?;
+    ) -> Result<Received, ServiceError> {
+        let (fetch, held) = self.ask_without_held(peer, fetch, plan).await?;
+        if held.objects == plan.objects {
+            return Ok(Received {
+                objects: ObjectsReceived {
+                    objects_stored: 0,
+                    duplicates: 0,
+                    bytes_received: 0,
+                },
+                skipped: held.objects,
+            });
+        }
+        let response = peer.fetch_objects(&fetch).await?;
         let body = Body::new(response.into_body());
-        let received = self
-            .receive_stream(marker, local, body, plan.bytes, progress, None)
-            .await?;
-        let sent = received.objects_stored + received.duplicates;
-        if sent != plan.objects {
+        let objects = self
+            .receive_stream(marker, local, body, held.bytes_wanted, progress, None)
+            .await
+            .map_err(|e| match e {
+                // The sender's stream stopped short: the connection to it was lost.
+                ServiceError::Transfer(cut) if matches!(*cut, TransferError::StreamCut { .. }) => {
+                    ServiceError::from(peer.unreachable(cut))
+                }
+                e => e,
+            })?;
+        let sent = objects.objects_stored + objects.duplicates;
+        if sent != plan.objects - held.objects {
             return Err(peer
                 .protocol(format!(
-                    "it sent {sent} objects of the {} it planned",
+                    "it sent {sent} objects of the {} it planned less the {} held here",
+                    plan.objects, held.objects
+                ))
+                .into());
+        }
+        Ok(Received {
+            objects,
+            skipped: held.objects,
+        })
+    }
+
+    /// `fetch`, asking `peer` not to send the planned objects this host holds already: it
+    /// lists them (`fetch/ids`), and the answer's bitmap names those found here.
+    async fn ask_without_held(
+        self: &Arc<Self>,
+        peer: &Peer,
+        fetch: &FetchRequest,
+        plan: &FetchPlan,
+    ) -> Result<(FetchRequest, Held), ServiceError> {
+        let mut fetch = fetch.clone();
+        let mut held = Held {
+            objects: 0,
+            bytes_wanted: plan.bytes,
+        };
+        if plan.objects == 0 {
+            return Ok((fetch, held));
+        }
+        let body = serde_json::to_vec(&fetch).map_err(|e| peer.protocol(e))?;
+        let records = peer
+            .bytes("/v1/transfer/fetch/ids", "application/json", body)
+            .await?;
+        if records.len() as u64 != plan.objects * FETCH_ID_RECORD as u64 {
+            return Err(peer
+                .protocol(format!(
+                    "it listed {} bytes of ids for {} planned objects",
+                    records.len(),
                     plan.objects
                 ))
                 .into());
         }
-        Ok(received)
+        let (bits, found, wanted) = self
+            .blocking(move |service| {
+                let mut bits = vec![0u8; (records.len() / FETCH_ID_RECORD).div_ceil(8)];
+                let (mut found, mut wanted) = (0u64, 0u64);
+                for (i, record) in records.chunks_exact(FETCH_ID_RECORD).enumerate() {
+                    let mut id = [0u8; 32];
+                    id.copy_from_slice(&record[..32]);
+                    let mut len = [0u8; 8];
+                    len.copy_from_slice(&record[32..]);
+                    if service.history.has_object(&ObjectId::from_bytes(id)) {
+                        bits[i / 8] |= 1 << (i % 8);
+                        found += 1;
+                    } else {
+                        wanted = wanted.saturating_add(u64::from_le_bytes(len));
+                    }
+                }
+                Ok((bits, found, wanted))
+            })
+            .await?;
+        if found > 0 {
+            fetch.held = bits;
+            held = Held {
+                objects: found,
+                bytes_wanted: wanted,
+            };
+        }
+        Ok((fetch, held))
     }
+}
+
+/// What a fetch received, and how many planned objects it did not ask for (held here).
+pub(super) struct Received {
+    /// What the stream brought.
+    pub(super) objects: ObjectsReceived,
+    /// Planned objects this host held already.
+    pub(super) skipped: u64,
+}
+
+/// The planned objects of a fetch found here, and the stored bytes of the others.
+struct Held {
+    objects: u64,
+    bytes_wanted: u64,
 }
 
 /// Fills in the options a clone from `plan`'s sender leaves unsaid: its profile, size and

@@ -14,6 +14,7 @@ use dvol_snapshot::{CommitId, NoProgress, VolumeKey};
 use tracing::info;
 
 use super::super::{Reporter, VolumeService};
+use super::clone::Received;
 use super::push::parse_peer_commit;
 use super::retry::{retries, retrying};
 use crate::error::{Divergence, ForVolume, ServiceError, TransferError};
@@ -85,6 +86,7 @@ impl VolumeService {
             branch: request.branch.clone(),
             tip: None,
             known: known.iter().map(CommitId::to_string).collect(),
+            held: Vec::new(),
         };
         let plan: FetchPlan = peer.json("/v1/transfer/fetch", &fetch).await?;
         let tip = parse_peer_commit(&peer, &plan.tip)?;
@@ -103,10 +105,13 @@ impl VolumeService {
             })
             .await?
         };
-        let mut received = dvol_api::ObjectsReceived {
-            objects_stored: 0,
-            duplicates: 0,
-            bytes_received: 0,
+        let mut received = Received {
+            objects: dvol_api::ObjectsReceived {
+                objects_stored: 0,
+                duplicates: 0,
+                bytes_received: 0,
+            },
+            skipped: 0,
         };
         let have_tip = self
             .blocking(move |service| Ok(service.history.read_commit(tip).is_ok()))
@@ -133,7 +138,7 @@ impl VolumeService {
             Ok(())
         })
         .await?;
-        info!(volume = %volume.name, remote = %peer.name, branch = %plan.branch, commit = %tip, objects = received.objects_stored, "fetched");
+        info!(volume = %volume.name, remote = %peer.name, branch = %plan.branch, commit = %tip, objects = received.objects.objects_stored, skipped = received.skipped, "fetched");
         let outcome = if old == Some(tip) {
             TransferOutcome::UpToDate
         } else if old.is_none() {
@@ -151,9 +156,9 @@ impl VolumeService {
             stashed_as: None,
             checked_out: false,
             commits: plan.commits,
-            objects_sent: received.objects_stored + received.duplicates,
-            bytes_sent: received.bytes_received,
-            objects_skipped: 0,
+            objects_sent: received.objects.objects_stored + received.objects.duplicates,
+            bytes_sent: received.objects.bytes_received,
+            objects_skipped: received.skipped,
             not_resumed: Vec::new(),
             attempts: 1,
         };

@@ -316,10 +316,11 @@ impl VolumeService {
             kept?;
             progress.finish();
             if !ended {
-                return Err(bad(format!(
-                    "the stream ended before its end frame, after {} object(s); the complete ones are kept, send the rest",
-                    stats.objects_stored + stats.duplicates_skipped
-                )));
+                return Err(TransferError::StreamCut {
+                    volume: name.clone(),
+                    objects: stats.objects_stored + stats.duplicates_skipped,
+                }
+                .into());
             }
             Ok(ObjectsReceived {
                 objects_stored: stats.objects_stored,
