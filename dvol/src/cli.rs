@@ -362,6 +362,11 @@ pub enum Command {
         /// containers (for orchestrators that stop them).
         #[arg(long)]
         wait_unmount: bool,
+        /// How many times each pre-copy round is tried again after a lost connection (waiting
+        /// 1 s, 2 s, 4 s... up to 30 s); 0: never, at most 20. The final round is not: a
+        /// failure there starts the stopped containers again.
+        #[arg(long, value_name = "N", default_value_t = dvol_api::DEFAULT_RETRIES)]
+        retries: u32,
         /// How the result is printed (--json, --quiet).
         #[command(flatten)]
         output: OutputArgs,

@@ -200,6 +200,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             max_downtime,
             stop: _,
             wait_unmount,
+            retries,
             output,
         } => {
             let output = output.output();
@@ -209,6 +210,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 remote,
                 &max_downtime,
                 wait_unmount,
+                retries,
                 output,
             )
             .await

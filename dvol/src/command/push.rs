@@ -185,13 +185,14 @@ fn parse_duration_ms(text: &str) -> Result<u64> {
     Ok(n.saturating_mul(factor))
 }
 
-/// `dvol move VOLUME REMOTE [--max-downtime D] [--stop|--wait-unmount] [--json]`
+/// `dvol move VOLUME REMOTE [--max-downtime D] [--stop|--wait-unmount] [--retries N] [--json]`
 pub async fn move_volume(
     client: &Client,
     volume: String,
     remote: String,
     max_downtime: &str,
     wait_unmount: bool,
+    retries: u32,
     output: Output,
 ) -> Result<()> {
     let request = MoveRequest {
@@ -199,6 +200,7 @@ pub async fn move_volume(
         max_downtime_ms: Some(parse_duration_ms(max_downtime)?),
         wait_unmount,
         only_if_unused: false,
+        retries: Some(retries),
     };
     let what = format!("moving volume {volume} to {remote}");
     let result = with_progress(output, format!("move {volume}"), &what, async |p| {

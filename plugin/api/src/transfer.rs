@@ -180,6 +180,11 @@ pub struct MoveRequest {
     /// use: what a node of a cluster asks when a container there needs the volume.
     #[serde(default)]
     pub only_if_unused: bool,
+    /// How many times each pre-copy round is tried again after a lost connection, as for a
+    /// push ([`DEFAULT_RETRIES`] if absent; 0: never). The final round, with the containers
+    /// stopped, is not: a failure there starts them again.
+    #[serde(default)]
+    pub retries: Option<u32>,
 }
 
 /// One pre-copy round of a move.

@@ -337,6 +337,8 @@ impl VolumeService {
             max_downtime_ms: None,
             wait_unmount: false,
             only_if_unused: true,
+            // A container waits for it: one more try, not the backoff of a user's move.
+            retries: Some(1),
         };
         let body = serde_json::to_vec(&request).map_err(|e| ServiceError::Worker {
             message: e.to_string(),

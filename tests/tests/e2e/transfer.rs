@@ -815,6 +815,27 @@ fn a_rerun_supersedes_a_stream_the_receiver_still_holds_open_and_a_cut_clone_fet
         relay.returned() - back
     );
     assert_eq!(volume_digest(&a, "fresh-again"), volume_digest(&b, "fresh"));
+
+    // A move whose first pre-copy round is cut: the round is tried again, and the move
+    // completes.
+    dvol_ok(&a, &["init", "moving@bronze"]);
+    write_random_files(&volume_data(&a, "moving"), 4, 256);
+    dvol_ok(&a, &["commit", "-V", "moving", "-m", "30 MiB to move"]);
+    let digest = volume_digest(&a, "moving");
+    let cuts = relay.cuts();
+    relay.cut_after(Some(10 << 20));
+    let moved: Value = serde_json::from_str(&dvol_ok(&a, &["move", "moving", "b", "--json"]))
+        .expect("move --json");
+    relay.cut_after(None);
+    assert_eq!(relay.cuts(), cuts + 1, "one cut made");
+    assert!(
+        a.log().contains("pre-copy round 1 of moving volume moving"),
+        "a's log says it tried the round again"
+    );
+    assert_eq!(moved["transfer"]["outcome"], "created", "{moved:#}");
+    assert_eq!(volume_digest(&b, "moving"), digest);
+    let view: Value = serde_json::from_str(&dvol_ok(&a, &["volume", "inspect", "moving"])).unwrap();
+    assert_eq!(view["moved_to"]["remote"], "b", "{view:#}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ use tracing::{info, warn};
 
 use super::super::{Reporter, VolumeService};
 use super::push::Sending;
+use super::retry::{retries, retrying};
 use crate::containers::Quiesce;
 use crate::error::{ForVolume, ServiceError, TransferError};
 use crate::metadata::MovedRecord;
@@ -107,6 +108,7 @@ impl VolumeService {
             checkout: false,
         };
 
+        let retries = retries(request.retries)?;
         let mut rounds: Vec<MoveRound> = Vec::new();
         for round in 1..=MAX_ROUNDS {
             let started = Instant::now();
@@ -116,11 +118,21 @@ impl VolumeService {
                     service.snapshot_now(&target, format!("move: pre-copy round {round}"))
                 })
                 .await?;
-            let sent = self.send_commit(&sending, commit, false, &progress).await?;
+            let snapshot_took = started.elapsed();
+            // Tried again after a lost connection; the round's time is its last try's (the
+            // waits between tries say nothing of the final round's length).
+            let what = format!("pre-copy round {round} of moving volume {}", volume.name);
+            let (sent, _) = retrying(&what, retries, || async {
+                let sending_started = Instant::now();
+                let sent = self.send_commit(&sending, commit, false, &progress).await?;
+                Ok((sent, sending_started.elapsed()))
+            })
+            .await?;
+            let (sent, sending_took) = sent;
             let done = MoveRound {
                 objects: sent.objects_sent,
                 bytes: sent.bytes_sent,
-                millis: started.elapsed().as_millis() as u64,
+                millis: (snapshot_took + sending_took).as_millis() as u64,
             };
             info!(volume = %volume.name, round, objects = done.objects, bytes = done.bytes, millis = done.millis, "pre-copy round");
             let shrinking = rounds.last().is_none_or(|last| done.bytes < last.bytes);

@@ -1,8 +1,8 @@
 //! Section `database`: PostgreSQL 15 (the local image `scripts/build-database-image.sh`
-//! builds) on a silver volume, pgbench at `--database-scale`, on two daemon roots: an XFS
-//! filesystem the section makes (images share blocks, so commits read by changed ranges; the
-//! aims apply there) and the host's own root (whole-file reads where it cannot share blocks;
-//! reported, not aimed).
+//! builds), pgbench at `--database-scale`, on two daemon roots: an XFS filesystem the section
+//! makes (loop images and directory volumes share blocks there, so commits read by changed
+//! ranges; the aims apply to a silver volume there, a bronze one is reported beside it) and
+//! the host's own root (whole-file reads where it cannot share blocks; reported, not aimed).
 //!
 //! Each round runs pgbench for `--database-seconds`, stops the server cleanly, then commits
 //! (REST) and runs `restic backup` of the same files, then checks the previous commit out
@@ -116,12 +116,16 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     ));
     let xfs = XfsRoot::mount()?;
     let mut all = serde_json::Map::new();
-    for (label, root, aimed) in [("xfs", Some(xfs.path()), true), ("host", None, false)] {
+    for (label, root, profile, aimed) in [
+        ("xfs", Some(xfs.path()), "silver", true),
+        ("xfs-bronze", Some(xfs.path()), "bronze", false),
+        ("host", None, "silver", false),
+    ] {
         let daemon = match &root {
             Some(root) => Daemon::start_for_docker_under(root, Vec::new()),
             None => Daemon::start_for_docker(),
         };
-        let rounds = one_root(args, report, &daemon, label, run_id)
+        let rounds = one_root(args, report, &daemon, label, profile, run_id)
             .with_context(|| format!("database section on the {label} root"))?;
         summarise(report, label, aimed, &rounds, &daemon)?;
         all.insert(
@@ -133,12 +137,13 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
     Ok(())
 }
 
-/// The rounds on one daemon root.
+/// The rounds on one daemon root, in a volume of `profile`.
 fn one_root(
     args: &Args,
     report: &mut Report,
     daemon: &Daemon,
     label: &str,
+    profile: &str,
     run_id: &str,
 ) -> Result<Vec<Round>> {
     let name = format!("bench-db-{label}-{run_id}");
@@ -148,7 +153,7 @@ fn one_root(
         "-d",
         &daemon.driver,
         "-o",
-        "profile=silver",
+        &format!("profile={profile}"),
         "-o",
         &format!("size={VOLUME_SIZE}"),
         &name,

@@ -27,7 +27,8 @@
 //!   new and a 1% round over a link shaped to 1 Gbit/s; wall time, bytes on the wire (veth
 //!   counters) and the daemons' peak memory.
 //! - `database`: PostgreSQL 15 on a silver volume, pgbench at `--database-scale` (default 100,
-//!   about 1.5 GiB), on an XFS root (commits by changed ranges) and on the host's root;
+//!   about 1.5 GiB), on an XFS root (commits by changed ranges; a bronze volume there too) and
+//!   on the host's root;
 //!   `--database-rounds` rounds (default 5) of `--database-seconds` of pgbench (default 30),
 //!   each followed by a commit and `restic backup` of the same data and a checkout of the
 //!   previous commit: bytes read per byte stored, commit time against restic and the disk,
