@@ -10,7 +10,9 @@
 //! reaches a boundary of the recorded list again, from where the recorded chunks apply once
 //! more. The window a new chunk is cut from grows by [`STEP`] until the chunker finds a cut
 //! inside it (a cut inside a shorter window is the cut of a full one), so a change of a few
-//! bytes reads about one chunk.
+//! bytes reads about one chunk; where the changes run on, it is read at once up to the next
+//! recorded chunk that holds (at most a chunk's worth), so a file changed throughout costs
+//! about what a whole read does.
 
 use std::fs::File;
 use std::ops::Range;
@@ -101,6 +103,24 @@ pub(crate) fn store_changed(
             end < size && !touches(&changed, start, end + 1)
         }
     };
+    // Where the recorded chunks apply again: the start of the first one from index `k` on
+    // that holds, cached with its index. A window is read at once up to there (at most a
+    // chunk's worth), so a file changed throughout is read in long runs, each byte scanned
+    // for a cut about once, not in steps of `STEP` scanned again at each step.
+    let mut resume: Option<(usize, u64)> = None;
+    let mut resume_from = |k: usize| -> u64 {
+        match resume {
+            Some((j, at)) if j >= k => at,
+            _ => {
+                let j = (k..starts.len())
+                    .find(|&j| holds(j))
+                    .unwrap_or(starts.len());
+                let at = starts.get(j).copied().unwrap_or(size);
+                resume = Some((j, at));
+                at
+            }
+        }
+    };
     let mut reader = SparseReader::new(file, path);
     let buf = buffer.get();
     let mut chunks = Vec::with_capacity(base.chunks.len());
@@ -126,6 +146,7 @@ pub(crate) fn store_changed(
             (start, end) = (0, 0);
             reader.seek(pos);
         }
+        let ahead = resume_from(k).saturating_sub(pos).min(MAX_CHUNK as u64) as usize;
         let count = loop {
             let have = end - start;
             let at_end = ended || have as u64 >= size - pos;
@@ -139,7 +160,7 @@ pub(crate) fn store_changed(
                 buf.copy_within(start..end, 0);
                 (start, end) = (0, end - start);
             }
-            let want = (have + STEP).min(MAX_CHUNK);
+            let want = (have + STEP).max(ahead).min(MAX_CHUNK);
             let got = reader
                 .fill(&mut buf[end..start + want])
                 .map_err(io_err("read", path))?;

@@ -164,6 +164,8 @@ fn one_root(
     let init_s = started.elapsed().as_secs_f64();
     pg.stop(daemon);
     // Keeps the volume mounted while the server is stopped, for restic and the block hashes.
+    // It ends on SIGTERM (a shell's PID 1 would ignore it, and each checkout, which stops the
+    // volume's containers, would wait out the engine's stop timeout).
     let mount = format!("{name}:/data");
     let holder = run_docker(&[
         "run",
@@ -175,8 +177,9 @@ fn one_root(
         "-v",
         &mount,
         TEST_IMAGE,
-        "sleep",
-        "1000000",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; sleep 1000000 & wait",
     ])?;
     let data = daemon.mountpoint(&name);
     let commits = format!("/v1/volumes/{name}/commits");
