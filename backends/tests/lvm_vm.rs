@@ -12,12 +12,16 @@
 //!   (thin snapshots mounted read-only) and the history user story at backend level: commits
 //!   made with `dvol_snapshot::Repository` from read points of a mounted ext4 and xfs volume,
 //!   branch, checkout and reset --hard, each restoring the committed content byte for byte
-//!   (the store lives on the VM's tmpfs).
+//!   (the store lives on the VM's tmpfs); commits by the changed ranges `thin_delta` gives;
+//!   and PostgreSQL 15 (from the host's packages) running pgbench on a gold volume while it is
+//!   committed, each commit cloned and started as a second server that must pass `pg_amcheck`.
 //!
 //! Environment: `DVOL_REQUIRE_ALL=1` turns a missing qemu or VM prerequisite into a failure
 //! instead of a skip; `DVOL_LVM_VM_CACHE` overrides the image cache directory (default
 //! `/var/cache/dvol-lvm-vm` as root, else `target/lvm-vm-cache`); `DVOL_VM_TEST=NAME` runs one
-//! in-VM test only; `DVOL_VM_TIMEOUT` overrides the 600 s limit on a VM run (a software-emulated VM on a loaded 2-core host took up to 251 s for all its tests).
+//! in-VM test only; `DVOL_VM_TIMEOUT` overrides the 600 s limit on a VM run (a software-emulated
+//! VM on a loaded 2-core host took up to 251 s for all its tests but PostgreSQL's, which boots
+//! a VM of its own at the same time and took 234 s alone).
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -134,7 +138,7 @@ fn boot(
     let qemu_stderr = disk.with_file_name("qemu.stderr");
     let started = Instant::now();
     let mut child = Command::new(qemu)
-        .args(["-accel", "tcg", "-cpu", "max", "-m", "1024", "-smp", "1"])
+        .args(["-accel", "tcg", "-cpu", "max", "-m", "1536", "-smp", "1"])
         .args(["-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(kernel)
@@ -207,11 +211,42 @@ fn boot(
     run
 }
 
+/// The in-VM test that boots a VM of its own, beside the others' (the host's test threads run
+/// both at once): under software emulation it takes about as long as all the others together.
+const POSTGRES_TEST: &str =
+    "in_vm_postgresql_on_gold_commits_while_pgbench_runs_recover_and_read_by_changed_ranges";
+
+/// The in-VM test `DVOL_VM_TEST` names, if any.
+fn only_test() -> Option<String> {
+    std::env::var("DVOL_VM_TEST").ok().filter(|n| !n.is_empty())
+}
+
 #[test]
 fn host_runs_the_lvm_tests_in_a_vm() {
     if in_vm() {
         return;
     }
+    match only_test() {
+        Some(name) if name == POSTGRES_TEST => {}
+        Some(name) => run_in_vm(&format!("dvol_filter={name} dvol_exact=1")),
+        None => run_in_vm(&format!("dvol_filter=in_vm_ dvol_skip={POSTGRES_TEST}")),
+    }
+}
+
+#[test]
+fn host_runs_postgresql_on_gold_in_a_vm() {
+    if in_vm() {
+        return;
+    }
+    match only_test() {
+        Some(name) if name != POSTGRES_TEST => {}
+        _ => run_in_vm(&format!("dvol_filter={POSTGRES_TEST} dvol_exact=1")),
+    }
+}
+
+/// Boots the VM with the in-VM tests `selection` picks (kernel command line words for
+/// `/init`) and asserts that they ran and passed.
+fn run_in_vm(selection: &str) {
     let Some(qemu) = find_program("qemu-system-x86_64") else {
         return missing(
             "qemu-system-x86_64 not found (scripts/install-deps.sh installs qemu-system-x86)",
@@ -252,13 +287,7 @@ fn host_runs_the_lvm_tests_in_a_vm() {
         .and_then(|f| f.set_len(1 << 30))
         .expect("create sparse disk image");
 
-    let mut append = String::from("console=ttyS0 quiet panic=-1 DVOL_IN_VM=1");
-    match std::env::var("DVOL_VM_TEST") {
-        Ok(name) if !name.is_empty() => {
-            append.push_str(&format!(" dvol_filter={name} dvol_exact=1"))
-        }
-        _ => append.push_str(" dvol_filter=in_vm_"),
-    }
+    let append = format!("console=ttyS0 quiet panic=-1 DVOL_IN_VM=1 {selection}");
     let timeout = std::env::var("DVOL_VM_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -1356,6 +1385,54 @@ impl dvol_snapshot::ChangedRanges for Ranges<'_> {
     }
 }
 
+/// Commits the read point `point` as `volume`, as the daemon does: changed files are read only
+/// around the ranges `files` tells, or whole without them.
+fn commit_by_ranges(
+    repo: &dvol_snapshot::Repository,
+    volume: &dvol_snapshot::VolumeKey,
+    point: &Path,
+    files: Option<&dyn dvol_backends::FileChanges>,
+    message: &str,
+) -> dvol_snapshot::Committed {
+    use dvol_snapshot::{ChangedRanges, CommitInfo, NoProgress};
+    let ranges = files.map(Ranges);
+    repo.commit_verified(
+        volume,
+        point,
+        ranges.as_ref().map(|r| r as &dyn ChangedRanges),
+        CommitInfo::now(message, "vm@dvol"),
+        &NoProgress,
+        &|| Ok(()),
+    )
+    .unwrap()
+}
+
+/// Commits `point` again, every file read whole, into `whole` (as a new volume), and asserts
+/// that its tree equals that of `ranged`, a commit in `repo` of the same point; the whole one.
+fn assert_as_whole_read(
+    repo: &dvol_snapshot::Repository,
+    ranged: dvol_snapshot::CommitId,
+    whole: &dvol_snapshot::Repository,
+    point: &Path,
+    what: &str,
+) -> dvol_snapshot::Committed {
+    use dvol_snapshot::{CommitInfo, NoProgress, VolumeKey};
+    let full = whole
+        .commit(
+            &VolumeKey::new_random(),
+            point,
+            CommitInfo::now("whole", "vm@dvol"),
+            &NoProgress,
+        )
+        .unwrap();
+    assert_eq!(
+        repo.read_commit(ranged).unwrap().tree(),
+        whole.read_commit(full.id).unwrap().tree(),
+        "{what}: the tree read by changed ranges differs from a whole read"
+    );
+    full
+}
+
 /// One round of seeded changes of the kinds a database and its neighbours make: pages
 /// rewritten in place, an append, a truncate, a hole punched, a file renamed over another of
 /// the same size and mtime, a file replaced by another of the same size and mtime. "still"
@@ -1435,7 +1512,7 @@ fn mutate(root: &Path, seed: u64) {
 /// and removed with its volume.
 fn changed_ranges_story(fs_kind: Filesystem, mib: u64, rounds: u64) {
     use dvol_backends::{ChangesSinceBase, NoChanges};
-    use dvol_snapshot::{ChangedRanges, CommitInfo, NoProgress, Repository, VolumeKey};
+    use dvol_snapshot::{Repository, VolumeKey};
 
     let b = backend();
     assert!(
@@ -1504,25 +1581,13 @@ fn changed_ranges_story(fs_kind: Filesystem, mib: u64, rounds: u64) {
                 "{fs_kind} round {round}: table {table:?}"
             );
         }
-        let ranges = files.map(Ranges);
-        let info = || CommitInfo::now("round", "vm@dvol");
-        let ranged = repo
-            .commit_verified(
-                &volume,
-                point,
-                ranges.as_ref().map(|r| r as &dyn ChangedRanges),
-                info(),
-                &NoProgress,
-                &|| Ok(()),
-            )
-            .unwrap();
-        let full = whole
-            .commit(&VolumeKey::new_random(), point, info(), &NoProgress)
-            .unwrap();
-        assert_eq!(
-            repo.read_commit(ranged.id).unwrap().tree(),
-            whole.read_commit(full.id).unwrap().tree(),
-            "{fs_kind} round {round}: the tree read by changed ranges differs from a whole read"
+        let ranged = commit_by_ranges(&repo, &volume, point, files, "round");
+        let full = assert_as_whole_read(
+            &repo,
+            ranged.id,
+            &whole,
+            point,
+            &format!("{fs_kind} round {round}"),
         );
         if round > 0 {
             assert!(
@@ -1619,4 +1684,318 @@ fn in_vm_changed_ranges_from_thin_delta_equal_whole_reads_on_xfs() {
         return;
     }
     changed_ranges_story(Filesystem::Xfs, 300, 3);
+}
+
+// ------------------------------------------------------------------------------------------
+// A running PostgreSQL on a gold volume: commits by changed ranges that recover.
+// ------------------------------------------------------------------------------------------
+
+/// Where the VM image keeps PostgreSQL 15 (build.sh copies it from the host's packages).
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The uid and gid of user postgres in the VM image.
+const PG_UID: u32 = 999;
+/// pgbench's scale: 100,000 accounts, about 15 MiB, so the accounts table is a file of many
+/// chunks (and the VM, a debug build under software emulation, reads it in seconds).
+const PG_SCALE: u64 = 1;
+
+/// A PostgreSQL client or server program, run as user postgres.
+fn pg_command(program: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(Path::new(PG_BIN).join(program));
+    command
+        .uid(PG_UID)
+        .gid(PG_UID)
+        .current_dir("/tmp")
+        .env("TZ", "UTC")
+        .env("HOME", "/tmp");
+    command
+}
+
+/// Runs `command` to its end; its stdout, or a panic with what it printed.
+fn pg_must(command: &mut Command) -> String {
+    let out = command.output().expect("run a PostgreSQL program");
+    assert!(
+        out.status.success(),
+        "{command:?} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A PostgreSQL server on the cluster in `data` (made by initdb if it holds none), talking
+/// only on a Unix socket in /tmp at `port`; stopped (fast shutdown) when dropped.
+struct PgServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PgServer {
+    fn start(data: &Path, port: u16) -> PgServer {
+        if !data.join("PG_VERSION").exists() {
+            fs::create_dir_all(data).unwrap();
+            rustix::fs::chown(
+                data,
+                Some(rustix::fs::Uid::from_raw(PG_UID)),
+                Some(rustix::fs::Gid::from_raw(PG_UID)),
+            )
+            .unwrap();
+            pg_must(pg_command("initdb").arg("-D").arg(data).args([
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                // 1 MiB WAL segments instead of 16: less to read in the VM.
+                "--wal-segsize=1",
+            ]));
+        }
+        let log = PathBuf::from(format!("/tmp/postgres-{port}.log"));
+        let child = pg_command("postgres")
+            .arg("-D")
+            .arg(data)
+            .args(["-k", "/tmp", "-p", &port.to_string()])
+            .args(["-c", "listen_addresses=", "-c", "shared_buffers=32MB"])
+            .args(["-c", "max_wal_size=16MB", "-c", "min_wal_size=4MB"])
+            .args(["-c", "jit=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start postgres");
+        let server = PgServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while server.try_query("select 1").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "postgres on {} did not accept connections within 180 s: {}",
+                data.display(),
+                fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    fn client(&self, program: &str) -> Command {
+        let mut command = pg_command(program);
+        command.args(["-h", "/tmp", "-p", &self.port.to_string(), "-U", "postgres"]);
+        command
+    }
+
+    fn try_query(&self, sql: &str) -> Option<String> {
+        let out = self
+            .client("psql")
+            .args(["-XAtc", sql, "postgres"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The value of `sql` (one row, one column).
+    fn query(&self, sql: &str) -> String {
+        pg_must(self.client("psql").args(["-XAtc", sql, "postgres"]))
+    }
+
+    /// Rows in pgbench's history table: one per transaction committed.
+    fn history_rows(&self) -> u64 {
+        let rows = self.query("select count(*) from pgbench_history");
+        rows.parse()
+            .unwrap_or_else(|_| panic!("history rows: {rows:?}"))
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// A commit made while pgbench ran, with the history rows counted just before and after it.
+struct PgCommit {
+    id: dvol_snapshot::CommitId,
+    rows_before: u64,
+    rows_after: u64,
+}
+
+/// PostgreSQL on a gold (xfs) volume runs pgbench while the volume is committed three times
+/// from read points, as the daemon does: the commits after the first read the database's files
+/// by the changed ranges `thin_delta` gives, and each commit's tree equals a whole re-read's.
+/// Each commit, cloned into a new gold volume, starts as a second server, which recovers from
+/// the commit's instant as from a crash, and must pass `pg_amcheck` (heap and every index)
+/// and hold pgbench's invariants: every account row, the balances of accounts, tellers and
+/// branches each summing to the deltas of the history, and as many history rows as were
+/// committed between just before the commit and just after it.
+#[test]
+fn in_vm_postgresql_on_gold_commits_while_pgbench_runs_recover_and_read_by_changed_ranges() {
+    use dvol_backends::{ChangesSinceBase, NoChanges};
+    use dvol_snapshot::{NoProgress, Repository, VolumeKey};
+    if !in_vm() {
+        return;
+    }
+    let started = Instant::now();
+    let b = backend();
+    let s = spec(320, Filesystem::Xfs);
+    let mnt = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let (target, point) = (mnt.path(), scratch.path());
+    let repo = Repository::open(&store.path().join("history")).unwrap();
+    let whole = Repository::open(&store.path().join("whole")).unwrap();
+    let volume = VolumeKey(s.id);
+    b.create(&s).unwrap();
+    b.mount(&s, target).unwrap();
+
+    let server = PgServer::start(&target.join("pg"), 5432);
+    pg_must(
+        server
+            .client("pgbench")
+            .args(["-i", "-q", "-s", &PG_SCALE.to_string(), "postgres"]),
+    );
+    eprintln!(
+        "TIMING postgres on gold: initdb, start and pgbench -i -s {PG_SCALE}: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let bench = server
+        .client("pgbench")
+        .args(["-c", "2", "-T", "1800", "postgres"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pgbench");
+    let mut taken = Vec::new();
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        let rows_before = server.history_rows();
+        let commit_started = Instant::now();
+        b.read_point(&s, target, point).unwrap();
+        let changes = b.changes_since_base(&s, point);
+        let files = match &changes {
+            ChangesSinceBase::Unknown(NoChanges::NoBase) if round == 0 => None,
+            ChangesSinceBase::Ranges(files) if round > 0 => Some(files.as_ref()),
+            ChangesSinceBase::Unknown(why) => panic!("round {round}: {why}"),
+            ChangesSinceBase::Ranges(_) => panic!("changes without a base"),
+        };
+        let ranged = commit_by_ranges(&repo, &volume, point, files, "during pgbench");
+        let commit_took = commit_started.elapsed();
+        // The first commit reads every file whole; the others are checked against a whole read.
+        let whole_bytes = if round > 0 {
+            let what = format!("postgres round {round}");
+            assert_as_whole_read(&repo, ranged.id, &whole, point, &what)
+                .stats
+                .bytes_read
+        } else {
+            ranged.stats.bytes_read
+        };
+        drop(changes);
+        b.keep_read_point(s.id);
+        b.release_read_point(s.id, target, point).unwrap();
+        let rows_after = server.history_rows();
+        assert!(
+            rows_after > rows_before,
+            "pgbench did not run during commit {round}"
+        );
+        if round > 0 {
+            assert!(
+                ranged.stats.files_read_by_ranges > 0,
+                "round {round}: no file read by changed ranges: {:?}",
+                ranged.stats
+            );
+        }
+        eprintln!(
+            "TIMING postgres on gold, commit {round} during pgbench: {:.2}s, read {} bytes \
+             ({} files by ranges; a whole read {} bytes), stored {} bytes",
+            commit_took.as_secs_f64(),
+            ranged.stats.bytes_read,
+            ranged.stats.files_read_by_ranges,
+            whole_bytes,
+            ranged.stats.new_bytes_stored
+        );
+        taken.push(PgCommit {
+            id: ranged.id,
+            rows_before,
+            rows_after,
+        });
+    }
+    // Ended by this test (SIGINT), not by an error of its own.
+    let _ = Command::new("kill")
+        .args(["-INT", &bench.id().to_string()])
+        .status();
+    let out = bench.wait_with_output().expect("wait for pgbench");
+    assert!(
+        out.status.success()
+            || std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(2),
+        "pgbench failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(server);
+
+    for (i, t) in taken.iter().enumerate() {
+        let copy = spec(320, Filesystem::Xfs);
+        let copy_mnt = tempfile::tempdir().unwrap();
+        b.create(&copy).unwrap();
+        b.mount(&copy, copy_mnt.path()).unwrap();
+        repo.clone_volume(
+            &volume,
+            t.id,
+            &VolumeKey(copy.id),
+            copy_mnt.path(),
+            &NoProgress,
+        )
+        .unwrap();
+        let second = PgServer::start(&copy_mnt.path().join("pg"), 5433 + i as u16);
+        pg_must(second.client("pg_amcheck").args([
+            "--install-missing",
+            "--heapallindexed",
+            "-d",
+            "postgres",
+        ]));
+        let accounts = second.query("select count(*) from pgbench_accounts");
+        assert_eq!(accounts, (PG_SCALE * 100_000).to_string(), "commit {i}");
+        let sums = second.query(
+            "select (select sum(abalance) from pgbench_accounts) || ' ' || \
+             (select sum(tbalance) from pgbench_tellers) || ' ' || \
+             (select sum(bbalance) from pgbench_branches) || ' ' || \
+             (select coalesce(sum(delta), 0) from pgbench_history)",
+        );
+        let sums: Vec<&str> = sums.split(' ').collect();
+        assert!(
+            sums.len() == 4 && sums.iter().all(|s| *s == sums[0]),
+            "commit {i}: balances of accounts, tellers, branches and the history's deltas differ: {sums:?}"
+        );
+        let rows = second.history_rows();
+        assert!(
+            (t.rows_before..=t.rows_after).contains(&rows),
+            "commit {i} holds {rows} history rows; {} were committed just before it and {} just after",
+            t.rows_before,
+            t.rows_after
+        );
+        eprintln!(
+            "commit {i}: the clone recovered, passed pg_amcheck and holds {rows} transactions ({}..={})",
+            t.rows_before, t.rows_after
+        );
+        drop(second);
+        b.unmount(copy.id, copy_mnt.path()).unwrap();
+        b.remove(copy.id).unwrap();
+    }
+    let report = repo.fsck(&NoProgress).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    b.unmount(s.id, target).unwrap();
+    b.remove(s.id).unwrap();
+    assert!(read_point_lvs().is_empty());
+    eprintln!(
+        "TIMING postgres on gold story: {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds (once) the small VM the LVM tests run in: a Debian cloud kernel and a base initramfs
-# with busybox, lvm2 and dmsetup, the thin-provisioning tools, the filesystem tools, the kernel
-# modules device-mapper thin needs, and an /init that makes a volume group "dvoltest" with a thin pool
-# "pool" on /dev/vda, runs the test payload and prints "DVOL-VM-RESULT: PASS|FAIL".
+# with busybox, lvm2 and dmsetup, the thin-provisioning tools, the filesystem tools, PostgreSQL
+# 15, the kernel modules device-mapper thin needs, and an /init that makes a volume group
+# "dvoltest" with a thin pool "pool" on /dev/vda, runs the test payload and prints "DVOL-VM-RESULT: PASS|FAIL".
 #
 #   scripts/lvm-vm/build.sh [CACHE_DIR]     (default /var/cache/dvol-lvm-vm)
 #
@@ -21,7 +21,8 @@ missing() { echo "build.sh: $*" >&2; exit 3; }
 for tool in apt-get apt-cache dpkg depmod modprobe cpio gzip flock ldd; do
   command -v "$tool" >/dev/null || missing "$tool not found; run scripts/install-deps.sh"
 done
-for tool in /bin/busybox /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mkfs.xfs \
+for tool in /usr/lib/postgresql/15/bin/postgres /usr/lib/postgresql/15/bin/pg_amcheck /usr/lib/postgresql/15/bin/pgbench \
+  /bin/busybox /usr/sbin/lvm /usr/sbin/dmsetup /usr/sbin/pdata_tools /usr/sbin/mkfs.ext4 /usr/sbin/mkfs.xfs \
   /usr/sbin/resize2fs /usr/sbin/e2fsck /usr/sbin/xfs_growfs /usr/sbin/xfs_admin /usr/sbin/xfs_db /usr/sbin/blkid; do
   [ -x "$tool" ] || missing "$tool not found; run scripts/install-deps.sh (scripts/lvm-vm/packages.txt)"
 done
@@ -104,6 +105,30 @@ cp /usr/sbin/xfs_admin "$STAGE/usr/sbin/xfs_admin"
 for link in thin_check thin_delta thin_dump thin_repair thin_restore thin_ls thin_trim thin_metadata_size; do
   ln -sfn pdata_tools "$STAGE/usr/sbin/$link"
 done
+# PostgreSQL 15 from the host's Debian packages, for the database test on gold volumes: the
+# server, initdb and the clients with the libraries they load, the server's modules (but the
+# JIT, whose LLVM alone is larger than the rest of the image), its share files, the time zone
+# the server is told to use, and a user postgres (uid and gid 999, as in the e2e test image)
+# to run it as.
+PG=/usr/lib/postgresql/15
+for bin in postgres initdb psql pgbench pg_amcheck; do
+  copy_binary "$PG/bin/$bin"
+done
+for module in "$PG"/lib/*.so; do
+  case "$(basename "$module")" in llvmjit*) continue ;; esac
+  copy_binary "$module"
+done
+mkdir -p "$STAGE/usr/share/postgresql" "$STAGE/usr/share/zoneinfo"
+cp -a /usr/share/postgresql/15 "$STAGE/usr/share/postgresql/15"
+cp -aL /usr/share/zoneinfo/UTC "$STAGE/usr/share/zoneinfo/UTC"
+cat >"$STAGE/etc/passwd" <<'PASSWD'
+root:x:0:0:root:/root:/bin/sh
+postgres:x:999:999:PostgreSQL:/tmp:/bin/sh
+PASSWD
+cat >"$STAGE/etc/group" <<'GROUP'
+root:x:0:
+postgres:x:999:
+GROUP
 # mkfs.ext4 reads its defaults from here; without it the image would differ from the host's.
 [ -f /etc/mke2fs.conf ] && cp /etc/mke2fs.conf "$STAGE/etc/mke2fs.conf"
 
