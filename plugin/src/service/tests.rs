@@ -387,3 +387,122 @@ fn a_reset_with_a_precondition_refuses_a_branch_moved_or_files_changed_since_and
         .unwrap();
     assert_eq!(std::fs::read_to_string(data.join("f")).unwrap(), "one");
 }
+
+/// A peer that lies or stops short, at the object stream of a push: the receiver keeps the
+/// objects before the bad spot (a rerun need not send them) and stores none after it.
+/// - An object that does not hash to its id is refused naming it (`bad_object_stream`).
+/// - A frame that does not parse is refused as such.
+/// - A stream without its end frame is a cut (`object_stream_cut`), to be tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_stream_with_a_damaged_object_a_bad_frame_or_no_end_keeps_only_what_came_before() {
+    use dvol_api::transfer::{pack, PushOffer, UpdateMode, TRANSFER_PROTOCOL};
+    use dvol_snapshot::{CommitInfo, NoProgress, ObjectId, Repository, VolumeKey};
+
+    if !is_root() {
+        eprintln!("skipped: a push stream test needs root (volumes are made owned by root)");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let service = Arc::new(open(&root.path().join("root")));
+    service.create("db", &BTreeMap::new()).unwrap();
+    let sender = tempfile::tempdir().unwrap();
+    let files = sender.path().join("files");
+    std::fs::create_dir_all(files.join("sub")).unwrap();
+    for (i, name) in ["a", "b", "sub/c", "sub/d", "e"].iter().enumerate() {
+        std::fs::write(files.join(name), format!("file {i} of the sender")).unwrap();
+    }
+    let history = Repository::open(&sender.path().join("history")).unwrap();
+    let tip = history
+        .commit(
+            &VolumeKey::new_random(),
+            &files,
+            CommitInfo::now("sent", "tester@a"),
+            &NoProgress,
+        )
+        .unwrap()
+        .id;
+    // Children before the objects that name them, as a sender streams them.
+    let objects: Vec<(ObjectId, Vec<u8>)> = history
+        .reachable_objects(tip)
+        .map(|id| {
+            let id = id.unwrap();
+            (id, history.read_raw_object(&id).unwrap())
+        })
+        .collect();
+    assert!(objects.len() >= 7, "{} objects", objects.len());
+
+    let like = service.view(service.get("db").unwrap());
+    let stream = |body: Vec<u8>| {
+        let service = service.clone();
+        let offer = PushOffer {
+            protocol: TRANSFER_PROTOCOL,
+            sender: uuid::Uuid::new_v4(),
+            volume: "incoming".into(),
+            branch: "master".into(),
+            tip: tip.to_string(),
+            like: like.clone(),
+            mode: UpdateMode::FastForward,
+            checkout: false,
+            epoch: None,
+        };
+        let declared = body.len() as u64;
+        async move {
+            let answer = service.offer_push(offer).unwrap();
+            service
+                .receive_objects(answer.session, declared, axum::body::Body::from(body))
+                .await
+                .unwrap_err()
+        }
+    };
+    let frames = |objects: &[(ObjectId, Vec<u8>)]| {
+        let mut out = pack::MAGIC.to_vec();
+        for (id, stored) in objects {
+            pack::object(&mut out, id.as_bytes(), stored);
+        }
+        out
+    };
+    let held = |objects: &[(ObjectId, Vec<u8>)]| -> Vec<bool> {
+        objects
+            .iter()
+            .map(|(id, _)| service.history.has_object(id))
+            .collect()
+    };
+
+    // The third object does not hash to its id.
+    let mut lying = objects.clone();
+    let last = lying[2].1.len() - 1;
+    lying[2].1[last] ^= 0x55;
+    let mut body = frames(&lying);
+    pack::end(&mut body, lying.len() as u64, 0);
+    let e = stream(body).await;
+    assert_eq!(e.code(), "bad_object_stream", "{e}");
+    assert!(e.to_string().contains(&objects[2].0.to_string()), "{e}");
+    let mut expected = vec![true, true];
+    expected.resize(objects.len(), false);
+    assert_eq!(
+        held(&objects),
+        expected,
+        "kept: the objects before the bad one only"
+    );
+
+    // A frame of a kind no sender writes, after two more good objects.
+    let mut body = frames(&objects[2..4]);
+    body.extend_from_slice(&[0x42, 4, 0, 0, 0, 1, 2, 3, 4]);
+    body.extend_from_slice(&frames(&objects[4..])[pack::MAGIC.len()..]);
+    let e = stream(body).await;
+    assert_eq!(e.code(), "bad_object_stream", "{e}");
+    let mut expected = vec![true; 4];
+    expected.resize(objects.len(), false);
+    assert_eq!(
+        held(&objects),
+        expected,
+        "kept: the objects before the bad frame only"
+    );
+
+    // The rest, but no end frame: a cut, and what arrived is kept.
+    let e = stream(frames(&objects[4..])).await;
+    assert_eq!(e.code(), "object_stream_cut", "{e}");
+    assert_eq!(held(&objects), vec![true; objects.len()]);
+    let report = service.history.fsck(&NoProgress).unwrap();
+    assert!(report.is_clean(), "{report:?}");
+}

@@ -512,7 +512,8 @@ pub fn run(args: &Args, report: &mut Report, run_id: &str) -> Result<()> {
         )?;
         let full_sent = u64_of(&full_dvol.answer, "bytes_sent");
         relay.cut_after(Some(full_sent / 2));
-        let cut = a.cli(&["push", "-V", &name, "c", "--json"]);
+        // Not tried again by the daemon: the rerun below is what is measured.
+        let cut = a.cli(&["push", "-V", &name, "c", "--json", "--retries", "0"]);
         ensure!(
             !cut.status.success(),
             "the push cut at 50% succeeded: {}",
