@@ -1273,16 +1273,23 @@ fn on_an_xfs_root_a_commit_reads_only_the_ranges_written_since_the_last_one() {
     assert_eq!(files.changed_ranges(Path::new("b")), None, "gone");
     let ranged = commit(Some(&Ranges(files.as_ref())));
     drop(files);
-    let sliver = u64::from(!same.is_empty());
-    assert_eq!(
-        ranged.stats.files_read_by_ranges,
-        2 + sliver,
+    // The commit reads again what its stat says changed: table and other, and same only when
+    // it was written too close to the last commit for the index to vouch for it (racy). A
+    // sliver the extent maps give same does not make it read: its stat is unchanged.
+    assert!(
+        (2..=3).contains(&ranged.stats.files_reread),
         "{:?}",
+        ranged.stats
+    );
+    let same_reread = ranged.stats.files_reread - 2;
+    assert_eq!(
+        ranged.stats.files_read_by_ranges, ranged.stats.files_reread,
+        "every file read again is read by its ranges: {:?}",
         ranged.stats
     );
     let table_read = ranged.stats.bytes_read - (8 << 20);
     assert!(
-        table_read <= (3 + sliver) * (4 << 20) + (1 << 20),
+        table_read <= (3 + same_reread) * (4 << 20) + (1 << 20),
         "read {table_read} bytes of table (and of same: {same:?}) for three pages"
     );
     let full = whole
