@@ -17,7 +17,9 @@ use super::{loop_attachments, LoopAttachment, LoopBackend, Reserve, LOOP_CONTROL
 use crate::freeze::BoundedFreeze;
 use crate::mount_table::{is_mount_point, MountTable};
 use crate::test_files::{noise, write_at, Ranges};
-use crate::{Backend, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec};
+use crate::{
+    Backend, BackendError, BackendKind, ByteSize, Effect, Filesystem, ReadPoint, VolumeSpec,
+};
 
 /// The tests share the host's loop devices and count them: one at a time.
 static LOOP_TESTS: Mutex<()> = Mutex::new(());
@@ -1131,7 +1133,21 @@ fn a_freeze_ends_when_the_process_holding_it_dies() {
         "thawed only after {:?}",
         started.elapsed()
     );
-    fx.backend.unmount(spec.id, &target).unwrap();
+    // The watchdog thaws, then exits: until it has, it holds the filesystem open.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match fx.backend.unmount(spec.id, &target) {
+            Err(BackendError::Io { ref source, .. })
+                if source.kind() == ErrorKind::ResourceBusy && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            done => {
+                done.unwrap();
+                break;
+            }
+        }
+    }
     fx.backend.remove(spec.id).unwrap();
 }
 
