@@ -1814,11 +1814,16 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        interrupt(&self.child);
         let _ = self.child.wait();
     }
+}
+
+/// Sends `child` SIGINT: a fast shutdown for the server, the end of a run for pgbench.
+fn interrupt(child: &std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
 }
 
 /// A commit made while pgbench ran, with the history rows counted just before and after it.
@@ -1928,9 +1933,7 @@ fn in_vm_postgresql_on_gold_commits_while_pgbench_runs_recover_and_read_by_chang
         });
     }
     // Ended by this test (SIGINT), not by an error of its own.
-    let _ = Command::new("kill")
-        .args(["-INT", &bench.id().to_string()])
-        .status();
+    interrupt(&bench);
     let out = bench.wait_with_output().expect("wait for pgbench");
     assert!(
         out.status.success()
